@@ -17,7 +17,7 @@ import (
 // edgePatterns are hand-picked corners of Redis's glob dialect.
 var edgePatterns = []string{
 	"*", "?", "??", "a*", "*a", "*a*", "a?c", "a*b*c", "a**b", "[abc]", "[^abc]", "[a-c]",
-	"[c-a]", "[a-c0-9]", "[^a-c0-9]", "[a-]]", `[\]]`, `[\^]`, "[^^]", `[\a-c]`, 
+	"[c-a]", "[a-c0-9]", "[^a-c0-9]", "[a-]]", `[\]]`, `[\^]`, "[^^]", `[\a-c]`,
 	`\*`, `\?`, `\[`, `a\b`, `\\`, "{a,b}", "{a", "a,b", "}", "[{]", "[,}]", "player:*",
 	"player:*:death", "chat:?", "*:*", "[\x01-\xff]", "[\x80-\xff]", "[\x7f-\x80]",
 	"\xe9*", "?\xe9", "[\xe9]", "caf\xc3\xa9", "caf\xc3\xa9*", "[^\x00]", "*\x00*",

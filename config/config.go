@@ -1,0 +1,287 @@
+// Package config defines the module's configuration and loads it with koanf
+// from, later winning: built-in defaults < realtime.toml < .env < the process
+// environment < overrides from Lua's realtime.Config.
+//
+// Every problem is reported at once, each naming where the value came from
+// (file, environment variable or realtime.Config), the key and the value:
+//
+//	realtime.toml: routes[2].rate: "100/x" is not a rate (want N/s, N/m or N/h)
+//
+// Secrets (passwords, URL userinfo) never appear in errors or in String.
+// A loaded *Config is not modified afterwards and is safe to share between
+// goroutines.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration. The zero value is not useful: start
+// from Default or Load.
+type Config struct {
+	Server   Server   `koanf:"server"`
+	Redis    Redis    `koanf:"redis"`
+	Queue    Queue    `koanf:"queue"`
+	Dispatch Dispatch `koanf:"dispatch"`
+	Log      Log      `koanf:"log"`
+	Events   Events   `koanf:"events"`
+	Routes   []Route  `koanf:"routes"`
+
+	// File is the TOML file that was loaded, "" when none was found.
+	File string `koanf:"-"`
+	// EnvFile is the .env file that was loaded, "" when none was found.
+	EnvFile string `koanf:"-"`
+}
+
+// Server identifies this game server in published events.
+type Server struct {
+	// ID goes into the "server" field of every game event.
+	// Default: the machine's hostname.
+	ID string `koanf:"id"`
+}
+
+// Redis says where Redis is and how to talk to it. With no address at all
+// (no url, host, port or addrs from any source) the module runs in local
+// mode on an in-process bus.
+type Redis struct {
+	// URL is redis://[user:pass@]host[:port][/db], rediss:// for TLS, or
+	// unix:///path/to/socket[?db=N]. Default: none.
+	URL string `koanf:"url"`
+	// Host of a single Redis server. Default: "127.0.0.1" when any other
+	// Redis setting is given.
+	Host string `koanf:"host"`
+	// Port of a single Redis server. Default: 6379.
+	Port int `koanf:"port"`
+	// Username for Redis 6 ACLs. Default: none.
+	Username string `koanf:"username"`
+	// Password (AUTH). Default: none. Never logged.
+	Password string `koanf:"password"`
+	// DB is the database number; pub/sub ignores it, Cluster needs 0. Default: 0.
+	DB int `koanf:"db"`
+	// TLS turns on TLS (as rediss:// does). Default: false.
+	TLS bool `koanf:"tls"`
+	// TLSCAFile is a PEM file of CAs to trust instead of the system's. Default: none.
+	TLSCAFile string `koanf:"tls_ca_file"`
+	// TLSServerName overrides the name checked in the server's certificate.
+	// Default: the host.
+	TLSServerName string `koanf:"tls_server_name"`
+	// Addrs lists host:port of Cluster nodes, or of Sentinels when MasterName
+	// is set. Default: none (a single server).
+	Addrs []string `koanf:"addrs"`
+	// MasterName is the Sentinel master name. Default: none (no Sentinel).
+	MasterName string `koanf:"master_name"`
+	// SentinelPassword authenticates to the Sentinels. Default: none. Never logged.
+	SentinelPassword string `koanf:"sentinel_password"`
+	// ConnectTimeout bounds one connection attempt. Default: 5s.
+	ConnectTimeout Duration `koanf:"connect_timeout"`
+	// ReadTimeout and WriteTimeout bound one command. Default: 3s each.
+	ReadTimeout  Duration `koanf:"read_timeout"`
+	WriteTimeout Duration `koanf:"write_timeout"`
+	// ReconnectMin and ReconnectMax bound the exponential backoff (with
+	// jitter) between reconnect attempts. Default: 250ms and 30s.
+	ReconnectMin Duration `koanf:"reconnect_min"`
+	ReconnectMax Duration `koanf:"reconnect_max"`
+	// OutboxEvents and OutboxBytes bound the publish outbox; Publish fails
+	// when it is full. Default: 10000 events, 8MiB.
+	OutboxEvents int  `koanf:"outbox_events"`
+	OutboxBytes  Size `koanf:"outbox_bytes"`
+	// MaxSubscriptions bounds the SUBSCRIBE + PSUBSCRIBE set: past it, routes
+	// are covered by fewer, wider patterns and filtered locally (Redis
+	// spends time on every PUBLISH for every pattern). Default: 64.
+	MaxSubscriptions int `koanf:"max_subscriptions"`
+}
+
+// Queue bounds the events waiting for the game's main thread.
+type Queue struct {
+	// MaxEvents is the most events waiting. Default: 10000.
+	MaxEvents int `koanf:"max_events"`
+	// MaxBytes is the most payload bytes waiting. Default: 8MiB.
+	MaxBytes Size `koanf:"max_bytes"`
+	// Overflow is what a full queue drops: "drop_oldest" or "drop_newest".
+	// Default: "drop_oldest".
+	Overflow string `koanf:"overflow"`
+	// MaxPayload is the largest payload accepted; larger ones are dropped
+	// and counted. Default: 1MiB.
+	MaxPayload Size `koanf:"max_payload"`
+	// JSONMaxDepth is the deepest nesting a JSON route decodes. Default: 64.
+	JSONMaxDepth int `koanf:"json_max_depth"`
+}
+
+// Dispatch bounds the main thread's work per frame.
+type Dispatch struct {
+	// Budget is the main-thread time ProcessEvents may spend per frame.
+	// Default: 2ms.
+	Budget Duration `koanf:"budget"`
+	// MaxPerFrame is the most events dispatched per frame. Default: 1000.
+	MaxPerFrame int `koanf:"max_per_frame"`
+}
+
+// Log controls the module's own log lines.
+type Log struct {
+	// Level is "debug", "info", "warn" or "error". Default: "info".
+	Level string `koanf:"level"`
+	// Rate limits repeated log lines (drops, handler errors). Default: "10/s".
+	Rate Rate `koanf:"rate"`
+}
+
+// Events configures the built-in game events (realtime.PlayerDeath, ...).
+type Events struct {
+	// Prefix goes before every game-event channel ("ttt1:" gives
+	// "ttt1:player:death"). Default: none.
+	Prefix string `koanf:"prefix"`
+	// Auto publishes game events from GMod hooks (PlayerSpawn, PlayerDeath,
+	// PlayerSay, EntityTakeDamage, round hooks). Default: false.
+	Auto bool `koanf:"auto"`
+}
+
+// Route sends the events of matching channels to a Lua handler.
+type Route struct {
+	// Name identifies the route in stats, logs and reloads.
+	// Default: its pattern or channel.
+	Name string `koanf:"name"`
+	// Channel is one exact channel (SUBSCRIBE). Set Channel or Pattern.
+	Channel string `koanf:"channel"`
+	// Pattern is a Redis glob (PSUBSCRIBE): *, ?, [abc], [^a], [a-z], \x.
+	Pattern string `koanf:"pattern"`
+	// Exclude lists Redis globs of channels the route skips. Default: none.
+	Exclude []string `koanf:"exclude"`
+	// Handler is a realtime.Handler name, or "hook:Name" for hook.Run.
+	Handler string `koanf:"handler"`
+	// Decode is "raw" (the payload string) or "json" (a Lua table).
+	// Default: "raw".
+	Decode string `koanf:"decode"`
+	// Rate is a token-bucket limit such as "200/s", "50/m", "1000/h" or
+	// "unlimited"; events over it are dropped and counted. Default: "unlimited".
+	Rate Rate `koanf:"rate"`
+	// Burst is the bucket size. Default: the rate's events per second,
+	// rounded up, at least 1.
+	Burst int `koanf:"burst"`
+}
+
+// Default returns the built-in defaults: local mode, no routes.
+func Default() *Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "gmod-server"
+	}
+	return &Config{
+		Server: Server{ID: host},
+		Redis: Redis{
+			Port:             6379,
+			ConnectTimeout:   Duration(5 * time.Second),
+			ReadTimeout:      Duration(3 * time.Second),
+			WriteTimeout:     Duration(3 * time.Second),
+			ReconnectMin:     Duration(250 * time.Millisecond),
+			ReconnectMax:     Duration(30 * time.Second),
+			OutboxEvents:     10000,
+			OutboxBytes:      8 * MiB,
+			MaxSubscriptions: 64,
+		},
+		Queue: Queue{
+			MaxEvents:    10000,
+			MaxBytes:     8 * MiB,
+			Overflow:     OverflowDropOldest,
+			MaxPayload:   1 * MiB,
+			JSONMaxDepth: 64,
+		},
+		Dispatch: Dispatch{Budget: Duration(2 * time.Millisecond), MaxPerFrame: 1000},
+		Log:      Log{Level: "info", Rate: Rate{PerSecond: 10}},
+	}
+}
+
+// Overflow policies of Queue.Overflow.
+const (
+	OverflowDropOldest = "drop_oldest"
+	OverflowDropNewest = "drop_newest"
+)
+
+// Decode modes of Route.Decode.
+const (
+	DecodeRaw  = "raw"
+	DecodeJSON = "json"
+)
+
+// HookPrefix marks a Route.Handler that calls hook.Run instead of a named
+// handler.
+const HookPrefix = "hook:"
+
+// Local reports whether no Redis is configured, so the in-process bus is
+// used.
+func (c *Config) Local() bool {
+	return c.Redis.URL == "" && c.Redis.Host == "" && len(c.Redis.Addrs) == 0
+}
+
+// Mode is "local", "redis", "sentinel" or "cluster".
+func (c *Config) Mode() string {
+	switch {
+	case c.Local():
+		return "local"
+	case c.Redis.MasterName != "":
+		return "sentinel"
+	case len(c.Redis.Addrs) > 0:
+		return "cluster"
+	}
+	return "redis"
+}
+
+// Target describes where Redis is, without secrets, for logs.
+func (r *Redis) Target() string {
+	switch {
+	case r.URL != "":
+		return RedactURL(r.URL)
+	case r.MasterName != "":
+		return fmt.Sprintf("sentinel %s via %s", r.MasterName, strings.Join(r.Addrs, ","))
+	case len(r.Addrs) > 0:
+		return "cluster " + strings.Join(r.Addrs, ",")
+	case r.Host == "":
+		return "local"
+	}
+	scheme := "redis"
+	if r.TLS {
+		scheme = "rediss"
+	}
+	return fmt.Sprintf("%s://%s:%d/%d", scheme, r.Host, r.Port, r.DB)
+}
+
+// String summarises the configuration for a log line, without secrets.
+func (c *Config) String() string {
+	file := c.File
+	if file == "" {
+		file = "(no file)"
+	}
+	return fmt.Sprintf("config %s: server %q, %s, %d routes, queue %d events/%s %s, budget %s",
+		file, c.Server.ID, c.Redis.Target(), len(c.Routes), c.Queue.MaxEvents, c.Queue.MaxBytes,
+		c.Queue.Overflow, c.Dispatch.Budget)
+}
+
+// RedactURL replaces the password in a Redis URL with "***". A URL that
+// does not parse loses everything between "://" and the last "@".
+func RedactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.User(u.User.Username())
+			return strings.Replace(u.String(), "@", ":***@", 1)
+		}
+		return u.String()
+	}
+	if i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@"); i >= 0 && j > i {
+		return raw[:i+3] + "***" + raw[j:]
+	}
+	return raw
+}
+
+// RouteName is the name a route is known by: Name, else its pattern or
+// channel.
+func (r *Route) RouteName() string {
+	switch {
+	case r.Name != "":
+		return r.Name
+	case r.Pattern != "":
+		return r.Pattern
+	}
+	return r.Channel
+}

@@ -1,0 +1,236 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gmod-realtime/realtime/router/pattern"
+)
+
+// validate checks ranges and cross-field rules, filling derived defaults
+// (Redis host, route names and bursts).
+func (l *loader) validate(c *Config) {
+	if strings.TrimSpace(c.Server.ID) == "" {
+		l.fail("server.id", "must not be empty")
+	}
+	l.validateRedis(c)
+	l.validateQueue(c)
+
+	if b := c.Dispatch.Budget.D(); b < 10*time.Microsecond || b > 100*time.Millisecond {
+		l.fail("dispatch.budget", "%q is out of range (want 10µs to 100ms: the server's frame waits for it)", c.Dispatch.Budget)
+	}
+	l.atLeast("dispatch.max_per_frame", c.Dispatch.MaxPerFrame, 1)
+	l.oneOf("log.level", c.Log.Level, []string{"debug", "info", "warn", "error"})
+
+	names := map[string]int{}
+	for i := range c.Routes {
+		l.validateRoute(fmt.Sprintf("routes[%d]", i), &c.Routes[i], names, i)
+	}
+}
+
+func (l *loader) validateRedis(c *Config) {
+	r := &c.Redis
+	anySet := false
+	for _, k := range []string{"url", "host", "port", "username", "password", "db", "tls", "addrs", "master_name"} {
+		anySet = anySet || l.set("redis."+k)
+	}
+	if anySet && r.URL == "" && r.Host == "" && len(r.Addrs) == 0 {
+		r.Host = "127.0.0.1"
+	}
+	if r.URL != "" {
+		l.validateURL(r)
+	}
+	if r.Port < 1 || r.Port > 65535 {
+		l.fail("redis.port", "%d is not a TCP port (want 1 to 65535)", r.Port)
+	}
+	l.atLeast("redis.db", r.DB, 0)
+	for i, a := range r.Addrs {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			l.fail(fmt.Sprintf("redis.addrs[%d]", i), "%q is not host:port", a)
+		}
+	}
+	switch {
+	case len(r.Addrs) > 0 && r.URL != "":
+		l.fail("redis.addrs", "set redis.url or redis.addrs, not both")
+	case r.MasterName != "" && len(r.Addrs) == 0:
+		l.fail("redis.master_name", "%q needs redis.addrs, the Sentinels' host:port", r.MasterName)
+	case len(r.Addrs) > 0 && r.MasterName == "" && r.DB != 0:
+		l.fail("redis.db", "%d: Redis Cluster has only database 0", r.DB)
+	}
+	if r.TLSCAFile != "" {
+		if _, err := os.Stat(r.TLSCAFile); err != nil {
+			l.fail("redis.tls_ca_file", "%q: %s", r.TLSCAFile, readError(err))
+		}
+	}
+	for key, d := range map[string]Duration{
+		"redis.connect_timeout": r.ConnectTimeout, "redis.read_timeout": r.ReadTimeout,
+		"redis.write_timeout": r.WriteTimeout, "redis.reconnect_min": r.ReconnectMin,
+	} {
+		if d <= 0 {
+			l.fail(key, "%q must be greater than 0", d)
+		}
+	}
+	if r.ReconnectMax < r.ReconnectMin {
+		l.fail("redis.reconnect_max", "%q is less than redis.reconnect_min (%s)", r.ReconnectMax, r.ReconnectMin)
+	}
+	l.atLeast("redis.outbox_events", r.OutboxEvents, 1)
+	l.atLeast("redis.outbox_bytes", int(min(r.OutboxBytes, 1<<40)), 1)
+	l.atLeast("redis.max_subscriptions", r.MaxSubscriptions, 1)
+}
+
+// validateURL checks the URL and that the separate fields set alongside it
+// (from any source) say the same thing.
+func (l *loader) validateURL(r *Redis) {
+	shown := strconv.Quote(RedactURL(r.URL))
+	u, err := url.Parse(r.URL)
+	if err != nil { // url's message repeats the URL, password and all
+		l.fail("redis.url", "%s is not a URL", shown)
+		return
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		if u.Hostname() == "" {
+			l.fail("redis.url", "%s has no host", shown)
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				l.fail("redis.url", "%s: port %q is not a TCP port", shown, p)
+			}
+		}
+		if db := strings.Trim(u.Path, "/"); db != "" {
+			if n, err := strconv.Atoi(db); err != nil || n < 0 {
+				l.fail("redis.url", "%s: database %q is not a number", shown, db)
+			}
+		}
+	case "unix":
+		if u.Path == "" {
+			l.fail("redis.url", "%s has no socket path", shown)
+		}
+	default:
+		l.fail("redis.url", "%s: scheme %q is not redis://, rediss:// or unix://", shown, u.Scheme)
+		return
+	}
+
+	contradiction := func(key, fieldValue string) {
+		o := l.where(key)
+		from := o.source
+		if o.name != "" {
+			from += " " + o.name
+		}
+		l.fail("redis.url", "%s contradicts %s = %s (from %s); set one or make them agree", shown, key, fieldValue, from)
+	}
+	if l.set("redis.host") && u.Scheme != "unix" && u.Hostname() != r.Host {
+		contradiction("redis.host", strconv.Quote(r.Host))
+	}
+	if l.set("redis.port") && u.Scheme != "unix" {
+		port := u.Port()
+		if port == "" {
+			port = "6379"
+		}
+		if port != strconv.Itoa(r.Port) {
+			contradiction("redis.port", strconv.Itoa(r.Port))
+		}
+	}
+	if name := u.User.Username(); name != "" && l.set("redis.username") && name != r.Username {
+		contradiction("redis.username", strconv.Quote(r.Username))
+	}
+	if pass, ok := u.User.Password(); ok && l.set("redis.password") && pass != r.Password {
+		contradiction("redis.password", "(secret)")
+	}
+	if db := strings.Trim(u.Path, "/"); u.Scheme != "unix" && db != "" && l.set("redis.db") && db != strconv.Itoa(r.DB) {
+		contradiction("redis.db", strconv.Itoa(r.DB))
+	}
+	if l.set("redis.tls") && (u.Scheme == "rediss") != r.TLS {
+		contradiction("redis.tls", strconv.FormatBool(r.TLS))
+	}
+}
+
+func (l *loader) validateQueue(c *Config) {
+	q := &c.Queue
+	l.atLeast("queue.max_events", q.MaxEvents, 1)
+	if q.MaxBytes < KiB {
+		l.fail("queue.max_bytes", "%q is too small (want at least 1KiB)", q.MaxBytes)
+	}
+	l.oneOf("queue.overflow", q.Overflow, []string{OverflowDropOldest, OverflowDropNewest})
+	switch {
+	case q.MaxPayload < 1:
+		l.fail("queue.max_payload", "%q must be at least 1B", q.MaxPayload)
+	case q.MaxPayload > q.MaxBytes:
+		l.fail("queue.max_payload", "%q is larger than queue.max_bytes (%s), so such an event could never be queued", q.MaxPayload, q.MaxBytes)
+	}
+	if q.JSONMaxDepth < 1 || q.JSONMaxDepth > 1000 {
+		l.fail("queue.json_max_depth", "%d is out of range (want 1 to 1000)", q.JSONMaxDepth)
+	}
+}
+
+func (l *loader) validateRoute(path string, r *Route, names map[string]int, i int) {
+	switch {
+	case r.Channel != "" && r.Pattern != "":
+		l.fail(path, "set channel or pattern, not both (channel %q, pattern %q)", r.Channel, r.Pattern)
+	case r.Channel == "" && r.Pattern == "":
+		l.fail(path, `needs channel = "exact:name" or pattern = "glob:*"`)
+	case r.Pattern != "":
+		l.checkPattern(path+".pattern", r.Pattern)
+	}
+	for j, ex := range r.Exclude {
+		l.checkPattern(fmt.Sprintf("%s.exclude[%d]", path, j), ex)
+	}
+	name := r.RouteName()
+	if prev, dup := names[name]; dup && name != "" {
+		l.fail(path+".name", "%q is also the name of routes[%d]; route names must be unique", name, prev)
+	} else if name != "" {
+		names[name] = i
+	}
+	r.Name = name
+	h := strings.TrimSpace(r.Handler)
+	switch {
+	case h == "":
+		l.fail(path+".handler", `is missing (want a realtime.Handler name, or "hook:HookName")`)
+	case h == HookPrefix:
+		l.fail(path+".handler", `%q needs a hook name after "hook:"`, r.Handler)
+	case h != r.Handler:
+		l.fail(path+".handler", "%q has spaces around the name", r.Handler)
+	}
+	if r.Decode == "" {
+		r.Decode = DecodeRaw
+	}
+	l.oneOf(path+".decode", r.Decode, []string{DecodeRaw, DecodeJSON})
+	switch {
+	case r.Burst < 0:
+		l.fail(path+".burst", "%d must not be negative", r.Burst)
+	case r.Burst == 0:
+		r.Burst = r.Rate.DefaultBurst()
+	}
+}
+
+func (l *loader) checkPattern(path, src string) {
+	if _, err := pattern.Compile(src); err != nil {
+		var se *pattern.SyntaxError
+		if errors.As(err, &se) {
+			l.fail(path, "%q: %s (at byte %d)", src, se.Reason, se.Offset)
+			return
+		}
+		l.fail(path, "%s", err)
+	}
+}
+
+func (l *loader) atLeast(path string, v, lowest int) {
+	if v < lowest {
+		l.fail(path, "%d must be at least %d", v, lowest)
+	}
+}
+
+func (l *loader) oneOf(path, v string, allowed []string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	l.fail(path, "%q is not one of %s%s", v, knownList(allowed), suggest(v, allowed))
+}
