@@ -1,0 +1,126 @@
+package router
+
+import (
+	"sort"
+
+	"github.com/gmod-realtime/realtime/router/pattern"
+)
+
+// Backend carries events between this server and the others: Redis, or the
+// in-process local bus. Every method is safe for concurrent use and returns
+// without waiting on the network. A new backend (say PostgreSQL
+// LISTEN/NOTIFY) implements this interface and touches nothing else.
+type Backend interface {
+	// Start begins delivering to sink with the given plan. It is called
+	// once, before any other method.
+	Start(sink Sink, plan Plan)
+	// Update applies a plan change on the live connection.
+	Update(diff PlanDiff)
+	// Publish queues payload for channel; it fails only when the outbox is
+	// full or the backend is closed.
+	Publish(channel, payload string) error
+	// Close stops the backend's goroutines. It is idempotent and never
+	// waits long: a hung connection is abandoned, not joined.
+	Close() error
+}
+
+// Sink receives what a backend reads. The router implements it; its methods
+// are safe for concurrent use and never block.
+type Sink interface {
+	// Deliver hands over one message published to channel.
+	Deliver(channel, payload string)
+	// SetStatus reports a connection status change; reason says why for
+	// StatusDisconnected.
+	SetStatus(s Status, reason string)
+}
+
+// Status is a backend's connection state.
+type Status int32
+
+// Connection states, as realtime.Status() names them.
+const (
+	StatusDisconnected Status = iota
+	StatusConnecting
+	StatusConnected
+	StatusLocal
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusConnecting:
+		return "connecting"
+	case StatusConnected:
+		return "connected"
+	case StatusLocal:
+		return "local"
+	}
+	return "disconnected"
+}
+
+// Active is the set of subscriptions one connection has confirmed. Redis
+// sends a message once per matching subscription (a SUBSCRIBE and every
+// matching PSUBSCRIBE); Owns picks exactly one of those copies, so every
+// route still gets each event once. Update it in the order the connection
+// reads confirmations, from the reading goroutine only.
+type Active struct {
+	channels map[string]bool
+	patterns []*pattern.Pattern // sorted by source
+}
+
+// NewActive returns an empty set.
+func NewActive() *Active { return &Active{channels: map[string]bool{}} }
+
+// AddChannel and the others below record a confirmed (un)subscription.
+func (a *Active) AddChannel(ch string) { a.channels[ch] = true }
+
+// RemoveChannel records a confirmed UNSUBSCRIBE.
+func (a *Active) RemoveChannel(ch string) { delete(a.channels, ch) }
+
+// AddPattern records a confirmed PSUBSCRIBE.
+func (a *Active) AddPattern(src string) {
+	i := sort.Search(len(a.patterns), func(i int) bool { return a.patterns[i].String() >= src })
+	if i < len(a.patterns) && a.patterns[i].String() == src {
+		return
+	}
+	p, err := pattern.Compile(src)
+	if err != nil {
+		// Only a covering or route pattern is ever subscribed; both compile.
+		return
+	}
+	a.patterns = append(a.patterns, nil)
+	copy(a.patterns[i+1:], a.patterns[i:])
+	a.patterns[i] = p
+}
+
+// RemovePattern records a confirmed PUNSUBSCRIBE.
+func (a *Active) RemovePattern(src string) {
+	i := sort.Search(len(a.patterns), func(i int) bool { return a.patterns[i].String() >= src })
+	if i < len(a.patterns) && a.patterns[i].String() == src {
+		a.patterns = append(a.patterns[:i], a.patterns[i+1:]...)
+	}
+}
+
+// Reset forgets everything, as after a reconnect.
+func (a *Active) Reset() {
+	a.channels = map[string]bool{}
+	a.patterns = nil
+}
+
+// Owns reports whether the copy of a message on channel that arrived via
+// subscription pat ("" for a SUBSCRIBE) is the one to deliver: the channel
+// subscription if there is one, else the first matching pattern. A copy via
+// a subscription no longer active (a late message) is never owned.
+func (a *Active) Owns(pat, channel string) bool {
+	if pat == "" {
+		return a.channels[channel]
+	}
+	if a.channels[channel] {
+		return false
+	}
+	for _, p := range a.patterns {
+		if p.Match(channel) {
+			return p.String() == pat
+		}
+	}
+	return false
+}

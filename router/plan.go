@@ -1,0 +1,132 @@
+package router
+
+import (
+	"slices"
+	"sort"
+
+	"github.com/gmod-realtime/realtime/router/pattern"
+)
+
+// Plan is the set of Redis subscriptions that covers a route table:
+// SUBSCRIBE channels and PSUBSCRIBE patterns, each sorted. It may cover more
+// channels than the routes take (see BuildPlan); the router filters locally.
+type Plan struct {
+	Channels []string
+	Patterns []string
+}
+
+// Len is the number of subscriptions.
+func (p Plan) Len() int { return len(p.Channels) + len(p.Patterns) }
+
+// PlanDiff is what changes between two plans.
+type PlanDiff struct {
+	Subscribe, Unsubscribe   []string // channels
+	PSubscribe, PUnsubscribe []string // patterns
+}
+
+// Empty reports whether the diff changes nothing.
+func (d PlanDiff) Empty() bool {
+	return len(d.Subscribe)+len(d.Unsubscribe)+len(d.PSubscribe)+len(d.PUnsubscribe) == 0
+}
+
+// Diff returns what turns old into new.
+func Diff(old, new Plan) PlanDiff {
+	return PlanDiff{
+		Subscribe:    minus(new.Channels, old.Channels),
+		Unsubscribe:  minus(old.Channels, new.Channels),
+		PSubscribe:   minus(new.Patterns, old.Patterns),
+		PUnsubscribe: minus(old.Patterns, new.Patterns),
+	}
+}
+
+func minus(a, b []string) []string {
+	var out []string
+	for _, s := range a {
+		if _, found := slices.BinarySearch(b, s); !found {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+type planItem struct {
+	sub    string // the channel or pattern as subscribed
+	prefix string // literal bytes every matching channel starts with
+	exact  bool   // a channel, not a pattern
+}
+
+// BuildPlan returns the subscriptions covering routes. Literal patterns are
+// subscribed as channels. When there would be more than max subscriptions,
+// routes that share a literal prefix are covered by one `prefix*` pattern,
+// using the longest prefixes that fit (down to `*` for everything): Redis
+// spends time on every PUBLISH for every pattern subscribed on the server.
+func BuildPlan(routes []*Route, limit int) Plan {
+	seen := map[string]bool{}
+	var items []planItem
+	for _, r := range routes {
+		var it planItem
+		if r.match.IsLiteral() {
+			it = planItem{sub: r.match.Literal(), prefix: r.match.Literal(), exact: true}
+		} else {
+			it = planItem{sub: r.match.String(), prefix: r.match.Prefix()}
+		}
+		key := it.sub
+		if it.exact {
+			key = "c:" + key
+		} else {
+			key = "p:" + key
+		}
+		if !seen[key] {
+			seen[key] = true
+			items = append(items, it)
+		}
+	}
+	if len(items) > max(limit, 1) {
+		items = cover(items, max(limit, 1))
+	}
+	var p Plan
+	for _, it := range items {
+		if it.exact {
+			p.Channels = append(p.Channels, it.sub)
+		} else {
+			p.Patterns = append(p.Patterns, it.sub)
+		}
+	}
+	sort.Strings(p.Channels)
+	sort.Strings(p.Patterns)
+	return p
+}
+
+// cover groups items by their first d prefix bytes, for the largest d that
+// leaves at most max groups. A group of one keeps its own subscription.
+func cover(items []planItem, limit int) []planItem {
+	longest := 0
+	for _, it := range items {
+		longest = max(longest, len(it.prefix))
+	}
+	for d := longest; d >= 0; d-- {
+		groups := map[string][]planItem{}
+		var order []string
+		for _, it := range items {
+			k := it.prefix[:min(d, len(it.prefix))]
+			if _, ok := groups[k]; !ok {
+				order = append(order, k)
+			}
+			groups[k] = append(groups[k], it)
+		}
+		if len(groups) > limit && d > 0 {
+			continue
+		}
+		out := make([]planItem, 0, len(groups))
+		for _, k := range order {
+			if g := groups[k]; len(g) == 1 {
+				out = append(out, g[0])
+			} else {
+				out = append(out, planItem{sub: pattern.Quote(k) + "*", prefix: k})
+			}
+		}
+		return out
+	}
+	return items
+}
+

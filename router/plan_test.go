@@ -1,0 +1,110 @@
+package router
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/router/pattern"
+)
+
+func routesOf(t testing.TB, defs ...config.Route) []*Route {
+	var out []*Route
+	for i, d := range defs {
+		d.Name, d.Handler = fmt.Sprint(i), "h"
+		rt, err := compileRoute(d, nil, time.Now())
+		require.NoError(t, err)
+		out = append(out, rt)
+	}
+	return out
+}
+
+func TestBuildPlanExact(t *testing.T) {
+	routes := routesOf(t,
+		config.Route{Channel: "chat:message"},
+		config.Route{Pattern: "player:*"},
+		config.Route{Pattern: "player:*"},   // same pattern: one subscription
+		config.Route{Pattern: `round\:end`}, // a literal pattern is a channel
+		config.Route{Channel: "weird*name"}, // a channel with glob characters stays a channel
+	)
+	p := BuildPlan(routes, 64)
+	assert.Equal(t, []string{"chat:message", "round:end", "weird*name"}, p.Channels)
+	assert.Equal(t, []string{"player:*"}, p.Patterns)
+}
+
+func TestBuildPlanCovers(t *testing.T) {
+	var defs []config.Route
+	for i := 0; i < 30; i++ {
+		defs = append(defs, config.Route{Pattern: fmt.Sprintf("game:%d:*", i)})
+		defs = append(defs, config.Route{Channel: fmt.Sprintf("chat:%d", i)})
+	}
+	defs = append(defs, config.Route{Pattern: "admin:[ab]"})
+	p := BuildPlan(routesOf(t, defs...), 4)
+	assert.LessOrEqual(t, p.Len(), 4)
+	assert.Equal(t, []string{"admin:[ab]", "chat:*", "game:*"}, p.Patterns)
+
+	p = BuildPlan(routesOf(t, defs...), 1)
+	assert.Equal(t, Plan{Patterns: []string{"*"}}, p)
+}
+
+// TestPlanCoversEveryRoute: whatever the bound, every channel some route
+// takes is matched by a subscription of the plan.
+func TestPlanCoversEveryRoute(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	alpha := []byte("ab:*?[]\\x")
+	word := func() string {
+		b := make([]byte, 1+r.IntN(6))
+		for i := range b {
+			b[i] = alpha[r.IntN(len(alpha))]
+		}
+		return string(b)
+	}
+	for round := 0; round < 200; round++ {
+		var defs []config.Route
+		for len(defs) < 1+r.IntN(40) {
+			w := word()
+			if r.IntN(2) == 0 {
+				defs = append(defs, config.Route{Channel: w})
+			} else if _, err := pattern.Compile(w); err == nil {
+				defs = append(defs, config.Route{Pattern: w})
+			}
+		}
+		routes := routesOf(t, defs...)
+		limit := 1 + r.IntN(10)
+		plan := BuildPlan(routes, limit)
+		require.LessOrEqual(t, plan.Len(), max(limit, 1))
+		var subs []*pattern.Pattern
+		for _, c := range plan.Channels {
+			subs = append(subs, pattern.MustCompile(pattern.Quote(c)))
+		}
+		for _, p := range plan.Patterns {
+			subs = append(subs, pattern.MustCompile(p))
+		}
+		for i := 0; i < 300; i++ {
+			ch := word()
+			for _, rt := range routes {
+				if !rt.Matches(ch) {
+					continue
+				}
+				covered := false
+				for _, s := range subs {
+					covered = covered || s.Match(ch)
+				}
+				require.True(t, covered, "channel %q of route %q not covered by %+v", ch, rt.Pattern(), plan)
+			}
+		}
+	}
+}
+
+func TestDiff(t *testing.T) {
+	d := Diff(Plan{Channels: []string{"a", "b"}, Patterns: []string{"x*"}},
+		Plan{Channels: []string{"b", "c"}, Patterns: []string{"y*"}})
+	assert.Equal(t, PlanDiff{Subscribe: []string{"c"}, Unsubscribe: []string{"a"},
+		PSubscribe: []string{"y*"}, PUnsubscribe: []string{"x*"}}, d)
+	assert.True(t, Diff(Plan{}, Plan{}).Empty())
+}

@@ -1,0 +1,160 @@
+package router
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// EventKind tells a message from a status change.
+type EventKind uint8
+
+// Event kinds.
+const (
+	KindMessage EventKind = iota
+	KindStatus
+)
+
+// Event is one message for one route, or a connection status change,
+// waiting for the main thread.
+type Event struct {
+	Kind     EventKind
+	Channel  string
+	Payload  string
+	Route    *Route
+	JSON     *Doc   // the parsed payload for a JSON route; nil if raw or invalid
+	JSONErr  string // why a JSON route's payload was delivered raw
+	Received int64  // unix nanoseconds when the backend handed it over
+	Status   Status // KindStatus: the new status
+	Reason   string // KindStatus: why, for StatusDisconnected
+}
+
+func (e *Event) size() int64 { return int64(len(e.Payload)) + int64(len(e.Channel)) }
+
+// Queue is a bounded multi-producer, single-consumer FIFO of events, bounded
+// by count and by bytes. Push never blocks: when full, the overflow policy
+// drops the oldest or the newest event and the drop is counted. Safe for
+// concurrent use; Pending is one atomic load.
+type Queue struct {
+	mu         sync.Mutex
+	buf        []*Event // ring
+	head, n    int
+	bytes      int64
+	maxEvents  int
+	maxBytes   int64
+	dropOldest bool
+
+	pending atomic.Int64
+	drops   atomic.Uint64
+}
+
+// NewQueue returns a queue holding at most maxEvents events and maxBytes
+// bytes of payload and channel names.
+func NewQueue(maxEvents int, maxBytes int64, dropOldest bool) *Queue {
+	return &Queue{buf: make([]*Event, 16), maxEvents: maxEvents, maxBytes: maxBytes, dropOldest: dropOldest}
+}
+
+// SetLimits changes the bounds; events beyond the new bounds are kept until
+// drained.
+func (q *Queue) SetLimits(maxEvents int, maxBytes int64, dropOldest bool) {
+	q.mu.Lock()
+	q.maxEvents, q.maxBytes, q.dropOldest = maxEvents, maxBytes, dropOldest
+	q.mu.Unlock()
+}
+
+// Pending is the number of events waiting.
+func (q *Queue) Pending() int { return int(q.pending.Load()) }
+
+// Bytes is the number of bytes waiting.
+func (q *Queue) Bytes() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
+}
+
+// Dropped is the number of events the overflow policy has dropped.
+func (q *Queue) Dropped() uint64 { return q.drops.Load() }
+
+// Push adds e. It returns the event dropped to make room (e itself under
+// drop_newest), or nil. Status events are never dropped and never make
+// room: they are rare and Lua must see every one.
+func (q *Queue) Push(e *Event) (dropped *Event) {
+	size := e.size()
+	q.mu.Lock()
+	if e.Kind == KindMessage {
+		for q.n > 0 && (q.n >= q.maxEvents || q.bytes+size > q.maxBytes) {
+			if !q.dropOldest || q.buf[q.head].Kind == KindStatus {
+				q.mu.Unlock()
+				q.drops.Add(1)
+				return e
+			}
+			dropped = q.popLocked()
+			q.drops.Add(1)
+		}
+	}
+	if q.n == len(q.buf) {
+		q.grow()
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = e
+	q.n++
+	q.bytes += size
+	q.pending.Add(1)
+	q.mu.Unlock()
+	return dropped
+}
+
+func (q *Queue) grow() {
+	nb := make([]*Event, 2*len(q.buf))
+	for i := 0; i < q.n; i++ {
+		nb[i] = q.buf[(q.head+i)%len(q.buf)]
+	}
+	q.buf, q.head = nb, 0
+}
+
+func (q *Queue) popLocked() *Event {
+	e := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	q.bytes -= e.size()
+	q.pending.Add(-1)
+	return e
+}
+
+// Pop removes and returns the oldest event, or nil.
+func (q *Queue) Pop() *Event {
+	if q.pending.Load() == 0 {
+		return nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == 0 {
+		return nil
+	}
+	e := q.popLocked()
+	if q.n == 0 && len(q.buf) > 1024 { // give back a burst's memory
+		q.buf, q.head = make([]*Event, 16), 0
+	}
+	return e
+}
+
+// Drain pops events and calls fn for each, stopping after max events, when
+// budget has passed since start, or when the queue is empty. It returns
+// the number of events passed to fn. The budget is checked after each
+// event, so one slow handler can overrun it by its own duration.
+func (q *Queue) Drain(max int, budget time.Duration, fn func(*Event)) int {
+	start := time.Now()
+	n := 0
+	for n < max {
+		e := q.Pop()
+		if e == nil {
+			break
+		}
+		fn(e)
+		n++
+		if budget > 0 && time.Since(start) >= budget {
+			break
+		}
+	}
+	return n
+}

@@ -1,0 +1,162 @@
+package router
+
+import (
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/router/pattern"
+)
+
+// Route is one compiled route: a config route or one registered from Lua
+// with realtime.On. Its definition is immutable; its limiter and stats are
+// safe for concurrent use and survive reloads that keep its name.
+type Route struct {
+	Name    string
+	Handler string // realtime.Handler name, "hook:Name", or the dynamic route's key
+	Decode  string // config.DecodeRaw or config.DecodeJSON
+	Dynamic bool   // registered from Lua, untouched by Reload
+
+	def     config.Route
+	match   *pattern.Pattern // the pattern, or the channel as a literal
+	exclude []*pattern.Pattern
+	limiter *rate.Limiter // nil: unlimited
+	Stats   *RouteStats
+}
+
+// RouteStats counts one route's events. Safe for concurrent use.
+type RouteStats struct {
+	Matched       atomic.Uint64 // events whose channel matched (before limits)
+	RateLimited   atomic.Uint64
+	Dropped       atomic.Uint64 // queue full or too big
+	Dispatched    atomic.Uint64
+	HandlerErrors atomic.Uint64
+	NoHandler     atomic.Uint64
+	DecodeErrors  atomic.Uint64
+}
+
+// Pattern is the route's pattern as a Redis glob (a channel route's channel
+// quoted).
+func (r *Route) Pattern() string {
+	if r.def.Pattern != "" {
+		return r.def.Pattern
+	}
+	return pattern.Quote(r.def.Channel)
+}
+
+// Def returns the route's definition as configured.
+func (r *Route) Def() config.Route { return r.def }
+
+// Matches reports whether the route takes events of channel.
+func (r *Route) Matches(channel string) bool {
+	if !r.match.Match(channel) {
+		return false
+	}
+	for _, ex := range r.exclude {
+		if ex.Match(channel) {
+			return false
+		}
+	}
+	return true
+}
+
+// allow takes a token for one event at now.
+func (r *Route) allow(now time.Time) bool {
+	return r.limiter == nil || r.limiter.AllowN(now, 1)
+}
+
+// compileRoute builds a Route from a validated definition, reusing prev's
+// limiter and stats when prev is the same route by name.
+func compileRoute(def config.Route, prev *Route, now time.Time) (*Route, error) {
+	src := def.Pattern
+	if src == "" {
+		src = pattern.Quote(def.Channel)
+	}
+	m, err := pattern.Compile(src)
+	if err != nil {
+		return nil, fmt.Errorf("route %q: %w", def.RouteName(), err)
+	}
+	r := &Route{Name: def.RouteName(), Handler: def.Handler, Decode: def.Decode, def: def, match: m}
+	if r.Decode == "" {
+		r.Decode = config.DecodeRaw
+	}
+	for _, ex := range def.Exclude {
+		p, err := pattern.Compile(ex)
+		if err != nil {
+			return nil, fmt.Errorf("route %q: exclude: %w", r.Name, err)
+		}
+		r.exclude = append(r.exclude, p)
+	}
+	burst := def.Burst
+	if burst == 0 {
+		burst = def.Rate.DefaultBurst()
+	}
+	if prev != nil {
+		r.Stats = prev.Stats
+		r.limiter = prev.limiter
+	} else {
+		r.Stats = &RouteStats{}
+	}
+	switch {
+	case def.Rate.Unlimited():
+		r.limiter = nil
+	case r.limiter == nil:
+		r.limiter = rate.NewLimiter(rate.Limit(def.Rate.PerSecond), burst)
+	default: // a reload that changed the rate keeps the bucket's tokens
+		r.limiter.SetLimitAt(now, rate.Limit(def.Rate.PerSecond))
+		r.limiter.SetBurstAt(now, burst)
+	}
+	return r, nil
+}
+
+func sameDef(a, b config.Route) bool {
+	return a.Name == b.Name && a.Channel == b.Channel && a.Pattern == b.Pattern &&
+		slices.Equal(a.Exclude, b.Exclude) && a.Handler == b.Handler && a.Decode == b.Decode &&
+		a.Rate.PerSecond == b.Rate.PerSecond && a.Burst == b.Burst
+}
+
+// Table is an immutable snapshot of the routes, swapped atomically on
+// change so that matching never waits on a lock.
+type Table struct {
+	routes []*Route            // config routes first, then dynamic, in order
+	exact  map[string][]*Route // routes whose pattern is a literal channel
+	globs  []*Route
+	byName map[string]*Route
+}
+
+func newTable(routes []*Route) *Table {
+	t := &Table{routes: routes, exact: map[string][]*Route{}, byName: map[string]*Route{}}
+	for _, r := range routes {
+		t.byName[r.Name] = r
+		if r.match.IsLiteral() {
+			t.exact[r.match.Literal()] = append(t.exact[r.match.Literal()], r)
+		} else {
+			t.globs = append(t.globs, r)
+		}
+	}
+	return t
+}
+
+// Routes returns the routes in order. The slice must not be modified.
+func (t *Table) Routes() []*Route { return t.routes }
+
+// Route returns the route named name, or nil.
+func (t *Table) Route(name string) *Route { return t.byName[name] }
+
+// Match calls fn once for every route that takes channel.
+func (t *Table) Match(channel string, fn func(*Route)) {
+	for _, r := range t.exact[channel] {
+		if r.Matches(channel) {
+			fn(r)
+		}
+	}
+	for _, r := range t.globs {
+		if r.Matches(channel) {
+			fn(r)
+		}
+	}
+}

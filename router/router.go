@@ -1,0 +1,376 @@
+// Package router is the heart of the module, in pure Go: it matches each
+// event from a Backend against the routes, applies each route's rate limit,
+// decodes JSON off the main thread, and queues one event per matching route
+// in a bounded Queue that the game's main thread drains.
+//
+// A Router is safe for concurrent use: backends call Deliver and SetStatus
+// from their goroutines, the main thread calls Drain, Publish, On, Off and
+// Apply. Matching reads an immutable route Table through an atomic pointer,
+// so it never waits on a lock the main thread holds, and the reverse.
+package router
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/gmod-realtime/realtime/config"
+)
+
+// ErrNoBackend is returned by Publish before a backend is attached.
+var ErrNoBackend = errors.New("router: no backend")
+
+// Router routes events between a Backend and the main thread.
+type Router struct {
+	table atomic.Pointer[Table]
+	lim   atomic.Pointer[limits]
+	queue *Queue
+	// Stats are the global counters.
+	Stats Stats
+
+	status atomic.Int32
+	now    func() time.Time
+
+	mu      sync.Mutex // serialises route and plan changes
+	dynamic []*Route
+	plan    Plan
+	backend Backend
+
+	logMu     sync.Mutex
+	logf      func(level, line string)
+	logLimit  *rate.Limiter
+	logMuted  int
+	logLevels map[string]int
+	logLevel  int
+}
+
+type limits struct {
+	maxPayload int
+	jsonDepth  int
+	maxSubs    int
+}
+
+// Summary says what Apply changed, by route name.
+type Summary struct {
+	Added, Removed, Changed []string
+	Plan                    PlanDiff
+}
+
+func (s Summary) String() string {
+	return fmt.Sprintf("%d routes added, %d removed, %d changed; %d subscriptions added, %d removed",
+		len(s.Added), len(s.Removed), len(s.Changed),
+		len(s.Plan.Subscribe)+len(s.Plan.PSubscribe), len(s.Plan.Unsubscribe)+len(s.Plan.PUnsubscribe))
+}
+
+// Option configures a Router.
+type Option func(*Router)
+
+// WithClock replaces time.Now, for rate-limit tests.
+func WithClock(now func() time.Time) Option { return func(r *Router) { r.now = now } }
+
+// WithLog sends the router's log lines (drops, decode errors), rate-limited
+// by the config's log.rate, to fn. fn must not block; it is called from
+// backend goroutines too.
+func WithLog(fn func(level, line string)) Option { return func(r *Router) { r.logf = fn } }
+
+// New returns a router for the config's routes and limits. Attach a backend
+// to start receiving.
+func New(cfg *config.Config, opts ...Option) (*Router, error) {
+	r := &Router{now: time.Now, logLevels: map[string]int{"debug": 0, "info": 1, "warn": 2, "error": 3}}
+	for _, o := range opts {
+		o(r)
+	}
+	r.queue = NewQueue(cfg.Queue.MaxEvents, int64(cfg.Queue.MaxBytes), cfg.Queue.Overflow != config.OverflowDropNewest)
+	r.table.Store(newTable(nil))
+	if _, err := r.Apply(cfg); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Queue returns the event queue.
+func (r *Router) Queue() *Queue { return r.queue }
+
+// Table returns the current route table.
+func (r *Router) Table() *Table { return r.table.Load() }
+
+// Plan returns the current subscription plan.
+func (r *Router) Plan() Plan {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.plan
+}
+
+// Attach starts b with the current plan; later route changes reach it as
+// plan diffs. A router has one backend for its life.
+func (r *Router) Attach(b Backend) {
+	r.mu.Lock()
+	r.backend = b
+	plan := r.plan
+	r.mu.Unlock()
+	b.Start(r, plan)
+}
+
+// Apply replaces the config routes and limits with cfg's (a validated
+// config). Routes keep their rate-limit bucket and counters across the
+// change when their name stays; dynamic routes are untouched. On error
+// nothing changes.
+func (r *Router) Apply(cfg *config.Config) (Summary, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	old := r.table.Load()
+	var sum Summary
+	routes := make([]*Route, 0, len(cfg.Routes)+len(r.dynamic))
+	seen := map[string]bool{}
+	for _, def := range cfg.Routes {
+		name := def.RouteName()
+		prev := old.Route(name)
+		if prev != nil && prev.Dynamic {
+			prev = nil
+		}
+		if seen[name] {
+			return Summary{}, fmt.Errorf("route %q: defined twice", name)
+		}
+		seen[name] = true
+		rt, err := compileRoute(def, prev, now)
+		if err != nil {
+			return Summary{}, err
+		}
+		switch {
+		case prev == nil:
+			sum.Added = append(sum.Added, name)
+		case !sameDef(prev.def, def):
+			sum.Changed = append(sum.Changed, name)
+		}
+		routes = append(routes, rt)
+	}
+	for _, rt := range old.Routes() {
+		if !rt.Dynamic && !seen[rt.Name] {
+			sum.Removed = append(sum.Removed, rt.Name)
+		}
+	}
+	r.queue.SetLimits(cfg.Queue.MaxEvents, int64(cfg.Queue.MaxBytes), cfg.Queue.Overflow != config.OverflowDropNewest)
+	r.lim.Store(&limits{maxPayload: int(cfg.Queue.MaxPayload), jsonDepth: cfg.Queue.JSONMaxDepth, maxSubs: cfg.Redis.MaxSubscriptions})
+	r.logMu.Lock()
+	r.logLimit = rate.NewLimiter(rate.Limit(max(cfg.Log.Rate.PerSecond, 0)), max(cfg.Log.Rate.DefaultBurst(), 1))
+	if cfg.Log.Rate.Unlimited() {
+		r.logLimit = rate.NewLimiter(rate.Inf, 1)
+	}
+	r.logLevel = r.logLevels[cfg.Log.Level]
+	r.logMu.Unlock()
+	sum.Plan = r.swapLocked(append(routes, r.dynamic...))
+	return sum, nil
+}
+
+// swapLocked installs routes and sends the plan change to the backend.
+func (r *Router) swapLocked(routes []*Route) PlanDiff {
+	r.table.Store(newTable(routes))
+	plan := BuildPlan(routes, r.lim.Load().maxSubs)
+	diff := Diff(r.plan, plan)
+	r.plan = plan
+	if r.backend != nil && !diff.Empty() {
+		r.backend.Update(diff)
+	}
+	return diff
+}
+
+// On adds or replaces the dynamic route def.Name (a realtime.On
+// registration). A route of the same name is replaced, keeping its counters.
+func (r *Router) On(def config.Route) (*Route, error) {
+	if def.Name == "" {
+		return nil, errors.New("router: dynamic route needs a name")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.table.Load()
+	prev := old.Route(def.Name)
+	if prev != nil && !prev.Dynamic {
+		return nil, fmt.Errorf("route %q is defined in the config file", def.Name)
+	}
+	rt, err := compileRoute(def, prev, r.now())
+	if err != nil {
+		return nil, err
+	}
+	rt.Dynamic = true
+	replaced := false
+	for i, d := range r.dynamic {
+		if d.Name == def.Name {
+			r.dynamic[i], replaced = rt, true
+		}
+	}
+	if !replaced {
+		r.dynamic = append(r.dynamic, rt)
+	}
+	r.swapLocked(r.withDynamic(old))
+	return rt, nil
+}
+
+// Off removes the dynamic route name; it reports whether there was one.
+func (r *Router) Off(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, d := range r.dynamic {
+		if d.Name == name {
+			r.dynamic = append(r.dynamic[:i:i], r.dynamic[i+1:]...)
+			r.swapLocked(r.withDynamic(r.table.Load()))
+			return true
+		}
+	}
+	return false
+}
+
+// withDynamic returns old's config routes followed by the current dynamic
+// routes.
+func (r *Router) withDynamic(old *Table) []*Route {
+	routes := make([]*Route, 0, len(old.Routes())+len(r.dynamic))
+	for _, rt := range old.Routes() {
+		if !rt.Dynamic {
+			routes = append(routes, rt)
+		}
+	}
+	return append(routes, r.dynamic...)
+}
+
+// Deliver routes one message: every matching route that has a token left
+// gets one event in the queue. It never blocks on the main thread.
+func (r *Router) Deliver(channel, payload string) {
+	now := r.now()
+	r.Stats.Received.Add(1)
+	lim := r.lim.Load()
+	if len(payload) > lim.maxPayload {
+		r.Stats.Drop(DropTooBig)
+		r.log("warn", "dropped a %d-byte message on %q: larger than queue.max_payload (%d bytes)", len(payload), channel, lim.maxPayload)
+		return
+	}
+	var (
+		doc     *Doc
+		docErr  string
+		parsed  bool
+		matched bool
+	)
+	r.table.Load().Match(channel, func(rt *Route) {
+		matched = true
+		rt.Stats.Matched.Add(1)
+		if !rt.allow(now) {
+			rt.Stats.RateLimited.Add(1)
+			r.Stats.Drop(DropRateLimited)
+			r.log("info", "route %q: rate limit %s reached, dropping events", rt.Name, rt.def.Rate)
+			return
+		}
+		e := &Event{Kind: KindMessage, Channel: channel, Payload: payload, Route: rt, Received: now.UnixNano()}
+		if rt.Decode == config.DecodeJSON {
+			if !parsed {
+				d, err := ParseJSON(payload, lim.jsonDepth)
+				doc, parsed = d, true
+				if err != nil {
+					docErr = err.Error()
+				}
+			}
+			e.JSON, e.JSONErr = doc, docErr
+			if docErr != "" {
+				rt.Stats.DecodeErrors.Add(1)
+				r.Stats.DecodeErrors.Add(1)
+				r.log("warn", "route %q: payload on %q delivered raw: %s", rt.Name, channel, docErr)
+			}
+		}
+		r.push(e)
+	})
+	if !matched {
+		r.Stats.Drop(DropNoRoute)
+	}
+}
+
+func (r *Router) push(e *Event) {
+	r.Stats.Queued.Add(1)
+	if dropped := r.queue.Push(e); dropped != nil {
+		r.Stats.Drop(DropQueueFull)
+		if dropped.Route != nil {
+			dropped.Route.Stats.Dropped.Add(1)
+		}
+		r.log("warn", "event queue full (%d events waiting): dropped an event on %q; the main thread is not keeping up", r.queue.Pending(), dropped.Channel)
+	}
+}
+
+// SetStatus records a backend status change and queues it for Lua's
+// RealtimeConnected / RealtimeDisconnected hooks.
+func (r *Router) SetStatus(s Status, reason string) {
+	if Status(r.status.Swap(int32(s))) == s && s != StatusDisconnected {
+		return
+	}
+	r.queue.Push(&Event{Kind: KindStatus, Status: s, Reason: reason, Received: r.now().UnixNano()})
+}
+
+// Status is the backend's last reported status.
+func (r *Router) Status() Status { return Status(r.status.Load()) }
+
+// Publish hands a message to the backend's outbox without blocking.
+func (r *Router) Publish(channel, payload string) error {
+	r.mu.Lock()
+	b := r.backend
+	r.mu.Unlock()
+	if b == nil {
+		return ErrNoBackend
+	}
+	if err := b.Publish(channel, payload); err != nil {
+		r.Stats.PublishFails.Add(1)
+		return err
+	}
+	r.Stats.Published.Add(1)
+	return nil
+}
+
+// Drain passes queued events to fn, at most max of them and for at most
+// budget, counting each as dispatched with its queueing latency.
+func (r *Router) Drain(max int, budget time.Duration, fn func(*Event)) int {
+	return r.queue.Drain(max, budget, func(e *Event) {
+		if e.Kind == KindMessage {
+			r.Stats.Dispatched.Add(1)
+			e.Route.Stats.Dispatched.Add(1)
+			r.Stats.Latency.Observe(time.Duration(time.Now().UnixNano() - e.Received))
+		}
+		fn(e)
+	})
+}
+
+// Close stops the backend. It does not wait on the network.
+func (r *Router) Close() error {
+	r.mu.Lock()
+	b := r.backend
+	r.backend = nil
+	r.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	return b.Close()
+}
+
+// log emits a line through WithLog, at most log.rate lines per second;
+// lines over the limit are counted and reported with the next one.
+func (r *Router) log(level, format string, args ...any) {
+	if r.logf == nil {
+		return
+	}
+	r.logMu.Lock()
+	if r.logLevels[level] < r.logLevel {
+		r.logMu.Unlock()
+		return
+	}
+	if !r.logLimit.Allow() {
+		r.logMuted++
+		r.logMu.Unlock()
+		return
+	}
+	muted := r.logMuted
+	r.logMuted = 0
+	r.logMu.Unlock()
+	line := fmt.Sprintf(format, args...)
+	if muted > 0 {
+		line += fmt.Sprintf(" (%d more lines suppressed)", muted)
+	}
+	r.logf(level, line)
+}
