@@ -129,4 +129,3 @@ func cover(items []planItem, limit int) []planItem {
 	}
 	return items
 }
-

@@ -118,10 +118,10 @@ burst = 2
 		sends   int
 		queued  int
 	}{
-		{0, 3, 2},                       // burst of 2, third limited
-		{250 * time.Millisecond, 1, 0},  // half a token
-		{250 * time.Millisecond, 2, 1},  // one token back
-		{10 * time.Second, 5, 2},        // bucket refills only to burst
+		{0, 3, 2},                      // burst of 2, third limited
+		{250 * time.Millisecond, 1, 0}, // half a token
+		{250 * time.Millisecond, 2, 1}, // one token back
+		{10 * time.Second, 5, 2},       // bucket refills only to burst
 		{500 * time.Millisecond, 1, 1},
 	}
 	limited := 0
