@@ -1,0 +1,451 @@
+// Package redisbus is the Redis router.Backend, on go-redis v9.
+//
+// One pub/sub connection carries the plan's SUBSCRIBE and PSUBSCRIBE sets,
+// plus one private control channel whose confirmation says the connection
+// is live. A reader goroutine reads the socket continuously and hands every
+// message to the router, which queues or drops (and counts) without
+// blocking, so a slow game thread never makes Redis kill the connection for
+// its output-buffer limit. A supervisor goroutine connects, resubscribes
+// after a reconnect (exponential backoff with jitter), and applies plan
+// diffs on the live connection. A writer goroutine pipelines PUBLISH from a
+// bounded outbox, kept in order across outages.
+//
+// Redis pub/sub does not store messages: what is published while this
+// server is disconnected is lost. Outages are counted (Stats).
+package redisbus
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/router"
+)
+
+// ErrOutboxFull is returned by Publish when the outbox bounds are reached.
+var ErrOutboxFull = errors.New("redisbus: outbox full (Redis unreachable or too slow)")
+
+// ErrClosed is returned by Publish after Close.
+var ErrClosed = errors.New("redisbus: closed")
+
+// Stats are the backend's counters. Safe for concurrent use.
+type Stats struct {
+	Reconnects   atomic.Uint64 // connections made after the first
+	Outages      atomic.Uint64 // times the connection was lost
+	OutageNanos  atomic.Int64  // total time disconnected, finished outages only
+	LastOutage   atomic.Int64  // nanoseconds of the last finished outage
+	Published    atomic.Uint64 // PUBLISH commands Redis acknowledged
+	PublishRetry atomic.Uint64 // batches retried after an error
+	Late         atomic.Uint64 // copies ignored: duplicate or for a removed subscription
+}
+
+// Bus is the Redis backend. Safe for concurrent use.
+type Bus struct {
+	client  redis.UniversalClient
+	cfg     config.Redis
+	control string // private channel that proves the connection is live
+	Stats   Stats
+
+	sink router.Sink
+
+	mu      sync.Mutex
+	want    router.Plan
+	outbox  []outMsg // FIFO; head at index 0
+	outSize int64
+
+	update  chan struct{} // plan changed
+	pubSig  chan struct{} // outbox not empty
+	done    chan struct{}
+	closing sync.Once
+	wg      sync.WaitGroup
+}
+
+type outMsg struct{ channel, payload string }
+
+// New returns a backend for a validated config; it connects on Start.
+func New(c config.Redis) (*Bus, error) {
+	client, err := NewClient(c)
+	if err != nil {
+		return nil, err
+	}
+	var id [8]byte
+	_, _ = crand.Read(id[:])
+	return &Bus{
+		client:  client,
+		cfg:     c,
+		control: "__realtime:control:" + hex.EncodeToString(id[:]),
+		update:  make(chan struct{}, 1),
+		pubSig:  make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}, nil
+}
+
+// Start connects in the background and subscribes to plan.
+func (b *Bus) Start(sink router.Sink, plan router.Plan) {
+	b.sink = sink
+	b.mu.Lock()
+	b.want = plan
+	b.mu.Unlock()
+	b.wg.Add(2)
+	go b.supervise()
+	go b.write()
+}
+
+// Update applies a plan diff on the live connection (or at the next one).
+func (b *Bus) Update(d router.PlanDiff) {
+	b.mu.Lock()
+	b.want = apply(b.want, d)
+	b.mu.Unlock()
+	signal(b.update)
+}
+
+func apply(p router.Plan, d router.PlanDiff) router.Plan {
+	return router.Plan{
+		Channels: union(minus(p.Channels, d.Unsubscribe), d.Subscribe),
+		Patterns: union(minus(p.Patterns, d.PUnsubscribe), d.PSubscribe),
+	}
+}
+
+// Publish appends to the outbox; it never blocks.
+func (b *Bus) Publish(channel, payload string) error {
+	select {
+	case <-b.done:
+		return ErrClosed
+	default:
+	}
+	size := int64(len(channel) + len(payload))
+	b.mu.Lock()
+	if len(b.outbox) >= b.cfg.OutboxEvents || b.outSize+size > int64(b.cfg.OutboxBytes) {
+		b.mu.Unlock()
+		return ErrOutboxFull
+	}
+	b.outbox = append(b.outbox, outMsg{channel, payload})
+	b.outSize += size
+	b.mu.Unlock()
+	signal(b.pubSig)
+	return nil
+}
+
+// OutboxLen is the number of messages waiting to be published.
+func (b *Bus) OutboxLen() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.outbox)
+}
+
+// Close stops the goroutines and closes the connections without waiting
+// for them: a hung network must not hang a map change. Queued publishes
+// are discarded. Idempotent.
+func (b *Bus) Close() error {
+	b.closing.Do(func() {
+		close(b.done)
+		go b.client.Close() // may wait on a dial in progress
+	})
+	return nil
+}
+
+// Wait blocks until the goroutines have exited after Close; for tests.
+func (b *Bus) Wait() { b.wg.Wait() }
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Bus) closed() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d or until Close; it reports false on Close.
+func (b *Bus) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-b.done:
+		return false
+	}
+}
+
+// backoff returns the wait before attempt n (0-based): doubling from
+// reconnect_min up to reconnect_max, with jitter over its upper half.
+func (b *Bus) backoff(n int) time.Duration {
+	d := b.cfg.ReconnectMin.D()
+	for i := 0; i < n && d < b.cfg.ReconnectMax.D(); i++ {
+		d *= 2
+	}
+	d = min(d, b.cfg.ReconnectMax.D())
+	return d/2 + rand.N(d/2+1)
+}
+
+// supervise owns the pub/sub connection: connect, subscribe, apply diffs,
+// and reconnect when the reader reports the connection dead.
+func (b *Bus) supervise() {
+	defer b.wg.Done()
+	ctx := context.Background()
+	failures := 0
+	var downSince time.Time
+	everConnected := false
+	for !b.closed() {
+		b.sink.SetStatus(router.StatusConnecting, "")
+		connected := make(chan struct{})
+		readErr := make(chan error, 1)
+		ps := b.client.Subscribe(ctx)
+		sent, err := b.subscribeAll(ctx, ps)
+		if err == nil {
+			go b.read(ps, connected, readErr)
+			err = b.serve(ctx, ps, &sent, connected, readErr, func() {
+				if !downSince.IsZero() {
+					d := time.Since(downSince)
+					b.Stats.OutageNanos.Add(int64(d))
+					b.Stats.LastOutage.Store(int64(d))
+					downSince = time.Time{}
+				}
+				if everConnected {
+					b.Stats.Reconnects.Add(1)
+				}
+				everConnected = true
+				failures = 0
+				b.sink.SetStatus(router.StatusConnected, "")
+			})
+		}
+		go ps.Close() // may wait on go-redis's own redial; never block here
+		if b.closed() {
+			return
+		}
+		if downSince.IsZero() {
+			downSince = time.Now()
+			if everConnected {
+				b.Stats.Outages.Add(1)
+			}
+		}
+		b.sink.SetStatus(router.StatusDisconnected, reason(err))
+		if !b.sleep(b.backoff(failures)) {
+			return
+		}
+		failures++
+	}
+}
+
+// serve applies plan diffs until the connection fails or the bus closes.
+func (b *Bus) serve(ctx context.Context, ps *redis.PubSub, sent *router.Plan, connected <-chan struct{}, readErr <-chan error, onConnected func()) error {
+	for {
+		select {
+		case <-connected:
+			connected = nil
+			onConnected()
+		case err := <-readErr:
+			return err
+		case <-b.update:
+			b.mu.Lock()
+			want := b.want
+			b.mu.Unlock()
+			if err := applyDiff(ctx, ps, router.Diff(*sent, want)); err != nil {
+				return err
+			}
+			*sent = want
+		case <-b.done:
+			return nil
+		}
+	}
+}
+
+func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) (router.Plan, error) {
+	b.mu.Lock()
+	want := b.want
+	b.mu.Unlock()
+	// The control channel goes last: its confirmation means every
+	// subscription before it is in place.
+	d := router.PlanDiff{Subscribe: want.Channels, PSubscribe: want.Patterns}
+	if err := applyDiff(ctx, ps, d); err != nil {
+		return want, err
+	}
+	return want, ps.Subscribe(ctx, b.control)
+}
+
+const chunk = 1000 // arguments per (P)(UN)SUBSCRIBE command
+
+func applyDiff(ctx context.Context, ps *redis.PubSub, d router.PlanDiff) error {
+	for _, op := range []struct {
+		names []string
+		fn    func(context.Context, ...string) error
+	}{
+		{d.PSubscribe, ps.PSubscribe}, {d.Subscribe, ps.Subscribe},
+		{d.Unsubscribe, ps.Unsubscribe}, {d.PUnsubscribe, ps.PUnsubscribe},
+	} {
+		for i := 0; i < len(op.names); i += chunk {
+			if err := op.fn(ctx, op.names[i:min(i+chunk, len(op.names))]...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// read reads the socket continuously until it fails. Idle connections are
+// checked with PING every read_timeout; two silent intervals end it.
+func (b *Bus) read(ps *redis.PubSub, connected chan<- struct{}, errc chan<- error) {
+	ctx := context.Background()
+	active := router.NewActive()
+	interval := max(b.cfg.ReadTimeout.D(), 100*time.Millisecond)
+	pinged := false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, interval)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !b.closed() {
+				if pinged {
+					errc <- fmt.Errorf("no reply from Redis within %s", 2*interval)
+					return
+				}
+				if err := ps.Ping(ctx); err != nil {
+					errc <- err
+					return
+				}
+				pinged = true
+				continue
+			}
+			errc <- err
+			return
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Message:
+			if active.Owns(m.Pattern, m.Channel) {
+				b.sink.Deliver(m.Channel, m.Payload)
+			} else {
+				b.Stats.Late.Add(1)
+			}
+		case *redis.Subscription:
+			switch m.Kind {
+			case "subscribe":
+				if m.Channel == b.control {
+					close(connected)
+				} else {
+					active.AddChannel(m.Channel)
+				}
+			case "unsubscribe":
+				active.RemoveChannel(m.Channel)
+			case "psubscribe":
+				active.AddPattern(m.Channel)
+			case "punsubscribe":
+				active.RemovePattern(m.Channel)
+			}
+		}
+	}
+}
+
+func reason(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	return err.Error()
+}
+
+const batchSize = 256
+
+// write pipelines the outbox to Redis in order, retrying failed batches
+// with backoff; a message leaves the outbox only once Redis acknowledged it.
+func (b *Bus) write() {
+	defer b.wg.Done()
+	failures := 0
+	for {
+		select {
+		case <-b.pubSig:
+		case <-b.done:
+			return
+		}
+		for !b.closed() {
+			b.mu.Lock()
+			batch := append([]outMsg(nil), b.outbox[:min(len(b.outbox), batchSize)]...)
+			b.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			ok := b.publishBatch(batch)
+			b.mu.Lock()
+			for _, m := range b.outbox[:ok] {
+				b.outSize -= int64(len(m.channel) + len(m.payload))
+			}
+			b.outbox = b.outbox[ok:]
+			if len(b.outbox) == 0 {
+				b.outbox = nil // let a burst's memory go
+			}
+			b.mu.Unlock()
+			b.Stats.Published.Add(uint64(ok))
+			if ok < len(batch) {
+				b.Stats.PublishRetry.Add(1)
+				if !b.sleep(b.backoff(failures)) {
+					return
+				}
+				failures++
+				continue
+			}
+			failures = 0
+		}
+	}
+}
+
+// publishBatch returns how many leading messages Redis acknowledged.
+func (b *Bus) publishBatch(batch []outMsg) int {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D()+b.cfg.ReadTimeout.D())
+	defer cancel()
+	pipe := b.client.Pipeline()
+	cmds := make([]*redis.IntCmd, len(batch))
+	for i, m := range batch {
+		cmds[i] = pipe.Publish(ctx, m.channel, m.payload)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, c := range cmds {
+		if c.Err() != nil {
+			return i
+		}
+	}
+	return len(batch)
+}
+
+func minus(a, b []string) []string {
+	drop := make(map[string]bool, len(b))
+	for _, s := range b {
+		drop[s] = true
+	}
+	var out []string
+	for _, s := range a {
+		if !drop[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func union(a, b []string) []string {
+	seen := make(map[string]bool, len(a)+len(b))
+	var out []string
+	for _, s := range append(append([]string(nil), a...), b...) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

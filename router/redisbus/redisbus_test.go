@@ -1,0 +1,315 @@
+package redisbus
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/internal/redistest"
+	"github.com/gmod-realtime/realtime/router"
+)
+
+// harness is a router with a Redis bus, and what the main thread drained.
+type harness struct {
+	t        *testing.T
+	r        *router.Router
+	bus      *Bus
+	mu       sync.Mutex
+	msgs     []string // "route<-channel=payload"
+	statuses []string
+}
+
+func newHarness(t *testing.T, srv *redistest.Server, toml string, extra ...string) *harness {
+	t.Helper()
+	base := fmt.Sprintf("[redis]\nurl = %q\nread_timeout = \"300ms\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n%s\n", srv.URL(), strings.Join(extra, "\n"))
+	cfg, err := config.Parse("test.toml", []byte(base+toml))
+	require.NoError(t, err)
+	r, err := router.New(cfg)
+	require.NoError(t, err)
+	bus, err := New(cfg.Redis)
+	require.NoError(t, err)
+	h := &harness{t: t, r: r, bus: bus}
+	r.Attach(bus)
+	t.Cleanup(func() { _ = r.Close() })
+	return h
+}
+
+func (h *harness) drain() {
+	h.r.Drain(1<<30, 0, func(e *router.Event) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if e.Kind == router.KindStatus {
+			h.statuses = append(h.statuses, e.Status.String())
+			return
+		}
+		h.msgs = append(h.msgs, e.Route.Name+"<-"+e.Channel+"="+e.Payload)
+	})
+}
+
+// waitFor drains until cond holds, failing after timeout.
+func (h *harness) waitFor(what string, timeout time.Duration, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		h.drain()
+		h.mu.Lock()
+		ok := cond()
+		h.mu.Unlock()
+		if ok {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.t.Fatalf("timed out waiting for %s; statuses %v, %d messages", what, h.statuses, len(h.msgs))
+}
+
+func (h *harness) lastStatus() string {
+	if len(h.statuses) == 0 {
+		return ""
+	}
+	return h.statuses[len(h.statuses)-1]
+}
+
+func (h *harness) waitStatus(s string) {
+	h.t.Helper()
+	h.waitFor("status "+s, 15*time.Second, func() bool { return h.lastStatus() == s })
+}
+
+func client(t *testing.T, srv *redistest.Server) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// publishUntil publishes channel=payload until the harness has n messages;
+// used where a subscription is being set up asynchronously.
+func (h *harness) publishUntil(c *redis.Client, channel, payload string, n int) {
+	h.t.Helper()
+	h.waitFor(fmt.Sprintf("%d messages", n), 10*time.Second, func() bool {
+		if len(h.msgs) >= n {
+			return true
+		}
+		c.Publish(context.Background(), channel, payload)
+		return false
+	})
+}
+
+const routes = `
+[[routes]]
+name = "players"
+pattern = "player:*"
+handler = "h"
+[[routes]]
+name = "spawns"
+channel = "player:spawn"
+handler = "h"
+[[routes]]
+name = "any-spawn"
+pattern = "*:spawn"
+handler = "h"
+`
+
+func TestRoundTripPatternsAndOverlap(t *testing.T) {
+	srv := redistest.Start(t)
+	h := newHarness(t, srv, routes)
+	h.waitStatus("connected")
+	assert.Equal(t, []string{"connecting", "connected"}, h.statuses)
+
+	c := client(t, srv)
+	ctx := context.Background()
+	require.NoError(t, c.Publish(ctx, "player:spawn", "a\x00b").Err())
+	require.NoError(t, c.Publish(ctx, "player:death", "d").Err())
+	require.NoError(t, c.Publish(ctx, "npc:spawn", "n").Err())
+	require.NoError(t, c.Publish(ctx, "chat:message", "ignored").Err())
+	h.waitFor("4 events", 5*time.Second, func() bool { return len(h.msgs) >= 5 })
+	time.Sleep(50 * time.Millisecond)
+	h.drain()
+	assert.ElementsMatch(t, []string{
+		"players<-player:spawn=a\x00b", "spawns<-player:spawn=a\x00b", "any-spawn<-player:spawn=a\x00b",
+		"players<-player:death=d", "any-spawn<-npc:spawn=n",
+	}, h.msgs, "each route gets each event exactly once, bytes intact")
+	assert.Equal(t, uint64(2), h.bus.Stats.Late.Load(), "Redis's extra copies of player:spawn were ignored")
+
+	// Publish from Lua's side reaches another subscriber.
+	sub := c.Subscribe(ctx, "out:chan")
+	defer sub.Close()
+	_, err := sub.Receive(ctx)
+	require.NoError(t, err)
+	require.NoError(t, h.r.Publish("out:chan", "hello\x00world"))
+	m, err := sub.ReceiveMessage(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "hello\x00world", m.Payload)
+}
+
+func TestLiveDiffOnReload(t *testing.T) {
+	srv := redistest.Start(t)
+	h := newHarness(t, srv, routes)
+	h.waitStatus("connected")
+	c := client(t, srv)
+
+	cfg, err := config.Parse("test.toml", []byte(fmt.Sprintf("[redis]\nurl = %q\n[[routes]]\nname = \"chat\"\nchannel = \"chat:message\"\nhandler = \"h\"\n", srv.URL())))
+	require.NoError(t, err)
+	sum, err := h.r.Apply(cfg)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"chat"}, sum.Added)
+	h.publishUntil(c, "chat:message", "hi", 1)
+	assert.Equal(t, "chat<-chat:message=hi", h.msgs[0])
+
+	// The removed patterns are gone from Redis, on the same connection.
+	require.Eventually(t, func() bool { return c.PubSubNumPat(context.Background()).Val() == 0 }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, c.Publish(context.Background(), "player:spawn", "x").Err())
+	h.publishUntil(c, "chat:message", "again", 2)
+	assert.Len(t, h.msgs, 2)
+	assert.Equal(t, []string{"connecting", "connected"}, h.statuses, "no reconnect")
+}
+
+func TestKillAndRestart(t *testing.T) {
+	before := runtime.NumGoroutine()
+	srv := redistest.Start(t)
+	h := newHarness(t, srv, routes)
+	h.waitStatus("connected")
+	c := client(t, srv)
+	h.publishUntil(c, "player:death", "before", 1)
+
+	srv.Kill()
+	h.waitStatus("disconnected")
+	require.NoError(t, h.r.Publish("player:death", "queued while down")) // kept in the outbox
+	srv.Restart()
+	h.waitStatus("connected")
+	assert.Equal(t, uint64(1), h.bus.Stats.Reconnects.Load())
+	assert.Equal(t, uint64(1), h.bus.Stats.Outages.Load())
+	assert.Greater(t, h.bus.Stats.LastOutage.Load(), int64(0))
+
+	n := len(h.msgs)
+	h.publishUntil(c, "player:death", "after", n+1)
+	assert.Contains(t, h.msgs[n:], "players<-player:death=after", "resubscribed after the restart")
+
+	require.NoError(t, h.r.Close())
+	h.bus.Wait()
+	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= before+2 }, 5*time.Second, 20*time.Millisecond,
+		"goroutines: %d before, %d after", before, runtime.NumGoroutine())
+}
+
+func TestPublishWhileDownIsFlushedInOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	h := newHarness(t, srv, "")
+	h.waitStatus("connected")
+	srv.Kill()
+	h.waitStatus("disconnected")
+	for i := 0; i < 500; i++ {
+		require.NoError(t, h.r.Publish("log", fmt.Sprint(i)))
+	}
+	srv.Restart()
+	c := client(t, srv)
+	ctx := context.Background()
+	sub := c.Subscribe(ctx, "log")
+	defer sub.Close()
+	_, err := sub.Receive(ctx)
+	require.NoError(t, err)
+	// The writer may have flushed some before our subscriber was in; it
+	// keeps retrying with backoff, so subscribe first and count what comes.
+	got := []string{}
+	deadline := time.After(20 * time.Second)
+	msgs := sub.Channel()
+	for len(got) == 0 || got[len(got)-1] != "499" {
+		select {
+		case m := <-msgs:
+			got = append(got, m.Payload)
+		case <-deadline:
+			t.Fatalf("outbox not flushed: %d left, %d received", h.bus.OutboxLen(), len(got))
+		}
+	}
+	for i := 1; i < len(got); i++ {
+		var a, b int
+		fmt.Sscan(got[i-1], &a)
+		fmt.Sscan(got[i], &b)
+		require.Equal(t, a+1, b, "in order")
+	}
+	assert.Equal(t, "499", got[len(got)-1])
+}
+
+func TestOutboxBound(t *testing.T) {
+	srv := redistest.Start(t)
+	h := newHarness(t, srv, "", "outbox_events = 3")
+	srv.Kill()
+	h.waitStatus("disconnected")
+	for i := 0; i < 3; i++ {
+		require.NoError(t, h.r.Publish("x", "y"))
+	}
+	assert.ErrorIs(t, h.r.Publish("x", "y"), ErrOutboxFull)
+	assert.Equal(t, uint64(1), h.r.Stats.PublishFails.Load())
+}
+
+func TestPausedServer(t *testing.T) {
+	srv := redistest.Start(t)
+	h := newHarness(t, srv, routes)
+	h.waitStatus("connected")
+	srv.Pause() // longer than 2 x read_timeout (300ms)
+	h.waitStatus("disconnected")
+	srv.Resume()
+	h.waitStatus("connected")
+	c := client(t, srv)
+	h.publishUntil(c, "player:death", "x", 1)
+}
+
+// TestSlowConsumer: the main thread stops draining while 500k messages
+// arrive. The connection survives (Redis would kill a client that stopped
+// reading) and the drops are counted here.
+func TestSlowConsumer(t *testing.T) {
+	srv := redistest.Start(t) // Redis's default pubsub output limit: 32mb hard, 8mb for 60s
+	h := newHarness(t, srv, "[queue]\nmax_events = 1000\n[[routes]]\nname = \"flood\"\npattern = \"flood:*\"\nhandler = \"h\"\n")
+	h.waitStatus("connected")
+	c := client(t, srv)
+	ctx := context.Background()
+	const total = 500_000
+	payload := strings.Repeat("x", 64)
+	for sent := 0; sent < total; sent += 10_000 {
+		pipe := c.Pipeline()
+		for i := 0; i < 10_000; i++ {
+			pipe.Publish(ctx, "flood:1", payload)
+		}
+		_, err := pipe.Exec(ctx)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return h.r.Stats.Received.Load() == total }, 60*time.Second, 10*time.Millisecond,
+		"received %d of %d", h.r.Stats.Received.Load(), total)
+	assert.Equal(t, uint64(total-1000), h.r.Stats.Dropped()[router.DropQueueFull])
+	h.drain()
+	assert.Equal(t, []string{"connecting", "connected"}, h.statuses, "never disconnected")
+	assert.Len(t, h.msgs, 1000)
+}
+
+func TestAuth(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "s3cret")
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: "s3cret", Protocol: 2})
+	defer admin.Close()
+	require.NoError(t, admin.Do(context.Background(), "ACL", "SETUSER", "gmod", "on", ">gmodpass", "&*", "+@pubsub", "+ping").Err())
+
+	for _, tc := range []struct{ name, extra string }{
+		{"requirepass", `password = "s3cret"`},
+		{"acl user", "username = \"gmod\"\npassword = \"gmodpass\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, srv, routes, tc.extra)
+			h.waitStatus("connected")
+			h.waitFor("a message", 10*time.Second, func() bool {
+				admin.Publish(context.Background(), "player:x", "y")
+				return len(h.msgs) > 0
+			})
+		})
+	}
+
+	h := newHarness(t, srv, routes, `password = "wrong"`)
+	h.waitFor("an auth failure", 10*time.Second, func() bool {
+		return h.lastStatus() == "disconnected"
+	})
+}
