@@ -23,8 +23,7 @@ type Stats struct {
 	PublishFails atomic.Uint64 // Publish calls refused (outbox full, closed)
 	Queued       atomic.Uint64 // events queued (one per matching route)
 	Dispatched   atomic.Uint64
-	DecodeErrors atomic.Uint64 // JSON routes' payloads delivered raw
-	Reconnects   atomic.Uint64
+	DecodeErrors atomic.Uint64    // JSON routes' payloads delivered raw
 	dropped      [6]atomic.Uint64 // by reason, in dropReasons order
 	Latency      Histogram        // receipt to dispatch
 }
