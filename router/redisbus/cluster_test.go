@@ -11,9 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gmod-realtime/realtime/config"
 	"github.com/gmod-realtime/realtime/internal/redistest"
-	"github.com/gmod-realtime/realtime/router"
 )
 
 // TestCluster: a 3-node Redis Cluster on loopback. A PSUBSCRIBE on one node
@@ -39,7 +37,7 @@ func TestCluster(t *testing.T) {
 		c.Close()
 	}
 
-	cfg, err := config.Parse("test.toml", []byte(fmt.Sprintf(`
+	h := startHarness(t, fmt.Sprintf(`
 [redis]
 addrs = [%q, %q, %q]
 read_timeout = "300ms"
@@ -47,15 +45,7 @@ read_timeout = "300ms"
 name = "players"
 pattern = "player:*"
 handler = "h"
-`, addrs[0], addrs[1], addrs[2])))
-	require.NoError(t, err)
-	r, err := router.New(cfg)
-	require.NoError(t, err)
-	bus, err := New(cfg.Redis)
-	require.NoError(t, err)
-	h := &harness{t: t, r: r, bus: bus}
-	r.Attach(bus)
-	t.Cleanup(func() { _ = r.Close() })
+`, addrs[0], addrs[1], addrs[2]))
 	h.waitStatus("connected")
 
 	for i, n := range nodes {
@@ -72,7 +62,7 @@ handler = "h"
 	defer sub.Close()
 	_, err = sub.Receive(ctx)
 	require.NoError(t, err)
-	require.NoError(t, r.Publish("out", "from module"))
+	require.NoError(t, h.r.Publish("out", "from module"))
 	m, err := sub.ReceiveMessage(ctx)
 	require.NoError(t, err)
 	require.Equal(t, "from module", m.Payload)

@@ -31,7 +31,13 @@ type harness struct {
 func newHarness(t *testing.T, srv *redistest.Server, toml string, extra ...string) *harness {
 	t.Helper()
 	base := fmt.Sprintf("[redis]\nurl = %q\nread_timeout = \"300ms\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n%s\n", srv.URL(), strings.Join(extra, "\n"))
-	cfg, err := config.Parse("test.toml", []byte(base+toml))
+	return startHarness(t, base+toml)
+}
+
+// startHarness attaches a Redis bus configured by toml to a new router.
+func startHarness(t *testing.T, toml string) *harness {
+	t.Helper()
+	cfg, err := config.Parse("test.toml", []byte(toml))
 	require.NoError(t, err)
 	r, err := router.New(cfg)
 	require.NoError(t, err)
