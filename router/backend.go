@@ -100,12 +100,6 @@ func (a *Active) RemovePattern(src string) {
 	}
 }
 
-// Reset forgets everything, as after a reconnect.
-func (a *Active) Reset() {
-	a.channels = map[string]bool{}
-	a.patterns = nil
-}
-
 // Owns reports whether the copy of a message on channel that arrived via
 // subscription pat ("" for a SUBSCRIBE) is the one to deliver: the channel
 // subscription if there is one, else the first matching pattern. A copy via

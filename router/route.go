@@ -48,9 +48,6 @@ func (r *Route) Pattern() string {
 	return pattern.Quote(r.def.Channel)
 }
 
-// Def returns the route's definition as configured.
-func (r *Route) Def() config.Route { return r.def }
-
 // Matches reports whether the route takes events of channel.
 func (r *Route) Matches(channel string) bool {
 	if !r.match.Match(channel) {

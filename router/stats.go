@@ -86,12 +86,3 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	}
 	return time.Duration(uint64(1)<<31) * time.Microsecond
 }
-
-// Count is the number of observations.
-func (h *Histogram) Count() uint64 {
-	var total uint64
-	for i := range h.buckets {
-		total += h.buckets[i].Load()
-	}
-	return total
-}
