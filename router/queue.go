@@ -29,6 +29,9 @@ type Event struct {
 	Reason   string // KindStatus: why, for StatusDisconnected
 }
 
+// size is what an event counts against the byte budget. Events of one
+// message for several routes share its payload but each count it: the
+// budget errs on the safe side.
 func (e *Event) size() int64 { return int64(len(e.Payload)) + int64(len(e.Channel)) }
 
 // Queue is a bounded multi-producer, single-consumer FIFO of events, bounded
