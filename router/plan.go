@@ -39,6 +39,21 @@ func Diff(old, new Plan) PlanDiff {
 	}
 }
 
+// Apply returns p changed by d (a diff from Diff, whose lists are sorted).
+func (p Plan) Apply(d PlanDiff) Plan {
+	return Plan{
+		Channels: union(minus(p.Channels, d.Unsubscribe), d.Subscribe),
+		Patterns: union(minus(p.Patterns, d.PUnsubscribe), d.PSubscribe),
+	}
+}
+
+func union(a, b []string) []string {
+	out := append(append([]string(nil), a...), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// minus returns a without the members of b; b must be sorted.
 func minus(a, b []string) []string {
 	var out []string
 	for _, s := range a {

@@ -108,3 +108,9 @@ func TestDiff(t *testing.T) {
 		PSubscribe: []string{"y*"}, PUnsubscribe: []string{"x*"}}, d)
 	assert.True(t, Diff(Plan{}, Plan{}).Empty())
 }
+
+func TestPlanApply(t *testing.T) {
+	old := Plan{Channels: []string{"a", "b"}, Patterns: []string{"x*"}}
+	new := Plan{Channels: []string{"b", "c"}, Patterns: []string{"y*"}}
+	assert.Equal(t, new, old.Apply(Diff(old, new)))
+}

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,16 +104,9 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 // Update applies a plan diff on the live connection (or at the next one).
 func (b *Bus) Update(d router.PlanDiff) {
 	b.mu.Lock()
-	b.want = apply(b.want, d)
+	b.want = b.want.Apply(d)
 	b.mu.Unlock()
 	signal(b.update)
-}
-
-func apply(p router.Plan, d router.PlanDiff) router.Plan {
-	return router.Plan{
-		Channels: union(minus(p.Channels, d.Unsubscribe), d.Subscribe),
-		Patterns: union(minus(p.Patterns, d.PUnsubscribe), d.PSubscribe),
-	}
 }
 
 // Publish appends to the outbox; it never blocks.
@@ -421,31 +413,4 @@ func (b *Bus) publishBatch(batch []outMsg) int {
 		}
 	}
 	return len(batch)
-}
-
-func minus(a, b []string) []string {
-	drop := make(map[string]bool, len(b))
-	for _, s := range b {
-		drop[s] = true
-	}
-	var out []string
-	for _, s := range a {
-		if !drop[s] {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func union(a, b []string) []string {
-	seen := make(map[string]bool, len(a)+len(b))
-	var out []string
-	for _, s := range append(append([]string(nil), a...), b...) {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
