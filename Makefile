@@ -36,6 +36,45 @@ lint:
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
-module module-all demo:
-	@echo "make $@: not built yet (the GMod module is issue 5, the host and demo issue 6)" >&2
+# ---- The module ------------------------------------------------------------
+# One Go c-shared library per GMod branch, named as GMod's require() looks for
+# it in garrysmod/lua/bin/. build/realtime.so is the linux64 binary under the
+# name plain LuaJIT's require("realtime") finds.
+VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GOFLAGS_MOD = -buildmode=c-shared -trimpath
+LDX         = -s -w -X main.version=$(VERSION)
+# Linux: export only the entry points (module/exports.map) and never unload.
+LDLINUX     = $(LDX) -extldflags '-Wl,--version-script=$(CURDIR)/module/exports.map -Wl,-z,nodelete'
+# LuaJIT unwinds through the shim's frames on lua_error.
+export CGO_CFLAGS = -O2 -g -funwind-tables
+
+.PHONY: FORCE
+module: build/gmsv_realtime_linux64.dll build/realtime.so
+module-all: module build/gmsv_realtime_linux.dll build/gmsv_realtime_win64.dll build/gmsv_realtime_win32.dll
+
+build/gmsv_realtime_linux64.dll: FORCE
+	@mkdir -p build
+	CGO_ENABLED=1 GOOS=linux GOARCH=amd64 $(GO) build $(GOFLAGS_MOD) -ldflags "$(LDLINUX)" -o $@ ./module
+	@rm -f $(@:.dll=.h)
+
+build/realtime.so: build/gmsv_realtime_linux64.dll
+	cp $< $@
+
+build/gmsv_realtime_linux.dll: FORCE
+	@mkdir -p build
+	CGO_ENABLED=1 GOOS=linux GOARCH=386 CC="gcc -m32" $(GO) build $(GOFLAGS_MOD) -ldflags "$(LDLINUX)" -o $@ ./module
+	@rm -f $(@:.dll=.h)
+
+build/gmsv_realtime_win64.dll: FORCE
+	@mkdir -p build
+	CGO_ENABLED=1 GOOS=windows GOARCH=amd64 CC=x86_64-w64-mingw32-gcc $(GO) build $(GOFLAGS_MOD) -ldflags "$(LDX)" -o $@ ./module
+	@rm -f $(@:.dll=.h)
+
+build/gmsv_realtime_win32.dll: FORCE
+	@mkdir -p build
+	CGO_ENABLED=1 GOOS=windows GOARCH=386 CC=i686-w64-mingw32-gcc $(GO) build $(GOFLAGS_MOD) -ldflags "$(LDX)" -o $@ ./module
+	@rm -f $(@:.dll=.h)
+
+demo:
+	@echo "make $@: not built yet (the host and demo are issue 6)" >&2
 	@exit 1

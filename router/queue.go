@@ -47,14 +47,27 @@ type Queue struct {
 	maxBytes   int64
 	dropOldest bool
 
-	pending atomic.Int64
+	pending *atomic.Int64 // shared with the C shim's empty-queue check; see SharePending
+	ownPend atomic.Int64
 	drops   atomic.Uint64
 }
 
 // NewQueue returns a queue holding at most maxEvents events and maxBytes
 // bytes of payload and channel names.
 func NewQueue(maxEvents int, maxBytes int64, dropOldest bool) *Queue {
-	return &Queue{buf: make([]*Event, 16), maxEvents: maxEvents, maxBytes: maxBytes, dropOldest: dropOldest}
+	q := &Queue{buf: make([]*Event, 16), maxEvents: maxEvents, maxBytes: maxBytes, dropOldest: dropOldest}
+	q.pending = &q.ownPend
+	return q
+}
+
+// SharePending makes the queue keep its pending count in *p, so that code
+// outside Go (the C shim) can skip an empty queue with one atomic load. Call
+// it before the queue is used.
+func (q *Queue) SharePending(p *atomic.Int64) {
+	q.mu.Lock()
+	p.Store(q.pending.Load())
+	q.pending = p
+	q.mu.Unlock()
 }
 
 // SetLimits changes the bounds; events beyond the new bounds are kept until

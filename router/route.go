@@ -48,6 +48,9 @@ func (r *Route) Pattern() string {
 	return pattern.Quote(r.def.Channel)
 }
 
+// Rate is the route's rate limit.
+func (r *Route) Rate() config.Rate { return r.def.Rate }
+
 // Matches reports whether the route takes events of channel.
 func (r *Route) Matches(channel string) bool {
 	if !r.match.Match(channel) {

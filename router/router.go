@@ -32,10 +32,12 @@ type Router struct {
 	// Stats are the global counters.
 	Stats Stats
 
-	status atomic.Int32
-	now    func() time.Time
+	status  atomic.Int32
+	now     func() time.Time
+	pending *atomic.Int64
 
-	mu      sync.Mutex // serialises route and plan changes
+	gen     atomic.Uint64 // of the attached backend's sink
+	mu      sync.Mutex    // serialises route and plan changes
 	dynamic []*Route
 	plan    Plan
 	backend Backend
@@ -72,6 +74,12 @@ type Option func(*Router)
 // WithClock replaces time.Now, for rate-limit tests.
 func WithClock(now func() time.Time) Option { return func(r *Router) { r.now = now } }
 
+// WithPendingCounter makes the queue keep its pending count in *p (see
+// Queue.SharePending).
+func WithPendingCounter(p *atomic.Int64) Option {
+	return func(r *Router) { r.pending = p }
+}
+
 // WithLog sends the router's log lines (drops, decode errors), rate-limited
 // by the config's log.rate, to fn. fn must not block; it is called from
 // backend goroutines too.
@@ -85,6 +93,9 @@ func New(cfg *config.Config, opts ...Option) (*Router, error) {
 		o(r)
 	}
 	r.queue = NewQueue(cfg.Queue.MaxEvents, int64(cfg.Queue.MaxBytes), cfg.Queue.Overflow != config.OverflowDropNewest)
+	if r.pending != nil {
+		r.queue.SharePending(r.pending)
+	}
 	r.table.Store(newTable(nil))
 	if _, err := r.Apply(cfg); err != nil {
 		return nil, err
@@ -106,13 +117,35 @@ func (r *Router) Plan() Plan {
 }
 
 // Attach starts b with the current plan; later route changes reach it as
-// plan diffs. A router has one backend for its life.
+// plan diffs. After Close, Attach may start a new backend (a reconnect with
+// other settings).
 func (r *Router) Attach(b Backend) {
 	r.mu.Lock()
 	r.backend = b
+	s := &sink{r: r, gen: r.gen.Add(1)}
 	plan := r.plan
 	r.mu.Unlock()
-	b.Start(r, plan)
+	b.Start(s, plan)
+}
+
+// sink is what one attached backend delivers to. After Close (or a newer
+// Attach) its late calls are ignored, so a closing backend cannot report a
+// status or a message after its successor.
+type sink struct {
+	r   *Router
+	gen uint64
+}
+
+func (s *sink) Deliver(channel, payload string) {
+	if s.r.gen.Load() == s.gen {
+		s.r.Deliver(channel, payload)
+	}
+}
+
+func (s *sink) SetStatus(st Status, reason string) {
+	if s.r.gen.Load() == s.gen {
+		s.r.SetStatus(st, reason)
+	}
 }
 
 // Apply replaces the config routes and limits with cfg's (a validated
@@ -324,17 +357,45 @@ func (r *Router) Publish(channel, payload string) error {
 	return nil
 }
 
+// Next removes the oldest queued event, or returns nil. The caller counts a
+// message it hands to a handler with Dispatched, or drops it.
+func (r *Router) Next() *Event { return r.queue.Pop() }
+
+// Dispatched counts message e as handed to its handler, with its queueing
+// latency.
+func (r *Router) Dispatched(e *Event) {
+	r.Stats.Dispatched.Add(1)
+	e.Route.Stats.Dispatched.Add(1)
+	r.Stats.Latency.Observe(time.Duration(time.Now().UnixNano() - e.Received))
+}
+
 // Drain passes queued events to fn, at most max of them and for at most
-// budget, counting each as dispatched with its queueing latency.
+// budget (see Queue.Drain), counting each message as dispatched.
 func (r *Router) Drain(max int, budget time.Duration, fn func(*Event)) int {
-	return r.queue.Drain(max, budget, func(e *Event) {
+	start := time.Now()
+	n := 0
+	for n < max {
+		e := r.Next()
+		if e == nil {
+			break
+		}
 		if e.Kind == KindMessage {
-			r.Stats.Dispatched.Add(1)
-			e.Route.Stats.Dispatched.Add(1)
-			r.Stats.Latency.Observe(time.Duration(time.Now().UnixNano() - e.Received))
+			r.Dispatched(e)
 		}
 		fn(e)
-	})
+		n++
+		if budget > 0 && time.Since(start) >= budget {
+			break
+		}
+	}
+	return n
+}
+
+// Backend returns the attached backend, or nil.
+func (r *Router) Backend() Backend {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.backend
 }
 
 // Close stops the backend. It does not wait on the network.
@@ -342,6 +403,7 @@ func (r *Router) Close() error {
 	r.mu.Lock()
 	b := r.backend
 	r.backend = nil
+	r.gen.Add(1)
 	r.mu.Unlock()
 	if b == nil {
 		return nil
@@ -349,8 +411,11 @@ func (r *Router) Close() error {
 	return b.Close()
 }
 
-// log emits a line through WithLog, at most log.rate lines per second;
-// lines over the limit are counted and reported with the next one.
+// Logf emits a line through WithLog, at most log.rate lines per second
+// (shared by every caller); lines over the limit are counted and reported
+// with the next one. Safe for concurrent use.
+func (r *Router) Logf(level, format string, args ...any) { r.log(level, format, args...) }
+
 func (r *Router) log(level, format string, args ...any) {
 	if r.logf == nil {
 		return

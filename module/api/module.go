@@ -1,0 +1,660 @@
+// Package api is the realtime Lua API in plain Go: what each realtime.*
+// function does, behind the thin cgo layer in module/. It owns the process's
+// router and backend, the handlers' Lua registry references (as numbers; the
+// C shim makes and releases them), and the log lines waiting for the main
+// thread. Everything here is tested without a Lua VM.
+//
+// A Module is driven from one thread, the game's main thread: its methods
+// are not safe for concurrent use, except that backend goroutines log
+// through it.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/router"
+	"github.com/gmod-realtime/realtime/router/localbus"
+	"github.com/gmod-realtime/realtime/router/pattern"
+	"github.com/gmod-realtime/realtime/router/redisbus"
+)
+
+// Ref is a Lua registry reference (luaL_ref) to a handler function.
+type Ref int32
+
+// NoRef is Lua's LUA_NOREF: no function.
+const NoRef Ref = -2
+
+// Options configure a Module.
+type Options struct {
+	// Config says where the configuration is loaded from.
+	Config config.Options
+	// Pending, if set, holds the number of queued events, for the C shim's
+	// empty-queue check.
+	Pending *atomic.Int64
+	// Logs, if set, holds the number of log lines waiting for TakeLog.
+	Logs *atomic.Int64
+}
+
+// Module is the state behind the realtime Lua table. The Go side (config,
+// router, connection, queue) lives for the process; the Lua side (handler
+// references) is reset by Open and dropped by Close, once per map.
+type Module struct {
+	opts      Options
+	cfg       *config.Config
+	cfgErr    error          // the config that failed to load at start, until fixed
+	overrides map[string]any // realtime.Config's values, by config key
+	r         *router.Router
+	logs      logQueue
+
+	// Lua side, per state.
+	gen      uint64            // Open count
+	handlers map[string]Ref    // by realtime.Handler name or dynamic route name
+	dynamic  map[string]*onReg // realtime.On registrations by route name
+	swept    bool              // stale registrations removed since Open
+	warned   map[string]bool   // routes already logged for having no handler
+	nextID   int
+
+	started time.Time // of the current ProcessEvents
+}
+
+// onReg is one realtime.On registration.
+type onReg struct {
+	id, pattern string
+	gen         uint64 // Open count when last registered
+}
+
+// Start loads the configuration and connects in the background. A broken
+// config is logged and leaves the module disconnected with no routes until
+// Reload succeeds; the Lua API works either way.
+func Start(opts Options) *Module {
+	m := &Module{opts: opts, overrides: map[string]any{}}
+	m.logs.counter = opts.Logs
+	if m.logs.counter == nil {
+		m.logs.counter = new(atomic.Int64)
+	}
+	cfg, err := config.Load(opts.Config)
+	if err != nil {
+		m.cfgErr = err
+		cfg = config.Default()
+	}
+	ropts := []router.Option{router.WithLog(m.logs.add)}
+	if opts.Pending != nil {
+		ropts = append(ropts, router.WithPendingCounter(opts.Pending))
+	}
+	r, rerr := router.New(cfg, ropts...)
+	if rerr != nil { // a validated config compiles; this is a bug, not a user error
+		m.cfgErr = rerr
+		cfg = config.Default()
+		r, _ = router.New(cfg, ropts...)
+	}
+	m.cfg, m.r = cfg, r
+	redis.SetLogger(redisLogger{m})
+	m.Open()
+	if m.cfgErr != nil {
+		m.logs.add("error", m.cfgErr.Error())
+		m.logs.add("error", "not connected until the config is fixed and realtime.Reload() is called")
+		return m
+	}
+	m.logs.add("info", cfg.String())
+	if err := m.attach(); err != nil {
+		m.logs.add("error", err.Error())
+	}
+	return m
+}
+
+// Router is the module's router.
+func (m *Module) Router() *router.Router { return m.r }
+
+// Config is the configuration in effect.
+func (m *Module) Config() *config.Config { return m.cfg }
+
+// Stop closes the connection; for tests and process exit.
+func (m *Module) Stop() { _ = m.r.Close() }
+
+// attach starts a backend for m.cfg, replacing the current one.
+func (m *Module) attach() error {
+	var b router.Backend
+	if m.cfg.Local() {
+		b = localbus.New(m.cfg.Redis.OutboxEvents)
+	} else {
+		rb, err := redisbus.New(m.cfg.Redis)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", m.cfg.Redis.Target(), err)
+		}
+		b = rb
+	}
+	_ = m.r.Close()
+	m.r.Attach(b)
+	return nil
+}
+
+// Open starts a new Lua state (gmod13_open): the previous state's
+// references are gone with it. realtime.On registrations stay routed, so
+// events that arrive during a map change wait in the queue; those that the
+// new state does not register again are removed when it first pumps.
+func (m *Module) Open() {
+	m.gen++
+	m.handlers = map[string]Ref{}
+	m.warned = map[string]bool{}
+	m.swept = false
+	if m.dynamic == nil {
+		m.dynamic = map[string]*onReg{}
+	}
+}
+
+// Close forgets the Lua state's references (gmod13_close); the state is
+// being destroyed, so nothing is released. It never blocks and never logs.
+func (m *Module) Close() {
+	m.handlers = map[string]Ref{}
+}
+
+// Handler names fn (a reference, or NoRef to remove) for config routes'
+// handler = "name". It returns the reference it replaces, for release.
+func (m *Module) Handler(name string, fn Ref) (old Ref, err error) {
+	if name == "" {
+		return NoRef, errors.New("handler name is empty")
+	}
+	if strings.HasPrefix(name, config.HookPrefix) {
+		return NoRef, fmt.Errorf("%q is a hook route's handler; it calls hook.Run and needs no realtime.Handler", name)
+	}
+	old, ok := m.handlers[name]
+	if !ok {
+		old = NoRef
+	}
+	if fn == NoRef {
+		delete(m.handlers, name)
+	} else {
+		m.handlers[name] = fn
+		delete(m.warned, name)
+	}
+	return old, nil
+}
+
+// OptionError is an invalid realtime.On option.
+type OptionError struct {
+	Name string // "decode", "rate" or "burst"
+	Msg  string
+}
+
+func (e *OptionError) Error() string { return e.Name + ": " + e.Msg }
+
+// OnOptions are realtime.On's optional settings.
+type OnOptions struct {
+	Exact  bool   // a channel, not a glob (realtime.Subscribe)
+	Decode string // "raw" (default) or "json"
+	Rate   string // a rate such as "100/s"; default unlimited
+	Burst  int
+}
+
+// On registers fn for pattern under id, replacing the registration of the
+// same pattern and id. With id "" it makes a new id. It returns the id and
+// the reference it replaced.
+func (m *Module) On(pat, id string, fn Ref, o OnOptions) (string, Ref, error) {
+	if pat == "" {
+		return "", NoRef, errors.New("pattern is empty")
+	}
+	if id == "" {
+		m.nextID++
+		id = "realtime.On#" + strconv.Itoa(m.nextID)
+	}
+	def := config.Route{Name: routeName(pat, id), Handler: routeName(pat, id), Burst: o.Burst}
+	if o.Exact {
+		def.Channel = pat
+	} else {
+		def.Pattern = pat
+	}
+	switch o.Decode {
+	case "", config.DecodeRaw:
+		def.Decode = config.DecodeRaw
+	case config.DecodeJSON:
+		def.Decode = config.DecodeJSON
+	default:
+		return "", NoRef, &OptionError{"decode", fmt.Sprintf("%q is not \"raw\" or \"json\"", o.Decode)}
+	}
+	if o.Rate != "" {
+		if err := def.Rate.UnmarshalText([]byte(o.Rate)); err != nil {
+			return "", NoRef, &OptionError{"rate", err.Error()}
+		}
+	}
+	if o.Burst < 0 {
+		return "", NoRef, &OptionError{"burst", fmt.Sprintf("%d is negative", o.Burst)}
+	}
+	if _, err := m.r.On(def); err != nil {
+		var se *pattern.SyntaxError
+		if errors.As(err, &se) {
+			return "", NoRef, se
+		}
+		return "", NoRef, err
+	}
+	old, _ := m.Handler(def.Name, fn)
+	m.dynamic[def.Name] = &onReg{id: id, pattern: pat, gen: m.gen}
+	return id, old, nil
+}
+
+func routeName(pattern, id string) string { return id + " (" + pattern + ")" }
+
+// Off removes the registrations of id, or of pattern and id when pattern
+// is not "". It returns the references to release.
+func (m *Module) Off(pattern, id string) []Ref {
+	var refs []Ref
+	for name, reg := range m.dynamic {
+		if reg.id != id || (pattern != "" && reg.pattern != pattern) {
+			continue
+		}
+		if old, _ := m.Handler(name, NoRef); old != NoRef {
+			refs = append(refs, old)
+		}
+		delete(m.dynamic, name)
+		m.r.Off(name)
+	}
+	if refs == nil {
+		refs = []Ref{}
+	}
+	return refs
+}
+
+// AllRefs returns every reference the current state holds, for release
+// when the module table is closed by plain Lua (not by a map change).
+func (m *Module) AllRefs() []Ref {
+	refs := make([]Ref, 0, len(m.handlers))
+	for _, r := range m.handlers {
+		refs = append(refs, r)
+	}
+	return refs
+}
+
+// sweep removes realtime.On registrations that the current state has not
+// made again since Open.
+func (m *Module) sweep() {
+	m.swept = true
+	n := 0
+	for name, reg := range m.dynamic {
+		if reg.gen != m.gen {
+			delete(m.dynamic, name)
+			m.r.Off(name)
+			n++
+		}
+	}
+	if n > 0 {
+		m.logs.add("info", fmt.Sprintf("removed %d realtime.On registrations that were not made again after the map change (give On an id to keep one)", n))
+	}
+}
+
+// Dispatch is one handler call for ProcessEvents.
+type Dispatch struct {
+	Event *router.Event
+	Ref   Ref    // the handler, or NoRef when Hook is set
+	Hook  string // hook.Run this name instead: a hook: route or a status hook
+}
+
+// Next returns the next handler call of a ProcessEvents call, or nil when
+// the queue is empty or the dispatch budget is spent. first starts a new
+// ProcessEvents call. Events whose route has no handler are counted,
+// logged once per route, and skipped.
+func (m *Module) Next(first bool) *Dispatch {
+	now := time.Now()
+	if first {
+		m.started = now
+		if !m.swept {
+			m.sweep()
+		}
+	} else if b := m.cfg.Dispatch.Budget.D(); b > 0 && now.Sub(m.started) >= b {
+		return nil
+	}
+	for {
+		e := m.r.Next()
+		if e == nil {
+			return nil
+		}
+		if e.Kind == router.KindStatus {
+			d := &Dispatch{Event: e, Ref: NoRef, Hook: "RealtimeDisconnected"}
+			switch e.Status {
+			case router.StatusConnected, router.StatusLocal:
+				d.Hook = "RealtimeConnected"
+			case router.StatusConnecting:
+				continue
+			}
+			return d
+		}
+		h := e.Route.Handler
+		if name, ok := strings.CutPrefix(h, config.HookPrefix); ok {
+			m.r.Dispatched(e)
+			return &Dispatch{Event: e, Ref: NoRef, Hook: name}
+		}
+		if ref, ok := m.handlers[h]; ok {
+			m.r.Dispatched(e)
+			return &Dispatch{Event: e, Ref: ref}
+		}
+		e.Route.Stats.NoHandler.Add(1)
+		m.r.Stats.Drop(router.DropNoHandler)
+		if !m.warned[h] {
+			m.warned[h] = true
+			m.logs.add("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); its events are dropped and counted", e.Route.Name, h, h))
+		}
+	}
+}
+
+// Budget is the dispatch budget per ProcessEvents call, and MaxPerFrame
+// the most events it dispatches.
+func (m *Module) Budget() (time.Duration, int) {
+	return m.cfg.Dispatch.Budget.D(), m.cfg.Dispatch.MaxPerFrame
+}
+
+// HandlerError counts and logs (rate-limited) a handler's error.
+func (m *Module) HandlerError(d *Dispatch, msg string) {
+	what := "hook " + strconv.Quote(d.Hook)
+	if d.Event.Kind == router.KindMessage {
+		d.Event.Route.Stats.HandlerErrors.Add(1)
+		m.r.Stats.Drop(router.DropHandlerError)
+		what = "route " + strconv.Quote(d.Event.Route.Name)
+	}
+	m.r.Logf("error", "handler of %s failed on %q: %s", what, d.Event.Channel, msg)
+}
+
+// Publish queues payload for channel without blocking.
+func (m *Module) Publish(channel, payload string) error {
+	if channel == "" {
+		return errors.New("channel is empty")
+	}
+	err := m.r.Publish(channel, payload)
+	if errors.Is(err, router.ErrNoBackend) {
+		if m.cfgErr != nil {
+			return errors.New("not connected: the config has errors (see the log; fix it and call realtime.Reload())")
+		}
+		return errors.New("not connected (realtime.Disconnect() was called; realtime.Connect() reconnects)")
+	}
+	return err
+}
+
+// PublishTable encodes a Lua value tape as JSON and publishes it.
+func (m *Module) PublishTable(channel string, doc *router.Doc) error {
+	s, err := EncodeJSON(doc, "payload")
+	if err != nil {
+		return err
+	}
+	return m.Publish(channel, s)
+}
+
+// GameEvents maps each game-event function to its channel, before the
+// configured events.prefix.
+var GameEvents = map[string]string{
+	"PlayerSpawn":      "player:spawn",
+	"PlayerDeath":      "player:death",
+	"ChatMessage":      "chat:message",
+	"PlayerTakeDamage": "player:damage",
+	"RoundStart":       "round:start",
+	"RoundEnd":         "round:end",
+}
+
+// GameEvent publishes a game event: doc is a table with the event's fields,
+// to which ts (unix ms) and server (server.id) are added.
+func (m *Module) GameEvent(fn string, doc *router.Doc) error {
+	channel, ok := GameEvents[fn]
+	if !ok {
+		return fmt.Errorf("no game event %q", fn)
+	}
+	ts := time.Now().UnixMilli()
+	s, err := encodeObjectWith(doc, "event", func(b []byte) []byte {
+		b = append(b, `"ts":`...)
+		b = strconv.AppendInt(b, ts, 10)
+		b = append(b, `,"server":`...)
+		return appendString(b, m.cfg.Server.ID)
+	})
+	if err != nil {
+		return err
+	}
+	return m.Publish(m.cfg.Events.Prefix+channel, s)
+}
+
+// configKeys maps realtime.Config's short names to config keys. Other
+// names are taken as keys under [redis] ("read_timeout"), or as dotted
+// keys ("server.id").
+var configKeys = map[string]string{
+	"timeout": "redis.connect_timeout",
+}
+
+// Configure validates realtime.Config's values (a Lua table tape with
+// string keys) and keeps them for the next Connect. On error nothing
+// changes.
+func (m *Module) Configure(doc *router.Doc) error {
+	over := map[string]any{}
+	for k, v := range m.overrides {
+		over[k] = v
+	}
+	nodes := doc.Nodes
+	if len(nodes) == 0 || nodes[0].Kind != router.KindObject {
+		return errors.New("want a table")
+	}
+	i := 1
+	for range int(nodes[0].Len) {
+		k, v := nodes[i], nodes[i+1]
+		i += 2
+		if k.Kind != router.KindString {
+			return fmt.Errorf("key %v: want a string key such as host, port or password", k.Num)
+		}
+		key := k.Str
+		if mapped, ok := configKeys[key]; ok {
+			key = mapped
+		} else if !strings.Contains(key, ".") {
+			key = "redis." + key
+		}
+		switch v.Kind {
+		case router.KindNull:
+			delete(over, key)
+		case router.KindString:
+			over[key] = v.Str
+		case router.KindTrue, router.KindFalse:
+			over[key] = v.Kind == router.KindTrue
+		case router.KindNumber:
+			if strings.HasSuffix(key, "timeout") {
+				over[key] = strconv.FormatFloat(v.Num, 'g', -1, 64) + "s" // seconds, as GMod APIs count time
+			} else if v.Num == float64(int64(v.Num)) {
+				over[key] = int64(v.Num)
+			} else {
+				over[key] = v.Num
+			}
+		default:
+			return fmt.Errorf("%s: want a string, number or boolean", k.Str)
+		}
+	}
+	if _, err := m.load(over); err != nil {
+		return err
+	}
+	m.overrides = over
+	return nil
+}
+
+func (m *Module) load(over map[string]any) (*config.Config, error) {
+	opts := m.opts.Config
+	opts.Overrides = over
+	return config.Load(opts)
+}
+
+// Connect reloads the configuration with realtime.Config's values (and url,
+// if not "") and connects in the background, replacing the connection.
+func (m *Module) Connect(url string) error {
+	over := m.overrides
+	if url != "" {
+		over = map[string]any{}
+		for k, v := range m.overrides {
+			over[k] = v
+		}
+		over["redis.url"] = url
+		delete(over, "redis.host")
+		delete(over, "redis.port")
+	}
+	cfg, err := m.load(over)
+	if err != nil {
+		return err
+	}
+	if _, err := m.r.Apply(cfg); err != nil {
+		return err
+	}
+	m.cfg, m.cfgErr, m.overrides = cfg, nil, over
+	m.logs.add("info", "connecting: "+cfg.String())
+	return m.attach()
+}
+
+// Disconnect closes the connection; realtime.Connect reconnects.
+func (m *Module) Disconnect() {
+	if m.r.Backend() == nil {
+		return
+	}
+	_ = m.r.Close()
+	m.r.SetStatus(router.StatusDisconnected, "realtime.Disconnect()")
+}
+
+// Status is realtime.Status(): "connected", "connecting", "disconnected" or
+// "local".
+func (m *Module) Status() string {
+	if m.r.Backend() == nil {
+		return router.StatusDisconnected.String()
+	}
+	return m.r.Status().String()
+}
+
+// ReloadResult is what Reload changed.
+type ReloadResult struct {
+	router.Summary
+	Reconnected bool // the [redis] settings changed, so the connection was replaced
+}
+
+// Reload re-reads the configuration and applies the route changes on the
+// live connection; it reconnects only when the [redis] settings changed.
+// On error nothing changes.
+func (m *Module) Reload() (ReloadResult, error) {
+	cfg, err := m.load(m.overrides)
+	if err != nil {
+		return ReloadResult{}, err
+	}
+	sum, err := m.r.Apply(cfg)
+	if err != nil {
+		return ReloadResult{}, err
+	}
+	res := ReloadResult{Summary: sum}
+	old := m.cfg
+	broken := m.cfgErr != nil
+	m.cfg, m.cfgErr = cfg, nil
+	if broken || !reflect.DeepEqual(old.Redis, cfg.Redis) {
+		res.Reconnected = true
+		if err := m.attach(); err != nil {
+			return res, err
+		}
+	}
+	m.logs.add("info", "reloaded: "+sum.String())
+	return res, nil
+}
+
+// ReloadDoc is Reload's summary as a table for Lua.
+func (res ReloadResult) Doc() *router.Doc {
+	var b docBuilder
+	i := b.open(router.KindObject)
+	b.str("added")
+	b.strs(res.Added)
+	b.str("removed")
+	b.strs(res.Removed)
+	b.str("changed")
+	b.strs(res.Changed)
+	b.str("subscribed")
+	b.num(float64(len(res.Plan.Subscribe) + len(res.Plan.PSubscribe)))
+	b.str("unsubscribed")
+	b.num(float64(len(res.Plan.Unsubscribe) + len(res.Plan.PUnsubscribe)))
+	b.str("reconnected")
+	b.boolean(res.Reconnected)
+	b.str("summary")
+	b.str(res.String())
+	b.close(i, 7)
+	return b.doc()
+}
+
+// Stats is realtime.GetStats() as a table.
+func (m *Module) Stats() *router.Doc {
+	s := &m.r.Stats
+	q := m.r.Queue()
+	var b docBuilder
+	top := b.open(router.KindObject)
+	n := 0
+	field := func(k string) { b.str(k); n++ }
+	field("status")
+	b.str(m.Status())
+	field("mode")
+	b.str(m.cfg.Mode())
+	field("server")
+	b.str(m.cfg.Server.ID)
+	dropped := s.Dropped()
+	for _, kv := range []struct {
+		k string
+		v uint64
+	}{
+		{"received", s.Received.Load()},
+		{"published", s.Published.Load()},
+		{"publish_failed", s.PublishFails.Load()},
+		{"queued", s.Queued.Load()},
+		{"dispatched", s.Dispatched.Load()},
+		{"decode_errors", s.DecodeErrors.Load()},
+		{"rate_limited", dropped[router.DropRateLimited]},
+	} {
+		field(kv.k)
+		b.num(float64(kv.v))
+	}
+	field("dropped")
+	b.counts(router.DropQueueFull, dropped[router.DropQueueFull],
+		router.DropRateLimited, dropped[router.DropRateLimited],
+		router.DropTooBig, dropped[router.DropTooBig],
+		router.DropNoRoute, dropped[router.DropNoRoute],
+		router.DropNoHandler, dropped[router.DropNoHandler],
+		router.DropHandlerError, dropped[router.DropHandlerError])
+	field("queue")
+	b.counts("depth", q.Pending(), "bytes", q.Bytes(),
+		"max_events", m.cfg.Queue.MaxEvents, "max_bytes", int64(m.cfg.Queue.MaxBytes))
+	field("latency_us")
+	b.counts("p50", s.Latency.Quantile(0.5).Microseconds(), "p99", s.Latency.Quantile(0.99).Microseconds(),
+		"p999", s.Latency.Quantile(0.999).Microseconds())
+	field("redis")
+	if rb, ok := m.r.Backend().(*redisbus.Bus); ok {
+		b.counts("reconnects", rb.Stats.Reconnects.Load(), "outages", rb.Stats.Outages.Load(),
+			"outage_ms", rb.Stats.OutageNanos.Load()/1e6, "outbox", rb.OutboxLen(),
+			"acknowledged", rb.Stats.Published.Load(), "target", m.cfg.Redis.Target())
+	} else {
+		b.counts("target", m.cfg.Redis.Target())
+	}
+	field("routes")
+	ri := b.open(router.KindObject)
+	routes := m.r.Table().Routes()
+	for _, rt := range routes {
+		b.str(rt.Name)
+		rs := rt.Stats
+		b.counts("pattern", rt.Pattern(), "handler", rt.Handler, "decode", rt.Decode, "rate", rt.Rate().String(),
+			"matched", rs.Matched.Load(), "dispatched", rs.Dispatched.Load(),
+			"rate_limited", rs.RateLimited.Load(), "dropped", rs.Dropped.Load(),
+			"no_handler", rs.NoHandler.Load(), "handler_errors", rs.HandlerErrors.Load(),
+			"decode_errors", rs.DecodeErrors.Load())
+	}
+	b.close(ri, len(routes))
+	b.close(top, n)
+	return b.doc()
+}
+
+// TakeLog returns the oldest log line waiting for the main thread.
+func (m *Module) TakeLog() (level, line string, ok bool) { return m.logs.take() }
+
+// Log queues a line for the main thread. Safe for concurrent use.
+func (m *Module) Log(level, line string) { m.logs.add(level, line) }
+
+// redisLogger sends go-redis's own log lines to the main thread instead of
+// stderr.
+type redisLogger struct{ m *Module }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.m.r.Logf("warn", "redis: "+format, v...)
+}

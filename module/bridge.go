@@ -1,0 +1,332 @@
+// Command module is gmsv_realtime, the Garry's Mod binary module, built
+// with -buildmode=c-shared. The C shim (shim.c) is the Lua side; this file
+// moves values between it and package api, which holds the logic.
+package main
+
+/*
+#cgo CFLAGS: -std=c11 -Wall -Wextra -Werror
+#cgo linux LDFLAGS: -ldl
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/gmod-realtime/realtime/module/api"
+	"github.com/gmod-realtime/realtime/router"
+)
+
+func main() {}
+
+// version is set by the Makefile (-X main.version=...).
+var version = "dev"
+
+var (
+	mod *api.Module
+	cur *api.Dispatch // the handler call ProcessEvents is making
+	// ProcessEvents' count of this call and its limit.
+	dispatched, dispatchMax int
+)
+
+// goString copies C bytes into a Go string (C memory is only valid during
+// the call).
+func goString(p *C.char, n C.size_t) string {
+	if n == 0 {
+		return ""
+	}
+	return C.GoStringN(p, C.int(n))
+}
+
+// guard runs one call from C: it clears the result and turns a Go panic
+// into RT_PANIC, which the shim raises as a Lua error.
+func guard(f func() C.int) (code C.int) {
+	defer func() {
+		if p := recover(); p != nil {
+			reset()
+			C.rt_result.str = putStr(fmt.Sprintf("internal error: %v", p))
+			code = C.RT_PANIC
+		}
+	}()
+	reset()
+	return f()
+}
+
+func reset() {
+	r := &C.rt_result
+	r.tape.n, r.tape.nbytes, r.nrefs = 0, 0, 0
+	r.str, r.channel, r.payload, r.pattern, r.route, r.hook, r.reason = C.rt_str{}, C.rt_str{}, C.rt_str{}, C.rt_str{}, C.rt_str{}, C.rt_str{}, C.rt_str{}
+	r.argn, r.value, r.ref, r.json, r.status, r.received = 0, 0, C.int32_t(api.NoRef), 0, 0, 0
+}
+
+func reserve(nodes, bytes int) {
+	t := &C.rt_result.tape
+	if int(t.n)+nodes <= int(t.cap) && int(t.nbytes)+bytes <= int(t.bcap) {
+		return
+	}
+	if int64(C.rt_result.tape.nbytes)+int64(bytes) > 1<<31 || C.rt_reserve(t, C.uint32_t(nodes), C.uint32_t(bytes)) == 0 {
+		panic("out of memory")
+	}
+}
+
+// putStr copies s into the result's bytes.
+func putStr(s string) C.rt_str {
+	if s == "" {
+		return C.rt_str{}
+	}
+	reserve(0, len(s))
+	t := &C.rt_result.tape
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(t.bytes)), t.bcap)[t.nbytes:], s)
+	out := C.rt_str{off: t.nbytes, len: C.uint32_t(len(s))}
+	t.nbytes += C.uint32_t(len(s))
+	return out
+}
+
+// putDoc writes a JSON-shaped doc as the result's tape.
+func putDoc(d *router.Doc) {
+	size := 0
+	for i := range d.Nodes {
+		size += len(d.Nodes[i].Str)
+	}
+	reserve(len(d.Nodes), size)
+	t := &C.rt_result.tape
+	nodes := unsafe.Slice(t.nodes, t.cap)
+	for i := range d.Nodes {
+		n := &d.Nodes[i]
+		cn := &nodes[t.n]
+		t.n++
+		cn.kind, cn.num, cn.len = C.uint32_t(n.Kind), C.double(n.Num), C.uint32_t(n.Len)
+		if n.Kind == router.KindString {
+			cn.off, cn.len = C.uint32_t(0), 0
+			if s := putStr(n.Str); s.len > 0 {
+				cn.off, cn.len = s.off, s.len
+			}
+		}
+	}
+}
+
+// argsDoc reads the tape C made of a Lua value. Strings point into C memory
+// unless keep asks for copies.
+func argsDoc(keep bool) *router.Doc {
+	a := &C.rt_args
+	cnodes := unsafe.Slice(a.nodes, a.n)
+	bytes := unsafe.Slice((*byte)(unsafe.Pointer(a.bytes)), a.nbytes)
+	nodes := make([]router.Node, len(cnodes))
+	for i, cn := range cnodes {
+		n := router.Node{Kind: router.Kind(cn.kind), Num: float64(cn.num), Len: int32(cn.len)}
+		if (n.Kind == router.KindString || n.Kind == api.KindInvalid) && cn.len > 0 {
+			n.Len = 0
+			n.Str = unsafe.String(&bytes[cn.off], int(cn.len))
+			if keep {
+				n.Str = strings.Clone(n.Str)
+			}
+		}
+		nodes[i] = n
+	}
+	return &router.Doc{Nodes: nodes}
+}
+
+func release(refs ...api.Ref) {
+	if len(refs) == 0 {
+		return
+	}
+	if C.rt_reserve_refs(C.uint32_t(len(refs))) == 0 {
+		panic("out of memory")
+	}
+	r := &C.rt_result
+	out := unsafe.Slice(r.refs, r.refcap)
+	for i, ref := range refs {
+		out[i] = C.int32_t(ref)
+	}
+	r.nrefs = C.uint32_t(len(refs))
+}
+
+func fail(err error) C.int {
+	C.rt_result.str = putStr(err.Error())
+	return C.RT_FAIL
+}
+
+func argError(n int, msg string) C.int {
+	C.rt_result.argn = C.int32_t(n)
+	C.rt_result.str = putStr(msg)
+	return C.RT_ARGERR
+}
+
+func open() C.int {
+	if mod == nil {
+		mod = api.Start(api.Options{
+			Pending: (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_events)),
+			Logs:    (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_logs)),
+		})
+	} else {
+		mod.Open()
+	}
+	cur = nil
+	C.rt_result.str = putStr(version)
+	return C.RT_OK
+}
+
+func closeState() {
+	if mod != nil {
+		mod.Close()
+	}
+	cur = nil
+}
+
+func next(first bool, max int) C.int {
+	r := &C.rt_result
+	if first {
+		dispatched = 0
+		_, dispatchMax = mod.Budget()
+		if max > 0 {
+			dispatchMax = max
+		}
+	}
+	cur = nil
+	if dispatched >= dispatchMax {
+		return C.RT_OK
+	}
+	d := mod.Next(first)
+	if d == nil {
+		return C.RT_OK
+	}
+	cur = d
+	r.value = C.RT_EV_CALL
+	r.ref = C.int32_t(d.Ref)
+	r.hook = putStr(d.Hook)
+	e := d.Event
+	if e.Kind == router.KindStatus {
+		r.status = 1
+		r.reason = putStr(e.Reason)
+		return C.RT_OK
+	}
+	dispatched++
+	r.channel = putStr(e.Channel)
+	r.pattern = putStr(e.Route.Pattern())
+	r.route = putStr(e.Route.Name)
+	r.received = C.double(float64(e.Received) / 1e6)
+	if e.JSON != nil {
+		putDoc(e.JSON)
+		r.json = 1
+	} else {
+		r.payload = putStr(e.Payload)
+	}
+	return C.RT_OK
+}
+
+func handlerError(msg string) {
+	if cur != nil {
+		mod.HandlerError(cur, msg)
+	}
+}
+
+var logLevels = map[string]C.int32_t{"debug": 1, "info": 1, "warn": 2, "error": 3}
+
+func takeLog() C.int {
+	level, line, ok := mod.TakeLog()
+	if ok {
+		C.rt_result.value = logLevels[level]
+		C.rt_result.str = putStr("[realtime] " + line)
+	}
+	return C.RT_OK
+}
+
+func handler(name string, ref C.int) C.int {
+	old, err := mod.Handler(name, api.Ref(ref))
+	if err != nil {
+		return argError(1, err.Error())
+	}
+	release(old)
+	return C.RT_OK
+}
+
+func on(pattern, id string, ref C.int, exact bool, decode, rate string, burst int) C.int {
+	id, old, err := mod.On(pattern, id, api.Ref(ref), api.OnOptions{Exact: exact, Decode: decode, Rate: rate, Burst: burst})
+	var oe *api.OptionError
+	switch {
+	case errors.As(err, &oe):
+		return argError(0, err.Error()) // the shim knows which argument holds the options
+	case err != nil:
+		return argError(1, err.Error())
+	}
+	release(old)
+	C.rt_result.str = putStr(id)
+	return C.RT_OK
+}
+
+func off(pattern, id string) C.int {
+	refs := mod.Off(pattern, id)
+	release(refs...)
+	if len(refs) > 0 {
+		C.rt_result.value = 1
+	}
+	return C.RT_OK
+}
+
+func publish(channel, payload string, table bool) C.int {
+	var err error
+	if table {
+		s, encErr := api.EncodeJSON(argsDoc(false), "payload")
+		if encErr != nil {
+			return argError(2, encErr.Error())
+		}
+		payload = s
+	}
+	if channel == "" {
+		return argError(1, "channel is empty")
+	}
+	if err = mod.Publish(channel, payload); err != nil {
+		return fail(err)
+	}
+	return C.RT_OK
+}
+
+func gameEvent(fn string) C.int {
+	if err := mod.GameEvent(fn, argsDoc(false)); err != nil {
+		return fail(err)
+	}
+	return C.RT_OK
+}
+
+func configure() C.int {
+	if err := mod.Configure(argsDoc(true)); err != nil {
+		return fail(err)
+	}
+	return C.RT_OK
+}
+
+func connect(url string) C.int {
+	if err := mod.Connect(url); err != nil {
+		return fail(err)
+	}
+	return C.RT_OK
+}
+
+func disconnect() C.int {
+	mod.Disconnect()
+	return C.RT_OK
+}
+
+func status() C.int {
+	C.rt_result.str = putStr(mod.Status())
+	return C.RT_OK
+}
+
+func reload() C.int {
+	res, err := mod.Reload()
+	if err != nil {
+		return fail(err)
+	}
+	putDoc(res.Doc())
+	return C.RT_OK
+}
+
+func stats() C.int {
+	putDoc(mod.Stats())
+	return C.RT_OK
+}
