@@ -15,7 +15,9 @@ func rtgo_open() C.int { return guard(open) }
 func rtgo_close() { closeState() }
 
 //export rtgo_next
-func rtgo_next(first, max C.int) C.int { return guard(func() C.int { return next(first != 0, int(max)) }) }
+func rtgo_next(first, max C.int) C.int {
+	return guard(func() C.int { return next(first != 0, int(max)) })
+}
 
 //export rtgo_handler_error
 func rtgo_handler_error(msg *C.char, n C.size_t) { handlerError(C.GoStringN(msg, C.int(n))) }

@@ -205,9 +205,13 @@ func (b *docBuilder) open(kind router.Kind) int {
 // opened at i.
 func (b *docBuilder) close(i, n int) { b.nodes[i].Len = int32(n) }
 
-func (b *docBuilder) str(s string) { b.nodes = append(b.nodes, router.Node{Kind: router.KindString, Str: s}) }
+func (b *docBuilder) str(s string) {
+	b.nodes = append(b.nodes, router.Node{Kind: router.KindString, Str: s})
+}
 
-func (b *docBuilder) num(f float64) { b.nodes = append(b.nodes, router.Node{Kind: router.KindNumber, Num: f}) }
+func (b *docBuilder) num(f float64) {
+	b.nodes = append(b.nodes, router.Node{Kind: router.KindNumber, Num: f})
+}
 
 func (b *docBuilder) boolean(v bool) {
 	k := router.KindFalse
