@@ -5,7 +5,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: all deps test unit fuzz lint module module-all demo bench
+.PHONY: all deps test unit fuzz lint module module-all hosts demo bench
 
 all: lint test
 
@@ -74,6 +74,22 @@ build/gmsv_realtime_win32.dll: FORCE
 	@mkdir -p build
 	CGO_ENABLED=1 GOOS=windows GOARCH=386 CC=i686-w64-mingw32-gcc $(GO) build $(GOFLAGS_MOD) -ldflags "$(LDX)" -o $@ ./module
 	@rm -f $(@:.dll=.h)
+
+# ---- The GMod-like test host (tests/host) -------------------------------------
+HOST_CFLAGS = -std=c11 -O2 -g -Wall -Wextra -Werror
+hosts: build/host-luajit build/host-luajit32 build/host-lua51
+
+build/host-luajit: tests/host/host.c
+	@mkdir -p build
+	gcc $(HOST_CFLAGS) -I/usr/include/luajit-2.1 -o $@ $< -lluajit-5.1 -ldl -Wl,-E
+
+build/host-luajit32: tests/host/host.c
+	@mkdir -p build
+	gcc -m32 $(HOST_CFLAGS) -I/usr/include/luajit-2.1 -o $@ $< /usr/lib/i386-linux-gnu/libluajit-5.1.so.2 -ldl -Wl,-E
+
+build/host-lua51: tests/host/host.c
+	@mkdir -p build
+	gcc $(HOST_CFLAGS) -I/usr/include/lua5.1 -o $@ $< -llua5.1 -ldl -Wl,-E
 
 demo:
 	@echo "make $@: not built yet (the host and demo are issue 6)" >&2

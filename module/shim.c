@@ -865,9 +865,8 @@ static int open_module(lua_State *L) {
 	lua.setfield(L, -2, "Version");
 	lua.pushvalue(L, -1);
 	lua.setfield(L, LUA_GLOBALSINDEX, "realtime");
-	if (code != RT_OK) { /* the table is usable; say why it is not connected */
-		flush_logs(L);
-	}
+	(void)code;
+	flush_logs(L); /* the config line, or why it is not connected */
 	return 1;
 }
 

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -628,6 +629,15 @@ func (m *Module) Stats() *router.Doc {
 	} else {
 		b.counts("target", m.cfg.Redis.Target())
 	}
+	field("events")
+	i := b.open(router.KindObject)
+	b.str("auto")
+	b.boolean(m.cfg.Events.Auto)
+	b.str("prefix")
+	b.str(m.cfg.Events.Prefix)
+	b.close(i, 2)
+	field("goroutines")
+	b.num(float64(runtime.NumGoroutine()))
 	field("routes")
 	ri := b.open(router.KindObject)
 	routes := m.r.Table().Routes()

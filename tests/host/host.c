@@ -1,0 +1,380 @@
+/* host: a small Garry's Mod stand-in for testing gmsv_realtime.
+ *
+ * It does to a binary module what a GMod dedicated server does: makes a Lua
+ * state with a GMod-like environment (tests/gmod/env.lua), loads
+ * garrysmod/lua/bin/gmsv_NAME_SUFFIX.dll through require() and calls its
+ * gmod13_open, runs the .lua files of garrysmod/lua/autorun/server, fires Initialize,
+ * then ticks: timers, Tick and Think hooks (Think stops while hibernating).
+ * A map change fires ShutDown, calls gmod13_close, closes the state and
+ * starts over. Built against LuaJIT 2.1 (64- and 32-bit) and PUC Lua 5.1.
+ *
+ *   host [-root DIR] [-tickrate N] [-timeout SEC] [-map NAME] script.lua
+ *
+ * The script runs after autorun in every state; it finishes the run with
+ * HOST.Exit(code) or by returning from a function given to HOST.Run. It
+ * exits 1 on a Lua error in the script, on HOST.Fail, or on timeout. */
+#define _GNU_SOURCE
+#define _FILE_OFFSET_BITS 64 /* scandir on 32-bit with 64-bit inodes */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#ifndef MODULE_SUFFIX
+#if defined(__x86_64__)
+#define MODULE_SUFFIX "linux64"
+#else
+#define MODULE_SUFFIX "linux"
+#endif
+#endif
+
+static const char *root = ".";
+static const char *script;
+static const char *env_file;
+static double tickrate = 66;
+static double timeout = 120;
+static char map[128] = "gm_construct";
+static char next_map[128];
+static int exit_code = -1;
+static int hibernating;
+static long ticks, maps;
+
+#define MAX_MODULES 8
+static struct {
+	char name[64];
+	void *handle;
+	lua_CFunction close;
+} modules[MAX_MODULES];
+static int nmodules;
+
+/* store keeps strings across map changes (HOST.Set / HOST.Get). */
+#define MAX_STORE 64
+static struct {
+	char *key, *val;
+	size_t len;
+} store[MAX_STORE];
+
+static double now(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_until(double t) {
+	double d = t - now();
+	if (d <= 0)
+		return;
+	struct timespec ts = {(time_t)d, (long)((d - (time_t)d) * 1e9)};
+	nanosleep(&ts, NULL);
+}
+
+static void fail(const char *msg) {
+	fprintf(stderr, "host: FAIL: %s\n", msg);
+	if (exit_code <= 0)
+		exit_code = 1;
+}
+
+/* ---- HOST table ---------------------------------------------------------- */
+
+static int h_exit(lua_State *L) {
+	int code = (int)luaL_optnumber(L, 1, 0);
+	if (exit_code < 0 || code != 0)
+		exit_code = code;
+	return 0;
+}
+
+static int h_fail(lua_State *L) {
+	fail(luaL_checkstring(L, 1));
+	return 0;
+}
+
+static int h_change_level(lua_State *L) {
+	snprintf(next_map, sizeof next_map, "%s", luaL_checkstring(L, 1));
+	return 0;
+}
+
+static int h_hibernate(lua_State *L) {
+	hibernating = lua_toboolean(L, 1);
+	return 0;
+}
+
+static int h_time(lua_State *L) {
+	lua_pushnumber(L, now());
+	return 1;
+}
+
+static int h_info(lua_State *L) {
+	lua_createtable(L, 0, 6);
+	lua_pushnumber(L, (lua_Number)ticks);
+	lua_setfield(L, -2, "ticks");
+	lua_pushnumber(L, (lua_Number)maps);
+	lua_setfield(L, -2, "maps");
+	lua_pushnumber(L, tickrate);
+	lua_setfield(L, -2, "tickrate");
+	lua_pushboolean(L, hibernating);
+	lua_setfield(L, -2, "hibernating");
+	lua_pushstring(L, MODULE_SUFFIX);
+	lua_setfield(L, -2, "suffix");
+	long rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f) {
+		long size;
+		if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	lua_pushnumber(L, (lua_Number)rss * (lua_Number)sysconf(_SC_PAGESIZE) / 1024);
+	lua_setfield(L, -2, "rss_kb");
+	return 1;
+}
+
+static int h_set(lua_State *L) {
+	const char *key = luaL_checkstring(L, 1);
+	size_t len;
+	const char *val = luaL_checklstring(L, 2, &len);
+	int free_slot = -1;
+	for (int i = 0; i < MAX_STORE; i++) {
+		if (store[i].key && !strcmp(store[i].key, key)) {
+			free_slot = i;
+			break;
+		}
+		if (!store[i].key && free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot < 0)
+		return luaL_error(L, "HOST.Set: store full");
+	if (!store[free_slot].key)
+		store[free_slot].key = strdup(key);
+	free(store[free_slot].val);
+	store[free_slot].val = malloc(len + 1);
+	memcpy(store[free_slot].val, val, len);
+	store[free_slot].len = len;
+	return 0;
+}
+
+static int h_get(lua_State *L) {
+	const char *key = luaL_checkstring(L, 1);
+	for (int i = 0; i < MAX_STORE; i++) {
+		if (store[i].key && !strcmp(store[i].key, key)) {
+			lua_pushlstring(L, store[i].val, store[i].len);
+			return 1;
+		}
+	}
+	lua_pushnil(L);
+	return 1;
+}
+
+/* require as GMod resolves binary modules: lua/bin/gmsv_<name>_<suffix>.dll,
+ * loaded once per process, gmod13_open called in every state. */
+static int h_require(lua_State *L) {
+	const char *name = luaL_checkstring(L, 1);
+	lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+	lua_getfield(L, -1, name);
+	if (lua_toboolean(L, -1))
+		return 1;
+	lua_pop(L, 2);
+	int i;
+	for (i = 0; i < nmodules && strcmp(modules[i].name, name); i++)
+		;
+	char path[4096];
+	snprintf(path, sizeof path, "%s/garrysmod/lua/bin/gmsv_%s_%s.dll", root, name, MODULE_SUFFIX);
+	if (i == nmodules) {
+		if (access(path, F_OK) != 0) {
+			/* not a binary module: a Lua one, through package.loaders */
+			lua_getglobal(L, "__host_lua_require");
+			lua_pushvalue(L, 1);
+			lua_call(L, 1, 1);
+			return 1;
+		}
+		if (nmodules == MAX_MODULES)
+			return luaL_error(L, "host: too many modules");
+		void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+		if (!h)
+			return luaL_error(L, "Couldn't load module library! (%s)", dlerror());
+		lua_CFunction open = (lua_CFunction)(uintptr_t)dlsym(h, "gmod13_open");
+		lua_CFunction close = (lua_CFunction)(uintptr_t)dlsym(h, "gmod13_close");
+		if (!open || !close)
+			return luaL_error(L, "%s: no gmod13_open/gmod13_close", path);
+		snprintf(modules[i].name, sizeof modules[i].name, "%s", name);
+		modules[i].handle = h;
+		modules[i].close = close;
+		nmodules++;
+	}
+	lua_CFunction open = (lua_CFunction)(uintptr_t)dlsym(modules[i].handle, "gmod13_open");
+	lua_pushcfunction(L, open);
+	lua_pushstring(L, name);
+	lua_call(L, 1, 0);
+	lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+	lua_pushboolean(L, 1);
+	lua_setfield(L, -2, name);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int h_list(lua_State *L) {
+	/* HOST.List(dir): sorted *.lua file names under garrysmod/lua/dir */
+	char path[4096];
+	snprintf(path, sizeof path, "%s/garrysmod/lua/%s", root, luaL_checkstring(L, 1));
+	lua_newtable(L);
+	struct dirent **list;
+	int n = scandir(path, &list, NULL, alphasort);
+	int k = 1;
+	for (int i = 0; i < n; i++) {
+		size_t len = strlen(list[i]->d_name);
+		if (len > 4 && !strcmp(list[i]->d_name + len - 4, ".lua")) {
+			lua_pushstring(L, list[i]->d_name);
+			lua_rawseti(L, -2, k++);
+		}
+		free(list[i]);
+	}
+	if (n >= 0)
+		free(list);
+	return 1;
+}
+
+static const luaL_Reg host_functions[] = {
+    {"Exit", h_exit},      {"Fail", h_fail}, {"ChangeLevel", h_change_level}, {"Hibernate", h_hibernate},
+    {"Time", h_time},      {"Info", h_info}, {"Set", h_set},                  {"Get", h_get},
+    {"List", h_list},      {NULL, NULL},
+};
+
+/* ---- States -------------------------------------------------------------- */
+
+static int traceback(lua_State *L) {
+	lua_getglobal(L, "debug");
+	lua_getfield(L, -1, "traceback");
+	lua_pushvalue(L, 1);
+	lua_pushinteger(L, 2);
+	lua_call(L, 2, 1);
+	return 1;
+}
+
+/* pcall_top runs the function below nargs arguments; errors fail the run. */
+static int pcall_top(lua_State *L, int nargs, const char *what) {
+	int base = lua_gettop(L) - nargs;
+	lua_pushcfunction(L, traceback);
+	lua_insert(L, base);
+	int rc = lua_pcall(L, nargs, 0, base);
+	if (rc != 0) {
+		char msg[8192];
+		snprintf(msg, sizeof msg, "%s: %s", what, lua_tostring(L, -1));
+		fail(msg);
+		lua_pop(L, 1);
+	}
+	lua_remove(L, base);
+	return rc;
+}
+
+static int run_file(lua_State *L, const char *path) {
+	if (luaL_loadfile(L, path) != 0) {
+		fail(lua_tostring(L, -1));
+		lua_pop(L, 1);
+		return 1;
+	}
+	return pcall_top(L, 0, path);
+}
+
+static lua_State *new_state(void) {
+	lua_State *L = luaL_newstate();
+	luaL_openlibs(L);
+	luaL_register(L, "HOST", host_functions);
+	lua_pushstring(L, root);
+	lua_setfield(L, -2, "root");
+	lua_pushstring(L, map);
+	lua_setfield(L, -2, "map");
+	lua_pop(L, 1);
+	lua_getglobal(L, "require");
+	lua_setglobal(L, "__host_lua_require");
+	lua_pushcfunction(L, h_require);
+	lua_setglobal(L, "require");
+	if (run_file(L, env_file))
+		return L;
+	/* autorun, as GMod loads addons */
+	lua_getglobal(L, "__host_autorun");
+	pcall_top(L, 0, "autorun");
+	if (run_file(L, script))
+		return L;
+	lua_getglobal(L, "hook");
+	lua_getfield(L, -1, "Run");
+	lua_remove(L, -2);
+	lua_pushstring(L, "Initialize");
+	pcall_top(L, 1, "Initialize");
+	return L;
+}
+
+static void close_state(lua_State *L) {
+	lua_getglobal(L, "hook");
+	lua_getfield(L, -1, "Run");
+	lua_remove(L, -2);
+	lua_pushstring(L, "ShutDown");
+	pcall_top(L, 1, "ShutDown");
+	for (int i = 0; i < nmodules; i++) {
+		lua_pushcfunction(L, modules[i].close);
+		lua_call(L, 0, 0);
+	}
+	lua_close(L);
+}
+
+int main(int argc, char **argv) {
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-root") && i + 1 < argc)
+			root = argv[++i];
+		else if (!strcmp(argv[i], "-tickrate") && i + 1 < argc)
+			tickrate = atof(argv[++i]);
+		else if (!strcmp(argv[i], "-timeout") && i + 1 < argc)
+			timeout = atof(argv[++i]);
+		else if (!strcmp(argv[i], "-map") && i + 1 < argc)
+			snprintf(map, sizeof map, "%s", argv[++i]);
+		else if (!strcmp(argv[i], "-env") && i + 1 < argc)
+			env_file = argv[++i];
+		else if (argv[i][0] != '-' && !script)
+			script = argv[i];
+		else {
+			fprintf(stderr, "usage: host [-root DIR] [-env env.lua] [-tickrate N] [-timeout SEC] [-map NAME] script.lua\n");
+			return 2;
+		}
+	}
+	if (!script || !env_file) {
+		fprintf(stderr, "host: a script and -env are required\n");
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	double start = now(), next_tick = start;
+	lua_State *L = new_state();
+	maps = 1;
+	while (exit_code < 0) {
+		ticks++;
+		lua_getglobal(L, "__host_tick");
+		lua_pushboolean(L, hibernating);
+		pcall_top(L, 1, "tick");
+		if (exit_code >= 0)
+			break;
+		if (next_map[0]) {
+			close_state(L);
+			snprintf(map, sizeof map, "%s", next_map);
+			next_map[0] = 0;
+			maps++;
+			L = new_state();
+		}
+		if (now() - start > timeout) {
+			fail("timeout");
+			break;
+		}
+		if (tickrate > 0) {
+			next_tick += 1 / tickrate;
+			if (next_tick < now() - 1) /* far behind: do not catch up in a burst */
+				next_tick = now();
+			sleep_until(next_tick);
+		}
+	}
+	close_state(L);
+	return exit_code;
+}
