@@ -1,0 +1,42 @@
+package tests
+
+import (
+	"encoding/json"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/internal/redistest"
+)
+
+// TestAPI runs tests/lua/api.lua on every host: argument errors, On/Off and
+// replacement by id, 200,000 registrations with the registry unchanged,
+// Publish's JSON shapes, the six game events, failing handlers, GetStats.
+func TestAPI(t *testing.T) {
+	for _, h := range []Host{luajit64, lua51, luajit32} {
+		t.Run(h.Name, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t)
+			sub := Subscribe(t, srv, "*")
+			s := NewServer(t, h, redisConfig(srv, ""))
+			out := s.RunScript("api.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port))
+			assert.Contains(t, out, "api: ok")
+
+			// Bytes reach Redis exactly, NUL and 0xff included.
+			assert.Equal(t, []string{"a\x00b\xff"}, sub.Messages("shape:binary"))
+			chat := sub.Messages("chat:message")
+			require.Len(t, chat, 1)
+			var ev map[string]any
+			require.NoError(t, json.Unmarshal([]byte(chat[0]), &ev), chat[0])
+			assert.Equal(t, "hi \x00 there", ev["message"])
+			assert.Equal(t, "test-1", ev["server"])
+
+			// Handler errors are reported with the prefix and a traceback.
+			assert.Contains(t, out, `[realtime] handler of route "bad (err:*)" failed on "err:x": `)
+			assert.Contains(t, out, "boom")
+			assert.Contains(t, out, "stack traceback")
+		})
+	}
+}

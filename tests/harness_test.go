@@ -1,0 +1,267 @@
+// Package tests runs the module end to end: the real binary module loaded
+// by the GMod-like host (tests/host) on LuaJIT 2.1 (64-bit, and 32-bit under
+// qemu-i386) and PUC Lua 5.1, talking to a real redis-server. Each test
+// writes a server directory (garrysmod/lua/bin, autorun, cfg), runs a Lua
+// script from tests/lua in the host and checks its exit code, its output and
+// what reached Redis.
+package tests
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gmod-realtime/realtime/internal/redistest"
+)
+
+// repo is the repository root; build holds the module and hosts.
+var repo, build string
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	repo = filepath.Dir(filepath.Dir(file))
+	build = filepath.Join(repo, "build")
+	// The Makefile builds the module and hosts before the tests; a plain
+	// `go test ./tests` builds them here.
+	if os.Getenv("REALTIME_PREBUILT") == "" {
+		cmd := exec.Command("make", "-s", "-C", repo, "module", "hosts", "build/gmsv_realtime_linux.dll")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building the module and hosts:", err)
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// Host is one way of running the module: a host binary and the module file
+// GMod would load on that branch.
+type Host struct {
+	Name   string
+	Binary string
+	Module string   // file name in garrysmod/lua/bin
+	Prefix []string // command in front of the binary (qemu)
+	Env    []string
+}
+
+var (
+	luajit64 = Host{Name: "luajit64", Binary: "host-luajit", Module: "gmsv_realtime_linux64.dll"}
+	// 32-bit under qemu-user: this kernel cannot run i386 binaries, and the
+	// Go runtime needs async preemption off under qemu.
+	luajit32 = Host{Name: "luajit32", Binary: "host-luajit32", Module: "gmsv_realtime_linux.dll",
+		Prefix: []string{"qemu-i386", "-L", "/"}, Env: []string{"GODEBUG=asyncpreemptoff=1"}}
+	lua51 = Host{Name: "lua51", Binary: "host-lua51", Module: "gmsv_realtime_linux64.dll"}
+)
+
+// Server is a GMod server directory for one test.
+type Server struct {
+	t    *testing.T
+	Root string
+	Host Host
+}
+
+// NewServer makes a server directory with the module, the glue and, unless
+// toml is "", garrysmod/cfg/realtime.toml.
+func NewServer(t *testing.T, h Host, toml string) *Server {
+	t.Helper()
+	root := t.TempDir()
+	gm := filepath.Join(root, "garrysmod")
+	for _, d := range []string{"lua/bin", "lua/autorun/server", "cfg"} {
+		if err := os.MkdirAll(filepath.Join(gm, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := func(src, dst string) {
+		if err := os.Symlink(src, dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link(filepath.Join(build, h.Module), filepath.Join(gm, "lua/bin", h.Module))
+	link(filepath.Join(repo, "lua/autorun/server/realtime.lua"), filepath.Join(gm, "lua/autorun/server/realtime.lua"))
+	s := &Server{t: t, Root: root, Host: h}
+	if toml != "" {
+		s.WriteConfig(toml)
+	}
+	return s
+}
+
+// WriteConfig replaces garrysmod/cfg/realtime.toml.
+func (s *Server) WriteConfig(toml string) {
+	s.t.Helper()
+	if err := os.WriteFile(filepath.Join(s.Root, "garrysmod/cfg/realtime.toml"), []byte(toml), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Run is a host process.
+type Run struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	out    strings.Builder
+	lines  chan string
+	done   chan struct{}
+	err    error
+	script string
+}
+
+// Start runs tests/lua/<script> in the host with the extra environment
+// (KEY=value) and tick rate; it fails after timeout.
+func (s *Server) Start(script string, tickrate int, timeout time.Duration, env ...string) *Run {
+	s.t.Helper()
+	args := append(append([]string{}, s.Host.Prefix...), filepath.Join(build, s.Host.Binary),
+		"-env", filepath.Join(repo, "tests/gmod/env.lua"),
+		"-tickrate", fmt.Sprint(tickrate), "-timeout", fmt.Sprint(timeout.Seconds()),
+		filepath.Join(repo, "tests/lua", script))
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = s.Root
+	// Only what the test passes: REDIS_* from the developer's shell must not leak in.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Root}, s.Host.Env...)
+	cmd.Env = append(cmd.Env, env...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	r := &Run{cmd: cmd, lines: make(chan string, 1024), done: make(chan struct{}), script: script}
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start host: %v", err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			r.mu.Lock()
+			r.out.WriteString(line + "\n")
+			r.mu.Unlock()
+			select {
+			case r.lines <- line:
+			default:
+			}
+		}
+	}()
+	go func() {
+		r.err = cmd.Wait()
+		pw.Close()
+		close(r.done)
+	}()
+	s.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-r.done
+	})
+	return r
+}
+
+// Output is everything the host printed so far.
+func (r *Run) Output() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.out.String()
+}
+
+// WaitLine waits for a printed line containing s.
+func (r *Run) WaitLine(t *testing.T, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line := <-r.lines:
+			if strings.Contains(line, s) {
+				return
+			}
+		case <-r.done:
+			t.Fatalf("host exited before printing %q:\n%s", s, r.Output())
+		case <-deadline:
+			t.Fatalf("no line %q after %s:\n%s", s, timeout, r.Output())
+		}
+	}
+}
+
+// Wait waits for the host to exit and fails the test unless it exited 0.
+func (r *Run) Wait(t *testing.T) string {
+	t.Helper()
+	<-r.done
+	out := r.Output()
+	if r.err != nil {
+		t.Fatalf("%s: host failed (%v):\n%s", r.script, r.err, out)
+	}
+	return out
+}
+
+// RunScript runs a script to completion and returns its output.
+func (s *Server) RunScript(script string, env ...string) string {
+	s.t.Helper()
+	return s.Start(script, 66, 60*time.Second, env...).Wait(s.t)
+}
+
+// Subscriber records every message published on Redis, for byte-exact checks.
+type Subscriber struct {
+	mu   sync.Mutex
+	msgs []*redis.Message
+}
+
+// Subscribe starts recording messages matching pattern.
+func Subscribe(t *testing.T, srv *redistest.Server, pattern string) *Subscriber {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2})
+	ps := c.PSubscribe(context.Background(), pattern)
+	if _, err := ps.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := &Subscriber{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			m, err := ps.ReceiveMessage(context.Background())
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.msgs = append(s.msgs, m)
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { ps.Close(); <-done; c.Close() })
+	return s
+}
+
+// Messages returns the messages received on channel so far.
+func (s *Subscriber) Messages(channel string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, m := range s.msgs {
+		if m.Channel == channel {
+			out = append(out, m.Payload)
+		}
+	}
+	return out
+}
+
+// WaitMessages waits until n messages arrived on channel.
+func (s *Subscriber) WaitMessages(t *testing.T, channel string, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := s.Messages(channel); len(m) >= n {
+			return m
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("channel %q: got %d messages, want %d", channel, len(s.Messages(channel)), n)
+	return nil
+}
+
+// redisConfig is a realtime.toml connecting to srv, followed by extra.
+func redisConfig(srv *redistest.Server, extra string) string {
+	return fmt.Sprintf("[server]\nid = \"test-1\"\n\n[redis]\nurl = %q\nread_timeout = \"1s\"\nreconnect_max = \"500ms\"\n\n%s", srv.URL(), extra)
+}

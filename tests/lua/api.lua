@@ -1,0 +1,140 @@
+-- The Lua API against Redis: argument errors, handler registration and
+-- replacement, registry references, Publish's encodings, game events,
+-- handler errors, GetStats.
+local T = require "testlib"
+local rt = realtime
+
+-- Arguments are checked as Lua's own library words it.
+T.errors(function() rt.On("x", "id", nil) end, "bad argument #3 to 'On' (function expected, got nil)")
+T.errors(function() rt.On(nil, print) end, "bad argument #1 to 'On' (string expected, got nil)")
+T.errors(function() rt.Publish("x") end, "bad argument #2 to 'Publish' (string or table expected, got no value)")
+T.errors(function() rt.Publish("x", { f = print }) end, "bad argument #2 to 'Publish' (payload.f: cannot encode a function)")
+T.errors(function() rt.Publish("x", { 0 / 0 }) end, "bad argument #2 to 'Publish' (payload[1]: cannot encode NaN")
+T.errors(function() rt.Publish("", "x") end, "bad argument #1 to 'Publish' (channel is empty)")
+T.errors(function() rt.On("[", print) end, 'bad argument #1 to \'On\' (pattern "[": unterminated')
+T.errors(function() rt.On("a", "id", print, { decode = "xml" }) end, "bad argument #4 to 'On' (decode: \"xml\"")
+T.errors(function() rt.On("a", print, { rate = "fast" }) end, "bad argument #3 to 'On' (rate:")
+T.errors(function() rt.PlayerSpawn("bob", "red", Vector(1, 2, 3)) end, "bad argument #2 to 'PlayerSpawn' (number expected, got string)")
+T.errors(function() rt.PlayerSpawn("bob", 1, "here") end, "bad argument #3 to 'PlayerSpawn' (Vector, {x=, y=, z=}, {x, y, z} or three numbers expected, got string)")
+T.errors(function() rt.ChatMessage("bob") end, "bad argument #2 to 'ChatMessage' (string expected, got no value)")
+T.errors(function() rt.ProcessEvents(0) end, "bad argument #1 to 'ProcessEvents' (at least 1 expected)")
+T.errors(function() rt.Handler("h", 5) end, "bad argument #2 to 'Handler' (function expected, got number)")
+T.errors(function() rt.Handler("hook:X", print) end, "bad argument #1 to 'Handler'")
+T.errors(function() rt.Off() end, "bad argument #1 to 'Off' (string expected, got no value)")
+local t = {}
+t.self = t
+T.errors(function() rt.Publish("x", t) end, "nested more than 64 levels deep (a cycle?)")
+
+-- 100,000 On/Off cycles and 100,000 replacements leave the registry as it was.
+local before, before_fns = T.registry()
+for i = 1, 100000 do
+	local id = rt.On("leak:" .. (i % 10), function() end)
+	T.ok(rt.Off(id), "Off of a registered id")
+end
+for _ = 1, 100000 do rt.On("leak:*", "same", function() end) end
+rt.Handler("named", function() end)
+rt.Handler("named", function() end)
+rt.Handler("named", nil)
+T.ok(rt.Off("leak:*", "same"), "Off(pattern, id)")
+T.ok(not rt.Off("leak:*", "same"), "second Off is false")
+local after, after_fns = T.registry()
+T.eq(after_fns, before_fns, "functions in the registry after 200,000 registrations")
+T.ok(after <= before + 4, "registry size after 200,000 registrations: " .. after .. " entries, " .. before .. " before")
+
+-- Before the pump starts (this runs before Initialize), events queue up and
+-- ProcessEvents(max) dispatches at most max of them.
+local early = 0
+rt.Subscribe("early", function() early = early + 1 end)
+for i = 1, 10 do rt.Publish("early", tostring(i)) end
+T.wait_queue(10)
+T.eq(rt.ProcessEvents(3), 3, "ProcessEvents(3)")
+T.eq(early, 3, "handler calls after ProcessEvents(3)")
+T.eq(rt.ProcessEvents(), 7, "ProcessEvents() drains the rest")
+T.eq(rt.ProcessEvents(), 0, "empty queue")
+
+-- Handlers registered on load.
+local calls, shapes, events, meta_seen = {}, {}, {}, nil
+rt.On("rep:*", "same", function() calls[#calls + 1] = "first" end)
+rt.On("rep:*", "same", function(ch, data, meta) calls[#calls + 1] = "second"; meta_seen = meta end)
+rt.Subscribe("exact:*", function(ch) calls[#calls + 1] = "exact " .. ch end)
+rt.On("shape:*", function(ch, data) shapes[ch] = data end)
+rt.On("player:*", "events", function(ch, data) events[ch] = data end, { json = true })
+rt.On("chat:*", "events", function(ch, data) events[ch] = data end, { decode = "json" })
+rt.On("round:*", "events", function(ch, data) events[ch] = data end, { decode = "json" })
+local good, nested = 0, 0
+rt.On("err:*", "bad", function() error("boom") end)
+rt.On("err:*", "good", function()
+	good = good + 1
+	nested = nested + rt.ProcessEvents() -- re-entry returns 0
+end)
+
+HOST.Run(function()
+	rt.Publish("rep:x", "1")
+	rt.Publish("exact:a", "not for the exact subscriber")
+	rt.Publish("exact:*", "for it")
+	HOST.WaitFor(function() return #calls >= 2 end, 5, "rep and exact events")
+	HOST.Sleep(0.2)
+	T.eq(#calls, 2, "calls (a replaced handler is not called)")
+	T.eq(calls[1], "second", "the replacing handler runs")
+	T.eq(calls[2], "exact exact:*", "Subscribe matches the channel literally")
+	T.eq(meta_seen.pattern, "rep:*", "meta.pattern")
+	T.eq(meta_seen.route, "same (rep:*)", "meta.route")
+	T.ok(math.abs(meta_seen.received - os.time() * 1000) < 5000, "meta.received is unix ms")
+
+	-- Publish encodes tables as util.TableToJSON shapes them.
+	local cases = {
+		["shape:array"] = { { 1, 2, 3 }, "[1,2,3]" },
+		["shape:object"] = { { a = "x" }, '{"a":"x"}' },
+		["shape:empty"] = { {}, "[]" },
+		["shape:vector"] = { Vector(1, 2.5, -3), '{"x":1,"y":2.5,"z":-3}' },
+		["shape:nested"] = { { pos = Vector(1, 2, 3) }, '{"pos":{"x":1,"y":2,"z":3}}' },
+		["shape:sparse"] = { { [2] = true }, '{"2":true}' },
+		["shape:escape"] = { { 'q"\\\n\1' }, '["q\\"\\\\\\n\\u0001"]' },
+		["shape:binary"] = { "a\0b\255", "a\0b\255" },
+		["shape:number"] = { 1.5, "1.5" },
+	}
+	for ch, c in pairs(cases) do T.ok(rt.Publish(ch, c[1]), "Publish " .. ch) end
+	HOST.WaitFor(function()
+		for ch in pairs(cases) do if not shapes[ch] then return false end end
+		return true
+	end, 5, "shape events")
+	for ch, c in pairs(cases) do T.eq(shapes[ch], c[2], ch) end
+
+	-- The six game events.
+	T.ok(rt.PlayerSpawn("bob", 2, Vector(1, 2, 3)), "PlayerSpawn")
+	T.ok(rt.PlayerDeath("bob", nil, "weapon_crowbar"), "PlayerDeath")
+	T.ok(rt.ChatMessage("bob", "hi \0 there"), "ChatMessage")
+	T.ok(rt.PlayerTakeDamage("bob", 12.5, "alice"), "PlayerTakeDamage")
+	T.ok(rt.RoundStart("terrortown", "ttt_minecraft_b5"), "RoundStart")
+	T.ok(rt.RoundEnd(3, { traitors = 1, innocents = 4 }), "RoundEnd")
+	HOST.WaitFor(function() return events["round:end"] and events["player:spawn"] and events["player:death"]
+		and events["chat:message"] and events["player:damage"] and events["round:start"] end, 5, "game events")
+	local spawn = events["player:spawn"]
+	T.eq(spawn.name, "bob", "spawn.name")
+	T.eq(spawn.team, 2, "spawn.team")
+	T.eq(spawn.pos.z, 3, "spawn.pos.z")
+	T.eq(spawn.server, "test-1", "spawn.server")
+	T.ok(math.abs(spawn.ts - os.time() * 1000) < 5000, "spawn.ts is unix ms")
+	T.eq(events["player:death"].attacker, nil, "death.attacker (nil for the world)")
+	T.eq(events["player:death"].weapon, "weapon_crowbar", "death.weapon")
+	T.eq(events["chat:message"].message, "hi \0 there", "chat.message keeps NUL")
+	T.eq(events["player:damage"].damage, 12.5, "damage.damage")
+	T.eq(events["round:start"].map, "ttt_minecraft_b5", "round.map")
+	T.eq(events["round:end"].score.innocents, 4, "round_end.score")
+
+	-- A failing handler neither stops the pump nor the other handlers.
+	for i = 1, 5 do rt.Publish("err:x", tostring(i)) end
+	HOST.WaitFor(function() return good == 5 end, 5, "the good handler")
+	T.eq(nested, 0, "ProcessEvents inside a handler")
+	local st = rt.GetStats()
+	T.eq(st.routes["bad (err:*)"].handler_errors, 5, "handler_errors of the bad route")
+	T.eq(st.dropped.handler_error, 5, "dropped.handler_error")
+	T.ok(st.received > 0 and st.dispatched > 0 and st.published > 0, "received/dispatched/published")
+	T.eq(st.status, "connected", "status")
+	T.eq(st.mode, "redis", "mode")
+	T.ok(st.latency_us.p99 >= st.latency_us.p50, "latency quantiles")
+	T.ok(st.goroutines > 0, "goroutines")
+	T.eq(st.queue.max_events, 10000, "queue.max_events")
+	T.ok(rt.IsConnected(), "IsConnected")
+	print("api: ok")
+end)
