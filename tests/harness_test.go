@@ -265,3 +265,5 @@ func (s *Subscriber) WaitMessages(t *testing.T, channel string, n int) []string 
 func redisConfig(srv *redistest.Server, extra string) string {
 	return fmt.Sprintf("[server]\nid = \"test-1\"\n\n[redis]\nurl = %q\nread_timeout = \"1s\"\nreconnect_max = \"500ms\"\n\n%s", srv.URL(), extra)
 }
+
+func splitLines(s string) []string { return strings.Split(strings.TrimSpace(s), "\n") }
