@@ -346,6 +346,7 @@ static void tape_value(lua_State *L, int idx, int depth) {
 	const char *s;
 	double v[3];
 	switch (lua.type(L, idx)) {
+	case LUA_TNONE:
 	case LUA_TNIL:
 		tape_node(L, RTK_NULL, 0, NULL, 0);
 		break;
