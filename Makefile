@@ -13,12 +13,14 @@ deps:
 	@scripts/deps.sh
 
 # Everything `go test -race` covers (unit, integration against a real
-# redis-server, the Redis differential pattern test), a short run of every fuzz
-# target, and the lint checks.
-test: deps lint unit fuzz
+# redis-server, the Redis differential pattern test, the end-to-end tests of
+# the built module in tests/host), a short run of every fuzz target, and the
+# lint checks.
+test: deps lint module-all hosts unit fuzz
 
+# tests/ runs the binaries built by module-all and hosts.
 unit:
-	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	REALTIME_PREBUILT=1 $(GO) test -race -count=1 -timeout 10m $(PKGS)
 
 # One short run per fuzz target (the seed corpus also runs in `unit`).
 fuzz:

@@ -20,7 +20,8 @@ func TestAPI(t *testing.T) {
 			t.Parallel()
 			srv := redistest.Start(t)
 			sub := Subscribe(t, srv, "*")
-			s := NewServer(t, h, redisConfig(srv, ""))
+			// A generous budget: under qemu a handler call takes far longer.
+			s := NewServer(t, h, redisConfig(srv, "[dispatch]\nbudget = \"100ms\"\n"))
 			out := s.RunScript("api.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port))
 			assert.Contains(t, out, "api: ok")
 

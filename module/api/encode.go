@@ -156,7 +156,7 @@ func childPath(path string, key router.Node) string {
 }
 
 func appendNumber(b []byte, f float64) []byte {
-	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+	if f == math.Trunc(f) && math.Abs(f) <= 1<<53 {
 		return strconv.AppendInt(b, int64(f), 10)
 	}
 	return strconv.AppendFloat(b, f, 'g', -1, 64)

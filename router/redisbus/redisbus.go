@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,8 +65,20 @@ type Bus struct {
 	outbox  []outMsg // FIFO; head at index 0
 	outSize int64
 
-	update  chan struct{} // plan changed
-	pubSig  chan struct{} // outbox not empty
+	update chan struct{} // plan changed
+	pubSig chan struct{} // outbox not empty
+	// live is set while the subscriptions are confirmed. The writer waits
+	// for it, so that what this server publishes while (re)connecting
+	// reaches its own subscriptions too. liveSig wakes the writer when live
+	// or doneGen changes.
+	live    atomic.Bool
+	liveSig chan struct{}
+	// Plan changes are numbered; a PING after each change's commands
+	// confirms it. The writer waits until the changes made before a batch
+	// are confirmed, so that a route added and published to at once gets
+	// its own message.
+	wantGen atomic.Uint64
+	doneGen atomic.Uint64
 	done    chan struct{}
 	closing sync.Once
 	wg      sync.WaitGroup
@@ -86,6 +100,7 @@ func New(c config.Redis) (*Bus, error) {
 		control: "__realtime:control:" + hex.EncodeToString(id[:]),
 		update:  make(chan struct{}, 1),
 		pubSig:  make(chan struct{}, 1),
+		liveSig: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}, nil
 }
@@ -105,6 +120,7 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 func (b *Bus) Update(d router.PlanDiff) {
 	b.mu.Lock()
 	b.want = b.want.Apply(d)
+	b.wantGen.Add(1)
 	b.mu.Unlock()
 	signal(b.update)
 }
@@ -217,9 +233,12 @@ func (b *Bus) supervise() {
 				}
 				everConnected = true
 				failures = 0
+				b.live.Store(true)
+				signal(b.liveSig)
 				b.sink.SetStatus(router.StatusConnected, "")
 			})
 		}
+		b.live.Store(false)
 		go ps.Close() // may wait on go-redis's own redial; never block here
 		if b.closed() {
 			return
@@ -240,21 +259,36 @@ func (b *Bus) supervise() {
 
 // serve applies plan diffs until the connection fails or the bus closes.
 func (b *Bus) serve(ctx context.Context, ps *redis.PubSub, sent *router.Plan, connected <-chan struct{}, readErr <-chan error, onConnected func()) error {
+	apply := func() error {
+		b.mu.Lock()
+		want, gen := b.want, b.wantGen.Load()
+		b.mu.Unlock()
+		if err := applyDiff(ctx, ps, router.Diff(*sent, want)); err != nil {
+			return err
+		}
+		*sent = want
+		return ps.Ping(ctx, planPing+strconv.FormatUint(gen, 10))
+	}
 	for {
 		select {
 		case <-connected:
 			connected = nil
+			// Routes added while connecting are subscribed before the
+			// writer starts.
+			select {
+			case <-b.update:
+				if err := apply(); err != nil {
+					return err
+				}
+			default:
+			}
 			onConnected()
 		case err := <-readErr:
 			return err
 		case <-b.update:
-			b.mu.Lock()
-			want := b.want
-			b.mu.Unlock()
-			if err := applyDiff(ctx, ps, router.Diff(*sent, want)); err != nil {
+			if err := apply(); err != nil {
 				return err
 			}
-			*sent = want
 		case <-b.done:
 			return nil
 		}
@@ -263,8 +297,9 @@ func (b *Bus) serve(ctx context.Context, ps *redis.PubSub, sent *router.Plan, co
 
 func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) (router.Plan, error) {
 	b.mu.Lock()
-	want := b.want
+	want, gen := b.want, b.wantGen.Load()
 	b.mu.Unlock()
+	b.confirm(gen) // once the control channel is confirmed: see read
 	// The control channel goes last: its confirmation means every
 	// subscription before it is in place.
 	d := router.PlanDiff{Subscribe: want.Channels, PSubscribe: want.Patterns}
@@ -275,6 +310,21 @@ func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) (router.Plan, 
 }
 
 const chunk = 1000 // arguments per (P)(UN)SUBSCRIBE command
+
+// planPing prefixes the PING payload that confirms a plan change.
+const planPing = "realtime:plan:"
+
+// confirm records that the plan changes up to gen are in place (or will
+// be, before the connection is reported live).
+func (b *Bus) confirm(gen uint64) {
+	for {
+		done := b.doneGen.Load()
+		if gen <= done || b.doneGen.CompareAndSwap(done, gen) {
+			break
+		}
+	}
+	signal(b.liveSig)
+}
 
 func applyDiff(ctx context.Context, ps *redis.PubSub, d router.PlanDiff) error {
 	for _, op := range []struct {
@@ -321,6 +371,12 @@ func (b *Bus) read(ps *redis.PubSub, connected chan<- struct{}, errc chan<- erro
 		}
 		pinged = false
 		switch m := msg.(type) {
+		case *redis.Pong:
+			if g, ok := strings.CutPrefix(m.Payload, planPing); ok {
+				if gen, err := strconv.ParseUint(g, 10, 64); err == nil {
+					b.confirm(gen)
+				}
+			}
 		case *redis.Message:
 			if active.Owns(m.Pattern, m.Channel) {
 				b.sink.Deliver(m.Channel, m.Payload)
@@ -367,6 +423,13 @@ func (b *Bus) write() {
 			return
 		}
 		for !b.closed() {
+			for !b.live.Load() || b.doneGen.Load() < b.wantGen.Load() {
+				select {
+				case <-b.liveSig:
+				case <-b.done:
+					return
+				}
+			}
 			b.mu.Lock()
 			batch := append([]outMsg(nil), b.outbox[:min(len(b.outbox), batchSize)]...)
 			b.mu.Unlock()

@@ -323,3 +323,26 @@ func TestAuth(t *testing.T) {
 		return h.lastStatus() == "disconnected"
 	})
 }
+
+// TestPublishWhileConnectingReachesOwnRoutes: what the server publishes
+// before its subscriptions are confirmed, including to a route added while
+// connecting or just before publishing, waits in the outbox until Redis has
+// confirmed the subscription, and comes back to it.
+func TestPublishWhileConnectingReachesOwnRoutes(t *testing.T) {
+	srv := redistest.Start(t)
+	for i := 0; i < 20; i++ {
+		h := newHarness(t, srv, "[[routes]]\nname = \"early\"\nchannel = \"self\"\nhandler = \"H\"\n")
+		require.NoError(t, h.r.Publish("self", "first"))
+		_, err := h.r.On(config.Route{Name: "late", Channel: "late", Handler: "H"})
+		require.NoError(t, err)
+		require.NoError(t, h.r.Publish("late", "second"))
+		h.waitFor("both messages", 5*time.Second, func() bool { return len(h.msgs) == 2 })
+		// Connected now: a route added and published to at once.
+		_, err = h.r.On(config.Route{Name: "later", Pattern: "later:*", Handler: "H"})
+		require.NoError(t, err)
+		require.NoError(t, h.r.Publish("later:x", "third"))
+		h.waitFor("the third message", 5*time.Second, func() bool { return len(h.msgs) == 3 })
+		assert.Equal(t, []string{"early<-self=first", "late<-late=second", "later<-later:x=third"}, h.msgs, "round %d", i)
+		_ = h.r.Close()
+	}
+}

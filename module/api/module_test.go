@@ -1,0 +1,303 @@
+package api
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/router"
+)
+
+// start runs a Module on toml (local mode unless it names Redis) in a
+// temporary server directory.
+func start(t *testing.T, toml string) (*Module, string) {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "realtime.toml")
+	require.NoError(t, os.WriteFile(file, []byte(toml), 0o644))
+	m := Start(Options{Config: config.Options{File: file, Dir: dir, Environ: []string{}}, Pending: new(atomic.Int64), Logs: new(atomic.Int64)})
+	t.Cleanup(m.Stop)
+	return m, file
+}
+
+// waitQueued waits until n events are queued.
+func waitQueued(t *testing.T, m *Module, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return m.Router().Queue().Pending() >= n }, 5*time.Second, time.Millisecond)
+}
+
+// drain runs one ProcessEvents: the handler calls it would make.
+func drain(m *Module) []*Dispatch {
+	var out []*Dispatch
+	for d := m.Next(true); d != nil; d = m.Next(false) {
+		out = append(out, d)
+	}
+	return out
+}
+
+func logs(m *Module) []string {
+	var out []string
+	for {
+		level, line, ok := m.TakeLog()
+		if !ok {
+			return out
+		}
+		out = append(out, level+": "+line)
+	}
+}
+
+func TestHandlerRefs(t *testing.T) {
+	m, _ := start(t, "")
+	old, err := m.Handler("h", 10)
+	require.NoError(t, err)
+	assert.Equal(t, NoRef, old)
+	old, _ = m.Handler("h", 11)
+	assert.Equal(t, Ref(10), old, "replacing returns the old reference for release")
+	old, _ = m.Handler("h", NoRef)
+	assert.Equal(t, Ref(11), old, "removing returns it too")
+	_, err = m.Handler("hook:X", 12)
+	assert.ErrorContains(t, err, "hook route")
+	assert.Empty(t, m.AllRefs())
+}
+
+func TestOnReplaceAndOff(t *testing.T) {
+	m, _ := start(t, "")
+	id, old, err := m.On("chat:*", "mine", 1, OnOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "mine", id)
+	assert.Equal(t, NoRef, old)
+	_, old, _ = m.On("chat:*", "mine", 2, OnOptions{})
+	assert.Equal(t, Ref(1), old, "same pattern and id replaces")
+	_, old, _ = m.On("other:*", "mine", 3, OnOptions{})
+	assert.Equal(t, NoRef, old, "another pattern is another registration")
+	a, _, _ := m.On("x", "", 4, OnOptions{})
+	b, _, _ := m.On("x", "", 5, OnOptions{})
+	assert.NotEqual(t, a, b, "generated ids are unique")
+
+	assert.ElementsMatch(t, []Ref{2}, m.Off("chat:*", "mine"))
+	assert.ElementsMatch(t, []Ref{3}, m.Off("", "mine"))
+	assert.Empty(t, m.Off("", "mine"))
+	assert.ElementsMatch(t, []Ref{4}, m.Off("", a))
+	assert.ElementsMatch(t, []Ref{5}, m.AllRefs())
+
+	_, _, err = m.On("[", "bad", 6, OnOptions{})
+	assert.ErrorContains(t, err, `pattern "[": unterminated`)
+	_, _, err = m.On("a", "bad", 6, OnOptions{Rate: "3/x"})
+	var oe *OptionError
+	require.ErrorAs(t, err, &oe)
+	assert.Equal(t, "rate", oe.Name)
+}
+
+// TestMapChange: events queued while the map changes reach the handler the
+// new state registers under the same id; registrations the new state does
+// not repeat are removed at its first ProcessEvents.
+func TestMapChange(t *testing.T) {
+	m, _ := start(t, "")
+	_, _, _ = m.On("keep:*", "keep", 1, OnOptions{})
+	_, _, _ = m.On("drop:*", "drop", 2, OnOptions{})
+	m.Close()
+	require.NoError(t, m.Publish("keep:a", "during the change"))
+	waitQueued(t, m, 2) // and the local bus's status event
+	m.Open()
+	_, old, _ := m.On("keep:*", "keep", 7, OnOptions{})
+	assert.Equal(t, NoRef, old, "the old state's reference is gone, not released")
+	var got []string
+	for _, d := range drain(m) {
+		if d.Event.Kind == router.KindMessage {
+			assert.Equal(t, Ref(7), d.Ref)
+			got = append(got, d.Event.Payload)
+		}
+	}
+	assert.Equal(t, []string{"during the change"}, got)
+	assert.Nil(t, m.Router().Table().Route(routeName("drop:*", "drop")), "stale registration swept")
+	assert.NotNil(t, m.Router().Table().Route(routeName("keep:*", "keep")))
+	assert.Contains(t, strings.Join(logs(m), "\n"), "removed 1 realtime.On registrations")
+}
+
+func TestNextHandlers(t *testing.T) {
+	m, _ := start(t, `
+[[routes]]
+name = "named"
+channel = "a"
+handler = "OnA"
+
+[[routes]]
+name = "hooked"
+channel = "b"
+handler = "hook:GotB"
+decode = "json"
+`)
+	drain(m) // the status event
+	logs(m)
+	for i := 0; i < 3; i++ {
+		require.NoError(t, m.Publish("a", fmt.Sprint(i)))
+	}
+	require.NoError(t, m.Publish("b", `{"k":1}`))
+	waitQueued(t, m, 4)
+	ds := drain(m)
+	require.Len(t, ds, 1, "the a events have no handler and are skipped")
+	assert.Equal(t, "GotB", ds[0].Hook, "a hook route needs no realtime.Handler")
+	st := m.Router().Table().Route("named").Stats
+	assert.Equal(t, uint64(3), st.NoHandler.Load())
+	assert.Equal(t, uint64(3), m.Router().Stats.Dropped()[router.DropNoHandler])
+	lines := logs(m)
+	assert.Len(t, lines, 1, "logged once per route, not per event: %v", lines)
+	assert.Contains(t, lines[0], `route "named": no handler "OnA" is registered`)
+
+	_, _ = m.Handler("OnA", 9)
+	require.NoError(t, m.Publish("a", "x"))
+	require.NoError(t, m.Publish("b", `{"k":2}`))
+	waitQueued(t, m, 2)
+	ds = drain(m)
+	require.Len(t, ds, 2)
+	assert.Equal(t, Ref(9), ds[0].Ref)
+	assert.Equal(t, "GotB", ds[1].Hook)
+	require.NotNil(t, ds[1].Event.JSON)
+	assert.Equal(t, uint64(3), m.Router().Stats.Dispatched.Load())
+}
+
+func TestNextStatusHooks(t *testing.T) {
+	m, _ := start(t, "")
+	waitQueued(t, m, 1)
+	ds := drain(m)
+	require.Len(t, ds, 1)
+	assert.Equal(t, "RealtimeConnected", ds[0].Hook)
+	m.Disconnect()
+	ds = drain(m)
+	require.Len(t, ds, 1)
+	assert.Equal(t, "RealtimeDisconnected", ds[0].Hook)
+	assert.Equal(t, "realtime.Disconnect()", ds[0].Event.Reason)
+	assert.Equal(t, "disconnected", m.Status())
+	assert.ErrorContains(t, m.Publish("x", "y"), "not connected")
+}
+
+func TestNextBudget(t *testing.T) {
+	m, _ := start(t, "[dispatch]\nbudget = \"1ms\"\n")
+	drain(m)
+	_, _, _ = m.On("x", "x", 1, OnOptions{})
+	for i := 0; i < 10; i++ {
+		require.NoError(t, m.Publish("x", "y"))
+	}
+	waitQueued(t, m, 10)
+	require.NotNil(t, m.Next(true))
+	time.Sleep(2 * time.Millisecond) // a slow handler
+	assert.Nil(t, m.Next(false), "budget spent")
+	assert.Len(t, drain(m), 9, "the next frame goes on")
+}
+
+func TestConfigureAndConnect(t *testing.T) {
+	m, _ := start(t, "")
+	err := m.Configure(luaTape(map[any]any{"port": "x"}))
+	assert.ErrorContains(t, err, `realtime.Config: port: "x" is not a whole number`)
+	err = m.Configure(luaTape(map[any]any{"prot": 1}))
+	assert.ErrorContains(t, err, `did you mean "port"`)
+	require.NoError(t, m.Configure(luaTape(map[any]any{"host": "127.0.0.1", "port": 1, "timeout": 0.5, "server.id": "srv-9"})))
+	assert.Equal(t, "local", m.Config().Mode(), "Config takes effect at Connect")
+	require.NoError(t, m.Connect(""))
+	assert.Equal(t, "redis", m.Config().Mode())
+	assert.Equal(t, 500*time.Millisecond, m.Config().Redis.ConnectTimeout.D())
+	assert.Equal(t, "srv-9", m.Config().Server.ID)
+	assert.ErrorContains(t, m.Connect("http://x"), "scheme")
+	assert.Equal(t, 1, m.Config().Redis.Port, "a failed Connect changes nothing")
+}
+
+func TestReload(t *testing.T) {
+	m, file := start(t, "[[routes]]\nname = \"a\"\nchannel = \"a\"\nhandler = \"A\"\n")
+	require.NoError(t, os.WriteFile(file, []byte("[[routes]]\nname = \"b\"\nchannel = \"b\"\nhandler = \"B\"\n"), 0o644))
+	res, err := m.Reload()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b"}, res.Added)
+	assert.Equal(t, []string{"a"}, res.Removed)
+	assert.False(t, res.Reconnected)
+	require.NoError(t, os.WriteFile(file, []byte("[[routes]]\nname = \"c\"\nchanel = \"c\"\n"), 0o644))
+	_, err = m.Reload()
+	assert.ErrorContains(t, err, `routes[0].chanel: unknown key (did you mean "channel"?)`)
+	assert.NotNil(t, m.Router().Table().Route("b"), "a failed reload changes nothing")
+}
+
+func TestBrokenConfigAtStart(t *testing.T) {
+	m, file := start(t, "[redis]\nport = \"x\"\n")
+	assert.Equal(t, "disconnected", m.Status())
+	assert.ErrorContains(t, m.Publish("a", "b"), "the config has errors")
+	assert.Contains(t, strings.Join(logs(m), "\n"), `redis.port: "x" is not a whole number`)
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	res, err := m.Reload()
+	require.NoError(t, err)
+	assert.True(t, res.Reconnected)
+	assert.Equal(t, "local", m.Status())
+}
+
+func TestGameEvent(t *testing.T) {
+	m, _ := start(t, "[server]\nid = \"s1\"\n[events]\nprefix = \"p:\"\n")
+	_, _, _ = m.On("p:player:death", "d", 1, OnOptions{})
+	require.NoError(t, m.GameEvent("PlayerDeath", luaTape(map[any]any{"victim": "bob", "attacker": nil})))
+	require.Eventually(t, func() bool { return m.Router().Stats.Queued.Load() >= 1 }, 5*time.Second, time.Millisecond)
+	var payload string
+	for _, d := range drain(m) {
+		if d.Event.Kind == router.KindMessage {
+			payload = d.Event.Payload
+		}
+	}
+	assert.Regexp(t, `^\{"attacker":null,"victim":"bob","ts":\d{13},"server":"s1"\}$`, payload)
+}
+
+func TestStatsDoc(t *testing.T) {
+	m, _ := start(t, "[[routes]]\nname = \"a\"\npattern = \"a:*\"\nhandler = \"A\"\nrate = \"5/s\"\n")
+	doc := m.Stats()
+	keys := map[string]bool{}
+	for i, n := 1, doc.Nodes; i < len(n); {
+		// walk the top-level keys
+		keys[n[i].Str] = true
+		i = skip(n, i+1)
+	}
+	for _, k := range []string{"status", "received", "published", "dispatched", "dropped", "rate_limited", "queue", "latency_us", "redis", "routes", "events", "goroutines"} {
+		assert.True(t, keys[k], "GetStats has %q", k)
+	}
+}
+
+// skip returns the index after the JSON-shaped subtree at i.
+func skip(n []router.Node, i int) int {
+	k := n[i]
+	i++
+	switch k.Kind {
+	case router.KindArray:
+		for range int(k.Len) {
+			i = skip(n, i)
+		}
+	case router.KindObject:
+		for range int(k.Len) {
+			i = skip(n, skip(n, i))
+		}
+	}
+	return i
+}
+
+func TestLogQueueBound(t *testing.T) {
+	var q logQueue
+	q.counter = new(atomic.Int64)
+	for i := 0; i < maxLogLines+10; i++ {
+		q.add("info", fmt.Sprint(i))
+	}
+	assert.Equal(t, int64(maxLogLines+1), q.counter.Load(), "lines plus the lost-lines note")
+	n := 0
+	var last string
+	for {
+		_, line, ok := q.take()
+		if !ok {
+			break
+		}
+		n++
+		last = line
+	}
+	assert.Equal(t, maxLogLines+1, n)
+	assert.Equal(t, "10 log lines were dropped while nothing printed them", last)
+	assert.Zero(t, q.counter.Load())
+}
