@@ -37,6 +37,8 @@ type RouteStats struct {
 	HandlerErrors atomic.Uint64
 	NoHandler     atomic.Uint64
 	DecodeErrors  atomic.Uint64
+
+	rateLogged atomic.Int64 // unix nanoseconds of the last rate-limit log line
 }
 
 // Pattern is the route's pattern as a Redis glob (a channel route's channel

@@ -21,6 +21,9 @@ import (
 	"github.com/gmod-realtime/realtime/config"
 )
 
+// rateLogEvery is how often a route over its rate limit is logged.
+const rateLogEvery = 10 * time.Second
+
 // ErrNoBackend is returned by Publish before a backend is attached.
 var ErrNoBackend = errors.New("router: no backend")
 
@@ -292,7 +295,11 @@ func (r *Router) Deliver(channel, payload string) {
 		if !rt.allow(now) {
 			rt.Stats.RateLimited.Add(1)
 			r.Stats.Drop(DropRateLimited)
-			r.log("info", "route %q: rate limit %s reached, dropping events", rt.Name, rt.def.Rate)
+			// One line per route per rateLogEvery, not one per dropped event.
+			if last := rt.Stats.rateLogged.Load(); now.UnixNano()-last >= int64(rateLogEvery) &&
+				rt.Stats.rateLogged.CompareAndSwap(last, now.UnixNano()) {
+				r.log("info", "route %q: rate limit %s reached, dropping events over it (%d so far)", rt.Name, rt.def.Rate, rt.Stats.RateLimited.Load())
+			}
 			return
 		}
 		e := &Event{Kind: KindMessage, Channel: channel, Payload: payload, Route: rt, Received: now.UnixNano()}

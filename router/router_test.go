@@ -305,3 +305,24 @@ func BenchmarkDeliverDrain(b *testing.B) {
 		})
 	}
 }
+
+// TestRateLimitLoggedPerRoute: a route over its limit gets one log line per
+// 10 s, whatever the log rate allows, with the running count.
+func TestRateLimitLoggedPerRoute(t *testing.T) {
+	clk := &clock{t: time.Unix(1000, 0)}
+	var lines []string
+	r, err := New(parseConfig(t, "[log]\nrate = \"unlimited\"\n[[routes]]\nname = \"r\"\npattern = \"x:*\"\nhandler = \"h\"\nrate = \"1/s\"\nburst = 1\n"),
+		WithClock(clk.now), WithLog(func(level, line string) { lines = append(lines, line) }))
+	require.NoError(t, err)
+	for i := 0; i < 50; i++ {
+		r.Deliver("x:1", "p")
+	}
+	clk.add(10 * time.Second)
+	for i := 0; i < 50; i++ {
+		r.Deliver("x:1", "p")
+	}
+	assert.Equal(t, []string{
+		`route "r": rate limit 1/s reached, dropping events over it (1 so far)`,
+		`route "r": rate limit 1/s reached, dropping events over it (50 so far)`,
+	}, lines)
+}
