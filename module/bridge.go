@@ -171,11 +171,12 @@ func open() C.int {
 	return C.RT_OK
 }
 
-func closeState() {
+func closeState() C.int {
 	if mod != nil {
 		mod.Close()
 	}
 	cur = nil
+	return C.RT_OK
 }
 
 func next(first bool, max int) C.int {
@@ -219,10 +220,11 @@ func next(first bool, max int) C.int {
 	return C.RT_OK
 }
 
-func handlerError(msg string) {
+func handlerError(msg string) C.int {
 	if cur != nil {
 		mod.HandlerError(cur, msg)
 	}
+	return C.RT_OK
 }
 
 var logLevels = map[string]C.int32_t{"debug": 1, "info": 1, "warn": 2, "error": 3}

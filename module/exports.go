@@ -12,7 +12,7 @@ import "C"
 func rtgo_open() C.int { return guard(open) }
 
 //export rtgo_close
-func rtgo_close() { closeState() }
+func rtgo_close() { guard(closeState) }
 
 //export rtgo_next
 func rtgo_next(first, max C.int) C.int {
@@ -20,7 +20,9 @@ func rtgo_next(first, max C.int) C.int {
 }
 
 //export rtgo_handler_error
-func rtgo_handler_error(msg *C.char, n C.size_t) { handlerError(C.GoStringN(msg, C.int(n))) }
+func rtgo_handler_error(msg *C.char, n C.size_t) C.int {
+	return guard(func() C.int { return handlerError(C.GoStringN(msg, C.int(n))) })
+}
 
 //export rtgo_take_log
 func rtgo_take_log() C.int { return guard(takeLog) }
