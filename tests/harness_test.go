@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
 
+	"github.com/gmod-realtime/realtime/internal/gmodserver"
 	"github.com/gmod-realtime/realtime/internal/redistest"
 )
 
@@ -45,63 +47,32 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// Host is one way of running the module: a host binary and the module file
-// GMod would load on that branch.
-type Host struct {
-	Name   string
-	Binary string
-	Module string   // file name in garrysmod/lua/bin
-	Prefix []string // command in front of the binary (qemu)
-	Env    []string
-}
-
 var (
-	luajit64 = Host{Name: "luajit64", Binary: "host-luajit", Module: "gmsv_realtime_linux64.dll"}
-	// 32-bit under qemu-user: this kernel cannot run i386 binaries, and the
-	// Go runtime needs async preemption off under qemu.
-	luajit32 = Host{Name: "luajit32", Binary: "host-luajit32", Module: "gmsv_realtime_linux.dll",
-		Prefix: []string{"qemu-i386", "-L", "/"}, Env: []string{"GODEBUG=asyncpreemptoff=1"}}
-	lua51 = Host{Name: "lua51", Binary: "host-lua51", Module: "gmsv_realtime_linux64.dll"}
+	luajit64 = gmodserver.LuaJIT64
+	luajit32 = gmodserver.LuaJIT32
+	lua51    = gmodserver.Lua51
 )
+
+// Host is one way of running the module.
+type Host = gmodserver.Host
 
 // Server is a GMod server directory for one test.
 type Server struct {
-	t    *testing.T
-	Root string
-	Host Host
+	*gmodserver.Server
+	t *testing.T
 }
 
 // NewServer makes a server directory with the module, the glue and, unless
 // toml is "", garrysmod/cfg/realtime.toml.
 func NewServer(t *testing.T, h Host, toml string) *Server {
 	t.Helper()
-	root := t.TempDir()
-	gm := filepath.Join(root, "garrysmod")
-	for _, d := range []string{"lua/bin", "lua/autorun/server", "cfg"} {
-		if err := os.MkdirAll(filepath.Join(gm, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	link := func(src, dst string) {
-		if err := os.Symlink(src, dst); err != nil {
-			t.Fatal(err)
-		}
-	}
-	link(filepath.Join(build, h.Module), filepath.Join(gm, "lua/bin", h.Module))
-	link(filepath.Join(repo, "lua/autorun/server/realtime.lua"), filepath.Join(gm, "lua/autorun/server/realtime.lua"))
-	s := &Server{t: t, Root: root, Host: h}
+	gs, err := gmodserver.New(repo, t.TempDir(), h, nil)
+	require.NoError(t, err)
+	s := &Server{Server: gs, t: t}
 	if toml != "" {
-		s.WriteConfig(toml)
+		require.NoError(t, s.WriteConfig(toml))
 	}
 	return s
-}
-
-// WriteConfig replaces garrysmod/cfg/realtime.toml.
-func (s *Server) WriteConfig(toml string) {
-	s.t.Helper()
-	if err := os.WriteFile(filepath.Join(s.Root, "garrysmod/cfg/realtime.toml"), []byte(toml), 0o644); err != nil {
-		s.t.Fatal(err)
-	}
 }
 
 // Run is a host process.
@@ -119,15 +90,7 @@ type Run struct {
 // (KEY=value) and tick rate; it fails after timeout.
 func (s *Server) Start(script string, tickrate int, timeout time.Duration, env ...string) *Run {
 	s.t.Helper()
-	args := append(append([]string{}, s.Host.Prefix...), filepath.Join(build, s.Host.Binary),
-		"-env", filepath.Join(repo, "tests/gmod/env.lua"),
-		"-tickrate", fmt.Sprint(tickrate), "-timeout", fmt.Sprint(timeout.Seconds()),
-		filepath.Join(repo, "tests/lua", script))
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Dir = s.Root
-	// Only what the test passes: REDIS_* from the developer's shell must not leak in.
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Root}, s.Host.Env...)
-	cmd.Env = append(cmd.Env, env...)
+	cmd := s.Command(filepath.Join(repo, "tests/lua", script), tickrate, timeout, env...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	r := &Run{cmd: cmd, lines: make(chan string, 1024), done: make(chan struct{}), script: script}

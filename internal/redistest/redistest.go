@@ -50,15 +50,42 @@ func Start(t testing.TB, args ...string) *Server {
 	return nil
 }
 
+// Launch is Start outside a test (the demo, the benchmarks): the server's
+// files go in dir, and the caller stops it with Stop.
+func Launch(dir string, args ...string) (*Server, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, err
+	}
+	s := &Server{Args: args, dir: dir}
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if s.Port, err = freePort(); err != nil {
+			return nil, err
+		}
+		if err = s.start(); err == nil {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("redis-server did not start: %w", err)
+}
+
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
+	return port
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *Server) start() error {

@@ -9,12 +9,14 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/gmod-realtime/realtime/internal/gmodserver"
+	"github.com/gmod-realtime/realtime/internal/redistest"
 )
 
 func main() {
@@ -27,52 +29,39 @@ func main() {
 func say(format string, args ...any) { fmt.Printf("demo   | "+format+"\n", args...) }
 
 func run() error {
-	repo, err := os.Getwd()
+	repo, err := gmodserver.Repo()
 	if err != nil {
 		return err
 	}
 	root := filepath.Join(repo, "build", "demo")
 	_ = os.RemoveAll(root)
-	gm := filepath.Join(root, "garrysmod")
-	for _, d := range []string{"lua/bin", "lua/autorun/server", "cfg"} {
-		if err := os.MkdirAll(filepath.Join(gm, d), 0o755); err != nil {
-			return err
-		}
+	srv, err := gmodserver.New(repo, root, gmodserver.LuaJIT64, map[string]string{
+		"lua/autorun/server/realtime_example.lua": "examples/realtime_example.lua",
+		"cfg/realtime.toml":                       "realtime.toml.example",
+	})
+	if err != nil {
+		return err
 	}
-	for src, dst := range map[string]string{
-		"build/gmsv_realtime_linux64.dll": "lua/bin/gmsv_realtime_linux64.dll",
-		"lua/autorun/server/realtime.lua": "lua/autorun/server/realtime.lua",
-		"examples/realtime_example.lua":   "lua/autorun/server/realtime_example.lua",
-		"realtime.toml.example":           "cfg/realtime.toml",
-	} {
-		data, err := os.ReadFile(filepath.Join(repo, src))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(gm, dst), data, 0o644); err != nil {
-			return err
-		}
-		say("installed %-36s -> garrysmod/%s", src, dst)
-	}
+	say("server directory %s: the module in garrysmod/lua/bin, lua/autorun/server/realtime.lua,", root)
+	say("  the example addon examples/realtime_example.lua, and realtime.toml.example as garrysmod/cfg/realtime.toml")
 
-	port, stop, err := startRedis(root)
+	port := 0
+	redis, err := redistest.Launch(root)
 	if err != nil {
 		say("no Redis (%v): the module runs in local mode", err)
 	} else {
-		defer stop()
-		say("redis-server on 127.0.0.1:%d", port)
-		cfg := filepath.Join(gm, "cfg/realtime.toml")
-		data, _ := os.ReadFile(cfg)
-		data = bytes.Replace(data, []byte("\n[redis]\n"), []byte(fmt.Sprintf("\n[redis]\nurl = \"redis://127.0.0.1:%d\"\n", port)), 1)
-		if err := os.WriteFile(cfg, data, 0o644); err != nil {
+		defer redis.Stop()
+		port = redis.Port
+		say("redis-server on %s", redis.Addr())
+		data, _ := os.ReadFile(srv.ConfigPath())
+		data = bytes.Replace(data, []byte("\n[redis]\n"), []byte(fmt.Sprintf("\n[redis]\nurl = %q\n", redis.URL())), 1)
+		if err := srv.WriteConfig(string(data)); err != nil {
 			return err
 		}
 	}
 
-	host := exec.Command(filepath.Join(repo, "build/host-luajit"), "-env", filepath.Join(repo, "tests/gmod/env.lua"),
-		"-tickrate", "66", "-timeout", "60", "-map", "ttt_demo", filepath.Join(repo, "tests/demo/demo.lua"))
-	host.Dir = root
-	host.Env = []string{"PATH=" + os.Getenv("PATH")}
+	host := srv.Command(filepath.Join(repo, "tests/demo/demo.lua"), 66, time.Minute)
+	host.Args = append(host.Args[:len(host.Args)-1], "-map", "ttt_demo", host.Args[len(host.Args)-1])
 	out, err := host.StdoutPipe()
 	if err != nil {
 		return err
@@ -101,7 +90,7 @@ func run() error {
 			}
 		case "demo:reload":
 			say("adding a route to garrysmod/cfg/realtime.toml: news:* -> OnNews")
-			f, err := os.OpenFile(filepath.Join(gm, "cfg/realtime.toml"), os.O_APPEND|os.O_WRONLY, 0)
+			f, err := os.OpenFile(srv.ConfigPath(), os.O_APPEND|os.O_WRONLY, 0)
 			if err != nil {
 				return err
 			}
@@ -141,31 +130,4 @@ func redisCLI(port int, in *bytes.Buffer) error {
 		return fmt.Errorf("redis-cli: %v: %s", err, out)
 	}
 	return nil
-}
-
-// startRedis runs a throwaway redis-server on a free loopback port.
-func startRedis(dir string) (int, func(), error) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return 0, nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, nil, err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		return 0, nil, err
-	}
-	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", l.Addr().String()); err == nil {
-			c.Close()
-			return port, stop, nil
-		}
-	}
-	stop()
-	return 0, nil, fmt.Errorf("redis-server did not start")
 }

@@ -1,0 +1,113 @@
+// Package gmodserver lays out a Garry's Mod server directory (garrysmod/lua/bin,
+// autorun, cfg) around the built module and runs the GMod-like host of
+// tests/host in it. The end-to-end tests, the demo and the benchmarks share
+// it.
+package gmodserver
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+)
+
+// Host is one way of running the module: a host binary in build/ and the
+// module file GMod would load on that branch.
+type Host struct {
+	Name   string
+	Binary string
+	Module string   // file name in build/ and garrysmod/lua/bin
+	Prefix []string // command in front of the binary (qemu)
+	Env    []string
+}
+
+// The hosts `make hosts` builds.
+var (
+	LuaJIT64 = Host{Name: "luajit64", Binary: "host-luajit", Module: "gmsv_realtime_linux64.dll"}
+	// 32-bit under qemu-user: this kernel cannot run i386 binaries, and the
+	// Go runtime needs async preemption off under qemu.
+	LuaJIT32 = Host{Name: "luajit32", Binary: "host-luajit32", Module: "gmsv_realtime_linux.dll",
+		Prefix: []string{"qemu-i386", "-L", "/"}, Env: []string{"GODEBUG=asyncpreemptoff=1"}}
+	Lua51 = Host{Name: "lua51", Binary: "host-lua51", Module: "gmsv_realtime_linux64.dll"}
+)
+
+// Repo finds the repository root: the nearest directory above the working
+// directory with a go.mod.
+func Repo() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Server is a server directory: Root holds garrysmod/.
+type Server struct {
+	Repo, Root string
+	Host       Host
+}
+
+// New lays out root/garrysmod for h: the module (a link to build/), the
+// glue in lua/autorun/server, and files (path under garrysmod -> source path
+// in the repository) copied in.
+func New(repo, root string, h Host, files map[string]string) (*Server, error) {
+	gm := filepath.Join(root, "garrysmod")
+	for _, d := range []string{"lua/bin", "lua/autorun/server", "cfg"} {
+		if err := os.MkdirAll(filepath.Join(gm, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	module := filepath.Join(repo, "build", h.Module)
+	if _, err := os.Stat(module); err != nil {
+		return nil, fmt.Errorf("%s: build it with make module-all", module)
+	}
+	if err := os.Symlink(module, filepath.Join(gm, "lua/bin", h.Module)); err != nil {
+		return nil, err
+	}
+	all := map[string]string{"lua/autorun/server/realtime.lua": "lua/autorun/server/realtime.lua"}
+	for dst, src := range files {
+		all[dst] = src
+	}
+	for dst, src := range all {
+		data, err := os.ReadFile(filepath.Join(repo, src))
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(gm, dst), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return &Server{Repo: repo, Root: root, Host: h}, nil
+}
+
+// ConfigPath is garrysmod/cfg/realtime.toml.
+func (s *Server) ConfigPath() string { return filepath.Join(s.Root, "garrysmod/cfg/realtime.toml") }
+
+// WriteConfig replaces garrysmod/cfg/realtime.toml.
+func (s *Server) WriteConfig(toml string) error {
+	return os.WriteFile(s.ConfigPath(), []byte(toml), 0o644)
+}
+
+// Command is the host running script (a path) at tickrate ticks per second
+// (0: as fast as it can), failing after timeout. The environment is only
+// PATH, HOME and env: the developer's REDIS_* must not leak in.
+func (s *Server) Command(script string, tickrate int, timeout time.Duration, env ...string) *exec.Cmd {
+	args := append(append([]string{}, s.Host.Prefix...), filepath.Join(s.Repo, "build", s.Host.Binary),
+		"-env", filepath.Join(s.Repo, "tests/gmod/env.lua"),
+		"-tickrate", fmt.Sprint(tickrate), "-timeout", fmt.Sprint(timeout.Seconds()), script)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = s.Root
+	cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Root}, s.Host.Env...), env...)
+	return cmd
+}
