@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -638,6 +639,9 @@ func (m *Module) Stats() *router.Doc {
 	b.close(i, 2)
 	field("goroutines")
 	b.num(float64(runtime.NumGoroutine()))
+	field("go_heap_kb")
+	metrics.Read(heapSample)
+	b.num(float64(heapSample[0].Value.Uint64() / 1024))
 	field("routes")
 	ri := b.open(router.KindObject)
 	routes := m.r.Table().Routes()
@@ -654,6 +658,10 @@ func (m *Module) Stats() *router.Doc {
 	b.close(top, n)
 	return b.doc()
 }
+
+// heapSample reads the Go heap's live and not yet swept objects: cheap,
+// unlike runtime.ReadMemStats, which stops the world.
+var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 
 // TakeLog returns the oldest log line waiting for the main thread.
 func (m *Module) TakeLog() (level, line string, ok bool) { return m.logs.take() }

@@ -1,0 +1,728 @@
+// Command bench is `make bench`: the module loaded in the GMod-like host
+// (tests/host) with a trivial Lua handler, against a fresh redis-server on
+// loopback per scenario, each figure beside a reference measured in the same
+// run (a plain go-redis v9 subscriber, a pure-Lua equivalent, the host with
+// no module). It prints one line per figure and ends with a markdown table,
+// also written to build/bench.md, that states the machine and versions.
+//
+//	go run ./tests/bench [-only throughput,latency,memory,cpu,maincost,soak] [-soak 2m]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gmod-realtime/realtime/internal/gmodserver"
+	"github.com/gmod-realtime/realtime/internal/redistest"
+)
+
+var (
+	only    = flag.String("only", "throughput,latency,memory,cpu,maincost,soak", "scenarios to run")
+	events  = flag.Int("n", 1_000_000, "events per throughput run")
+	soakFor = flag.Duration("soak", envDuration("SOAK", 2*time.Minute), "soak duration ($SOAK)")
+	cpuFor  = flag.Duration("cpu", envDuration("BENCH_CPU", 30*time.Second), "each CPU measurement ($BENCH_CPU)")
+)
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return def
+}
+
+// row is one line of the final table.
+type row struct {
+	scenario, figure, module, reference, ratio, target string
+}
+
+type bench struct {
+	repo, dir string
+	rows      []row
+}
+
+func main() {
+	flag.Parse()
+	repo, err := gmodserver.Repo()
+	if err != nil {
+		fail(err)
+	}
+	b := &bench{repo: repo, dir: filepath.Join(repo, "build", "bench")}
+	_ = os.RemoveAll(b.dir)
+	scenarios := map[string]func() error{
+		"throughput": b.throughput, "latency": b.latency, "memory": b.memory,
+		"cpu": b.cpu, "maincost": b.maincost, "soak": b.soak,
+	}
+	for _, name := range strings.Split(*only, ",") {
+		run, ok := scenarios[name]
+		if !ok {
+			fail(fmt.Errorf("no scenario %q", name))
+		}
+		if err := run(); err != nil {
+			fail(fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	table := b.table()
+	fmt.Println()
+	fmt.Print(table)
+	if err := os.WriteFile(filepath.Join(b.repo, "build", "bench.md"), []byte(table), 0o644); err != nil {
+		fail(err)
+	}
+	fmt.Println("\nwritten to build/bench.md")
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func (b *bench) add(r row) {
+	b.rows = append(b.rows, r)
+	fmt.Printf("%-12s %-44s module %-14s reference %-14s ratio %-6s %s\n", r.scenario, r.figure, r.module, r.reference, r.ratio, r.target)
+}
+
+func ratio(module, reference float64) string {
+	if reference == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", module/reference)
+}
+
+// ---- Running the host --------------------------------------------------
+
+// server makes a server directory under build/bench with config toml.
+func (b *bench) server(name, toml string) (*gmodserver.Server, error) {
+	root := filepath.Join(b.dir, name)
+	s, err := gmodserver.New(b.repo, root, gmodserver.LuaJIT64, nil)
+	if err != nil {
+		return nil, err
+	}
+	return s, s.WriteConfig(toml)
+}
+
+type hostRun struct {
+	cmd   *exec.Cmd
+	lines chan string
+	done  chan struct{}
+	err   error
+	out   bytes.Buffer
+	mu    sync.Mutex
+}
+
+func start(s *gmodserver.Server, script string, tickrate int, env ...string) (*hostRun, error) {
+	cmd := s.Command(filepath.Join(s.Repo, "tests/bench", script), tickrate, 2*time.Hour, env...)
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = cmd.Stdout
+	h := &hostRun{cmd: cmd, lines: make(chan string, 4096), done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			line := sc.Text()
+			h.mu.Lock()
+			h.out.WriteString(line + "\n")
+			h.mu.Unlock()
+			if strings.HasPrefix(line, "bench:") {
+				h.lines <- line
+			}
+		}
+		h.err = cmd.Wait()
+		close(h.done)
+	}()
+	return h, nil
+}
+
+// wait returns the next "bench:<prefix>" line's key=value fields.
+func (h *hostRun) wait(prefix string, timeout time.Duration) (map[string]float64, error) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line := <-h.lines:
+			if strings.HasPrefix(line, "bench:"+prefix) {
+				return fields(line), nil
+			}
+		case <-h.done:
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return nil, fmt.Errorf("host exited (%v) before bench:%s:\n%s", h.err, prefix, h.out.String())
+		case <-deadline:
+			return nil, fmt.Errorf("no bench:%s within %s", prefix, timeout)
+		}
+	}
+}
+
+func (h *hostRun) stop() {
+	_ = h.cmd.Process.Kill()
+	<-h.done
+}
+
+func fields(line string) map[string]float64 {
+	m := map[string]float64{}
+	for _, f := range strings.Fields(line) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			m[k], _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	return m
+}
+
+// cpuSeconds is the process's user+system CPU time.
+func cpuSeconds(pid int) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// ---- Redis side ------------------------------------------------------
+
+func launchRedis(dir string) (*redistest.Server, *redis.Client, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	srv, err := redistest.Launch(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2}), nil
+}
+
+// publishN publishes n messages to channel, pipelined 1,000 at a time, as
+// fast as Redis takes them; it returns the time taken.
+func publishN(c *redis.Client, channel string, n int, payload func(int) string) time.Duration {
+	ctx := context.Background()
+	t0 := time.Now()
+	for i := 0; i < n; {
+		p := c.Pipeline()
+		for j := 0; j < 1000 && i < n; j, i = j+1, i+1 {
+			p.Publish(ctx, channel, payload(i))
+		}
+		_, _ = p.Exec(ctx)
+	}
+	return time.Since(t0)
+}
+
+// publishPaced publishes rate messages per second for d, every millisecond,
+// each stamped with the unix nanoseconds it was sent at; it returns the
+// count.
+func publishPaced(c *redis.Client, channels []string, rate int, d time.Duration, payload func(stamp int64) string) int {
+	ctx := context.Background()
+	t0 := time.Now()
+	sent := 0
+	for time.Since(t0) < d {
+		due := int(float64(rate) * time.Since(t0).Seconds())
+		if due > sent {
+			p := c.Pipeline()
+			for ; sent < due; sent++ {
+				p.Publish(ctx, channels[sent%len(channels)], payload(time.Now().UnixNano()))
+			}
+			_, _ = p.Exec(ctx)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return sent
+}
+
+// rawSubscriber is the reference: a plain go-redis v9 subscriber that counts
+// (and, with stamps, measures latency).
+type rawSubscriber struct {
+	ps    *redis.PubSub
+	mu    sync.Mutex
+	count int
+	last  time.Time
+	lat   []float64 // µs
+}
+
+func subscribe(c *redis.Client, pattern string, stamps bool) (*rawSubscriber, error) {
+	ps := c.PSubscribe(context.Background(), pattern)
+	if _, err := ps.Receive(context.Background()); err != nil {
+		return nil, err
+	}
+	s := &rawSubscriber{ps: ps}
+	go func() {
+		for {
+			m, err := ps.ReceiveMessage(context.Background())
+			if err != nil {
+				return
+			}
+			now := time.Now()
+			s.mu.Lock()
+			s.count++
+			s.last = now
+			if stamps {
+				if ns, err := strconv.ParseInt(strings.SplitN(m.Payload, ":", 2)[0], 10, 64); err == nil {
+					s.lat = append(s.lat, float64(now.UnixNano()-ns)/1e3)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s, nil
+}
+
+// waitCount waits until n messages arrived or none arrived for 3 s; it
+// returns the count and the time of the last one.
+func (s *rawSubscriber) waitCount(n int) (int, time.Time) {
+	for {
+		time.Sleep(5 * time.Millisecond)
+		s.mu.Lock()
+		count, last := s.count, s.last
+		s.mu.Unlock()
+		if count >= n || (!last.IsZero() && time.Since(last) > 3*time.Second) {
+			return count, last
+		}
+	}
+}
+
+func percentiles(lat []float64) (p50, p99, p999 float64) {
+	if len(lat) == 0 {
+		return
+	}
+	sort.Float64s(lat)
+	at := func(p float64) float64 { return lat[max(0, int(math.Ceil(float64(len(lat))*p))-1)] }
+	return at(0.5), at(0.99), at(0.999)
+}
+
+// ---- Scenarios -------------------------------------------------------
+
+const json10 = `{"name":"player%d","steamid":"STEAM_0:1:12345","team":2,"score":1234,"kills":17,"deaths":3,"alive":true,"weapon":"weapon_ak47","pos":{"x":1,"y":2,"z":3},"ping":48}`
+
+func routesTOML(extra int, decode string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[[routes]]\nname = \"main\"\npattern = \"player:*\"\nhandler = \"H\"\ndecode = %q\n", decode)
+	for i := 0; i < extra; i++ {
+		fmt.Fprintf(&b, "\n[[routes]]\nname = \"other%d\"\npattern = \"other:%d:*\"\nhandler = \"H\"\n", i, i)
+	}
+	return b.String()
+}
+
+func redisTOML(srv *redistest.Server, rest string) string {
+	return fmt.Sprintf("[server]\nid = \"bench\"\n\n[redis]\nurl = %q\n\n%s", srv.URL(), rest)
+}
+
+// throughput: N events to player:spawn, routed by player:* to a Lua
+// handler, the host pumping every frame with no sleep; beside a raw
+// go-redis subscriber that only counts.
+func (b *bench) throughput() error {
+	n := *events
+	for _, v := range []struct {
+		name, decode string
+		extra        int
+	}{{"1 route", "raw", 0}, {"1 route, JSON to tables", "json", 0}, {"100 routes", "raw", 99}, {"1,000 routes", "raw", 999}} {
+		payload := func(i int) string { return "player" + strconv.Itoa(i) + " spawned" }
+		if v.decode == "json" {
+			payload = func(i int) string { return fmt.Sprintf(json10, i) }
+		}
+		dir := filepath.Join(b.dir, "throughput")
+		srv, c, err := launchRedis(dir)
+		if err != nil {
+			return err
+		}
+		// Reference.
+		sub, err := subscribe(c, "player:*", false)
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		pubTime := publishN(c, "player:spawn", n, payload)
+		refCount, refLast := sub.waitCount(n)
+		sub.ps.Close()
+		refRate := float64(refCount) / refLast.Sub(t0).Seconds()
+		// Module.
+		s, err := b.server("throughput", redisTOML(srv, routesTOML(v.extra, v.decode)))
+		if err != nil {
+			return err
+		}
+		h, err := start(s, "sink.lua", 0, "BENCH_N="+strconv.Itoa(n))
+		if err != nil {
+			return err
+		}
+		if _, err := h.wait("ready", 30*time.Second); err != nil {
+			return err
+		}
+		t0 = time.Now()
+		publishN(c, "player:spawn", n, payload)
+		res, err := h.wait("done", 10*time.Minute)
+		elapsed := time.Since(t0)
+		h.stop()
+		srv.Stop()
+		c.Close()
+		_ = os.RemoveAll(s.Root)
+		if err != nil {
+			return err
+		}
+		if res["count"] < float64(n) {
+			elapsed -= 3 * time.Second // the stall wait
+		}
+		rate := res["count"] / elapsed.Seconds()
+		b.add(row{"throughput", fmt.Sprintf("%s: events/s (%d lost of %d)", v.name, n-int(res["count"]), n),
+			fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.0f", refRate), ratio(rate, refRate), "ratio >= 0.9"})
+		if v.extra == 0 && v.decode == "raw" {
+			b.add(row{"throughput", "go-redis pipelined PUBLISH, msgs/s (the publisher)", "-",
+				fmt.Sprintf("%.0f", float64(n)/pubTime.Seconds()), "-", ""})
+		}
+	}
+	return nil
+}
+
+// latency: stamped events at fixed rates, receipt latency in the handler,
+// beside the raw subscriber's.
+func (b *bench) latency() error {
+	const d = 3 * time.Second
+	for _, v := range []struct {
+		rate, tick int
+	}{{1000, 0}, {10000, 0}, {100000, 0}, {10000, 66}} {
+		dir := filepath.Join(b.dir, "latency")
+		srv, c, err := launchRedis(dir)
+		if err != nil {
+			return err
+		}
+		payload := func(stamp int64) string { return strconv.FormatInt(stamp, 10) + ":player spawned" }
+		sub, err := subscribe(c, "player:*", true)
+		if err != nil {
+			return err
+		}
+		sent := publishPaced(c, []string{"player:spawn"}, v.rate, d, payload)
+		sub.waitCount(sent)
+		sub.ps.Close()
+		r50, r99, r999 := percentiles(sub.lat)
+
+		s, err := b.server("latency", redisTOML(srv, routesTOML(0, "raw")))
+		if err != nil {
+			return err
+		}
+		h, err := start(s, "sink.lua", v.tick, "BENCH_MODE=latency", "BENCH_N="+strconv.Itoa(int(float64(v.rate)*d.Seconds())))
+		if err != nil {
+			return err
+		}
+		if _, err := h.wait("ready", 30*time.Second); err != nil {
+			return err
+		}
+		publishPaced(c, []string{"player:spawn"}, v.rate, d, payload)
+		if _, err := h.wait("done", time.Minute); err != nil {
+			return err
+		}
+		res, err := h.wait("latency", 10*time.Second)
+		h.stop()
+		srv.Stop()
+		c.Close()
+		if err != nil {
+			return err
+		}
+		pump := "continuous pump"
+		target := "p99 +< 100 µs"
+		if v.tick > 0 {
+			pump, target = fmt.Sprintf("%d-tick pump", v.tick), "tick-bound"
+		}
+		name := fmt.Sprintf("%d/s, %s", v.rate, pump)
+		b.add(row{"latency", name + ": p50 µs", fmt.Sprintf("%.0f", res["p50"]), fmt.Sprintf("%.0f", r50), ratio(res["p50"], r50), ""})
+		b.add(row{"latency", name + ": p99 µs (module adds " + fmt.Sprintf("%.0f", res["p99"]-r99) + ")",
+			fmt.Sprintf("%.0f", res["p99"]), fmt.Sprintf("%.0f", r99), ratio(res["p99"], r99), target})
+		b.add(row{"latency", name + ": p99.9 µs", fmt.Sprintf("%.0f", res["p999"]), fmt.Sprintf("%.0f", r999), ratio(res["p999"], r999), ""})
+	}
+	return nil
+}
+
+// memory: 10,000 events of 200 bytes queued and not drained.
+func (b *bench) memory() error {
+	const n = 10000
+	srv, c, err := launchRedis(filepath.Join(b.dir, "memory"))
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	s, err := b.server("memory", redisTOML(srv, routesTOML(0, "raw")))
+	if err != nil {
+		return err
+	}
+	h, err := start(s, "memory.lua", 66, "BENCH_N="+strconv.Itoa(n))
+	if err != nil {
+		return err
+	}
+	defer h.stop()
+	if _, err := h.wait("ready", 30*time.Second); err != nil {
+		return err
+	}
+	body := strings.Repeat("x", 200)
+	publishN(c, "player:spawn", n, func(int) string { return body })
+	res, err := h.wait("memory", time.Minute)
+	if err != nil {
+		return err
+	}
+	rss := (res["rss_after"] - res["rss_before"]) / 1024
+	heap := (res["heap_after"] - res["heap_before"]) / 1024
+	payload := float64(n*200) / (1 << 20)
+	b.add(row{"memory", "10,000 queued 200-byte events: RSS growth MiB", fmt.Sprintf("%.2f", rss), fmt.Sprintf("%.2f", payload), ratio(rss, payload), "< 5 MiB"})
+	b.add(row{"memory", "  the same: Go heap growth MiB", fmt.Sprintf("%.2f", heap), fmt.Sprintf("%.2f", payload), ratio(heap, payload), "< 5 MiB"})
+	return nil
+}
+
+// cpu: connected and idle, and 1,000 events/s over 100 handlers, as a
+// share of one core; beside the host ticking with no module at all.
+func (b *bench) cpu() error {
+	measure := func(s *gmodserver.Server, during func(stop <-chan struct{})) (float64, error) {
+		h, err := start(s, "idle.lua", 66, "BENCH_SECONDS="+strconv.Itoa(int(cpuFor.Seconds())+4))
+		if err != nil {
+			return 0, err
+		}
+		defer h.stop()
+		if _, err := h.wait("ready", 30*time.Second); err != nil {
+			return 0, err
+		}
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() { during(stop); close(done) }()
+		time.Sleep(2 * time.Second)
+		c0, err := cpuSeconds(h.cmd.Process.Pid)
+		if err != nil {
+			return 0, err
+		}
+		time.Sleep(*cpuFor)
+		c1, err := cpuSeconds(h.cmd.Process.Pid)
+		close(stop)
+		<-done
+		return (c1 - c0) / cpuFor.Seconds() * 100, err
+	}
+	idle := func(stop <-chan struct{}) { <-stop }
+
+	// Reference: the host's own ticking, no module, no glue.
+	ref, err := b.server("cpu-ref", "")
+	if err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(ref.Root, "garrysmod/lua/autorun/server/realtime.lua"))
+	_ = os.Remove(filepath.Join(ref.Root, "garrysmod/lua/bin", ref.Host.Module))
+	if err := os.WriteFile(filepath.Join(ref.Root, "garrysmod/lua/autorun/server/stub.lua"),
+		[]byte("realtime = { Handler = function() end, IsConnected = function() return true end, GetStats = function() return { dispatched = 0 } end }\n"), 0o644); err != nil {
+		return err
+	}
+	refCPU, err := measure(ref, idle)
+	if err != nil {
+		return err
+	}
+
+	srv, c, err := launchRedis(filepath.Join(b.dir, "cpu"))
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	defer c.Close()
+	s, err := b.server("cpu", redisTOML(srv, ""))
+	if err != nil {
+		return err
+	}
+	idleCPU, err := measure(s, idle)
+	if err != nil {
+		return err
+	}
+	b.add(row{"cpu", fmt.Sprintf("connected, idle, %s: %% of a core", *cpuFor), fmt.Sprintf("%.2f", idleCPU), fmt.Sprintf("%.2f", refCPU), ratio(idleCPU, refCPU), "< 0.5%"})
+
+	var routes strings.Builder
+	channels := make([]string, 100)
+	for i := range channels {
+		channels[i] = fmt.Sprintf("bench:%d", i)
+		fmt.Fprintf(&routes, "[[routes]]\nname = \"r%d\"\nchannel = %q\nhandler = \"H%d\"\n\n", i, channels[i], i+1)
+	}
+	s, err = b.server("cpu-load", redisTOML(srv, routes.String()))
+	if err != nil {
+		return err
+	}
+	loadCPU, err := measure(s, func(stop <-chan struct{}) {
+		t0 := time.Now()
+		sent := 0
+		ctx := context.Background()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			p := c.Pipeline()
+			for due := int(time.Since(t0).Seconds() * 1000); sent < due; sent++ {
+				p.Publish(ctx, channels[sent%100], "player spawned")
+			}
+			_, _ = p.Exec(ctx)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	b.add(row{"cpu", "1,000 events/s over 100 handlers: % of a core", fmt.Sprintf("%.2f", loadCPU), fmt.Sprintf("%.2f", refCPU), ratio(loadCPU, refCPU), "< 5%"})
+	return nil
+}
+
+// maincost: the main thread's cost per call (tests/bench/maincost.lua),
+// and Publish throughput from Lua to Redis beside go-redis's own.
+func (b *bench) maincost() error {
+	s, err := b.server("maincost", "[queue]\nmax_events = 100000\nmax_bytes = \"256MiB\"\n[redis]\noutbox_events = 100000\noutbox_bytes = \"256MiB\"\n[dispatch]\nbudget = \"100ms\"\nmax_per_frame = 100000\n")
+	if err != nil {
+		return err
+	}
+	out, err := s.Command(filepath.Join(b.repo, "tests/bench/maincost.lua"), 0, 5*time.Minute).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v:\n%s", err, out)
+	}
+	names := map[string]string{
+		"empty_process_events": "ns per empty ProcessEvents (ref: an empty Lua-to-C call)",
+		"dispatch_string":      "ns per dispatched string event (ref: a pure-Lua queue + pcall)",
+		"dispatch_json10":      "ns per 10-field JSON event (ref: the same + JSON decode in Lua)",
+		"publish_string":       "ns per Publish(string) (ref: append to a Lua table)",
+		"publish_table":        "ns per Publish(table) (ref: util.TableToJSON in Lua)",
+		"publish_game_event":   "ns per PlayerDeath (ref: util.TableToJSON in Lua)",
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[0] != "bench:" {
+			continue
+		}
+		ns, _ := strconv.ParseFloat(f[2], 64)
+		ref := fields(line)["ref"]
+		b.add(row{"main thread", names[f[1]], fmt.Sprintf("%.0f", ns), fmt.Sprintf("%.0f", ref), ratio(ns, ref), ""})
+	}
+
+	const n = 200000
+	srv, c, err := launchRedis(filepath.Join(b.dir, "publish"))
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	defer c.Close()
+	ref := publishN(c, "bench:publish", n, func(int) string { return "player1 joined the server" })
+	s, err = b.server("publish", fmt.Sprintf("[redis]\nurl = %q\noutbox_events = %d\noutbox_bytes = \"256MiB\"\n", srv.URL(), n))
+	if err != nil {
+		return err
+	}
+	h, err := start(s, "publish.lua", 0, "BENCH_N="+strconv.Itoa(n))
+	if err != nil {
+		return err
+	}
+	defer h.stop()
+	res, err := h.wait("publish", 2*time.Minute)
+	if err != nil {
+		return err
+	}
+	rate := res["n"] / res["seconds"]
+	refRate := float64(n) / ref.Seconds()
+	b.add(row{"main thread", "Publish from Lua reaching Redis, msgs/s (ref: go-redis pipeline)", fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.0f", refRate), ratio(rate, refRate), ""})
+	return nil
+}
+
+// soak: 1,000 events/s for -soak: RSS slope, registry, goroutines, losses.
+func (b *bench) soak() error {
+	srv, c, err := launchRedis(filepath.Join(b.dir, "soak"))
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	defer c.Close()
+	s, err := b.server("soak", redisTOML(srv, routesTOML(0, "raw")))
+	if err != nil {
+		return err
+	}
+	h, err := start(s, "soak.lua", 66, "BENCH_SECONDS="+strconv.Itoa(int(soakFor.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer h.stop()
+	if _, err := h.wait("ready", 30*time.Second); err != nil {
+		return err
+	}
+	sentc := make(chan int, 1)
+	go func() {
+		sentc <- publishPaced(c, []string{"player:spawn"}, 1000, *soakFor, func(int64) string { return "player spawned" })
+	}()
+	var samples []map[string]float64
+	var done map[string]float64
+	for done == nil {
+		select {
+		case line := <-h.lines:
+			switch {
+			case strings.HasPrefix(line, "bench:sample"):
+				samples = append(samples, fields(line))
+				fmt.Println("soak         " + strings.TrimPrefix(line, "bench:sample "))
+			case strings.HasPrefix(line, "bench:done"):
+				done = fields(line)
+			}
+		case <-h.done:
+			return errors.New("host exited during the soak")
+		case <-time.After(*soakFor + time.Minute):
+			return errors.New("soak did not finish")
+		}
+	}
+	sent := <-sentc
+	if len(samples) < 3 {
+		return errors.New("too few samples")
+	}
+	// RSS slope by least squares over the samples after the first (warm-up).
+	var sx, sy, sxx, sxy float64
+	pts := samples[1:]
+	for _, p := range pts {
+		x, y := p["t"]/60, p["rss_kb"]/1024
+		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
+	}
+	k := float64(len(pts))
+	slope := (k*sxy - sx*sy) / (k*sxx - sx*sx)
+	first, last := samples[0], samples[len(samples)-1]
+	b.add(row{"soak", fmt.Sprintf("%s at 1,000/s: RSS slope MiB/min", *soakFor), fmt.Sprintf("%.3f", slope), "0", "-", "flat"})
+	b.add(row{"soak", "  RSS MiB, first and last sample", fmt.Sprintf("%.1f", last["rss_kb"]/1024), fmt.Sprintf("%.1f", first["rss_kb"]/1024), ratio(last["rss_kb"], first["rss_kb"]), ""})
+	b.add(row{"soak", "  goroutines, last and first", fmt.Sprintf("%.0f", last["goroutines"]), fmt.Sprintf("%.0f", first["goroutines"]), ratio(last["goroutines"], first["goroutines"]), "flat"})
+	b.add(row{"soak", "  registry entries, last and first", fmt.Sprintf("%.0f", last["registry"]), fmt.Sprintf("%.0f", first["registry"]), ratio(last["registry"], first["registry"]), "flat"})
+	b.add(row{"soak", fmt.Sprintf("  events handled of %d published (lost %d)", sent, sent-int(done["count"])), fmt.Sprintf("%.0f", done["count"]), strconv.Itoa(sent), ratio(done["count"], float64(sent)), "none lost"})
+	return nil
+}
+
+// ---- The table -------------------------------------------------------
+
+func (b *bench) table() string {
+	var t strings.Builder
+	fmt.Fprintf(&t, "## gmsv_realtime benchmarks, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&t, "Machine: %d cores, %s; %s; %s; %s; host LuaJIT 2.1 x86-64 (tests/host).\n\n",
+		runtime.NumCPU(), cpuModel(), runtime.Version(), version("redis-server", "--version"), version("luajit", "-v"))
+	t.WriteString("| scenario | figure | module | reference | ratio | target |\n|---|---|---|---|---|---|\n")
+	for _, r := range b.rows {
+		fmt.Fprintf(&t, "| %s | %s | %s | %s | %s | %s |\n", r.scenario, r.figure, r.module, r.reference, r.ratio, r.target)
+	}
+	return t.String()
+}
+
+func cpuModel() string {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func version(cmd string, arg string) string {
+	out, err := exec.Command(cmd, arg).CombinedOutput()
+	if err != nil {
+		return cmd + " (unknown version)"
+	}
+	return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+}

@@ -1,0 +1,41 @@
+-- The benchmark receiver: the route(s) in realtime.toml send to handler
+-- "H". BENCH_MODE=count counts events and prints "bench:done" after
+-- BENCH_N of them (or when traffic stalls); BENCH_MODE=latency also records
+-- each event's latency from the publisher's stamp (unix ns, the payload's
+-- first field) and prints percentiles. The Go driver (tests/bench) reads
+-- the "bench:" lines.
+local mode = os.getenv("BENCH_MODE") or "count"
+local want = tonumber(os.getenv("BENCH_N") or "0")
+local n, last_n, last_change = 0, 0, nil
+local lat, now = {}, HOST.Now
+
+if mode == "latency" then
+	realtime.Handler("H", function(_, data)
+		n = n + 1
+		local stamp = type(data) == "table" and data.ts or tonumber(data:match("^%d+"))
+		lat[n] = now() - stamp / 1e9
+	end)
+else
+	realtime.Handler("H", function() n = n + 1 end)
+end
+
+local function percentile(sorted, p)
+	return sorted[math.max(1, math.ceil(#sorted * p))] * 1e6
+end
+
+HOST.Run(function()
+	HOST.WaitFor(realtime.IsConnected, 10, "connected")
+	print("bench:ready")
+	while true do
+		HOST.Yield()
+		if n ~= last_n then last_n, last_change = n, HOST.Time() end
+		local stalled = last_change and HOST.Time() - last_change > 3
+		if (want > 0 and n >= want) or stalled then break end
+	end
+	local st = realtime.GetStats()
+	print(string.format("bench:done count=%d queue_full=%d dispatched=%d rss_kb=%d", n, st.dropped.queue_full, st.dispatched, HOST.Info().rss_kb))
+	if mode == "latency" and n > 0 then
+		table.sort(lat)
+		print(string.format("bench:latency p50=%.1f p99=%.1f p999=%.1f", percentile(lat, 0.5), percentile(lat, 0.99), percentile(lat, 0.999)))
+	end
+end)
