@@ -108,6 +108,7 @@ func ratio(module, reference float64) string {
 // server makes a server directory under build/bench with config toml.
 func (b *bench) server(name, toml string) (*gmodserver.Server, error) {
 	root := filepath.Join(b.dir, name)
+	_ = os.RemoveAll(root)
 	s, err := gmodserver.New(b.repo, root, gmodserver.LuaJIT64, nil)
 	if err != nil {
 		return nil, err
@@ -379,7 +380,7 @@ func (b *bench) throughput() error {
 			elapsed -= 3 * time.Second // the stall wait
 		}
 		rate := res["count"] / elapsed.Seconds()
-		b.add(row{"throughput", fmt.Sprintf("%s: events/s (%d lost of %d)", v.name, n-int(res["count"]), n),
+		b.add(row{"throughput", fmt.Sprintf("%s: events/s (%d lost of %d, %d by queue_full)", v.name, n-int(res["count"]), n, int(res["queue_full"])),
 			fmt.Sprintf("%.0f", rate), fmt.Sprintf("%.0f", refRate), ratio(rate, refRate), "ratio >= 0.9"})
 		if v.extra == 0 && v.decode == "raw" {
 			b.add(row{"throughput", "go-redis pipelined PUBLISH, msgs/s (the publisher)", "-",
