@@ -122,24 +122,37 @@ func sameDef(a, b config.Route) bool {
 }
 
 // Table is an immutable snapshot of the routes, swapped atomically on
-// change so that matching never waits on a lock.
+// change so that matching never waits on a lock. Glob routes are indexed by
+// their literal prefix, so a channel is only tested against the globs whose
+// prefix it starts with: matching costs a few map lookups, not one test per
+// route.
 type Table struct {
-	routes []*Route            // config routes first, then dynamic, in order
-	exact  map[string][]*Route // routes whose pattern is a literal channel
-	globs  []*Route
-	byName map[string]*Route
+	routes     []*Route            // config routes first, then dynamic, in order
+	exact      map[string][]*Route // routes whose pattern is a literal channel
+	globs      map[string][]*Route // other routes, by literal prefix
+	prefixLens []int               // the distinct prefix lengths of globs, ascending
+	order      map[*Route]int      // position in routes, to keep matches in order
+	byName     map[string]*Route
 }
 
 func newTable(routes []*Route) *Table {
-	t := &Table{routes: routes, exact: map[string][]*Route{}, byName: map[string]*Route{}}
-	for _, r := range routes {
+	t := &Table{routes: routes, exact: map[string][]*Route{}, globs: map[string][]*Route{},
+		order: map[*Route]int{}, byName: map[string]*Route{}}
+	for i, r := range routes {
 		t.byName[r.Name] = r
+		t.order[r] = i
+		p := r.match.Prefix()
 		if r.match.IsLiteral() {
-			t.exact[r.match.Literal()] = append(t.exact[r.match.Literal()], r)
-		} else {
-			t.globs = append(t.globs, r)
+			t.exact[p] = append(t.exact[p], r)
+			continue
 		}
+		if _, seen := t.globs[p]; !seen {
+			t.prefixLens = append(t.prefixLens, len(p))
+		}
+		t.globs[p] = append(t.globs[p], r)
 	}
+	slices.Sort(t.prefixLens)
+	t.prefixLens = slices.Compact(t.prefixLens)
 	return t
 }
 
@@ -149,16 +162,29 @@ func (t *Table) Routes() []*Route { return t.routes }
 // Route returns the route named name, or nil.
 func (t *Table) Route(name string) *Route { return t.byName[name] }
 
-// Match calls fn once for every route that takes channel.
+// Match calls fn once for every route that takes channel, in route order.
 func (t *Table) Match(channel string, fn func(*Route)) {
+	var buf [8]*Route
+	matched := buf[:0]
 	for _, r := range t.exact[channel] {
 		if r.Matches(channel) {
-			fn(r)
+			matched = append(matched, r)
 		}
 	}
-	for _, r := range t.globs {
-		if r.Matches(channel) {
-			fn(r)
+	for _, n := range t.prefixLens {
+		if n > len(channel) {
+			break
 		}
+		for _, r := range t.globs[channel[:n]] {
+			if r.Matches(channel) {
+				matched = append(matched, r)
+			}
+		}
+	}
+	if len(matched) > 1 {
+		slices.SortFunc(matched, func(a, b *Route) int { return t.order[a] - t.order[b] })
+	}
+	for _, r := range matched {
+		fn(r)
 	}
 }

@@ -368,12 +368,12 @@ func (r *Router) Publish(channel, payload string) error {
 // message it hands to a handler with Dispatched, or drops it.
 func (r *Router) Next() *Event { return r.queue.Pop() }
 
-// Dispatched counts message e as handed to its handler, with its queueing
-// latency.
-func (r *Router) Dispatched(e *Event) {
+// Dispatched counts message e as handed to its handler at now (unix
+// nanoseconds), with its queueing latency.
+func (r *Router) Dispatched(e *Event, now int64) {
 	r.Stats.Dispatched.Add(1)
 	e.Route.Stats.Dispatched.Add(1)
-	r.Stats.Latency.Observe(time.Duration(time.Now().UnixNano() - e.Received))
+	r.Stats.Latency.Observe(time.Duration(now - e.Received))
 }
 
 // Drain passes queued events to fn, at most max of them and for at most
@@ -387,7 +387,7 @@ func (r *Router) Drain(max int, budget time.Duration, fn func(*Event)) int {
 			break
 		}
 		if e.Kind == KindMessage {
-			r.Dispatched(e)
+			r.Dispatched(e, time.Now().UnixNano())
 		}
 		fn(e)
 		n++

@@ -2,6 +2,8 @@ package router
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,8 +69,9 @@ handler = "h"
 	r.Deliver("player:spawn", "x")
 	r.Deliver("player:debug:1", "x")
 	r.Deliver("chat:message", "x")
+	// One event per matching route, in the config's order.
 	assert.Equal(t, []string{
-		"spawns<-player:spawn", "all-players<-player:spawn", "any-spawn<-player:spawn",
+		"all-players<-player:spawn", "spawns<-player:spawn", "any-spawn<-player:spawn",
 		"all-players<-player:debug:1",
 	}, drainAll(r))
 	assert.Equal(t, uint64(1), r.Stats.Dropped()[DropNoRoute])
@@ -325,4 +328,42 @@ func TestRateLimitLoggedPerRoute(t *testing.T) {
 		`route "r": rate limit 1/s reached, dropping events over it (1 so far)`,
 		`route "r": rate limit 1/s reached, dropping events over it (50 so far)`,
 	}, lines)
+}
+
+// TestMatchIndexAgreesWithEveryRoute: the prefix index finds exactly the
+// routes that testing each route one by one finds, in route order.
+func TestMatchIndexAgreesWithEveryRoute(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	parts := []string{"", "a", "ab", "a:", "b", "ab:c", "*", "?", "[ab]", "\\*"}
+	pick := func() string {
+		var s string
+		for range rng.IntN(4) {
+			s += parts[rng.IntN(len(parts))]
+		}
+		return s
+	}
+	var routes []*Route
+	for i := 0; i < 300; i++ {
+		def := config.Route{Name: fmt.Sprint(i), Pattern: pick() + "x", Handler: "h"}
+		if i%3 == 0 {
+			def = config.Route{Name: fmt.Sprint(i), Channel: strings.NewReplacer("*", "", "?", "", "[", "", "]", "", "\\", "").Replace(pick()) + "x", Handler: "h"}
+		}
+		rt, err := compileRoute(def, nil, time.Now())
+		if err != nil {
+			continue
+		}
+		routes = append(routes, rt)
+	}
+	tab := newTable(routes)
+	for i := 0; i < 20000; i++ {
+		ch := strings.NewReplacer("*", "q", "?", "r", "[ab]", "a", "\\*", "*").Replace(pick()) + "x"
+		var want, got []string
+		for _, r := range routes {
+			if r.Matches(ch) {
+				want = append(want, r.Name)
+			}
+		}
+		tab.Match(ch, func(r *Route) { got = append(got, r.Name) })
+		require.Equal(t, want, got, "channel %q", ch)
+	}
 }

@@ -67,6 +67,7 @@ type Module struct {
 	nextID   int
 
 	started time.Time // of the current ProcessEvents
+	cur     Dispatch  // the handler call Next returned last
 }
 
 // onReg is one realtime.On registration.
@@ -300,11 +301,12 @@ type Dispatch struct {
 }
 
 // Next returns the next handler call of a ProcessEvents call, or nil when
-// the queue is empty or the dispatch budget is spent. first starts a new
+// the queue is empty or the dispatch budget is spent. The call is valid
+// until the next Next. first starts a new
 // ProcessEvents call. Events whose route has no handler are counted,
 // logged once per route, and skipped.
 func (m *Module) Next(first bool) *Dispatch {
-	now := time.Now()
+	now := time.Now() // one clock read per event: it is a large share of the cost
 	if first {
 		m.started = now
 		if !m.swept {
@@ -319,23 +321,23 @@ func (m *Module) Next(first bool) *Dispatch {
 			return nil
 		}
 		if e.Kind == router.KindStatus {
-			d := &Dispatch{Event: e, Ref: NoRef, Hook: "RealtimeDisconnected"}
+			d := Dispatch{Event: e, Ref: NoRef, Hook: "RealtimeDisconnected"}
 			switch e.Status {
 			case router.StatusConnected, router.StatusLocal:
 				d.Hook = "RealtimeConnected"
 			case router.StatusConnecting:
 				continue
 			}
-			return d
+			return m.dispatch(d)
 		}
 		h := e.Route.Handler
 		if name, ok := strings.CutPrefix(h, config.HookPrefix); ok {
-			m.r.Dispatched(e)
-			return &Dispatch{Event: e, Ref: NoRef, Hook: name}
+			m.r.Dispatched(e, now.UnixNano())
+			return m.dispatch(Dispatch{Event: e, Ref: NoRef, Hook: name})
 		}
 		if ref, ok := m.handlers[h]; ok {
-			m.r.Dispatched(e)
-			return &Dispatch{Event: e, Ref: ref}
+			m.r.Dispatched(e, now.UnixNano())
+			return m.dispatch(Dispatch{Event: e, Ref: ref})
 		}
 		e.Route.Stats.NoHandler.Add(1)
 		m.r.Stats.Drop(router.DropNoHandler)
@@ -344,6 +346,13 @@ func (m *Module) Next(first bool) *Dispatch {
 			m.logs.add("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); its events are dropped and counted", e.Route.Name, h, h))
 		}
 	}
+}
+
+// dispatch keeps d in the module, valid until the next Next: no allocation
+// per event.
+func (m *Module) dispatch(d Dispatch) *Dispatch {
+	m.cur = d
+	return &m.cur
 }
 
 // Budget is the dispatch budget per ProcessEvents call, and MaxPerFrame

@@ -34,11 +34,12 @@ func waitQueued(t *testing.T, m *Module, n int) {
 	require.Eventually(t, func() bool { return m.Router().Queue().Pending() >= n }, 5*time.Second, time.Millisecond)
 }
 
-// drain runs one ProcessEvents: the handler calls it would make.
-func drain(m *Module) []*Dispatch {
-	var out []*Dispatch
+// drain runs one ProcessEvents: the handler calls it would make (copied:
+// a Dispatch is only valid until the next Next).
+func drain(m *Module) []Dispatch {
+	var out []Dispatch
 	for d := m.Next(true); d != nil; d = m.Next(false) {
-		out = append(out, d)
+		out = append(out, *d)
 	}
 	return out
 }
