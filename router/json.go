@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -48,7 +49,10 @@ var ErrJSONDepth = errors.New("nested too deeply")
 // not rewritten); \u escapes decode to UTF-8.
 func ParseJSON(s string, maxDepth int) (*Doc, error) {
 	p := jsonParser{s: s, maxDepth: maxDepth}
-	p.nodes = make([]Node, 0, 8)
+	// Every node but the first follows a ',', ':', '[' or '{' (keys too:
+	// after '{' or ','), so this bounds the tape: one allocation, no growth.
+	n := 1 + strings.Count(s, ",") + strings.Count(s, ":") + strings.Count(s, "[") + strings.Count(s, "{")
+	p.nodes = make([]Node, 0, n)
 	p.ws()
 	if err := p.value(0); err != nil {
 		return nil, err
@@ -202,12 +206,44 @@ func (p *jsonParser) number() error {
 			return p.errorf("bad number")
 		}
 	}
-	f, err := strconv.ParseFloat(p.s[start:p.i], 64)
+	text := p.s[start:p.i]
+	if f, ok := smallInt(text); ok {
+		p.nodes = append(p.nodes, Node{Kind: KindNumber, Num: f})
+		return nil
+	}
+	f, err := strconv.ParseFloat(text, 64)
 	if err != nil && !errors.Is(err, strconv.ErrRange) { // out of range: ±Inf or 0, as Lua's tonumber
 		return p.errorf("bad number")
 	}
 	p.nodes = append(p.nodes, Node{Kind: KindNumber, Num: f})
 	return nil
+}
+
+// smallInt converts an integer of at most 15 digits exactly, without
+// strconv: most numbers in game events are such.
+func smallInt(text string) (float64, bool) {
+	neg := text[0] == '-'
+	if neg {
+		text = text[1:]
+	}
+	if len(text) == 0 || len(text) > 15 {
+		return 0, false
+	}
+	var v int64
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		if v == 0 {
+			return math.Copysign(0, -1), true
+		}
+		v = -v
+	}
+	return float64(v), true
 }
 
 // str parses a string at p.i (the opening quote).
