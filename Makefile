@@ -5,7 +5,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: all deps test unit fuzz lint module module-all hosts demo bench
+.PHONY: all deps test unit fuzz lint module module-all hosts demo bench bench-soak
 
 all: lint test
 
@@ -34,9 +34,17 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# Go micro-benchmarks of the hot paths; the end-to-end suite comes with the host.
-bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+# The Go micro-benchmarks of the hot paths, then the end-to-end suite
+# (tests/bench): the module in the host against a fresh redis-server per
+# scenario, each figure beside a reference from the same run; the table is
+# written to build/bench.md. SOAK=10m changes the soak's length.
+bench: deps module hosts
+	$(GO) test -run '^$$' -bench . -benchmem ./router/... ./module/...
+	$(GO) run ./tests/bench
+
+# Only the soak: SOAK=1h make bench-soak
+bench-soak: deps module hosts
+	$(GO) run ./tests/bench -only soak
 
 # ---- The module ------------------------------------------------------------
 # One Go c-shared library per GMod branch, named as GMod's require() looks for

@@ -32,6 +32,9 @@ type Sink interface {
 	// SetStatus reports a connection status change; reason says why for
 	// StatusDisconnected.
 	SetStatus(s Status, reason string)
+	// Drop counts a message the backend dropped before delivering it
+	// (reason is one of the Drop* reasons).
+	Drop(reason string)
 }
 
 // Status is a backend's connection state.

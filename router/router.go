@@ -145,6 +145,13 @@ func (s *sink) Deliver(channel, payload string) {
 	}
 }
 
+func (s *sink) Drop(reason string) {
+	if s.r.gen.Load() == s.gen {
+		s.r.Stats.Drop(reason)
+		s.r.log("warn", "dropped a message (%s): routing is not keeping up with Redis", reason)
+	}
+}
+
 func (s *sink) SetStatus(st Status, reason string) {
 	if s.r.gen.Load() == s.gen {
 		s.r.SetStatus(st, reason)

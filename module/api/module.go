@@ -635,7 +635,8 @@ func (m *Module) Stats() *router.Doc {
 	if rb, ok := m.r.Backend().(*redisbus.Bus); ok {
 		b.counts("reconnects", rb.Stats.Reconnects.Load(), "outages", rb.Stats.Outages.Load(),
 			"outage_ms", rb.Stats.OutageNanos.Load()/1e6, "outbox", rb.OutboxLen(),
-			"acknowledged", rb.Stats.Published.Load(), "target", m.cfg.Redis.Target())
+			"acknowledged", rb.Stats.Published.Load(), "inbox_dropped", rb.Stats.InboxDropped.Load(),
+			"target", m.cfg.Redis.Target())
 	} else {
 		b.counts("target", m.cfg.Redis.Target())
 	}

@@ -49,6 +49,7 @@ type Stats struct {
 	Published    atomic.Uint64 // PUBLISH commands Redis acknowledged
 	PublishRetry atomic.Uint64 // batches retried after an error
 	Late         atomic.Uint64 // copies ignored: duplicate or for a removed subscription
+	InboxDropped atomic.Uint64 // messages dropped because routing fell behind the socket
 }
 
 // Bus is the Redis backend. Safe for concurrent use.
@@ -65,6 +66,7 @@ type Bus struct {
 	outbox  []outMsg // FIFO; head at index 0
 	outSize int64
 
+	inbox  inbox
 	update chan struct{} // plan changed
 	pubSig chan struct{} // outbox not empty
 	// live is set while the subscriptions are confirmed. The writer waits
@@ -98,6 +100,7 @@ func New(c config.Redis) (*Bus, error) {
 		client:  client,
 		cfg:     c,
 		control: "__realtime:control:" + hex.EncodeToString(id[:]),
+		inbox:   inbox{sig: make(chan struct{}, 1)},
 		update:  make(chan struct{}, 1),
 		pubSig:  make(chan struct{}, 1),
 		liveSig: make(chan struct{}, 1),
@@ -111,9 +114,70 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 	b.mu.Lock()
 	b.want = plan
 	b.mu.Unlock()
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go b.supervise()
 	go b.write()
+	go b.deliver()
+}
+
+// deliver routes what the reader put in the inbox, so that routing (matching,
+// rate limits, JSON) never slows reading the socket: a reader that falls
+// behind makes Redis close the connection at its output-buffer limit, and
+// everything in that buffer is lost.
+func (b *Bus) deliver() {
+	defer b.wg.Done()
+	var batch []outMsg
+	for {
+		select {
+		case <-b.inbox.sig:
+		case <-b.done:
+			return
+		}
+		batch = b.inbox.take(batch)
+		for i, m := range batch {
+			b.sink.Deliver(m.channel, m.payload)
+			batch[i] = outMsg{}
+		}
+	}
+}
+
+// inbox is the bounded hand-off from the reader to deliver. Safe for
+// concurrent use.
+type inbox struct {
+	mu    sync.Mutex
+	msgs  []outMsg
+	bytes int
+	sig   chan struct{}
+}
+
+// Inbox bounds: past them the reader drops (and counts) instead of
+// falling behind the socket.
+const (
+	inboxMaxMessages = 65536
+	inboxMaxBytes    = 32 << 20
+)
+
+func (in *inbox) put(channel, payload string) bool {
+	size := len(channel) + len(payload)
+	in.mu.Lock()
+	if len(in.msgs) >= inboxMaxMessages || in.bytes+size > inboxMaxBytes {
+		in.mu.Unlock()
+		return false
+	}
+	in.msgs = append(in.msgs, outMsg{channel, payload})
+	in.bytes += size
+	in.mu.Unlock()
+	signal(in.sig)
+	return true
+}
+
+// take swaps the waiting messages for spare (emptied) and returns them.
+func (in *inbox) take(spare []outMsg) []outMsg {
+	in.mu.Lock()
+	msgs := in.msgs
+	in.msgs, in.bytes = spare[:0], 0
+	in.mu.Unlock()
+	return msgs
 }
 
 // Update applies a plan diff on the live connection (or at the next one).
@@ -378,10 +442,11 @@ func (b *Bus) read(ps *redis.PubSub, connected chan<- struct{}, errc chan<- erro
 				}
 			}
 		case *redis.Message:
-			if active.Owns(m.Pattern, m.Channel) {
-				b.sink.Deliver(m.Channel, m.Payload)
-			} else {
+			if !active.Owns(m.Pattern, m.Channel) {
 				b.Stats.Late.Add(1)
+			} else if !b.inbox.put(m.Channel, m.Payload) {
+				b.Stats.InboxDropped.Add(1)
+				b.sink.Drop(router.DropQueueFull)
 			}
 		case *redis.Subscription:
 			switch m.Kind {
