@@ -386,23 +386,12 @@ func (r *Router) Dispatched(e *Event, now int64) {
 // Drain passes queued events to fn, at most max of them and for at most
 // budget (see Queue.Drain), counting each message as dispatched.
 func (r *Router) Drain(max int, budget time.Duration, fn func(*Event)) int {
-	start := time.Now()
-	n := 0
-	for n < max {
-		e := r.Next()
-		if e == nil {
-			break
-		}
+	return r.queue.Drain(max, budget, func(e *Event) {
 		if e.Kind == KindMessage {
 			r.Dispatched(e, time.Now().UnixNano())
 		}
 		fn(e)
-		n++
-		if budget > 0 && time.Since(start) >= budget {
-			break
-		}
-	}
-	return n
+	})
 }
 
 // Backend returns the attached backend, or nil.

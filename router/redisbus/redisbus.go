@@ -61,14 +61,12 @@ type Bus struct {
 
 	sink router.Sink
 
-	mu      sync.Mutex
-	want    router.Plan
-	outbox  []outMsg // FIFO; head at index 0
-	outSize int64
+	mu     sync.Mutex
+	want   router.Plan
+	outbox *fifo // Publish -> write
+	inbox  *fifo // read -> deliver
 
-	inbox  inbox
 	update chan struct{} // plan changed
-	pubSig chan struct{} // outbox not empty
 	// live is set while the subscriptions are confirmed. The writer waits
 	// for it, so that what this server publishes while (re)connecting
 	// reaches its own subscriptions too. liveSig wakes the writer when live
@@ -100,9 +98,11 @@ func New(c config.Redis) (*Bus, error) {
 		client:  client,
 		cfg:     c,
 		control: "__realtime:control:" + hex.EncodeToString(id[:]),
-		inbox:   inbox{sig: make(chan struct{}, 1)},
+		outbox:  newFIFO(c.OutboxEvents, int64(c.OutboxBytes)),
+		// Past these bounds the reader drops (and counts) rather than
+		// fall behind the socket.
+		inbox:   newFIFO(65536, 32<<20),
 		update:  make(chan struct{}, 1),
-		pubSig:  make(chan struct{}, 1),
 		liveSig: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}, nil
@@ -141,43 +141,70 @@ func (b *Bus) deliver() {
 	}
 }
 
-// inbox is the bounded hand-off from the reader to deliver. Safe for
+// fifo is a queue of messages bounded by count and bytes: the outbox
+// (Publish to the writer) and the inbox (the reader to deliver). Safe for
 // concurrent use.
-type inbox struct {
-	mu    sync.Mutex
-	msgs  []outMsg
-	bytes int
-	sig   chan struct{}
+type fifo struct {
+	mu       sync.Mutex
+	msgs     []outMsg // head at index 0
+	bytes    int64
+	maxMsgs  int
+	maxBytes int64
+	sig      chan struct{} // not empty
 }
 
-// Inbox bounds: past them the reader drops (and counts) instead of
-// falling behind the socket.
-const (
-	inboxMaxMessages = 65536
-	inboxMaxBytes    = 32 << 20
-)
+func newFIFO(maxMsgs int, maxBytes int64) *fifo {
+	return &fifo{maxMsgs: maxMsgs, maxBytes: maxBytes, sig: make(chan struct{}, 1)}
+}
 
-func (in *inbox) put(channel, payload string) bool {
-	size := len(channel) + len(payload)
-	in.mu.Lock()
-	if len(in.msgs) >= inboxMaxMessages || in.bytes+size > inboxMaxBytes {
-		in.mu.Unlock()
+// put appends a message; false when the bounds are reached.
+func (q *fifo) put(channel, payload string) bool {
+	size := int64(len(channel) + len(payload))
+	q.mu.Lock()
+	if len(q.msgs) >= q.maxMsgs || q.bytes+size > q.maxBytes {
+		q.mu.Unlock()
 		return false
 	}
-	in.msgs = append(in.msgs, outMsg{channel, payload})
-	in.bytes += size
-	in.mu.Unlock()
-	signal(in.sig)
+	q.msgs = append(q.msgs, outMsg{channel, payload})
+	q.bytes += size
+	q.mu.Unlock()
+	signal(q.sig)
 	return true
 }
 
-// take swaps the waiting messages for spare (emptied) and returns them.
-func (in *inbox) take(spare []outMsg) []outMsg {
-	in.mu.Lock()
-	msgs := in.msgs
-	in.msgs, in.bytes = spare[:0], 0
-	in.mu.Unlock()
+// take swaps all waiting messages for spare (emptied) and returns them.
+func (q *fifo) take(spare []outMsg) []outMsg {
+	q.mu.Lock()
+	msgs := q.msgs
+	q.msgs, q.bytes = spare[:0], 0
+	q.mu.Unlock()
 	return msgs
+}
+
+// peek copies up to n messages from the head.
+func (q *fifo) peek(n int) []outMsg {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]outMsg(nil), q.msgs[:min(len(q.msgs), n)]...)
+}
+
+// remove drops the first n messages.
+func (q *fifo) remove(n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, m := range q.msgs[:n] {
+		q.bytes -= int64(len(m.channel) + len(m.payload))
+	}
+	q.msgs = q.msgs[n:]
+	if len(q.msgs) == 0 {
+		q.msgs = nil // let a burst's memory go
+	}
+}
+
+func (q *fifo) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.msgs)
 }
 
 // Update applies a plan diff on the live connection (or at the next one).
@@ -196,25 +223,14 @@ func (b *Bus) Publish(channel, payload string) error {
 		return ErrClosed
 	default:
 	}
-	size := int64(len(channel) + len(payload))
-	b.mu.Lock()
-	if len(b.outbox) >= b.cfg.OutboxEvents || b.outSize+size > int64(b.cfg.OutboxBytes) {
-		b.mu.Unlock()
+	if !b.outbox.put(channel, payload) {
 		return ErrOutboxFull
 	}
-	b.outbox = append(b.outbox, outMsg{channel, payload})
-	b.outSize += size
-	b.mu.Unlock()
-	signal(b.pubSig)
 	return nil
 }
 
 // OutboxLen is the number of messages waiting to be published.
-func (b *Bus) OutboxLen() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.outbox)
-}
+func (b *Bus) OutboxLen() int { return b.outbox.len() }
 
 // Close stops the goroutines and closes the connections without waiting
 // for them: a hung network must not hang a map change. Queued publishes
@@ -483,7 +499,7 @@ func (b *Bus) write() {
 	failures := 0
 	for {
 		select {
-		case <-b.pubSig:
+		case <-b.outbox.sig:
 		case <-b.done:
 			return
 		}
@@ -495,22 +511,12 @@ func (b *Bus) write() {
 					return
 				}
 			}
-			b.mu.Lock()
-			batch := append([]outMsg(nil), b.outbox[:min(len(b.outbox), batchSize)]...)
-			b.mu.Unlock()
+			batch := b.outbox.peek(batchSize)
 			if len(batch) == 0 {
 				break
 			}
 			ok := b.publishBatch(batch)
-			b.mu.Lock()
-			for _, m := range b.outbox[:ok] {
-				b.outSize -= int64(len(m.channel) + len(m.payload))
-			}
-			b.outbox = b.outbox[ok:]
-			if len(b.outbox) == 0 {
-				b.outbox = nil // let a burst's memory go
-			}
-			b.mu.Unlock()
+			b.outbox.remove(ok)
 			b.Stats.Published.Add(uint64(ok))
 			if ok < len(batch) {
 				b.Stats.PublishRetry.Add(1)
