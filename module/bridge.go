@@ -29,10 +29,16 @@ var version = "dev"
 
 var (
 	mod *api.Module
-	cur *api.Dispatch // the handler call ProcessEvents is making
-	// ProcessEvents' count of this call and its limit.
+	// The handler calls of ProcessEvents' current batch (rt_events), and
+	// its count of messages and their limit.
+	batch                   []api.Dispatch
 	dispatched, dispatchMax int
 )
+
+// batchSize is the most handler calls one Go call hands to the shim: fewer
+// crossings per event, at the cost of checking the time budget once per
+// batch rather than once per event.
+const batchSize = 32
 
 // goString copies C bytes into a Go string (C memory is only valid during
 // the call).
@@ -60,27 +66,26 @@ func guard(f func() C.int) (code C.int) {
 func reset() {
 	r := &C.rt_result
 	r.tape.n, r.tape.nbytes, r.nrefs = 0, 0, 0
-	r.str, r.channel, r.payload, r.pattern, r.route, r.hook, r.reason = C.rt_str{}, C.rt_str{}, C.rt_str{}, C.rt_str{}, C.rt_str{}, C.rt_str{}, C.rt_str{}
-	r.argn, r.value, r.ref, r.json, r.status, r.received = 0, 0, C.int32_t(api.NoRef), 0, 0, 0
+	r.str, r.argn, r.value = C.rt_str{}, 0, 0
 }
 
-func reserve(nodes, bytes int) {
-	t := &C.rt_result.tape
+func reserve(t *C.rt_tape, nodes, bytes int) {
 	if int(t.n)+nodes <= int(t.cap) && int(t.nbytes)+bytes <= int(t.bcap) {
 		return
 	}
-	if int64(C.rt_result.tape.nbytes)+int64(bytes) > 1<<31 || C.rt_reserve(t, C.uint32_t(nodes), C.uint32_t(bytes)) == 0 {
+	if int64(t.nbytes)+int64(bytes) > 1<<31 || C.rt_reserve(t, C.uint32_t(nodes), C.uint32_t(bytes)) == 0 {
 		panic("out of memory")
 	}
 }
 
 // putStr copies s into the result's bytes.
-func putStr(s string) C.rt_str {
+func putStr(s string) C.rt_str { return putStrIn(&C.rt_result.tape, s) }
+
+func putStrIn(t *C.rt_tape, s string) C.rt_str {
 	if s == "" {
 		return C.rt_str{}
 	}
-	reserve(0, len(s))
-	t := &C.rt_result.tape
+	reserve(t, 0, len(s))
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(t.bytes)), t.bcap)[t.nbytes:], s)
 	out := C.rt_str{off: t.nbytes, len: C.uint32_t(len(s))}
 	t.nbytes += C.uint32_t(len(s))
@@ -88,13 +93,16 @@ func putStr(s string) C.rt_str {
 }
 
 // putDoc writes a JSON-shaped doc as the result's tape.
-func putDoc(d *router.Doc) {
+func putDoc(d *router.Doc) { putDocIn(&C.rt_result.tape, d) }
+
+// putDocIn appends d's nodes to t and returns the index of the first.
+func putDocIn(t *C.rt_tape, d *router.Doc) C.uint32_t {
 	size := 0
 	for i := range d.Nodes {
 		size += len(d.Nodes[i].Str)
 	}
-	reserve(len(d.Nodes), size)
-	t := &C.rt_result.tape
+	reserve(t, len(d.Nodes), size)
+	first := t.n
 	nodes := unsafe.Slice(t.nodes, t.cap)
 	for i := range d.Nodes {
 		n := &d.Nodes[i]
@@ -102,12 +110,11 @@ func putDoc(d *router.Doc) {
 		t.n++
 		cn.kind, cn.num, cn.len = C.uint32_t(n.Kind), C.double(n.Num), C.uint32_t(n.Len)
 		if n.Kind == router.KindString {
-			cn.off, cn.len = C.uint32_t(0), 0
-			if s := putStr(n.Str); s.len > 0 {
-				cn.off, cn.len = s.off, s.len
-			}
+			s := putStrIn(t, n.Str)
+			cn.off, cn.len = s.off, s.len
 		}
 	}
+	return first
 }
 
 // argsDoc reads the tape C made of a Lua value. Strings point into C memory
@@ -166,7 +173,7 @@ func open() C.int {
 	} else {
 		mod.Open()
 	}
-	cur = nil
+	batch = batch[:0]
 	C.rt_result.str = putStr(version)
 	return C.RT_OK
 }
@@ -175,12 +182,16 @@ func closeState() C.int {
 	if mod != nil {
 		mod.Close()
 	}
-	cur = nil
+	batch = batch[:0]
 	return C.RT_OK
 }
 
+// next fills rt_events with the next batch of handler calls; none when the
+// queue is empty, the budget is spent or max messages were dispatched.
 func next(first bool, max int) C.int {
-	r := &C.rt_result
+	b := &C.rt_events
+	b.n, b.tape.n, b.tape.nbytes = 0, 0, 0
+	batch = batch[:0]
 	if first {
 		dispatched = 0
 		_, dispatchMax = mod.Budget()
@@ -188,41 +199,42 @@ func next(first bool, max int) C.int {
 			dispatchMax = max
 		}
 	}
-	cur = nil
-	if dispatched >= dispatchMax {
-		return C.RT_OK
+	if C.rt_reserve_events(batchSize) == 0 {
+		panic("out of memory")
 	}
-	d := mod.Next(first)
-	if d == nil {
-		return C.RT_OK
-	}
-	cur = d
-	r.value = C.RT_EV_CALL
-	r.ref = C.int32_t(d.Ref)
-	r.hook = putStr(d.Hook)
-	e := d.Event
-	if e.Kind == router.KindStatus {
-		r.status = 1
-		r.reason = putStr(e.Reason)
-		return C.RT_OK
-	}
-	dispatched++
-	r.channel = putStr(e.Channel)
-	r.pattern = putStr(e.Route.Pattern())
-	r.route = putStr(e.Route.Name)
-	r.received = C.double(float64(e.Received) / 1e6)
-	if e.JSON != nil {
-		putDoc(e.JSON)
-		r.json = 1
-	} else {
-		r.payload = putStr(e.Payload)
+	events := unsafe.Slice(b.events, b.cap)
+	for len(batch) < batchSize && dispatched < dispatchMax {
+		d := mod.Next(first && len(batch) == 0)
+		if d == nil {
+			break
+		}
+		batch = append(batch, *d)
+		ev := &events[b.n]
+		b.n++
+		*ev = C.rt_event{ref: C.int32_t(d.Ref), hook: putStrIn(&b.tape, d.Hook)}
+		e := d.Event
+		if e.Kind == router.KindStatus {
+			ev.status = 1
+			ev.reason = putStrIn(&b.tape, e.Reason)
+			continue
+		}
+		dispatched++
+		ev.channel = putStrIn(&b.tape, e.Channel)
+		ev.pattern = putStrIn(&b.tape, e.Route.Pattern())
+		ev.route = putStrIn(&b.tape, e.Route.Name)
+		ev.received = C.double(float64(e.Received) / 1e6)
+		if e.JSON != nil {
+			ev.json, ev.node = 1, putDocIn(&b.tape, e.JSON)
+		} else {
+			ev.payload = putStrIn(&b.tape, e.Payload)
+		}
 	}
 	return C.RT_OK
 }
 
-func handlerError(msg string) C.int {
-	if cur != nil {
-		mod.HandlerError(cur, msg)
+func handlerError(event int, msg string) C.int {
+	if event >= 0 && event < len(batch) {
+		mod.HandlerError(&batch[event], msg)
 	}
 	return C.RT_OK
 }

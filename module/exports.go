@@ -20,8 +20,8 @@ func rtgo_next(first, max C.int) C.int {
 }
 
 //export rtgo_handler_error
-func rtgo_handler_error(msg *C.char, n C.size_t) C.int {
-	return guard(func() C.int { return handlerError(C.GoStringN(msg, C.int(n))) })
+func rtgo_handler_error(event C.int, msg *C.char, n C.size_t) C.int {
+	return guard(func() C.int { return handlerError(int(event), C.GoStringN(msg, C.int(n))) })
 }
 
 //export rtgo_take_log

@@ -136,6 +136,7 @@ static const char *resolve(void) {
 /* ---- Shared state ----------------------------------------------------- */
 
 rt_out rt_result;
+rt_batch rt_events;
 rt_tape rt_args;
 int64_t rt_pending_events __attribute__((aligned(8)));
 int64_t rt_pending_logs __attribute__((aligned(8)));
@@ -170,6 +171,16 @@ int rt_reserve_refs(uint32_t n) {
 		if (!p)
 			return 0;
 		rt_result.refs = p, rt_result.refcap = n;
+	}
+	return 1;
+}
+
+int rt_reserve_events(uint32_t n) {
+	if (n > rt_events.cap) {
+		rt_event *p = realloc(rt_events.events, (size_t)n * sizeof *p);
+		if (!p)
+			return 0;
+		rt_events.events = p, rt_events.cap = n;
 	}
 	return 1;
 }
@@ -381,8 +392,7 @@ static void tape_reset(void) { rt_args.n = 0, rt_args.nbytes = 0; }
 
 /* ---- A tape (rt_result.tape) to Lua values ---------------------------- */
 
-static void push_node(lua_State *L, uint32_t *i, int depth) {
-	const rt_tape *t = &rt_result.tape;
+static void push_node(lua_State *L, const rt_tape *t, uint32_t *i, int depth) {
 	const rt_node *n = &t->nodes[(*i)++];
 	switch (n->kind) {
 	case RTK_FALSE:
@@ -412,20 +422,20 @@ static void push_node(lua_State *L, uint32_t *i, int depth) {
 				(*i)++;
 				continue;
 			}
-			push_node(L, i, depth + 1);
+			push_node(L, t, i, depth + 1);
 			lua.rawseti(L, -2, (int)k);
 		}
 		return;
 	}
 	lua.createtable(L, 0, (int)len);
 	for (uint32_t k = 0; k < len; k++) {
-		push_node(L, i, depth + 1);
+		push_node(L, t, i, depth + 1);
 		if (t->nodes[*i].kind == RTK_NULL) { /* null fields are absent */
 			(*i)++;
 			lua.settop(L, -2);
 			continue;
 		}
-		push_node(L, i, depth + 1);
+		push_node(L, t, i, depth + 1);
 		lua.rawset(L, -3);
 	}
 }
@@ -436,7 +446,7 @@ static void push_tape(lua_State *L) {
 		lua.pushnil(L);
 		return;
 	}
-	push_node(L, &i, 0);
+	push_node(L, &rt_result.tape, &i, 0);
 }
 
 /* ---- The realtime table ------------------------------------------------ */
@@ -722,11 +732,13 @@ static void flush_logs(lua_State *L) {
 		print_line(L, rt_result.value);
 }
 
+static void pushev(lua_State *L, rt_str s) { lua.pushlstring(L, rt_events.tape.bytes + s.off, s.len); }
+
 /* push_event pushes the handler and its arguments; it returns the number
  * of arguments, or -1 (nothing pushed) for a status hook with no hook.Run. */
-static int push_event(lua_State *L) {
+static int push_event(lua_State *L, const rt_event *ev) {
 	int nargs = 0;
-	if (rt_result.hook.len) {
+	if (ev->hook.len) {
 		lua.getfield(L, LUA_GLOBALSINDEX, "hook");
 		if (lua.type(L, -1) == LUA_TTABLE)
 			lua.getfield(L, -1, "Run");
@@ -734,33 +746,35 @@ static int push_event(lua_State *L) {
 			lua.pushnil(L);
 		lua.insert(L, -2);
 		lua.settop(L, -2); /* hook.Run, or nil: pcall then reports the call error */
-		if (rt_result.status && lua.type(L, -1) != LUA_TFUNCTION) {
+		if (ev->status && lua.type(L, -1) != LUA_TFUNCTION) {
 			lua.settop(L, -2);
 			return -1;
 		}
-		pushstr(L, rt_result.hook);
+		pushev(L, ev->hook);
 		nargs++;
 	} else {
-		lua.rawgeti(L, LUA_REGISTRYINDEX, rt_result.ref);
+		lua.rawgeti(L, LUA_REGISTRYINDEX, ev->ref);
 	}
-	if (rt_result.status) { /* RealtimeConnected / RealtimeDisconnected(reason) */
-		if (rt_result.reason.len) {
-			pushstr(L, rt_result.reason);
+	if (ev->status) { /* RealtimeConnected / RealtimeDisconnected(reason) */
+		if (ev->reason.len) {
+			pushev(L, ev->reason);
 			nargs++;
 		}
 		return nargs;
 	}
-	pushstr(L, rt_result.channel);
-	if (rt_result.json)
-		push_tape(L);
-	else
-		pushstr(L, rt_result.payload);
+	pushev(L, ev->channel);
+	if (ev->json) {
+		uint32_t i = ev->node;
+		push_node(L, &rt_events.tape, &i, 0);
+	} else {
+		pushev(L, ev->payload);
+	}
 	lua.createtable(L, 0, 3);
-	pushstr(L, rt_result.pattern);
+	pushev(L, ev->pattern);
 	lua.setfield(L, -2, "pattern");
-	pushstr(L, rt_result.route);
+	pushev(L, ev->route);
 	lua.setfield(L, -2, "route");
-	lua.pushnumber(L, rt_result.received);
+	lua.pushnumber(L, ev->received);
 	lua.setfield(L, -2, "received");
 	return nargs + 3;
 }
@@ -796,20 +810,24 @@ static int l_process_events(lua_State *L) {
 			break;
 		}
 		first = 0;
-		if (rt_result.value == RT_EV_NONE)
+		uint32_t n = rt_events.n;
+		if (n == 0)
 			break;
-		int nargs = push_event(L);
-		if (nargs < 0) /* a status hook without GMod's hook library */
-			continue;
-		if (!rt_result.status)
-			dispatched++;
-		if (lua.pcall(L, nargs, 0, errfunc) != 0) {
-			size_t len;
-			const char *msg = lua.tolstring(L, -1, &len);
-			if (!msg)
-				msg = "(error object is not a string)", len = strlen(msg);
-			rtgo_handler_error((char *)msg, len);
-			lua.settop(L, -2);
+		for (uint32_t k = 0; k < n; k++) {
+			const rt_event *ev = &rt_events.events[k];
+			int nargs = push_event(L, ev);
+			if (nargs < 0) /* a status hook without GMod's hook library */
+				continue;
+			if (!ev->status)
+				dispatched++;
+			if (lua.pcall(L, nargs, 0, errfunc) != 0) {
+				size_t len;
+				const char *msg = lua.tolstring(L, -1, &len);
+				if (!msg)
+					msg = "(error object is not a string)", len = strlen(msg);
+				rtgo_handler_error((int)k, (char *)msg, len);
+				lua.settop(L, -2);
+			}
 		}
 	}
 	flush_logs(L);

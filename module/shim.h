@@ -50,18 +50,33 @@ typedef struct rt_out {
 	rt_tape tape;
 	rt_str str;
 	int32_t argn;  /* RT_ARGERR: the argument */
-	int32_t value; /* a small result: Off's bool, a log line's level, the event kind */
+	int32_t value; /* a small result: Off's bool, a log line's level */
 	int32_t *refs; /* registry references to release */
 	uint32_t nrefs, refcap;
-	/* ProcessEvents: the next handler call */
-	int32_t ref;  /* the handler, or LUA_NOREF with hook set */
-	int32_t json; /* data is the tape, not the payload */
-	int32_t status;
-	double received; /* unix ms */
-	rt_str channel, payload, pattern, route, hook, reason;
 } rt_out;
 
+/* One handler call of ProcessEvents. Strings and the JSON data are in the
+ * batch's tape. */
+typedef struct rt_event {
+	int32_t ref;    /* the handler, or LUA_NOREF with hook set */
+	int32_t json;   /* data is the tape from node, not the payload */
+	int32_t status; /* a status hook: RealtimeConnected / RealtimeDisconnected */
+	uint32_t node;
+	double received; /* unix ms */
+	rt_str channel, payload, pattern, route, hook, reason;
+} rt_event;
+
+/* The handler calls Go hands over at once: one Go call per batch, not per
+ * event. A separate arena from rt_result, which the handlers' own calls into
+ * the module reuse while the batch runs. */
+typedef struct rt_batch {
+	rt_tape tape;
+	rt_event *events;
+	uint32_t n, cap;
+} rt_batch;
+
 extern rt_out rt_result;
+extern rt_batch rt_events;
 extern rt_tape rt_args;
 extern int64_t rt_pending_events; /* events queued, kept by Go */
 extern int64_t rt_pending_logs;   /* log lines waiting, kept by Go */
@@ -70,8 +85,7 @@ extern int64_t rt_pending_logs;   /* log lines waiting, kept by Go */
  * memory. */
 int rt_reserve(rt_tape *t, uint32_t n, uint32_t b);
 int rt_reserve_refs(uint32_t n);
+int rt_reserve_events(uint32_t n);
 
-/* Events ProcessEvents dispatches. */
-enum { RT_EV_NONE = 0, RT_EV_CALL = 1 };
 
 #endif
