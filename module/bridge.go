@@ -215,7 +215,7 @@ func next(first bool, max int) C.int {
 		e := d.Event
 		if e.Kind == router.KindStatus {
 			ev.status = 1
-			ev.reason = putStrIn(&b.tape, e.Reason)
+			ev.reason = putStrIn(&b.tape, e.Note)
 			continue
 		}
 		dispatched++

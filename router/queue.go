@@ -19,14 +19,16 @@ const (
 // waiting for the main thread.
 type Event struct {
 	Kind     EventKind
+	Status   Status // KindStatus: the new status
 	Channel  string
 	Payload  string
 	Route    *Route
-	JSON     *Doc   // the parsed payload for a JSON route; nil if raw or invalid
-	JSONErr  string // why a JSON route's payload was delivered raw
-	Received int64  // unix nanoseconds when the backend handed it over
-	Status   Status // KindStatus: the new status
-	Reason   string // KindStatus: why, for StatusDisconnected
+	JSON     *Doc  // the parsed payload for a JSON route; nil if raw or invalid
+	Received int64 // unix nanoseconds when the backend handed it over
+	// Note says why: for StatusDisconnected, why the connection was lost;
+	// for a JSON route's message, why its payload was delivered raw. (One
+	// field for both keeps a queued event at 80 bytes.)
+	Note string
 }
 
 // size is what an event counts against the byte budget. Events of one

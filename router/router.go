@@ -318,7 +318,7 @@ func (r *Router) Deliver(channel, payload string) {
 					docErr = err.Error()
 				}
 			}
-			e.JSON, e.JSONErr = doc, docErr
+			e.JSON, e.Note = doc, docErr
 			if docErr != "" {
 				rt.Stats.DecodeErrors.Add(1)
 				r.Stats.DecodeErrors.Add(1)
@@ -349,7 +349,7 @@ func (r *Router) SetStatus(s Status, reason string) {
 	if Status(r.status.Swap(int32(s))) == s && s != StatusDisconnected {
 		return
 	}
-	r.queue.Push(&Event{Kind: KindStatus, Status: s, Reason: reason, Received: r.now().UnixNano()})
+	r.queue.Push(&Event{Kind: KindStatus, Status: s, Note: reason, Received: r.now().UnixNano()})
 }
 
 // Status is the backend's last reported status.

@@ -237,11 +237,11 @@ decode = "json"
 	require.Len(t, events, 3)
 	assert.Equal(t, uint64(1), r.Stats.Dropped()[DropTooBig])
 	assert.NotNil(t, events[0].JSON)
-	assert.Empty(t, events[0].JSONErr)
+	assert.Empty(t, events[0].Note)
 	assert.Nil(t, events[1].JSON)
 	assert.Equal(t, `{"a":`, events[1].Payload, "invalid JSON is delivered raw")
-	assert.Contains(t, events[1].JSONErr, "invalid JSON")
-	assert.Contains(t, events[2].JSONErr, "nested too deeply")
+	assert.Contains(t, events[1].Note, "invalid JSON")
+	assert.Contains(t, events[2].Note, "nested too deeply")
 	assert.Equal(t, uint64(2), r.Stats.DecodeErrors.Load())
 }
 
@@ -266,7 +266,7 @@ func TestStatusEvents(t *testing.T) {
 	r.SetStatus(StatusConnected, "") // no change: no event
 	r.SetStatus(StatusDisconnected, "connection reset")
 	var got []string
-	r.Drain(10, 0, func(e *Event) { got = append(got, fmt.Sprint(e.Status, e.Reason)) })
+	r.Drain(10, 0, func(e *Event) { got = append(got, fmt.Sprint(e.Status, e.Note)) })
 	assert.Equal(t, []string{"connecting", "connected", "disconnectedconnection reset"}, got)
 	assert.Equal(t, StatusDisconnected, r.Status())
 }

@@ -175,7 +175,7 @@ func TestNextStatusHooks(t *testing.T) {
 	ds = drain(m)
 	require.Len(t, ds, 1)
 	assert.Equal(t, "RealtimeDisconnected", ds[0].Hook)
-	assert.Equal(t, "realtime.Disconnect()", ds[0].Event.Reason)
+	assert.Equal(t, "realtime.Disconnect()", ds[0].Event.Note)
 	assert.Equal(t, "disconnected", m.Status())
 	assert.ErrorContains(t, m.Publish("x", "y"), "not connected")
 }

@@ -138,6 +138,9 @@ func (b *Bus) deliver() {
 			b.sink.Deliver(m.channel, m.payload)
 			batch[i] = outMsg{}
 		}
+		if cap(batch) > 4096 { // let a burst's memory go
+			batch = nil
+		}
 	}
 }
 
