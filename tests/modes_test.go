@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,6 +65,18 @@ func TestAutoEvents(t *testing.T) {
 	assert.Equal(t, []map[string]any{{"victim": "bob", "damage": 25.0, "attacker": "alice"}}, decode("srv1:player:damage", 1))
 	assert.Equal(t, []map[string]any{{"gamemode": "sandbox", "map": "gm_construct"}}, decode("srv1:round:start", 1))
 	assert.Equal(t, []map[string]any{{"winner_team": 2.0, "score": nil}}, decode("srv1:round:end", 1))
+}
+
+// TestMissingBinary: without the .dll the glue names the file it expected
+// and the server keeps running.
+func TestMissingBinary(t *testing.T) {
+	t.Parallel()
+	s := NewServer(t, luajit64, "")
+	require.NoError(t, os.Remove(filepath.Join(s.Root, "garrysmod/lua/bin", luajit64.Module)))
+	out := s.RunScript("missing.lua")
+	assert.Contains(t, out, "[realtime] could not load the binary module")
+	assert.Contains(t, out, "this server needs garrysmod/lua/bin/gmsv_realtime_linux64.dll")
+	assert.Contains(t, out, "missing: ok")
 }
 
 // TestExports checks every binary's export table: the GMod entry points

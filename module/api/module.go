@@ -266,16 +266,6 @@ func (m *Module) Off(pattern, id string) []Ref {
 	return refs
 }
 
-// AllRefs returns every reference the current state holds, for release
-// when the module table is closed by plain Lua (not by a map change).
-func (m *Module) AllRefs() []Ref {
-	refs := make([]Ref, 0, len(m.handlers))
-	for _, r := range m.handlers {
-		refs = append(refs, r)
-	}
-	return refs
-}
-
 // sweep removes realtime.On registrations that the current state has not
 // made again since Open.
 func (m *Module) sweep() {
@@ -675,9 +665,6 @@ var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 
 // TakeLog returns the oldest log line waiting for the main thread.
 func (m *Module) TakeLog() (level, line string, ok bool) { return m.logs.take() }
-
-// Log queues a line for the main thread. Safe for concurrent use.
-func (m *Module) Log(level, line string) { m.logs.add(level, line) }
 
 // redisLogger sends go-redis's own log lines to the main thread instead of
 // stderr.

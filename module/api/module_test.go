@@ -55,6 +55,15 @@ func logs(m *Module) []string {
 	}
 }
 
+// refs returns every handler reference the Lua state holds.
+func refs(m *Module) []Ref {
+	out := []Ref{}
+	for _, r := range m.handlers {
+		out = append(out, r)
+	}
+	return out
+}
+
 func TestHandlerRefs(t *testing.T) {
 	m, _ := start(t, "")
 	old, err := m.Handler("h", 10)
@@ -66,7 +75,7 @@ func TestHandlerRefs(t *testing.T) {
 	assert.Equal(t, Ref(11), old, "removing returns it too")
 	_, err = m.Handler("hook:X", 12)
 	assert.ErrorContains(t, err, "hook route")
-	assert.Empty(t, m.AllRefs())
+	assert.Empty(t, refs(m))
 }
 
 func TestOnReplaceAndOff(t *testing.T) {
@@ -87,7 +96,7 @@ func TestOnReplaceAndOff(t *testing.T) {
 	assert.ElementsMatch(t, []Ref{3}, m.Off("", "mine"))
 	assert.Empty(t, m.Off("", "mine"))
 	assert.ElementsMatch(t, []Ref{4}, m.Off("", a))
-	assert.ElementsMatch(t, []Ref{5}, m.AllRefs())
+	assert.ElementsMatch(t, []Ref{5}, refs(m))
 
 	_, _, err = m.On("[", "bad", 6, OnOptions{})
 	assert.ErrorContains(t, err, `pattern "[": unterminated`)
