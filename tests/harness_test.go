@@ -97,6 +97,7 @@ func (s *Server) Start(script string, tickrate int, timeout time.Duration, env .
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start host: %v", err)
 	}
+	// done closes once the host has exited and all its output was read.
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -110,11 +111,12 @@ func (s *Server) Start(script string, tickrate int, timeout time.Duration, env .
 			default:
 			}
 		}
+		_, _ = io.Copy(io.Discard, pr)
+		close(r.done)
 	}()
 	go func() {
 		r.err = cmd.Wait()
 		pw.Close()
-		close(r.done)
 	}()
 	s.t.Cleanup(func() {
 		_ = cmd.Process.Kill()
