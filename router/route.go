@@ -43,12 +43,7 @@ type RouteStats struct {
 
 // Pattern is the route's pattern as a Redis glob (a channel route's channel
 // quoted).
-func (r *Route) Pattern() string {
-	if r.def.Pattern != "" {
-		return r.def.Pattern
-	}
-	return pattern.Quote(r.def.Channel)
-}
+func (r *Route) Pattern() string { return r.match.String() }
 
 // Rate is the route's rate limit.
 func (r *Route) Rate() config.Rate { return r.def.Rate }
