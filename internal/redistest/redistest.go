@@ -34,20 +34,13 @@ type Server struct {
 // such as "--requirepass", "secret".
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatalf("redis-server not found on PATH: run scripts/deps.sh (or apt-get install redis-server)")
+	s, err := Launch(t.TempDir(), args...)
+	if err != nil {
+		t.Fatalf("redis-server: %v (run scripts/deps.sh, or apt-get install redis-server)", err)
 	}
-	s := &Server{t: t, Args: args, dir: t.TempDir()}
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		s.Port = FreePort(t)
-		if err = s.start(); err == nil {
-			t.Cleanup(s.Stop)
-			return s
-		}
-	}
-	t.Fatalf("redis-server did not start: %v", err)
-	return nil
+	s.t = t
+	t.Cleanup(s.Stop)
+	return s
 }
 
 // Launch is Start outside a test (the demo, the benchmarks): the server's
@@ -66,19 +59,10 @@ func Launch(dir string, args ...string) (*Server, error) {
 			return s, nil
 		}
 	}
-	return nil, fmt.Errorf("redis-server did not start: %w", err)
+	return nil, fmt.Errorf("did not start: %w", err)
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	port, err := freePort()
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	return port
-}
-
+// freePort returns a loopback TCP port that was free a moment ago.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -158,7 +142,8 @@ func (s *Server) Kill() {
 // Stop is Kill; persistence is off, so there is nothing to flush.
 func (s *Server) Stop() { s.Kill() }
 
-// Restart starts the server again on the same port after Kill.
+// Restart starts the server again on the same port after Kill. Only for
+// servers made by Start: it fails the test when it cannot.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
