@@ -7,10 +7,8 @@
 package tests
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,12 +75,7 @@ func NewServer(t *testing.T, h Host, toml string) *Server {
 
 // Run is a host process.
 type Run struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	out    strings.Builder
-	lines  chan string
-	done   chan struct{}
-	err    error
+	*gmodserver.Process
 	script string
 }
 
@@ -90,73 +83,29 @@ type Run struct {
 // (KEY=value) and tick rate; it fails after timeout.
 func (s *Server) Start(script string, tickrate int, timeout time.Duration, env ...string) *Run {
 	s.t.Helper()
-	cmd := s.Command(filepath.Join(repo, "tests/lua", script), tickrate, timeout, env...)
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	r := &Run{cmd: cmd, lines: make(chan string, 1024), done: make(chan struct{}), script: script}
-	if err := cmd.Start(); err != nil {
+	p, err := s.Server.Start(filepath.Join(repo, "tests/lua", script), tickrate, timeout, env...)
+	if err != nil {
 		s.t.Fatalf("start host: %v", err)
 	}
-	// done closes once the host has exited and all its output was read.
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			r.mu.Lock()
-			r.out.WriteString(line + "\n")
-			r.mu.Unlock()
-			select {
-			case r.lines <- line:
-			default:
-			}
-		}
-		_, _ = io.Copy(io.Discard, pr)
-		close(r.done)
-	}()
-	go func() {
-		r.err = cmd.Wait()
-		pw.Close()
-	}()
-	s.t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-r.done
-	})
-	return r
+	s.t.Cleanup(p.Kill)
+	return &Run{Process: p, script: script}
 }
 
-// Output is everything the host printed so far.
-func (r *Run) Output() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.out.String()
-}
-
-// WaitLine waits for a printed line containing s.
+// WaitLine waits for a printed line starting with s.
 func (r *Run) WaitLine(t *testing.T, s string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case line := <-r.lines:
-			if strings.Contains(line, s) {
-				return
-			}
-		case <-r.done:
-			t.Fatalf("host exited before printing %q:\n%s", s, r.Output())
-		case <-deadline:
-			t.Fatalf("no line %q after %s:\n%s", s, timeout, r.Output())
-		}
+	if _, err := r.Process.WaitLine(s, timeout); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // Wait waits for the host to exit and fails the test unless it exited 0.
 func (r *Run) Wait(t *testing.T) string {
 	t.Helper()
-	<-r.done
+	<-r.Done()
 	out := r.Output()
-	if r.err != nil {
-		t.Fatalf("%s: host failed (%v):\n%s", r.script, r.err, out)
+	if r.Err() != nil {
+		t.Fatalf("%s: host failed (%v):\n%s", r.script, r.Err(), out)
 	}
 	return out
 }

@@ -5,11 +5,15 @@
 package gmodserver
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -110,4 +114,85 @@ func (s *Server) Command(script string, tickrate int, timeout time.Duration, env
 	cmd.Dir = s.Root
 	cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Root}, s.Host.Env...), env...)
 	return cmd
+}
+
+// Process is a running host. Its output (stdout and stderr) is kept whole
+// for Output and also sent, line by line, to Lines; a line is left out of
+// Lines, never out of Output, when 4,096 are waiting unread.
+type Process struct {
+	Cmd   *exec.Cmd
+	Lines chan string
+	done  chan struct{}
+	err   error
+	mu    sync.Mutex
+	out   strings.Builder
+}
+
+// Start runs script in the host (see Command).
+func (s *Server) Start(script string, tickrate int, timeout time.Duration, env ...string) (*Process, error) {
+	cmd := s.Command(script, tickrate, timeout, env...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	p := &Process{Cmd: cmd, Lines: make(chan string, 4096), done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.out.WriteString(line + "\n")
+			p.mu.Unlock()
+			select {
+			case p.Lines <- line:
+			default:
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+		close(p.done)
+	}()
+	go func() {
+		p.err = cmd.Wait()
+		pw.Close()
+	}()
+	return p, nil
+}
+
+// Done is closed once the host has exited and all its output was read.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is how the host exited (nil: status 0); valid once Done is closed.
+func (p *Process) Err() error { return p.err }
+
+// Output is everything the host printed so far.
+func (p *Process) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// WaitLine returns the next line from Lines that starts with prefix; it
+// fails when the host exits first or after timeout.
+func (p *Process) WaitLine(prefix string, timeout time.Duration) (string, error) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line := <-p.Lines:
+			if strings.HasPrefix(line, prefix) {
+				return line, nil
+			}
+		case <-p.done:
+			return "", fmt.Errorf("host exited (%v) before printing %q:\n%s", p.err, prefix, p.Output())
+		case <-deadline:
+			return "", fmt.Errorf("no line %q after %s:\n%s", prefix, timeout, p.Output())
+		}
+	}
+}
+
+// Kill stops the host and waits until its output is read.
+func (p *Process) Kill() {
+	_ = p.Cmd.Process.Kill()
+	<-p.done
 }

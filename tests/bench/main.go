@@ -9,7 +9,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -116,65 +115,18 @@ func (b *bench) server(name, toml string) (*gmodserver.Server, error) {
 	return s, s.WriteConfig(toml)
 }
 
-type hostRun struct {
-	cmd   *exec.Cmd
-	lines chan string
-	done  chan struct{}
-	err   error
-	out   bytes.Buffer
-	mu    sync.Mutex
+// start runs tests/bench/<script> in the host, with no timeout of its own.
+func start(s *gmodserver.Server, script string, tickrate int, env ...string) (*gmodserver.Process, error) {
+	return s.Start(filepath.Join(s.Repo, "tests/bench", script), tickrate, 2*time.Hour, env...)
 }
 
-func start(s *gmodserver.Server, script string, tickrate int, env ...string) (*hostRun, error) {
-	cmd := s.Command(filepath.Join(s.Repo, "tests/bench", script), tickrate, 2*time.Hour, env...)
-	pipe, err := cmd.StdoutPipe()
+// wait returns the key=value fields of the next "bench:<prefix>" line.
+func wait(h *gmodserver.Process, prefix string, timeout time.Duration) (map[string]float64, error) {
+	line, err := h.WaitLine("bench:"+prefix, timeout)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stderr = cmd.Stdout
-	h := &hostRun{cmd: cmd, lines: make(chan string, 4096), done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			line := sc.Text()
-			h.mu.Lock()
-			h.out.WriteString(line + "\n")
-			h.mu.Unlock()
-			if strings.HasPrefix(line, "bench:") {
-				h.lines <- line
-			}
-		}
-		h.err = cmd.Wait()
-		close(h.done)
-	}()
-	return h, nil
-}
-
-// wait returns the next "bench:<prefix>" line's key=value fields.
-func (h *hostRun) wait(prefix string, timeout time.Duration) (map[string]float64, error) {
-	deadline := time.After(timeout)
-	for {
-		select {
-		case line := <-h.lines:
-			if strings.HasPrefix(line, "bench:"+prefix) {
-				return fields(line), nil
-			}
-		case <-h.done:
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			return nil, fmt.Errorf("host exited (%v) before bench:%s:\n%s", h.err, prefix, h.out.String())
-		case <-deadline:
-			return nil, fmt.Errorf("no bench:%s within %s", prefix, timeout)
-		}
-	}
-}
-
-func (h *hostRun) stop() {
-	_ = h.cmd.Process.Kill()
-	<-h.done
+	return fields(line), nil
 }
 
 func fields(line string) map[string]float64 {
@@ -365,11 +317,11 @@ func (b *bench) throughput() error {
 		if err != nil {
 			return err
 		}
-		if _, err := spinner.wait("ready", 30*time.Second); err != nil {
+		if _, err := wait(spinner, "ready", 30*time.Second); err != nil {
 			return err
 		}
 		refRate, _, err := ref()
-		spinner.stop()
+		spinner.Kill()
 		if err != nil {
 			return err
 		}
@@ -390,14 +342,14 @@ func (b *bench) throughput() error {
 		if err != nil {
 			return err
 		}
-		if _, err := h.wait("ready", 30*time.Second); err != nil {
+		if _, err := wait(h, "ready", 30*time.Second); err != nil {
 			return err
 		}
 		t0 := time.Now()
 		publishN(c, "player:spawn", n, payload)
-		res, err := h.wait("done", 10*time.Minute)
+		res, err := wait(h, "done", 10*time.Minute)
 		elapsed := time.Since(t0)
-		h.stop()
+		h.Kill()
 		srv.Stop()
 		c.Close()
 		_ = os.RemoveAll(s.Root)
@@ -444,15 +396,15 @@ func (b *bench) latency() error {
 		if err != nil {
 			return err
 		}
-		if _, err := h.wait("ready", 30*time.Second); err != nil {
+		if _, err := wait(h, "ready", 30*time.Second); err != nil {
 			return err
 		}
 		publishPaced(c, []string{"player:spawn"}, v.rate, d, payload)
-		if _, err := h.wait("done", time.Minute); err != nil {
+		if _, err := wait(h, "done", time.Minute); err != nil {
 			return err
 		}
-		res, err := h.wait("latency", 10*time.Second)
-		h.stop()
+		res, err := wait(h, "latency", 10*time.Second)
+		h.Kill()
 		srv.Stop()
 		c.Close()
 		if err != nil {
@@ -488,13 +440,13 @@ func (b *bench) memory() error {
 	if err != nil {
 		return err
 	}
-	defer h.stop()
-	if _, err := h.wait("ready", 30*time.Second); err != nil {
+	defer h.Kill()
+	if _, err := wait(h, "ready", 30*time.Second); err != nil {
 		return err
 	}
 	body := strings.Repeat("x", 200)
 	publishN(c, "player:spawn", n, func(int) string { return body })
-	res, err := h.wait("memory", time.Minute)
+	res, err := wait(h, "memory", time.Minute)
 	if err != nil {
 		return err
 	}
@@ -514,20 +466,20 @@ func (b *bench) cpu() error {
 		if err != nil {
 			return 0, err
 		}
-		defer h.stop()
-		if _, err := h.wait("ready", 30*time.Second); err != nil {
+		defer h.Kill()
+		if _, err := wait(h, "ready", 30*time.Second); err != nil {
 			return 0, err
 		}
 		stop := make(chan struct{})
 		done := make(chan struct{})
 		go func() { during(stop); close(done) }()
 		time.Sleep(2 * time.Second)
-		c0, err := cpuSeconds(h.cmd.Process.Pid)
+		c0, err := cpuSeconds(h.Cmd.Process.Pid)
 		if err != nil {
 			return 0, err
 		}
 		time.Sleep(*cpuFor)
-		c1, err := cpuSeconds(h.cmd.Process.Pid)
+		c1, err := cpuSeconds(h.Cmd.Process.Pid)
 		close(stop)
 		<-done
 		return (c1 - c0) / cpuFor.Seconds() * 100, err
@@ -645,8 +597,8 @@ func (b *bench) maincost() error {
 	if err != nil {
 		return err
 	}
-	defer h.stop()
-	res, err := h.wait("publish", 2*time.Minute)
+	defer h.Kill()
+	res, err := wait(h, "publish", 2*time.Minute)
 	if err != nil {
 		return err
 	}
@@ -672,8 +624,8 @@ func (b *bench) soak() error {
 	if err != nil {
 		return err
 	}
-	defer h.stop()
-	if _, err := h.wait("ready", 30*time.Second); err != nil {
+	defer h.Kill()
+	if _, err := wait(h, "ready", 30*time.Second); err != nil {
 		return err
 	}
 	sentc := make(chan int, 1)
@@ -684,7 +636,7 @@ func (b *bench) soak() error {
 	var done map[string]float64
 	for done == nil {
 		select {
-		case line := <-h.lines:
+		case line := <-h.Lines:
 			switch {
 			case strings.HasPrefix(line, "bench:sample"):
 				samples = append(samples, fields(line))
@@ -692,7 +644,7 @@ func (b *bench) soak() error {
 			case strings.HasPrefix(line, "bench:done"):
 				done = fields(line)
 			}
-		case <-h.done:
+		case <-h.Done():
 			return errors.New("host exited during the soak")
 		case <-time.After(*soakFor + time.Minute):
 			return errors.New("soak did not finish")
