@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"runtime"
 	"runtime/metrics"
@@ -428,10 +429,7 @@ var configKeys = map[string]string{
 // string keys) and keeps them for the next Connect. On error nothing
 // changes.
 func (m *Module) Configure(doc *router.Doc) error {
-	over := map[string]any{}
-	for k, v := range m.overrides {
-		over[k] = v
-	}
+	over := maps.Clone(m.overrides)
 	nodes := doc.Nodes
 	if len(nodes) == 0 || nodes[0].Kind != router.KindObject {
 		return errors.New("want a table")
@@ -486,10 +484,7 @@ func (m *Module) load(over map[string]any) (*config.Config, error) {
 func (m *Module) Connect(url string) error {
 	over := m.overrides
 	if url != "" {
-		over = map[string]any{}
-		for k, v := range m.overrides {
-			over[k] = v
-		}
+		over = maps.Clone(m.overrides)
 		over["redis.url"] = url
 		delete(over, "redis.host")
 		delete(over, "redis.port")
