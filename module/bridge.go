@@ -204,11 +204,11 @@ func next(first bool, max int) C.int {
 	}
 	events := unsafe.Slice(b.events, b.cap)
 	for len(batch) < batchSize && dispatched < dispatchMax {
-		d := mod.Next(first && len(batch) == 0)
-		if d == nil {
+		d, ok := mod.Next(first && len(batch) == 0)
+		if !ok {
 			break
 		}
-		batch = append(batch, *d)
+		batch = append(batch, d)
 		ev := &events[b.n]
 		b.n++
 		*ev = C.rt_event{ref: C.int32_t(d.Ref), hook: putStrIn(&b.tape, d.Hook)}

@@ -68,7 +68,6 @@ type Module struct {
 	nextID   int
 
 	started time.Time // of the current ProcessEvents
-	cur     Dispatch  // the handler call Next returned last
 }
 
 // onReg is one realtime.On registration.
@@ -291,12 +290,11 @@ type Dispatch struct {
 	Hook  string // hook.Run this name instead: a hook: route or a status hook
 }
 
-// Next returns the next handler call of a ProcessEvents call, or nil when
-// the queue is empty or the dispatch budget is spent. The call is valid
-// until the next Next. first starts a new
-// ProcessEvents call. Events whose route has no handler are counted,
-// logged once per route, and skipped.
-func (m *Module) Next(first bool) *Dispatch {
+// Next returns the next handler call of a ProcessEvents call; false when
+// the queue is empty or the dispatch budget is spent. first starts a new
+// ProcessEvents call. Events whose route has no handler are counted, logged
+// once per route, and skipped.
+func (m *Module) Next(first bool) (Dispatch, bool) {
 	now := time.Now() // one clock read per event: it is a large share of the cost
 	if first {
 		m.started = now
@@ -304,12 +302,12 @@ func (m *Module) Next(first bool) *Dispatch {
 			m.sweep()
 		}
 	} else if b := m.cfg.Dispatch.Budget.D(); b > 0 && now.Sub(m.started) >= b {
-		return nil
+		return Dispatch{}, false
 	}
 	for {
 		e := m.r.Next()
 		if e == nil {
-			return nil
+			return Dispatch{}, false
 		}
 		if e.Kind == router.KindStatus {
 			d := Dispatch{Event: e, Ref: NoRef, Hook: "RealtimeDisconnected"}
@@ -319,16 +317,16 @@ func (m *Module) Next(first bool) *Dispatch {
 			case router.StatusConnecting:
 				continue
 			}
-			return m.dispatch(d)
+			return d, true
 		}
 		h := e.Route.Handler
 		if name, ok := strings.CutPrefix(h, config.HookPrefix); ok {
 			m.r.Dispatched(e, now.UnixNano())
-			return m.dispatch(Dispatch{Event: e, Ref: NoRef, Hook: name})
+			return Dispatch{Event: e, Ref: NoRef, Hook: name}, true
 		}
 		if ref, ok := m.handlers[h]; ok {
 			m.r.Dispatched(e, now.UnixNano())
-			return m.dispatch(Dispatch{Event: e, Ref: ref})
+			return Dispatch{Event: e, Ref: ref}, true
 		}
 		e.Route.Stats.NoHandler.Add(1)
 		m.r.Stats.Drop(router.DropNoHandler)
@@ -337,13 +335,6 @@ func (m *Module) Next(first bool) *Dispatch {
 			m.logs.add("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); its events are dropped and counted", e.Route.Name, h, h))
 		}
 	}
-}
-
-// dispatch keeps d in the module, valid until the next Next: no allocation
-// per event.
-func (m *Module) dispatch(d Dispatch) *Dispatch {
-	m.cur = d
-	return &m.cur
 }
 
 // Budget is the dispatch budget per ProcessEvents call, and MaxPerFrame
