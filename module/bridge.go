@@ -194,7 +194,7 @@ func next(first bool, max int) C.int {
 	batch = batch[:0]
 	if first {
 		dispatched = 0
-		_, dispatchMax = mod.Budget()
+		dispatchMax = mod.MaxPerFrame()
 		if max > 0 {
 			dispatchMax = max
 		}
@@ -283,18 +283,17 @@ func off(pattern, id string) C.int {
 }
 
 func publish(channel, payload string, table bool) C.int {
-	var err error
 	if table {
-		s, encErr := api.EncodeJSON(argsDoc(false), "payload")
-		if encErr != nil {
-			return argError(2, encErr.Error())
+		s, err := api.EncodeJSON(argsDoc(false), "payload")
+		if err != nil {
+			return argError(2, err.Error())
 		}
 		payload = s
 	}
 	if channel == "" {
 		return argError(1, "channel is empty")
 	}
-	if err = mod.Publish(channel, payload); err != nil {
+	if err := mod.Publish(channel, payload); err != nil {
 		return fail(err)
 	}
 	return C.RT_OK

@@ -337,11 +337,8 @@ func (m *Module) Next(first bool) (Dispatch, bool) {
 	}
 }
 
-// Budget is the dispatch budget per ProcessEvents call, and MaxPerFrame
-// the most events it dispatches.
-func (m *Module) Budget() (time.Duration, int) {
-	return m.cfg.Dispatch.Budget.D(), m.cfg.Dispatch.MaxPerFrame
-}
+// MaxPerFrame is the most events one ProcessEvents call dispatches.
+func (m *Module) MaxPerFrame() int { return m.cfg.Dispatch.MaxPerFrame }
 
 // HandlerError counts and logs (rate-limited) a handler's error.
 func (m *Module) HandlerError(d *Dispatch, msg string) {
@@ -356,9 +353,6 @@ func (m *Module) HandlerError(d *Dispatch, msg string) {
 
 // Publish queues payload for channel without blocking.
 func (m *Module) Publish(channel, payload string) error {
-	if channel == "" {
-		return errors.New("channel is empty")
-	}
 	err := m.r.Publish(channel, payload)
 	if errors.Is(err, router.ErrNoBackend) {
 		if m.cfgErr != nil {
