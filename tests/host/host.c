@@ -50,8 +50,7 @@ static long ticks, maps;
 #define MAX_MODULES 8
 static struct {
 	char name[64];
-	void *handle;
-	lua_CFunction close;
+	lua_CFunction open, close;
 } modules[MAX_MODULES];
 static int nmodules;
 
@@ -219,12 +218,11 @@ static int h_require(lua_State *L) {
 		if (!open || !close)
 			return luaL_error(L, "%s: no gmod13_open/gmod13_close", path);
 		snprintf(modules[i].name, sizeof modules[i].name, "%s", name);
-		modules[i].handle = h;
+		modules[i].open = open;
 		modules[i].close = close;
 		nmodules++;
 	}
-	lua_CFunction open = (lua_CFunction)(uintptr_t)dlsym(modules[i].handle, "gmod13_open");
-	lua_pushcfunction(L, open);
+	lua_pushcfunction(L, modules[i].open);
 	lua_pushstring(L, name);
 	lua_call(L, 1, 0);
 	lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
