@@ -148,7 +148,7 @@ func (s *sink) Deliver(channel, payload string) {
 func (s *sink) Drop(reason string) {
 	if s.r.gen.Load() == s.gen {
 		s.r.Stats.Drop(reason)
-		s.r.log("warn", "dropped a message (%s): routing is not keeping up with Redis", reason)
+		s.r.Logf("warn", "dropped a message (%s): routing is not keeping up with Redis", reason)
 	}
 }
 
@@ -287,7 +287,7 @@ func (r *Router) Deliver(channel, payload string) {
 	lim := r.lim.Load()
 	if len(payload) > lim.maxPayload {
 		r.Stats.Drop(DropTooBig)
-		r.log("warn", "dropped a %d-byte message on %q: larger than queue.max_payload (%d bytes)", len(payload), channel, lim.maxPayload)
+		r.Logf("warn", "dropped a %d-byte message on %q: larger than queue.max_payload (%d bytes)", len(payload), channel, lim.maxPayload)
 		return
 	}
 	var (
@@ -305,7 +305,7 @@ func (r *Router) Deliver(channel, payload string) {
 			// One line per route per rateLogEvery, not one per dropped event.
 			if last := rt.Stats.rateLogged.Load(); now.UnixNano()-last >= int64(rateLogEvery) &&
 				rt.Stats.rateLogged.CompareAndSwap(last, now.UnixNano()) {
-				r.log("info", "route %q: rate limit %s reached, dropping events over it (%d so far)", rt.Name, rt.def.Rate, rt.Stats.RateLimited.Load())
+				r.Logf("info", "route %q: rate limit %s reached, dropping events over it (%d so far)", rt.Name, rt.def.Rate, rt.Stats.RateLimited.Load())
 			}
 			return
 		}
@@ -322,7 +322,7 @@ func (r *Router) Deliver(channel, payload string) {
 			if docErr != "" {
 				rt.Stats.DecodeErrors.Add(1)
 				r.Stats.DecodeErrors.Add(1)
-				r.log("warn", "route %q: payload on %q delivered raw: %s", rt.Name, channel, docErr)
+				r.Logf("warn", "route %q: payload on %q delivered raw: %s", rt.Name, channel, docErr)
 			}
 		}
 		r.push(e)
@@ -339,7 +339,7 @@ func (r *Router) push(e *Event) {
 		if dropped.Route != nil {
 			dropped.Route.Stats.Dropped.Add(1)
 		}
-		r.log("warn", "event queue full (%d events waiting): dropped an event on %q; the main thread is not keeping up", r.queue.Pending(), dropped.Channel)
+		r.Logf("warn", "event queue full (%d events waiting): dropped an event on %q; the main thread is not keeping up", r.queue.Pending(), dropped.Channel)
 	}
 }
 
@@ -417,9 +417,7 @@ func (r *Router) Close() error {
 // Logf emits a line through WithLog, at most log.rate lines per second
 // (shared by every caller); lines over the limit are counted and reported
 // with the next one. Safe for concurrent use.
-func (r *Router) Logf(level, format string, args ...any) { r.log(level, format, args...) }
-
-func (r *Router) log(level, format string, args ...any) {
+func (r *Router) Logf(level, format string, args ...any) {
 	if r.logf == nil {
 		return
 	}
