@@ -116,7 +116,8 @@ type Dispatch struct {
 	// Budget is the main-thread time ProcessEvents may spend per frame.
 	// Default: 2ms.
 	Budget Duration `koanf:"budget"`
-	// MaxPerFrame is the most events dispatched per frame. Default: 1000.
+	// MaxPerFrame is the most events dispatched per frame; 0 (the default):
+	// no count limit, the budget decides.
 	MaxPerFrame int `koanf:"max_per_frame"`
 }
 
@@ -188,7 +189,7 @@ func Default() *Config {
 			MaxPayload:   1 * MiB,
 			JSONMaxDepth: 64,
 		},
-		Dispatch: Dispatch{Budget: Duration(2 * time.Millisecond), MaxPerFrame: 1000},
+		Dispatch: Dispatch{Budget: Duration(2 * time.Millisecond), MaxPerFrame: 0},
 		Log:      Log{Level: "info", Rate: Rate{PerSecond: 10}},
 	}
 }

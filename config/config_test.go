@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -313,6 +314,12 @@ func TestParseUnits(t *testing.T) {
 	}
 	assert.Equal(t, "8MiB", (8 * MiB).String())
 	assert.Equal(t, "1000B", Size(1000).String())
+
+	// A huge rate's default burst is capped, never wrapped to a negative or
+	// zero bucket (which would rate-limit every event).
+	var huge Rate
+	require.NoError(t, huge.UnmarshalText([]byte("1e30/s")))
+	assert.Equal(t, math.MaxInt32, huge.DefaultBurst())
 }
 
 // TestExampleFile loads realtime.toml.example and checks that it mentions

@@ -104,12 +104,13 @@ func (r Rate) String() string {
 }
 
 // DefaultBurst is the bucket size used when a route sets none: one second's
-// worth of events, at least 1.
+// worth of events, at least 1 and at most 2^31-1 (a rate so high is as
+// good as unlimited, and the count must not wrap).
 func (r Rate) DefaultBurst() int {
 	if r.Unlimited() {
 		return 0
 	}
-	return int(math.Max(1, math.Ceil(r.PerSecond)))
+	return int(math.Min(math.MaxInt32, math.Max(1, math.Ceil(r.PerSecond))))
 }
 
 var rateUnits = map[string]float64{"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600}

@@ -25,7 +25,7 @@ func (l *loader) validate(c *Config) {
 	if b := c.Dispatch.Budget.D(); b < 10*time.Microsecond || b > 100*time.Millisecond {
 		l.fail("dispatch.budget", "%q is out of range (want 10µs to 100ms: the server's frame waits for it)", c.Dispatch.Budget)
 	}
-	l.atLeast("dispatch.max_per_frame", c.Dispatch.MaxPerFrame, 1)
+	l.atLeast("dispatch.max_per_frame", c.Dispatch.MaxPerFrame, 0)
 	l.oneOf("log.level", c.Log.Level, []string{"debug", "info", "warn", "error"})
 
 	names := map[string]int{}

@@ -1,6 +1,7 @@
 // Command module is gmsv_realtime, the Garry's Mod binary module, built
-// with -buildmode=c-shared. The C shim (shim.c) is the Lua side; this file
-// moves values between it and package api, which holds the logic.
+// with -buildmode=c-shared. The C shim (shim.c, tape.c, lua51.c) is the Lua
+// side; this file moves values between it and package api, which holds the
+// logic.
 package main
 
 /*
@@ -27,17 +28,25 @@ func main() {}
 // version is set by the Makefile (-X main.version=...).
 var version = "dev"
 
+// The C node kinds are router.Kind's numbers: a mismatch is a constant
+// index out of range here, so it does not compile.
+var _ = [1]struct{}{}[C.RTK_NULL-int(router.KindNull)]
+var _ = [1]struct{}{}[C.RTK_FALSE-int(router.KindFalse)]
+var _ = [1]struct{}{}[C.RTK_TRUE-int(router.KindTrue)]
+var _ = [1]struct{}{}[C.RTK_NUMBER-int(router.KindNumber)]
+var _ = [1]struct{}{}[C.RTK_STRING-int(router.KindString)]
+var _ = [1]struct{}{}[C.RTK_ARRAY-int(router.KindArray)]
+var _ = [1]struct{}{}[C.RTK_OBJECT-int(router.KindObject)]
+var _ = [1]struct{}{}[C.RTK_INVALID-int(api.KindInvalid)]
+
 var (
 	mod *api.Module
-	// The handler calls of ProcessEvents' current batch (rt_events), and
-	// its count of messages and their limit.
-	batch                   []api.Dispatch
-	dispatched, dispatchMax int
+	// The handler calls of the batch in rt_events, by index.
+	batch []api.Dispatch
 )
 
 // batchSize is the most handler calls one Go call hands to the shim: fewer
-// crossings per event, at the cost of checking the time budget once per
-// batch rather than once per event.
+// crossings per event. The shim checks the time budget before each event.
 const batchSize = 32
 
 // goString copies C bytes into a Go string (C memory is only valid during
@@ -49,37 +58,58 @@ func goString(p *C.char, n C.size_t) string {
 	return C.GoStringN(p, C.int(n))
 }
 
-// guard runs one call from C: it clears the result and turns a Go panic
+// guard runs one call from C: it clears out's results and turns a Go panic
 // into RT_PANIC, which the shim raises as a Lua error.
-func guard(f func() C.int) (code C.int) {
+func guard(out *C.rt_out, f func() C.int) (code C.int) {
 	defer func() {
 		if p := recover(); p != nil {
-			reset()
-			C.rt_result.str = putStr(fmt.Sprintf("internal error: %v", p))
 			code = C.RT_PANIC
+			if out != nil {
+				reset(out)
+				out.str = putStr(out, fmt.Sprintf("internal error: %v", p))
+			}
 		}
 	}()
-	reset()
+	if out != nil {
+		reset(out)
+	}
 	return f()
 }
 
-func reset() {
-	r := &C.rt_result
-	r.tape.n, r.tape.nbytes, r.nrefs = 0, 0, 0
-	r.str, r.argn, r.value = C.rt_str{}, 0, 0
+// guardNext is guard for the pump: a panic while a batch is filled drops
+// the batch's events, counted, and is logged for the main thread.
+func guardNext(out *C.rt_out, f func() C.int) (code C.int) {
+	defer func() {
+		if p := recover(); p != nil {
+			code = C.RT_PANIC
+			b := &C.rt_events
+			b.n, b.cur = 0, 0
+			mod.BatchFailed(batch, fmt.Sprint(p))
+			clear(batch)
+			batch = batch[:0]
+		}
+	}()
+	reset(out)
+	return f()
+}
+
+// reset clears out's results; its args are the call's input.
+func reset(out *C.rt_out) {
+	out.tape.n, out.tape.nbytes = 0, 0
+	out.str, out.name, out.argn, out.value = C.rt_str{}, C.rt_str{}, 0, 0
 }
 
 func reserve(t *C.rt_tape, nodes, bytes int) {
 	if int(t.n)+nodes <= int(t.cap) && int(t.nbytes)+bytes <= int(t.bcap) {
 		return
 	}
-	if int64(t.nbytes)+int64(bytes) > 1<<31 || C.rt_reserve(t, C.uint32_t(nodes), C.uint32_t(bytes)) == 0 {
+	if nodes > 1<<30 || bytes > 1<<30 || C.rt_reserve(t, C.uint32_t(nodes), C.uint32_t(bytes)) == 0 {
 		panic("out of memory")
 	}
 }
 
-// putStr copies s into the result's bytes.
-func putStr(s string) C.rt_str { return putStrIn(&C.rt_result.tape, s) }
+// putStr copies s into out's bytes.
+func putStr(out *C.rt_out, s string) C.rt_str { return putStrIn(&out.tape, s) }
 
 func putStrIn(t *C.rt_tape, s string) C.rt_str {
 	if s == "" {
@@ -87,13 +117,10 @@ func putStrIn(t *C.rt_tape, s string) C.rt_str {
 	}
 	reserve(t, 0, len(s))
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(t.bytes)), t.bcap)[t.nbytes:], s)
-	out := C.rt_str{off: t.nbytes, len: C.uint32_t(len(s))}
+	str := C.rt_str{off: t.nbytes, len: C.uint32_t(len(s))}
 	t.nbytes += C.uint32_t(len(s))
-	return out
+	return str
 }
-
-// putDoc writes a JSON-shaped doc as the result's tape.
-func putDoc(d *router.Doc) { putDocIn(&C.rt_result.tape, d) }
 
 // putDocIn appends d's nodes to t and returns the index of the first.
 func putDocIn(t *C.rt_tape, d *router.Doc) C.uint32_t {
@@ -119,10 +146,16 @@ func putDocIn(t *C.rt_tape, d *router.Doc) C.uint32_t {
 
 // argsDoc reads the tape C made of a Lua value. Strings point into C memory
 // unless keep asks for copies.
-func argsDoc(keep bool) *router.Doc {
-	a := &C.rt_args
+func argsDoc(out *C.rt_out, keep bool) *router.Doc {
+	a := &out.args
+	if a.n == 0 {
+		return &router.Doc{}
+	}
 	cnodes := unsafe.Slice(a.nodes, a.n)
-	bytes := unsafe.Slice((*byte)(unsafe.Pointer(a.bytes)), a.nbytes)
+	var bytes []byte
+	if a.nbytes > 0 {
+		bytes = unsafe.Slice((*byte)(unsafe.Pointer(a.bytes)), a.nbytes)
+	}
 	nodes := make([]router.Node, len(cnodes))
 	for i, cn := range cnodes {
 		n := router.Node{Kind: router.Kind(cn.kind), Num: float64(cn.num), Len: int32(cn.len)}
@@ -138,90 +171,97 @@ func argsDoc(keep bool) *router.Doc {
 	return &router.Doc{Nodes: nodes}
 }
 
-func release(refs ...api.Ref) {
-	if len(refs) == 0 {
-		return
-	}
-	if C.rt_reserve_refs(C.uint32_t(len(refs))) == 0 {
-		panic("out of memory")
-	}
-	r := &C.rt_result
-	out := unsafe.Slice(r.refs, r.refcap)
-	for i, ref := range refs {
-		out[i] = C.int32_t(ref)
-	}
-	r.nrefs = C.uint32_t(len(refs))
-}
-
-func fail(err error) C.int {
-	C.rt_result.str = putStr(err.Error())
+func fail(out *C.rt_out, err error) C.int {
+	out.str = putStr(out, err.Error())
 	return C.RT_FAIL
 }
 
-func argError(n int, msg string) C.int {
-	C.rt_result.argn = C.int32_t(n)
-	C.rt_result.str = putStr(msg)
+func argError(out *C.rt_out, n int, msg string) C.int {
+	out.argn = C.int32_t(n)
+	out.str = putStr(out, msg)
 	return C.RT_ARGERR
 }
 
-func open() C.int {
+// syncDispatch gives the shim the dispatch settings in effect.
+func syncDispatch() {
+	d := mod.Config().Dispatch
+	C.rt_budget_ns = C.int64_t(d.Budget.D())
+	C.rt_max_per_frame = C.int64_t(d.MaxPerFrame)
+}
+
+func open(out *C.rt_out) C.int {
 	if mod == nil {
 		mod = api.Start(api.Options{
-			Pending: (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_events)),
-			Logs:    (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_logs)),
+			Pending:  (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_events)),
+			Logs:     (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_logs)),
+			InFlight: func() int { return int(C.rt_events.n - C.rt_events.cur) },
 		})
 	} else {
 		mod.Open()
 	}
-	batch = batch[:0]
-	C.rt_result.str = putStr(version)
+	syncDispatch()
+	out.str = putStr(out, version)
 	return C.RT_OK
 }
 
+// closeState forgets the Lua state. Events of the batch that it did not
+// dispatch stay in rt_events for the next state: they name their handlers,
+// and the next state's handler table has its own.
 func closeState() C.int {
 	if mod != nil {
 		mod.Close()
 	}
-	batch = batch[:0]
 	return C.RT_OK
 }
 
-// next fills rt_events with the next batch of handler calls; none when the
-// queue is empty, the budget is spent or max messages were dispatched.
-func next(first bool, max int) C.int {
+// next ends the batch in rt_events (all of it was dispatched) and fills
+// the next one; none when the queue is empty. first starts a ProcessEvents
+// call.
+func next(first bool) C.int {
 	b := &C.rt_events
-	b.n, b.tape.n, b.tape.nbytes = 0, 0, 0
+	if len(batch) > 0 {
+		events := unsafe.Slice(b.events, b.cap)
+		for i := range batch {
+			if events[i].outcome == C.RT_EV_NO_HANDLER {
+				mod.NoHandler(&batch[i])
+			}
+		}
+	}
+	b.n, b.cur, b.tape.n, b.tape.nbytes = 0, 0, 0, 0
+	clear(batch)
 	batch = batch[:0]
 	if first {
-		dispatched = 0
-		dispatchMax = mod.MaxPerFrame()
-		if max > 0 {
-			dispatchMax = max
-		}
+		mod.BeginFrame()
 	}
 	if C.rt_reserve_events(batchSize) == 0 {
 		panic("out of memory")
 	}
 	events := unsafe.Slice(b.events, b.cap)
-	for len(batch) < batchSize && dispatched < dispatchMax {
-		d, ok := mod.Next(first && len(batch) == 0)
+	for len(batch) < batchSize {
+		d, ok := mod.Next()
 		if !ok {
 			break
 		}
 		batch = append(batch, d)
 		ev := &events[b.n]
 		b.n++
-		*ev = C.rt_event{ref: C.int32_t(d.Ref), hook: putStrIn(&b.tape, d.Hook)}
+		*ev = C.rt_event{hook: putStrIn(&b.tape, d.Hook)}
 		e := d.Event
 		if e.Kind == router.KindStatus {
 			ev.status = 1
 			ev.reason = putStrIn(&b.tape, e.Note)
 			continue
 		}
-		dispatched++
 		ev.channel = putStrIn(&b.tape, e.Channel)
 		ev.pattern = putStrIn(&b.tape, e.Route.Pattern())
 		ev.route = putStrIn(&b.tape, e.Route.Name)
+		switch {
+		case d.Hook != "":
+		case d.Handler == e.Route.Name:
+			ev.handler = ev.route
+		default:
+			ev.handler = putStrIn(&b.tape, d.Handler)
+		}
 		ev.received = C.double(float64(e.Received) / 1e6)
 		if e.JSON != nil {
 			ev.json, ev.node = 1, putDocIn(&b.tape, e.JSON)
@@ -232,90 +272,101 @@ func next(first bool, max int) C.int {
 	return C.RT_OK
 }
 
-func handlerError(event int, msg string) C.int {
-	if event >= 0 && event < len(batch) {
-		mod.HandlerError(&batch[event], msg)
+// handlerError reports the error of batch event i: its handler raised it,
+// or (building) it was raised while its arguments were built; i is -1 for
+// an error outside any event.
+func handlerError(i int, building bool, msg string) C.int {
+	var d *api.Dispatch
+	if i >= 0 && i < len(batch) {
+		d = &batch[i]
 	}
+	mod.HandlerError(d, building, msg)
 	return C.RT_OK
 }
 
 var logLevels = map[string]C.int32_t{"debug": 1, "info": 1, "warn": 2, "error": 3}
 
-func takeLog() C.int {
+func takeLog(out *C.rt_out) C.int {
 	level, line, ok := mod.TakeLog()
 	if ok {
-		C.rt_result.value = logLevels[level]
-		C.rt_result.str = putStr("[realtime] " + line)
+		out.value = logLevels[level]
+		out.str = putStr(out, "[realtime] "+line)
 	}
 	return C.RT_OK
 }
 
-func handler(name string, ref C.int) C.int {
-	old, err := mod.Handler(name, api.Ref(ref))
-	if err != nil {
-		return argError(1, err.Error())
+func handler(out *C.rt_out, name string, has bool) C.int {
+	if err := mod.Handler(name, has); err != nil {
+		return argError(out, 1, err.Error())
 	}
-	release(old)
 	return C.RT_OK
 }
 
-func on(pattern, id string, ref C.int, exact bool, decode, rate string, burst int) C.int {
-	id, old, err := mod.On(pattern, id, api.Ref(ref), api.OnOptions{Exact: exact, Decode: decode, Rate: rate, Burst: burst})
+func on(out *C.rt_out, pattern, id string, exact bool, decode, rate string, burst float64) C.int {
+	id, name, err := mod.On(pattern, id, api.OnOptions{Exact: exact, Decode: decode, Rate: rate, Burst: burst})
 	var oe *api.OptionError
 	switch {
 	case errors.As(err, &oe):
-		return argError(0, err.Error()) // the shim knows which argument holds the options
+		return argError(out, 0, err.Error()) // the shim knows which argument holds the options
 	case err != nil:
-		return argError(1, err.Error())
+		return argError(out, 1, err.Error())
 	}
-	release(old)
-	C.rt_result.str = putStr(id)
+	out.str = putStr(out, id)
+	out.name = putStr(out, name)
 	return C.RT_OK
 }
 
-func off(pattern, id string) C.int {
-	refs := mod.Off(pattern, id)
-	release(refs...)
-	if len(refs) > 0 {
-		C.rt_result.value = 1
+// off returns the names of the removed routes as string nodes, for the shim
+// to remove from its handler table.
+func off(out *C.rt_out, pattern, id string) C.int {
+	names := mod.Off(pattern, id)
+	t := &out.tape
+	reserve(t, len(names), 0)
+	nodes := unsafe.Slice(t.nodes, t.cap)
+	for i, name := range names {
+		s := putStrIn(t, name)
+		nodes[i] = C.rt_node{kind: C.RTK_STRING, off: s.off, len: s.len}
 	}
+	t.n = C.uint32_t(len(names))
 	return C.RT_OK
 }
 
-func publish(channel, payload string, table bool) C.int {
+func publish(out *C.rt_out, channel, payload string, table bool) C.int {
 	if table {
-		s, err := api.EncodeJSON(argsDoc(false), "payload")
+		s, err := api.EncodeJSON(argsDoc(out, false), "payload")
 		if err != nil {
-			return argError(2, err.Error())
+			return argError(out, 2, err.Error())
 		}
 		payload = s
 	}
 	if channel == "" {
-		return argError(1, "channel is empty")
+		return argError(out, 1, "channel is empty")
 	}
 	if err := mod.Publish(channel, payload); err != nil {
-		return fail(err)
+		return fail(out, err)
 	}
 	return C.RT_OK
 }
 
-func gameEvent(fn string) C.int {
-	if err := mod.GameEvent(fn, argsDoc(false)); err != nil {
-		return fail(err)
+func gameEvent(out *C.rt_out, fn string) C.int {
+	if err := mod.GameEvent(fn, argsDoc(out, false)); err != nil {
+		return fail(out, err)
 	}
 	return C.RT_OK
 }
 
-func configure() C.int {
-	if err := mod.Configure(argsDoc(true)); err != nil {
-		return fail(err)
+func configure(out *C.rt_out) C.int {
+	if err := mod.Configure(argsDoc(out, true)); err != nil {
+		return fail(out, err)
 	}
 	return C.RT_OK
 }
 
-func connect(url string) C.int {
-	if err := mod.Connect(url); err != nil {
-		return fail(err)
+func connect(out *C.rt_out, url string) C.int {
+	err := mod.Connect(url)
+	syncDispatch()
+	if err != nil {
+		return fail(out, err)
 	}
 	return C.RT_OK
 }
@@ -325,21 +376,26 @@ func disconnect() C.int {
 	return C.RT_OK
 }
 
-func status() C.int {
-	C.rt_result.str = putStr(mod.Status())
-	return C.RT_OK
-}
-
-func reload() C.int {
-	res, err := mod.Reload()
-	if err != nil {
-		return fail(err)
+func status(out *C.rt_out) C.int {
+	s := mod.Status()
+	out.str = putStr(out, s)
+	if s == router.StatusConnected.String() || s == router.StatusLocal.String() {
+		out.value = 1
 	}
-	putDoc(res.Doc())
 	return C.RT_OK
 }
 
-func stats() C.int {
-	putDoc(mod.Stats())
+func reload(out *C.rt_out) C.int {
+	res, err := mod.Reload()
+	syncDispatch()
+	if err != nil {
+		return fail(out, err)
+	}
+	putDocIn(&out.tape, res.Doc())
+	return C.RT_OK
+}
+
+func stats(out *C.rt_out) C.int {
+	putDocIn(&out.tape, mod.Stats())
 	return C.RT_OK
 }

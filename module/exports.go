@@ -2,6 +2,7 @@ package main
 
 // The functions the C shim calls. Each is a one-liner into bridge.go: cgo
 // does not allow C definitions in the preamble of a file that exports.
+// Every call but the pump's gets an rt_out of its own (out) for its results.
 
 /*
 #include "shim.h"
@@ -9,67 +10,67 @@ package main
 import "C"
 
 //export rtgo_open
-func rtgo_open() C.int { return guard(open) }
+func rtgo_open(out *C.rt_out) C.int { return guard(out, func() C.int { return open(out) }) }
 
 //export rtgo_close
-func rtgo_close() { guard(closeState) }
+func rtgo_close() { guard(nil, closeState) }
 
 //export rtgo_next
-func rtgo_next(first, max C.int) C.int {
-	return guard(func() C.int { return next(first != 0, int(max)) })
+func rtgo_next(out *C.rt_out, first C.int) C.int {
+	return guardNext(out, func() C.int { return next(first != 0) })
 }
 
 //export rtgo_handler_error
-func rtgo_handler_error(event C.int, msg *C.char, n C.size_t) C.int {
-	return guard(func() C.int { return handlerError(int(event), C.GoStringN(msg, C.int(n))) })
+func rtgo_handler_error(event, building C.int, msg *C.char, n C.size_t) C.int {
+	return guard(nil, func() C.int { return handlerError(int(event), building != 0, C.GoStringN(msg, C.int(n))) })
 }
 
 //export rtgo_take_log
-func rtgo_take_log() C.int { return guard(takeLog) }
+func rtgo_take_log(out *C.rt_out) C.int { return guard(out, func() C.int { return takeLog(out) }) }
 
 //export rtgo_handler
-func rtgo_handler(name *C.char, n C.size_t, ref C.int) C.int {
-	return guard(func() C.int { return handler(goString(name, n), ref) })
+func rtgo_handler(out *C.rt_out, name *C.char, n C.size_t, has C.int) C.int {
+	return guard(out, func() C.int { return handler(out, goString(name, n), has != 0) })
 }
 
 //export rtgo_on
-func rtgo_on(pat *C.char, pn C.size_t, id *C.char, idn C.size_t, ref, exact C.int, decode *C.char, dn C.size_t, rate *C.char, rn C.size_t, burst C.int) C.int {
-	return guard(func() C.int {
-		return on(goString(pat, pn), goString(id, idn), ref, exact != 0, goString(decode, dn), goString(rate, rn), int(burst))
+func rtgo_on(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t, exact C.int, decode *C.char, dn C.size_t, rate *C.char, rn C.size_t, burst C.double) C.int {
+	return guard(out, func() C.int {
+		return on(out, goString(pat, pn), goString(id, idn), exact != 0, goString(decode, dn), goString(rate, rn), float64(burst))
 	})
 }
 
 //export rtgo_off
-func rtgo_off(pat *C.char, pn C.size_t, id *C.char, idn C.size_t) C.int {
-	return guard(func() C.int { return off(goString(pat, pn), goString(id, idn)) })
+func rtgo_off(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t) C.int {
+	return guard(out, func() C.int { return off(out, goString(pat, pn), goString(id, idn)) })
 }
 
 //export rtgo_publish
-func rtgo_publish(ch *C.char, chn C.size_t, payload *C.char, pn C.size_t, table C.int) C.int {
-	return guard(func() C.int { return publish(goString(ch, chn), goString(payload, pn), table != 0) })
+func rtgo_publish(out *C.rt_out, ch *C.char, chn C.size_t, payload *C.char, pn C.size_t, table C.int) C.int {
+	return guard(out, func() C.int { return publish(out, goString(ch, chn), goString(payload, pn), table != 0) })
 }
 
 //export rtgo_game_event
-func rtgo_game_event(fn *C.char, n C.size_t) C.int {
-	return guard(func() C.int { return gameEvent(goString(fn, n)) })
+func rtgo_game_event(out *C.rt_out, fn *C.char, n C.size_t) C.int {
+	return guard(out, func() C.int { return gameEvent(out, goString(fn, n)) })
 }
 
 //export rtgo_configure
-func rtgo_configure() C.int { return guard(configure) }
+func rtgo_configure(out *C.rt_out) C.int { return guard(out, func() C.int { return configure(out) }) }
 
 //export rtgo_connect
-func rtgo_connect(url *C.char, n C.size_t) C.int {
-	return guard(func() C.int { return connect(goString(url, n)) })
+func rtgo_connect(out *C.rt_out, url *C.char, n C.size_t) C.int {
+	return guard(out, func() C.int { return connect(out, goString(url, n)) })
 }
 
 //export rtgo_disconnect
-func rtgo_disconnect() C.int { return guard(disconnect) }
+func rtgo_disconnect(out *C.rt_out) C.int { return guard(out, disconnect) }
 
 //export rtgo_status
-func rtgo_status() C.int { return guard(status) }
+func rtgo_status(out *C.rt_out) C.int { return guard(out, func() C.int { return status(out) }) }
 
 //export rtgo_reload
-func rtgo_reload() C.int { return guard(reload) }
+func rtgo_reload(out *C.rt_out) C.int { return guard(out, func() C.int { return reload(out) }) }
 
 //export rtgo_stats
-func rtgo_stats() C.int { return guard(stats) }
+func rtgo_stats(out *C.rt_out) C.int { return guard(out, func() C.int { return stats(out) }) }

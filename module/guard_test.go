@@ -6,10 +6,10 @@ import "testing"
 // to the shim as RT_PANIC (raised as a Lua error), never as a crash, and
 // the next call works.
 func TestGuardTurnsPanicsIntoErrors(t *testing.T) {
-	if code := guard(func() _Ctype_int { panic("boom") }); code != 3 {
+	if code := guard(nil, func() _Ctype_int { panic("boom") }); code != 3 {
 		t.Fatalf("guard returned %d, want RT_PANIC (3)", code)
 	}
-	if code := guard(func() _Ctype_int { return 0 }); code != 0 {
+	if code := guard(nil, func() _Ctype_int { return 0 }); code != 0 {
 		t.Fatalf("guard returned %d after a panic, want RT_OK", code)
 	}
 }

@@ -1,179 +1,31 @@
-/* The Lua C API side of gmsv_realtime; see shim.h for the rules. */
+/* The realtime.* functions and the pump; see shim.h for the rules. */
 #define _GNU_SOURCE
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifdef _WIN32
 #include <windows.h>
 #define RT_EXPORT __declspec(dllexport)
 #else
-#include <dlfcn.h>
 #define RT_EXPORT __attribute__((visibility("default")))
 #endif
 
-#include "shim.h"
+#include "tape.h"
 #include "_cgo_export.h"
-
-/* ---- The Lua 5.1 C API, resolved at open ------------------------------ */
-
-typedef struct lua_State lua_State;
-typedef int (*lua_CFunction)(lua_State *L);
-
-#define LUA_REGISTRYINDEX (-10000)
-#define LUA_GLOBALSINDEX (-10002)
-#define lua_upvalueindex(i) (LUA_GLOBALSINDEX - (i))
-#define LUA_NOREF (-2)
-#define LUA_TNONE (-1)
-#define LUA_TNIL 0
-#define LUA_TBOOLEAN 1
-#define LUA_TLIGHTUSERDATA 2
-#define LUA_TNUMBER 3
-#define LUA_TSTRING 4
-#define LUA_TTABLE 5
-#define LUA_TFUNCTION 6
-#define LUA_TUSERDATA 7
-
-static struct {
-	int (*gettop)(lua_State *);
-	void (*settop)(lua_State *, int);
-	void (*pushvalue)(lua_State *, int);
-	void (*insert)(lua_State *, int);
-	int (*type)(lua_State *, int);
-	const char *(*typename)(lua_State *, int);
-	const char *(*tolstring)(lua_State *, int, size_t *);
-	double (*tonumber)(lua_State *, int);
-	int (*toboolean)(lua_State *, int);
-	void (*pushnil)(lua_State *);
-	void (*pushnumber)(lua_State *, double);
-	void (*pushlstring)(lua_State *, const char *, size_t);
-	void (*pushstring)(lua_State *, const char *);
-	void (*pushboolean)(lua_State *, int);
-	void (*pushcclosure)(lua_State *, lua_CFunction, int);
-	void (*createtable)(lua_State *, int, int);
-	void (*getfield)(lua_State *, int, const char *);
-	void (*setfield)(lua_State *, int, const char *);
-	void (*rawset)(lua_State *, int);
-	void (*rawgeti)(lua_State *, int, int);
-	void (*rawseti)(lua_State *, int, int);
-	int (*next)(lua_State *, int);
-	int (*getmetatable)(lua_State *, int);
-	int (*pcall)(lua_State *, int, int, int);
-	int (*error)(lua_State *);
-	int (*checkstack)(lua_State *, int);
-	int (*ref)(lua_State *, int);
-	void (*unref)(lua_State *, int, int);
-} lua;
-
-static const struct {
-	const char *name;
-	size_t offset;
-} lua_symbols[] = {
-#define SYM(field, name) {name, offsetof(__typeof__(lua), field)}
-	SYM(gettop, "lua_gettop"), SYM(settop, "lua_settop"), SYM(pushvalue, "lua_pushvalue"),
-	SYM(insert, "lua_insert"), SYM(type, "lua_type"), SYM(typename, "lua_typename"),
-	SYM(tolstring, "lua_tolstring"), SYM(tonumber, "lua_tonumber"), SYM(toboolean, "lua_toboolean"),
-	SYM(pushnil, "lua_pushnil"), SYM(pushnumber, "lua_pushnumber"), SYM(pushlstring, "lua_pushlstring"),
-	SYM(pushstring, "lua_pushstring"), SYM(pushboolean, "lua_pushboolean"),
-	SYM(pushcclosure, "lua_pushcclosure"), SYM(createtable, "lua_createtable"),
-	SYM(getfield, "lua_getfield"), SYM(setfield, "lua_setfield"), SYM(rawset, "lua_rawset"),
-	SYM(rawgeti, "lua_rawgeti"), SYM(rawseti, "lua_rawseti"), SYM(next, "lua_next"),
-	SYM(getmetatable, "lua_getmetatable"), SYM(pcall, "lua_pcall"), SYM(error, "lua_error"),
-	SYM(checkstack, "lua_checkstack"), SYM(ref, "luaL_ref"), SYM(unref, "luaL_unref"),
-#undef SYM
-};
-
-#ifdef _WIN32
-static void *lookup(const char *name) {
-	static const char *const dlls[] = {"lua_shared.dll", "lua_shared_srv.dll", "lua51.dll", "lua5.1.dll"};
-	for (size_t i = 0; i < sizeof dlls / sizeof dlls[0]; i++) {
-		HMODULE h = GetModuleHandleA(dlls[i]);
-		if (h) {
-			void *p = (void *)GetProcAddress(h, name);
-			if (p)
-				return p;
-		}
-	}
-	return NULL;
-}
-#else
-/* GMod loads lua_shared privately (RTLD_LOCAL), so the API may not be in
- * the global scope; the library is already loaded, so RTLD_NOLOAD finds it
- * by name without loading anything. */
-static void *lookup(const char *name) {
-	static const char *const libs[] = {
-	    "garrysmod/bin/lua_shared_srv.so", "bin/linux64/lua_shared.so", "bin/linux32/lua_shared.so",
-	    "garrysmod/bin/lua_shared.so",     "lua_shared_srv.so",         "lua_shared.so",
-	};
-	void *p = dlsym(RTLD_DEFAULT, name);
-	for (size_t i = 0; !p && i < sizeof libs / sizeof libs[0]; i++) {
-		void *h = dlopen(libs[i], RTLD_LAZY | RTLD_NOLOAD);
-		if (h) {
-			p = dlsym(h, name);
-			dlclose(h);
-		}
-	}
-	return p;
-}
-#endif
-
-/* resolve fills lua; it returns the first missing symbol, or NULL. */
-static const char *resolve(void) {
-	static int done;
-	if (done)
-		return NULL;
-	for (size_t i = 0; i < sizeof lua_symbols / sizeof lua_symbols[0]; i++) {
-		void *p = lookup(lua_symbols[i].name);
-		if (!p)
-			return lua_symbols[i].name;
-		memcpy((char *)&lua + lua_symbols[i].offset, &p, sizeof p);
-	}
-	done = 1;
-	return NULL;
-}
 
 /* ---- Shared state ----------------------------------------------------- */
 
-rt_out rt_result;
 rt_batch rt_events;
-rt_tape rt_args;
 int64_t rt_pending_events __attribute__((aligned(8)));
 int64_t rt_pending_logs __attribute__((aligned(8)));
+int64_t rt_budget_ns;
+int64_t rt_max_per_frame;
 
 static int64_t load64(int64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-
-int rt_reserve(rt_tape *t, uint32_t n, uint32_t b) {
-	if (t->n + n > t->cap) {
-		uint32_t cap = t->cap ? t->cap : 64;
-		while (cap < t->n + n)
-			cap *= 2;
-		rt_node *p = realloc(t->nodes, (size_t)cap * sizeof *p);
-		if (!p)
-			return 0;
-		t->nodes = p, t->cap = cap;
-	}
-	if (t->nbytes + b > t->bcap) {
-		uint32_t cap = t->bcap ? t->bcap : 4096;
-		while (cap < t->nbytes + b)
-			cap *= 2;
-		char *p = realloc(t->bytes, cap);
-		if (!p)
-			return 0;
-		t->bytes = p, t->bcap = cap;
-	}
-	return 1;
-}
-
-int rt_reserve_refs(uint32_t n) {
-	if (n > rt_result.refcap) {
-		int32_t *p = realloc(rt_result.refs, (size_t)n * sizeof *p);
-		if (!p)
-			return 0;
-		rt_result.refs = p, rt_result.refcap = n;
-	}
-	return 1;
-}
 
 int rt_reserve_events(uint32_t n) {
 	if (n > rt_events.cap) {
@@ -185,9 +37,24 @@ int rt_reserve_events(uint32_t n) {
 	return 1;
 }
 
+static int64_t now_ns(void) {
+#ifdef _WIN32
+	static LARGE_INTEGER freq;
+	LARGE_INTEGER c;
+	if (!freq.QuadPart)
+		QueryPerformanceFrequency(&freq);
+	QueryPerformanceCounter(&c);
+	return (int64_t)((double)c.QuadPart * 1e9 / (double)freq.QuadPart);
+#else
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#endif
+}
+
 /* ---- Errors, the way Lua's own library words them --------------------- */
 
-static int rt_raise(lua_State *L, const char *fmt, ...) {
+int rt_raise(lua_State *L, const char *fmt, ...) {
 	char buf[1024];
 	va_list ap;
 	va_start(ap, fmt);
@@ -201,9 +68,14 @@ static int argerror(lua_State *L, int narg, const char *fn, const char *msg) {
 	return rt_raise(L, "bad argument #%d to '%s' (%s)", narg, fn, msg);
 }
 
+static const char *type_name(lua_State *L, int narg) {
+	int t = lua.type(L, narg);
+	return t == LUA_TNONE ? "no value" : lua.typename(L, t);
+}
+
 static int typeerror(lua_State *L, int narg, const char *fn, const char *want) {
-	char msg[128];
-	snprintf(msg, sizeof msg, "%s expected, got %s", want, lua.typename(L, lua.type(L, narg)));
+	char msg[160];
+	snprintf(msg, sizeof msg, "%s expected, got %s", want, type_name(L, narg));
 	return argerror(L, narg, fn, msg);
 }
 
@@ -233,225 +105,70 @@ static void checkfunction(lua_State *L, int narg, const char *fn) {
 		typeerror(L, narg, fn, "function");
 }
 
-static void pushstr(lua_State *L, rt_str s) { lua.pushlstring(L, rt_result.tape.bytes + s.off, s.len); }
-
-static void release_refs(lua_State *L) {
-	for (uint32_t i = 0; i < rt_result.nrefs; i++)
-		lua.unref(L, LUA_REGISTRYINDEX, rt_result.refs[i]);
-	rt_result.nrefs = 0;
-}
+static void pushstr(lua_State *L, const rt_out *out, rt_str s) { lua.pushlstring(L, out->tape.bytes + s.off, s.len); }
 
 /* check turns a Go result code into Lua: RT_OK returns 0 for the caller to
  * push its results; RT_FAIL pushes false, err and returns 2; errors raise. */
-static int check(lua_State *L, int code, const char *fn) {
-	release_refs(L);
+static int check(lua_State *L, const rt_out *out, int code, const char *fn) {
 	switch (code) {
 	case RT_OK:
 		return 0;
 	case RT_FAIL:
 		lua.pushboolean(L, 0);
-		pushstr(L, rt_result.str);
+		pushstr(L, out, out->str);
 		return 2;
 	case RT_ARGERR:
-		lua.pushlstring(L, rt_result.tape.bytes + rt_result.str.off, rt_result.str.len);
-		return argerror(L, rt_result.argn, fn, lua.tolstring(L, -1, NULL));
+		pushstr(L, out, out->str);
+		return argerror(L, out->argn, fn, lua.tolstring(L, -1, NULL));
 	default:
-		pushstr(L, rt_result.str);
+		pushstr(L, out, out->str);
 		return rt_raise(L, "realtime.%s: %s", fn, lua.tolstring(L, -1, NULL));
 	}
 }
 
-/* ---- Lua values to a tape (rt_args) ----------------------------------- */
+/* ---- Protected calls ---------------------------------------------------- */
 
-#define MAX_TABLE_DEPTH 64
-
-static void tape_node(lua_State *L, uint32_t kind, double num, const char *s, size_t len) {
-	if (len > UINT32_MAX / 2 || !rt_reserve(&rt_args, 1, (uint32_t)len))
-		rt_raise(L, "realtime: out of memory");
-	rt_node *n = &rt_args.nodes[rt_args.n++];
-	n->kind = kind, n->num = num, n->off = rt_args.nbytes, n->len = (uint32_t)len;
-	if (s) {
-		memcpy(rt_args.bytes + rt_args.nbytes, s, len);
-		rt_args.nbytes += (uint32_t)len;
-	}
-}
-
-static void tape_cstr(lua_State *L, uint32_t kind, const char *s) { tape_node(L, kind, 0, s, strlen(s)); }
-
-/* vector reads a Vector-like value's x, y, z (fields, or [1], [2], [3] of
- * a table) into v; 0 if it has none. */
-static int vector(lua_State *L, int idx, double v[3]) {
-	static const char *const keys[] = {"x", "y", "z"};
-	int t = lua.type(L, idx);
-	if (t == LUA_TUSERDATA) {
-		if (!lua.getmetatable(L, idx)) /* indexing it would raise */
-			return 0;
-		lua.settop(L, -2);
-	} else if (t != LUA_TTABLE) {
-		return 0;
-	}
-	int ok = 1;
-	for (int i = 0; i < 3; i++) {
-		lua.getfield(L, idx, keys[i]);
-		ok = ok && lua.type(L, -1) == LUA_TNUMBER;
-		v[i] = lua.tonumber(L, -1);
-		lua.settop(L, -2);
-	}
-	if (ok || t != LUA_TTABLE)
-		return ok;
-	ok = 1;
-	for (int i = 0; i < 3; i++) {
-		lua.rawgeti(L, idx, i + 1);
-		ok = ok && lua.type(L, -1) == LUA_TNUMBER;
-		v[i] = lua.tonumber(L, -1);
-		lua.settop(L, -2);
-	}
-	return ok;
-}
-
-static void tape_vector(lua_State *L, const double v[3]) {
-	tape_node(L, RTK_OBJECT, 0, NULL, 0);
-	rt_args.nodes[rt_args.n - 1].len = 3;
-	tape_cstr(L, RTK_STRING, "x");
-	tape_node(L, RTK_NUMBER, v[0], NULL, 0);
-	tape_cstr(L, RTK_STRING, "y");
-	tape_node(L, RTK_NUMBER, v[1], NULL, 0);
-	tape_cstr(L, RTK_STRING, "z");
-	tape_node(L, RTK_NUMBER, v[2], NULL, 0);
-}
-
-static void tape_value(lua_State *L, int idx, int depth);
-
-static void tape_table(lua_State *L, int idx, int depth) {
-	if (depth >= MAX_TABLE_DEPTH) {
-		tape_cstr(L, RTK_INVALID, "a table nested more than 64 levels deep (a cycle?)");
-		return;
-	}
-	if (!lua.checkstack(L, 4))
-		rt_raise(L, "realtime: Lua stack overflow");
-	uint32_t at = rt_args.n, pairs = 0;
-	tape_node(L, RTK_OBJECT, 0, NULL, 0);
-	lua.pushnil(L);
-	while (lua.next(L, idx)) {
-		int kt = lua.type(L, -2);
-		size_t len;
-		if (kt == LUA_TSTRING) {
-			const char *s = lua.tolstring(L, -2, &len);
-			tape_node(L, RTK_STRING, 0, s, len);
-		} else if (kt == LUA_TNUMBER) {
-			tape_node(L, RTK_NUMBER, lua.tonumber(L, -2), NULL, 0);
-		} else {
-			char what[64];
-			snprintf(what, sizeof what, "a %s key", lua.typename(L, kt));
-			tape_cstr(L, RTK_INVALID, what);
-		}
-		tape_value(L, lua.gettop(L), depth + 1);
-		lua.settop(L, -2);
-		pairs++;
-	}
-	rt_args.nodes[at].len = pairs;
-}
-
-static void tape_value(lua_State *L, int idx, int depth) {
-	size_t len;
-	const char *s;
-	double v[3];
-	switch (lua.type(L, idx)) {
-	case LUA_TNONE:
-	case LUA_TNIL:
-		tape_node(L, RTK_NULL, 0, NULL, 0);
-		break;
-	case LUA_TBOOLEAN:
-		tape_node(L, lua.toboolean(L, idx) ? RTK_TRUE : RTK_FALSE, 0, NULL, 0);
-		break;
-	case LUA_TNUMBER:
-		tape_node(L, RTK_NUMBER, lua.tonumber(L, idx), NULL, 0);
-		break;
-	case LUA_TSTRING:
-		s = lua.tolstring(L, idx, &len);
-		tape_node(L, RTK_STRING, 0, s, len);
-		break;
-	case LUA_TTABLE:
-		tape_table(L, idx, depth);
-		break;
-	case LUA_TUSERDATA:
-		if (vector(L, idx, v)) {
-			tape_vector(L, v);
-			break;
-		}
-		/* fall through */
-	default: {
-		char what[64];
-		snprintf(what, sizeof what, "a %s", lua.typename(L, lua.type(L, idx)));
-		tape_cstr(L, RTK_INVALID, what);
-	}
-	}
-}
-
-static void tape_reset(void) { rt_args.n = 0, rt_args.nbytes = 0; }
-
-/* ---- A tape (rt_result.tape) to Lua values ---------------------------- */
-
-static void push_node(lua_State *L, const rt_tape *t, uint32_t *i, int depth) {
-	const rt_node *n = &t->nodes[(*i)++];
-	switch (n->kind) {
-	case RTK_FALSE:
-	case RTK_TRUE:
-		lua.pushboolean(L, n->kind == RTK_TRUE);
-		return;
-	case RTK_NUMBER:
-		lua.pushnumber(L, n->num);
-		return;
-	case RTK_STRING:
-		lua.pushlstring(L, t->bytes + n->off, n->len);
-		return;
-	case RTK_ARRAY:
-	case RTK_OBJECT:
-		break;
-	default:
-		lua.pushnil(L);
-		return;
-	}
+/* Each realtime.* function is an entry closure whose upvalue is its body.
+ * entry runs the body under lua_pcall with an rt_out of its own as the last
+ * argument, frees the rt_out's buffers, and then returns the body's results
+ * or raises its error again. Whatever a metamethod, a finalizer or an out of
+ * memory raises in the body, nothing leaks and no C state is left behind. */
+static int entry(lua_State *L) {
+	rt_out out;
+	memset(&out, 0, sizeof out);
+	out.magic = RT_OUT_MAGIC;
+	int top = lua.gettop(L);
 	if (!lua.checkstack(L, 3))
-		rt_raise(L, "realtime: Lua stack overflow (JSON nested %d deep)", depth);
-	uint32_t len = n->len;
-	if (n->kind == RTK_ARRAY) {
-		lua.createtable(L, (int)len, 0);
-		for (uint32_t k = 1; k <= len; k++) {
-			if (t->nodes[*i].kind == RTK_NULL) { /* a hole, as util.JSONToTable leaves */
-				(*i)++;
-				continue;
-			}
-			push_node(L, t, i, depth + 1);
-			lua.rawseti(L, -2, (int)k);
-		}
-		return;
-	}
-	lua.createtable(L, 0, (int)len);
-	for (uint32_t k = 0; k < len; k++) {
-		push_node(L, t, i, depth + 1);
-		if (t->nodes[*i].kind == RTK_NULL) { /* null fields are absent */
-			(*i)++;
-			lua.settop(L, -2);
-			continue;
-		}
-		push_node(L, t, i, depth + 1);
-		lua.rawset(L, -3);
-	}
+		return rt_raise(L, "realtime: Lua stack overflow");
+	lua.pushvalue(L, lua_upvalueindex(1));
+	lua.insert(L, 1);
+	lua.pushlightuserdata(L, &out);
+	int code = lua.pcall(L, top + 1, LUA_MULTRET, 0);
+	out.magic = 0;
+	rt_tape_free(&out.args);
+	rt_tape_free(&out.tape);
+	if (code != 0)
+		return lua.error(L);
+	return lua.gettop(L);
 }
 
-static void push_tape(lua_State *L) {
-	uint32_t i = 0;
-	if (rt_result.tape.n == 0) {
-		lua.pushnil(L);
-		return;
-	}
-	push_node(L, &rt_result.tape, &i, 0);
+/* body_out takes the entry's rt_out off the top of the stack, leaving the
+ * caller's arguments as they were. */
+static rt_out *body_out(lua_State *L) {
+	int top = lua.gettop(L);
+	rt_out *out = lua.type(L, top) == LUA_TLIGHTUSERDATA ? lua.touserdata(L, top) : NULL;
+	if (!out || out->magic != RT_OUT_MAGIC)
+		rt_raise(L, "realtime: internal function called directly");
+	lua.settop(L, top - 1);
+	return out;
 }
 
 /* ---- The realtime table ------------------------------------------------ */
 
+#define HANDLERS lua_upvalueindex(1) /* the bodies' table of handlers by name */
+
 static int l_publish(lua_State *L) {
+	rt_out *out = body_out(L);
 	size_t chn, pn = 0;
 	const char *ch = checkstring(L, 1, "Publish", &chn);
 	const char *payload = NULL;
@@ -463,14 +180,13 @@ static int l_publish(lua_State *L) {
 		break;
 	case LUA_TTABLE:
 	case LUA_TUSERDATA:
-		tape_reset();
-		tape_value(L, 2, 0);
+		rt_tape_value(L, &out->args, 2);
 		table = 1;
 		break;
 	default:
 		typeerror(L, 2, "Publish", "string or table");
 	}
-	int n = check(L, rtgo_publish((char *)ch, chn, (char *)payload, pn, table), "Publish");
+	int n = check(L, out, rtgo_publish(out, (char *)ch, chn, (char *)payload, pn, table), "Publish");
 	if (n)
 		return n;
 	lua.pushboolean(L, 1);
@@ -478,8 +194,9 @@ static int l_publish(lua_State *L) {
 }
 
 /* Game events: one function per event, its fields checked by type:
- * 's' string, 'n' number, 'p' position (Vector, {x=,y=,z=}, {x,y,z} or three
- * numbers), 'v' any JSON value; '?' after one makes it optional. */
+ * 's' string, 'n' number, 'b' boolean, 'p' position (Vector, {x=,y=,z=},
+ * {x,y,z} or three numbers), 'v' any JSON value; '?' after one makes it
+ * optional. */
 static const struct game_event {
 	const char *fn;
 	const char *fields[3];
@@ -494,18 +211,19 @@ static const struct game_event {
 };
 
 static int l_game_event(lua_State *L) {
+	rt_out *out = body_out(L);
 	const struct game_event *ev = &game_events[(int)lua.tonumber(L, lua_upvalueindex(1))];
-	tape_reset();
-	tape_node(L, RTK_OBJECT, 0, NULL, 0);
+	rt_tape *t = &out->args;
+	rt_tape_node(L, t, RTK_OBJECT, 0, NULL, 0);
 	uint32_t nfields = 0;
 	int arg = 1;
 	for (int f = 0; f < 3 && ev->fields[f]; f++, arg++) {
 		const char *ty = ev->types[f];
-		int t = lua.type(L, arg);
-		tape_cstr(L, RTK_STRING, ev->fields[f]);
+		int ltype = lua.type(L, arg);
+		rt_tape_cstr(L, t, RTK_STRING, ev->fields[f]);
 		nfields++;
-		if (t <= LUA_TNIL && ty[1] == '?') {
-			tape_node(L, RTK_NULL, 0, NULL, 0);
+		if (ltype <= LUA_TNIL && ty[1] == '?') {
+			rt_tape_node(L, t, RTK_NULL, 0, NULL, 0);
 			continue;
 		}
 		size_t len;
@@ -514,47 +232,56 @@ static int l_game_event(lua_State *L) {
 		switch (ty[0]) {
 		case 's':
 			s = checkstring(L, arg, ev->fn, &len);
-			tape_node(L, RTK_STRING, 0, s, len);
+			rt_tape_node(L, t, RTK_STRING, 0, s, len);
 			break;
 		case 'n':
-			tape_node(L, RTK_NUMBER, checknumber(L, arg, ev->fn), NULL, 0);
+			rt_tape_node(L, t, RTK_NUMBER, checknumber(L, arg, ev->fn), NULL, 0);
+			break;
+		case 'b':
+			if (ltype != LUA_TBOOLEAN)
+				typeerror(L, arg, ev->fn, "boolean");
+			rt_tape_node(L, t, lua.toboolean(L, arg) ? RTK_TRUE : RTK_FALSE, 0, NULL, 0);
 			break;
 		case 'p':
-			if (t == LUA_TNUMBER) {
+			if (ltype == LUA_TNUMBER) {
 				for (int i = 0; i < 3; i++)
 					v[i] = checknumber(L, arg + i, ev->fn);
 				arg += 2;
-			} else if (!vector(L, arg, v)) {
+			} else if (!rt_vector(L, arg, v)) {
 				typeerror(L, arg, ev->fn, "Vector, {x=, y=, z=}, {x, y, z} or three numbers");
 			}
-			tape_vector(L, v);
+			rt_tape_vector(L, t, v);
 			break;
 		default:
-			if (t == LUA_TNONE)
+			if (ltype == LUA_TNONE)
 				typeerror(L, arg, ev->fn, "value");
-			tape_value(L, arg, 0);
+			rt_tape_value(L, t, arg);
 		}
 	}
-	rt_args.nodes[0].len = nfields;
-	int n = check(L, rtgo_game_event((char *)ev->fn, strlen(ev->fn)), ev->fn);
+	t->nodes[0].len = nfields;
+	int n = check(L, out, rtgo_game_event(out, (char *)ev->fn, strlen(ev->fn)), ev->fn);
 	if (n)
 		return n;
 	lua.pushboolean(L, 1);
 	return 1;
 }
 
-/* ref_function stores the function at idx in the registry. */
-static int ref_function(lua_State *L, int idx) {
-	lua.pushvalue(L, idx);
-	return lua.ref(L, LUA_REGISTRYINDEX);
+/* set_handler sets handlers[name] to the value on top of the stack (nil
+ * removes it), and pops it. */
+static void set_handler(lua_State *L, const rt_out *out, rt_str name) {
+	pushstr(L, out, name);
+	lua.insert(L, -2);
+	lua.rawset(L, HANDLERS);
 }
 
 static int on(lua_State *L, const char *fn, int exact) {
+	rt_out *out = body_out(L);
 	size_t pn, idn = 0, dn = 0, rn = 0;
 	const char *pat = checkstring(L, 1, fn, &pn);
 	const char *id = "";
 	int fidx = 2;
-	if (lua.type(L, 2) != LUA_TFUNCTION) {
+	int t2 = lua.type(L, 2);
+	if (t2 != LUA_TFUNCTION && (lua.gettop(L) >= 3 || t2 == LUA_TSTRING || t2 == LUA_TNUMBER)) {
 		id = optstring(L, 2, fn, &idn);
 		fidx = 3;
 	}
@@ -567,35 +294,36 @@ static int on(lua_State *L, const char *fn, int exact) {
 	case LUA_TNIL:
 		break;
 	case LUA_TTABLE:
-		lua.getfield(L, oidx, "decode");
+		/* raw reads: an options table's metamethods are not ours to run */
+		lua.pushstring(L, "decode");
+		lua.rawget(L, oidx);
 		if (lua.type(L, -1) > LUA_TNIL)
 			decode = checkstring(L, lua.gettop(L), fn, &dn);
-		lua.getfield(L, oidx, "json");
+		lua.pushstring(L, "json");
+		lua.rawget(L, oidx);
 		if (lua.toboolean(L, -1))
 			decode = "json", dn = 4;
-		lua.getfield(L, oidx, "rate");
+		lua.pushstring(L, "rate");
+		lua.rawget(L, oidx);
 		if (lua.type(L, -1) > LUA_TNIL)
 			rate = checkstring(L, lua.gettop(L), fn, &rn);
-		lua.getfield(L, oidx, "burst");
+		lua.pushstring(L, "burst");
+		lua.rawget(L, oidx);
 		if (lua.type(L, -1) > LUA_TNIL)
 			burst = checknumber(L, lua.gettop(L), fn);
 		break;
 	default:
 		typeerror(L, oidx, fn, "table of options");
 	}
-	int ref = ref_function(L, fidx);
-	int code = rtgo_on((char *)pat, pn, (char *)id, idn, ref, exact, (char *)decode, dn, (char *)rate, rn, (int)burst);
-	if (code != RT_OK) {
-		lua.unref(L, LUA_REGISTRYINDEX, ref);
-		if (code == RT_ARGERR && rt_result.argn == 0) /* an option */
-			rt_result.argn = oidx;
-		else if (code == RT_ARGERR)
-			rt_result.argn = 1;
-	}
-	int n = check(L, code, fn);
+	int code = rtgo_on(out, (char *)pat, pn, (char *)id, idn, exact, (char *)decode, dn, (char *)rate, rn, burst);
+	if (code == RT_ARGERR)
+		out->argn = out->argn == 0 ? oidx : 1; /* 0: an option */
+	int n = check(L, out, code, fn);
 	if (n)
 		return n;
-	pushstr(L, rt_result.str);
+	lua.pushvalue(L, fidx);
+	set_handler(L, out, out->name);
+	pushstr(L, out, out->str);
 	return 1;
 }
 
@@ -604,53 +332,64 @@ static int l_subscribe(lua_State *L) { return on(L, "Subscribe", 1); }
 static int l_subscribe_pattern(lua_State *L) { return on(L, "SubscribePattern", 0); }
 
 static int l_off(lua_State *L) {
+	rt_out *out = body_out(L);
 	size_t pn = 0, idn;
 	const char *pat = "", *id;
-	if (lua.type(L, 2) > LUA_TNIL) {
+	if (lua.gettop(L) >= 2) {
 		pat = checkstring(L, 1, "Off", &pn);
 		id = checkstring(L, 2, "Off", &idn);
 	} else {
 		id = checkstring(L, 1, "Off", &idn);
 	}
-	int n = check(L, rtgo_off((char *)pat, pn, (char *)id, idn), "Off");
+	int n = check(L, out, rtgo_off(out, (char *)pat, pn, (char *)id, idn), "Off");
 	if (n)
 		return n;
-	lua.pushboolean(L, rt_result.value);
+	/* the names of the removed routes */
+	for (uint32_t i = 0; i < out->tape.n; i++) {
+		rt_str name = {out->tape.nodes[i].off, out->tape.nodes[i].len};
+		lua.pushnil(L);
+		set_handler(L, out, name);
+	}
+	lua.pushboolean(L, out->tape.n > 0);
 	return 1;
 }
 
 static int l_handler(lua_State *L) {
+	rt_out *out = body_out(L);
 	size_t len;
 	const char *name = checkstring(L, 1, "Handler", &len);
-	int ref = LUA_NOREF;
-	if (lua.type(L, 2) > LUA_TNIL) {
+	int has = lua.type(L, 2) > LUA_TNIL;
+	if (has)
 		checkfunction(L, 2, "Handler");
-		ref = ref_function(L, 2);
-	}
-	int code = rtgo_handler((char *)name, len, ref);
-	if (code != RT_OK && ref != LUA_NOREF)
-		lua.unref(L, LUA_REGISTRYINDEX, ref);
-	return check(L, code, "Handler");
+	int n = check(L, out, rtgo_handler(out, (char *)name, len, has), "Handler");
+	if (n)
+		return n;
+	lua.settop(L, 2);
+	lua.pushlstring(L, name, len);
+	lua.insert(L, 2);
+	lua.rawset(L, HANDLERS);
+	return 0;
 }
 
 static int l_config(lua_State *L) {
+	rt_out *out = body_out(L);
 	static const char *const keys[] = {"host", "port", "password", "timeout"};
 	static const char *const types[] = {"string", "number", "string", "number"};
-	tape_reset();
+	rt_tape *t = &out->args;
 	if (lua.type(L, 1) == LUA_TTABLE) {
-		tape_value(L, 1, 0);
+		rt_tape_value(L, t, 1);
 	} else {
-		tape_node(L, RTK_OBJECT, 0, NULL, 0);
-		rt_args.nodes[0].len = 4;
+		rt_tape_node(L, t, RTK_OBJECT, 0, NULL, 0);
+		t->nodes[0].len = 4;
 		for (int i = 0; i < 4; i++) {
-			int t = lua.type(L, i + 1);
-			if (t > LUA_TNIL && t != (i % 2 ? LUA_TNUMBER : LUA_TSTRING) && !(i == 1 && t == LUA_TSTRING))
+			int ty = lua.type(L, i + 1);
+			if (ty > LUA_TNIL && ty != (i % 2 ? LUA_TNUMBER : LUA_TSTRING) && !(i == 1 && ty == LUA_TSTRING))
 				typeerror(L, i + 1, "Config", i == 0 ? "table or string" : types[i]);
-			tape_cstr(L, RTK_STRING, keys[i]);
-			tape_value(L, i + 1, 0);
+			rt_tape_cstr(L, t, RTK_STRING, keys[i]);
+			rt_tape_value(L, t, i + 1);
 		}
 	}
-	int n = check(L, rtgo_configure(), "Config");
+	int n = check(L, out, rtgo_configure(out), "Config");
 	if (n)
 		return n;
 	lua.pushboolean(L, 1);
@@ -658,9 +397,10 @@ static int l_config(lua_State *L) {
 }
 
 static int l_connect(lua_State *L) {
+	rt_out *out = body_out(L);
 	size_t len;
 	const char *url = optstring(L, 1, "Connect", &len);
-	int n = check(L, rtgo_connect((char *)url, len), "Connect");
+	int n = check(L, out, rtgo_connect(out, (char *)url, len), "Connect");
 	if (n)
 		return n;
 	lua.pushboolean(L, 1);
@@ -668,48 +408,56 @@ static int l_connect(lua_State *L) {
 }
 
 static int l_disconnect(lua_State *L) {
-	check(L, rtgo_disconnect(), "Disconnect");
+	rt_out *out = body_out(L);
+	check(L, out, rtgo_disconnect(out), "Disconnect");
 	lua.pushboolean(L, 1);
 	return 1;
 }
 
 static int l_status(lua_State *L) {
-	check(L, rtgo_status(), "Status");
-	pushstr(L, rt_result.str);
+	rt_out *out = body_out(L);
+	check(L, out, rtgo_status(out), "Status");
+	pushstr(L, out, out->str);
 	return 1;
 }
 
 static int l_is_connected(lua_State *L) {
-	check(L, rtgo_status(), "IsConnected");
-	const char *s = rt_result.tape.bytes + rt_result.str.off;
-	lua.pushboolean(L, rt_result.str.len >= 5 && (!memcmp(s, "local", 5) || !memcmp(s, "connected", 9)));
+	rt_out *out = body_out(L);
+	check(L, out, rtgo_status(out), "IsConnected");
+	lua.pushboolean(L, out->value);
 	return 1;
 }
 
 static int l_reload(lua_State *L) {
-	int n = check(L, rtgo_reload(), "Reload");
+	rt_out *out = body_out(L);
+	int n = check(L, out, rtgo_reload(out), "Reload");
 	if (n)
 		return n;
 	lua.pushboolean(L, 1);
-	push_tape(L);
+	uint32_t i = 0;
+	rt_push_node(L, &out->tape, &i, 0);
 	return 2;
 }
 
 static int l_get_stats(lua_State *L) {
-	check(L, rtgo_stats(), "GetStats");
-	push_tape(L);
+	rt_out *out = body_out(L);
+	check(L, out, rtgo_stats(out), "GetStats");
+	uint32_t i = 0;
+	rt_push_node(L, &out->tape, &i, 0);
 	return 1;
 }
 
-/* print_line prints one log line through ErrorNoHalt (warnings and errors,
- * when GMod has it) or print, under pcall: a broken print must not stop the
+/* ---- The pump ------------------------------------------------------------ */
+
+/* print_line prints out->str through ErrorNoHalt (warnings and errors, when
+ * GMod has it) or print, under pcall: a broken print must not stop the
  * pump. */
-static void print_line(lua_State *L, int level) {
+static void print_line(lua_State *L, const rt_out *out, int level) {
 	int top = lua.gettop(L);
 	if (level >= 2) {
 		lua.getfield(L, LUA_GLOBALSINDEX, "ErrorNoHalt");
 		if (lua.type(L, -1) == LUA_TFUNCTION) {
-			pushstr(L, rt_result.str);
+			pushstr(L, out, out->str);
 			lua.pushstring(L, "\n");
 			lua.pcall(L, 2, 0, 0);
 			lua.settop(L, top);
@@ -719,24 +467,28 @@ static void print_line(lua_State *L, int level) {
 	}
 	lua.getfield(L, LUA_GLOBALSINDEX, "print");
 	if (lua.type(L, -1) == LUA_TFUNCTION) {
-		pushstr(L, rt_result.str);
+		pushstr(L, out, out->str);
 		lua.pcall(L, 1, 0, 0);
 	} else {
-		fprintf(stderr, "%.*s\n", (int)rt_result.str.len, rt_result.tape.bytes + rt_result.str.off);
+		fprintf(stderr, "%.*s\n", (int)out->str.len, out->tape.bytes + out->str.off);
 	}
 	lua.settop(L, top);
 }
 
-static void flush_logs(lua_State *L) {
-	while (load64(&rt_pending_logs) > 0 && rtgo_take_log() == RT_OK && rt_result.value > 0)
-		print_line(L, rt_result.value);
+/* l_flush_logs prints the log lines waiting; a body. */
+static int l_flush_logs(lua_State *L) {
+	rt_out *out = body_out(L);
+	while (load64(&rt_pending_logs) > 0 && rtgo_take_log(out) == RT_OK && out->value > 0)
+		print_line(L, out, out->value);
+	return 0;
 }
 
 static void pushev(lua_State *L, rt_str s) { lua.pushlstring(L, rt_events.tape.bytes + s.off, s.len); }
 
 /* push_event pushes the handler and its arguments; it returns the number
- * of arguments, or -1 (nothing pushed) for a status hook with no hook.Run. */
-static int push_event(lua_State *L, const rt_event *ev) {
+ * of arguments, or -1 (nothing pushed) when there is nothing to call: no
+ * handler of that name, or a status hook with no hook.Run. */
+static int push_event(lua_State *L, rt_event *ev) {
 	int nargs = 0;
 	if (ev->hook.len) {
 		lua.getfield(L, LUA_GLOBALSINDEX, "hook");
@@ -753,7 +505,13 @@ static int push_event(lua_State *L, const rt_event *ev) {
 		pushev(L, ev->hook);
 		nargs++;
 	} else {
-		lua.rawgeti(L, LUA_REGISTRYINDEX, ev->ref);
+		pushev(L, ev->handler);
+		lua.rawget(L, HANDLERS);
+		if (lua.type(L, -1) != LUA_TFUNCTION) { /* removed by an earlier handler of this batch */
+			lua.settop(L, -2);
+			ev->outcome = RT_EV_NO_HANDLER;
+			return -1;
+		}
 	}
 	if (ev->status) { /* RealtimeConnected / RealtimeDisconnected(reason) */
 		if (ev->reason.len) {
@@ -765,7 +523,7 @@ static int push_event(lua_State *L, const rt_event *ev) {
 	pushev(L, ev->channel);
 	if (ev->json) {
 		uint32_t i = ev->node;
-		push_node(L, &rt_events.tape, &i, 0);
+		rt_push_node(L, &rt_events.tape, &i, 0);
 	} else {
 		pushev(L, ev->payload);
 	}
@@ -779,113 +537,220 @@ static int push_event(lua_State *L, const rt_event *ev) {
 	return nargs + 3;
 }
 
-static int processing;
+/* A ProcessEvents call. */
+typedef struct pump {
+	rt_out out;
+	int64_t start, max;
+	int dispatched, first;
+	int building; /* the event whose arguments are being built, or -1 */
+	uint32_t progress; /* batches taken + events started: to tell a stuck pump */
+} pump;
 
-static int l_process_events(lua_State *L) {
-	int max = 0;
-	if (lua.type(L, 1) > LUA_TNIL) {
-		max = (int)checknumber(L, 1, "ProcessEvents");
-		if (max < 1)
-			return argerror(L, 1, "ProcessEvents", "at least 1 expected");
-	}
-	if ((load64(&rt_pending_events) == 0 && load64(&rt_pending_logs) == 0) || processing) {
-		lua.pushnumber(L, 0);
-		return 1;
-	}
-	processing = 1;
-	int base = lua.gettop(L);
-	lua.checkstack(L, 8);
+/* l_dispatch dispatches events until the queue is empty, the budget is
+ * spent or max events were dispatched; a body, run under pcall by
+ * l_process_events, which starts it again after an error outside a handler
+ * (a finalizer, an __index, out of memory while building the arguments). */
+static int l_dispatch(lua_State *L) {
+	rt_out *out = body_out(L);
+	pump *p = (pump *)out;
+	lua.settop(L, 0);
+	if (!lua.checkstack(L, 12))
+		return rt_raise(L, "realtime: Lua stack overflow");
 	lua.getfield(L, LUA_GLOBALSINDEX, "debug");
 	if (lua.type(L, -1) == LUA_TTABLE)
 		lua.getfield(L, -1, "traceback");
 	else
 		lua.pushnil(L);
-	lua.insert(L, -2);
-	lua.settop(L, -2);
-	int errfunc = lua.type(L, -1) == LUA_TFUNCTION ? base + 1 : 0;
-	int dispatched = 0, first = 1, panicked = 0;
-	while (load64(&rt_pending_events) > 0) {
-		if (rtgo_next(first, max) != RT_OK) {
-			panicked = 1;
+	int errfunc = lua.type(L, -1) == LUA_TFUNCTION ? 2 : 0;
+	p->building = -1;
+	for (;;) {
+		if (p->dispatched > 0 &&
+		    ((p->max > 0 && p->dispatched >= p->max) || (rt_budget_ns > 0 && now_ns() - p->start >= rt_budget_ns)))
 			break;
+		if (rt_events.cur >= rt_events.n) {
+			if (load64(&rt_pending_events) == 0 && !p->first)
+				break;
+			int code = rtgo_next(&p->out, p->first);
+			p->first = 0;
+			p->progress++;
+			if (code != RT_OK) /* Go logged why */
+				break;
+			if (rt_events.n == 0)
+				break;
 		}
-		first = 0;
-		uint32_t n = rt_events.n;
-		if (n == 0)
-			break;
-		for (uint32_t k = 0; k < n; k++) {
-			const rt_event *ev = &rt_events.events[k];
-			int nargs = push_event(L, ev);
-			if (nargs < 0) /* a status hook without GMod's hook library */
-				continue;
-			if (!ev->status)
-				dispatched++;
-			if (lua.pcall(L, nargs, 0, errfunc) != 0) {
-				size_t len;
-				const char *msg = lua.tolstring(L, -1, &len);
-				if (!msg)
-					msg = "(error object is not a string)", len = strlen(msg);
-				rtgo_handler_error((int)k, (char *)msg, len);
-				lua.settop(L, -2);
-			}
+		uint32_t k = rt_events.cur++;
+		rt_event *ev = &rt_events.events[k];
+		p->progress++;
+		p->building = (int)k;
+		int nargs = push_event(L, ev);
+		p->building = -1;
+		if (nargs < 0)
+			continue;
+		if (!ev->status)
+			p->dispatched++;
+		if (lua.pcall(L, nargs, 0, errfunc) != 0) {
+			size_t len;
+			const char *msg = lua.tolstring(L, -1, &len);
+			if (!msg)
+				msg = "(error object is not a string)", len = strlen(msg);
+			rtgo_handler_error((int)k, 0, (char *)msg, len);
+			lua.settop(L, 2);
 		}
 	}
-	flush_logs(L);
+	return 0;
+}
+
+static int processing;
+
+/* run calls the body closure at upvalue uv under pcall with p as its rt_out;
+ * it returns the pcall's code, with the error (if any) on the stack. */
+static int run(lua_State *L, int uv, pump *p) {
+	lua.pushvalue(L, lua_upvalueindex(uv));
+	lua.pushlightuserdata(L, &p->out);
+	return lua.pcall(L, 1, 0, 0);
+}
+
+static int l_process_events(lua_State *L) {
+	int64_t max = rt_max_per_frame;
+	if (lua.type(L, 1) > LUA_TNIL) {
+		double m = checknumber(L, 1, "ProcessEvents");
+		if (!(m >= 1))
+			return argerror(L, 1, "ProcessEvents", "at least 1 expected");
+		max = m > 2147483647.0 ? 2147483647 : (int64_t)m;
+	}
+	if (processing ||
+	    (load64(&rt_pending_events) == 0 && rt_events.cur >= rt_events.n && load64(&rt_pending_logs) == 0)) {
+		lua.pushnumber(L, 0);
+		return 1;
+	}
+	if (!lua.checkstack(L, 4))
+		return rt_raise(L, "realtime: Lua stack overflow");
+	pump p;
+	memset(&p, 0, sizeof p);
+	p.out.magic = RT_OUT_MAGIC;
+	p.start = now_ns(), p.max = max, p.first = 1, p.building = -1;
+	int top = lua.gettop(L);
+	processing = 1;
+	for (int errors = 0;; errors++) {
+		uint32_t progress = p.progress;
+		if (run(L, 1, &p) == 0)
+			break;
+		/* An error outside a handler: the event being built is reported
+		 * as failed, and the pump goes on with the next one. */
+		size_t len;
+		const char *msg = lua.tolstring(L, -1, &len);
+		if (!msg)
+			msg = "(error object is not a string)", len = strlen(msg);
+		rtgo_handler_error(p.building, 1, (char *)msg, len);
+		lua.settop(L, top);
+		if (p.progress == progress || errors >= 1000)
+			break; /* no event moved: it would fail again */
+	}
+	if (run(L, 2, &p) != 0) /* the log lines; an error in print is not ours */
+		lua.settop(L, top);
 	processing = 0;
-	lua.settop(L, base);
-	if (panicked)
-		return check(L, RT_PANIC, "ProcessEvents");
-	lua.pushnumber(L, dispatched);
+	p.out.magic = 0;
+	rt_tape_free(&p.out.args);
+	rt_tape_free(&p.out.tape);
+	lua.pushnumber(L, p.dispatched);
 	return 1;
 }
 
-static const struct {
+/* ---- Open and close ------------------------------------------------------ */
+
+typedef struct entry_fn {
 	const char *name;
-	lua_CFunction fn;
-} functions[] = {
-    {"Publish", l_publish},
-    {"On", l_on},
-    {"Subscribe", l_subscribe},
-    {"SubscribePattern", l_subscribe_pattern},
-    {"Off", l_off},
-    {"Handler", l_handler},
-    {"Config", l_config},
-    {"Connect", l_connect},
-    {"Disconnect", l_disconnect},
-    {"Status", l_status},
-    {"IsConnected", l_is_connected},
-    {"Reload", l_reload},
-    {"GetStats", l_get_stats},
-    {"ProcessEvents", l_process_events},
+	lua_CFunction body;
+	int handlers; /* the body needs the handler table */
+} entry_fn;
+
+static const entry_fn functions[] = {
+    {"Publish", l_publish, 0},
+    {"On", l_on, 1},
+    {"Subscribe", l_subscribe, 1},
+    {"SubscribePattern", l_subscribe_pattern, 1},
+    {"Off", l_off, 1},
+    {"Handler", l_handler, 1},
+    {"Config", l_config, 0},
+    {"Connect", l_connect, 0},
+    {"Disconnect", l_disconnect, 0},
+    {"Status", l_status, 0},
+    {"IsConnected", l_is_connected, 0},
+    {"Reload", l_reload, 0},
+    {"GetStats", l_get_stats, 0},
 };
 
-/* open builds the realtime table, sets the global and leaves the table on
- * the stack. */
+#ifdef _WIN32
+/* pin keeps this DLL loaded for the life of the process, as -z nodelete
+ * does on Linux: Go's threads must never outlive its code. */
+static void pin(void) {
+	HMODULE h;
+	GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN, (LPCWSTR)(void *)&pin, &h);
+}
+#endif
+
+/* l_open builds the realtime table and sets the global; a body run by
+ * lua_cpcall, so that open fails with a Lua error and leaks nothing. */
+static int l_open(lua_State *L) {
+	rt_out *out = lua.touserdata(L, 1);
+	lua.settop(L, 0);
+	processing = 0;
+	int code = rtgo_open(out);
+	if (code != RT_OK)
+		return check(L, out, code, "open");
+	lua.createtable(L, 0, 24);
+	lua.createtable(L, 0, 0); /* the handler table, shared by the bodies */
+	for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
+		if (functions[i].handlers) {
+			lua.pushvalue(L, 2);
+			lua.pushcclosure(L, functions[i].body, 1);
+		} else {
+			lua.pushcclosure(L, functions[i].body, 0);
+		}
+		lua.pushcclosure(L, entry, 1);
+		lua.setfield(L, 1, functions[i].name);
+	}
+	for (size_t i = 0; i < sizeof game_events / sizeof game_events[0]; i++) {
+		lua.pushnumber(L, (double)i);
+		lua.pushcclosure(L, l_game_event, 1);
+		lua.pushcclosure(L, entry, 1);
+		lua.setfield(L, 1, game_events[i].fn);
+	}
+	lua.pushvalue(L, 2);
+	lua.pushcclosure(L, l_dispatch, 1);
+	lua.pushcclosure(L, l_flush_logs, 0);
+	lua.pushcclosure(L, l_process_events, 2);
+	lua.setfield(L, 1, "ProcessEvents");
+	pushstr(L, out, out->str);
+	lua.setfield(L, 1, "Version");
+	lua.pushvalue(L, 1);
+	lua.setfield(L, LUA_GLOBALSINDEX, "realtime");
+	/* the config line, or why it is not connected */
+	while (load64(&rt_pending_logs) > 0 && rtgo_take_log(out) == RT_OK && out->value > 0)
+		print_line(L, out, out->value);
+	return 0;
+}
+
 static int open_module(lua_State *L) {
-	const char *missing = resolve();
+	const char *missing = rt_resolve();
 	if (missing) {
 		/* Without the Lua API nothing can be raised or printed through Lua. */
 		fprintf(stderr, "[realtime] cannot load: the Lua C API function %s was not found in the process "
 		                "or in lua_shared; this module needs Garry's Mod, LuaJIT or Lua 5.1\n", missing);
 		return 0;
 	}
-	int code = rtgo_open();
-	lua.createtable(L, 0, 24);
-	for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
-		lua.pushcclosure(L, functions[i].fn, 0);
-		lua.setfield(L, -2, functions[i].name);
-	}
-	for (size_t i = 0; i < sizeof game_events / sizeof game_events[0]; i++) {
-		lua.pushnumber(L, (double)i);
-		lua.pushcclosure(L, l_game_event, 1);
-		lua.setfield(L, -2, game_events[i].fn);
-	}
-	pushstr(L, rt_result.str);
-	lua.setfield(L, -2, "Version");
-	lua.pushvalue(L, -1);
-	lua.setfield(L, LUA_GLOBALSINDEX, "realtime");
-	(void)code;
-	flush_logs(L); /* the config line, or why it is not connected */
+#ifdef _WIN32
+	pin();
+#endif
+	rt_out out;
+	memset(&out, 0, sizeof out);
+	out.magic = RT_OUT_MAGIC;
+	int code = lua.cpcall(L, l_open, &out);
+	rt_tape_free(&out.args);
+	rt_tape_free(&out.tape);
+	if (code != 0)
+		return lua.error(L);
+	lua.getfield(L, LUA_GLOBALSINDEX, "realtime");
 	return 1;
 }
 
@@ -896,10 +761,11 @@ RT_EXPORT int gmod13_open(lua_State *L) {
 
 RT_EXPORT int luaopen_realtime(lua_State *L) { return open_module(L); }
 
-/* gmod13_close runs inside the map change: it forgets the state's
- * references and returns at once. It prints nothing (Msg crashes here). */
+/* gmod13_close runs inside the map change: it forgets the state and returns
+ * at once. It prints nothing (Msg crashes here). */
 RT_EXPORT int gmod13_close(lua_State *L) {
 	(void)L;
+	processing = 0;
 	rtgo_close();
 	return 0;
 }

@@ -5,17 +5,23 @@
  * values, errors included, after the Go frame has returned: a Lua error
  * (a longjmp or an unwind) never crosses Go.
  *
- * Values cross as tapes: a Lua table C walked for Go (rt_args), or a JSON
- * value, stats or a reload summary Go wrote for C (rt_result.tape). */
+ * Every call has its own rt_out, on the C stack of the Lua-facing function:
+ * a handler, a __gc finalizer or an __index metamethod may call the module
+ * again while an outer call is still reading its result. The Lua-facing
+ * functions run their work under lua_pcall, so the buffers of an rt_out are
+ * freed whatever Lua raises, and then the error goes on.
+ *
+ * Values cross as tapes: a Lua value C walked for Go (rt_out.args), or a
+ * JSON value, stats or a reload summary Go wrote for C (rt_out.tape). */
 #ifndef RT_SHIM_H
 #define RT_SHIM_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* Node kinds, as router.Kind numbers them. A Lua table in rt_args is an
- * RTK_OBJECT of key/value pairs; RTK_INVALID is a value JSON cannot carry, its
- * string says what it was. */
+/* Node kinds. bridge.go checks at compile time that they are router.Kind's
+ * numbers. A Lua table in rt_out.args is an RTK_OBJECT of key/value pairs;
+ * RTK_INVALID is a value JSON cannot carry, its string says what it was. */
 enum { RTK_NULL, RTK_FALSE, RTK_TRUE, RTK_NUMBER, RTK_STRING, RTK_ARRAY, RTK_OBJECT, RTK_INVALID = 100 };
 
 typedef struct rt_node {
@@ -33,8 +39,13 @@ typedef struct rt_tape {
 	uint32_t nbytes, bcap;
 } rt_tape;
 
+/* The most a tape holds: past it a Lua value is refused ("too large"), and
+ * Go never asks for more. */
+#define RT_MAX_NODES (1u << 18)
+#define RT_MAX_BYTES (1u << 28)
+
 typedef struct rt_str {
-	uint32_t off, len; /* in rt_result.tape.bytes */
+	uint32_t off, len; /* in the tape's bytes */
 } rt_str;
 
 /* Result codes of the Go functions. */
@@ -45,47 +56,54 @@ enum {
 	RT_PANIC = 3   /* raise str: a Go panic, recovered */
 };
 
-/* What a Go call hands back. Strings are in tape.bytes. */
+/* One call's arguments and results. Strings are in tape.bytes. */
 typedef struct rt_out {
-	rt_tape tape;
-	rt_str str;
-	int32_t argn;  /* RT_ARGERR: the argument */
-	int32_t value; /* a small result: Off's bool, a log line's level */
-	int32_t *refs; /* registry references to release */
-	uint32_t nrefs, refcap;
+	rt_tape args;   /* a Lua value, walked by C for Go */
+	rt_tape tape;   /* Go's results: strings, a JSON-shaped value */
+	rt_str str;     /* the message, id or version */
+	rt_str name;    /* On: the route's name, its key in the handler table */
+	int32_t argn;   /* RT_ARGERR: the argument */
+	int32_t value;  /* a small result: a log line's level */
+	uint32_t magic; /* RT_OUT_MAGIC while the call runs */
 } rt_out;
+
+#define RT_OUT_MAGIC 0x52544f55u
+
+/* What became of a dispatched event, for Go at the next batch. */
+enum { RT_EV_DONE = 0, RT_EV_NO_HANDLER = 1 };
 
 /* One handler call of ProcessEvents. Strings and the JSON data are in the
  * batch's tape. */
 typedef struct rt_event {
-	int32_t ref;    /* the handler, or LUA_NOREF with hook set */
-	int32_t json;   /* data is the tape from node, not the payload */
-	int32_t status; /* a status hook: RealtimeConnected / RealtimeDisconnected */
+	int32_t json;    /* data is the tape from node, not the payload */
+	int32_t status;  /* a status hook: RealtimeConnected / RealtimeDisconnected */
+	int32_t outcome; /* RT_EV_*, set by C */
 	uint32_t node;
 	double received; /* unix ms */
-	rt_str channel, payload, pattern, route, hook, reason;
+	rt_str channel, payload, pattern, route, reason;
+	rt_str handler; /* the name in the handler table; len 0 with hook set */
+	rt_str hook;    /* hook.Run this name instead */
 } rt_event;
 
 /* The handler calls Go hands over at once: one Go call per batch, not per
- * event. A separate arena from rt_result, which the handlers' own calls into
- * the module reuse while the batch runs. */
+ * event. C dispatches events[cur..n) and checks the time budget before each;
+ * what a ProcessEvents call leaves is dispatched first by the next one. Only
+ * the pump uses it, and the pump does not re-enter. */
 typedef struct rt_batch {
 	rt_tape tape;
 	rt_event *events;
-	uint32_t n, cap;
+	uint32_t n, cap, cur;
 } rt_batch;
 
-extern rt_out rt_result;
 extern rt_batch rt_events;
-extern rt_tape rt_args;
 extern int64_t rt_pending_events; /* events queued, kept by Go */
 extern int64_t rt_pending_logs;   /* log lines waiting, kept by Go */
+extern int64_t rt_budget_ns;      /* dispatch.budget, set by Go */
+extern int64_t rt_max_per_frame;  /* dispatch.max_per_frame, 0: no limit, set by Go */
 
 /* rt_reserve makes room for n more nodes and b more bytes; 0 when out of
- * memory. */
+ * memory or past RT_MAX_NODES / RT_MAX_BYTES. */
 int rt_reserve(rt_tape *t, uint32_t n, uint32_t b);
-int rt_reserve_refs(uint32_t n);
 int rt_reserve_events(uint32_t n);
-
 
 #endif

@@ -383,6 +383,13 @@ func (r *Router) Dispatched(e *Event, now int64) {
 	r.Stats.Latency.Observe(time.Duration(now - e.Received))
 }
 
+// Undispatched takes back the dispatch count of e, taken for the main
+// thread and then not handed to a handler (it was removed meanwhile).
+func (r *Router) Undispatched(e *Event) {
+	r.Stats.Dispatched.Add(^uint64(0))
+	e.Route.Stats.Dispatched.Add(^uint64(0))
+}
+
 // Drain passes queued events to fn, at most max of them and for at most
 // budget (see Queue.Drain), counting each message as dispatched.
 func (r *Router) Drain(max int, budget time.Duration, fn func(*Event)) int {

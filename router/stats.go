@@ -14,6 +14,7 @@ const (
 	DropNoRoute      = "no_route"
 	DropNoHandler    = "no_handler"
 	DropHandlerError = "handler_error"
+	DropInternal     = "internal" // an internal error of the module (a recovered Go panic)
 )
 
 // Stats are the router's global counters. Safe for concurrent use.
@@ -24,11 +25,11 @@ type Stats struct {
 	Queued       atomic.Uint64 // events queued (one per matching route)
 	Dispatched   atomic.Uint64
 	DecodeErrors atomic.Uint64    // JSON routes' payloads delivered raw
-	dropped      [6]atomic.Uint64 // by reason, in dropReasons order
+	dropped      [7]atomic.Uint64 // by reason, in dropReasons order
 	Latency      Histogram        // receipt to dispatch
 }
 
-var dropReasons = [...]string{DropQueueFull, DropRateLimited, DropTooBig, DropNoRoute, DropNoHandler, DropHandlerError}
+var dropReasons = [...]string{DropQueueFull, DropRateLimited, DropTooBig, DropNoRoute, DropNoHandler, DropHandlerError, DropInternal}
 
 // Drop counts one event dropped for reason.
 func (s *Stats) Drop(reason string) {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/gmod-realtime/realtime/router"
 )
@@ -19,8 +20,11 @@ const KindInvalid router.Kind = 100
 // EncodeJSON encodes a Lua value tape as JSON the way GMod's
 // util.TableToJSON shapes it: a table whose keys are exactly 1..n is an
 // array (an empty table is []), any other table an object with number keys
-// written as strings. Numbers that are integers print without a fraction.
-// Strings keep their bytes: only '"', '\\' and control bytes are escaped.
+// written as strings; a table with both 1 and "1" as keys is an error.
+// Numbers that are integers print without a fraction. Strings are JSON
+// strings: '"', '\\' and control bytes are escaped, and a byte that is not
+// valid UTF-8 becomes U+FFFD, as encoding/json does (a payload given as a
+// Lua string is published byte for byte; this is only for tables).
 // root names the value in errors ("payload.players[2]: cannot encode a
 // function").
 func EncodeJSON(doc *router.Doc, root string) (string, error) {
@@ -98,7 +102,7 @@ func (e *encoder) table(i int, path string) (int, error) {
 	// One pass to find the pairs and decide array or object.
 	type pair struct{ key, val int }
 	pairs := make([]pair, count)
-	array := true
+	array, numKeys, strKeys := true, false, false
 	j := i + 1
 	for p := range pairs {
 		pairs[p] = pair{key: j, val: j + 1}
@@ -109,6 +113,8 @@ func (e *encoder) table(i int, path string) (int, error) {
 		if k.Kind != router.KindNumber || k.Num != math.Trunc(k.Num) || k.Num < 1 || k.Num > float64(count) {
 			array = false
 		}
+		numKeys = numKeys || k.Kind == router.KindNumber
+		strKeys = strKeys || k.Kind == router.KindString
 		j = e.skip(j + 1)
 	}
 	if array {
@@ -126,6 +132,10 @@ func (e *encoder) table(i int, path string) (int, error) {
 		e.out = append(e.out, ']')
 		return j, nil
 	}
+	var seen map[string]bool
+	if numKeys && strKeys { // 1 and "1" would both be "1"
+		seen = make(map[string]bool, count)
+	}
 	e.out = append(e.out, '{')
 	for p, pr := range pairs {
 		if p > 0 {
@@ -137,6 +147,12 @@ func (e *encoder) table(i int, path string) (int, error) {
 			key = string(appendNumber(nil, k.Num))
 		} else {
 			key = k.Str
+		}
+		if seen != nil {
+			if seen[key] {
+				return 0, fmt.Errorf("%s: the keys %s and %q both become the JSON key %q", path, key, key, key)
+			}
+			seen[key] = true
 		}
 		e.out = appendString(e.out, key)
 		e.out = append(e.out, ':')
@@ -169,6 +185,17 @@ func appendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if c >= 0x80 {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, s[start:i]...)
+				b = append(b, `\ufffd`...)
+				start = i + 1
+			} else {
+				i += size - 1
+			}
+			continue
+		}
 		if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
 			continue
 		}

@@ -75,7 +75,9 @@ func TestEncodeJSON(t *testing.T) {
 		in   any
 		want string
 	}{
-		{"string", "a\x00b\xff", "\"a\\u0000b\xff\""},
+		{"string", "a\x00b\xff", `"a\u0000b\ufffd"`},
+		{"valid UTF-8 kept", "é€😀", `"é€😀"`},
+		{"truncated UTF-8", "é\xe2\x82", `"é\ufffd\ufffd"`},
 		{"escapes", "q\"\\\n\r\t\x01\x7f", `"q\"\\\n\r\t\u0001\u007f"`},
 		{"integer", 42, "42"},
 		{"fraction", 0.1, "0.1"},
@@ -110,6 +112,7 @@ func TestEncodeJSONErrorsNameThePath(t *testing.T) {
 		{[]any{1, map[any]any{"x": math.NaN()}}, "payload[2].x: cannot encode NaN (JSON has no NaN or infinity)"},
 		{map[any]any{invalid("a boolean key"): 1}, "payload: cannot encode a boolean key"},
 		{map[any]any{3: []any{math.Inf(1)}}, "payload[3][1]: cannot encode +Inf (JSON has no NaN or infinity)"},
+		{map[any]any{1: "a", "1": "b"}, `payload: the keys 1 and "1" both become the JSON key "1"`},
 	} {
 		_, err := EncodeJSON(luaTape(c.in), "payload")
 		assert.EqualError(t, err, c.want)
@@ -205,4 +208,36 @@ func tapeFromBytes(data []byte) (*router.Doc, bool) {
 	}
 	value(0)
 	return &router.Doc{Nodes: nodes}, clean
+}
+
+// FuzzEncodeJSONIsValid: whatever bytes a Lua table's strings hold, what
+// Publish sends for it is valid JSON that decodes to the same shape.
+func FuzzEncodeJSONIsValid(f *testing.F) {
+	f.Add("key", "a\x00b\xff", 1.5)
+	f.Add("\xc3", "\xe2\x82", -0.0)
+	f.Fuzz(func(t *testing.T, key, val string, num float64) {
+		if math.IsNaN(num) || math.IsInf(num, 0) {
+			return
+		}
+		s, err := EncodeJSON(luaTape(map[any]any{key: []any{val, num}}), "payload")
+		require.NoError(t, err)
+		require.True(t, json.Valid([]byte(s)), "%q", s)
+		var v map[string][]any
+		require.NoError(t, json.Unmarshal([]byte(s), &v))
+		require.Len(t, v, 1)
+		for k, list := range v {
+			assert.Equal(t, viaEncodingJSON(t, key), k)
+			assert.Equal(t, viaEncodingJSON(t, val), list[0])
+		}
+	})
+}
+
+// viaEncodingJSON is s as encoding/json sends it: each byte that is not
+// valid UTF-8 replaced by U+FFFD.
+func viaEncodingJSON(t *testing.T, s string) string {
+	b, err := json.Marshal(s)
+	require.NoError(t, err)
+	var out string
+	require.NoError(t, json.Unmarshal(b, &out))
+	return out
 }

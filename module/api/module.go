@@ -1,8 +1,8 @@
 // Package api is the realtime Lua API in plain Go: what each realtime.*
 // function does, behind the thin cgo layer in module/. It owns the process's
-// router and backend, the handlers' Lua registry references (as numbers; the
-// C shim makes and releases them), and the log lines waiting for the main
-// thread. Everything here is tested without a Lua VM.
+// router and backend, the names of the handlers the Lua state has (the C
+// shim keeps the functions, in a table of the state's), and the log lines
+// waiting for the main thread. Everything here is tested without a Lua VM.
 //
 // A Module is driven from one thread, the game's main thread: its methods
 // are not safe for concurrent use, except that backend goroutines log
@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"runtime"
 	"runtime/metrics"
@@ -31,12 +32,6 @@ import (
 	"github.com/gmod-realtime/realtime/router/redisbus"
 )
 
-// Ref is a Lua registry reference (luaL_ref) to a handler function.
-type Ref int32
-
-// NoRef is Lua's LUA_NOREF: no function.
-const NoRef Ref = -2
-
 // Options configure a Module.
 type Options struct {
 	// Config says where the configuration is loaded from.
@@ -46,6 +41,9 @@ type Options struct {
 	Pending *atomic.Int64
 	// Logs, if set, holds the number of log lines waiting for TakeLog.
 	Logs *atomic.Int64
+	// InFlight, if set, counts the events taken from the queue for the
+	// main thread and not yet dispatched (GetStats' queue depth).
+	InFlight func() int
 }
 
 // Module is the state behind the realtime Lua table. The Go side (config,
@@ -61,13 +59,11 @@ type Module struct {
 
 	// Lua side, per state.
 	gen      uint64            // Open count
-	handlers map[string]Ref    // by realtime.Handler name or dynamic route name
+	handlers map[string]bool   // names with a handler: realtime.Handler names, dynamic route names
 	dynamic  map[string]*onReg // realtime.On registrations by route name
 	swept    bool              // stale registrations removed since Open
 	warned   map[string]bool   // routes already logged for having no handler
 	nextID   int
-
-	started time.Time // of the current ProcessEvents
 }
 
 // onReg is one realtime.On registration.
@@ -147,7 +143,7 @@ func (m *Module) attach() error {
 // new state does not register again are removed when it first pumps.
 func (m *Module) Open() {
 	m.gen++
-	m.handlers = map[string]Ref{}
+	m.handlers = map[string]bool{}
 	m.warned = map[string]bool{}
 	m.swept = false
 	if m.dynamic == nil {
@@ -155,32 +151,29 @@ func (m *Module) Open() {
 	}
 }
 
-// Close forgets the Lua state's references (gmod13_close); the state is
-// being destroyed, so nothing is released. It never blocks and never logs.
+// Close forgets the Lua state's handlers (gmod13_close). It never blocks
+// and never logs.
 func (m *Module) Close() {
-	m.handlers = map[string]Ref{}
+	m.handlers = map[string]bool{}
 }
 
-// Handler names fn (a reference, or NoRef to remove) for config routes'
-// handler = "name". It returns the reference it replaces, for release.
-func (m *Module) Handler(name string, fn Ref) (old Ref, err error) {
+// Handler records that the Lua state has (has) or no longer has a handler
+// named name, for config routes' handler = "name"; the shim keeps the
+// function.
+func (m *Module) Handler(name string, has bool) error {
 	if name == "" {
-		return NoRef, errors.New("handler name is empty")
+		return errors.New("handler name is empty")
 	}
 	if strings.HasPrefix(name, config.HookPrefix) {
-		return NoRef, fmt.Errorf("%q is a hook route's handler; it calls hook.Run and needs no realtime.Handler", name)
+		return fmt.Errorf("%q is a hook route's handler; it calls hook.Run and needs no realtime.Handler", name)
 	}
-	old, ok := m.handlers[name]
-	if !ok {
-		old = NoRef
-	}
-	if fn == NoRef {
-		delete(m.handlers, name)
-	} else {
-		m.handlers[name] = fn
+	if has {
+		m.handlers[name] = true
 		delete(m.warned, name)
+	} else {
+		delete(m.handlers, name)
 	}
-	return old, nil
+	return nil
 }
 
 // OptionError is an invalid realtime.On option.
@@ -196,21 +189,24 @@ type OnOptions struct {
 	Exact  bool   // a channel, not a glob (realtime.Subscribe)
 	Decode string // "raw" (default) or "json"
 	Rate   string // a rate such as "100/s"; default unlimited
-	Burst  int
+	Burst  float64
 }
 
-// On registers fn for pattern under id, replacing the registration of the
-// same pattern and id. With id "" it makes a new id. It returns the id and
-// the reference it replaced.
-func (m *Module) On(pat, id string, fn Ref, o OnOptions) (string, Ref, error) {
+// On registers a handler for pattern under id, replacing the registration
+// of the same pattern and id. With id "" it makes a new id. It returns the
+// id and the route's name, under which the shim keeps the function.
+func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 	if pat == "" {
-		return "", NoRef, errors.New("pattern is empty")
+		return "", "", errors.New("pattern is empty")
+	}
+	if o.Burst < 0 || o.Burst > math.MaxInt32 || o.Burst != math.Trunc(o.Burst) {
+		return "", "", &OptionError{"burst", fmt.Sprintf("%v is not a whole number from 0 to %d", o.Burst, math.MaxInt32)}
 	}
 	if id == "" {
 		m.nextID++
 		id = "realtime.On#" + strconv.Itoa(m.nextID)
 	}
-	def := config.Route{Name: routeName(pat, id), Handler: routeName(pat, id), Burst: o.Burst}
+	def := config.Route{Name: routeName(pat, id), Handler: routeName(pat, id), Burst: int(o.Burst)}
 	if o.Exact {
 		def.Channel = pat
 	} else {
@@ -222,48 +218,42 @@ func (m *Module) On(pat, id string, fn Ref, o OnOptions) (string, Ref, error) {
 	case config.DecodeJSON:
 		def.Decode = config.DecodeJSON
 	default:
-		return "", NoRef, &OptionError{"decode", fmt.Sprintf("%q is not \"raw\" or \"json\"", o.Decode)}
+		return "", "", &OptionError{"decode", fmt.Sprintf("%q is not \"raw\" or \"json\"", o.Decode)}
 	}
 	if o.Rate != "" {
 		if err := def.Rate.UnmarshalText([]byte(o.Rate)); err != nil {
-			return "", NoRef, &OptionError{"rate", err.Error()}
+			return "", "", &OptionError{"rate", err.Error()}
 		}
-	}
-	if o.Burst < 0 {
-		return "", NoRef, &OptionError{"burst", fmt.Sprintf("%d is negative", o.Burst)}
 	}
 	if _, err := m.r.On(def); err != nil {
 		var se *pattern.SyntaxError
 		if errors.As(err, &se) {
-			return "", NoRef, se
+			return "", "", se
 		}
-		return "", NoRef, err
+		return "", "", err
 	}
-	old, _ := m.Handler(def.Name, fn)
+	m.handlers[def.Name] = true
+	delete(m.warned, def.Name)
 	m.dynamic[def.Name] = &onReg{id: id, pattern: pat, gen: m.gen}
-	return id, old, nil
+	return id, def.Name, nil
 }
 
 func routeName(pattern, id string) string { return id + " (" + pattern + ")" }
 
 // Off removes the registrations of id, or of pattern and id when pattern
-// is not "". It returns the references to release.
-func (m *Module) Off(pattern, id string) []Ref {
-	var refs []Ref
+// is not "". It returns the names of the removed routes.
+func (m *Module) Off(pattern, id string) []string {
+	var names []string
 	for name, reg := range m.dynamic {
 		if reg.id != id || (pattern != "" && reg.pattern != pattern) {
 			continue
 		}
-		if old, _ := m.Handler(name, NoRef); old != NoRef {
-			refs = append(refs, old)
-		}
+		delete(m.handlers, name)
 		delete(m.dynamic, name)
 		m.r.Off(name)
+		names = append(names, name)
 	}
-	if refs == nil {
-		refs = []Ref{}
-	}
-	return refs
+	return names
 }
 
 // sweep removes realtime.On registrations that the current state has not
@@ -285,32 +275,31 @@ func (m *Module) sweep() {
 
 // Dispatch is one handler call for ProcessEvents.
 type Dispatch struct {
-	Event *router.Event
-	Ref   Ref    // the handler, or NoRef when Hook is set
-	Hook  string // hook.Run this name instead: a hook: route or a status hook
+	Event   *router.Event
+	Handler string // the handler's name in the Lua state, or "" when Hook is set
+	Hook    string // hook.Run this name instead: a hook: route or a status hook
 }
 
-// Next returns the next handler call of a ProcessEvents call; false when
-// the queue is empty or the dispatch budget is spent. first starts a new
-// ProcessEvents call. Events whose route has no handler are counted, logged
-// once per route, and skipped.
-func (m *Module) Next(first bool) (Dispatch, bool) {
-	now := time.Now() // one clock read per event: it is a large share of the cost
-	if first {
-		m.started = now
-		if !m.swept {
-			m.sweep()
-		}
-	} else if b := m.cfg.Dispatch.Budget.D(); b > 0 && now.Sub(m.started) >= b {
-		return Dispatch{}, false
+// BeginFrame starts a ProcessEvents call: the first after Open removes the
+// realtime.On registrations that the new state did not make again.
+func (m *Module) BeginFrame() {
+	if !m.swept {
+		m.sweep()
 	}
+}
+
+// Next returns the next handler call; false when the queue is empty.
+// Events whose route has no handler are counted, logged once per route,
+// and skipped. (The shim keeps to the time budget and the count limit.)
+func (m *Module) Next() (Dispatch, bool) {
+	var now int64
 	for {
 		e := m.r.Next()
 		if e == nil {
 			return Dispatch{}, false
 		}
 		if e.Kind == router.KindStatus {
-			d := Dispatch{Event: e, Ref: NoRef, Hook: "RealtimeDisconnected"}
+			d := Dispatch{Event: e, Hook: "RealtimeDisconnected"}
 			switch e.Status {
 			case router.StatusConnected, router.StatusLocal:
 				d.Hook = "RealtimeConnected"
@@ -319,36 +308,78 @@ func (m *Module) Next(first bool) (Dispatch, bool) {
 			}
 			return d, true
 		}
+		if now == 0 {
+			now = time.Now().UnixNano() // one clock read per batch of events is enough for the latency figures
+		}
 		h := e.Route.Handler
 		if name, ok := strings.CutPrefix(h, config.HookPrefix); ok {
-			m.r.Dispatched(e, now.UnixNano())
-			return Dispatch{Event: e, Ref: NoRef, Hook: name}, true
+			m.r.Dispatched(e, now)
+			return Dispatch{Event: e, Hook: name}, true
 		}
-		if ref, ok := m.handlers[h]; ok {
-			m.r.Dispatched(e, now.UnixNano())
-			return Dispatch{Event: e, Ref: ref}, true
+		if m.handlers[h] {
+			m.r.Dispatched(e, now)
+			return Dispatch{Event: e, Handler: h}, true
 		}
-		e.Route.Stats.NoHandler.Add(1)
-		m.r.Stats.Drop(router.DropNoHandler)
-		if !m.warned[h] {
-			m.warned[h] = true
-			m.logs.add("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); its events are dropped and counted", e.Route.Name, h, h))
-		}
+		m.noHandler(e)
 	}
 }
 
-// MaxPerFrame is the most events one ProcessEvents call dispatches.
+func (m *Module) noHandler(e *router.Event) {
+	h := e.Route.Handler
+	e.Route.Stats.NoHandler.Add(1)
+	m.r.Stats.Drop(router.DropNoHandler)
+	if !m.warned[h] {
+		m.warned[h] = true
+		m.logs.add("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); its events are dropped and counted", e.Route.Name, h, h))
+	}
+}
+
+// NoHandler counts an event of a batch whose handler was removed (by an
+// earlier handler of the batch, or a map change) before it was dispatched.
+func (m *Module) NoHandler(d *Dispatch) {
+	m.r.Undispatched(d.Event)
+	m.noHandler(d.Event)
+}
+
+// MaxPerFrame is the most events one ProcessEvents call dispatches; 0: no
+// limit but the budget.
 func (m *Module) MaxPerFrame() int { return m.cfg.Dispatch.MaxPerFrame }
 
-// HandlerError counts and logs (rate-limited) a handler's error.
-func (m *Module) HandlerError(d *Dispatch, msg string) {
+// HandlerError counts and logs (rate-limited) an error of a batch's event
+// d: raised by its handler, or (building) while the shim built its
+// arguments (a finalizer, a metamethod, out of memory). d is nil for an
+// error outside any event.
+func (m *Module) HandlerError(d *Dispatch, building bool, msg string) {
+	if d == nil {
+		m.r.Logf("error", "ProcessEvents: %s", msg)
+		return
+	}
 	what := "hook " + strconv.Quote(d.Hook)
 	if d.Event.Kind == router.KindMessage {
 		d.Event.Route.Stats.HandlerErrors.Add(1)
 		m.r.Stats.Drop(router.DropHandlerError)
 		what = "route " + strconv.Quote(d.Event.Route.Name)
 	}
+	if building {
+		m.r.Logf("error", "an error was raised while the arguments for the handler of %s were built (event on %q dropped): %s", what, d.Event.Channel, msg)
+		return
+	}
 	m.r.Logf("error", "handler of %s failed on %q: %s", what, d.Event.Channel, msg)
+}
+
+// BatchFailed counts the events of a batch that could not be handed to the
+// main thread because of an internal error, and logs it.
+func (m *Module) BatchFailed(batch []Dispatch, msg string) {
+	n := 0
+	for _, d := range batch {
+		if d.Event.Kind == router.KindMessage {
+			m.r.Undispatched(d.Event)
+			d.Event.Route.Stats.Dropped.Add(1)
+			m.r.Stats.Drop(router.DropInternal)
+			n++
+		}
+	}
+	m.logs.add("error", fmt.Sprintf("internal error in ProcessEvents (%d events dropped, counted as dropped.internal): %s", n, msg))
 }
 
 // Publish queues payload for channel without blocking.
@@ -423,8 +454,12 @@ func (m *Module) Configure(doc *router.Doc) error {
 	for range int(nodes[0].Len) {
 		k, v := nodes[i], nodes[i+1]
 		i += 2
-		if k.Kind != router.KindString {
-			return fmt.Errorf("key %v: want a string key such as host, port or password", k.Num)
+		switch k.Kind {
+		case router.KindString:
+		case router.KindNumber:
+			return fmt.Errorf("key %s: want a string key such as host, port or password", appendNumber(nil, k.Num))
+		default:
+			return fmt.Errorf("%s: want a string key such as host, port or password", k.Str)
 		}
 		key := k.Str
 		if mapped, ok := configKeys[key]; ok {
@@ -594,9 +629,14 @@ func (m *Module) Stats() *router.Doc {
 		router.DropTooBig, dropped[router.DropTooBig],
 		router.DropNoRoute, dropped[router.DropNoRoute],
 		router.DropNoHandler, dropped[router.DropNoHandler],
-		router.DropHandlerError, dropped[router.DropHandlerError])
+		router.DropHandlerError, dropped[router.DropHandlerError],
+		router.DropInternal, dropped[router.DropInternal])
 	field("queue")
-	b.counts("depth", q.Pending(), "bytes", q.Bytes(),
+	depth := q.Pending()
+	if m.opts.InFlight != nil {
+		depth += m.opts.InFlight()
+	}
+	b.counts("depth", depth, "bytes", q.Bytes(),
 		"max_events", m.cfg.Queue.MaxEvents, "max_bytes", int64(m.cfg.Queue.MaxBytes))
 	field("latency_us")
 	b.counts("p50", s.Latency.Quantile(0.5).Microseconds(), "p99", s.Latency.Quantile(0.99).Microseconds(),

@@ -37,7 +37,8 @@ func waitQueued(t *testing.T, m *Module, n int) {
 // drain runs one ProcessEvents: the handler calls it would make.
 func drain(m *Module) []Dispatch {
 	var out []Dispatch
-	for d, ok := m.Next(true); ok; d, ok = m.Next(false) {
+	m.BeginFrame()
+	for d, ok := m.Next(); ok; d, ok = m.Next() {
 		out = append(out, d)
 	}
 	return out
@@ -54,55 +55,58 @@ func logs(m *Module) []string {
 	}
 }
 
-// refs returns every handler reference the Lua state holds.
-func refs(m *Module) []Ref {
-	out := []Ref{}
-	for _, r := range m.handlers {
-		out = append(out, r)
+// handlerNames returns the names the Lua state has a handler for.
+func handlerNames(m *Module) []string {
+	out := []string{}
+	for name := range m.handlers {
+		out = append(out, name)
 	}
 	return out
 }
 
-func TestHandlerRefs(t *testing.T) {
+func TestHandlerNames(t *testing.T) {
 	m, _ := start(t, "")
-	old, err := m.Handler("h", 10)
-	require.NoError(t, err)
-	assert.Equal(t, NoRef, old)
-	old, _ = m.Handler("h", 11)
-	assert.Equal(t, Ref(10), old, "replacing returns the old reference for release")
-	old, _ = m.Handler("h", NoRef)
-	assert.Equal(t, Ref(11), old, "removing returns it too")
-	_, err = m.Handler("hook:X", 12)
-	assert.ErrorContains(t, err, "hook route")
-	assert.Empty(t, refs(m))
+	require.NoError(t, m.Handler("h", true))
+	assert.Equal(t, []string{"h"}, handlerNames(m))
+	require.NoError(t, m.Handler("h", false))
+	assert.ErrorContains(t, m.Handler("hook:X", true), "hook route")
+	assert.ErrorContains(t, m.Handler("", true), "empty")
+	assert.Empty(t, handlerNames(m))
 }
 
 func TestOnReplaceAndOff(t *testing.T) {
 	m, _ := start(t, "")
-	id, old, err := m.On("chat:*", "mine", 1, OnOptions{})
+	id, name, err := m.On("chat:*", "mine", OnOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, "mine", id)
-	assert.Equal(t, NoRef, old)
-	_, old, _ = m.On("chat:*", "mine", 2, OnOptions{})
-	assert.Equal(t, Ref(1), old, "same pattern and id replaces")
-	_, old, _ = m.On("other:*", "mine", 3, OnOptions{})
-	assert.Equal(t, NoRef, old, "another pattern is another registration")
-	a, _, _ := m.On("x", "", 4, OnOptions{})
-	b, _, _ := m.On("x", "", 5, OnOptions{})
+	assert.Equal(t, "mine (chat:*)", name)
+	_, again, _ := m.On("chat:*", "mine", OnOptions{})
+	assert.Equal(t, name, again, "same pattern and id is the same registration")
+	_, other, _ := m.On("other:*", "mine", OnOptions{})
+	assert.NotEqual(t, name, other, "another pattern is another registration")
+	a, _, _ := m.On("x", "", OnOptions{})
+	b, bname, _ := m.On("x", "", OnOptions{})
 	assert.NotEqual(t, a, b, "generated ids are unique")
 
-	assert.ElementsMatch(t, []Ref{2}, m.Off("chat:*", "mine"))
-	assert.ElementsMatch(t, []Ref{3}, m.Off("", "mine"))
+	assert.Equal(t, []string{name}, m.Off("chat:*", "mine"))
+	assert.Equal(t, []string{other}, m.Off("", "mine"))
 	assert.Empty(t, m.Off("", "mine"))
-	assert.ElementsMatch(t, []Ref{4}, m.Off("", a))
-	assert.ElementsMatch(t, []Ref{5}, refs(m))
+	assert.Len(t, m.Off("", a), 1)
+	assert.ElementsMatch(t, []string{bname}, handlerNames(m))
 
-	_, _, err = m.On("[", "bad", 6, OnOptions{})
+	_, _, err = m.On("[", "bad", OnOptions{})
 	assert.ErrorContains(t, err, `pattern "[": unterminated`)
-	_, _, err = m.On("a", "bad", 6, OnOptions{Rate: "3/x"})
 	var oe *OptionError
+	_, _, err = m.On("a", "bad", OnOptions{Rate: "3/x"})
 	require.ErrorAs(t, err, &oe)
 	assert.Equal(t, "rate", oe.Name)
+	for _, burst := range []float64{-1, 2.7, 1e10} {
+		_, _, err = m.On("a", "bad", OnOptions{Burst: burst})
+		require.ErrorAs(t, err, &oe, "burst %v", burst)
+		assert.Equal(t, "burst", oe.Name)
+		assert.Contains(t, err.Error(), "is not a whole number from 0 to 2147483647")
+	}
+	assert.Nil(t, m.Router().Table().Route(routeName("a", "bad")), "a refused registration adds no route")
 }
 
 // TestMapChange: events queued while the map changes reach the handler the
@@ -110,18 +114,18 @@ func TestOnReplaceAndOff(t *testing.T) {
 // not repeat are removed at its first ProcessEvents.
 func TestMapChange(t *testing.T) {
 	m, _ := start(t, "")
-	_, _, _ = m.On("keep:*", "keep", 1, OnOptions{})
-	_, _, _ = m.On("drop:*", "drop", 2, OnOptions{})
+	_, _, _ = m.On("keep:*", "keep", OnOptions{})
+	_, _, _ = m.On("drop:*", "drop", OnOptions{})
 	m.Close()
 	require.NoError(t, m.Publish("keep:a", "during the change"))
 	waitQueued(t, m, 2) // and the local bus's status event
 	m.Open()
-	_, old, _ := m.On("keep:*", "keep", 7, OnOptions{})
-	assert.Equal(t, NoRef, old, "the old state's reference is gone, not released")
+	assert.Empty(t, handlerNames(m), "the old state's handlers are gone with it")
+	_, name, _ := m.On("keep:*", "keep", OnOptions{})
 	var got []string
 	for _, d := range drain(m) {
 		if d.Event.Kind == router.KindMessage {
-			assert.Equal(t, Ref(7), d.Ref)
+			assert.Equal(t, name, d.Handler)
 			got = append(got, d.Event.Payload)
 		}
 	}
@@ -161,13 +165,13 @@ decode = "json"
 	assert.Len(t, lines, 1, "logged once per route, not per event: %v", lines)
 	assert.Contains(t, lines[0], `route "named": no handler "OnA" is registered`)
 
-	_, _ = m.Handler("OnA", 9)
+	require.NoError(t, m.Handler("OnA", true))
 	require.NoError(t, m.Publish("a", "x"))
 	require.NoError(t, m.Publish("b", `{"k":2}`))
 	waitQueued(t, m, 2)
 	ds = drain(m)
 	require.Len(t, ds, 2)
-	assert.Equal(t, Ref(9), ds[0].Ref)
+	assert.Equal(t, "OnA", ds[0].Handler)
 	assert.Equal(t, "GotB", ds[1].Hook)
 	require.NotNil(t, ds[1].Event.JSON)
 	assert.Equal(t, uint64(3), m.Router().Stats.Dispatched.Load())
@@ -188,20 +192,20 @@ func TestNextStatusHooks(t *testing.T) {
 	assert.ErrorContains(t, m.Publish("x", "y"), "not connected")
 }
 
-func TestNextBudget(t *testing.T) {
-	m, _ := start(t, "[dispatch]\nbudget = \"1ms\"\n")
+// TestNoHandlerAfterDispatch: an event taken for a batch whose handler is
+// removed before its turn is counted as no_handler, not as dispatched.
+func TestNoHandlerAfterDispatch(t *testing.T) {
+	m, _ := start(t, "")
 	drain(m)
-	_, _, _ = m.On("x", "x", 1, OnOptions{})
-	for i := 0; i < 10; i++ {
-		require.NoError(t, m.Publish("x", "y"))
-	}
-	waitQueued(t, m, 10)
-	_, ok := m.Next(true)
-	require.True(t, ok)
-	time.Sleep(2 * time.Millisecond) // a slow handler
-	_, ok = m.Next(false)
-	assert.False(t, ok, "budget spent")
-	assert.Len(t, drain(m), 9, "the next frame goes on")
+	_, _, _ = m.On("x", "x", OnOptions{})
+	require.NoError(t, m.Publish("x", "y"))
+	waitQueued(t, m, 1)
+	ds := drain(m)
+	require.Len(t, ds, 1)
+	assert.Equal(t, uint64(1), m.Router().Stats.Dispatched.Load())
+	m.NoHandler(&ds[0])
+	assert.Equal(t, uint64(0), m.Router().Stats.Dispatched.Load())
+	assert.Equal(t, uint64(1), m.Router().Stats.Dropped()[router.DropNoHandler])
 }
 
 func TestConfigureAndConnect(t *testing.T) {
@@ -248,7 +252,7 @@ func TestBrokenConfigAtStart(t *testing.T) {
 
 func TestGameEvent(t *testing.T) {
 	m, _ := start(t, "[server]\nid = \"s1\"\n[events]\nprefix = \"p:\"\n")
-	_, _, _ = m.On("p:player:death", "d", 1, OnOptions{})
+	_, _, _ = m.On("p:player:death", "d", OnOptions{})
 	require.NoError(t, m.GameEvent("PlayerDeath", luaTape(map[any]any{"victim": "bob", "attacker": nil})))
 	require.Eventually(t, func() bool { return m.Router().Stats.Queued.Load() >= 1 }, 5*time.Second, time.Millisecond)
 	var payload string

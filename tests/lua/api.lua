@@ -23,7 +23,7 @@ T.errors(function() rt.Handler("hook:X", print) end, "bad argument #1 to 'Handle
 T.errors(function() rt.Off() end, "bad argument #1 to 'Off' (string expected, got no value)")
 local t = {}
 t.self = t
-T.errors(function() rt.Publish("x", t) end, "nested more than 64 levels deep (a cycle?)")
+T.errors(function() rt.Publish("x", t) end, "payload.self: cannot encode a table that contains itself (a cycle)")
 
 -- 100,000 On/Off cycles and 100,000 replacements leave the registry as it was.
 local before, before_fns = T.registry()
