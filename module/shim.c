@@ -181,6 +181,8 @@ static int l_publish(lua_State *L) {
 	case LUA_TTABLE:
 	case LUA_TUSERDATA:
 		rt_tape_value(L, &out->args, 2);
+		if (out->args.full)
+			return argerror(L, 2, "Publish", RT_TOO_LARGE);
 		table = 1;
 		break;
 	default:
@@ -257,6 +259,8 @@ static int l_game_event(lua_State *L) {
 				typeerror(L, arg, ev->fn, "value");
 			rt_tape_value(L, t, arg);
 		}
+		if (t->full)
+			return argerror(L, arg, ev->fn, RT_TOO_LARGE);
 	}
 	t->nodes[0].len = nfields;
 	int n = check(L, out, rtgo_game_event(out, (char *)ev->fn, strlen(ev->fn)), ev->fn);
@@ -378,6 +382,8 @@ static int l_config(lua_State *L) {
 	rt_tape *t = &out->args;
 	if (lua.type(L, 1) == LUA_TTABLE) {
 		rt_tape_value(L, t, 1);
+		if (t->full)
+			return argerror(L, 1, "Config", RT_TOO_LARGE);
 	} else {
 		rt_tape_node(L, t, RTK_OBJECT, 0, NULL, 0);
 		t->nodes[0].len = 4;
@@ -568,7 +574,8 @@ static int l_dispatch(lua_State *L) {
 		    ((p->max > 0 && p->dispatched >= p->max) || (rt_budget_ns > 0 && now_ns() - p->start >= rt_budget_ns)))
 			break;
 		if (rt_events.cur >= rt_events.n) {
-			if (load64(&rt_pending_events) == 0 && !p->first)
+			/* next also ends the batch dispatched, for Go's counts */
+			if (rt_events.n == 0 && load64(&rt_pending_events) == 0 && !p->first)
 				break;
 			int code = rtgo_next(&p->out, p->first);
 			p->first = 0;

@@ -37,12 +37,8 @@ typedef struct rt_tape {
 	uint32_t n, cap;
 	char *bytes;
 	uint32_t nbytes, bcap;
+	uint32_t full; /* a Lua value was too large for it: its walk stopped */
 } rt_tape;
-
-/* The most a tape holds: past it a Lua value is refused ("too large"), and
- * Go never asks for more. */
-#define RT_MAX_NODES (1u << 18)
-#define RT_MAX_BYTES (1u << 28)
 
 typedef struct rt_str {
 	uint32_t off, len; /* in the tape's bytes */

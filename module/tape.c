@@ -47,9 +47,10 @@ void rt_tape_free(rt_tape *t) {
 }
 
 void rt_tape_node(lua_State *L, rt_tape *t, uint32_t kind, double num, const char *s, size_t len) {
-	if (t->n >= MAX_ARG_NODES || len > MAX_ARG_BYTES - t->nbytes)
-		rt_raise(L, "the value is too large (more than %u values or %u MiB; a table that appears several times counts each time)",
-		         MAX_ARG_NODES, MAX_ARG_BYTES >> 20);
+	if (t->full || t->n >= MAX_ARG_NODES || len > MAX_ARG_BYTES - t->nbytes) {
+		t->full = 1;
+		return;
+	}
 	if (!rt_reserve(t, 1, (uint32_t)len))
 		rt_raise(L, "realtime: out of memory");
 	rt_node *n = &t->nodes[t->n++];
@@ -100,6 +101,8 @@ int rt_vector(lua_State *L, int idx, double v[3]) {
 
 void rt_tape_vector(lua_State *L, rt_tape *t, const double v[3]) {
 	rt_tape_node(L, t, RTK_OBJECT, 0, NULL, 0);
+	if (t->full)
+		return;
 	t->nodes[t->n - 1].len = 3;
 	rt_tape_cstr(L, t, RTK_STRING, "x");
 	rt_tape_node(L, t, RTK_NUMBER, v[0], NULL, 0);
@@ -137,9 +140,10 @@ static void walk_table(walk *w, int idx) {
 		rt_raise(L, "realtime: Lua stack overflow");
 	w->path[w->depth++] = p;
 	uint32_t at = w->t->n, pairs = 0;
+	int top = lua.gettop(L);
 	rt_tape_node(L, w->t, RTK_OBJECT, 0, NULL, 0);
 	lua.pushnil(L);
-	while (lua.next(L, idx)) {
+	while (!w->t->full && lua.next(L, idx)) {
 		int kt = lua.type(L, -2);
 		size_t len;
 		if (kt == LUA_TSTRING) {
@@ -156,7 +160,11 @@ static void walk_table(walk *w, int idx) {
 		lua.settop(L, -2);
 		pairs++;
 	}
-	w->t->nodes[at].len = pairs;
+	if (w->t->full) {
+		lua.settop(L, top); /* the key lua_next left */
+	} else {
+		w->t->nodes[at].len = pairs;
+	}
 	w->depth--;
 }
 
@@ -165,6 +173,8 @@ static void walk_value(walk *w, int idx) {
 	size_t len;
 	const char *s;
 	double v[3];
+	if (w->t->full)
+		return;
 	switch (lua.type(L, idx)) {
 	case LUA_TNONE:
 	case LUA_TNIL:

@@ -8,8 +8,9 @@
 /* rt_raise raises a Lua error with a formatted message (shim.c). */
 int rt_raise(lua_State *L, const char *fmt, ...);
 
-/* rt_tape_node appends one node (and s's bytes); it raises when the tape
- * would pass its bounds. */
+/* rt_tape_node appends one node (and s's bytes). Past the bounds of a
+ * walk it sets t->full instead, and the walk stops: the caller raises
+ * RT_TOO_LARGE. */
 void rt_tape_node(lua_State *L, rt_tape *t, uint32_t kind, double num, const char *s, size_t len);
 void rt_tape_cstr(lua_State *L, rt_tape *t, uint32_t kind, const char *s);
 
@@ -29,5 +30,7 @@ void rt_tape_vector(lua_State *L, rt_tape *t, const double v[3]);
 void rt_push_node(lua_State *L, const rt_tape *t, uint32_t *i, int depth);
 
 void rt_tape_free(rt_tape *t);
+
+#define RT_TOO_LARGE "the value is too large (more than 262144 values or 64 MiB; a table that appears several times counts each time)"
 
 #endif

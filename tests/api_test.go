@@ -41,3 +41,20 @@ func TestAPI(t *testing.T) {
 		})
 	}
 }
+
+// TestBoundary runs tests/lua/boundary.lua on every host, in local mode:
+// the defects of issue 11 (cycles, refs, errors while an event is built,
+// numbers, JSON, argument messages), each once a freeze, a crash or a
+// misrouted event.
+func TestBoundary(t *testing.T) {
+	for _, h := range []Host{luajit64, lua51, luajit32} {
+		t.Run(h.Name, func(t *testing.T) {
+			t.Parallel()
+			s := NewServer(t, h, "")
+			out := s.RunScript("boundary.lua")
+			assert.Contains(t, out, "boundary: ok")
+			assert.Contains(t, out, `an error was raised while the arguments for the handler of hook "RealtimeDisconnected" were built`)
+			assert.Contains(t, out, "hostile __index")
+		})
+	}
+}

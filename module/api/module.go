@@ -330,6 +330,10 @@ func (m *Module) noHandler(e *router.Event) {
 	m.r.Stats.Drop(router.DropNoHandler)
 	if !m.warned[h] {
 		m.warned[h] = true
+		if _, dynamic := m.dynamic[h]; dynamic || m.r.Table().Route(e.Route.Name) == nil {
+			m.logs.add("warn", fmt.Sprintf("route %q was removed while events for it waited; they are dropped and counted as no_handler", e.Route.Name))
+			return
+		}
 		m.logs.add("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); its events are dropped and counted", e.Route.Name, h, h))
 	}
 }
