@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/gmod-realtime/realtime/module/api"
@@ -195,6 +196,7 @@ func open(out *C.rt_out) C.int {
 			Pending:  (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_events)),
 			Logs:     (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_logs)),
 			InFlight: func() int { return int(C.rt_events.n - C.rt_events.cur) },
+			Frames:   takeFrames,
 		})
 	} else {
 		mod.Open()
@@ -202,6 +204,20 @@ func open(out *C.rt_out) C.int {
 	syncDispatch()
 	out.str = putStr(out, version)
 	return C.RT_OK
+}
+
+// takeFrames returns the pump's frame times recorded since the last call,
+// and starts over.
+func takeFrames() api.Frames {
+	f := &C.rt_frame_stats
+	n := min(int(f.n), C.RT_FRAMES)
+	out := api.Frames{Count: uint64(f.n), OverBudget: uint64(f.over), Max: time.Duration(f.max)}
+	out.Recent = make([]time.Duration, n)
+	for i := range n {
+		out.Recent[i] = time.Duration(f.ns[i])
+	}
+	f.n, f.over, f.max = 0, 0, 0
+	return out
 }
 
 // closeState forgets the Lua state. Events of the batch that it did not

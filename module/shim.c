@@ -20,6 +20,7 @@
 /* ---- Shared state ----------------------------------------------------- */
 
 rt_batch rt_events;
+rt_frames rt_frame_stats;
 int64_t rt_pending_events __attribute__((aligned(8)));
 int64_t rt_pending_logs __attribute__((aligned(8)));
 int64_t rt_budget_ns;
@@ -659,6 +660,13 @@ static int l_process_events(lua_State *L) {
 	p.out.magic = 0;
 	rt_tape_free(&p.out.args);
 	rt_tape_free(&p.out.tape);
+	int64_t took = now_ns() - p.start;
+	rt_frames *f = &rt_frame_stats;
+	f->ns[f->n++ % RT_FRAMES] = took;
+	if (took > f->max)
+		f->max = took;
+	if (rt_budget_ns > 0 && took > rt_budget_ns)
+		f->over++;
 	lua.pushnumber(L, p.dispatched);
 	return 1;
 }

@@ -91,7 +91,18 @@ typedef struct rt_batch {
 	uint32_t n, cap, cur;
 } rt_batch;
 
+/* The pump's own time: each ProcessEvents call that had work, since Go
+ * last read them (GetStats). ns keeps the last RT_FRAMES durations. */
+#define RT_FRAMES 1024
+typedef struct rt_frames {
+	int64_t ns[RT_FRAMES];
+	uint64_t n;    /* calls recorded */
+	uint64_t over; /* calls that took longer than the budget */
+	int64_t max;
+} rt_frames;
+
 extern rt_batch rt_events;
+extern rt_frames rt_frame_stats;
 extern int64_t rt_pending_events; /* events queued, kept by Go */
 extern int64_t rt_pending_logs;   /* log lines waiting, kept by Go */
 extern int64_t rt_budget_ns;      /* dispatch.budget, set by Go */

@@ -18,6 +18,7 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -44,6 +45,27 @@ type Options struct {
 	// InFlight, if set, counts the events taken from the queue for the
 	// main thread and not yet dispatched (GetStats' queue depth).
 	InFlight func() int
+	// Frames, if set, returns the pump's frame times since it was last
+	// called (GetStats' frames).
+	Frames func() Frames
+}
+
+// Frames are the pump's own figures: the ProcessEvents calls that had work
+// to do, since the last GetStats.
+type Frames struct {
+	Count, OverBudget uint64
+	Max               time.Duration
+	Recent            []time.Duration // the last calls' times, up to the shim's ring size
+}
+
+// quantile returns the q-quantile of the recent frame times.
+func (f Frames) quantile(q float64) time.Duration {
+	if len(f.Recent) == 0 {
+		return 0
+	}
+	s := slices.Clone(f.Recent)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
 
 // Module is the state behind the realtime Lua table. The Go side (config,
@@ -645,6 +667,13 @@ func (m *Module) Stats() *router.Doc {
 	field("latency_us")
 	b.counts("p50", s.Latency.Quantile(0.5).Microseconds(), "p99", s.Latency.Quantile(0.99).Microseconds(),
 		"p999", s.Latency.Quantile(0.999).Microseconds())
+	field("frames")
+	var fr Frames
+	if m.opts.Frames != nil {
+		fr = m.opts.Frames()
+	}
+	b.counts("count", fr.Count, "over_budget", fr.OverBudget, "p50_us", fr.quantile(0.5).Microseconds(),
+		"p99_us", fr.quantile(0.99).Microseconds(), "max_us", fr.Max.Microseconds())
 	field("redis")
 	if rb, ok := m.r.Backend().(*redisbus.Bus); ok {
 		b.counts("reconnects", rb.Stats.Reconnects.Load(), "outages", rb.Stats.Outages.Load(),

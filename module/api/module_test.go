@@ -316,3 +316,32 @@ func TestLogQueueBound(t *testing.T) {
 	assert.Equal(t, "10 log lines were dropped while nothing printed them", last)
 	assert.Zero(t, q.counter.Load())
 }
+
+// TestStatsFrames: GetStats().frames reports the pump's figures that the
+// shim recorded since the last GetStats.
+func TestStatsFrames(t *testing.T) {
+	dir := t.TempDir()
+	calls := 0
+	m := Start(Options{Config: config.Options{Dir: dir, Environ: []string{}}, Frames: func() Frames {
+		calls++
+		recent := make([]time.Duration, 100)
+		for i := range recent {
+			recent[i] = time.Duration(i+1) * time.Microsecond
+		}
+		return Frames{Count: 150, OverBudget: 3, Max: 9 * time.Millisecond, Recent: recent}
+	}})
+	t.Cleanup(m.Stop)
+	doc := m.Stats()
+	got := map[string]float64{}
+	n := doc.Nodes
+	for i := 1; i < len(n); i = skip(n, i+1) {
+		if n[i].Str == "frames" {
+			for j, k := i+2, 0; k < int(n[i+1].Len); k++ {
+				got[n[j].Str] = n[j+1].Num
+				j += 2
+			}
+		}
+	}
+	assert.Equal(t, map[string]float64{"count": 150, "over_budget": 3, "p50_us": 51, "p99_us": 100, "max_us": 9000}, got)
+	assert.Equal(t, 1, calls)
+}

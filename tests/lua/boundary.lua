@@ -161,7 +161,27 @@ rt.Publish("after", "y")
 depth(1)
 T.eq(drain(), 1, "the pump works after the finalizers")
 
+-- The budget (2 ms by default) is checked before each event: a handler
+-- slower than the whole budget gets exactly one event per call, and the
+-- calls show in GetStats().frames.
+local slow = 0
+rt.On("slow", "slow", function()
+	slow = slow + 1
+	local until_t = HOST.Time() + 0.003
+	while HOST.Time() < until_t do end
+end)
+for _ = 1, 5 do rt.Publish("slow", "x") end
+depth(5)
+for i = 1, 5 do T.eq(rt.ProcessEvents(), 1, "slow events in call " .. i) end
+T.eq(slow, 5, "slow handler calls")
+local frames = rt.GetStats().frames
+T.ok(frames.count >= 5 and frames.over_budget >= 5 and frames.max_us >= 3000 and frames.p99_us >= frames.p50_us,
+	string.format("frames: count %d, over %d, p50 %d, p99 %d, max %d us", frames.count, frames.over_budget,
+		frames.p50_us, frames.p99_us, frames.max_us))
+T.eq(rt.GetStats().frames.count, 0, "GetStats starts the frame figures over")
+
 rt.Off("after")
+rt.Off("slow")
 local _, fns_after = T.registry()
 T.eq(fns_after, fns_before, "functions in the registry")
 
