@@ -478,8 +478,9 @@ static int l_publish(lua_State *L) {
 }
 
 /* Game events: one function per event, its fields checked by type:
- * 's' string, 'n' number, 'p' position (Vector, {x=,y=,z=}, {x,y,z} or three
- * numbers), 'v' any JSON value; '?' after one makes it optional. */
+ * 's' string, 'n' number, 'b' boolean, 'p' position (Vector, {x=,y=,z=},
+ * {x,y,z} or three numbers), 'v' any JSON value; '?' after one makes it
+ * optional. */
 static const struct game_event {
 	const char *fn;
 	const char *fields[3];
@@ -487,7 +488,7 @@ static const struct game_event {
 } game_events[] = {
     {"PlayerSpawn", {"name", "team", "pos"}, {"s", "n", "p"}},
     {"PlayerDeath", {"victim", "attacker", "weapon"}, {"s", "s?", "s?"}},
-    {"ChatMessage", {"player", "message", NULL}, {"s", "s", NULL}},
+    {"ChatMessage", {"player", "message", "team"}, {"s", "s", "b?"}},
     {"PlayerTakeDamage", {"victim", "damage", "attacker"}, {"s", "n", "s?"}},
     {"RoundStart", {"gamemode", "map", NULL}, {"s", "s?", NULL}},
     {"RoundEnd", {"winner_team", "score", NULL}, {"v", "v?", NULL}},
@@ -518,6 +519,11 @@ static int l_game_event(lua_State *L) {
 			break;
 		case 'n':
 			tape_node(L, RTK_NUMBER, checknumber(L, arg, ev->fn), NULL, 0);
+			break;
+		case 'b':
+			if (t != LUA_TBOOLEAN)
+				typeerror(L, arg, ev->fn, "boolean");
+			tape_node(L, lua.toboolean(L, arg) ? RTK_TRUE : RTK_FALSE, 0, NULL, 0);
 			break;
 		case 'p':
 			if (t == LUA_TNUMBER) {
