@@ -54,6 +54,21 @@ var (
 // Host is one way of running the module.
 type Host = gmodserver.Host
 
+// bothOrders is h running each frame as GMod does (Think, then the timers)
+// and with the timers first: nothing the module or the glue does may depend
+// on the order, so the end-to-end tests run on both.
+func bothOrders(h Host) []Host { return []Host{h, h.TimersFirst()} }
+
+// eachOrder runs test as a parallel subtest on both frame orders of h.
+func eachOrder(t *testing.T, h Host, test func(t *testing.T, h Host)) {
+	for _, h := range bothOrders(h) {
+		t.Run(h.Name, func(t *testing.T) {
+			t.Parallel()
+			test(t, h)
+		})
+	}
+}
+
 // Server is a GMod server directory for one test.
 type Server struct {
 	*gmodserver.Server
