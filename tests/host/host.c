@@ -16,6 +16,9 @@
  *   host [-root DIR] [-tickrate N] [-timeout SEC] [-map NAME]
  *        [-frame-order think-first|timers-first] -env env.lua script.lua
  *
+ * Run it from the server root, as srcds runs: the module looks for
+ * bin/<arch>/lua_shared.so relative to the working directory.
+ *
  * The script runs after autorun in every state; it finishes the run with
  * HOST.Exit(code) or by returning from a function given to HOST.Run. It
  * exits 1 on a Lua error in the script, on HOST.Fail (env.lua calls it on
