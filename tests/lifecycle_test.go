@@ -94,8 +94,9 @@ func TestMapChanges(t *testing.T) {
 	eachOrder(t, luajit64, func(t *testing.T, h Host) {
 		srv := redistest.Start(t)
 		s := NewServer(t, h, redisConfig(srv, "[[routes]]\nname = \"named\"\nchannel = \"traffic:named\"\nhandler = \"OnNamed\"\n"))
-		pub := publishLoop(t, srv, 2000, "traffic:x", "traffic:named")
 		r := s.Start("mapchange.lua", 200, 120*time.Second, "MAPS="+mapsEnv())
+		r.WaitLine(t, "phase:publish", 30*time.Second)
+		pub := publishLoop(t, srv, 2000, "traffic:x", "traffic:named")
 		r.WaitLine(t, "phase:stop", 120*time.Second)
 		delivered, err := pub.stop()
 		require.NoError(t, err, "publishing")

@@ -523,8 +523,8 @@ int main(int argc, char **argv) {
 		return 2;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	double start = now(), next_tick = start;
-	lua_State *L = new_state();
 	maps = 1;
+	lua_State *L = new_state();
 	while (exit_code < 0) {
 		ticks++;
 		lua_getglobal(L, "__host_tick");
