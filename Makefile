@@ -86,20 +86,27 @@ build/gmsv_realtime_win32.dll: FORCE
 	@rm -f $(@:.dll=.h)
 
 # ---- The GMod-like test host (tests/host) -------------------------------------
+# The host links no Lua and exports nothing: like srcds it dlopens the
+# runtime privately as bin/linux64/lua_shared.so (bin/linux32 for 32-bit),
+# a link to the library named here, so the module must find the Lua API in
+# lua_shared itself.
 HOST_CFLAGS = -std=c11 -O2 -g -Wall -Wextra -Werror
+LUAJIT64_SO = $(realpath $(shell gcc -print-file-name=libluajit-5.1.so.2))
+LUAJIT32_SO = $(realpath $(shell gcc -m32 -print-file-name=libluajit-5.1.so.2))
+LUA51_SO    = $(realpath $(shell gcc -print-file-name=liblua5.1.so.0))
 hosts: build/host-luajit build/host-luajit32 build/host-lua51
 
 build/host-luajit: tests/host/host.c
 	@mkdir -p build
-	gcc $(HOST_CFLAGS) -I/usr/include/luajit-2.1 -o $@ $< -lluajit-5.1 -ldl -Wl,-E
+	gcc $(HOST_CFLAGS) -I/usr/include/luajit-2.1 -DLUA_SHARED='"$(LUAJIT64_SO)"' -o $@ $< -ldl
 
 build/host-luajit32: tests/host/host.c
 	@mkdir -p build
-	gcc -m32 $(HOST_CFLAGS) -I/usr/include/luajit-2.1 -o $@ $< /usr/lib/i386-linux-gnu/libluajit-5.1.so.2 -ldl -Wl,-E
+	gcc -m32 $(HOST_CFLAGS) -I/usr/include/luajit-2.1 -DLUA_SHARED='"$(LUAJIT32_SO)"' -o $@ $< -ldl
 
 build/host-lua51: tests/host/host.c
 	@mkdir -p build
-	gcc $(HOST_CFLAGS) -I/usr/include/lua5.1 -o $@ $< -llua5.1 -ldl -Wl,-E
+	gcc $(HOST_CFLAGS) -I/usr/include/lua5.1 -DLUA_SHARED='"$(LUA51_SO)"' -o $@ $< -ldl
 
 # Runs the module in the host against a throwaway redis-server with the
 # example config and addon (tests/demo).

@@ -135,8 +135,12 @@ type Events struct {
 	// "ttt1:player:death"). Default: none.
 	Prefix string `koanf:"prefix"`
 	// Auto publishes game events from GMod hooks (PlayerSpawn, PlayerDeath,
-	// PlayerSay, EntityTakeDamage, round hooks). Default: false.
+	// PlayerSay, PostEntityTakeDamage, round hooks). Default: false.
 	Auto bool `koanf:"auto"`
+	// ChatSkipPrefixes: chat lines starting with one of these are commands
+	// ("!login hunter2", "/vote"), never published by Auto. An empty list
+	// publishes every line. Default: ["!", "/"].
+	ChatSkipPrefixes []string `koanf:"chat_skip_prefixes"`
 }
 
 // Route sends the events of matching channels to a Lua handler.
@@ -191,6 +195,7 @@ func Default() *Config {
 		},
 		Dispatch: Dispatch{Budget: Duration(2 * time.Millisecond), MaxPerFrame: 0},
 		Log:      Log{Level: "info", Rate: Rate{PerSecond: 10}},
+		Events:   Events{ChatSkipPrefixes: []string{"!", "/"}},
 	}
 }
 

@@ -47,6 +47,25 @@ func TestDefaultsAreLocalMode(t *testing.T) {
 	assert.Empty(t, cfg.Routes)
 }
 
+// TestChatSkipPrefixes: commands starting with ! or / are skipped by
+// default; a file's list replaces the default, and [] publishes every line.
+func TestChatSkipPrefixes(t *testing.T) {
+	for _, tt := range []struct {
+		name, toml string
+		want       []string
+	}{
+		{"default", "", []string{"!", "/"}},
+		{"replaced", "[events]\nchat_skip_prefixes = [\"#\"]\n", []string{"#"}},
+		{"none", "[events]\nchat_skip_prefixes = []\n", []string{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("realtime.toml", []byte(tt.toml))
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, cfg.Events.ChatSkipPrefixes)
+		})
+	}
+}
+
 func TestPrecedence(t *testing.T) {
 	toml := "[redis]\nhost = \"file-host\"\nport = 7001\npassword = \"file-pass\"\n"
 	tests := []struct {
@@ -232,6 +251,8 @@ func TestValidationErrors(t *testing.T) {
 		{"bad addr", "[redis]\naddrs=[\"nohostport\"]\n", []string{`realtime.toml: redis.addrs[0]: "nohostport" is not host:port`}},
 		{"backoff order", "[redis]\nreconnect_min=\"10s\"\nreconnect_max=\"1s\"\n", []string{`realtime.toml: redis.reconnect_max: "1s" is less than redis.reconnect_min (10s)`}},
 		{"syntax error", "[redis]\nhost = \"x\"\nport = = 5\n", []string{`realtime.toml:3:8: TOML syntax error:`}},
+		{"empty chat prefix", "[events]\nchat_skip_prefixes = [\"!\", \"\"]\n",
+			[]string{`realtime.toml: events.chat_skip_prefixes[1]: is empty, which would skip every chat line (use [] to publish every line)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

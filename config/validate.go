@@ -27,6 +27,11 @@ func (l *loader) validate(c *Config) {
 	}
 	l.atLeast("dispatch.max_per_frame", c.Dispatch.MaxPerFrame, 0)
 	l.oneOf("log.level", c.Log.Level, []string{"debug", "info", "warn", "error"})
+	for i, p := range c.Events.ChatSkipPrefixes {
+		if p == "" {
+			l.fail(fmt.Sprintf("events.chat_skip_prefixes[%d]", i), "is empty, which would skip every chat line (use [] to publish every line)")
+		}
+	}
 
 	names := map[string]int{}
 	for i := range c.Routes {

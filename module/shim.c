@@ -207,7 +207,7 @@ static const struct game_event {
 } game_events[] = {
     {"PlayerSpawn", {"name", "team", "pos"}, {"s", "n", "p"}},
     {"PlayerDeath", {"victim", "attacker", "weapon"}, {"s", "s?", "s?"}},
-    {"ChatMessage", {"player", "message", NULL}, {"s", "s", NULL}},
+    {"ChatMessage", {"player", "message", "team"}, {"s", "s", "b?"}},
     {"PlayerTakeDamage", {"victim", "damage", "attacker"}, {"s", "n", "s?"}},
     {"RoundStart", {"gamemode", "map", NULL}, {"s", "s?", NULL}},
     {"RoundEnd", {"winner_team", "score", NULL}, {"v", "v?", NULL}},
@@ -244,6 +244,11 @@ static int l_game_event(lua_State *L) {
 			if (ltype != LUA_TBOOLEAN)
 				typeerror(L, arg, ev->fn, "boolean");
 			rt_tape_node(L, t, lua.toboolean(L, arg) ? RTK_TRUE : RTK_FALSE, 0, NULL, 0);
+			break;
+		case 'b':
+			if (t != LUA_TBOOLEAN)
+				typeerror(L, arg, ev->fn, "boolean");
+			tape_node(L, lua.toboolean(L, arg) ? RTK_TRUE : RTK_FALSE, 0, NULL, 0);
 			break;
 		case 'p':
 			if (ltype == LUA_TNUMBER) {

@@ -15,7 +15,7 @@ import (
 // replacement by id, 200,000 registrations with the registry unchanged,
 // Publish's JSON shapes, the six game events, failing handlers, GetStats.
 func TestAPI(t *testing.T) {
-	for _, h := range []Host{luajit64, lua51, luajit32} {
+	for _, h := range []Host{luajit64, luajit64.TimersFirst(), lua51, luajit32} {
 		t.Run(h.Name, func(t *testing.T) {
 			t.Parallel()
 			srv := redistest.Start(t)
@@ -32,6 +32,7 @@ func TestAPI(t *testing.T) {
 			var ev map[string]any
 			require.NoError(t, json.Unmarshal([]byte(chat[0]), &ev), chat[0])
 			assert.Equal(t, "hi \x00 there", ev["message"])
+			assert.Equal(t, true, ev["team"])
 			assert.Equal(t, "test-1", ev["server"])
 
 			// Handler errors are reported with the prefix and a traceback.

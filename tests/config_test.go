@@ -39,12 +39,13 @@ handler = "Missing"
 // TestConfigRoutes runs tests/lua/config.lua: every kind of config route,
 // then Reload adding and removing routes live and rejecting a broken file.
 func TestConfigRoutes(t *testing.T) {
-	t.Parallel()
-	srv := redistest.Start(t)
-	s := NewServer(t, luajit64, redisConfig(srv, routesTOML))
-	out := s.RunScript("config.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port))
-	assert.Contains(t, out, "config: ok")
-	// A route without its handler is reported once, not per event.
-	assert.Equal(t, 1, strings.Count(out, `no handler "Missing" is registered`), out)
-	assert.Contains(t, out, "[realtime] reloaded: 1 routes added, 1 removed, 0 changed")
+	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+		srv := redistest.Start(t)
+		s := NewServer(t, h, redisConfig(srv, routesTOML))
+		out := s.RunScript("config.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port))
+		assert.Contains(t, out, "config: ok")
+		// A route without its handler is reported once, not per event.
+		assert.Equal(t, 1, strings.Count(out, `no handler "Missing" is registered`), out)
+		assert.Contains(t, out, "[realtime] reloaded: 1 routes added, 1 removed, 0 changed")
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gmod-realtime/realtime/internal/gmodserver"
@@ -53,6 +54,21 @@ var (
 
 // Host is one way of running the module.
 type Host = gmodserver.Host
+
+// bothOrders is h running each frame as GMod does (Think, then the timers)
+// and with the timers first: nothing the module or the glue does may depend
+// on the order, so the end-to-end tests run on both.
+func bothOrders(h Host) []Host { return []Host{h, h.TimersFirst()} }
+
+// eachOrder runs test as a parallel subtest on both frame orders of h.
+func eachOrder(t *testing.T, h Host, test func(t *testing.T, h Host)) {
+	for _, h := range bothOrders(h) {
+		t.Run(h.Name, func(t *testing.T) {
+			t.Parallel()
+			test(t, h)
+		})
+	}
+}
 
 // Server is a GMod server directory for one test.
 type Server struct {
@@ -181,3 +197,33 @@ func redisConfig(srv *redistest.Server, extra string) string {
 }
 
 func splitLines(s string) []string { return strings.Split(strings.TrimSpace(s), "\n") }
+
+// TestEmulation checks the GMod emulation the other tests run in against
+// GMod's documented behaviour (tests/lua/emulation.lua).
+func TestEmulation(t *testing.T) {
+	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+		assert.Contains(t, NewServer(t, h, "").RunScript("emulation.lua"), "emulation: ok")
+	})
+	t.Run("lua51", func(t *testing.T) {
+		t.Parallel()
+		assert.Contains(t, NewServer(t, lua51, "").RunScript("emulation.lua"), "emulation: ok")
+	})
+}
+
+// TestFrameErrorsFailTheRun: an error in a hook or a timer during a frame
+// fails the host's run unless the script announced it.
+func TestFrameErrorsFailTheRun(t *testing.T) {
+	for _, in := range []string{"Think", "Tick", "timer"} {
+		t.Run(in, func(t *testing.T) {
+			t.Parallel()
+			s := NewServer(t, luajit64, "")
+			r := s.Start("errors.lua", 0, 30*time.Second, "ERRORS_IN="+in)
+			<-r.Done()
+			require.Error(t, r.Err(), r.Output())
+			assert.Contains(t, r.Output(), "host: FAIL: unexpected error (announce it with HOST.ExpectErrors): ["+map[bool]string{true: "timer.Simple", false: "hook " + in}[in == "timer"]+"]")
+
+			out := s.Start("errors.lua", 0, 30*time.Second, "ERRORS_IN="+in, "ERRORS_EXPECTED=1").Wait(t)
+			assert.Contains(t, out, "errors: done")
+		})
+	}
+}

@@ -15,56 +15,88 @@ import (
 	"github.com/gmod-realtime/realtime/internal/redistest"
 )
 
-// TestHibernation: events still arrive with Think stopped
-// (tests/lua/hibernate.lua).
+// TestHibernation: events still arrive while the server hibernates, and
+// the pump comes back if something removes it then (tests/lua/hibernate.lua).
 func TestHibernation(t *testing.T) {
-	t.Parallel()
-	srv := redistest.Start(t)
-	s := NewServer(t, luajit64, redisConfig(srv, ""))
-	assert.Contains(t, s.RunScript("hibernate.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port)), "hibernate: ok")
+	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+		srv := redistest.Start(t)
+		s := NewServer(t, h, redisConfig(srv, ""))
+		assert.Contains(t, s.RunScript("hibernate.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port)), "hibernate: ok")
+	})
+}
+
+// TestOnePumpPerFrame: the glue calls ProcessEvents exactly once per frame
+// in either frame order, while hibernating, and after its timer was removed
+// (tests/lua/pump.lua), on every host.
+func TestOnePumpPerFrame(t *testing.T) {
+	for _, h := range []Host{luajit64, luajit64.TimersFirst(), lua51, luajit32, luajit32.TimersFirst()} {
+		t.Run(h.Name, func(t *testing.T) {
+			t.Parallel()
+			s := NewServer(t, h, "")
+			assert.Contains(t, s.RunScript("pump.lua"), "pump: ok")
+		})
+	}
+}
+
+// TestAutorefresh: running the glue's file again in the same state (GMod's
+// Lua autorefresh) keeps it pumping once per frame and publishing game
+// events, and does not wrap realtime.Reload again (tests/lua/refresh.lua).
+func TestAutorefresh(t *testing.T) {
+	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+		s := NewServer(t, h, "[events]\nauto = true\n")
+		assert.Contains(t, s.RunScript("refresh.lua"), "refresh: ok")
+	})
 }
 
 // TestLocalModeAndConnect: no config means local mode; realtime.Config,
 // Connect and Disconnect move between modes (tests/lua/local.lua).
 func TestLocalModeAndConnect(t *testing.T) {
-	t.Parallel()
-	srv := redistest.Start(t)
-	s := NewServer(t, luajit64, "")
-	out := s.RunScript("local.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port))
-	assert.Contains(t, out, "local: ok up local, up connected, down realtime.Disconnect(), up connected")
+	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+		srv := redistest.Start(t)
+		s := NewServer(t, h, "")
+		out := s.RunScript("local.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port))
+		assert.Contains(t, out, "local: ok up local, up connected, down realtime.Disconnect(), up connected")
+	})
 }
 
 // TestAutoEvents: with [events] auto = true the glue publishes the game
-// events from GMod hooks, under the configured prefix.
+// events from GMod hooks, under the configured prefix: team chat marked,
+// chat commands skipped, damage only once taken (tests/lua/autoevents.lua).
 func TestAutoEvents(t *testing.T) {
-	t.Parallel()
-	srv := redistest.Start(t)
-	sub := Subscribe(t, srv, "srv1:*")
-	s := NewServer(t, luajit64, redisConfig(srv, "[events]\nauto = true\nprefix = \"srv1:\"\n"))
-	assert.Contains(t, s.RunScript("autoevents.lua"), "autoevents: published")
+	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+		srv := redistest.Start(t)
+		sub := Subscribe(t, srv, "srv1:*")
+		s := NewServer(t, h, redisConfig(srv, "[events]\nauto = true\nprefix = \"srv1:\"\n"))
+		assert.Contains(t, s.RunScript("autoevents.lua"), "autoevents: published")
 
-	decode := func(channel string, n int) []map[string]any {
-		var out []map[string]any
-		for _, m := range sub.WaitMessages(t, channel, n) {
-			var v map[string]any
-			require.NoError(t, json.Unmarshal([]byte(m), &v), m)
-			assert.Equal(t, "test-1", v["server"], m)
-			assert.NotZero(t, v["ts"], m)
-			delete(v, "server")
-			delete(v, "ts")
-			out = append(out, v)
+		decode := func(channel string, n int) []map[string]any {
+			var out []map[string]any
+			for _, m := range sub.WaitMessages(t, channel, n) {
+				var v map[string]any
+				require.NoError(t, json.Unmarshal([]byte(m), &v), m)
+				assert.Equal(t, "test-1", v["server"], m)
+				assert.NotZero(t, v["ts"], m)
+				delete(v, "server")
+				delete(v, "ts")
+				out = append(out, v)
+			}
+			return out
 		}
-		return out
-	}
-	assert.Equal(t, []map[string]any{{"name": "bob", "team": 2.0, "pos": map[string]any{"x": 1.0, "y": 2.0, "z": 3.0}}}, decode("srv1:player:spawn", 1))
-	assert.Equal(t, []map[string]any{
-		{"victim": "bob", "attacker": "alice", "weapon": "weapon_ak47"},
-		{"victim": "alice", "attacker": nil, "weapon": "worldspawn"},
-	}, decode("srv1:player:death", 2))
-	assert.Equal(t, []map[string]any{{"player": "bob", "message": "hello all"}}, decode("srv1:chat:message", 1))
-	assert.Equal(t, []map[string]any{{"victim": "bob", "damage": 25.0, "attacker": "alice"}}, decode("srv1:player:damage", 1))
-	assert.Equal(t, []map[string]any{{"gamemode": "sandbox", "map": "gm_construct"}}, decode("srv1:round:start", 1))
-	assert.Equal(t, []map[string]any{{"winner_team": 2.0, "score": nil}}, decode("srv1:round:end", 1))
+		assert.Equal(t, []map[string]any{{"name": "bob", "team": 2.0, "pos": map[string]any{"x": 1.0, "y": 2.0, "z": 3.0}}}, decode("srv1:player:spawn", 1))
+		assert.Equal(t, []map[string]any{
+			{"victim": "bob", "attacker": "alice", "weapon": "weapon_ak47"},
+			{"victim": "alice", "attacker": nil, "weapon": "worldspawn"},
+			{"victim": "bob", "attacker": "alice", "weapon": "weapon_pistol"},
+		}, decode("srv1:player:death", 3))
+		assert.Equal(t, []map[string]any{
+			{"player": "bob", "message": "hello all", "team": false},
+			{"player": "alice", "message": "push B", "team": true},
+			{"player": "bob", "message": "!rtv", "team": false}, // after Reload: only # skipped
+		}, decode("srv1:chat:message", 3))
+		assert.Equal(t, []map[string]any{{"victim": "bob", "damage": 25.0, "attacker": "alice"}}, decode("srv1:player:damage", 1))
+		assert.Equal(t, []map[string]any{{"gamemode": "sandbox", "map": "gm_construct"}}, decode("srv1:round:start", 1))
+		assert.Equal(t, []map[string]any{{"winner_team": 2.0, "score": nil}}, decode("srv1:round:end", 1))
+	})
 }
 
 // TestMissingBinary: without the .dll the glue names the file it expected

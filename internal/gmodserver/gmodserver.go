@@ -25,6 +25,17 @@ type Host struct {
 	Module string   // file name in build/ and garrysmod/lua/bin
 	Prefix []string // command in front of the binary (qemu)
 	Env    []string
+	// FrameOrder is the host's -frame-order: "" runs a frame as GMod does
+	// (Think, then the timers), "timers-first" the timers before Think.
+	FrameOrder string
+}
+
+// TimersFirst is h running the timers before Think in each frame: code that
+// must not depend on GMod's frame order runs on both.
+func (h Host) TimersFirst() Host {
+	h.Name += "-timers-first"
+	h.FrameOrder = "timers-first"
+	return h
 }
 
 // The hosts `make hosts` builds.
@@ -109,7 +120,11 @@ func (s *Server) WriteConfig(toml string) error {
 func (s *Server) Command(script string, tickrate int, timeout time.Duration, env ...string) *exec.Cmd {
 	args := append(append([]string{}, s.Host.Prefix...), filepath.Join(s.Repo, "build", s.Host.Binary),
 		"-env", filepath.Join(s.Repo, "tests/gmod/env.lua"),
-		"-tickrate", fmt.Sprint(tickrate), "-timeout", fmt.Sprint(timeout.Seconds()), script)
+		"-tickrate", fmt.Sprint(tickrate), "-timeout", fmt.Sprint(timeout.Seconds()))
+	if s.Host.FrameOrder != "" {
+		args = append(args, "-frame-order", s.Host.FrameOrder)
+	}
+	args = append(args, script)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = s.Root
 	cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Root}, s.Host.Env...), env...)

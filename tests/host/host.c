@@ -1,32 +1,134 @@
 /* host: a small Garry's Mod stand-in for testing gmsv_realtime.
  *
- * It does to a binary module what a GMod dedicated server does: makes a Lua
- * state with a GMod-like environment (tests/gmod/env.lua), loads
- * garrysmod/lua/bin/gmsv_NAME_SUFFIX.dll through require() and calls its
- * gmod13_open, runs the .lua files of garrysmod/lua/autorun/server, fires Initialize,
- * then ticks: timers, Tick and Think hooks (Think stops while hibernating).
- * A map change fires ShutDown, calls gmod13_close, closes the state and
- * starts over. Built against LuaJIT 2.1 (64- and 32-bit) and PUC Lua 5.1.
+ * It does to a binary module what a GMod dedicated server does: loads the
+ * Lua runtime privately from bin/<arch>/lua_shared.so (dlopen RTLD_LOCAL, so
+ * no lua_* symbol is in the global scope and the module must find the API in
+ * lua_shared itself), makes a Lua state with a GMod-like environment
+ * (tests/gmod/env.lua), loads garrysmod/lua/bin/gmsv_NAME_SUFFIX.dll through
+ * require() and calls its gmod13_open, runs the .lua files of
+ * garrysmod/lua/autorun/server, fires Initialize, then runs frames (env.lua's
+ * __host_tick: Think, timers, Tick, in GMod's order unless -frame-order says
+ * otherwise). A map change fires ShutDown, calls gmod13_close, closes the
+ * state, dlcloses the module as GMod unloads binary modules, and starts over:
+ * a module that is not pinned in memory (-z nodelete) dies there.
+ * Built for LuaJIT 2.1 (64- and 32-bit) and PUC Lua 5.1.
  *
- *   host [-root DIR] [-tickrate N] [-timeout SEC] [-map NAME] script.lua
+ *   host [-root DIR] [-tickrate N] [-timeout SEC] [-map NAME]
+ *        [-frame-order think-first|timers-first] -env env.lua script.lua
+ *
+ * Run it from the server root, as srcds runs: the module looks for
+ * bin/<arch>/lua_shared.so relative to the working directory.
  *
  * The script runs after autorun in every state; it finishes the run with
  * HOST.Exit(code) or by returning from a function given to HOST.Run. It
- * exits 1 on a Lua error in the script, on HOST.Fail, or on timeout. */
+ * exits 1 on a Lua error in the script, on HOST.Fail (env.lua calls it on
+ * an unexpected error in a frame), or on timeout. */
 #define _GNU_SOURCE
 #define _FILE_OFFSET_BITS 64 /* scandir on 32-bit with 64-bit inodes */
 #include <dirent.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+
+/* The Lua API, resolved from the privately loaded lua_shared. The headers
+ * only declare it; nothing links it (a call missing from the table is a link
+ * error). Each name becomes a pointer in api: the macros below are
+ * self-referential, so `api.lua_gettop` is not expanded again, and lua.h's
+ * own macros (lua_pop, lua_getglobal, ...) expand to these. */
+#define LUA_API_FUNCTIONS(X)                                                                                           \
+	X(lua_call)                                                                                                    \
+	X(lua_close)                                                                                                   \
+	X(lua_createtable)                                                                                             \
+	X(lua_getfield)                                                                                                \
+	X(lua_gettop)                                                                                                  \
+	X(lua_insert)                                                                                                  \
+	X(lua_pcall)                                                                                                   \
+	X(lua_pushboolean)                                                                                             \
+	X(lua_pushcclosure)                                                                                            \
+	X(lua_pushinteger)                                                                                             \
+	X(lua_pushlstring)                                                                                             \
+	X(lua_pushnil)                                                                                                 \
+	X(lua_pushnumber)                                                                                              \
+	X(lua_pushstring)                                                                                              \
+	X(lua_pushvalue)                                                                                               \
+	X(lua_rawseti)                                                                                                 \
+	X(lua_remove)                                                                                                  \
+	X(lua_setfield)                                                                                                \
+	X(lua_settop)                                                                                                  \
+	X(lua_toboolean)                                                                                               \
+	X(lua_tolstring)                                                                                               \
+	X(luaL_checklstring)                                                                                           \
+	X(luaL_error)                                                                                                  \
+	X(luaL_loadfile)                                                                                               \
+	X(luaL_newstate)                                                                                               \
+	X(luaL_openlibs)                                                                                               \
+	X(luaL_optnumber)                                                                                              \
+	X(luaL_register)
+
+static struct {
+#define X(f) __typeof__(f) *f;
+	LUA_API_FUNCTIONS(X)
+#undef X
+} api;
+
+/* load_lua dlopens path privately and fills api; it returns an error
+ * message, or NULL. */
+static const char *load_lua(const char *path) {
+	static char err[4200];
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		snprintf(err, sizeof err, "%s", dlerror());
+		return err;
+	}
+#define X(f)                                                                                                           \
+	*(void **)&api.f = dlsym(h, #f);                                                                               \
+	if (!api.f) {                                                                                                  \
+		snprintf(err, sizeof err, "%s: no %s", path, #f);                                                      \
+		return err;                                                                                            \
+	}
+	LUA_API_FUNCTIONS(X)
+#undef X
+	return NULL;
+}
+
+#define lua_call (api.lua_call)
+#define lua_close (api.lua_close)
+#define lua_createtable (api.lua_createtable)
+#define lua_getfield (api.lua_getfield)
+#define lua_gettop (api.lua_gettop)
+#define lua_insert (api.lua_insert)
+#define lua_pcall (api.lua_pcall)
+#define lua_pushboolean (api.lua_pushboolean)
+#define lua_pushcclosure (api.lua_pushcclosure)
+#define lua_pushinteger (api.lua_pushinteger)
+#define lua_pushlstring (api.lua_pushlstring)
+#define lua_pushnil (api.lua_pushnil)
+#define lua_pushnumber (api.lua_pushnumber)
+#define lua_pushstring (api.lua_pushstring)
+#define lua_pushvalue (api.lua_pushvalue)
+#define lua_rawseti (api.lua_rawseti)
+#define lua_remove (api.lua_remove)
+#define lua_setfield (api.lua_setfield)
+#define lua_settop (api.lua_settop)
+#define lua_toboolean (api.lua_toboolean)
+#define lua_tolstring (api.lua_tolstring)
+#define luaL_checklstring (api.luaL_checklstring)
+#define luaL_error (api.luaL_error)
+#define luaL_loadfile (api.luaL_loadfile)
+#define luaL_newstate (api.luaL_newstate)
+#define luaL_openlibs (api.luaL_openlibs)
+#define luaL_optnumber (api.luaL_optnumber)
+#define luaL_register (api.luaL_register)
 
 #ifndef MODULE_SUFFIX
 #if defined(__x86_64__)
@@ -36,9 +138,21 @@
 #endif
 #endif
 
+/* Where srcds keeps lua_shared, under the server root, and the real
+ * runtime (an absolute path, from the Makefile) it is a link to. */
+#if defined(__x86_64__)
+#define LUA_SHARED_PATH "bin/linux64/lua_shared.so"
+#else
+#define LUA_SHARED_PATH "bin/linux32/lua_shared.so"
+#endif
+#ifndef LUA_SHARED
+#error "build with -DLUA_SHARED='\"/path/to/the/lua/runtime.so\"'"
+#endif
+
 static const char *root = ".";
 static const char *script;
 static const char *env_file;
+static const char *frame_order = "think-first";
 static double tickrate = 66;
 static double timeout = 120;
 static char map[128] = "gm_construct";
@@ -47,9 +161,10 @@ static int exit_code = -1;
 static int hibernating;
 static long ticks, maps;
 
+/* Binary modules loaded in the current state; dlclosed with it. */
 #define MAX_MODULES 8
 static struct {
-	char name[64];
+	void *handle;
 	lua_CFunction open, close;
 } modules[MAX_MODULES];
 static int nmodules;
@@ -187,7 +302,8 @@ static int h_get(lua_State *L) {
 }
 
 /* require as GMod resolves binary modules: lua/bin/gmsv_<name>_<suffix>.dll,
- * loaded once per process, gmod13_open called in every state. */
+ * dlopened on the first require in a state, gmod13_open called, and
+ * dlclosed when the state closes (close_state). */
 static int h_require(lua_State *L) {
 	const char *name = luaL_checkstring(L, 1);
 	lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
@@ -195,34 +311,31 @@ static int h_require(lua_State *L) {
 	if (lua_toboolean(L, -1))
 		return 1;
 	lua_pop(L, 2);
-	int i;
-	for (i = 0; i < nmodules && strcmp(modules[i].name, name); i++)
-		;
 	char path[4096];
 	snprintf(path, sizeof path, "%s/garrysmod/lua/bin/gmsv_%s_%s.dll", root, name, MODULE_SUFFIX);
-	if (i == nmodules) {
-		if (access(path, F_OK) != 0) {
-			/* not a binary module: a Lua one, through package.loaders */
-			lua_getglobal(L, "__host_lua_require");
-			lua_pushvalue(L, 1);
-			lua_call(L, 1, 1);
-			return 1;
-		}
-		if (nmodules == MAX_MODULES)
-			return luaL_error(L, "host: too many modules");
-		void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-		if (!h)
-			return luaL_error(L, "Couldn't load module library! (%s)", dlerror());
-		lua_CFunction open = (lua_CFunction)(uintptr_t)dlsym(h, "gmod13_open");
-		lua_CFunction close = (lua_CFunction)(uintptr_t)dlsym(h, "gmod13_close");
-		if (!open || !close)
-			return luaL_error(L, "%s: no gmod13_open/gmod13_close", path);
-		snprintf(modules[i].name, sizeof modules[i].name, "%s", name);
-		modules[i].open = open;
-		modules[i].close = close;
-		nmodules++;
+	if (access(path, F_OK) != 0) {
+		/* not a binary module: a Lua one, through package.loaders */
+		lua_getglobal(L, "__host_lua_require");
+		lua_pushvalue(L, 1);
+		lua_call(L, 1, 1);
+		return 1;
 	}
-	lua_pushcfunction(L, modules[i].open);
+	if (nmodules == MAX_MODULES)
+		return luaL_error(L, "host: too many modules");
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return luaL_error(L, "Couldn't load module library! (%s)", dlerror());
+	lua_CFunction open = (lua_CFunction)(uintptr_t)dlsym(h, "gmod13_open");
+	lua_CFunction close = (lua_CFunction)(uintptr_t)dlsym(h, "gmod13_close");
+	if (!open || !close) {
+		dlclose(h);
+		return luaL_error(L, "%s: no gmod13_open/gmod13_close", path);
+	}
+	int i = nmodules++;
+	modules[i].handle = h;
+	modules[i].open = open;
+	modules[i].close = close;
+	lua_pushcfunction(L, open);
 	lua_pushstring(L, name);
 	lua_call(L, 1, 0);
 	lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
@@ -303,6 +416,8 @@ static lua_State *new_state(void) {
 	lua_setfield(L, -2, "root");
 	lua_pushstring(L, map);
 	lua_setfield(L, -2, "map");
+	lua_pushstring(L, frame_order);
+	lua_setfield(L, -2, "frame_order");
 	lua_pop(L, 1);
 	lua_getglobal(L, "require");
 	lua_setglobal(L, "__host_lua_require");
@@ -334,6 +449,44 @@ static void close_state(lua_State *L) {
 		lua_call(L, 0, 0);
 	}
 	lua_close(L);
+	for (int i = 0; i < nmodules; i++)
+		dlclose(modules[i].handle);
+	nmodules = 0;
+}
+
+/* mkdirs makes the directories of path. */
+static void mkdirs(const char *path) {
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", path);
+	for (char *p = dir + 1; *p; p++) {
+		if (*p == '/') {
+			*p = 0;
+			mkdir(dir, 0755);
+			*p = '/';
+		}
+	}
+}
+
+/* open_lua_shared loads the runtime as srcds does: privately, from
+ * bin/<arch>/lua_shared.so under the root, made a link to LUA_SHARED if
+ * the server directory has none. */
+static int open_lua_shared(void) {
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", root, LUA_SHARED_PATH);
+	struct stat st;
+	if (lstat(path, &st) != 0) {
+		mkdirs(path);
+		if (symlink(LUA_SHARED, path) != 0 && errno != EEXIST) {
+			fprintf(stderr, "host: link %s to %s: %s\n", path, LUA_SHARED, strerror(errno));
+			return 1;
+		}
+	}
+	const char *err = load_lua(path);
+	if (err) {
+		fprintf(stderr, "host: loading the Lua runtime: %s\n", err);
+		return 1;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv) {
@@ -348,10 +501,13 @@ int main(int argc, char **argv) {
 			snprintf(map, sizeof map, "%s", argv[++i]);
 		else if (!strcmp(argv[i], "-env") && i + 1 < argc)
 			env_file = argv[++i];
+		else if (!strcmp(argv[i], "-frame-order") && i + 1 < argc)
+			frame_order = argv[++i];
 		else if (argv[i][0] != '-' && !script)
 			script = argv[i];
 		else {
-			fprintf(stderr, "usage: host [-root DIR] [-env env.lua] [-tickrate N] [-timeout SEC] [-map NAME] script.lua\n");
+			fprintf(stderr, "usage: host [-root DIR] [-tickrate N] [-timeout SEC] [-map NAME] "
+			                "[-frame-order think-first|timers-first] -env env.lua script.lua\n");
 			return 2;
 		}
 	}
@@ -359,10 +515,16 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "host: a script and -env are required\n");
 		return 2;
 	}
+	if (strcmp(frame_order, "think-first") && strcmp(frame_order, "timers-first")) {
+		fprintf(stderr, "host: -frame-order %s: want think-first or timers-first\n", frame_order);
+		return 2;
+	}
+	if (open_lua_shared())
+		return 2;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	double start = now(), next_tick = start;
-	lua_State *L = new_state();
 	maps = 1;
+	lua_State *L = new_state();
 	while (exit_code < 0) {
 		ticks++;
 		lua_getglobal(L, "__host_tick");

@@ -3,6 +3,8 @@
 -- handler errors, GetStats.
 local T = require "testlib"
 local rt = realtime
+-- The failing handler below is logged through ErrorNoHalt.
+HOST.ExpectErrors('[realtime] handler of route "bad (err:*)" failed on "err:x": ')
 
 -- Arguments are checked as Lua's own library words it.
 T.errors(function() rt.On("x", "id", nil) end, "bad argument #3 to 'On' (function expected, got nil)")
@@ -17,6 +19,7 @@ T.errors(function() rt.On("a", print, { rate = "fast" }) end, "bad argument #3 t
 T.errors(function() rt.PlayerSpawn("bob", "red", Vector(1, 2, 3)) end, "bad argument #2 to 'PlayerSpawn' (number expected, got string)")
 T.errors(function() rt.PlayerSpawn("bob", 1, "here") end, "bad argument #3 to 'PlayerSpawn' (Vector, {x=, y=, z=}, {x, y, z} or three numbers expected, got string)")
 T.errors(function() rt.ChatMessage("bob") end, "bad argument #2 to 'ChatMessage' (string expected, got no value)")
+T.errors(function() rt.ChatMessage("bob", "hi", "yes") end, "bad argument #3 to 'ChatMessage' (boolean expected, got string)")
 T.errors(function() rt.ProcessEvents(0) end, "bad argument #1 to 'ProcessEvents' (at least 1 expected)")
 T.errors(function() rt.Handler("h", 5) end, "bad argument #2 to 'Handler' (function expected, got number)")
 T.errors(function() rt.Handler("hook:X", print) end, "bad argument #1 to 'Handler'")
@@ -103,7 +106,7 @@ HOST.Run(function()
 	-- The six game events.
 	T.ok(rt.PlayerSpawn("bob", 2, Vector(1, 2, 3)), "PlayerSpawn")
 	T.ok(rt.PlayerDeath("bob", nil, "weapon_crowbar"), "PlayerDeath")
-	T.ok(rt.ChatMessage("bob", "hi \0 there"), "ChatMessage")
+	T.ok(rt.ChatMessage("bob", "hi \0 there", true), "ChatMessage")
 	T.ok(rt.PlayerTakeDamage("bob", 12.5, "alice"), "PlayerTakeDamage")
 	T.ok(rt.RoundStart("terrortown", "ttt_minecraft_b5"), "RoundStart")
 	T.ok(rt.RoundEnd(3, { traitors = 1, innocents = 4 }), "RoundEnd")
@@ -118,6 +121,7 @@ HOST.Run(function()
 	T.eq(events["player:death"].attacker, nil, "death.attacker (nil for the world)")
 	T.eq(events["player:death"].weapon, "weapon_crowbar", "death.weapon")
 	T.eq(events["chat:message"].message, "hi \0 there", "chat.message keeps NUL")
+	T.eq(events["chat:message"].team, true, "chat.team")
 	T.eq(events["player:damage"].damage, 12.5, "damage.damage")
 	T.eq(events["round:start"].map, "ttt_minecraft_b5", "round.map")
 	T.eq(events["round:end"].score.innocents, 4, "round_end.score")
@@ -132,8 +136,8 @@ HOST.Run(function()
 	T.ok(st.received > 0 and st.dispatched > 0 and st.published > 0, "received/dispatched/published")
 	T.eq(st.status, "connected", "status")
 	T.eq(st.mode, "redis", "mode")
-	T.ok(st.latency_us.p99 >= st.latency_us.p50, "latency quantiles")
-	T.ok(st.goroutines > 0, "goroutines")
+	-- Events wait at least until the next frame, so their latency is not 0.
+	T.ok(st.latency_us.p50 > 0, "latency_us.p50 measured: " .. st.latency_us.p50)
 	T.eq(st.queue.max_events, 10000, "queue.max_events")
 	T.ok(rt.IsConnected(), "IsConnected")
 	print("api: ok")

@@ -3,6 +3,8 @@
 -- Reload: routes added and removed live, and a broken file changing nothing.
 local T = require "testlib"
 local rt = realtime
+-- Logged through ErrorNoHalt: the invalid JSON and the missing handler.
+HOST.ExpectErrors('payload on "player:bad" delivered raw: invalid JSON', 'no handler "Missing" is registered')
 
 local players, spam, fresh, admin = {}, 0, 0, nil
 rt.Handler("OnPlayer", function(ch, data) players[#players + 1] = { ch = ch, data = data } end)

@@ -2,11 +2,12 @@
 -- garrysmod/lua/autorun/server/realtime.lua and the binary module for your
 -- server to garrysmod/lua/bin/ (see the README).
 --
--- It loads the module, pumps its event queue every tick with a 0-delay
+-- It loads the module, pumps its event queue once per frame with a 0-delay
 -- timer (which keeps running while the server hibernates), starts pumping
 -- after Initialize so that every addon has registered its handlers, and,
 -- when realtime.toml says [events] auto = true, publishes game events from
--- GMod's hooks.
+-- GMod's hooks. Running it again in the same state (Lua autorefresh) keeps
+-- its state.
 
 if CLIENT then return end
 
@@ -24,47 +25,62 @@ if not ok or type(realtime) ~= "table" then
 	return
 end
 
+-- The glue's state lives in the module's table, so that Lua autorefresh
+-- (this file run again in the same state, on a dev server) keeps it: the
+-- pump keeps running and game events keep flowing without a second
+-- Initialize. A map change makes a new state, and a new table.
+local glue = rawget(realtime, "_glue")
+if type(glue) ~= "table" then
+	glue = { started = false, auto = false, skip = { "!", "/" }, reload = realtime.Reload }
+	rawset(realtime, "_glue", glue)
+end
+
+-- The pump: exactly one ProcessEvents per server frame. Only the 0-delay
+-- timer PUMP calls it: GMod runs a 0-delay timer once per frame whether
+-- Think comes before or after the timers, and also while the server
+-- hibernates (no Think, CurTime and engine.TickCount() stand still, timers
+-- with a delay freeze). Think and the 0-delay WATCHDOG timer only bring
+-- PUMP back if something removed it; the pump never raises, so GMod never
+-- removes it for an error.
 local PUMP, WATCHDOG = "realtime.pump", "realtime.watchdog"
-local started, last_tick = false, -1
 
 local function pump()
-	last_tick = engine.TickCount()
 	local ok, err = pcall(realtime.ProcessEvents)
 	if not ok then ErrorNoHalt("[realtime] ProcessEvents: " .. tostring(err) .. "\n") end
 end
 
--- ensure_pump re-creates the pump timer if something removed it.
-local function ensure_pump()
-	if started and not timer.Exists(PUMP) then timer.Create(PUMP, 0, 0, pump) end
+local function ensure_timers()
+	if not glue.started then return end
+	if not timer.Exists(PUMP) then timer.Create(PUMP, 0, 0, pump) end
+	if not timer.Exists(WATCHDOG) then timer.Create(WATCHDOG, 0, 0, ensure_timers) end
 end
 
-local auto = false
 local function refresh_settings()
 	local stats = realtime.GetStats()
-	auto = stats.events ~= nil and stats.events.auto == true
+	local events = stats.events or {}
+	glue.auto = events.auto == true
+	if type(events.chat_skip_prefixes) == "table" then glue.skip = events.chat_skip_prefixes end
 end
 
 hook.Add("Initialize", "realtime", function()
-	started = true
-	ensure_pump()
-	timer.Create(WATCHDOG, 1, 0, ensure_pump)
+	glue.started = true
 	refresh_settings()
-	pump()
+	ensure_timers()
 end)
 
--- The Think fallback: pumps when the timer did not run this tick, and
--- brings the timer back. While hibernating, Think stops and the timers
--- (the pump and its watchdog) carry on.
-hook.Add("Think", "realtime", function()
-	if not started then return end
-	ensure_pump()
-	if last_tick ~= engine.TickCount() then pump() end
-end)
+hook.Add("Think", "realtime", ensure_timers)
 
--- Reload picks up [events] auto as well.
-local reload = realtime.Reload
+if glue.started then
+	-- Autorefresh: the timers run this copy's functions from now on.
+	timer.Create(PUMP, 0, 0, pump)
+	timer.Create(WATCHDOG, 0, 0, ensure_timers)
+	refresh_settings()
+end
+
+-- Reload picks up [events] as well. It wraps the module's own Reload,
+-- kept from the first run, so an autorefresh does not wrap it again.
 function realtime.Reload(...)
-	local ok, res = reload(...)
+	local ok, res = glue.reload(...)
 	if ok then refresh_settings() end
 	return ok, res
 end
@@ -77,9 +93,10 @@ hook.Add("RealtimeDisconnected", "realtime", function(reason)
 end)
 
 -- Game events, published when [events] auto = true. A failure never
--- disturbs the gamemode's own hooks.
+-- disturbs the gamemode's own hooks, and no hook here returns a value, so
+-- none changes what the game does.
 local function publish(fn, ...)
-	if not auto then return end
+	if not glue.auto then return end
 	local ok, err = pcall(fn, ...)
 	if not ok then ErrorNoHalt("[realtime] " .. tostring(err) .. "\n") end
 end
@@ -104,12 +121,25 @@ hook.Add("PlayerDeath", "realtime", function(victim, inflictor, attacker)
 	end)
 end)
 
-hook.Add("PlayerSay", "realtime", function(ply, text)
-	publish(function() return realtime.ChatMessage(ply:Nick(), text) end)
+-- Chat: team chat says so (team = true); lines starting with one of
+-- [events] chat_skip_prefixes are commands ("!login hunter2"), not chat.
+local function is_command(text)
+	for _, prefix in ipairs(glue.skip) do
+		if text:sub(1, #prefix) == prefix then return true end
+	end
+	return false
+end
+
+hook.Add("PlayerSay", "realtime", function(ply, text, team_chat)
+	if type(text) ~= "string" or is_command(text) then return end
+	publish(function() return realtime.ChatMessage(ply:Nick(), text, team_chat == true) end)
 end)
 
-hook.Add("EntityTakeDamage", "realtime", function(target, dmg)
-	if not (IsValid(target) and target:IsPlayer()) then return end
+-- Damage as taken: PostEntityTakeDamage runs after armour, god mode and
+-- every EntityTakeDamage hook had their say; took is false when the
+-- damage was blocked.
+hook.Add("PostEntityTakeDamage", "realtime", function(target, dmg, took)
+	if not took or not (IsValid(target) and target:IsPlayer()) then return end
 	publish(function() return realtime.PlayerTakeDamage(target:Nick(), dmg:GetDamage(), name_of(dmg:GetAttacker())) end)
 end)
 

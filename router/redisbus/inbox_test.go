@@ -1,0 +1,110 @@
+package redisbus
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/internal/redistest"
+	"github.com/gmod-realtime/realtime/router"
+)
+
+// stalledSink is a router.Sink whose first Deliver waits until released:
+// routing that fell behind the socket.
+type stalledSink struct {
+	entered, release chan struct{}
+	once             sync.Once
+	mu               sync.Mutex
+	delivered        int
+	drops            map[string]int
+	statuses         []router.Status
+}
+
+func (s *stalledSink) Deliver(string, string) {
+	s.once.Do(func() { close(s.entered); <-s.release })
+	s.mu.Lock()
+	s.delivered++
+	s.mu.Unlock()
+}
+
+func (s *stalledSink) SetStatus(st router.Status, _ string) {
+	s.mu.Lock()
+	s.statuses = append(s.statuses, st)
+	s.mu.Unlock()
+}
+
+func (s *stalledSink) Drop(reason string) {
+	s.mu.Lock()
+	s.drops[reason]++
+	s.mu.Unlock()
+}
+
+func (s *stalledSink) count() (delivered, dropped int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.delivered, s.drops[router.DropQueueFull]
+}
+
+// TestInboxOverflow: while routing is stuck, the reader keeps reading the
+// socket into the inbox (65,536 messages) and drops what does not fit,
+// counted as redis.inbox_dropped and queue_full, instead of falling behind
+// until Redis cuts the connection; everything that fitted is delivered once
+// routing resumes.
+func TestInboxOverflow(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg, err := config.Parse("test.toml", []byte("[redis]\nurl = \""+srv.URL()+"\"\n"))
+	require.NoError(t, err)
+	bus, err := New(cfg.Redis)
+	require.NoError(t, err)
+	sink := &stalledSink{entered: make(chan struct{}), release: make(chan struct{}), drops: map[string]int{}}
+	bus.Start(sink, router.Plan{Channels: []string{"flood"}})
+	t.Cleanup(func() { _ = bus.Close(); bus.Wait() })
+	t.Cleanup(func() {
+		select {
+		case <-sink.release:
+		default:
+			close(sink.release)
+		}
+	})
+
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2})
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+	// One message reaches the sink and stalls it (PUBLISH says 0 until the
+	// subscription is live).
+	require.Eventually(t, func() bool { return c.Publish(ctx, "flood", "first").Val() == 1 }, 15*time.Second, 5*time.Millisecond)
+	select {
+	case <-sink.entered:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the first message never reached the sink")
+	}
+
+	const inbox, over = 65536, 5000
+	for sent := 0; sent < inbox+over; {
+		pipe := c.Pipeline()
+		for i := 0; i < 10_000 && sent < inbox+over; i++ {
+			pipe.Publish(ctx, "flood", "x")
+			sent++
+		}
+		_, err := pipe.Exec(ctx)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return bus.Stats.InboxDropped.Load() >= over }, 60*time.Second, time.Millisecond,
+		"inbox_dropped %d", bus.Stats.InboxDropped.Load())
+	close(sink.release)
+	require.Eventually(t, func() bool { d, _ := sink.count(); return d == 1+inbox }, 60*time.Second, time.Millisecond)
+
+	delivered, dropped := sink.count()
+	assert.Equal(t, 1+inbox, delivered, "delivered: the stalled one and a full inbox")
+	assert.Equal(t, uint64(over), bus.Stats.InboxDropped.Load(), "redis.inbox_dropped")
+	assert.Equal(t, over, dropped, "queue_full drops reported to the router")
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	assert.NotContains(t, sink.statuses, router.StatusDisconnected, "the connection never dropped")
+}

@@ -1,0 +1,21 @@
+-- Prints every key of GetStats() two levels deep ("stats: queue.depth";
+-- the fields of routes[name] as "stats: routes[].matched"), for the Go test
+-- to compare with the README.
+local rt = realtime
+rt.On("x:*", "one", function() end)
+HOST.Run(function()
+	HOST.WaitFor(rt.IsConnected, 5, "connected")
+	for k, v in pairs(rt.GetStats()) do
+		print("stats: " .. k)
+		if type(v) == "table" and k == "routes" then
+			for _, route in pairs(v) do
+				for f in pairs(route) do print("stats: routes[]." .. f) end
+			end
+		elseif type(v) == "table" then
+			for f in pairs(v) do
+				if type(f) == "string" then print("stats: " .. k .. "." .. f) end
+			end
+		end
+	end
+	print("stats: done")
+end)
