@@ -245,11 +245,6 @@ static int l_game_event(lua_State *L) {
 				typeerror(L, arg, ev->fn, "boolean");
 			rt_tape_node(L, t, lua.toboolean(L, arg) ? RTK_TRUE : RTK_FALSE, 0, NULL, 0);
 			break;
-		case 'b':
-			if (t != LUA_TBOOLEAN)
-				typeerror(L, arg, ev->fn, "boolean");
-			tape_node(L, lua.toboolean(L, arg) ? RTK_TRUE : RTK_FALSE, 0, NULL, 0);
-			break;
 		case 'p':
 			if (ltype == LUA_TNUMBER) {
 				for (int i = 0; i < 3; i++)

@@ -3,6 +3,8 @@
 -- It runs before Initialize, so this script alone calls ProcessEvents.
 local T = require "testlib"
 local rt = realtime
+-- The module reports these as it should (ErrorNoHalt).
+HOST.ExpectErrors("was removed while events for it waited", "hostile __index", "finalizer says no")
 
 -- depth spins until n events wait in the queue (local delivery is a
 -- goroutine's work).
