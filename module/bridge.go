@@ -50,6 +50,9 @@ var (
 // crossings per event. The shim checks the time budget before each event.
 const batchSize = 32
 
+// batchKeep is the most bytes of batch tape kept between batches.
+const batchKeep = 1 << 20
+
 // goString copies C bytes into a Go string (C memory is only valid during
 // the call).
 func goString(p *C.char, n C.size_t) string {
@@ -246,6 +249,11 @@ func next(first bool) C.int {
 	b.n, b.cur, b.tape.n, b.tape.nbytes = 0, 0, 0, 0
 	clear(batch)
 	batch = batch[:0]
+	if b.tape.bcap > batchKeep || b.tape.cap > batchKeep/32 { // give back a burst of big payloads
+		C.free(unsafe.Pointer(b.tape.bytes))
+		C.free(unsafe.Pointer(b.tape.nodes))
+		b.tape = C.rt_tape{}
+	}
 	if first {
 		mod.BeginFrame()
 	}

@@ -157,7 +157,7 @@ static int entry(lua_State *L) {
  * caller's arguments as they were. */
 static rt_out *body_out(lua_State *L) {
 	int top = lua.gettop(L);
-	rt_out *out = lua.type(L, top) == LUA_TLIGHTUSERDATA ? lua.touserdata(L, top) : NULL;
+	rt_out *out = top > 0 && lua.type(L, top) == LUA_TLIGHTUSERDATA ? lua.touserdata(L, top) : NULL;
 	if (!out || out->magic != RT_OUT_MAGIC)
 		rt_raise(L, "realtime: internal function called directly");
 	lua.settop(L, top - 1);
@@ -589,21 +589,25 @@ static int l_dispatch(lua_State *L) {
 		uint32_t k = rt_events.cur++;
 		rt_event *ev = &rt_events.events[k];
 		p->progress++;
+		/* An error from here to the end of the event, outside the
+		 * handler's own pcall, is reported for event k by the caller. */
 		p->building = (int)k;
 		int nargs = push_event(L, ev);
-		p->building = -1;
-		if (nargs < 0)
+		if (nargs < 0) {
+			p->building = -1;
 			continue;
+		}
 		if (!ev->status)
 			p->dispatched++;
 		if (lua.pcall(L, nargs, 0, errfunc) != 0) {
 			size_t len;
-			const char *msg = lua.tolstring(L, -1, &len);
+			const char *msg = lua.tolstring(L, -1, &len); /* a number becomes a string: it may allocate */
 			if (!msg)
 				msg = "(error object is not a string)", len = strlen(msg);
 			rtgo_handler_error((int)k, 0, (char *)msg, len);
 			lua.settop(L, 2);
 		}
+		p->building = -1;
 	}
 	return 0;
 }

@@ -54,7 +54,7 @@ func TestBoundary(t *testing.T) {
 			s := NewServer(t, h, "")
 			out := s.RunScript("boundary.lua")
 			assert.Contains(t, out, "boundary: ok")
-			assert.Contains(t, out, `an error was raised while the arguments for the handler of hook "RealtimeDisconnected" were built`)
+			assert.Contains(t, out, `an error was raised outside the handler of hook "RealtimeDisconnected", while its call was prepared`)
 			assert.Contains(t, out, "hostile __index")
 		})
 	}

@@ -372,9 +372,9 @@ func (m *Module) NoHandler(d *Dispatch) {
 func (m *Module) MaxPerFrame() int { return m.cfg.Dispatch.MaxPerFrame }
 
 // HandlerError counts and logs (rate-limited) an error of a batch's event
-// d: raised by its handler, or (building) while the shim built its
-// arguments (a finalizer, a metamethod, out of memory). d is nil for an
-// error outside any event.
+// d: raised by its handler, or (building) outside it while the shim
+// prepared the call (a finalizer, a metamethod, out of memory while its
+// arguments were built). d is nil for an error outside any event.
 func (m *Module) HandlerError(d *Dispatch, building bool, msg string) {
 	if d == nil {
 		m.r.Logf("error", "ProcessEvents: %s", msg)
@@ -387,7 +387,7 @@ func (m *Module) HandlerError(d *Dispatch, building bool, msg string) {
 		what = "route " + strconv.Quote(d.Event.Route.Name)
 	}
 	if building {
-		m.r.Logf("error", "an error was raised while the arguments for the handler of %s were built (event on %q dropped): %s", what, d.Event.Channel, msg)
+		m.r.Logf("error", "an error was raised outside the handler of %s, while its call was prepared (event on %q dropped): %s", what, d.Event.Channel, msg)
 		return
 	}
 	m.r.Logf("error", "handler of %s failed on %q: %s", what, d.Event.Channel, msg)
