@@ -492,11 +492,27 @@ static int l_flush_logs(lua_State *L) {
 
 static void pushev(lua_State *L, rt_str s) { lua.pushlstring(L, rt_events.tape.bytes + s.off, s.len); }
 
-/* push_event pushes the handler and its arguments; it returns the number
- * of arguments, or -1 (nothing pushed) when there is nothing to call: no
- * handler of that name, or a status hook with no hook.Run. */
+/* Stack slots of l_dispatch: debug, its traceback, and the meta table's
+ * keys, interned once per call rather than once per event. */
+#define ERRFUNC 2
+#define KEY_PATTERN 3
+#define KEY_ROUTE 4
+#define KEY_RECEIVED 5
+#define DISPATCH_BASE 5
+
+static int same_str(rt_str a, rt_str b) { return a.off == b.off && a.len == b.len; }
+
+/* push_event pushes the route's name (or nil), then the handler and its
+ * arguments; it returns the number of arguments, or -1 (the handler not
+ * pushed) when there is nothing to call: no handler of that name, or a
+ * status hook with no hook.Run. */
 static int push_event(lua_State *L, rt_event *ev) {
 	int nargs = 0;
+	int route = lua.gettop(L) + 1;
+	if (ev->status)
+		lua.pushnil(L);
+	else
+		pushev(L, ev->route);
 	if (ev->hook.len) {
 		lua.getfield(L, LUA_GLOBALSINDEX, "hook");
 		if (lua.type(L, -1) == LUA_TTABLE)
@@ -505,17 +521,17 @@ static int push_event(lua_State *L, rt_event *ev) {
 			lua.pushnil(L);
 		lua.insert(L, -2);
 		lua.settop(L, -2); /* hook.Run, or nil: pcall then reports the call error */
-		if (ev->status && lua.type(L, -1) != LUA_TFUNCTION) {
-			lua.settop(L, -2);
+		if (ev->status && lua.type(L, -1) != LUA_TFUNCTION)
 			return -1;
-		}
 		pushev(L, ev->hook);
 		nargs++;
 	} else {
-		pushev(L, ev->handler);
+		if (same_str(ev->handler, ev->route)) /* a realtime.On route */
+			lua.pushvalue(L, route);
+		else
+			pushev(L, ev->handler);
 		lua.rawget(L, HANDLERS);
 		if (lua.type(L, -1) != LUA_TFUNCTION) { /* removed by an earlier handler of this batch */
-			lua.settop(L, -2);
 			ev->outcome = RT_EV_NO_HANDLER;
 			return -1;
 		}
@@ -535,12 +551,15 @@ static int push_event(lua_State *L, rt_event *ev) {
 		pushev(L, ev->payload);
 	}
 	lua.createtable(L, 0, 3);
+	lua.pushvalue(L, KEY_PATTERN);
 	pushev(L, ev->pattern);
-	lua.setfield(L, -2, "pattern");
-	pushev(L, ev->route);
-	lua.setfield(L, -2, "route");
+	lua.rawset(L, -3);
+	lua.pushvalue(L, KEY_ROUTE);
+	lua.pushvalue(L, route);
+	lua.rawset(L, -3);
+	lua.pushvalue(L, KEY_RECEIVED);
 	lua.pushnumber(L, ev->received);
-	lua.setfield(L, -2, "received");
+	lua.rawset(L, -3);
 	return nargs + 3;
 }
 
@@ -561,14 +580,17 @@ static int l_dispatch(lua_State *L) {
 	rt_out *out = body_out(L);
 	pump *p = (pump *)out;
 	lua.settop(L, 0);
-	if (!lua.checkstack(L, 12))
+	if (!lua.checkstack(L, 16))
 		return rt_raise(L, "realtime: Lua stack overflow");
 	lua.getfield(L, LUA_GLOBALSINDEX, "debug");
 	if (lua.type(L, -1) == LUA_TTABLE)
 		lua.getfield(L, -1, "traceback");
 	else
 		lua.pushnil(L);
-	int errfunc = lua.type(L, -1) == LUA_TFUNCTION ? 2 : 0;
+	int errfunc = lua.type(L, -1) == LUA_TFUNCTION ? ERRFUNC : 0;
+	lua.pushstring(L, "pattern");
+	lua.pushstring(L, "route");
+	lua.pushstring(L, "received");
 	p->building = -1;
 	for (;;) {
 		if (p->dispatched > 0 &&
@@ -594,6 +616,7 @@ static int l_dispatch(lua_State *L) {
 		p->building = (int)k;
 		int nargs = push_event(L, ev);
 		if (nargs < 0) {
+			lua.settop(L, DISPATCH_BASE);
 			p->building = -1;
 			continue;
 		}
@@ -605,8 +628,8 @@ static int l_dispatch(lua_State *L) {
 			if (!msg)
 				msg = "(error object is not a string)", len = strlen(msg);
 			rtgo_handler_error((int)k, 0, (char *)msg, len);
-			lua.settop(L, 2);
 		}
+		lua.settop(L, DISPATCH_BASE);
 		p->building = -1;
 	}
 	return 0;
