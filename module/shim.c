@@ -579,6 +579,7 @@ typedef struct pump {
 static int l_dispatch(lua_State *L) {
 	rt_out *out = body_out(L);
 	pump *p = (pump *)out;
+	p->building = -1;
 	lua.settop(L, 0);
 	if (!lua.checkstack(L, 16))
 		return rt_raise(L, "realtime: Lua stack overflow");
@@ -591,7 +592,6 @@ static int l_dispatch(lua_State *L) {
 	lua.pushstring(L, "pattern");
 	lua.pushstring(L, "route");
 	lua.pushstring(L, "received");
-	p->building = -1;
 	for (;;) {
 		if (p->dispatched > 0 &&
 		    ((p->max > 0 && p->dispatched >= p->max) || (rt_budget_ns > 0 && now_ns() - p->start >= rt_budget_ns)))
@@ -677,6 +677,7 @@ static int l_process_events(lua_State *L) {
 		if (!msg)
 			msg = "(error object is not a string)", len = strlen(msg);
 		rtgo_handler_error(p.building, 1, (char *)msg, len);
+		p.building = -1;
 		lua.settop(L, top);
 		if (p.progress == progress || errors >= 1000)
 			break; /* no event moved: it would fail again */
