@@ -46,6 +46,9 @@ type Options struct {
 	Pending *atomic.Int64
 	// Logs, if set, holds the number of log lines waiting for TakeLog.
 	Logs *atomic.Int64
+	// Clock, if set, replaces time.Now for the dispatch budget and the
+	// router's timestamps; for tests.
+	Clock func() time.Time
 }
 
 // Module is the state behind the realtime Lua table. The Go side (config,
@@ -67,7 +70,8 @@ type Module struct {
 	warned   map[string]bool   // routes already logged for having no handler
 	nextID   int
 
-	started time.Time // of the current ProcessEvents
+	started time.Time        // of the current ProcessEvents
+	now     func() time.Time // Options.Clock or time.Now
 }
 
 // onReg is one realtime.On registration.
@@ -80,7 +84,10 @@ type onReg struct {
 // config is logged and leaves the module disconnected with no routes until
 // Reload succeeds; the Lua API works either way.
 func Start(opts Options) *Module {
-	m := &Module{opts: opts, overrides: map[string]any{}}
+	m := &Module{opts: opts, overrides: map[string]any{}, now: opts.Clock}
+	if m.now == nil {
+		m.now = time.Now
+	}
 	m.logs.counter = opts.Logs
 	if m.logs.counter == nil {
 		m.logs.counter = new(atomic.Int64)
@@ -90,7 +97,7 @@ func Start(opts Options) *Module {
 		m.cfgErr = err
 		cfg = config.Default()
 	}
-	ropts := []router.Option{router.WithLog(m.logs.add)}
+	ropts := []router.Option{router.WithLog(m.logs.add), router.WithClock(m.now)}
 	if opts.Pending != nil {
 		ropts = append(ropts, router.WithPendingCounter(opts.Pending))
 	}
@@ -295,7 +302,7 @@ type Dispatch struct {
 // ProcessEvents call. Events whose route has no handler are counted, logged
 // once per route, and skipped.
 func (m *Module) Next(first bool) (Dispatch, bool) {
-	now := time.Now() // one clock read per event: it is a large share of the cost
+	now := m.now() // one clock read per event: it is a large share of the cost
 	if first {
 		m.started = now
 		if !m.swept {

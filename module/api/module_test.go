@@ -20,10 +20,16 @@ import (
 // temporary server directory.
 func start(t *testing.T, toml string) (*Module, string) {
 	t.Helper()
+	return startWith(t, toml, nil)
+}
+
+// startWith is start with the module's clock set (nil: time.Now).
+func startWith(t *testing.T, toml string, clock func() time.Time) (*Module, string) {
+	t.Helper()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "realtime.toml")
 	require.NoError(t, os.WriteFile(file, []byte(toml), 0o644))
-	m := Start(Options{Config: config.Options{File: file, Dir: dir, Environ: []string{}}, Pending: new(atomic.Int64), Logs: new(atomic.Int64)})
+	m := Start(Options{Config: config.Options{File: file, Dir: dir, Environ: []string{}}, Pending: new(atomic.Int64), Logs: new(atomic.Int64), Clock: clock})
 	t.Cleanup(m.Stop)
 	return m, file
 }
@@ -189,7 +195,11 @@ func TestNextStatusHooks(t *testing.T) {
 }
 
 func TestNextBudget(t *testing.T) {
-	m, _ := start(t, "[dispatch]\nbudget = \"1ms\"\n")
+	// The clock moves only when the test moves it, so the budget is spent
+	// by the handlers' time and by nothing else the machine does.
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	m, _ := startWith(t, "[dispatch]\nbudget = \"1ms\"\n", func() time.Time { return time.Unix(0, clock.Load()) })
 	drain(m)
 	_, _, _ = m.On("x", "x", 1, OnOptions{})
 	for i := 0; i < 10; i++ {
@@ -198,10 +208,13 @@ func TestNextBudget(t *testing.T) {
 	waitQueued(t, m, 10)
 	_, ok := m.Next(true)
 	require.True(t, ok)
-	time.Sleep(2 * time.Millisecond) // a slow handler
+	clock.Add(int64(999 * time.Microsecond)) // a handler just under the budget
+	_, ok = m.Next(false)
+	require.True(t, ok, "budget left")
+	clock.Add(int64(time.Microsecond)) // the budget is spent
 	_, ok = m.Next(false)
 	assert.False(t, ok, "budget spent")
-	assert.Len(t, drain(m), 9, "the next frame goes on")
+	assert.Len(t, drain(m), 8, "the next frame goes on")
 }
 
 func TestConfigureAndConnect(t *testing.T) {
