@@ -83,6 +83,11 @@ type Run struct {
 // (KEY=value) and tick rate; it fails after timeout.
 func (s *Server) Start(script string, tickrate int, timeout time.Duration, env ...string) *Run {
 	s.t.Helper()
+	if len(s.Host.Prefix) > 0 {
+		// An emulated host (qemu) runs several times slower, slower still
+		// on a loaded machine; the timeout is there to catch a hang.
+		timeout *= 4
+	}
 	p, err := s.Server.Start(filepath.Join(repo, "tests/lua", script), tickrate, timeout, env...)
 	if err != nil {
 		s.t.Fatalf("start host: %v", err)
