@@ -22,13 +22,10 @@ test: deps lint module-all hosts unit fuzz
 unit:
 	REALTIME_PREBUILT=1 $(GO) test -race -count=1 -timeout 10m $(PKGS)
 
-# One short run per fuzz target (the seed corpus also runs in `unit`).
+# One short exploration per fuzz target, one worker each; the seed corpora
+# also run in `unit`. `make fuzz FUZZTIME=5m` hunts longer (scripts/fuzz.sh).
 fuzz:
-	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs grep -ho '^func Fuzz[A-Za-z0-9_]*' | sort -u | sed 's/^func //'); do \
-	  pkg=$$(dirname $$(grep -rl --include='*_test.go' "^func $$spec(" . | head -1)); \
-	  echo "fuzz $$pkg $$spec ($(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$spec$$" -fuzztime $(FUZZTIME) $$pkg; \
-	done
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -281,9 +281,13 @@ func (r *Router) withDynamic(old *Table) []*Route {
 
 // Deliver routes one message: every matching route that has a token left
 // gets one event in the queue. It never blocks on the main thread.
+//
+// Received is counted last, once the message's events are queued and its
+// drops counted, so whoever sees Received reach n sees all that n messages
+// did.
 func (r *Router) Deliver(channel, payload string) {
+	defer r.Stats.Received.Add(1)
 	now := r.now()
-	r.Stats.Received.Add(1)
 	lim := r.lim.Load()
 	if len(payload) > lim.maxPayload {
 		r.Stats.Drop(DropTooBig)
@@ -332,8 +336,10 @@ func (r *Router) Deliver(channel, payload string) {
 	}
 }
 
+// push queues e. Queued is counted last, once e is in the queue and any
+// event it pushed out is counted as dropped, so a reader who sees Queued
+// reach n can take those n events and sees their drops.
 func (r *Router) push(e *Event) {
-	r.Stats.Queued.Add(1)
 	if dropped := r.queue.Push(e); dropped != nil {
 		r.Stats.Drop(DropQueueFull)
 		if dropped.Route != nil {
@@ -341,6 +347,7 @@ func (r *Router) push(e *Event) {
 		}
 		r.Logf("warn", "event queue full (%d events waiting): dropped an event on %q; the main thread is not keeping up", r.queue.Pending(), dropped.Channel)
 	}
+	r.Stats.Queued.Add(1)
 }
 
 // SetStatus records a backend status change and queues it for Lua's

@@ -25,7 +25,10 @@ func TestAPI(t *testing.T) {
 			out := s.RunScript("api.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port))
 			assert.Contains(t, out, "api: ok")
 
-			// Bytes reach Redis exactly, NUL and 0xff included.
+			// Bytes reach Redis exactly, NUL and 0xff included. The
+			// script's handlers got these back from Redis, so Redis had
+			// accepted them before the marker.
+			sub.Sync(t)
 			assert.Equal(t, []string{"a\x00b\xff"}, sub.Messages("shape:binary"))
 			chat := sub.Messages("chat:message")
 			require.Len(t, chat, 1)

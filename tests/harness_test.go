@@ -99,6 +99,11 @@ type Run struct {
 // (KEY=value) and tick rate; it fails after timeout.
 func (s *Server) Start(script string, tickrate int, timeout time.Duration, env ...string) *Run {
 	s.t.Helper()
+	if len(s.Host.Prefix) > 0 {
+		// An emulated host (qemu) runs several times slower, slower still
+		// on a loaded machine; the timeout is there to catch a hang.
+		timeout *= 4
+	}
 	p, err := s.Server.Start(filepath.Join(repo, "tests/lua", script), tickrate, timeout, env...)
 	if err != nil {
 		s.t.Fatalf("start host: %v", err)
@@ -134,19 +139,28 @@ func (s *Server) RunScript(script string, env ...string) string {
 
 // Subscriber records every message published on Redis, for byte-exact checks.
 type Subscriber struct {
-	mu   sync.Mutex
-	msgs []*redis.Message
+	mu     sync.Mutex
+	msgs   []*redis.Message
+	c      *redis.Client
+	marker string // a channel only this subscriber listens to; see Sync
 }
 
 // Subscribe starts recording messages matching pattern.
 func Subscribe(t *testing.T, srv *redistest.Server, pattern string) *Subscriber {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2})
+	s := &Subscriber{c: c}
+	s.marker = fmt.Sprintf("test:sync:%p", s)
 	ps := c.PSubscribe(context.Background(), pattern)
 	if _, err := ps.Receive(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	s := &Subscriber{}
+	if err := ps.Subscribe(context.Background(), s.marker); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -175,6 +189,16 @@ func (s *Subscriber) Messages(channel string) []string {
 		}
 	}
 	return out
+}
+
+// Sync returns once every message Redis accepted before the call is
+// recorded: Redis sends a subscriber its messages in the order it accepted
+// them, so a marker published now arrives after all of them.
+func (s *Subscriber) Sync(t *testing.T) {
+	t.Helper()
+	n := len(s.Messages(s.marker))
+	require.NoError(t, s.c.Publish(context.Background(), s.marker, "").Err())
+	s.WaitMessages(t, s.marker, n+1)
 }
 
 // WaitMessages waits until n messages arrived on channel.

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,8 +54,13 @@ func TestAutorefresh(t *testing.T) {
 func TestLocalModeAndConnect(t *testing.T) {
 	eachOrder(t, luajit64, func(t *testing.T, h Host) {
 		srv := redistest.Start(t)
+		// Takes connections (the kernel completes them) and never answers.
+		silent, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer silent.Close()
 		s := NewServer(t, h, "")
-		out := s.RunScript("local.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port))
+		out := s.RunScript("local.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port),
+			"TEST_SILENT_PORT="+strconv.Itoa(silent.Addr().(*net.TCPAddr).Port))
 		assert.Contains(t, out, "local: ok up local, up connected, down realtime.Disconnect(), up connected")
 	})
 }

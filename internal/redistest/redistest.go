@@ -1,5 +1,12 @@
-// Package redistest starts throwaway redis-server processes on free loopback
+// Package redistest starts throwaway redis-server processes on loopback
 // ports for tests, and stops them when the test ends.
+//
+// Ports come from a range the kernel never hands out by itself (below the
+// ephemeral range, where listen(":0") and outgoing connections take theirs),
+// and each is claimed with a lock file for the server's whole life, Restart
+// included, so two test processes on one machine never share one. A server
+// is ready when it answers on a unix socket only it knows, so a PONG from
+// some other process on the same port is never taken for it.
 //
 // A missing redis-server fails the test (it is never skipped): `make test`
 // installs it through scripts/deps.sh.
@@ -7,16 +14,27 @@ package redistest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+)
+
+// Ports are claimed in [portLow, portHigh). Redis Cluster's bus port is the
+// port + 10000, so it falls in [22000, 32000): the two ranges are disjoint
+// and both lie below the default ephemeral range (32768-60999).
+const (
+	portLow  = 12000
+	portHigh = 22000
 )
 
 // Server is one redis-server process. Its methods are for the test goroutine.
@@ -25,13 +43,16 @@ type Server struct {
 	Port int
 	Args []string // extra arguments, kept across Restart
 	dir  string
+	sock string   // the unix socket the readiness check uses
+	own  string   // temporary directory of sock, removed by Stop
+	lock *os.File // holds the claim on Port until Stop
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// Start runs redis-server on a free 127.0.0.1 port with persistence off and
-// registers its shutdown with t.Cleanup. args are extra redis-server options
-// such as "--requirepass", "secret".
+// Start runs redis-server on a claimed 127.0.0.1 port with persistence off
+// and registers its shutdown with t.Cleanup. args are extra redis-server
+// options such as "--requirepass", "secret".
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	s, err := Launch(t.TempDir(), args...)
@@ -50,31 +71,69 @@ func Launch(dir string, args ...string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Args: args, dir: dir}
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if s.Port, err = freePort(); err != nil {
+	if i := slices.Index(args, "--unixsocket"); i >= 0 && i+1 < len(args) {
+		s.sock = args[i+1] // the caller's own socket serves as well
+	} else {
+		own, err := os.MkdirTemp("", "redistest")
+		if err != nil {
 			return nil, err
+		}
+		s.own, s.sock = own, filepath.Join(own, "redis.sock")
+	}
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		if err = s.claimPort(); err != nil {
+			break
 		}
 		if err = s.start(); err == nil {
 			return s, nil
 		}
+		s.release() // taken by a process outside this package: try another
 	}
+	s.Stop()
 	return nil, fmt.Errorf("did not start: %w", err)
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// claimPort sets s.Port to a port in [portLow, portHigh) on which it holds
+// an exclusive lock. The kernel drops the lock if the process dies, so a
+// crashed test leaves no stale claim.
+func (s *Server) claimPort() error {
+	dir := filepath.Join(os.TempDir(), "redistest-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	first := portLow + rand.IntN(portHigh-portLow)
+	for i := 0; i < portHigh-portLow; i++ {
+		port := portLow + (first-portLow+i)%(portHigh-portLow)
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			return err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				continue
+			}
+			return err
+		}
+		s.Port, s.lock = port, f
+		return nil
+	}
+	return fmt.Errorf("every port in [%d, %d) is claimed", portLow, portHigh)
+}
+
+// release gives up the claim on s.Port.
+func (s *Server) release() {
+	if s.lock != nil {
+		s.lock.Close() // closing the last descriptor drops the flock
+		s.lock = nil
+	}
 }
 
 func (s *Server) start() error {
 	args := append([]string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+		"--unixsocket", s.sock,
 		"--save", "", "--appendonly", "no", "--daemonize", "no",
 		"--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"),
 	}, s.Args...)
@@ -89,11 +148,15 @@ func (s *Server) start() error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
+			s.cmd = nil
 			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
 			return fmt.Errorf("exited at start: %s", lastLines(string(log), 5))
 		default:
 		}
-		if s.ping() == nil {
+		// Redis serves no client before it has bound every listener, and
+		// exits if it cannot bind its port: an answer on the unix socket
+		// means this process is up and owns the port.
+		if ping("unix", s.sock) == nil && ping("tcp", s.Addr()) == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -108,8 +171,9 @@ func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
 // URL is the redis:// URL of the server, with no credentials.
 func (s *Server) URL() string { return "redis://" + s.Addr() }
 
-func (s *Server) ping() error {
-	c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+// ping sends PING to the server at addr on network.
+func ping(network, addr string) error {
+	c, err := net.DialTimeout(network, addr, time.Second)
 	if err != nil {
 		return err
 	}
@@ -139,22 +203,25 @@ func (s *Server) Kill() {
 	s.cmd = nil
 }
 
-// Stop is Kill; persistence is off, so there is nothing to flush.
-func (s *Server) Stop() { s.Kill() }
+// Stop kills the server and gives up its port; persistence is off, so
+// there is nothing to flush.
+func (s *Server) Stop() {
+	s.Kill()
+	s.release()
+	if s.own != "" {
+		_ = os.RemoveAll(s.own)
+	}
+}
 
-// Restart starts the server again on the same port after Kill. Only for
-// servers made by Start: it fails the test when it cannot.
+// Restart starts the server again on the same port after Kill; the port
+// stays claimed in between. Only for servers made by Start: it fails the
+// test when it cannot.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
-	var err error
-	for attempt := 0; attempt < 50; attempt++ { // the port may linger briefly
-		if err = s.start(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := s.start(); err != nil {
+		s.t.Fatalf("redis-server restart on port %d: %v", s.Port, err)
 	}
-	s.t.Fatalf("redis-server restart on port %d: %v", s.Port, err)
 }
 
 // Pause freezes the server with SIGSTOP; Resume continues it.

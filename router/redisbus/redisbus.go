@@ -114,6 +114,9 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 	b.mu.Lock()
 	b.want = plan
 	b.mu.Unlock()
+	// Before Start returns: the status a previous backend left (say
+	// "local", which is connected) is no longer true.
+	sink.SetStatus(router.StatusConnecting, "")
 	b.wg.Add(3)
 	go b.supervise()
 	go b.write()

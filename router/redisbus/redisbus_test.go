@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -96,17 +97,23 @@ func client(t *testing.T, srv *redistest.Server) *redis.Client {
 	return c
 }
 
-// publishUntil publishes channel=payload until the harness has n messages;
-// used where a subscription is being set up asynchronously.
-func (h *harness) publishUntil(c *redis.Client, channel, payload string, n int) {
+// waitSubscribed waits until Redis has confirmed the bus's subscriptions:
+// the connection is live and every plan change made so far is in place, so a
+// message published now reaches every route that matches it.
+func (h *harness) waitSubscribed() {
 	h.t.Helper()
-	h.waitFor(fmt.Sprintf("%d messages", n), 10*time.Second, func() bool {
-		if len(h.msgs) >= n {
-			return true
-		}
-		c.Publish(context.Background(), channel, payload)
-		return false
+	h.waitFor("the subscriptions confirmed", 10*time.Second, func() bool {
+		return h.bus.live.Load() && h.bus.doneGen.Load() >= h.bus.wantGen.Load()
 	})
+}
+
+// publish publishes channel=payload once with c, once the subscriptions are
+// in place, and waits until the harness has n messages.
+func (h *harness) publish(c *redis.Client, channel, payload string, n int) {
+	h.t.Helper()
+	h.waitSubscribed()
+	require.NoError(h.t, c.Publish(context.Background(), channel, payload).Err())
+	h.waitFor(fmt.Sprintf("%d messages", n), 10*time.Second, func() bool { return len(h.msgs) >= n })
 }
 
 const routes = `
@@ -136,12 +143,13 @@ func TestRoundTripPatternsAndOverlap(t *testing.T) {
 	require.NoError(t, c.Publish(ctx, "player:death", "d").Err())
 	require.NoError(t, c.Publish(ctx, "npc:spawn", "n").Err())
 	require.NoError(t, c.Publish(ctx, "chat:message", "ignored").Err())
-	h.waitFor("4 events", 5*time.Second, func() bool { return len(h.msgs) >= 5 })
-	time.Sleep(50 * time.Millisecond)
-	h.drain()
+	// Redis hands one client's messages to a subscriber in order: once
+	// this last one is routed, every copy of the others has been seen.
+	require.NoError(t, c.Publish(ctx, "end:spawn", "").Err())
+	h.waitFor("the last event", 5*time.Second, func() bool { return slices.Contains(h.msgs, "any-spawn<-end:spawn=") })
 	assert.ElementsMatch(t, []string{
 		"players<-player:spawn=a\x00b", "spawns<-player:spawn=a\x00b", "any-spawn<-player:spawn=a\x00b",
-		"players<-player:death=d", "any-spawn<-npc:spawn=n",
+		"players<-player:death=d", "any-spawn<-npc:spawn=n", "any-spawn<-end:spawn=",
 	}, h.msgs, "each route gets each event exactly once, bytes intact")
 	assert.Equal(t, uint64(2), h.bus.Stats.Late.Load(), "Redis's extra copies of player:spawn were ignored")
 
@@ -167,13 +175,13 @@ func TestLiveDiffOnReload(t *testing.T) {
 	sum, err := h.r.Apply(cfg)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"chat"}, sum.Added)
-	h.publishUntil(c, "chat:message", "hi", 1)
+	h.publish(c, "chat:message", "hi", 1)
 	assert.Equal(t, "chat<-chat:message=hi", h.msgs[0])
 
 	// The removed patterns are gone from Redis, on the same connection.
 	require.Eventually(t, func() bool { return c.PubSubNumPat(context.Background()).Val() == 0 }, 5*time.Second, 10*time.Millisecond)
 	require.NoError(t, c.Publish(context.Background(), "player:spawn", "x").Err())
-	h.publishUntil(c, "chat:message", "again", 2)
+	h.publish(c, "chat:message", "again", 2)
 	assert.Len(t, h.msgs, 2)
 	assert.Equal(t, []string{"connecting", "connected"}, h.statuses, "no reconnect")
 }
@@ -184,7 +192,7 @@ func TestKillAndRestart(t *testing.T) {
 	h := newHarness(t, srv, routes)
 	h.waitStatus("connected")
 	c := client(t, srv)
-	h.publishUntil(c, "player:death", "before", 1)
+	h.publish(c, "player:death", "before", 1)
 
 	srv.Kill()
 	h.waitStatus("disconnected")
@@ -195,9 +203,14 @@ func TestKillAndRestart(t *testing.T) {
 	assert.Equal(t, uint64(1), h.bus.Stats.Outages.Load())
 	assert.Greater(t, h.bus.Stats.LastOutage.Load(), int64(0))
 
+	// The writer flushes the outbox once the subscriptions are back, so
+	// this server's own route gets what it published while down.
+	h.waitFor("the message published while down", 10*time.Second, func() bool {
+		return slices.Contains(h.msgs, "players<-player:death=queued while down")
+	})
 	n := len(h.msgs)
-	h.publishUntil(c, "player:death", "after", n+1)
-	assert.Contains(t, h.msgs[n:], "players<-player:death=after", "resubscribed after the restart")
+	h.publish(c, "player:death", "after", n+1)
+	assert.Equal(t, []string{"players<-player:death=after"}, h.msgs[n:], "resubscribed after the restart")
 
 	require.NoError(t, h.r.Close())
 	h.bus.Wait()
@@ -246,7 +259,7 @@ func TestPausedServer(t *testing.T) {
 	srv.Resume()
 	h.waitStatus("connected")
 	c := client(t, srv)
-	h.publishUntil(c, "player:death", "x", 1)
+	h.publish(c, "player:death", "x", 1)
 }
 
 // TestSlowConsumer: the main thread stops draining while 500k messages
@@ -293,10 +306,8 @@ func TestAuth(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, srv, routes, tc.extra)
 			h.waitStatus("connected")
-			h.waitFor("a message", 10*time.Second, func() bool {
-				admin.Publish(context.Background(), "player:x", "y")
-				return len(h.msgs) > 0
-			})
+			h.publish(admin, "player:x", "y", 1)
+			assert.Equal(t, []string{"players<-player:x=y"}, h.msgs)
 		})
 	}
 

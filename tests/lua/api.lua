@@ -48,8 +48,9 @@ T.ok(after <= before + 4, "registry size after 200,000 registrations: " .. after
 -- ProcessEvents(max) dispatches at most max of them.
 local early = 0
 rt.Subscribe("early", function() early = early + 1 end)
+local queued = rt.GetStats().queued
 for i = 1, 10 do rt.Publish("early", tostring(i)) end
-T.wait_queue(10)
+T.wait_queued(queued + 10)
 T.eq(rt.ProcessEvents(3), 3, "ProcessEvents(3)")
 T.eq(early, 3, "handler calls after ProcessEvents(3)")
 T.eq(rt.ProcessEvents(), 7, "ProcessEvents() drains the rest")

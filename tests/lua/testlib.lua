@@ -37,11 +37,13 @@ function T.registry()
 	return n, fns
 end
 
--- T.wait_queue(n) spins until n events are queued (before the pump runs).
-function T.wait_queue(n)
+-- T.wait_queued(n) spins until the router has queued n messages since it
+-- started (GetStats().queued: status events are not counted), for a script
+-- that has not started the pump.
+function T.wait_queued(n)
 	local deadline = HOST.Time() + 5
-	while realtime.GetStats().queue.depth < n do
-		if HOST.Time() > deadline then error("queue never reached " .. n .. " events", 2) end
+	while realtime.GetStats().queued < n do
+		if HOST.Time() > deadline then error("never " .. n .. " messages queued", 2) end
 	end
 end
 
