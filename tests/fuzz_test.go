@@ -1,0 +1,118 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fuzzTOML is the config of the Lua API fuzzer's server: local mode (no
+// [redis]) with config routes for realtime.Handler names, overlapping
+// patterns, a JSON route, a rate-limited route and a hook route.
+// tests/lua/fuzz.lua reads the routes back from the file.
+const fuzzTOML = `[server]
+id = "fuzz"
+
+[[routes]]
+name = "named-a"
+pattern = "a*"
+handler = "fz_a"
+
+[[routes]]
+name = "named-json"
+pattern = "[bc]:?*"
+handler = "fz_b"
+decode = "json"
+
+[[routes]]
+name = "limited"
+pattern = "*x"
+handler = "fz_a"
+rate = "50/s"
+burst = 20
+
+[[routes]]
+name = "hooked"
+pattern = "h*"
+handler = "hook:FuzzHook"
+`
+
+// TestLuaFuzz runs the seeded Lua API fuzzer (tests/lua/fuzz.lua) in the
+// host on LuaJIT: random sequences of every realtime.* call with hostile
+// values and handlers, checking after each call that nothing hangs,
+// crashes or misroutes and, at the end, that the registry is back to its
+// baseline and the pump works.
+//
+//	SEED=n           run that seed (default: a new one, printed)
+//	LUAFUZZ_STEPS=n  steps per run (default 2000)
+//	LUAFUZZ_TIME=d   keep running new seeds for d (make luafuzz FUZZTIME=d)
+//	LUAFUZZ_SKIP=..  generators to leave out (see fuzz.lua), to look past
+//	                 a known defect
+//
+// A failure names the seed and the command that reproduces it.
+func TestLuaFuzz(t *testing.T) {
+	t.Parallel()
+	steps := 2000
+	if s := os.Getenv("LUAFUZZ_STEPS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatalf("LUAFUZZ_STEPS=%q: %v", s, err)
+		}
+		steps = n
+	}
+	var budget time.Duration
+	if s := os.Getenv("LUAFUZZ_TIME"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("LUAFUZZ_TIME=%q: %v", s, err)
+		}
+		budget = d
+	}
+	seed := time.Now().UnixNano() % 1_000_000_007
+	fixed := false
+	if s := os.Getenv("SEED"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatalf("SEED=%q: %v", s, err)
+		}
+		seed, fixed = n, true
+	}
+	start := time.Now()
+	for runs := 0; ; runs++ {
+		runLuaFuzz(t, seed+int64(runs), steps)
+		if fixed || time.Since(start) >= budget {
+			t.Logf("%d run(s) of %d steps from seed %d", runs+1, steps, seed)
+			return
+		}
+	}
+}
+
+func runLuaFuzz(t *testing.T, seed int64, steps int) {
+	t.Helper()
+	s := NewServer(t, luajit64, fuzzTOML)
+	env := []string{"SEED=" + strconv.FormatInt(seed, 10), "FUZZ_STEPS=" + strconv.Itoa(steps), "FUZZ_TRACE=1"}
+	if v := os.Getenv("LUAFUZZ_SKIP"); v != "" {
+		env = append(env, "FUZZ_SKIP="+v)
+	}
+	// fuzz.lua ends a call that never returns with SIGALRM after 10 s; the
+	// host's own timeout is the last resort.
+	p := s.Start("fuzz.lua", 0, 10*time.Minute, env...)
+	<-p.Done()
+	out := p.Output()
+	if p.Err() == nil && strings.Contains(out, "fuzz: ok seed=") {
+		return
+	}
+	lines := splitLines(out)
+	if len(lines) > 80 {
+		lines = append([]string{"..."}, lines[len(lines)-80:]...)
+	}
+	how := fmt.Sprint(p.Err())
+	if strings.Contains(how, "alarm clock") {
+		how += " (a realtime.* call did not return within 10 s: a hang)"
+	}
+	t.Fatalf("Lua API fuzzer failed with seed %d (%s):\n%s\nreproduce: REALTIME_PREBUILT=1 SEED=%d LUAFUZZ_STEPS=%d go test -run TestLuaFuzz -v ./tests",
+		seed, how, strings.Join(lines, "\n"), seed, steps)
+}
