@@ -8,7 +8,7 @@
 -- strings, functions, userdata, coroutines) and hostile handlers (raise any
 -- value, yield, re-enter the API, unregister themselves, allocate userdata
 -- whose __gc raises). After each step it checks:
---   * no realtime.* call uses more than FUZZ_STEP_MS (100) ms of CPU, its
+--   * no realtime.* call uses more than FUZZ_STEP_MS (100) ms of the main thread's CPU, its
 --     handlers' own time excluded (CPU time, not wall time: a loaded
 --     machine does not make a call slow); a call that never returns is
 --     ended by SIGALRM after FUZZ_ALARM_S (10) s of wall time (LuaJIT's
@@ -30,7 +30,7 @@
 -- Environment: SEED, FUZZ_STEPS (default 2000), FUZZ_STEP_MS (100),
 -- FUZZ_ALARM_S (10), FUZZ_SKIP (comma list of generators to leave out:
 -- cycle, shared, deep, huge, gcerror, metaerror, yield, reentry, coroutine,
--- config, connect, badnum, plainud), FUZZ_TRACE=1 prints every step as it starts
+-- config, connect, badnum, plainud, longkey, hugeconfig), FUZZ_TRACE=1 prints every step as it starts
 -- (TestLuaFuzz sets it: a hang's last line is the call that hung),
 -- FUZZ_VERBOSE=1 also the module's log lines.
 
@@ -61,13 +61,26 @@ end
 local function chance(p) return rnd() < p end
 local function pick(t) return t[rand(#t)] end
 
--- ---- The hang detector: SIGALRM after ALARM_S of wall time ------------
-local alarm = function() end
+-- ---- Clocks and the hang detector -----------------------------------------
+-- cpu() is the main thread's CPU time (the Go side of a call runs on the
+-- calling thread; the module's goroutines do not count); alarm(s) ends the
+-- process with SIGALRM after s seconds of wall time.
+local alarm, cpu = function() end, os.clock
 do
 	local ok, ffi = pcall(require, "ffi")
-	if ok and ALARM_S > 0 then
-		ffi.cdef("unsigned int alarm(unsigned int seconds);")
-		alarm = function(s) ffi.C.alarm(s) end
+	if ok then
+		ffi.cdef([[
+			unsigned int alarm(unsigned int seconds);
+			struct fuzz_timespec { long tv_sec; long tv_nsec; };
+			int clock_gettime(int clk, struct fuzz_timespec *tp);
+		]])
+		if ALARM_S > 0 then alarm = function(s) ffi.C.alarm(s) end end
+		local ts = ffi.new("struct fuzz_timespec")
+		local CLOCK_THREAD_CPUTIME_ID = 3
+		cpu = function()
+			ffi.C.clock_gettime(CLOCK_THREAD_CPUTIME_ID, ts)
+			return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
+		end
 	end
 end
 
@@ -304,9 +317,20 @@ local function gen_table(depth)
 	elseif k == 11 then
 		t[1], t[2], t[3] = gen_number(), gen_number(), gen_number()
 	else
-		for _ = 1, rand(0, 6) do t[gen_string()] = gen_value(depth + 1) end
+		for _ = 1, rand(0, 6) do
+			local key = gen_string()
+			if SKIP.longkey then key = key:sub(1, 100) end
+			t[key] = gen_value(depth + 1)
+		end
 	end
-	return describe(t, ({ "", "array", "sparse", "clashing keys" })[k] or (k == 10 or k == 11) and "vector-ish" or "object")
+	local what = ({ "", "array", "sparse", "clashing keys" })[k] or (k == 10 or k == 11) and "vector-ish" or "object"
+	local inner = {}
+	for _, v in pairs(t) do
+		if type(v) == "table" and desc[v] and #inner < 3 then inner[#inner + 1] = desc[v] end
+		if type(v) == "string" and #v > 1000 and #inner < 3 then inner[#inner + 1] = "string" .. #v end
+	end
+	if #inner > 0 then what = what .. "{" .. table.concat(inner, ",") .. "}" end
+	return describe(t, what)
 end
 
 function gen_value(depth)
@@ -399,7 +423,8 @@ local function handler_check(tok, ch, data, meta)
 	if type(meta) ~= "table" then fail(tok.what .. " called with meta " .. show(meta)) end
 	local mp = false
 	for _, p in ipairs(tok.patterns) do
-		if p.pattern == meta.pattern then mp = true end
+		-- an exact channel's route may show it as the glob that matches only it
+		if p.pattern == meta.pattern or p.exact and p.pattern:gsub("[%*%?%[%]\\]", "\\%0") == meta.pattern then mp = true end
 	end
 	if not mp then fail(string.format("%s got meta.pattern %s for channel %s", tok.what, show(meta.pattern), show(ch))) end
 end
@@ -431,12 +456,12 @@ local function new_token(what, patterns)
 	tok.fn = function(ch, data, meta)
 		local armed = gc_armed
 		gc_armed = false
-		local c0 = os.clock()
+		local c0 = cpu()
 		handler_depth = handler_depth + 1
 		handler_check(tok, ch, data, meta)
 		local ok, err = pcall(behave, tok)
 		handler_depth = handler_depth - 1
-		if handler_depth == 0 then handler_cpu = handler_cpu + (os.clock() - c0) end
+		if handler_depth == 0 then handler_cpu = handler_cpu + (cpu() - c0) end
 		gc_armed = armed
 		if not ok then error(err, 0) end
 	end
@@ -456,9 +481,15 @@ end
 -- ---- Calling the API -------------------------------------------------------
 -- call runs realtime[name](...) under pcall with __gc and __index armed,
 -- times it, and checks the error, if any, is an ordinary one.
-local function call(name, ...)
+local call_retry = false
+local repeatable = {
+	Publish = true, GetStats = true, Status = true, IsConnected = true, Config = true, PlayerSpawn = true,
+	PlayerDeath = true, ChatMessage = true, PlayerTakeDamage = true, RoundStart = true, RoundEnd = true,
+}
+local call
+function call(name, ...)
 	local args = pack(...)
-	local c0, h0, w0 = os.clock(), handler_cpu, HOST.Time()
+	local c0, h0, w0 = cpu(), handler_cpu, HOST.Time()
 	local top = pumping == 0 and name == "ProcessEvents"
 	if top then epoch = epoch + 1 end
 	if name == "ProcessEvents" then pumping = pumping + 1 end
@@ -466,14 +497,26 @@ local function call(name, ...)
 	local res = pack(pcall(rt[name], unpack(args, 1, args.n)))
 	gc_armed = false
 	if name == "ProcessEvents" then pumping = pumping - 1 end
-	local cpu = (os.clock() - c0) - (handler_cpu - h0)
+	local used = (cpu() - c0) - (handler_cpu - h0)
 	local wall = HOST.Time() - w0
 	counts.calls = counts.calls + 1
-	if cpu > STEP_LIMIT then
+	if used > STEP_LIMIT and repeatable[name] and not call_retry then
+		-- a call with no effect on the model: time it twice more, keep the best
+		call_retry = true
+		for _ = 1, 2 do
+			local c1, h1 = cpu(), handler_cpu
+			gc_armed = true
+			pcall(rt[name], unpack(args, 1, args.n))
+			gc_armed = false
+			used = math.min(used, (cpu() - c1) - (handler_cpu - h1))
+		end
+		call_retry = false
+	end
+	if used > STEP_LIMIT then
 		local a = {}
 		for i = 1, math.min(args.n, 4) do a[i] = show(args[i]) end
-		fail(string.format("realtime.%s(%s) took %.0f ms of CPU (%.0f ms wall), limit %.0f ms",
-			name, table.concat(a, ", "), cpu * 1000, wall * 1000, STEP_LIMIT * 1000))
+		fail(string.format("realtime.%s(%s) took %.0f ms of CPU (%.0f ms wall; the best of 3 for calls that can be repeated), limit %.0f ms",
+			name, table.concat(a, ", "), used * 1000, wall * 1000, STEP_LIMIT * 1000))
 	end
 	if not res[1] and type(res[2]) == "string" and res[2]:find("internal error", 1, true) then
 		fail("realtime." .. name .. ": " .. res[2])
@@ -709,6 +752,7 @@ function api.pump(inside)
 		end
 		if err:find("bad argument", 1, true) and not (type(max) == "number" and max >= 1) then return end
 		if not expected(err) then fail("ProcessEvents raised " .. show(res[2])) end
+		note("  ProcessEvents raised " .. show(err))
 	elseif type(res[2]) ~= "number" then
 		fail("ProcessEvents returned " .. show(res[2]))
 	elseif inside and res[2] ~= 0 then
@@ -758,6 +802,7 @@ function api.config()
 	else
 		args = pack(gen_value())
 		if type(args[1]) == "string" then args[1] = "127.0.0.1" end
+		if SKIP.hugeconfig and type(args[1]) == "table" and (desc[args[1]] or ""):find("^huge") then args[1] = {} end
 	end
 	note("Config(" .. show(args[1]) .. ", " .. show(args[2]) .. ", ...)")
 	local res = call("Config", unpack(args, 1, args.n))
@@ -813,7 +858,7 @@ end
 
 -- probe: the pump is alive: an event to a fresh channel is delivered.
 function api.probe(why)
-	if not live_local then return end
+	if rt.Status() ~= "local" then api.restore() end
 	local ch = "probe" .. step
 	local got = false
 	local tok = new_token("probe", { { pattern = ch, exact = true } })
