@@ -47,15 +47,16 @@ handler = "hook:FuzzHook"
 // baseline and the pump works.
 //
 //	SEED=n           run that seed (default: a new one, printed)
-//	LUAFUZZ_STEPS=n  steps per run (default 2000)
-//	LUAFUZZ_TIME=d   keep running new seeds for d (make luafuzz FUZZTIME=d)
+//	LUAFUZZ_STEPS=n  steps per run (default 3000, about 20 s)
+//	LUAFUZZ_TIME=d   keep running new seeds for d, or Nx: N runs
+//	                 (make luafuzz FUZZTIME=d)
 //	LUAFUZZ_SKIP=..  generators to leave out (see fuzz.lua), to look past
 //	                 a known defect
 //
 // A failure names the seed and the command that reproduces it.
 func TestLuaFuzz(t *testing.T) {
 	t.Parallel()
-	steps := 2000
+	steps := 3000
 	if s := os.Getenv("LUAFUZZ_STEPS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -63,13 +64,17 @@ func TestLuaFuzz(t *testing.T) {
 		}
 		steps = n
 	}
+	// LUAFUZZ_TIME is a duration, or Nx for N runs, as go test's -fuzztime.
 	var budget time.Duration
+	maxRuns := 1
 	if s := os.Getenv("LUAFUZZ_TIME"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("LUAFUZZ_TIME=%q: %v", s, err)
+		if n, err := strconv.Atoi(strings.TrimSuffix(s, "x")); err == nil && strings.HasSuffix(s, "x") {
+			maxRuns = n
+		} else if budget, err = time.ParseDuration(s); err != nil {
+			t.Fatalf("LUAFUZZ_TIME=%q: want a duration or Nx", s)
+		} else {
+			maxRuns = 0
 		}
-		budget = d
 	}
 	seed := time.Now().UnixNano() % 1_000_000_007
 	fixed := false
@@ -81,10 +86,10 @@ func TestLuaFuzz(t *testing.T) {
 		seed, fixed = n, true
 	}
 	start := time.Now()
-	for runs := 0; ; runs++ {
-		runLuaFuzz(t, seed+int64(runs), steps)
-		if fixed || time.Since(start) >= budget {
-			t.Logf("%d run(s) of %d steps from seed %d", runs+1, steps, seed)
+	for runs := 1; ; runs++ {
+		runLuaFuzz(t, seed+int64(runs-1), steps)
+		if fixed || runs == maxRuns || maxRuns == 0 && time.Since(start) >= budget {
+			t.Logf("%d run(s) of %d steps from seed %d", runs, steps, seed)
 			return
 		}
 	}
