@@ -59,15 +59,17 @@ luafuzz: module hosts
 # Lua 5.1 and 32-bit hosts are left out (no ASan under qemu), and
 # TestExports, which checks the release binaries.
 SAN_DIR    = build/sanitize
-SAN_CFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# As LDLINUX, with symbols for the reports.
+SAN_LDFLAGS = -X main.version=$(VERSION) -extldflags '-Wl,--version-script=$(CURDIR)/module/exports.map -Wl,-z,nodelete'
+SAN_CFLAGS = -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
 sanitize: $(SAN_DIR)/gmsv_realtime_linux64.dll $(SAN_DIR)/host-luajit
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 REALTIME_BUILD_DIR=$(CURDIR)/$(SAN_DIR) \
 	  REALTIME_PREBUILT=1 LUAFUZZ_STEPS=1000 $(GO) test -count=1 -timeout 15m -skip 'TestAPI/(lua51|luajit32)|TestExports' ./tests
 
 $(SAN_DIR)/gmsv_realtime_linux64.dll: FORCE
 	@mkdir -p $(SAN_DIR)
-	CGO_ENABLED=1 CGO_CFLAGS="-O1 -g -funwind-tables -fno-omit-frame-pointer -fsanitize=undefined -fno-sanitize-recover=all" \
-	  CGO_LDFLAGS="-fsanitize=undefined" $(GO) build -asan $(GOFLAGS_MOD) -ldflags "$(LDLINUX)" -o $@ ./module
+	CGO_ENABLED=1 CGO_CFLAGS="-O1 -g -funwind-tables -fno-omit-frame-pointer -fsanitize=undefined,float-cast-overflow -fno-sanitize-recover=all" \
+	  CGO_LDFLAGS="-fsanitize=undefined,float-cast-overflow" $(GO) build -asan $(GOFLAGS_MOD) -ldflags "$(SAN_LDFLAGS)" -o $@ ./module
 	@rm -f $(@:.dll=.h)
 
 $(SAN_DIR)/host-luajit: tests/host/host.c
