@@ -7,16 +7,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gmod-realtime/realtime/internal/redistest"
 )
 
 // fuzzTOML is the config of the Lua API fuzzer's server: local mode (no
-// [redis]) with config routes for realtime.Handler names, overlapping
+// [redis]; TestLuaFuzzRedis adds it) with config routes for realtime.Handler names, overlapping
 // patterns, a JSON route, a rate-limited route and a hook route.
 // tests/lua/fuzz.lua reads the routes back from the file.
-const fuzzTOML = `[server]
-id = "fuzz"
+const fuzzTOML = "[server]\nid = \"fuzz\"\n\n" + fuzzRoutes
 
-[[routes]]
+const fuzzRoutes = `[[routes]]
 name = "named-a"
 pattern = "a*"
 handler = "fz_a"
@@ -56,7 +57,17 @@ handler = "hook:FuzzHook"
 // A failure names the seed and the command that reproduces it.
 func TestLuaFuzz(t *testing.T) {
 	t.Parallel()
-	steps := 3000
+	luaFuzz(t, 3000, nil)
+}
+
+// TestLuaFuzzRedis is TestLuaFuzz connected to a redis-server: events go
+// through Redis, and Connect, Disconnect and Reload reconnect for real.
+func TestLuaFuzzRedis(t *testing.T) {
+	t.Parallel()
+	luaFuzz(t, 1000, redistest.Start(t))
+}
+
+func luaFuzz(t *testing.T, steps int, srv *redistest.Server) {
 	if s := os.Getenv("LUAFUZZ_STEPS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -87,7 +98,7 @@ func TestLuaFuzz(t *testing.T) {
 	}
 	start := time.Now()
 	for runs := 1; ; runs++ {
-		runLuaFuzz(t, seed+int64(runs-1), steps)
+		runLuaFuzz(t, seed+int64(runs-1), steps, srv)
 		if fixed || runs == maxRuns || maxRuns == 0 && time.Since(start) >= budget {
 			t.Logf("%d run(s) of %d steps from seed %d", runs, steps, seed)
 			return
@@ -95,10 +106,15 @@ func TestLuaFuzz(t *testing.T) {
 	}
 }
 
-func runLuaFuzz(t *testing.T, seed int64, steps int) {
+func runLuaFuzz(t *testing.T, seed int64, steps int, srv *redistest.Server) {
 	t.Helper()
-	s := NewServer(t, luajit64, fuzzTOML)
 	env := []string{"SEED=" + strconv.FormatInt(seed, 10), "FUZZ_STEPS=" + strconv.Itoa(steps), "FUZZ_TRACE=1"}
+	toml, test := fuzzTOML, "TestLuaFuzz"
+	if srv != nil {
+		toml, test = redisConfig(srv, fuzzRoutes), "TestLuaFuzzRedis"
+		env = append(env, "FUZZ_HOME=connected")
+	}
+	s := NewServer(t, luajit64, toml)
 	if v := os.Getenv("LUAFUZZ_SKIP"); v != "" {
 		env = append(env, "FUZZ_SKIP="+v)
 	}
@@ -118,6 +134,6 @@ func runLuaFuzz(t *testing.T, seed int64, steps int) {
 	if strings.Contains(how, "alarm clock") {
 		how += " (a realtime.* call did not return within 10 s: a hang)"
 	}
-	t.Fatalf("Lua API fuzzer failed with seed %d (%s):\n%s\nreproduce: REALTIME_PREBUILT=1 SEED=%d LUAFUZZ_STEPS=%d go test -run TestLuaFuzz -v ./tests",
-		seed, how, strings.Join(lines, "\n"), seed, steps)
+	t.Fatalf("Lua API fuzzer failed with seed %d (%s):\n%s\nreproduce: REALTIME_PREBUILT=1 SEED=%d LUAFUZZ_STEPS=%d go test -run '^%s$' -v ./tests",
+		seed, how, strings.Join(lines, "\n"), seed, steps, test)
 }

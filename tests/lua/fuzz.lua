@@ -1,5 +1,6 @@
 -- A seeded random fuzzer of the realtime.* Lua API, run by TestLuaFuzz
--- (tests/fuzz_test.go) in the GMod-like host, in local mode.
+-- (tests/fuzz_test.go) in the GMod-like host, in local mode, and by
+-- TestLuaFuzzRedis against a redis-server.
 --
 -- It makes random sequences of every realtime.* call, from the top level,
 -- from inside handlers and from coroutines, with hostile values (cyclic,
@@ -32,6 +33,7 @@
 -- cycle, shared, deep, huge, gcerror, metaerror, yield, reentry, coroutine,
 -- config, connect, badnum, plainud, longkey, hugeconfig), FUZZ_TRACE=1 prints every step as it starts
 -- (TestLuaFuzz sets it: a hang's last line is the call that hung),
+-- FUZZ_HOME=connected for a config with [redis] (TestLuaFuzzRedis),
 -- FUZZ_VERBOSE=1 also the module's log lines.
 
 local rt = realtime
@@ -536,7 +538,11 @@ local function check_error(name, res)
 	if not plain_error(res[2]) then fail("realtime." .. name .. " raised " .. show(res[2])) end
 end
 
-local live_local = true -- the module is in local mode (Publish delivers)
+-- HOME is the status the run starts in and goes back to: "local", or
+-- "connected" with FUZZ_HOME=connected (TestLuaFuzzRedis: the config's
+-- [redis] points at the test's redis-server).
+local HOME = os.getenv("FUZZ_HOME") or "local"
+local live_local = true -- the module is at HOME (Publish delivers)
 
 api = {}
 
@@ -827,19 +833,19 @@ function api.connect()
 		res = call("Connect", url)
 		check_error("Connect", res)
 	end
-	live_local = rt.Status() == "local"
+	live_local = rt.Status() == HOME
 end
 
--- restore goes back to local mode: the overrides realtime.Config can set,
+-- restore goes back to HOME: the overrides realtime.Config can set,
 -- removed, then Connect().
 function api.restore()
-	note("restore local mode")
+	note("restore " .. HOME)
 	call("Config", nil, nil, nil, nil)
 	call("Connect")
 	local deadline = HOST.Time() + 5
-	while rt.Status() ~= "local" and HOST.Time() < deadline do end
-	live_local = rt.Status() == "local"
-	if not live_local then fail("cannot go back to local mode: status " .. rt.Status()) end
+	while rt.Status() ~= HOME and HOST.Time() < deadline do end
+	live_local = rt.Status() == HOME
+	if not live_local then fail("cannot go back to " .. HOME .. ": status " .. rt.Status()) end
 end
 
 local game = { "PlayerSpawn", "PlayerDeath", "ChatMessage", "PlayerTakeDamage", "RoundStart", "RoundEnd" }
@@ -858,7 +864,7 @@ end
 
 -- probe: the pump is alive: an event to a fresh channel is delivered.
 function api.probe(why)
-	if rt.Status() ~= "local" then api.restore() end
+	if rt.Status() ~= HOME then api.restore() end
 	local ch = "probe" .. step
 	local got = false
 	local tok = new_token("probe", { { pattern = ch, exact = true } })
