@@ -47,7 +47,8 @@ handler = "hook:FuzzHook"
 // crashes or misroutes and, at the end, that the registry is back to its
 // baseline and the pump works.
 //
-//	SEED=n           run that seed (default: a new one, printed)
+//	SEED=n           run that seed (default: a new one, printed); with
+//	                 LUAFUZZ_TIME, the first of n, n+1, ...
 //	LUAFUZZ_STEPS=n  steps per run (default 3000, about 20 s)
 //	LUAFUZZ_TIME=d   keep running new seeds for d, or Nx: N runs
 //	                 (make luafuzz FUZZTIME=d)
@@ -88,18 +89,17 @@ func luaFuzz(t *testing.T, steps int, srv *redistest.Server) {
 		}
 	}
 	seed := time.Now().UnixNano() % 1_000_000_007
-	fixed := false
 	if s := os.Getenv("SEED"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
 			t.Fatalf("SEED=%q: %v", s, err)
 		}
-		seed, fixed = n, true
+		seed = n
 	}
 	start := time.Now()
 	for runs := 1; ; runs++ {
 		runLuaFuzz(t, seed+int64(runs-1), steps, srv)
-		if fixed || runs == maxRuns || maxRuns == 0 && time.Since(start) >= budget {
+		if runs == maxRuns || maxRuns == 0 && time.Since(start) >= budget {
 			t.Logf("%d run(s) of %d steps from seed %d", runs, steps, seed)
 			return
 		}
