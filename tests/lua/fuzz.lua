@@ -31,7 +31,8 @@
 -- Environment: SEED, FUZZ_STEPS (default 2000), FUZZ_STEP_MS (100),
 -- FUZZ_ALARM_S (10), FUZZ_SKIP (comma list of generators to leave out:
 -- cycle, shared, deep, huge, gcerror, metaerror, yield, reentry, coroutine,
--- config, connect, badnum, plainud, longkey, hugeconfig), FUZZ_TRACE=1 prints every step as it starts
+-- config, connect, badnum, plainud, longkey, hugeconfig, namecollision),
+-- FUZZ_TRACE=1 prints every step as it starts
 -- (TestLuaFuzz sets it: a hang's last line is the call that hung),
 -- FUZZ_HOME=connected for a config with [redis] (TestLuaFuzzRedis),
 -- FUZZ_VERBOSE=1 also the module's log lines.
@@ -118,6 +119,8 @@ local function show(v)
 	if t == "string" then
 		local s = string.format("%q", #v > 40 and v:sub(1, 40) .. "..." or v)
 		return (s:gsub("[%z\1-\31\127-\255]", function(c) return string.format("\\%d", c:byte()) end))
+	elseif t == "boolean" or t == "nil" then
+		return tostring(v)
 	elseif t == "number" then
 		return v == math.floor(v) and math.abs(v) < 2 ^ 53 and string.format("%d", v) or tostring(v)
 	elseif t == "table" then
@@ -688,6 +691,13 @@ end
 
 function api.handler(inside)
 	local name = chance(0.9) and pick(handler_names) or gen_string()
+	if chance(0.05) and not SKIP.namecollision then
+		-- the name an On registration's route has: it must not take its events
+		local keys = {}
+		for key in pairs(regs) do keys[#keys + 1] = key end
+		table.sort(keys)
+		if #keys > 0 then name = pick(keys) end
+	end
 	local k = rand(5)
 	local tok, fnarg
 	if k <= 3 then
