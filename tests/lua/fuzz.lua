@@ -31,7 +31,8 @@
 -- Environment: SEED, FUZZ_STEPS (default 2000), FUZZ_STEP_MS (100),
 -- FUZZ_ALARM_S (10), FUZZ_SKIP (comma list of generators to leave out:
 -- cycle, shared, deep, huge, gcerror, metaerror, yield, reentry, coroutine,
--- config, connect, badnum, plainud, longkey, hugeconfig, namecollision),
+-- config, connect, badnum, plainud, longkey, hugeconfig, namecollision,
+-- reentryreg: no On/Off/Handler from handlers),
 -- FUZZ_TRACE=1 prints every step as it starts
 -- (TestLuaFuzz sets it: a hang's last line is the call that hung),
 -- FUZZ_HOME=connected for a config with [redis] (TestLuaFuzzRedis),
@@ -434,7 +435,10 @@ local function handler_check(tok, ch, data, meta)
 	if not mp then fail(string.format("%s got meta.pattern %s for channel %s", tok.what, show(meta.pattern), show(ch))) end
 end
 
+local quiet = false -- handlers only check (while probing the pump)
+
 local function behave(tok)
+	if quiet then return end
 	local b = tok.behaviour
 	if b == "raise" then
 		local v = pick({ "fuzz-raise", "fuzz-raise", 4242.25, false, {}, print, "table" })
@@ -447,9 +451,9 @@ local function behave(tok)
 		for _ = 1, rand(1, 20) do gc_proxy("gc") end
 	elseif b == "reenter" and not SKIP.reentry then
 		for _ = 1, rand(1, 3) do api.random_call(true) end
-	elseif b == "offself" and not SKIP.reentry then
+	elseif b == "offself" and not SKIP.reentry and not SKIP.reentryreg then
 		api.off_token(tok)
-	elseif b == "swap" and not SKIP.reentry then
+	elseif b == "swap" and not SKIP.reentry and not SKIP.reentryreg then
 		-- defect 2's shape: unregister itself, register something else
 		api.off_token(tok)
 		api.on(true)
@@ -640,6 +644,7 @@ end
 
 -- rate_probe: a route allowed 1e30 events a second delivers every event.
 function api.rate_probe(tok)
+	quiet = true
 	local ch = "rp" .. step
 	local got = 0
 	local t2 = new_token("rate probe", { { pattern = ch, exact = true } })
@@ -647,7 +652,10 @@ function api.rate_probe(tok)
 	local f = t2.fn
 	t2.fn = function(...) got = got + 1; return f(...) end
 	local res = call("On", ch, "rate-probe", t2.fn, { rate = "1e30/s" })
-	if not res[1] then return end
+	if not res[1] then
+		quiet = false
+		return
+	end
 	t2.id, t2.pattern = res[2], ch
 	regs[routename(ch, t2.id)] = t2
 	for _ = 1, 3 do call("Publish", ch, "x") end
@@ -658,6 +666,7 @@ function api.rate_probe(tok)
 		fail("a route with rate = \"1e30/s\" delivered " .. got .. " of 3 events (rate_limited " .. tostring(st.rate_limited) .. ")")
 	end
 	api.off_token(t2)
+	quiet = false
 end
 
 function api.off(inside)
@@ -874,6 +883,8 @@ end
 
 -- probe: the pump is alive: an event to a fresh channel is delivered.
 function api.probe(why)
+	local was_quiet = quiet
+	quiet = true
 	if rt.Status() ~= HOME then api.restore() end
 	local ch = "probe" .. step
 	local got = false
@@ -900,6 +911,7 @@ function api.probe(why)
 			why, n, tostring(st.queue.depth), rt.Status()))
 	end
 	api.off_token(tok)
+	quiet = was_quiet
 end
 
 -- coroutine runs a few calls inside a coroutine (another lua_State).
@@ -936,7 +948,8 @@ function api.random_call(inside)
 		for _, w in ipairs(weighted) do
 			x = x - w[2]
 			if x <= 0 then
-				if not inside or inside_ok[w[1]] then return w[1](inside) end
+				local reg = w[1] == api.on or w[1] == api.off or w[1] == api.handler
+				if not inside or inside_ok[w[1]] and not (reg and SKIP.reentryreg) then return w[1](inside) end
 				break
 			end
 		end
@@ -971,6 +984,7 @@ end
 step = STEPS + 1
 alarm(ALARM_S * 3)
 gc_armed = false
+quiet = true
 if not live_local then api.restore() end
 api.probe("after the run")
 for key, tok in pairs(regs) do
