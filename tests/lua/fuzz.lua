@@ -1002,8 +1002,11 @@ for name in pairs(named) do
 	named[name] = nil
 end
 for _, name in ipairs(handler_names) do call("Handler", name, nil) end
+-- Drain: references the module keeps for queued events may be released
+-- by the pump only, so it runs at least twice.
 local deadline = HOST.Time() + 5
-while rt.GetStats().queue.depth > 0 and HOST.Time() < deadline do call("ProcessEvents") end
+repeat call("ProcessEvents") until rt.GetStats().queue.depth == 0 or HOST.Time() > deadline
+call("ProcessEvents")
 collectgarbage()
 collectgarbage()
 local n, fns = registry()
