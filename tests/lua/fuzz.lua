@@ -658,12 +658,17 @@ function api.rate_probe(tok)
 	end
 	t2.id, t2.pattern = res[2], ch
 	regs[routename(ch, t2.id)] = t2
-	for _ = 1, 3 do call("Publish", ch, "x") end
-	local deadline = HOST.Time() + 3
-	while got < 3 and HOST.Time() < deadline do call("ProcessEvents") end
+	local deadline, again = HOST.Time() + 3, 0
+	while got < 3 and HOST.Time() < deadline do
+		if HOST.Time() >= again then -- again every 0.5 s, as the probe
+			for _ = 1, 3 do call("Publish", ch, "x") end
+			again = HOST.Time() + 0.5
+		end
+		call("ProcessEvents")
+	end
 	if got < 3 then
 		local st = rt.GetStats()
-		fail("a route with rate = \"1e30/s\" delivered " .. got .. " of 3 events (rate_limited " .. tostring(st.rate_limited) .. ")")
+		fail("a route with rate = \"1e30/s\" delivered " .. got .. " events in 3 s, 3 wanted (rate_limited " .. tostring(st.rate_limited) .. ")")
 	end
 	api.off_token(t2)
 	quiet = false
@@ -756,7 +761,12 @@ function api.burst()
 			local p = pick(pats).pattern
 			if not p:find("[%[%]\\]") then ch = p:gsub("%*", function() return pick(alphabet) end):gsub("%?", "a") end
 		end
-		local res = call("Publish", ch, chance(0.8) and "x" or gen_payload())
+		local payload = "x"
+		if chance(0.2) then
+			payload = gen_payload()
+			note("  Publish(" .. show(ch) .. ", " .. show(payload) .. ")")
+		end
+		local res = call("Publish", ch, payload)
 		check_error("Publish", res)
 		if res[1] and res[2] == true then sent = sent + 1 end
 	end
@@ -807,8 +817,9 @@ function api.reload()
 	if res[1] and res[2] ~= true and res[2] ~= false then fail("Reload returned " .. show(res[2])) end
 end
 
--- Config never points the module anywhere but 127.0.0.1 (port 1: nothing
--- listens there), so the fuzzer never leaves the loopback.
+-- Config never points the module anywhere but 127.0.0.1 port 1, where
+-- nothing listens: every call that can succeed sets the port (without one,
+-- a host or a password means 127.0.0.1:6379, maybe a developer's Redis).
 function api.config()
 	if SKIP.config then return end
 	local args
@@ -819,7 +830,7 @@ function api.config()
 	elseif k == 2 then
 		local t = {}
 		if chance(0.5) then t.host = "127.0.0.1" end
-		if chance(0.5) then t.port = pick({ 1, "1", -5, 1 / 0, 3e9 }) end
+		t.port = pick({ 1, "1", -5, 1 / 0, 3e9 }) -- never the default port
 		if chance(0.3) then t.password = gen_string() end
 		if chance(0.3) then t.timeout = gen_number() end
 		if chance(0.3) then t[pick({ "ratee", "host2", "redis.nope" })] = 1 end
@@ -829,7 +840,7 @@ function api.config()
 		args = pack(t)
 	else
 		args = pack(gen_value())
-		if type(args[1]) == "string" then args[1] = "127.0.0.1" end
+		if type(args[1]) == "string" then args = pack("127.0.0.1", 1) end
 		if SKIP.hugeconfig and type(args[1]) == "table" and (desc[args[1]] or ""):find("^huge") then args[1] = {} end
 	end
 	note("Config(" .. show(args[1]) .. ", " .. show(args[2]) .. ", ...)")
@@ -900,13 +911,23 @@ function api.probe(why)
 	if not res[1] then fail("Subscribe of the probe raised " .. show(res[2])) end
 	tok.id, tok.pattern = res[2], ch
 	regs[routename(ch, tok.id)] = tok
-	res = call("Publish", ch, "ping")
-	if not res[1] or not res[2] then fail("Publish of the probe: " .. show(res[2]) .. " " .. show(res[3])) end
-	local deadline = HOST.Time() + 5
 	local n = 0
-	while not got and HOST.Time() < deadline do
-		call("ProcessEvents")
-		n = n + 1
+	for _ = 1, 2 do
+		-- published again every 0.5 s: with Redis, the first may go out
+		-- before the new subscription is made (pub/sub keeps nothing)
+		local deadline, again = HOST.Time() + 5, 0
+		while not got and HOST.Time() < deadline do
+			if HOST.Time() >= again then
+				res = call("Publish", ch, "ping")
+				if not res[1] or not res[2] then fail("Publish of the probe: " .. show(res[2]) .. " " .. show(res[3])) end
+				again = HOST.Time() + 0.5
+			end
+			call("ProcessEvents")
+			n = n + 1
+		end
+		-- left HOME meanwhile (a reconnect the fuzzer started): once more
+		if got or rt.Status() == HOME then break end
+		api.restore()
 	end
 	if not got then
 		local st = rt.GetStats()
