@@ -12,6 +12,7 @@ packages=(
   gcc-multilib libluajit-5.1-2:i386 # the 32-bit module and host
   qemu-user                         # runs them: this kernel has no i386 support
   gcc-mingw-w64                     # the Windows DLLs
+  cppcheck                          # make lint: the C of module/ and tests/host
 )
 
 if ! command -v go >/dev/null 2>&1; then

@@ -32,7 +32,7 @@ var repo, build string
 func TestMain(m *testing.M) {
 	_, file, _, _ := runtime.Caller(0)
 	repo = filepath.Dir(filepath.Dir(file))
-	build = filepath.Join(repo, "build")
+	build = gmodserver.BuildDir(repo)
 	// The Makefile builds the module and hosts before the tests; a plain
 	// `go test ./tests` builds them here.
 	if os.Getenv("REALTIME_PREBUILT") == "" {

@@ -67,6 +67,15 @@ func Repo() (string, error) {
 	}
 }
 
+// BuildDir is where the module and hosts are: $REALTIME_BUILD_DIR (the
+// sanitizer build of `make sanitize`), else repo/build.
+func BuildDir(repo string) string {
+	if d := os.Getenv("REALTIME_BUILD_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(repo, "build")
+}
+
 // Server is a server directory: Root holds garrysmod/.
 type Server struct {
 	Repo, Root string
@@ -83,7 +92,7 @@ func New(repo, root string, h Host, files map[string]string) (*Server, error) {
 			return nil, err
 		}
 	}
-	module := filepath.Join(repo, "build", h.Module)
+	module := filepath.Join(BuildDir(repo), h.Module)
 	if _, err := os.Stat(module); err != nil {
 		return nil, fmt.Errorf("%s: build it with make module-all", module)
 	}
@@ -116,9 +125,10 @@ func (s *Server) WriteConfig(toml string) error {
 
 // Command is the host running script (a path) at tickrate ticks per second
 // (0: as fast as it can), failing after timeout. The environment is only
-// PATH, HOME and env: the developer's REDIS_* must not leak in.
+// PATH, HOME, the sanitizers' options and env: the developer's REDIS_*
+// must not leak in.
 func (s *Server) Command(script string, tickrate int, timeout time.Duration, env ...string) *exec.Cmd {
-	args := append(append([]string{}, s.Host.Prefix...), filepath.Join(s.Repo, "build", s.Host.Binary),
+	args := append(append([]string{}, s.Host.Prefix...), filepath.Join(BuildDir(s.Repo), s.Host.Binary),
 		"-env", filepath.Join(s.Repo, "tests/gmod/env.lua"),
 		"-tickrate", fmt.Sprint(tickrate), "-timeout", fmt.Sprint(timeout.Seconds()))
 	if s.Host.FrameOrder != "" {
@@ -127,7 +137,13 @@ func (s *Server) Command(script string, tickrate int, timeout time.Duration, env
 	args = append(args, script)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = s.Root
-	cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Root}, s.Host.Env...), env...)
+	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.Root}
+	for _, k := range []string{"ASAN_OPTIONS", "UBSAN_OPTIONS"} {
+		if v, ok := os.LookupEnv(k); ok {
+			base = append(base, k+"="+v)
+		}
+	}
+	cmd.Env = append(append(base, s.Host.Env...), env...)
 	return cmd
 }
 
