@@ -281,8 +281,8 @@ func next(first bool) C.int {
 		ev.route = putStrIn(&b.tape, e.Route.Name)
 		switch {
 		case d.Hook != "":
-		case d.Handler == e.Route.Name:
-			ev.handler = ev.route
+		case e.Route.Dynamic:
+			ev.handler, ev.dynamic = ev.route, 1
 		default:
 			ev.handler = putStrIn(&b.tape, d.Handler)
 		}

@@ -166,7 +166,11 @@ static rt_out *body_out(lua_State *L) {
 
 /* ---- The realtime table ------------------------------------------------ */
 
-#define HANDLERS lua_upvalueindex(1) /* the bodies' table of handlers by name */
+/* The bodies' tables of handler functions: realtime.Handler's by name, and
+ * realtime.On's by route name (two tables: a Handler name may be any
+ * string, a route's name too). */
+#define HANDLERS lua_upvalueindex(1)
+#define ON_HANDLERS lua_upvalueindex(2)
 
 static int l_publish(lua_State *L) {
 	rt_out *out = body_out(L);
@@ -271,12 +275,12 @@ static int l_game_event(lua_State *L) {
 	return 1;
 }
 
-/* set_handler sets handlers[name] to the value on top of the stack (nil
- * removes it), and pops it. */
-static void set_handler(lua_State *L, const rt_out *out, rt_str name) {
+/* set_on_handler sets the realtime.On handler of route name to the value
+ * on top of the stack (nil removes it), and pops it. */
+static void set_on_handler(lua_State *L, const rt_out *out, rt_str name) {
 	pushstr(L, out, name);
 	lua.insert(L, -2);
-	lua.rawset(L, HANDLERS);
+	lua.rawset(L, ON_HANDLERS);
 }
 
 static int on(lua_State *L, const char *fn, int exact) {
@@ -327,7 +331,7 @@ static int on(lua_State *L, const char *fn, int exact) {
 	if (n)
 		return n;
 	lua.pushvalue(L, fidx);
-	set_handler(L, out, out->name);
+	set_on_handler(L, out, out->name);
 	pushstr(L, out, out->str);
 	return 1;
 }
@@ -353,7 +357,7 @@ static int l_off(lua_State *L) {
 	for (uint32_t i = 0; i < out->tape.n; i++) {
 		rt_str name = {out->tape.nodes[i].off, out->tape.nodes[i].len};
 		lua.pushnil(L);
-		set_handler(L, out, name);
+		set_on_handler(L, out, name);
 	}
 	lua.pushboolean(L, out->tape.n > 0);
 	return 1;
@@ -530,7 +534,7 @@ static int push_event(lua_State *L, rt_event *ev) {
 			lua.pushvalue(L, route);
 		else
 			pushev(L, ev->handler);
-		lua.rawget(L, HANDLERS);
+		lua.rawget(L, ev->dynamic ? ON_HANDLERS : HANDLERS);
 		if (lua.type(L, -1) != LUA_TFUNCTION) { /* removed by an earlier handler of this batch */
 			ev->outcome = RT_EV_NO_HANDLER;
 			return -1;
@@ -704,7 +708,7 @@ static int l_process_events(lua_State *L) {
 typedef struct entry_fn {
 	const char *name;
 	lua_CFunction body;
-	int handlers; /* the body needs the handler table */
+	int handlers; /* the body needs the handler tables */
 } entry_fn;
 
 static const entry_fn functions[] = {
@@ -742,11 +746,13 @@ static int l_open(lua_State *L) {
 	if (code != RT_OK)
 		return check(L, out, code, "open");
 	lua.createtable(L, 0, 24);
-	lua.createtable(L, 0, 0); /* the handler table, shared by the bodies */
+	lua.createtable(L, 0, 0); /* the handler tables, shared by the bodies */
+	lua.createtable(L, 0, 0);
 	for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
 		if (functions[i].handlers) {
 			lua.pushvalue(L, 2);
-			lua.pushcclosure(L, functions[i].body, 1);
+			lua.pushvalue(L, 3);
+			lua.pushcclosure(L, functions[i].body, 2);
 		} else {
 			lua.pushcclosure(L, functions[i].body, 0);
 		}
@@ -760,7 +766,8 @@ static int l_open(lua_State *L) {
 		lua.setfield(L, 1, game_events[i].fn);
 	}
 	lua.pushvalue(L, 2);
-	lua.pushcclosure(L, l_dispatch, 1);
+	lua.pushvalue(L, 3);
+	lua.pushcclosure(L, l_dispatch, 2);
 	lua.pushcclosure(L, l_flush_logs, 0);
 	lua.pushcclosure(L, l_process_events, 2);
 	lua.setfield(L, 1, "ProcessEvents");

@@ -74,6 +74,7 @@ typedef struct rt_event {
 	int32_t json;    /* data is the tape from node, not the payload */
 	int32_t status;  /* a status hook: RealtimeConnected / RealtimeDisconnected */
 	int32_t outcome; /* RT_EV_*, set by C */
+	int32_t dynamic; /* handler names a realtime.On route, not a realtime.Handler */
 	uint32_t node;
 	double received; /* unix ms */
 	rt_str channel, payload, pattern, route, reason;

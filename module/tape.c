@@ -66,15 +66,20 @@ void rt_tape_cstr(lua_State *L, rt_tape *t, uint32_t kind, const char *s) { rt_t
 int rt_vector(lua_State *L, int idx, double v[3]) {
 	static const char *const keys[] = {"x", "y", "z"};
 	int t = lua.type(L, idx);
+	if (!lua.checkstack(L, 3))
+		rt_raise(L, "realtime: Lua stack overflow");
 	if (t == LUA_TUSERDATA) {
 		if (!lua.getmetatable(L, idx)) /* indexing it would raise */
 			return 0;
-		lua.settop(L, -2);
+		lua.pushstring(L, "__index");
+		lua.rawget(L, -2);
+		int indexable = lua.type(L, -1) > LUA_TNIL;
+		lua.settop(L, -3);
+		if (!indexable)
+			return 0;
 	} else if (t != LUA_TTABLE) {
 		return 0;
 	}
-	if (!lua.checkstack(L, 2))
-		rt_raise(L, "realtime: Lua stack overflow");
 	int ok = 1;
 	for (int i = 0; i < 3 && ok; i++) {
 		if (t == LUA_TTABLE) {

@@ -32,7 +32,7 @@ func EncodeJSON(doc *router.Doc, root string) (string, error) {
 	if len(doc.Nodes) == 0 {
 		return "null", nil
 	}
-	if _, err := e.value(0, root); err != nil {
+	if _, err := e.value(0, &keyPath{root: root}); err != nil {
 		return "", err
 	}
 	return string(e.out), nil
@@ -42,7 +42,7 @@ func EncodeJSON(doc *router.Doc, root string) (string, error) {
 // adding the pairs of extra after its own (the game events' ts and server).
 func encodeObjectWith(doc *router.Doc, root string, extra func([]byte) []byte) (string, error) {
 	e := encoder{nodes: doc.Nodes}
-	if _, err := e.value(0, root); err != nil {
+	if _, err := e.value(0, &keyPath{root: root}); err != nil {
 		return "", err
 	}
 	e.out = e.out[:len(e.out)-1] // reopen the object
@@ -71,7 +71,7 @@ func (e *encoder) skip(i int) int {
 }
 
 // value encodes the subtree at i and returns the index after it.
-func (e *encoder) value(i int, path string) (int, error) {
+func (e *encoder) value(i int, path *keyPath) (int, error) {
 	n := e.nodes[i]
 	switch n.Kind {
 	case router.KindNull:
@@ -97,7 +97,7 @@ func (e *encoder) value(i int, path string) (int, error) {
 	return i + 1, nil
 }
 
-func (e *encoder) table(i int, path string) (int, error) {
+func (e *encoder) table(i int, path *keyPath) (int, error) {
 	count := int(e.nodes[i].Len)
 	// One pass to find the pairs and decide array or object.
 	type pair struct{ key, val int }
@@ -125,7 +125,7 @@ func (e *encoder) table(i int, path string) (int, error) {
 			if p > 0 {
 				e.out = append(e.out, ',')
 			}
-			if _, err := e.value(pr.val, path+"["+strconv.Itoa(p+1)+"]"); err != nil {
+			if _, err := e.value(pr.val, &keyPath{parent: path, index: p + 1}); err != nil {
 				return 0, err
 			}
 		}
@@ -156,7 +156,7 @@ func (e *encoder) table(i int, path string) (int, error) {
 		}
 		e.out = appendString(e.out, key)
 		e.out = append(e.out, ':')
-		if _, err := e.value(pr.val, childPath(path, k)); err != nil {
+		if _, err := e.value(pr.val, &keyPath{parent: path, key: &e.nodes[pr.key]}); err != nil {
 			return 0, err
 		}
 	}
@@ -164,11 +164,28 @@ func (e *encoder) table(i int, path string) (int, error) {
 	return j, nil
 }
 
-func childPath(path string, key router.Node) string {
-	if key.Kind == router.KindNumber {
-		return path + "[" + string(appendNumber(nil, key.Num)) + "]"
+// keyPath names a value in errors ("payload.players[2].cb"). It is written
+// out only when an error needs it: building it for every value would cost
+// time quadratic in the keys' length.
+type keyPath struct {
+	parent *keyPath
+	root   string       // the root's name, when parent is nil
+	index  int          // an array element, from 1; 0 when key is set
+	key    *router.Node // a table key, String or Number
+}
+
+func (p *keyPath) String() string {
+	if p.parent == nil {
+		return p.root
 	}
-	return path + "." + key.Str
+	switch {
+	case p.key == nil:
+		return p.parent.String() + "[" + strconv.Itoa(p.index) + "]"
+	case p.key.Kind == router.KindNumber:
+		return p.parent.String() + "[" + string(appendNumber(nil, p.key.Num)) + "]"
+	default:
+		return p.parent.String() + "." + p.key.Str
+	}
 }
 
 func appendNumber(b []byte, f float64) []byte {

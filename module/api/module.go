@@ -81,7 +81,7 @@ type Module struct {
 
 	// Lua side, per state.
 	gen      uint64            // Open count
-	handlers map[string]bool   // names with a handler: realtime.Handler names, dynamic route names
+	handlers map[string]bool   // realtime.Handler names with a function
 	dynamic  map[string]*onReg // realtime.On registrations by route name
 	swept    bool              // stale registrations removed since Open
 	warned   map[string]bool   // routes already logged for having no handler
@@ -216,7 +216,8 @@ type OnOptions struct {
 
 // On registers a handler for pattern under id, replacing the registration
 // of the same pattern and id. With id "" it makes a new id. It returns the
-// id and the route's name, under which the shim keeps the function.
+// id and the route's name, under which the shim keeps the function (apart
+// from realtime.Handler's names: any string can be either).
 func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 	if pat == "" {
 		return "", "", errors.New("pattern is empty")
@@ -254,7 +255,6 @@ func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 		}
 		return "", "", err
 	}
-	m.handlers[def.Name] = true
 	delete(m.warned, def.Name)
 	m.dynamic[def.Name] = &onReg{id: id, pattern: pat, gen: m.gen}
 	return id, def.Name, nil
@@ -270,7 +270,6 @@ func (m *Module) Off(pattern, id string) []string {
 		if reg.id != id || (pattern != "" && reg.pattern != pattern) {
 			continue
 		}
-		delete(m.handlers, name)
 		delete(m.dynamic, name)
 		m.r.Off(name)
 		names = append(names, name)
@@ -338,7 +337,7 @@ func (m *Module) Next() (Dispatch, bool) {
 			m.r.Dispatched(e, now)
 			return Dispatch{Event: e, Hook: name}, true
 		}
-		if m.handlers[h] {
+		if e.Route.Dynamic && m.dynamic[e.Route.Name] != nil || !e.Route.Dynamic && m.handlers[h] {
 			m.r.Dispatched(e, now)
 			return Dispatch{Event: e, Handler: h}, true
 		}
@@ -352,7 +351,7 @@ func (m *Module) noHandler(e *router.Event) {
 	m.r.Stats.Drop(router.DropNoHandler)
 	if !m.warned[h] {
 		m.warned[h] = true
-		if _, dynamic := m.dynamic[h]; dynamic || m.r.Table().Route(e.Route.Name) == nil {
+		if e.Route.Dynamic || m.r.Table().Route(e.Route.Name) == nil {
 			m.logs.add("warn", fmt.Sprintf("route %q was removed while events for it waited; they are dropped and counted as no_handler", e.Route.Name))
 			return
 		}
@@ -467,6 +466,10 @@ var configKeys = map[string]string{
 	"timeout": "redis.connect_timeout",
 }
 
+// maxConfigKeys bounds realtime.Config's table, so that a huge one is
+// refused at once rather than checked key by key ("did you mean" for each).
+const maxConfigKeys = 256
+
 // Configure validates realtime.Config's values (a Lua table tape with
 // string keys) and keeps them for the next Connect. On error nothing
 // changes.
@@ -475,6 +478,9 @@ func (m *Module) Configure(doc *router.Doc) error {
 	nodes := doc.Nodes
 	if len(nodes) == 0 || nodes[0].Kind != router.KindObject {
 		return errors.New("want a table")
+	}
+	if n := nodes[0].Len; n > maxConfigKeys {
+		return fmt.Errorf("the table has %d keys; there are far fewer settings (at most %d keys)", n, maxConfigKeys)
 	}
 	i := 1
 	for range int(nodes[0].Len) {
