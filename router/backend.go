@@ -35,6 +35,10 @@ type Sink interface {
 	// Drop counts a message the backend dropped before delivering it
 	// (reason is one of the Drop* reasons).
 	Drop(reason string)
+	// PublishFailed counts a published message that the server refused
+	// (an ACL denial, say): it is dropped, never retried. reason is the
+	// server's error.
+	PublishFailed(channel, reason string)
 }
 
 // Status is a backend's connection state.

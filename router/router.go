@@ -35,9 +35,10 @@ type Router struct {
 	// Stats are the global counters.
 	Stats Stats
 
-	status  atomic.Int32
-	now     func() time.Time
-	pending *atomic.Int64
+	status        atomic.Int32
+	refusedLogged atomic.Int64 // unix nanoseconds of the last refused-publish log line
+	now           func() time.Time
+	pending       *atomic.Int64
 
 	gen     atomic.Uint64 // of the attached backend's sink
 	mu      sync.Mutex    // serialises route and plan changes
@@ -149,6 +150,12 @@ func (s *sink) Drop(reason string) {
 	if s.r.gen.Load() == s.gen {
 		s.r.Stats.Drop(reason)
 		s.r.Logf("warn", "dropped a message (%s): routing is not keeping up with Redis", reason)
+	}
+}
+
+func (s *sink) PublishFailed(channel, reason string) {
+	if s.r.gen.Load() == s.gen {
+		s.r.publishFailed(channel, reason, s.r.now())
 	}
 }
 
@@ -369,6 +376,18 @@ func (r *Router) Publish(channel, payload string) error {
 	}
 	r.Stats.Published.Add(1)
 	return nil
+}
+
+// publishFailed counts a message the backend's server refused, with one log
+// line per rateLogEvery, so that a flood of refusals neither hides nor
+// crowds out the other lines.
+func (r *Router) publishFailed(channel, reason string, now time.Time) {
+	n := r.Stats.PublishFails.Add(1)
+	r.Stats.Refused.Add(1)
+	if last := r.refusedLogged.Load(); now.UnixNano()-last >= int64(rateLogEvery) &&
+		r.refusedLogged.CompareAndSwap(last, now.UnixNano()) {
+		r.Logf("error", "publish to %q refused by the server, message dropped: %s (%d publishes failed so far)", channel, reason, n)
+	}
 }
 
 // Next removes the oldest queued event, or returns nil. The caller counts a

@@ -47,7 +47,8 @@ type Stats struct {
 	OutageNanos  atomic.Int64  // total time disconnected, finished outages only
 	LastOutage   atomic.Int64  // nanoseconds of the last finished outage
 	Published    atomic.Uint64 // PUBLISH commands Redis acknowledged
-	PublishRetry atomic.Uint64 // batches retried after an error
+	Refused      atomic.Uint64 // PUBLISH commands Redis refused (dropped, not retried)
+	PublishRetry atomic.Uint64 // batches retried after a connection error
 	Late         atomic.Uint64 // copies ignored: duplicate or for a removed subscription
 	InboxDropped atomic.Uint64 // messages dropped because routing fell behind the socket
 }
@@ -495,8 +496,13 @@ func reason(err error) string {
 
 const batchSize = 256
 
-// write pipelines the outbox to Redis in order, retrying failed batches
-// with backoff; a message leaves the outbox only once Redis acknowledged it.
+// write pipelines the outbox to Redis in order. A message leaves the outbox
+// once Redis answered it: acknowledged, or refused (an ACL denial, a
+// command error), which is dropped and counted, since sending it again
+// would be refused again. Only a connection error is retried, from the
+// first message without an answer, after a backoff: a message whose
+// answer was lost may have been published, so such a message can arrive
+// twice, and an acknowledged one is never sent again.
 func (b *Bus) write() {
 	defer b.wg.Done()
 	failures := 0
@@ -518,10 +524,9 @@ func (b *Bus) write() {
 			if len(batch) == 0 {
 				break
 			}
-			ok := b.publishBatch(batch)
-			b.outbox.remove(ok)
-			b.Stats.Published.Add(uint64(ok))
-			if ok < len(batch) {
+			answered := b.publishBatch(batch)
+			b.outbox.remove(answered)
+			if answered < len(batch) {
 				b.Stats.PublishRetry.Add(1)
 				if !b.sleep(b.backoff(failures)) {
 					return
@@ -534,7 +539,8 @@ func (b *Bus) write() {
 	}
 }
 
-// publishBatch returns how many leading messages Redis acknowledged.
+// publishBatch sends batch in one pipeline and returns how many leading
+// messages Redis answered; it counts them, acknowledged or refused.
 func (b *Bus) publishBatch(batch []outMsg) int {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D()+b.cfg.ReadTimeout.D())
 	defer cancel()
@@ -545,9 +551,23 @@ func (b *Bus) publishBatch(batch []outMsg) int {
 	}
 	_, _ = pipe.Exec(ctx)
 	for i, c := range cmds {
-		if c.Err() != nil {
+		switch err := c.Err(); {
+		case err == nil:
+			b.Stats.Published.Add(1)
+		case isReply(err):
+			b.Stats.Refused.Add(1)
+			b.sink.PublishFailed(batch[i].channel, err.Error())
+		default:
 			return i
 		}
 	}
 	return len(batch)
+}
+
+// isReply reports whether err is an error reply from Redis (NOPERM,
+// WRONGTYPE, ERR ...) rather than a connection error: the command reached
+// the server and was refused.
+func isReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
 }
