@@ -39,6 +39,11 @@ type Sink interface {
 	// (an ACL denial, say): it is dropped, never retried. reason is the
 	// server's error.
 	PublishFailed(channel, reason string)
+	// SubscribeRefused reports that the server refused the subscription
+	// to a channel (or pattern), with its reason; reason "" says a refused
+	// subscription is now in place or gone. The routes it serves get no
+	// events meanwhile; the others are unaffected.
+	SubscribeRefused(name string, isPattern bool, reason string)
 }
 
 // Status is a backend's connection state.

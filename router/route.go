@@ -38,7 +38,17 @@ type RouteStats struct {
 	NoHandler     atomic.Uint64
 	DecodeErrors  atomic.Uint64
 
-	rateLogged atomic.Int64 // unix nanoseconds of the last rate-limit log line
+	rateLogged atomic.Int64           // unix nanoseconds of the last rate-limit log line
+	refused    atomic.Pointer[string] // why the server refused the route's subscription
+}
+
+// Refused is why the backend's server refused the subscription that
+// carries the route's events (an ACL NOPERM, say), or "" when it did not.
+func (s *RouteStats) Refused() string {
+	if p := s.refused.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Pattern is the route's pattern as a Redis glob (a channel route's channel

@@ -12,6 +12,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/router/pattern"
 )
 
 // rateLogEvery is how often a route over its rate limit is logged.
@@ -45,6 +47,7 @@ type Router struct {
 	dynamic []*Route
 	plan    Plan
 	backend Backend
+	refused map[string]string // "c:channel" or "p:pattern" the backend's server refused -> why
 
 	logMu     sync.Mutex
 	logf      func(level, line string)
@@ -126,6 +129,8 @@ func (r *Router) Plan() Plan {
 func (r *Router) Attach(b Backend) {
 	r.mu.Lock()
 	r.backend = b
+	r.refused = nil
+	r.markRefusedLocked()
 	s := &sink{r: r, gen: r.gen.Add(1)}
 	plan := r.plan
 	r.mu.Unlock()
@@ -156,6 +161,12 @@ func (s *sink) Drop(reason string) {
 func (s *sink) PublishFailed(channel, reason string) {
 	if s.r.gen.Load() == s.gen {
 		s.r.publishFailed(channel, reason, s.r.now())
+	}
+}
+
+func (s *sink) SubscribeRefused(name string, isPattern bool, reason string) {
+	if s.r.gen.Load() == s.gen {
+		s.r.subscribeRefused(name, isPattern, reason)
 	}
 }
 
@@ -220,6 +231,7 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 // swapLocked installs routes and sends the plan change to the backend.
 func (r *Router) swapLocked(routes []*Route) PlanDiff {
 	r.table.Store(newTable(routes))
+	r.markRefusedLocked()
 	plan := BuildPlan(routes, r.lim.Load().maxSubs)
 	diff := Diff(r.plan, plan)
 	r.plan = plan
@@ -376,6 +388,76 @@ func (r *Router) Publish(channel, payload string) error {
 	}
 	r.Stats.Published.Add(1)
 	return nil
+}
+
+// subscribeRefused records a subscription the server refused (or, with
+// reason "", no longer refuses), marks the routes it serves and logs them.
+func (r *Router) subscribeRefused(name string, isPattern bool, reason string) {
+	key := "c:" + name
+	if isPattern {
+		key = "p:" + name
+	}
+	r.mu.Lock()
+	if reason == "" {
+		delete(r.refused, key)
+	} else {
+		if r.refused == nil {
+			r.refused = map[string]string{}
+		}
+		r.refused[key] = reason
+	}
+	r.markRefusedLocked()
+	var names []string
+	for _, rt := range r.table.Load().Routes() {
+		if serves(key, rt) {
+			names = append(names, rt.Name)
+		}
+	}
+	r.mu.Unlock()
+	kind := "channel"
+	if isPattern {
+		kind = "pattern"
+	}
+	if reason == "" {
+		r.Logf("info", "subscribed to %s %q, which Redis refused before", kind, name)
+		return
+	}
+	r.Logf("error", "Redis refused the subscription to %s %q: %s; routes %q get no events, the others work", kind, name, reason, names)
+}
+
+// markRefusedLocked sets each route's Refused from the refused
+// subscriptions that serve it.
+func (r *Router) markRefusedLocked() {
+	for _, rt := range r.table.Load().Routes() {
+		why := ""
+		for key, reason := range r.refused {
+			if serves(key, rt) {
+				why = reason
+				break
+			}
+		}
+		if rt.Stats.Refused() != why {
+			rt.Stats.refused.Store(&why)
+		}
+	}
+}
+
+// serves reports whether subscription key ("c:channel" or "p:pattern", as
+// BuildPlan makes them) carries rt's events: its own channel or pattern,
+// or a covering "prefix*" pattern.
+func serves(key string, rt *Route) bool {
+	name := key[2:]
+	if key[0] == 'c' {
+		return rt.match.IsLiteral() && rt.match.Literal() == name
+	}
+	if !rt.match.IsLiteral() && rt.match.String() == name {
+		return true
+	}
+	p, err := pattern.Compile(name)
+	if err != nil || name != pattern.Quote(p.Prefix())+"*" {
+		return false
+	}
+	return strings.HasPrefix(rt.match.Prefix(), p.Prefix())
 }
 
 // publishFailed counts a message the backend's server refused, with one log

@@ -110,7 +110,7 @@ func (c *collected) get(key string) int {
 // publishes each allowed message exactly once, drops and counts the denied
 // one with a log line naming Redis's reason, and publishing goes on.
 func TestRefusedPublishIsDroppedNotRetried(t *testing.T) {
-	srv, admin := aclServer(t, "&__realtime:control:*")
+	srv, admin := aclServer(t)
 	got := collect(t, admin, "*")
 	h, logs := startLogged(t, gameConfig(srv, ""))
 	// Queued before the connection is up, so that the writer sends the
@@ -134,4 +134,128 @@ func TestRefusedPublishIsDroppedNotRetried(t *testing.T) {
 	assert.Zero(t, h.bus.OutboxLen())
 	assert.True(t, logs.contains(`publish to "other:b" refused`), "logged: %v", logs.all())
 	assert.True(t, logs.contains("NOPERM"), "the log names Redis's reason: %v", logs.all())
+}
+
+// TestACLUserWithOnlyItsChannels: a user allowed exactly game:* gets its
+// routes' events. A route on a channel it may not use is reported (log,
+// route stats) and the other routes keep working, on the same connection,
+// also when the denied route comes with a Reload.
+func TestACLUserWithOnlyItsChannels(t *testing.T) {
+	srv, admin := aclServer(t)
+	h, logs := startLogged(t, gameConfig(srv, `
+[[routes]]
+name = "kills"
+channel = "game:kill"
+handler = "h"
+[[routes]]
+name = "all-game"
+pattern = "game:*"
+handler = "h"
+[[routes]]
+name = "secret"
+channel = "admin:secret"
+handler = "h"
+`))
+	h.waitStatus("connected")
+	h.waitFor("the game events", 10*time.Second, func() bool {
+		admin.Publish(context.Background(), "game:kill", "k")
+		return len(h.msgs) >= 2
+	})
+	assert.Contains(t, h.msgs, "kills<-game:kill=k")
+	assert.Contains(t, h.msgs, "all-game<-game:kill=k")
+	assert.Eventually(t, func() bool { return logs.contains(`"admin:secret"`) && logs.contains("NOPERM") }, 5*time.Second, 10*time.Millisecond,
+		"the refusal is logged: %v", logs.all())
+	assert.Contains(t, h.r.Table().Route("secret").Stats.Refused(), "NOPERM")
+	assert.Empty(t, h.r.Table().Route("kills").Stats.Refused())
+	assert.Empty(t, h.r.Table().Route("all-game").Stats.Refused())
+
+	// A Reload adding a pattern route the user may not use: reported, and
+	// the others still work, without a reconnect.
+	cfg, err := config.Parse("test.toml", []byte(gameConfig(srv, `
+[[routes]]
+name = "kills"
+channel = "game:kill"
+handler = "h"
+[[routes]]
+name = "admin"
+pattern = "admin:*"
+handler = "h"
+`)))
+	require.NoError(t, err)
+	_, err = h.r.Apply(cfg)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return h.r.Table().Route("admin").Stats.Refused() != "" }, 5*time.Second, 10*time.Millisecond)
+	h.waitFor("a game event after the reload", 10*time.Second, func() bool {
+		admin.Publish(context.Background(), "game:kill", "again")
+		return slicesContains(h.msgs, "kills<-game:kill=again")
+	})
+	assert.Equal(t, []string{"connecting", "connected"}, h.statuses, "never reconnected")
+
+	// The ACL allows admin:* now: the next connection subscribes it and
+	// the route is no longer marked.
+	require.NoError(t, admin.Do(context.Background(), "ACL", "SETUSER", "game", "&admin:*").Err())
+	require.NoError(t, admin.Do(context.Background(), "CLIENT", "KILL", "USER", "game").Err())
+	h.waitFor("admin events", 15*time.Second, func() bool {
+		admin.Publish(context.Background(), "admin:x", "y")
+		return h.r.Table().Route("admin").Stats.Refused() == "" && slicesContains(h.msgs, "admin<-admin:x=y")
+	})
+}
+
+// TestACLMatrix: users with various pub/sub rights. Each case ends with a
+// clear status, and the allowed routes work.
+func TestACLMatrix(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "adminpw")
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: "adminpw", Protocol: 2})
+	defer admin.Close()
+	ctx := context.Background()
+	const routes = `
+[[routes]]
+name = "chan"
+channel = "game:chan"
+handler = "h"
+[[routes]]
+name = "pat"
+pattern = "game:p:*"
+handler = "h"
+`
+	for i, tc := range []struct {
+		name    string
+		acl     []any
+		works   []string // routes that get their event
+		refused []string // routes reported refused
+	}{
+		{"all channels", []any{"allchannels", "+@all"}, []string{"chan", "pat"}, nil},
+		{"exactly the routes' names", []any{"resetchannels", "&game:chan", "&game:p:*", "+@all"}, []string{"chan", "pat"}, nil},
+		{"channels but not the pattern", []any{"resetchannels", "&game:chan", "+@all"}, []string{"chan"}, []string{"pat"}},
+		{"only pub/sub commands, no PING", []any{"resetchannels", "&game:*", "+@pubsub"}, []string{"chan"}, []string{"pat"}},
+		{"no channels at all", []any{"resetchannels", "+@all"}, nil, []string{"chan", "pat"}},
+	} {
+		user := fmt.Sprintf("user%d", i)
+		t.Run(tc.name, func(t *testing.T) {
+			require.NoError(t, admin.Do(ctx, append([]any{"ACL", "SETUSER", user, "on", ">pw"}, tc.acl...)...).Err())
+			h, _ := startLogged(t, fmt.Sprintf("[redis]\nurl = \"redis://%s:pw@%s\"\nread_timeout = \"300ms\"\nreconnect_min = \"50ms\"\n%s", user, srv.Addr(), routes))
+			h.waitStatus("connected")
+			for _, name := range tc.refused {
+				require.Eventually(t, func() bool { return h.r.Table().Route(name).Stats.Refused() != "" }, 5*time.Second, 10*time.Millisecond, name)
+			}
+			for _, name := range tc.works {
+				ch := map[string]string{"chan": "game:chan", "pat": "game:p:1"}[name]
+				h.waitFor(name+"'s event", 10*time.Second, func() bool {
+					admin.Publish(ctx, ch, "x")
+					return slicesContains(h.msgs, name+"<-"+ch+"=x")
+				})
+				assert.Empty(t, h.r.Table().Route(name).Stats.Refused())
+			}
+			assert.Equal(t, []string{"connecting", "connected"}, h.statuses)
+		})
+	}
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,67 @@
+package router
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// sinkBackend keeps the sink it is started with.
+type sinkBackend struct{ sink Sink }
+
+func (b *sinkBackend) Start(s Sink, _ Plan)         { b.sink = s }
+func (b *sinkBackend) Update(PlanDiff)              {}
+func (b *sinkBackend) Publish(string, string) error { return nil }
+func (b *sinkBackend) Close() error                 { return nil }
+
+// TestRefusedSubscriptionMarksTheRoutesItServes: a refused channel marks
+// its route, a refused covering pattern every route under it, and a later
+// success clears the mark; the log line names the routes, not the others.
+func TestRefusedSubscriptionMarksTheRoutesItServes(t *testing.T) {
+	var lines []string
+	var toml strings.Builder
+	toml.WriteString("[redis]\nmax_subscriptions = 3\n")
+	for _, rt := range []struct{ name, key, value string }{
+		{"spawn", "channel", "player:spawn"}, {"death", "pattern", "player:death:*"},
+		{"chat", "channel", "chat:msg"}, {"admin", "channel", "admin:x"},
+	} {
+		fmt.Fprintf(&toml, "[[routes]]\nname = %q\n%s = %q\nhandler = \"h\"\n", rt.name, rt.key, rt.value)
+	}
+	r, err := New(parseConfig(t, toml.String()), WithLog(func(_, line string) { lines = append(lines, line) }))
+	require.NoError(t, err)
+	b := &sinkBackend{}
+	r.Attach(b)
+	plan := r.Plan()
+	require.Contains(t, plan.Patterns, "player:*", "the player routes share a covering pattern: %+v", plan)
+
+	refused := func() map[string]string {
+		m := map[string]string{}
+		for _, rt := range r.Table().Routes() {
+			if why := rt.Stats.Refused(); why != "" {
+				m[rt.Name] = why
+			}
+		}
+		return m
+	}
+	b.sink.SubscribeRefused("player:*", true, "NOPERM no")
+	assert.Equal(t, map[string]string{"spawn": "NOPERM no", "death": "NOPERM no"}, refused())
+	require.NotEmpty(t, lines)
+	assert.Contains(t, lines[len(lines)-1], `"player:*"`)
+	assert.Contains(t, lines[len(lines)-1], `["spawn" "death"]`)
+
+	b.sink.SubscribeRefused("player:*", true, "")
+	assert.Empty(t, refused())
+
+	// A refused exact channel marks only its route, also across a reload
+	// that keeps the route; a newer backend starts with no marks.
+	b.sink.SubscribeRefused("chat:msg", false, "NOPERM chat")
+	assert.Equal(t, map[string]string{"chat": "NOPERM chat"}, refused())
+	_, err = r.Apply(parseConfig(t, "[[routes]]\nname = \"chat\"\nchannel = \"chat:msg\"\nhandler = \"h\"\n"))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"chat": "NOPERM chat"}, refused())
+	r.Attach(&sinkBackend{})
+	assert.Empty(t, refused())
+}
