@@ -80,6 +80,7 @@ func gameConfig(srv *redistest.Server, toml string) string {
 type collected struct {
 	mu     sync.Mutex
 	counts map[string]int
+	order  []string // every copy, as it came
 }
 
 func collect(t *testing.T, c *redis.Client, pattern string) *collected {
@@ -94,6 +95,7 @@ func collect(t *testing.T, c *redis.Client, pattern string) *collected {
 		for m := range sub.Channel() {
 			col.mu.Lock()
 			col.counts[m.Channel+"="+m.Payload]++
+			col.order = append(col.order, m.Channel+"="+m.Payload)
 			col.mu.Unlock()
 		}
 	}()

@@ -345,11 +345,11 @@ func (b *Bus) serve(ctx context.Context, c *subConn, onConnected func()) error {
 	b.mu.Lock()
 	sent, gen := b.want, b.wantGen.Load()
 	b.mu.Unlock()
+	go c.read()
 	d := router.PlanDiff{Subscribe: sent.Channels, PSubscribe: sent.Patterns}
 	if err := c.apply(ctx, d, gen, true); err != nil {
 		return err
 	}
-	go c.read()
 	for {
 		select {
 		case <-c.live:
