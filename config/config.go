@@ -14,7 +14,6 @@ package config
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -258,20 +257,22 @@ func (c *Config) String() string {
 		c.Queue.Overflow, c.Dispatch.Budget)
 }
 
-// RedactURL replaces the password in a Redis URL with "***". A URL that
-// does not parse loses everything between "://" and the last "@".
+// RedactURL replaces the password in a Redis URL with "***": everything
+// between the first ':' after "://" and the last '@', read from the raw
+// text rather than a parsed URL, so that a password holding '#', '/' or
+// '?' (which url.Parse takes for a fragment, a path or a query) is hidden
+// too. The username stays, for diagnosis.
 func RedactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.User(u.User.Username())
-			return strings.Replace(u.String(), "@", ":***@", 1)
-		}
-		return u.String()
+	i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
+	if i < 0 || j < i+3 {
+		return raw
 	}
-	if i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@"); i >= 0 && j > i {
-		return raw[:i+3] + "***" + raw[j:]
+	user := raw[i+3 : j]
+	k := strings.IndexByte(user, ':')
+	if k < 0 {
+		return raw
 	}
-	return raw
+	return raw[:i+3] + user[:k] + ":***" + raw[j:]
 }
 
 // RouteName is the name a route is known by: Name, else its pattern or

@@ -216,7 +216,17 @@ func (l *loader) loadDotEnv(path string) {
 	}
 	raw := koanf.New(".")
 	if err := raw.Load(rawbytes.Provider(data), dotenv.Parser()); err != nil {
-		l.errs = append(l.errs, &FieldError{Source: path, Msg: "syntax error: " + err.Error()})
+		// godotenv's message quotes the rest of the file or the broken
+		// value: secrets. Say where and what, in our own words.
+		line, problem := dotenvProblem(data)
+		if problem == "" {
+			problem = "not a NAME=value file"
+		}
+		src := path
+		if line > 0 {
+			src = fmt.Sprintf("%s:%d", path, line)
+		}
+		l.errs = append(l.errs, &FieldError{Source: src, Msg: "syntax error: " + problem})
 		return
 	}
 	layer, names := koanf.New("."), map[string]string{}
