@@ -48,7 +48,9 @@ func TestDotEnvSyntaxErrorNamesTheLineNotTheValues(t *testing.T) {
 // seps are the characters that end a line's name (the first one wins).
 func secretTokens(lines []string, seps string, secretPart func(name, value string) (secret, public string)) []string {
 	word := regexp.MustCompile(`[A-Za-z0-9]{6,}`)
-	isToken := func(w string) bool { return strings.ContainsAny(w, "0123456789") && strings.ToUpper(w) != strings.ToLower(w) }
+	isToken := func(w string) bool {
+		return strings.ContainsAny(w, "0123456789") && strings.ToUpper(w) != strings.ToLower(w)
+	}
 	secret, public := map[string]bool{}, map[string]bool{}
 	for _, line := range lines {
 		i := strings.IndexAny(line, seps)
