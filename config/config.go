@@ -34,6 +34,9 @@ type Config struct {
 	File string `koanf:"-"`
 	// EnvFile is the .env file that was loaded, "" when none was found.
 	EnvFile string `koanf:"-"`
+	// Warnings are what Load ignored and why, for the log (String includes
+	// them).
+	Warnings []string `koanf:"-"`
 }
 
 // Server identifies this game server in published events.
@@ -252,9 +255,13 @@ func (c *Config) String() string {
 	if file == "" {
 		file = "(no file)"
 	}
-	return fmt.Sprintf("config %s: server %q, %s, %d routes, queue %d events/%s %s, budget %s",
+	s := fmt.Sprintf("config %s: server %q, %s, %d routes, queue %d events/%s %s, budget %s",
 		file, c.Server.ID, c.Redis.Target(), len(c.Routes), c.Queue.MaxEvents, c.Queue.MaxBytes,
 		c.Queue.Overflow, c.Dispatch.Budget)
+	for _, w := range c.Warnings {
+		s += "; warning: " + w
+	}
+	return s
 }
 
 // RedactURL replaces the password in a Redis URL with "***": everything
