@@ -58,6 +58,7 @@ type Router struct {
 }
 
 type limits struct {
+	maxBytes   int64 // the queue's: an event bigger than the whole queue is too big
 	maxPayload int
 	jsonDepth  int
 	maxSubs    int
@@ -216,7 +217,7 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 		}
 	}
 	r.queue.SetLimits(cfg.Queue.MaxEvents, int64(cfg.Queue.MaxBytes), cfg.Queue.Overflow != config.OverflowDropNewest)
-	r.lim.Store(&limits{maxPayload: int(cfg.Queue.MaxPayload), jsonDepth: cfg.Queue.JSONMaxDepth, maxSubs: cfg.Redis.MaxSubscriptions})
+	r.lim.Store(&limits{maxBytes: int64(cfg.Queue.MaxBytes), maxPayload: int(cfg.Queue.MaxPayload), jsonDepth: cfg.Queue.JSONMaxDepth, maxSubs: cfg.Redis.MaxSubscriptions})
 	r.logMu.Lock()
 	r.logLimit = rate.NewLimiter(rate.Limit(max(cfg.Log.Rate.PerSecond, 0)), max(cfg.Log.Rate.DefaultBurst(), 1))
 	if cfg.Log.Rate.Unlimited() {
@@ -304,9 +305,9 @@ func (r *Router) Deliver(channel, payload string) {
 	now := r.now()
 	r.Stats.Received.Add(1)
 	lim := r.lim.Load()
-	if len(payload) > lim.maxPayload {
+	if len(payload) > lim.maxPayload || int64(len(payload)+len(channel)) > lim.maxBytes {
 		r.Stats.Drop(DropTooBig)
-		r.Logf("warn", "dropped a %d-byte message on %q: larger than queue.max_payload (%d bytes)", len(payload), channel, lim.maxPayload)
+		r.Logf("warn", "dropped a %d-byte message on %q: larger than queue.max_payload (%d bytes), or with its channel name than queue.max_bytes", len(payload), channel, lim.maxPayload)
 		return
 	}
 	var (
@@ -314,6 +315,7 @@ func (r *Router) Deliver(channel, payload string) {
 		docErr  string
 		parsed  bool
 		matched bool
+		copies  *Copies // the events of this message share its bytes
 	)
 	r.table.Load().Match(channel, func(rt *Route) {
 		matched = true
@@ -328,7 +330,10 @@ func (r *Router) Deliver(channel, payload string) {
 			}
 			return
 		}
-		e := &Event{Kind: KindMessage, Channel: channel, Payload: payload, Route: rt, Received: now.UnixNano()}
+		if copies == nil {
+			copies = &Copies{}
+		}
+		e := &Event{Kind: KindMessage, Channel: channel, Payload: payload, Route: rt, Received: now.UnixNano(), copies: copies}
 		if rt.Decode == config.DecodeJSON {
 			if !parsed {
 				d, err := ParseJSON(payload, lim.jsonDepth)
@@ -353,7 +358,7 @@ func (r *Router) Deliver(channel, payload string) {
 
 func (r *Router) push(e *Event) {
 	r.Stats.Queued.Add(1)
-	if dropped := r.queue.Push(e); dropped != nil {
+	for _, dropped := range r.queue.Push(e) {
 		r.Stats.Drop(DropQueueFull)
 		if dropped.Route != nil {
 			dropped.Route.Stats.Dropped.Add(1)
