@@ -233,7 +233,11 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 func (r *Router) swapLocked(routes []*Route) PlanDiff {
 	r.table.Store(newTable(routes))
 	r.markRefusedLocked()
-	plan := BuildPlan(routes, r.lim.Load().maxSubs)
+	maxSubs := r.lim.Load().maxSubs
+	plan := BuildPlan(routes, maxSubs)
+	if plan.Len() > max(maxSubs, 1) && plan.Len() > r.plan.Len() {
+		r.Logf("warn", "%d subscriptions for redis.max_subscriptions = %d: routes whose patterns start with a wildcard keep their own patterns (covering them would subscribe to every channel on the server)", plan.Len(), maxSubs)
+	}
 	diff := Diff(r.plan, plan)
 	r.plan = plan
 	if r.backend != nil && !diff.Empty() {
