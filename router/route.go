@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -102,20 +103,24 @@ func compileRoute(def config.Route, prev *Route, now time.Time) (*Route, error) 
 	if burst == 0 {
 		burst = def.Rate.DefaultBurst()
 	}
+	r.Stats = &RouteStats{}
 	if prev != nil {
 		r.Stats = prev.Stats
-		r.limiter = prev.limiter
-	} else {
-		r.Stats = &RouteStats{}
 	}
 	switch {
 	case def.Rate.Unlimited():
-		r.limiter = nil
-	case r.limiter == nil:
+	case prev != nil && prev.limiter != nil && prev.limiter.Limit() == rate.Limit(def.Rate.PerSecond) && prev.limiter.Burst() == burst:
+		r.limiter = prev.limiter
+	default:
+		// A new bucket, never a change to prev's: prev stays in use until
+		// the new table is installed, and unchanged if the change fails.
+		// A reload that changed the rate keeps the bucket's tokens.
 		r.limiter = rate.NewLimiter(rate.Limit(def.Rate.PerSecond), burst)
-	default: // a reload that changed the rate keeps the bucket's tokens
-		r.limiter.SetLimitAt(now, rate.Limit(def.Rate.PerSecond))
-		r.limiter.SetBurstAt(now, burst)
+		if prev != nil && prev.limiter != nil {
+			if spent := burst - int(math.Floor(prev.limiter.TokensAt(now))); spent > 0 {
+				r.limiter.AllowN(now, min(spent, burst))
+			}
+		}
 	}
 	return r, nil
 }

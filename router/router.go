@@ -193,7 +193,7 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 		name := def.RouteName()
 		prev := old.Route(name)
 		if prev != nil && prev.Dynamic {
-			prev = nil
+			return Summary{}, fmt.Errorf("route %q: a realtime.On registration has that name; rename the config route", name)
 		}
 		if seen[name] {
 			return Summary{}, fmt.Errorf("route %q: defined twice", name)
