@@ -183,3 +183,37 @@ func countOf(s []string, v string) int {
 	}
 	return n
 }
+
+// TestOneDisconnectPerOutage: while Redis stays unreachable the bus keeps
+// trying, and Lua hears of the outage once, not once per attempt.
+func TestOneDisconnectPerOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	var mu sync.Mutex
+	down := false
+	attempts := 0
+	p := startProxy(t, srv.Addr(), func(int) faults {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			attempts++
+			return faults{cutDown: 1} // the connection dies at once
+		}
+		return faults{}
+	})
+	h := startHarness(t, fmt.Sprintf("[redis]\nurl = \"redis://%s\"\nread_timeout = \"300ms\"\nreconnect_min = \"10ms\"\nreconnect_max = \"20ms\"\n%s", p.Addr(), routes))
+	h.waitStatus("connected")
+	mu.Lock()
+	down = true
+	mu.Unlock()
+	p.cut() // new connections die at once
+	h.waitFor("several failed attempts", 15*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return attempts >= 5
+	})
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	h.waitStatus("connected")
+	assert.Equal(t, []string{"connecting", "connected", "disconnected", "connected"}, h.statuses)
+}

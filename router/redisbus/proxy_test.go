@@ -44,7 +44,19 @@ type faultProxy struct {
 	conns  []net.Conn
 	healed bool
 	resets []func() // of the connections with faults
+	all    []func() // of every connection
 	wg     sync.WaitGroup
+}
+
+// cut resets every connection open now.
+func (p *faultProxy) cut() {
+	p.mu.Lock()
+	all := p.all
+	p.all = nil
+	p.mu.Unlock()
+	for _, reset := range all {
+		reset()
+	}
 }
 
 // heal ends the faults: connections that have some are reset, and new
@@ -120,6 +132,7 @@ func (p *faultProxy) accept() {
 		if f != (faults{}) {
 			p.resets = append(p.resets, reset)
 		}
+		p.all = append(p.all, reset)
 		p.n++
 		p.conns = append(p.conns, client, server)
 		p.mu.Unlock()

@@ -300,8 +300,13 @@ func (b *Bus) supervise() {
 	failures := 0
 	var downSince time.Time
 	everConnected := false
+	// down is set once an outage is reported: its further failed attempts
+	// report nothing, so Lua's RealtimeDisconnected fires once per outage.
+	down := false
 	for !b.closed() {
-		b.sink.SetStatus(router.StatusConnecting, "")
+		if !down {
+			b.sink.SetStatus(router.StatusConnecting, "")
+		}
 		c := b.newSubConn()
 		err := b.serve(ctx, c, func() {
 			if !downSince.IsZero() {
@@ -314,6 +319,7 @@ func (b *Bus) supervise() {
 				b.Stats.Reconnects.Add(1)
 			}
 			everConnected = true
+			down = false
 			failures = 0
 			b.live.Store(true)
 			signal(b.liveSig)
@@ -331,7 +337,10 @@ func (b *Bus) supervise() {
 				b.Stats.Outages.Add(1)
 			}
 		}
-		b.sink.SetStatus(router.StatusDisconnected, reason(err))
+		if !down {
+			b.sink.SetStatus(router.StatusDisconnected, reason(err))
+			down = true
+		}
 		if !b.sleep(b.backoff(failures)) {
 			return
 		}
