@@ -137,6 +137,7 @@ func (b *Bus) deliver() {
 		batch = b.inbox.take(batch)
 		for i, m := range batch {
 			b.sink.Deliver(m.channel, m.payload)
+			b.inbox.release(m)
 			batch[i] = outMsg{}
 		}
 		if cap(batch) > 4096 { // let a burst's memory go
@@ -151,7 +152,8 @@ func (b *Bus) deliver() {
 type fifo struct {
 	mu       sync.Mutex
 	msgs     []outMsg // head at index 0
-	bytes    int64
+	taken    int      // messages handed out by take and not yet released
+	bytes    int64    // of msgs and the taken ones
 	maxMsgs  int
 	maxBytes int64
 	sig      chan struct{} // not empty
@@ -165,7 +167,7 @@ func newFIFO(maxMsgs int, maxBytes int64) *fifo {
 func (q *fifo) put(channel, payload string) bool {
 	size := int64(len(channel) + len(payload))
 	q.mu.Lock()
-	if len(q.msgs) >= q.maxMsgs || q.bytes+size > q.maxBytes {
+	if len(q.msgs)+q.taken >= q.maxMsgs || q.bytes+size > q.maxBytes {
 		q.mu.Unlock()
 		return false
 	}
@@ -177,12 +179,23 @@ func (q *fifo) put(channel, payload string) bool {
 }
 
 // take swaps all waiting messages for spare (emptied) and returns them.
+// They still count against the bounds until released one by one, so that
+// a consumer's backlog and the queue together stay within them.
 func (q *fifo) take(spare []outMsg) []outMsg {
 	q.mu.Lock()
 	msgs := q.msgs
-	q.msgs, q.bytes = spare[:0], 0
+	q.msgs = spare[:0]
+	q.taken += len(msgs)
 	q.mu.Unlock()
 	return msgs
+}
+
+// release uncounts a message from take, once it is dealt with.
+func (q *fifo) release(m outMsg) {
+	q.mu.Lock()
+	q.taken--
+	q.bytes -= int64(len(m.channel) + len(m.payload))
+	q.mu.Unlock()
 }
 
 // peek copies up to n messages from the head.
