@@ -65,3 +65,18 @@ func TestRefusedSubscriptionMarksTheRoutesItServes(t *testing.T) {
 	r.Attach(&sinkBackend{})
 	assert.Empty(t, refused())
 }
+
+// TestLogLinesShowChannelNamesEscapedAndShort: a channel name from the
+// network reaches a log line escaped and cut, however long.
+func TestLogLinesShowChannelNamesEscapedAndShort(t *testing.T) {
+	var lines []string
+	r, err := New(parseConfig(t, "[queue]\nmax_payload = \"10B\"\n"), WithLog(func(_, line string) { lines = append(lines, line) }))
+	require.NoError(t, err)
+	r.Deliver("evil\n\x1b[31m"+strings.Repeat("x", 100_000), strings.Repeat("p", 20))
+	require.Len(t, lines, 1)
+	assert.NotContains(t, lines[0], "\n")
+	assert.NotContains(t, lines[0], "\x1b")
+	assert.Less(t, len(lines[0]), 400)
+	assert.Contains(t, lines[0], `"evil\n\x1b[31mxxx`)
+	assert.Contains(t, lines[0], "(100010 bytes)")
+}

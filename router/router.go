@@ -12,6 +12,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -311,7 +312,7 @@ func (r *Router) Deliver(channel, payload string) {
 	lim := r.lim.Load()
 	if len(payload) > lim.maxPayload || int64(len(payload)+len(channel)) > lim.maxBytes {
 		r.Stats.Drop(DropTooBig)
-		r.Logf("warn", "dropped a %d-byte message on %q: larger than queue.max_payload (%d bytes), or with its channel name than queue.max_bytes", len(payload), channel, lim.maxPayload)
+		r.Logf("warn", "dropped a %d-byte message on %s: larger than queue.max_payload (%d bytes), or with its channel name than queue.max_bytes", len(payload), quoteName(channel), lim.maxPayload)
 		return
 	}
 	var (
@@ -350,7 +351,7 @@ func (r *Router) Deliver(channel, payload string) {
 			if docErr != "" {
 				rt.Stats.DecodeErrors.Add(1)
 				r.Stats.DecodeErrors.Add(1)
-				r.Logf("warn", "route %q: payload on %q delivered raw: %s", rt.Name, channel, docErr)
+				r.Logf("warn", "route %q: payload on %s delivered raw: %s", rt.Name, quoteName(channel), docErr)
 			}
 		}
 		r.push(e)
@@ -367,7 +368,7 @@ func (r *Router) push(e *Event) {
 		if dropped.Route != nil {
 			dropped.Route.Stats.Dropped.Add(1)
 		}
-		r.Logf("warn", "event queue full (%d events waiting): dropped an event on %q; the main thread is not keeping up", r.queue.Pending(), dropped.Channel)
+		r.Logf("warn", "event queue full (%d events waiting): dropped an event on %s; the main thread is not keeping up", r.queue.Pending(), quoteName(dropped.Channel))
 	}
 }
 
@@ -428,10 +429,10 @@ func (r *Router) subscribeRefused(name string, isPattern bool, reason string) {
 		kind = "pattern"
 	}
 	if reason == "" {
-		r.Logf("info", "subscribed to %s %q, which Redis refused before", kind, name)
+		r.Logf("info", "subscribed to %s %s, which Redis refused before", kind, quoteName(name))
 		return
 	}
-	r.Logf("error", "Redis refused the subscription to %s %q: %s; routes %q get no events, the others work", kind, name, reason, names)
+	r.Logf("error", "Redis refused the subscription to %s %s: %s; routes %q get no events, the others work", kind, quoteName(name), reason, names)
 }
 
 // markRefusedLocked sets each route's Refused from the refused
@@ -477,7 +478,7 @@ func (r *Router) publishFailed(channel, reason string, now time.Time) {
 	r.Stats.Refused.Add(1)
 	if last := r.refusedLogged.Load(); now.UnixNano()-last >= int64(rateLogEvery) &&
 		r.refusedLogged.CompareAndSwap(last, now.UnixNano()) {
-		r.Logf("error", "publish to %q refused by the server, message dropped: %s (%d publishes failed so far)", channel, reason, n)
+		r.Logf("error", "publish to %s refused by the server, message dropped: %s (%d publishes failed so far)", quoteName(channel), reason, n)
 	}
 }
 
@@ -522,6 +523,18 @@ func (r *Router) Close() error {
 		return nil
 	}
 	return b.Close()
+}
+
+// nameInLog is how much of a channel name a log line shows.
+const nameInLog = 96
+
+// quoteName quotes a channel name from the network for a log line:
+// escaped (control bytes, invalid UTF-8) and cut to nameInLog bytes.
+func quoteName(name string) string {
+	if len(name) <= nameInLog {
+		return strconv.Quote(name)
+	}
+	return strconv.Quote(name[:nameInLog]) + fmt.Sprintf("... (%d bytes)", len(name))
 }
 
 // Logf emits a line through WithLog, at most log.rate lines per second
