@@ -36,23 +36,42 @@ type Event struct {
 }
 
 // Copies ties together the events of one message, one per matching route,
-// which share its channel and payload. The queue's lock guards it.
-type Copies struct{ queued int }
+// which share its channel, payload and parsed JSON. The queue's lock
+// guards it.
+type Copies struct {
+	queued int // copies in the queue
+	parsed int // of those, the ones holding the parsed JSON
+}
 
 // ShareWith makes e one of the copies c ties together; call it before
 // pushing e.
 func (e *Event) ShareWith(c *Copies) { e.copies = c }
 
-// size is what an event's message counts against the byte budget.
-func (e *Event) size() int64 { return int64(len(e.Payload)) + int64(len(e.Channel)) }
-
-// cost is what queuing e adds to the queue's bytes: nothing for a copy of
-// a message already queued.
-func (e *Event) cost() int64 {
-	if e.copies != nil && e.copies.queued > 0 {
-		return 0
+// size is what an event's message counts against the byte budget: its
+// payload, channel name and parsed JSON (tape and decoded strings).
+func (e *Event) size() int64 {
+	n := int64(len(e.Payload)) + int64(len(e.Channel))
+	if e.JSON != nil {
+		n += e.JSON.Bytes
 	}
-	return e.size()
+	return n
+}
+
+// cost is what queuing e adds to the queue's bytes (and removing it takes
+// away, once uncounted from its Copies): what no other queued copy of its
+// message already counts.
+func (e *Event) cost() int64 {
+	if e.copies == nil {
+		return e.size()
+	}
+	var n int64
+	if e.copies.queued == 0 {
+		n += int64(len(e.Payload)) + int64(len(e.Channel))
+	}
+	if e.JSON != nil && e.copies.parsed == 0 {
+		n += e.JSON.Bytes
+	}
+	return n
 }
 
 // Queue is a bounded multi-producer, single-consumer FIFO of events, bounded
@@ -154,6 +173,9 @@ func (q *Queue) addLocked(e *Event) {
 	q.bytes += e.cost()
 	if e.copies != nil {
 		e.copies.queued++
+		if e.JSON != nil {
+			e.copies.parsed++
+		}
 	}
 	if e.Kind == KindStatus {
 		q.status++
@@ -164,6 +186,9 @@ func (q *Queue) addLocked(e *Event) {
 func (q *Queue) removeLocked(e *Event) {
 	if e.copies != nil {
 		e.copies.queued--
+		if e.JSON != nil {
+			e.copies.parsed--
+		}
 	}
 	q.bytes -= e.cost()
 	if e.Kind == KindStatus {

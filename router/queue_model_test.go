@@ -21,18 +21,24 @@ type modelQueue struct {
 	drops      int
 }
 
-// bytesOf counts each message once however many of its copies are in evs.
+// bytesOf counts each message's bytes, and its parsed JSON, once however
+// many of its copies are in evs.
 func bytesOf(evs []*Event) int64 {
-	seen := map[*Copies]bool{}
+	seen, seenDoc := map[*Copies]bool{}, map[*Doc]bool{}
 	var b int64
 	for _, e := range evs {
-		if e.copies != nil {
-			if seen[e.copies] {
-				continue
-			}
-			seen[e.copies] = true
+		if e.copies == nil {
+			b += e.size()
+			continue
 		}
-		b += e.size()
+		if !seen[e.copies] {
+			seen[e.copies] = true
+			b += int64(len(e.Payload) + len(e.Channel))
+		}
+		if e.JSON != nil && !seenDoc[e.JSON] {
+			seenDoc[e.JSON] = true
+			b += e.JSON.Bytes
+		}
 	}
 	return b
 }
@@ -93,17 +99,26 @@ func TestQueueAgainstModel(t *testing.T) {
 		q := NewQueue(maxE, maxB, oldest)
 		m := &modelQueue{maxEvents: maxE, maxBytes: maxB, dropOldest: oldest}
 		var last *Event
+		var lastDoc *Doc
 		var log []string
 		for step := 0; step < 200; step++ {
 			switch op := rng.IntN(10); {
 			case op < 5: // a message, or another route's copy of the last one
 				var e *Event
-				if last != nil && rng.IntN(3) == 0 {
+				if last != nil && last.copies != nil && rng.IntN(3) == 0 {
+					// another route's copy: raw, or with the message's JSON
 					e = &Event{Kind: KindMessage, Channel: last.Channel, Payload: last.Payload, copies: last.copies}
+					if rng.IntN(2) == 0 {
+						e.JSON = lastDoc
+					}
 				} else {
 					e = &Event{Kind: KindMessage, Channel: fmt.Sprint("c", rng.IntN(10)), Payload: strings.Repeat("x", rng.IntN(14))}
+					lastDoc = &Doc{Bytes: int64(rng.IntN(12))}
 					if rng.IntN(4) != 0 {
 						e.copies = &Copies{}
+					}
+					if rng.IntN(2) == 0 {
+						e.JSON = lastDoc
 					}
 					last = e
 				}
