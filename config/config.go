@@ -66,7 +66,8 @@ type Redis struct {
 	DB int `koanf:"db"`
 	// TLS turns on TLS (as rediss:// does). Default: false.
 	TLS bool `koanf:"tls"`
-	// TLSCAFile is a PEM file of CAs to trust instead of the system's. Default: none.
+	// TLSCAFile is a PEM file of CAs to trust instead of the system's;
+	// it needs TLS on (rediss:// or tls = true). Default: none.
 	TLSCAFile string `koanf:"tls_ca_file"`
 	// TLSServerName overrides the name checked in the server's certificate.
 	// Default: the host.
@@ -228,6 +229,15 @@ func (c *Config) Mode() string {
 		return "cluster"
 	}
 	return "redis"
+}
+
+// TLSOn reports whether the connection uses TLS: a rediss:// URL, or
+// tls = true without a URL.
+func (r *Redis) TLSOn() bool {
+	if r.URL != "" {
+		return strings.HasPrefix(strings.ToLower(r.URL), "rediss://")
+	}
+	return r.TLS
 }
 
 // Target describes where Redis is, without secrets, for logs.

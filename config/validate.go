@@ -64,6 +64,15 @@ func (l *loader) validateRedis(c *Config) {
 	case len(r.Addrs) > 0 && r.MasterName == "" && r.DB != 0:
 		l.fail("redis.db", "%d: Redis Cluster has only database 0", r.DB)
 	}
+	// One rule: rediss:// or tls = true turns TLS on, and nothing else does;
+	// tls_ca_file and tls_server_name only configure it.
+	if !r.TLSOn() {
+		for key, v := range map[string]string{"redis.tls_ca_file": r.TLSCAFile, "redis.tls_server_name": r.TLSServerName} {
+			if v != "" {
+				l.fail(key, "is set but TLS is off: use a rediss:// URL, or tls = true with host/port or addrs")
+			}
+		}
+	}
 	if r.TLSCAFile != "" {
 		if _, err := os.Stat(r.TLSCAFile); err != nil {
 			l.fail("redis.tls_ca_file", "%q: %s", r.TLSCAFile, readError(err))

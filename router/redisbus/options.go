@@ -56,7 +56,7 @@ func NewClient(c config.Redis) (redis.UniversalClient, error) {
 		if opt.Password == "" {
 			opt.Password = c.Password
 		}
-		if opt.TLSConfig != nil && tlsConfig != nil { // rediss:// with a CA file or server name
+		if opt.TLSConfig != nil { // rediss://: the CA file and server name apply
 			opt.TLSConfig.RootCAs = tlsConfig.RootCAs
 			if c.TLSServerName != "" {
 				opt.TLSConfig.ServerName = c.TLSServerName
@@ -71,9 +71,11 @@ func NewClient(c config.Redis) (redis.UniversalClient, error) {
 	return redis.NewClient(opt), nil
 }
 
-// tlsFor returns the TLS config the settings ask for, or nil for plain TCP.
+// tlsFor returns the TLS config the settings ask for, or nil for plain TCP:
+// TLS is on for a rediss:// URL or tls = true, and only then (config
+// rejects tls_ca_file or tls_server_name without it).
 func tlsFor(c config.Redis) (*tls.Config, error) {
-	if !c.TLS && c.TLSCAFile == "" && c.TLSServerName == "" {
+	if !c.TLSOn() {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}
