@@ -80,3 +80,49 @@ func TestLogLinesShowChannelNamesEscapedAndShort(t *testing.T) {
 	assert.Contains(t, lines[0], `"evil\n\x1b[31mxxx`)
 	assert.Contains(t, lines[0], "(100010 bytes)")
 }
+
+// closingBackend is a sinkBackend that records Close.
+type closingBackend struct {
+	sinkBackend
+	closed bool
+}
+
+func (b *closingBackend) Close() error { b.closed = true; return nil }
+
+// TestReplaceHandsOverOnConnect: the replacing backend's messages and
+// statuses wait until it is connected; the old one delivers until then and
+// is closed then; a Replace of a Replace that never connected closes it.
+func TestReplaceHandsOverOnConnect(t *testing.T) {
+	r, err := New(parseConfig(t, "[[routes]]\nname = \"a\"\nchannel = \"a\"\nhandler = \"h\"\n"))
+	require.NoError(t, err)
+	old := &closingBackend{}
+	r.Attach(old)
+	old.sink.SetStatus(StatusConnected, "")
+
+	failed := &closingBackend{}
+	r.Replace(failed)
+	failed.sink.SetStatus(StatusConnecting, "")
+	failed.sink.SetStatus(StatusDisconnected, "auth")
+	next := &closingBackend{}
+	r.Replace(next)
+	assert.True(t, failed.closed, "the replacement that never connected is dropped")
+	assert.False(t, old.closed)
+
+	next.sink.Deliver("a", "early") // before it is connected: not used
+	old.sink.Deliver("a", "old")
+	assert.Equal(t, StatusConnected, r.Status())
+	next.sink.SetStatus(StatusConnected, "")
+	assert.True(t, old.closed)
+	old.sink.Deliver("a", "late") // after the handover: ignored
+	next.sink.Deliver("a", "new")
+	var got []string
+	r.Drain(100, 0, func(e *Event) {
+		if e.Kind == KindMessage {
+			got = append(got, e.Payload)
+		} else {
+			got = append(got, e.Status.String())
+		}
+	})
+	assert.Equal(t, []string{"connected", "old", "new"}, got, "one connected status, no disconnect")
+	assert.Same(t, next, r.Backend())
+}

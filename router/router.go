@@ -43,12 +43,16 @@ type Router struct {
 	now           func() time.Time
 	pending       *atomic.Int64
 
-	gen     atomic.Uint64 // of the attached backend's sink
-	mu      sync.Mutex    // serialises route and plan changes
-	dynamic []*Route
-	plan    Plan
-	backend Backend
-	refused map[string]string // "c:channel" or "p:pattern" the backend's server refused -> why
+	gen   atomic.Uint64 // of the attached backend's sink
+	sinks atomic.Uint64 // numbers sinks
+	// retiring is the backend a Replace keeps delivering until its
+	// successor is connected.
+	retiring Backend
+	mu       sync.Mutex // serialises route and plan changes
+	dynamic  []*Route
+	plan     Plan
+	backend  Backend
+	refused  map[string]string // "c:channel" or "p:pattern" the backend's server refused -> why
 
 	logMu     sync.Mutex
 	logf      func(level, line string)
@@ -133,10 +137,65 @@ func (r *Router) Attach(b Backend) {
 	r.backend = b
 	r.refused = nil
 	r.markRefusedLocked()
-	s := &sink{r: r, gen: r.gen.Add(1)}
+	s := &sink{r: r, gen: r.sinks.Add(1)}
+	r.gen.Store(s.gen)
+	retiring := r.retiring
+	r.retiring = nil
+	plan := r.plan
+	r.mu.Unlock()
+	if retiring != nil {
+		_ = retiring.Close()
+	}
+	b.Start(s, plan)
+}
+
+// Replace starts b beside the attached backend and hands over to it without
+// a gap: Publish goes to b at once (b holds what it gets until connected),
+// the attached backend keeps delivering until b reports StatusConnected,
+// and is closed then. Until then b's messages and status changes are not
+// used, so Lua sees no disconnect; a failure of b is logged. Messages
+// published during the switch can arrive twice (once through each
+// connection), never not at all.
+func (r *Router) Replace(b Backend) {
+	r.mu.Lock()
+	old := r.backend
+	if old == nil {
+		r.mu.Unlock()
+		r.Attach(b)
+		return
+	}
+	if r.retiring == nil {
+		r.retiring = old
+	} else {
+		// A second Replace before the first connected: the first's
+		// backend never delivered; the one delivering stays.
+		defer func() { _ = old.Close() }()
+	}
+	r.backend = b
+	s := &sink{r: r, gen: r.sinks.Add(1), pending: b}
 	plan := r.plan
 	r.mu.Unlock()
 	b.Start(s, plan)
+}
+
+// promote makes s's backend, connected now, the one whose events count,
+// and closes the one it replaces. It reports false when s's backend is no
+// longer the router's (replaced again, or closed).
+func (r *Router) promote(s *sink) bool {
+	r.mu.Lock()
+	if r.backend != s.pending {
+		r.mu.Unlock()
+		return false
+	}
+	old := r.retiring
+	r.retiring = nil
+	r.gen.Store(s.gen)
+	s.pending = nil
+	r.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+	return true
 }
 
 // sink is what one attached backend delivers to. After Close (or a newer
@@ -145,6 +204,21 @@ func (r *Router) Attach(b Backend) {
 type sink struct {
 	r   *Router
 	gen uint64
+	// pending is the backend of a Replace until it connects: its
+	// messages and statuses wait for promote, its publish and
+	// subscription reports count at once.
+	pending Backend
+}
+
+// current reports whether s's reports about its own publishes and
+// subscriptions count: it is the active sink, or the pending one.
+func (s *sink) current() bool {
+	if s.r.gen.Load() == s.gen {
+		return true
+	}
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	return s.pending != nil && s.r.backend == s.pending
 }
 
 func (s *sink) Deliver(channel, payload string) {
@@ -161,21 +235,33 @@ func (s *sink) Drop(reason string) {
 }
 
 func (s *sink) PublishFailed(channel, reason string) {
-	if s.r.gen.Load() == s.gen {
+	if s.current() {
 		s.r.publishFailed(channel, reason, s.r.now())
 	}
 }
 
 func (s *sink) SubscribeRefused(name string, isPattern bool, reason string) {
-	if s.r.gen.Load() == s.gen {
+	if s.current() {
 		s.r.subscribeRefused(name, isPattern, reason)
 	}
 }
 
 func (s *sink) SetStatus(st Status, reason string) {
-	if s.r.gen.Load() == s.gen {
-		s.r.SetStatus(st, reason)
+	if s.r.gen.Load() != s.gen {
+		if !s.current() {
+			return
+		}
+		if st != StatusConnected {
+			if st == StatusDisconnected {
+				s.r.Logf("warn", "the new connection (replacing the current one) failed: %s", reason)
+			}
+			return
+		}
+		if !s.r.promote(s) {
+			return
+		}
 	}
+	s.r.SetStatus(st, reason)
 }
 
 // Apply replaces the config routes and limits with cfg's (a validated
@@ -515,10 +601,13 @@ func (r *Router) Backend() Backend {
 // Close stops the backend. It does not wait on the network.
 func (r *Router) Close() error {
 	r.mu.Lock()
-	b := r.backend
-	r.backend = nil
-	r.gen.Add(1)
+	b, retiring := r.backend, r.retiring
+	r.backend, r.retiring = nil, nil
+	r.gen.Store(r.sinks.Add(1))
 	r.mu.Unlock()
+	if retiring != nil {
+		_ = retiring.Close()
+	}
 	if b == nil {
 		return nil
 	}

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,16 @@ type Bus struct {
 	refusedMu sync.Mutex
 	refusals  map[string]bool // "c:channel" or "p:pattern" that Redis refused
 
+	// The settings Reconfigure changes live; the others are fixed.
+	reconnectMin, reconnectMax atomic.Int64
+
+	// HandOver sets next, then closes handed: the writer passes the outbox
+	// to next and stops.
+	next     atomic.Pointer[Bus]
+	handed   chan struct{}
+	handOnce sync.Once
+	writing  atomic.Bool // the writer runs: it passes the outbox itself
+
 	wg sync.WaitGroup
 }
 
@@ -95,9 +106,10 @@ func New(c config.Redis) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Bus{
+	b := &Bus{
 		client:   client,
 		cfg:      c,
+		handed:   make(chan struct{}),
 		refusals: map[string]bool{},
 		outbox:   newFIFO(c.OutboxEvents, int64(c.OutboxBytes)),
 		// Past these bounds the reader drops (and counts) rather than
@@ -106,7 +118,50 @@ func New(c config.Redis) (*Bus, error) {
 		update:  make(chan struct{}, 1),
 		liveSig: make(chan struct{}, 1),
 		done:    make(chan struct{}),
-	}, nil
+	}
+	b.reconnectMin.Store(int64(c.ReconnectMin.D()))
+	b.reconnectMax.Store(int64(c.ReconnectMax.D()))
+	return b, nil
+}
+
+// Reconfigure applies c, the bus's settings after a Reload, if what changed
+// can change on the live connection: the outbox bounds and the reconnect
+// backoff (max_subscriptions is the router's). It reports false, changing
+// nothing, when c needs a new connection; see HandOver for that.
+func (b *Bus) Reconfigure(c config.Redis) bool {
+	live := func(r config.Redis) config.Redis {
+		r.OutboxEvents, r.OutboxBytes, r.ReconnectMin, r.ReconnectMax, r.MaxSubscriptions = 0, 0, 0, 0, 0
+		return r
+	}
+	if !reflect.DeepEqual(live(b.cfg), live(c)) {
+		return false
+	}
+	b.outbox.setBounds(c.OutboxEvents, int64(c.OutboxBytes))
+	b.reconnectMin.Store(int64(c.ReconnectMin.D()))
+	b.reconnectMax.Store(int64(c.ReconnectMax.D()))
+	return true
+}
+
+// HandOver makes next, a bus for new settings, take over b's publishing
+// (Router.Replace takes over the subscriptions): once b's writer is done
+// with the batch it is sending, the messages left in b's outbox go to the
+// head of next's, and b publishes nothing more. Publish on b forwards to
+// next from now on. Call it before next starts.
+func (b *Bus) HandOver(next *Bus) {
+	b.handOnce.Do(func() {
+		b.next.Store(next)
+		close(b.handed)
+		if !b.writing.Load() { // not started, or stopped by Close
+			b.passOutbox()
+		}
+	})
+}
+
+// passOutbox gives the outbox to the bus HandOver named, if any.
+func (b *Bus) passOutbox() {
+	if next := b.next.Load(); next != nil {
+		next.outbox.prepend(b.outbox.takeAll())
+	}
 }
 
 // Start connects in the background and subscribes to plan.
@@ -115,6 +170,7 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 	b.mu.Lock()
 	b.want = plan
 	b.mu.Unlock()
+	b.writing.Store(true)
 	b.wg.Add(3)
 	go b.supervise()
 	go b.write()
@@ -178,6 +234,38 @@ func (q *fifo) put(channel, payload string) bool {
 	return true
 }
 
+// setBounds changes the bounds; messages beyond new ones stay.
+func (q *fifo) setBounds(maxMsgs int, maxBytes int64) {
+	q.mu.Lock()
+	q.maxMsgs, q.maxBytes = maxMsgs, maxBytes
+	q.mu.Unlock()
+}
+
+// takeAll removes and returns every waiting message (not for a fifo that
+// uses take).
+func (q *fifo) takeAll() []outMsg {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	msgs := q.msgs
+	q.msgs, q.bytes = nil, 0
+	return msgs
+}
+
+// prepend puts msgs, already accepted elsewhere, ahead of the waiting
+// messages, whatever the bounds.
+func (q *fifo) prepend(msgs []outMsg) {
+	if len(msgs) == 0 {
+		return
+	}
+	q.mu.Lock()
+	for _, m := range msgs {
+		q.bytes += int64(len(m.channel) + len(m.payload))
+	}
+	q.msgs = append(msgs, q.msgs...)
+	q.mu.Unlock()
+	signal(q.sig)
+}
+
 // take swaps all waiting messages for spare (emptied) and returns them.
 // They still count against the bounds until released one by one, so that
 // a consumer's backlog and the queue together stay within them.
@@ -235,6 +323,9 @@ func (b *Bus) Update(d router.PlanDiff) {
 
 // Publish appends to the outbox; it never blocks.
 func (b *Bus) Publish(channel, payload string) error {
+	if next := b.next.Load(); next != nil {
+		return next.Publish(channel, payload)
+	}
 	select {
 	case <-b.done:
 		return ErrClosed
@@ -294,11 +385,11 @@ func (b *Bus) sleep(d time.Duration) bool {
 // backoff returns the wait before attempt n (0-based): doubling from
 // reconnect_min up to reconnect_max, with jitter over its upper half.
 func (b *Bus) backoff(n int) time.Duration {
-	d := b.cfg.ReconnectMin.D()
-	for i := 0; i < n && d < b.cfg.ReconnectMax.D(); i++ {
+	d, top := time.Duration(b.reconnectMin.Load()), time.Duration(b.reconnectMax.Load())
+	for i := 0; i < n && d < top; i++ {
 		d *= 2
 	}
-	d = min(d, b.cfg.ReconnectMax.D())
+	d = min(d, top)
 	return d/2 + rand.N(d/2+1)
 }
 
@@ -644,11 +735,17 @@ const batchSize = 256
 // twice, and an acknowledged one is never sent again.
 func (b *Bus) write() {
 	defer b.wg.Done()
+	defer func() { // after a HandOver, whatever ended the loop
+		b.writing.Store(false)
+		b.passOutbox()
+	}()
 	failures := 0
 	for {
 		select {
 		case <-b.outbox.sig:
 		case <-b.done:
+			return
+		case <-b.handed:
 			return
 		}
 		for !b.closed() {
@@ -657,7 +754,14 @@ func (b *Bus) write() {
 				case <-b.liveSig:
 				case <-b.done:
 					return
+				case <-b.handed:
+					return
 				}
+			}
+			select {
+			case <-b.handed:
+				return
+			default:
 			}
 			batch := b.outbox.peek(batchSize)
 			if len(batch) == 0 {
@@ -667,7 +771,14 @@ func (b *Bus) write() {
 			b.outbox.remove(answered)
 			if answered < len(batch) {
 				b.Stats.PublishRetry.Add(1)
-				if !b.sleep(b.backoff(failures)) {
+				t := time.NewTimer(b.backoff(failures))
+				select {
+				case <-t.C:
+				case <-b.done:
+					t.Stop()
+					return
+				case <-b.handed:
+					t.Stop()
 					return
 				}
 				failures++
