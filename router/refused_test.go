@@ -126,3 +126,40 @@ func TestReplaceHandsOverOnConnect(t *testing.T) {
 	assert.Equal(t, []string{"connected", "old", "new"}, got, "one connected status, no disconnect")
 	assert.Same(t, next, r.Backend())
 }
+
+// drainingBackend is a closingBackend that drains on request.
+type drainingBackend struct {
+	closingBackend
+	done func()
+}
+
+func (b *drainingBackend) Drain(done func()) { b.done = done }
+
+// TestReplaceDrainsTheOldBackend: a replaced backend that can drain still
+// delivers what it had read after its successor connected, until it has
+// drained; it is closed then.
+func TestReplaceDrainsTheOldBackend(t *testing.T) {
+	r, err := New(parseConfig(t, "[[routes]]\nname = \"a\"\nchannel = \"a\"\nhandler = \"h\"\n"))
+	require.NoError(t, err)
+	old := &drainingBackend{}
+	r.Attach(old)
+	next := &closingBackend{}
+	r.Replace(next)
+	next.sink.SetStatus(StatusConnected, "")
+	require.NotNil(t, old.done, "asked to drain")
+	assert.False(t, old.closed)
+	old.sink.Deliver("a", "backlog")
+	old.sink.SetStatus(StatusDisconnected, "x") // not its status to report any more
+	old.done()
+	assert.True(t, old.closed)
+	old.sink.Deliver("a", "after")
+	var got []string
+	r.Drain(100, 0, func(e *Event) {
+		if e.Kind == KindMessage {
+			got = append(got, e.Payload)
+		} else {
+			got = append(got, e.Status.String())
+		}
+	})
+	assert.Equal(t, []string{"connected", "backlog"}, got)
+}

@@ -46,13 +46,17 @@ type Router struct {
 	gen   atomic.Uint64 // of the attached backend's sink
 	sinks atomic.Uint64 // numbers sinks
 	// retiring is the backend a Replace keeps delivering until its
-	// successor is connected.
-	retiring Backend
-	mu       sync.Mutex // serialises route and plan changes
-	dynamic  []*Route
-	plan     Plan
-	backend  Backend
-	refused  map[string]string // "c:channel" or "p:pattern" the backend's server refused -> why
+	// successor is connected; retiringGen is its sink's, and draining the
+	// sink a promoted successor's predecessor delivers through until it
+	// has drained.
+	retiring    Backend
+	retiringGen uint64
+	draining    atomic.Uint64
+	mu          sync.Mutex // serialises route and plan changes
+	dynamic     []*Route
+	plan        Plan
+	backend     Backend
+	refused     map[string]string // "c:channel" or "p:pattern" the backend's server refused -> why
 
 	logMu     sync.Mutex
 	logf      func(level, line string)
@@ -141,6 +145,7 @@ func (r *Router) Attach(b Backend) {
 	r.gen.Store(s.gen)
 	retiring := r.retiring
 	r.retiring = nil
+	r.draining.Store(0)
 	plan := r.plan
 	r.mu.Unlock()
 	if retiring != nil {
@@ -165,7 +170,7 @@ func (r *Router) Replace(b Backend) {
 		return
 	}
 	if r.retiring == nil {
-		r.retiring = old
+		r.retiring, r.retiringGen = old, r.gen.Load()
 	} else {
 		// A second Replace before the first connected: the first's
 		// backend never delivered; the one delivering stays.
@@ -178,22 +183,42 @@ func (r *Router) Replace(b Backend) {
 	b.Start(s, plan)
 }
 
-// promote makes s's backend, connected now, the one whose events count,
-// and closes the one it replaces. It reports false when s's backend is no
-// longer the router's (replaced again, or closed).
+// Drainer is a Backend that can be retired without losing what it has
+// read: Drain calls done once everything its server sent before the call
+// has been delivered. Router.Replace uses it when the old backend has it.
+type Drainer interface {
+	Drain(done func())
+}
+
+// promote makes s's backend, connected now, the one whose events count.
+// The one it replaces still delivers what it had read until it has
+// drained, and is closed then: a message published before the new
+// subscriptions were in place comes through the old connection. It
+// reports false when s's backend is no longer the router's (replaced
+// again, or closed).
 func (r *Router) promote(s *sink) bool {
 	r.mu.Lock()
 	if r.backend != s.pending {
 		r.mu.Unlock()
 		return false
 	}
-	old := r.retiring
+	old, oldGen := r.retiring, r.retiringGen
 	r.retiring = nil
+	r.draining.Store(oldGen)
 	r.gen.Store(s.gen)
 	s.pending = nil
 	r.mu.Unlock()
-	if old != nil {
+	if old == nil {
+		return true
+	}
+	retire := func() {
+		r.draining.CompareAndSwap(oldGen, 0)
 		_ = old.Close()
+	}
+	if d, ok := old.(Drainer); ok {
+		d.Drain(retire)
+	} else {
+		retire()
 	}
 	return true
 }
@@ -210,6 +235,12 @@ type sink struct {
 	pending Backend
 }
 
+// delivering reports whether s's messages count: it is the active sink,
+// or a replaced one draining.
+func (s *sink) delivering() bool {
+	return s.r.gen.Load() == s.gen || s.r.draining.Load() == s.gen
+}
+
 // current reports whether s's reports about its own publishes and
 // subscriptions count: it is the active sink, or the pending one.
 func (s *sink) current() bool {
@@ -222,13 +253,13 @@ func (s *sink) current() bool {
 }
 
 func (s *sink) Deliver(channel, payload string) {
-	if s.r.gen.Load() == s.gen {
+	if s.delivering() {
 		s.r.Deliver(channel, payload)
 	}
 }
 
 func (s *sink) Drop(reason string) {
-	if s.r.gen.Load() == s.gen {
+	if s.delivering() {
 		s.r.Stats.Drop(reason)
 		s.r.Logf("warn", "dropped a message (%s): routing is not keeping up with Redis", reason)
 	}
@@ -604,6 +635,7 @@ func (r *Router) Close() error {
 	b, retiring := r.backend, r.retiring
 	r.backend, r.retiring = nil, nil
 	r.gen.Store(r.sinks.Add(1))
+	r.draining.Store(0)
 	r.mu.Unlock()
 	if retiring != nil {
 		_ = retiring.Close()

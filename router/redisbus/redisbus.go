@@ -85,6 +85,11 @@ type Bus struct {
 	refusedMu sync.Mutex
 	refusals  map[string]bool // "c:channel" or "p:pattern" that Redis refused
 
+	// cur is the subscriber connection while it is live, for Drain.
+	cur atomic.Pointer[subConn]
+	// drainDone is Drain's callback until it has run.
+	drainDone atomic.Pointer[func()]
+
 	// The settings Reconfigure changes live; the others are fixed.
 	reconnectMin, reconnectMax atomic.Int64
 
@@ -98,7 +103,10 @@ type Bus struct {
 	wg sync.WaitGroup
 }
 
-type outMsg struct{ channel, payload string }
+type outMsg struct {
+	channel, payload string
+	drained          bool // Drain's marker, not a message
+}
 
 // New returns a backend for a validated config; it connects on Start.
 func New(c config.Redis) (*Bus, error) {
@@ -157,6 +165,33 @@ func (b *Bus) HandOver(next *Bus) {
 	})
 }
 
+// Drain calls done once every message Redis sent this bus before the call
+// has been handed to the sink (or at once when not connected); the router
+// uses it to retire a replaced bus without dropping what it still holds. A
+// PING sent now is answered after every message Redis pushed before it, so
+// its reply marks the point. done runs on a goroutine of the bus, once;
+// close the bus from it, not before.
+func (b *Bus) Drain(done func()) {
+	b.drainDone.Store(&done)
+	c := b.cur.Load()
+	if c == nil {
+		b.finishDrain()
+		return
+	}
+	go func() { // a write may wait on the network
+		if c.send(context.Background(), reply{kind: "ping", drained: true}) != nil {
+			b.finishDrain()
+		}
+	}()
+}
+
+// finishDrain runs Drain's callback, if it has not run.
+func (b *Bus) finishDrain() {
+	if done := b.drainDone.Swap(nil); done != nil {
+		(*done)()
+	}
+}
+
 // passOutbox gives the outbox to the bus HandOver named, if any.
 func (b *Bus) passOutbox() {
 	if next := b.next.Load(); next != nil {
@@ -192,7 +227,11 @@ func (b *Bus) deliver() {
 		}
 		batch = b.inbox.take(batch)
 		for i, m := range batch {
-			b.sink.Deliver(m.channel, m.payload)
+			if m.drained {
+				b.finishDrain()
+			} else {
+				b.sink.Deliver(m.channel, m.payload)
+			}
 			b.inbox.release(m)
 			batch[i] = outMsg{}
 		}
@@ -227,7 +266,7 @@ func (q *fifo) put(channel, payload string) bool {
 		q.mu.Unlock()
 		return false
 	}
-	q.msgs = append(q.msgs, outMsg{channel, payload})
+	q.msgs = append(q.msgs, outMsg{channel: channel, payload: payload})
 	q.bytes += size
 	q.mu.Unlock()
 	signal(q.sig)
@@ -262,6 +301,15 @@ func (q *fifo) prepend(msgs []outMsg) {
 		q.bytes += int64(len(m.channel) + len(m.payload))
 	}
 	q.msgs = append(msgs, q.msgs...)
+	q.mu.Unlock()
+	signal(q.sig)
+}
+
+// force appends m whatever the bounds.
+func (q *fifo) force(m outMsg) {
+	q.mu.Lock()
+	q.msgs = append(q.msgs, m)
+	q.bytes += int64(len(m.channel) + len(m.payload))
 	q.mu.Unlock()
 	signal(q.sig)
 }
@@ -430,7 +478,9 @@ func (b *Bus) supervise() {
 			b.sink.SetStatus(router.StatusConnected, "")
 		})
 		b.live.Store(false)
+		b.cur.Store(nil)
 		c.dead.Store(true)
+		b.finishDrain() // the connection is gone: nothing more to wait for
 		go c.ps.Close() // may wait on a dial in progress; never block here
 		if b.closed() {
 			return
@@ -466,6 +516,7 @@ func (b *Bus) serve(ctx context.Context, c *subConn, onConnected func()) error {
 	for {
 		select {
 		case <-c.live:
+			b.cur.Store(c)
 			onConnected()
 		case err := <-c.errc:
 			return err
@@ -493,6 +544,9 @@ type reply struct {
 	// the reply that completes the connection's initial subscriptions.
 	gen   uint64
 	first bool
+	// drained marks the PING of Drain: every message Redis sent before its
+	// reply has been read, and is routed once the marker is.
+	drained bool
 }
 
 // subConn is one pub/sub connection, from its first command to its first
@@ -691,6 +745,9 @@ func (c *subConn) answer(kind, name string, refused error) error {
 	}
 	if r.first {
 		c.live <- struct{}{}
+	}
+	if r.drained {
+		c.b.inbox.force(outMsg{drained: true})
 	}
 	return nil
 }
