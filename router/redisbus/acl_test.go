@@ -231,6 +231,7 @@ handler = "h"
 		{"channels but not the pattern", []any{"resetchannels", "&game:chan", "+@all"}, []string{"chan"}, []string{"pat"}},
 		{"only pub/sub commands, no PING", []any{"resetchannels", "&game:*", "+@pubsub"}, []string{"chan"}, []string{"pat"}},
 		{"no channels at all", []any{"resetchannels", "+@all"}, nil, []string{"chan", "pat"}},
+		{"no pub/sub commands", []any{"allchannels", "+@all", "-@pubsub"}, nil, []string{"chan", "pat"}},
 	} {
 		user := fmt.Sprintf("user%d", i)
 		t.Run(tc.name, func(t *testing.T) {
