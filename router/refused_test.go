@@ -59,9 +59,11 @@ func TestRefusedSubscriptionMarksTheRoutesItServes(t *testing.T) {
 	// that keeps the route; a newer backend starts with no marks.
 	b.sink.SubscribeRefused("chat:msg", false, "NOPERM chat")
 	assert.Equal(t, map[string]string{"chat": "NOPERM chat"}, refused())
-	_, err = r.Apply(parseConfig(t, "[[routes]]\nname = \"chat\"\nchannel = \"chat:msg\"\nhandler = \"h\"\n"))
+	sum, err := r.Apply(parseConfig(t, "[[routes]]\nname = \"chat\"\nchannel = \"chat:msg\"\nhandler = \"h\"\n"))
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"chat": "NOPERM chat"}, refused())
+	assert.Equal(t, []string{"chat"}, sum.Refused, "a reload reports the routes Redis refuses")
+	assert.Contains(t, sum.String(), `Redis refuses the subscriptions of routes ["chat"]`)
 	r.Attach(&sinkBackend{})
 	assert.Empty(t, refused())
 }

@@ -77,12 +77,20 @@ type limits struct {
 type Summary struct {
 	Added, Removed, Changed []string
 	Plan                    PlanDiff
+	// Refused are the routes whose subscription Redis refuses, as known
+	// when Apply returns: a route the change adds is refused (or not) a
+	// moment later, reported by a log line and its RouteStats.Refused.
+	Refused []string
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("%d routes added, %d removed, %d changed; %d subscriptions added, %d removed",
+	out := fmt.Sprintf("%d routes added, %d removed, %d changed; %d subscriptions added, %d removed",
 		len(s.Added), len(s.Removed), len(s.Changed),
 		len(s.Plan.Subscribe)+len(s.Plan.PSubscribe), len(s.Plan.Unsubscribe)+len(s.Plan.PUnsubscribe))
+	if len(s.Refused) > 0 {
+		out += fmt.Sprintf("; Redis refuses the subscriptions of routes %q", s.Refused)
+	}
+	return out
 }
 
 // Option configures a Router.
@@ -344,6 +352,11 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 	r.logLevel = r.logLevels[cfg.Log.Level]
 	r.logMu.Unlock()
 	sum.Plan = r.swapLocked(append(routes, r.dynamic...))
+	for _, rt := range r.table.Load().Routes() {
+		if rt.Stats.Refused() != "" {
+			sum.Refused = append(sum.Refused, rt.Name)
+		}
+	}
 	return sum, nil
 }
 
