@@ -14,7 +14,6 @@ package config
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -35,6 +34,9 @@ type Config struct {
 	File string `koanf:"-"`
 	// EnvFile is the .env file that was loaded, "" when none was found.
 	EnvFile string `koanf:"-"`
+	// Warnings are what Load ignored and why, for the log (String includes
+	// them).
+	Warnings []string `koanf:"-"`
 }
 
 // Server identifies this game server in published events.
@@ -64,7 +66,8 @@ type Redis struct {
 	DB int `koanf:"db"`
 	// TLS turns on TLS (as rediss:// does). Default: false.
 	TLS bool `koanf:"tls"`
-	// TLSCAFile is a PEM file of CAs to trust instead of the system's. Default: none.
+	// TLSCAFile is a PEM file of CAs to trust instead of the system's;
+	// it needs TLS on (rediss:// or tls = true). Default: none.
 	TLSCAFile string `koanf:"tls_ca_file"`
 	// TLSServerName overrides the name checked in the server's certificate.
 	// Default: the host.
@@ -234,6 +237,15 @@ func (c *Config) Mode() string {
 	return "redis"
 }
 
+// TLSOn reports whether the connection uses TLS: a rediss:// URL, or
+// tls = true without a URL.
+func (r *Redis) TLSOn() bool {
+	if r.URL != "" {
+		return strings.HasPrefix(strings.ToLower(r.URL), "rediss://")
+	}
+	return r.TLS
+}
+
 // Target describes where Redis is, without secrets, for logs.
 func (r *Redis) Target() string {
 	switch {
@@ -259,25 +271,31 @@ func (c *Config) String() string {
 	if file == "" {
 		file = "(no file)"
 	}
-	return fmt.Sprintf("config %s: server %q, %s, %d routes, queue %d events/%s %s, budget %s",
+	s := fmt.Sprintf("config %s: server %q, %s, %d routes, queue %d events/%s %s, budget %s",
 		file, c.Server.ID, c.Redis.Target(), len(c.Routes), c.Queue.MaxEvents, c.Queue.MaxBytes,
 		c.Queue.Overflow, c.Dispatch.Budget)
+	for _, w := range c.Warnings {
+		s += "; warning: " + w
+	}
+	return s
 }
 
-// RedactURL replaces the password in a Redis URL with "***". A URL that
-// does not parse loses everything between "://" and the last "@".
+// RedactURL replaces the password in a Redis URL with "***": everything
+// between the first ':' after "://" and the last '@', read from the raw
+// text rather than a parsed URL, so that a password holding '#', '/' or
+// '?' (which url.Parse takes for a fragment, a path or a query) is hidden
+// too. The username stays, for diagnosis.
 func RedactURL(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.User(u.User.Username())
-			return strings.Replace(u.String(), "@", ":***@", 1)
-		}
-		return u.String()
+	i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
+	if i < 0 || j < i+3 {
+		return raw
 	}
-	if i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@"); i >= 0 && j > i {
-		return raw[:i+3] + "***" + raw[j:]
+	user := raw[i+3 : j]
+	k := strings.IndexByte(user, ':')
+	if k < 0 {
+		return raw
 	}
-	return raw
+	return raw[:i+3] + user[:k] + ":***" + raw[j:]
 }
 
 // RouteName is the name a route is known by: Name, else its pattern or

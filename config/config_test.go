@@ -92,10 +92,10 @@ func TestPrecedence(t *testing.T) {
 			wantHost: "file-host", wantPort: 7004, wantPass: "lua-pass"},
 		{name: "environment URL replaces file host/port", files: map[string]string{"realtime.toml": toml},
 			environ: []string{"REDIS_URL=redis://url-host:7005/0"},
-			wantURL: "redis://url-host:7005/0", wantPort: 6379, wantPass: "file-pass"},
-		{name: "override host replaces environment URL",
+			wantURL: "redis://:file-pass@url-host:7005/0", wantPort: 6379, wantPass: "file-pass"},
+		{name: "override host changes the environment URL's host only",
 			environ: []string{"REDIS_URL=redis://url-host:7005/0"}, over: map[string]any{"redis.host": "lua-host"},
-			wantHost: "lua-host", wantPort: 6379},
+			wantHost: "lua-host", wantPort: 6379, wantURL: "redis://lua-host:7005/0"},
 		{name: "password alone implies localhost", environ: []string{"REDIS_PASSWORD=p"},
 			wantHost: "127.0.0.1", wantPort: 6379, wantPass: "p"},
 		{name: "empty variables are unset", environ: []string{"REDIS_URL=", "REDIS_HOST="},
@@ -275,11 +275,10 @@ func TestErrorsNameEnvironmentVariables(t *testing.T) {
 	assert.Contains(t, err.Error(), `.env: REDIS_PASWORD: unknown variable (did you mean "REDIS_PASSWORD"?)`)
 }
 
-func TestURLContradictionAcrossSources(t *testing.T) {
-	_, err := load(t, map[string]string{"realtime.toml": "[redis]\nurl = \"redis://:filepass@h:6379/0\"\n"},
-		[]string{"REDIS_PASSWORD=otherpass"}, nil)
+func TestURLContradictionInOneSource(t *testing.T) {
+	_, err := load(t, nil, []string{"REDIS_URL=redis://:filepass@h:6379/0", "REDIS_PASSWORD=otherpass"}, nil)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), `redis.url: "redis://:***@h:6379/0" contradicts redis.password = (secret) (from environment REDIS_PASSWORD)`)
+	assert.Contains(t, err.Error(), `environment: REDIS_URL: "redis://:***@h:6379/0" contradicts redis.password = (secret) (from environment REDIS_PASSWORD)`)
 	assert.NotContains(t, err.Error(), "filepass")
 	assert.NotContains(t, err.Error(), "otherpass")
 

@@ -58,13 +58,23 @@ var DefaultFiles = []string{"garrysmod/cfg/realtime.toml", "realtime.toml"}
 type origin struct {
 	source string // file path, "environment" or "realtime.Config"
 	name   string // the name the user wrote: "REDIS_PORT", or "" for the key path
+	level  int    // the source's rank: a higher one wins
 }
+
+// The sources' ranks, lowest first.
+const (
+	levelFile = iota + 1
+	levelDotEnv
+	levelEnv
+	levelOverrides
+)
 
 // loader merges the layers and remembers each key's origin.
 type loader struct {
-	k       *koanf.Koanf
-	origins map[string]origin
-	errs    Errors
+	k        *koanf.Koanf
+	origins  map[string]origin
+	errs     Errors
+	warnings []string
 }
 
 // Load reads and validates the configuration. The error, if any, is an
@@ -108,6 +118,7 @@ func Load(opts Options) (*Config, error) {
 func (l *loader) finish(cfg *Config) (*Config, error) {
 	l.decode(cfg)
 	l.validate(cfg)
+	cfg.Warnings = l.warnings
 	if len(l.errs) > 0 {
 		l.errs.sort()
 		return nil, l.errs
@@ -202,7 +213,7 @@ func (l *loader) loadTOML(path string, data []byte) {
 	for _, key := range layer.Keys() {
 		names[key] = ""
 	}
-	l.merge(layer, path, names)
+	l.merge(layer, path, levelFile, names)
 }
 
 // loadDotEnv reads REDIS_* variables from a .env file (quotes, comments and
@@ -216,7 +227,17 @@ func (l *loader) loadDotEnv(path string) {
 	}
 	raw := koanf.New(".")
 	if err := raw.Load(rawbytes.Provider(data), dotenv.Parser()); err != nil {
-		l.errs = append(l.errs, &FieldError{Source: path, Msg: "syntax error: " + err.Error()})
+		// godotenv's message quotes the rest of the file or the broken
+		// value: secrets. Say where and what, in our own words.
+		line, problem := dotenvProblem(data)
+		if problem == "" {
+			problem = "not a NAME=value file"
+		}
+		src := path
+		if line > 0 {
+			src = fmt.Sprintf("%s:%d", path, line)
+		}
+		l.errs = append(l.errs, &FieldError{Source: src, Msg: "syntax error: " + problem})
 		return
 	}
 	layer, names := koanf.New("."), map[string]string{}
@@ -225,6 +246,7 @@ func (l *loader) loadDotEnv(path string) {
 		key, known := EnvVars[name]
 		switch {
 		case !strings.HasPrefix(name, "REDIS_") || s == "":
+		case l.serviceLink(path, name, s):
 		case !known:
 			l.errs = append(l.errs, &FieldError{Source: path, Key: name, Msg: "unknown variable" + suggest(name, envNames())})
 		default:
@@ -232,7 +254,18 @@ func (l *loader) loadDotEnv(path string) {
 			names[key] = name
 		}
 	}
-	l.merge(layer, path, names)
+	l.merge(layer, path, levelDotEnv, names)
+}
+
+// serviceLink reports (and warns about) a REDIS_PORT of the form
+// tcp://host:port: Kubernetes (and Docker links) set it for a service named
+// redis, whichever Redis the configuration names. It is ignored.
+func (l *loader) serviceLink(source, name, v string) bool {
+	if name != "REDIS_PORT" || !strings.HasPrefix(v, "tcp://") {
+		return false
+	}
+	l.warnings = append(l.warnings, fmt.Sprintf("%s: REDIS_PORT ignored: it holds a service address (tcp://host:port, as Kubernetes sets for a service named redis), not a port; to use that service set REDIS_URL, or REDIS_HOST and a numeric REDIS_PORT", source))
+	return true
 }
 
 // loadEnv reads the REDIS_* variables of the process environment. Unknown
@@ -245,7 +278,7 @@ func (l *loader) loadEnv(environ []string) {
 		EnvironFunc: func() []string { return environ },
 		TransformFunc: func(name, v string) (string, any) {
 			key, ok := EnvVars[name]
-			if !ok || v == "" {
+			if !ok || v == "" || l.serviceLink(SourceEnv, name, v) {
 				return "", nil
 			}
 			names[key] = name
@@ -256,7 +289,7 @@ func (l *loader) loadEnv(environ []string) {
 		l.errs = append(l.errs, &FieldError{Source: SourceEnv, Msg: err.Error()})
 		return
 	}
-	l.merge(layer, SourceEnv, names)
+	l.merge(layer, SourceEnv, levelEnv, names)
 }
 
 func (l *loader) loadOverrides(over map[string]any) {
@@ -269,31 +302,29 @@ func (l *loader) loadOverrides(over map[string]any) {
 	for _, key := range layer.Keys() {
 		names[key] = strings.TrimPrefix(key, "redis.")
 	}
-	l.merge(layer, SourceOverrides, names)
+	l.merge(layer, SourceOverrides, levelOverrides, names)
 }
 
 // locationKeys say where Redis is. A source that sets the URL replaces the
-// host/port/addrs of the sources below it, and the other way round, so
-// REDIS_URL in the environment simply wins over host = ... in the file.
+// host/port/addrs of the sources below it, so REDIS_URL in the environment
+// simply wins over host = ... in the file; addrs (Cluster, Sentinel)
+// replace a URL below them. A host, port, username, password, db or tls
+// above a URL changes that part of the URL and keeps the others (see
+// resolveURL).
 var locationKeys = []string{"redis.host", "redis.port", "redis.addrs"}
 
-func (l *loader) merge(layer *koanf.Koanf, source string, names map[string]string) {
-	setsURL := layer.Exists("redis.url")
-	setsLocation := false
-	for _, k := range locationKeys {
-		setsLocation = setsLocation || layer.Exists(k)
-	}
-	if setsURL {
+func (l *loader) merge(layer *koanf.Koanf, source string, level int, names map[string]string) {
+	if layer.Exists("redis.url") {
 		for _, k := range locationKeys {
 			l.forget(k)
 		}
 	}
-	if setsLocation {
+	if layer.Exists("redis.addrs") {
 		l.forget("redis.url")
 	}
 	_ = l.k.Merge(layer)
 	for key, name := range names {
-		l.origins[key] = origin{source: source, name: name}
+		l.origins[key] = origin{source: source, name: name, level: level}
 	}
 }
 

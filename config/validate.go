@@ -49,6 +49,7 @@ func (l *loader) validateRedis(c *Config) {
 		r.Host = "127.0.0.1"
 	}
 	if r.URL != "" {
+		l.resolveURL(r)
 		l.validateURL(r)
 	}
 	if r.Port < 1 || r.Port > 65535 {
@@ -67,6 +68,15 @@ func (l *loader) validateRedis(c *Config) {
 		l.fail("redis.master_name", "%q needs redis.addrs, the Sentinels' host:port", r.MasterName)
 	case len(r.Addrs) > 0 && r.MasterName == "" && r.DB != 0:
 		l.fail("redis.db", "%d: Redis Cluster has only database 0", r.DB)
+	}
+	// One rule: rediss:// or tls = true turns TLS on, and nothing else does;
+	// tls_ca_file and tls_server_name only configure it.
+	if !r.TLSOn() {
+		for key, v := range map[string]string{"redis.tls_ca_file": r.TLSCAFile, "redis.tls_server_name": r.TLSServerName} {
+			if v != "" {
+				l.fail(key, "is set but TLS is off: use a rediss:// URL, or tls = true with host/port or addrs")
+			}
+		}
 	}
 	if r.TLSCAFile != "" {
 		if _, err := os.Stat(r.TLSCAFile); err != nil {
@@ -89,8 +99,71 @@ func (l *loader) validateRedis(c *Config) {
 	l.atLeast("redis.max_subscriptions", r.MaxSubscriptions, 1)
 }
 
+// resolveURL applies to a redis:// or rediss:// URL the host, port,
+// username, password, db and tls of the sources above the URL's (each
+// changes its part and keeps the others: REDIS_HOST does not drop the
+// URL's TLS, password or db), and fills in from the sources below it the
+// username, password and db the URL leaves out.
+func (l *loader) resolveURL(r *Redis) {
+	u, err := url.Parse(r.URL)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Hostname() == "" || u.Opaque != "" {
+		return // validateURL reports it
+	}
+	level := l.where("redis.url").level
+	above := func(key string) bool { return l.set(key) && l.where(key).level > level }
+	below := func(key string) bool { return l.set(key) && l.where(key).level < level }
+	changed := false
+	host, port := u.Hostname(), u.Port()
+	if above("redis.host") {
+		host, changed = r.Host, true
+	}
+	if above("redis.port") {
+		port, changed = strconv.Itoa(r.Port), true
+	}
+	if changed {
+		u.Host = host
+		if port != "" {
+			u.Host = net.JoinHostPort(host, port)
+		} else if strings.Contains(host, ":") {
+			u.Host = "[" + host + "]"
+		}
+	}
+	name := u.User.Username()
+	pass, hasPass := u.User.Password()
+	userChanged := false
+	if above("redis.username") || (below("redis.username") && name == "") {
+		name, userChanged = r.Username, true
+	}
+	if above("redis.password") || (below("redis.password") && !hasPass) {
+		pass, hasPass, userChanged = r.Password, r.Password != "", true
+	}
+	if userChanged {
+		switch {
+		case hasPass:
+			u.User = url.UserPassword(name, pass)
+		case name != "":
+			u.User = url.User(name)
+		default:
+			u.User = nil
+		}
+		changed = true
+	}
+	if above("redis.db") || (below("redis.db") && strings.Trim(u.Path, "/") == "") {
+		u.Path, changed = "/"+strconv.Itoa(r.DB), true
+	}
+	if above("redis.tls") {
+		u.Scheme, changed = "redis", true
+		if r.TLS {
+			u.Scheme = "rediss"
+		}
+	}
+	if changed {
+		r.URL = u.String()
+	}
+}
+
 // validateURL checks the URL and that the separate fields set alongside it
-// (from any source) say the same thing.
+// in the same source say the same thing.
 func (l *loader) validateURL(r *Redis) {
 	shown := strconv.Quote(RedactURL(r.URL))
 	u, err := url.Parse(r.URL)
@@ -130,10 +203,12 @@ func (l *loader) validateURL(r *Redis) {
 		}
 		l.fail("redis.url", "%s contradicts %s = %s (from %s); set one or make them agree", shown, key, fieldValue, from)
 	}
-	if l.set("redis.host") && u.Scheme != "unix" && u.Hostname() != r.Host {
+	level := l.where("redis.url").level
+	same := func(key string) bool { return l.set(key) && l.where(key).level == level }
+	if same("redis.host") && u.Scheme != "unix" && u.Hostname() != r.Host {
 		contradiction("redis.host", strconv.Quote(r.Host))
 	}
-	if l.set("redis.port") && u.Scheme != "unix" {
+	if same("redis.port") && u.Scheme != "unix" {
 		port := u.Port()
 		if port == "" {
 			port = "6379"
@@ -142,16 +217,16 @@ func (l *loader) validateURL(r *Redis) {
 			contradiction("redis.port", strconv.Itoa(r.Port))
 		}
 	}
-	if name := u.User.Username(); name != "" && l.set("redis.username") && name != r.Username {
+	if name := u.User.Username(); name != "" && same("redis.username") && name != r.Username {
 		contradiction("redis.username", strconv.Quote(r.Username))
 	}
-	if pass, ok := u.User.Password(); ok && l.set("redis.password") && pass != r.Password {
+	if pass, ok := u.User.Password(); ok && same("redis.password") && pass != r.Password {
 		contradiction("redis.password", "(secret)")
 	}
-	if db := strings.Trim(u.Path, "/"); u.Scheme != "unix" && db != "" && l.set("redis.db") && db != strconv.Itoa(r.DB) {
+	if db := strings.Trim(u.Path, "/"); u.Scheme != "unix" && db != "" && same("redis.db") && db != strconv.Itoa(r.DB) {
 		contradiction("redis.db", strconv.Itoa(r.DB))
 	}
-	if l.set("redis.tls") && (u.Scheme == "rediss") != r.TLS {
+	if same("redis.tls") && (u.Scheme == "rediss") != r.TLS {
 		contradiction("redis.tls", strconv.FormatBool(r.TLS))
 	}
 }

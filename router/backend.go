@@ -35,6 +35,15 @@ type Sink interface {
 	// Drop counts a message the backend dropped before delivering it
 	// (reason is one of the Drop* reasons).
 	Drop(reason string)
+	// PublishFailed counts a published message that the server refused
+	// (an ACL denial, say): it is dropped, never retried. reason is the
+	// server's error.
+	PublishFailed(channel, reason string)
+	// SubscribeRefused reports that the server refused the subscription
+	// to a channel (or pattern), with its reason; reason "" says a refused
+	// subscription is now in place or gone. The routes it serves get no
+	// events meanwhile; the others are unaffected.
+	SubscribeRefused(name string, isPattern bool, reason string)
 }
 
 // Status is a backend's connection state.
@@ -68,10 +77,17 @@ func (s Status) String() string {
 type Active struct {
 	channels map[string]bool
 	patterns []*pattern.Pattern // sorted by source
+	// owner caches, by channel, the source of the first pattern matching
+	// it ("" for none): Redis sends one copy per matching pattern, so
+	// without it each message would cost patterns x patterns matches.
+	owner map[string]string
 }
 
+// ownerCacheMax bounds the owner cache; past it, it starts over.
+const ownerCacheMax = 4096
+
 // NewActive returns an empty set.
-func NewActive() *Active { return &Active{channels: map[string]bool{}} }
+func NewActive() *Active { return &Active{channels: map[string]bool{}, owner: map[string]string{}} }
 
 // AddChannel and the others below record a confirmed (un)subscription.
 func (a *Active) AddChannel(ch string) { a.channels[ch] = true }
@@ -93,6 +109,7 @@ func (a *Active) AddPattern(src string) {
 	a.patterns = append(a.patterns, nil)
 	copy(a.patterns[i+1:], a.patterns[i:])
 	a.patterns[i] = p
+	clear(a.owner)
 }
 
 // RemovePattern records a confirmed PUNSUBSCRIBE.
@@ -100,6 +117,7 @@ func (a *Active) RemovePattern(src string) {
 	i := sort.Search(len(a.patterns), func(i int) bool { return a.patterns[i].String() >= src })
 	if i < len(a.patterns) && a.patterns[i].String() == src {
 		a.patterns = append(a.patterns[:i], a.patterns[i+1:]...)
+		clear(a.owner)
 	}
 }
 
@@ -114,10 +132,18 @@ func (a *Active) Owns(pat, channel string) bool {
 	if a.channels[channel] {
 		return false
 	}
-	for _, p := range a.patterns {
-		if p.Match(channel) {
-			return p.String() == pat
+	owner, ok := a.owner[channel]
+	if !ok {
+		for _, p := range a.patterns {
+			if p.Match(channel) {
+				owner = p.String()
+				break
+			}
 		}
+		if len(a.owner) >= ownerCacheMax {
+			clear(a.owner)
+		}
+		a.owner[channel] = owner
 	}
-	return false
+	return owner != "" && owner == pat
 }

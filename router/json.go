@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Kind is the type of a JSON node.
@@ -39,7 +40,13 @@ type Node struct {
 // node in Go.
 type Doc struct {
 	Nodes []Node
+	// Bytes is the memory the Doc holds beyond its payload: the tape and
+	// the strings decoded from escapes (the others share the payload's).
+	Bytes int64
 }
+
+// nodeSize is the memory of one tape node.
+const nodeSize = int64(unsafe.Sizeof(Node{}))
 
 // ErrJSONDepth is returned for JSON nested deeper than the limit.
 var ErrJSONDepth = errors.New("nested too deeply")
@@ -49,10 +56,7 @@ var ErrJSONDepth = errors.New("nested too deeply")
 // not rewritten); \u escapes decode to UTF-8.
 func ParseJSON(s string, maxDepth int) (*Doc, error) {
 	p := jsonParser{s: s, maxDepth: maxDepth}
-	// Every node but the first follows a ',', ':', '[' or '{' (keys too:
-	// after '{' or ','), so this bounds the tape: one allocation, no growth.
-	n := 1 + strings.Count(s, ",") + strings.Count(s, ":") + strings.Count(s, "[") + strings.Count(s, "{")
-	p.nodes = make([]Node, 0, n)
+	p.nodes = make([]Node, 0, tapeBound(s))
 	p.ws()
 	if err := p.value(0); err != nil {
 		return nil, err
@@ -61,7 +65,33 @@ func ParseJSON(s string, maxDepth int) (*Doc, error) {
 	if p.i != len(p.s) {
 		return nil, p.errorf("unexpected %q after the value", p.s[p.i])
 	}
-	return &Doc{Nodes: p.nodes}, nil
+	return &Doc{Nodes: p.nodes, Bytes: int64(cap(p.nodes))*nodeSize + p.decoded}, nil
+}
+
+// tapeBound bounds the nodes of s: every node but the first follows a ',',
+// ':', '[' or '{' (keys too: after '{' or ','), one allocation, no growth.
+// Past a small count, only those outside strings are counted, so that a
+// string full of commas cannot reserve a tape many times the payload's
+// size (a small over-count costs at most 32 KiB, and Doc.Bytes counts it).
+func tapeBound(s string) int {
+	n := 1 + strings.Count(s, ",") + strings.Count(s, ":") + strings.Count(s, "[") + strings.Count(s, "{")
+	if n <= 1024 {
+		return n
+	}
+	n = 1
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ',', ':', '[', '{':
+			n++
+		case '"':
+			for i++; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' {
+					i++
+				}
+			}
+		}
+	}
+	return n
 }
 
 type jsonParser struct {
@@ -69,6 +99,7 @@ type jsonParser struct {
 	i        int
 	maxDepth int
 	nodes    []Node
+	decoded  int64 // bytes of strings decoded from escapes
 }
 
 func (p *jsonParser) errorf(format string, args ...any) error {
@@ -273,6 +304,7 @@ func (p *jsonParser) strEscaped(start int) (string, error) {
 		switch {
 		case c == '"':
 			p.i++
+			p.decoded += int64(len(b))
 			return string(b), nil
 		case c < 0x20:
 			return "", p.errorf("control character in string")

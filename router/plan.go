@@ -73,8 +73,10 @@ type planItem struct {
 // BuildPlan returns the subscriptions covering routes. Literal patterns are
 // subscribed as channels. When there would be more than max subscriptions,
 // routes that share a literal prefix are covered by one `prefix*` pattern,
-// using the longest prefixes that fit (down to `*` for everything): Redis
-// spends time on every PUBLISH for every pattern subscribed on the server.
+// using the longest prefixes that fit (Redis spends time on every PUBLISH
+// for every pattern subscribed on the server), but never by `*`: routes
+// whose pattern starts with a wildcard keep their own, and the plan may
+// then exceed max (see Router's warning).
 func BuildPlan(routes []*Route, limit int) Plan {
 	seen := map[string]bool{}
 	var items []planItem
@@ -113,26 +115,32 @@ func BuildPlan(routes []*Route, limit int) Plan {
 }
 
 // cover groups items by their first d prefix bytes, for the largest d that
-// leaves at most max groups. A group of one keeps its own subscription.
+// leaves at most max groups. A group of one keeps its own subscription, and
+// so does every item with no literal prefix (a pattern that starts with a
+// wildcard): covering those would take `*`, every channel of the Redis
+// server, keyspace notifications included. When even one-byte prefixes
+// leave more than max groups, it returns those groups, over the bound.
 func cover(items []planItem, limit int) []planItem {
 	longest := 0
 	for _, it := range items {
 		longest = max(longest, len(it.prefix))
 	}
-	for d := longest; d >= 0; d-- {
+	out := items
+	for d := longest; d >= 1; d-- {
 		groups := map[string][]planItem{}
 		var order []string
+		out = out[:0:0]
 		for _, it := range items {
+			if it.prefix == "" {
+				out = append(out, it)
+				continue
+			}
 			k := it.prefix[:min(d, len(it.prefix))]
 			if _, ok := groups[k]; !ok {
 				order = append(order, k)
 			}
 			groups[k] = append(groups[k], it)
 		}
-		if len(groups) > limit && d > 0 {
-			continue
-		}
-		out := make([]planItem, 0, len(groups))
 		for _, k := range order {
 			if g := groups[k]; len(g) == 1 {
 				out = append(out, g[0])
@@ -140,7 +148,9 @@ func cover(items []planItem, limit int) []planItem {
 				out = append(out, planItem{sub: pattern.Quote(k) + "*", prefix: k})
 			}
 		}
-		return out
+		if len(out) <= limit {
+			break
+		}
 	}
-	return items
+	return out
 }

@@ -49,7 +49,25 @@ func TestBuildPlanCovers(t *testing.T) {
 	assert.Equal(t, []string{"admin:[ab]", "chat:*", "game:*"}, p.Patterns)
 
 	p = BuildPlan(routesOf(t, defs...), 1)
-	assert.Equal(t, Plan{Patterns: []string{"*"}}, p)
+	assert.Equal(t, Plan{Patterns: []string{"admin:[ab]", "c*", "g*"}}, p, "one-byte prefixes at the widest, never *")
+}
+
+// TestBuildPlanNeverSubscribesToEverything: routes whose patterns start
+// with a wildcard keep their own patterns rather than merge into `*`, and
+// the channels beside them are still covered by prefixes.
+func TestBuildPlanNeverSubscribesToEverything(t *testing.T) {
+	defs := []config.Route{{Pattern: "*:death"}, {Pattern: "*:spawn"}}
+	for i := 0; i < 63; i++ {
+		defs = append(defs, config.Route{Channel: fmt.Sprintf("ch:%d", i)})
+	}
+	p := BuildPlan(routesOf(t, defs...), 64)
+	assert.LessOrEqual(t, p.Len(), 64)
+	assert.NotContains(t, p.Patterns, "*")
+	assert.Subset(t, p.Patterns, []string{"*:death", "*:spawn"})
+	assert.Equal(t, Plan{Patterns: []string{"*:death", "*:spawn", "ch:*"}}, BuildPlan(routesOf(t, defs...), 3))
+
+	p = BuildPlan(routesOf(t, config.Route{Pattern: "*a"}, config.Route{Pattern: "?b"}, config.Route{Pattern: "[xy]c"}), 1)
+	assert.Equal(t, Plan{Patterns: []string{"*a", "?b", "[xy]c"}}, p, "over the bound rather than *")
 }
 
 // TestPlanCoversEveryRoute: whatever the bound, every channel some route
@@ -77,7 +95,25 @@ func TestPlanCoversEveryRoute(t *testing.T) {
 		routes := routesOf(t, defs...)
 		limit := 1 + r.IntN(10)
 		plan := BuildPlan(routes, limit)
-		require.LessOrEqual(t, plan.Len(), max(limit, 1))
+		// Over the bound only when even one-byte prefixes cannot meet it:
+		// the routes without a literal prefix, plus one per first byte.
+		least, firsts := 0, map[byte]bool{}
+		for _, rt := range routes {
+			if p := rt.match.Prefix(); p == "" {
+				least++
+			} else if !firsts[p[0]] {
+				firsts[p[0]] = true
+				least++
+			}
+		}
+		require.LessOrEqual(t, plan.Len(), max(limit, least))
+		for _, p := range plan.Patterns {
+			wild := false
+			for _, rt := range routes {
+				wild = wild || rt.Pattern() == p
+			}
+			require.True(t, wild || pattern.MustCompile(p).Prefix() != "", "%q is wider than any route", p)
+		}
 		var subs []*pattern.Pattern
 		for _, c := range plan.Channels {
 			subs = append(subs, pattern.MustCompile(pattern.Quote(c)))

@@ -27,14 +27,52 @@ type Event struct {
 	Received int64 // unix nanoseconds when the backend handed it over
 	// Note says why: for StatusDisconnected, why the connection was lost;
 	// for a JSON route's message, why its payload was delivered raw. (One
-	// field for both keeps a queued event at 80 bytes.)
+	// field for both keeps a queued event small.)
 	Note string
+	// copies is shared by the events of one message for several routes
+	// (see Copies): their channel and payload are one memory, counted
+	// once against the byte budget while any of them is queued.
+	copies *Copies
 }
 
-// size is what an event counts against the byte budget. Events of one
-// message for several routes share its payload but each count it: the
-// budget errs on the safe side.
-func (e *Event) size() int64 { return int64(len(e.Payload)) + int64(len(e.Channel)) }
+// Copies ties together the events of one message, one per matching route,
+// which share its channel, payload and parsed JSON. The queue's lock
+// guards it.
+type Copies struct {
+	queued int // copies in the queue
+	parsed int // of those, the ones holding the parsed JSON
+}
+
+// ShareWith makes e one of the copies c ties together; call it before
+// pushing e.
+func (e *Event) ShareWith(c *Copies) { e.copies = c }
+
+// size is what an event's message counts against the byte budget: its
+// payload, channel name and parsed JSON (tape and decoded strings).
+func (e *Event) size() int64 {
+	n := int64(len(e.Payload)) + int64(len(e.Channel))
+	if e.JSON != nil {
+		n += e.JSON.Bytes
+	}
+	return n
+}
+
+// cost is what queuing e adds to the queue's bytes (and removing it takes
+// away, once uncounted from its Copies): what no other queued copy of its
+// message already counts.
+func (e *Event) cost() int64 {
+	if e.copies == nil {
+		return e.size()
+	}
+	var n int64
+	if e.copies.queued == 0 {
+		n += int64(len(e.Payload)) + int64(len(e.Channel))
+	}
+	if e.JSON != nil && e.copies.parsed == 0 {
+		n += e.JSON.Bytes
+	}
+	return n
+}
 
 // Queue is a bounded multi-producer, single-consumer FIFO of events, bounded
 // by count and by bytes. Push never blocks: when full, the overflow policy
@@ -48,6 +86,7 @@ type Queue struct {
 	maxEvents  int
 	maxBytes   int64
 	dropOldest bool
+	status     int // status events queued
 
 	pending *atomic.Int64 // shared with the C shim's empty-queue check; see SharePending
 	ownPend atomic.Int64
@@ -55,7 +94,8 @@ type Queue struct {
 }
 
 // NewQueue returns a queue holding at most maxEvents events and maxBytes
-// bytes of payload and channel names.
+// bytes of payload and channel names (those of a message queued for
+// several routes count once).
 func NewQueue(maxEvents int, maxBytes int64, dropOldest bool) *Queue {
 	q := &Queue{buf: make([]*Event, 16), maxEvents: maxEvents, maxBytes: maxBytes, dropOldest: dropOldest}
 	q.pending = &q.ownPend
@@ -93,21 +133,27 @@ func (q *Queue) Bytes() int64 {
 // Dropped is the number of events the overflow policy has dropped.
 func (q *Queue) Dropped() uint64 { return q.drops.Load() }
 
-// Push adds e. It returns the event dropped to make room (e itself under
-// drop_newest), or nil. Status events are never dropped and never make
-// room: they are rare and Lua must see every one.
-func (q *Queue) Push(e *Event) (dropped *Event) {
-	size := e.size()
+// Push adds e. It returns the events dropped to make room, oldest first,
+// or e itself (under drop_newest, or when e can never fit: larger than
+// the whole byte budget, or no room left by status events). drop_oldest
+// evicts the oldest messages, never a status event, and evicts nothing
+// for an event that cannot fit anyway. Status events are never dropped
+// and never make room: they are rare and Lua must see every one.
+func (q *Queue) Push(e *Event) (dropped []*Event) {
 	q.mu.Lock()
 	if e.Kind == KindMessage {
-		for q.n > 0 && (q.n >= q.maxEvents || q.bytes+size > q.maxBytes) {
-			if !q.dropOldest || q.buf[q.head].Kind == KindStatus {
-				q.mu.Unlock()
-				q.drops.Add(1)
-				return e
-			}
-			dropped = q.popLocked()
+		if e.size() > q.maxBytes || q.status+1 > q.maxEvents {
+			q.mu.Unlock()
 			q.drops.Add(1)
+			return []*Event{e}
+		}
+		for q.n >= q.maxEvents || q.bytes+e.cost() > q.maxBytes {
+			if !q.dropOldest {
+				q.mu.Unlock()
+				q.drops.Add(uint64(len(dropped)) + 1)
+				return []*Event{e}
+			}
+			dropped = append(dropped, q.evictOldestLocked())
 		}
 	}
 	if q.n == len(q.buf) {
@@ -115,10 +161,58 @@ func (q *Queue) Push(e *Event) (dropped *Event) {
 	}
 	q.buf[(q.head+q.n)%len(q.buf)] = e
 	q.n++
-	q.bytes += size
+	q.addLocked(e)
 	q.pending.Add(1)
 	q.mu.Unlock()
+	q.drops.Add(uint64(len(dropped)))
 	return dropped
+}
+
+// addLocked counts e in the queue's bytes and kinds.
+func (q *Queue) addLocked(e *Event) {
+	q.bytes += e.cost()
+	if e.copies != nil {
+		e.copies.queued++
+		if e.JSON != nil {
+			e.copies.parsed++
+		}
+	}
+	if e.Kind == KindStatus {
+		q.status++
+	}
+}
+
+// removeLocked uncounts e, which just left the queue.
+func (q *Queue) removeLocked(e *Event) {
+	if e.copies != nil {
+		e.copies.queued--
+		if e.JSON != nil {
+			e.copies.parsed--
+		}
+	}
+	q.bytes -= e.cost()
+	if e.Kind == KindStatus {
+		q.status--
+	}
+	q.pending.Add(-1)
+}
+
+// evictOldestLocked removes the oldest message, moving the status events
+// before it up by one; the caller knows there is a message.
+func (q *Queue) evictOldestLocked() *Event {
+	i := 0
+	for q.buf[(q.head+i)%len(q.buf)].Kind == KindStatus {
+		i++
+	}
+	e := q.buf[(q.head+i)%len(q.buf)]
+	for ; i > 0; i-- {
+		q.buf[(q.head+i)%len(q.buf)] = q.buf[(q.head+i-1)%len(q.buf)]
+	}
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	q.removeLocked(e)
+	return e
 }
 
 func (q *Queue) grow() {
@@ -134,8 +228,7 @@ func (q *Queue) popLocked() *Event {
 	q.buf[q.head] = nil
 	q.head = (q.head + 1) % len(q.buf)
 	q.n--
-	q.bytes -= e.size()
-	q.pending.Add(-1)
+	q.removeLocked(e)
 	return e
 }
 

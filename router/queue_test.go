@@ -45,21 +45,21 @@ func TestQueueByteBudget(t *testing.T) {
 	assert.Equal(t, []string{"bbbb", "cccc"}, payloads(q))
 	assert.Equal(t, int64(0), q.Bytes())
 
-	big := msg(strings.Repeat("x", 20)) // larger than the whole budget: kept alone
+	big := msg(strings.Repeat("x", 20)) // larger than the whole budget: dropped, evicting nothing
 	q.Push(msg("a"))
-	q.Push(big)
-	assert.Equal(t, 1, q.Pending())
+	assert.Equal(t, []*Event{big}, q.Push(big))
+	assert.Equal(t, []string{"a"}, payloads(q))
 }
 
 func TestQueueStatusEventsAreNeverDropped(t *testing.T) {
 	q := NewQueue(2, 1<<20, true)
 	q.Push(&Event{Kind: KindStatus, Status: StatusConnected})
 	q.Push(msg("1"))
-	q.Push(msg("2")) // full: the oldest is a status event, so the new message goes
+	q.Push(msg("2")) // full: the oldest message goes, not the status event before it
 	q.Push(&Event{Kind: KindStatus, Status: StatusDisconnected})
 	var kinds []string
 	q.Drain(10, 0, func(e *Event) { kinds = append(kinds, fmt.Sprint(e.Kind, e.Payload)) })
-	assert.Equal(t, []string{"1", "01", "1"}, kinds)
+	assert.Equal(t, []string{"1", "02", "1"}, kinds)
 }
 
 func TestQueueDrainBounds(t *testing.T) {

@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,17 @@ type RouteStats struct {
 	NoHandler     atomic.Uint64
 	DecodeErrors  atomic.Uint64
 
-	rateLogged atomic.Int64 // unix nanoseconds of the last rate-limit log line
+	rateLogged atomic.Int64           // unix nanoseconds of the last rate-limit log line
+	refused    atomic.Pointer[string] // why the server refused the route's subscription
+}
+
+// Refused is why the backend's server refused the subscription that
+// carries the route's events (an ACL NOPERM, say), or "" when it did not.
+func (s *RouteStats) Refused() string {
+	if p := s.refused.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Pattern is the route's pattern as a Redis glob (a channel route's channel
@@ -92,20 +103,24 @@ func compileRoute(def config.Route, prev *Route, now time.Time) (*Route, error) 
 	if burst == 0 {
 		burst = def.Rate.DefaultBurst()
 	}
+	r.Stats = &RouteStats{}
 	if prev != nil {
 		r.Stats = prev.Stats
-		r.limiter = prev.limiter
-	} else {
-		r.Stats = &RouteStats{}
 	}
 	switch {
 	case def.Rate.Unlimited():
-		r.limiter = nil
-	case r.limiter == nil:
+	case prev != nil && prev.limiter != nil && prev.limiter.Limit() == rate.Limit(def.Rate.PerSecond) && prev.limiter.Burst() == burst:
+		r.limiter = prev.limiter
+	default:
+		// A new bucket, never a change to prev's: prev stays in use until
+		// the new table is installed, and unchanged if the change fails.
+		// A reload that changed the rate keeps the bucket's tokens.
 		r.limiter = rate.NewLimiter(rate.Limit(def.Rate.PerSecond), burst)
-	default: // a reload that changed the rate keeps the bucket's tokens
-		r.limiter.SetLimitAt(now, rate.Limit(def.Rate.PerSecond))
-		r.limiter.SetBurstAt(now, burst)
+		if prev != nil && prev.limiter != nil {
+			if spent := burst - int(math.Floor(prev.limiter.TokensAt(now))); spent > 0 {
+				r.limiter.AllowN(now, min(spent, burst))
+			}
+		}
 	}
 	return r, nil
 }

@@ -12,6 +12,8 @@ package router
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/router/pattern"
 )
 
 // rateLogEvery is how often a route over its rate limit is logged.
@@ -35,15 +38,25 @@ type Router struct {
 	// Stats are the global counters.
 	Stats Stats
 
-	status  atomic.Int32
-	now     func() time.Time
-	pending *atomic.Int64
+	status        atomic.Int32
+	refusedLogged atomic.Int64 // unix nanoseconds of the last refused-publish log line
+	now           func() time.Time
+	pending       *atomic.Int64
 
-	gen     atomic.Uint64 // of the attached backend's sink
-	mu      sync.Mutex    // serialises route and plan changes
-	dynamic []*Route
-	plan    Plan
-	backend Backend
+	gen   atomic.Uint64 // of the attached backend's sink
+	sinks atomic.Uint64 // numbers sinks
+	// retiring is the backend a Replace keeps delivering until its
+	// successor is connected; retiringGen is its sink's, and draining the
+	// sink a promoted successor's predecessor delivers through until it
+	// has drained.
+	retiring    Backend
+	retiringGen uint64
+	draining    atomic.Uint64
+	mu          sync.Mutex // serialises route and plan changes
+	dynamic     []*Route
+	plan        Plan
+	backend     Backend
+	refused     map[string]string // "c:channel" or "p:pattern" the backend's server refused -> why
 
 	logMu     sync.Mutex
 	logf      func(level, line string)
@@ -54,6 +67,7 @@ type Router struct {
 }
 
 type limits struct {
+	maxBytes   int64 // the queue's: an event bigger than the whole queue is too big
 	maxPayload int
 	jsonDepth  int
 	maxSubs    int
@@ -63,12 +77,20 @@ type limits struct {
 type Summary struct {
 	Added, Removed, Changed []string
 	Plan                    PlanDiff
+	// Refused are the routes whose subscription Redis refuses, as known
+	// when Apply returns: a route the change adds is refused (or not) a
+	// moment later, reported by a log line and its RouteStats.Refused.
+	Refused []string
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("%d routes added, %d removed, %d changed; %d subscriptions added, %d removed",
+	out := fmt.Sprintf("%d routes added, %d removed, %d changed; %d subscriptions added, %d removed",
 		len(s.Added), len(s.Removed), len(s.Changed),
 		len(s.Plan.Subscribe)+len(s.Plan.PSubscribe), len(s.Plan.Unsubscribe)+len(s.Plan.PUnsubscribe))
+	if len(s.Refused) > 0 {
+		out += fmt.Sprintf("; Redis refuses the subscriptions of routes %q", s.Refused)
+	}
+	return out
 }
 
 // Option configures a Router.
@@ -125,10 +147,88 @@ func (r *Router) Plan() Plan {
 func (r *Router) Attach(b Backend) {
 	r.mu.Lock()
 	r.backend = b
-	s := &sink{r: r, gen: r.gen.Add(1)}
+	r.refused = nil
+	r.markRefusedLocked()
+	s := &sink{r: r, gen: r.sinks.Add(1)}
+	r.gen.Store(s.gen)
+	retiring := r.retiring
+	r.retiring = nil
+	r.draining.Store(0)
+	plan := r.plan
+	r.mu.Unlock()
+	if retiring != nil {
+		_ = retiring.Close()
+	}
+	b.Start(s, plan)
+}
+
+// Replace starts b beside the attached backend and hands over to it without
+// a gap: Publish goes to b at once (b holds what it gets until connected),
+// the attached backend keeps delivering until b reports StatusConnected,
+// and is closed then. Until then b's messages and status changes are not
+// used, so Lua sees no disconnect; a failure of b is logged. Messages
+// published during the switch can arrive twice (once through each
+// connection), never not at all.
+func (r *Router) Replace(b Backend) {
+	r.mu.Lock()
+	old := r.backend
+	if old == nil {
+		r.mu.Unlock()
+		r.Attach(b)
+		return
+	}
+	if r.retiring == nil {
+		r.retiring, r.retiringGen = old, r.gen.Load()
+	} else {
+		// A second Replace before the first connected: the first's
+		// backend never delivered; the one delivering stays.
+		defer func() { _ = old.Close() }()
+	}
+	r.backend = b
+	s := &sink{r: r, gen: r.sinks.Add(1), pending: b}
 	plan := r.plan
 	r.mu.Unlock()
 	b.Start(s, plan)
+}
+
+// Drainer is a Backend that can be retired without losing what it has
+// read: Drain calls done once everything its server sent before the call
+// has been delivered. Router.Replace uses it when the old backend has it.
+type Drainer interface {
+	Drain(done func())
+}
+
+// promote makes s's backend, connected now, the one whose events count.
+// The one it replaces still delivers what it had read until it has
+// drained, and is closed then: a message published before the new
+// subscriptions were in place comes through the old connection. It
+// reports false when s's backend is no longer the router's (replaced
+// again, or closed).
+func (r *Router) promote(s *sink) bool {
+	r.mu.Lock()
+	if r.backend != s.pending {
+		r.mu.Unlock()
+		return false
+	}
+	old, oldGen := r.retiring, r.retiringGen
+	r.retiring = nil
+	r.draining.Store(oldGen)
+	r.gen.Store(s.gen)
+	s.pending = nil
+	r.mu.Unlock()
+	if old == nil {
+		return true
+	}
+	retire := func() {
+		r.draining.CompareAndSwap(oldGen, 0)
+		_ = old.Close()
+	}
+	if d, ok := old.(Drainer); ok {
+		d.Drain(retire)
+	} else {
+		retire()
+	}
+	return true
 }
 
 // sink is what one attached backend delivers to. After Close (or a newer
@@ -137,25 +237,70 @@ func (r *Router) Attach(b Backend) {
 type sink struct {
 	r   *Router
 	gen uint64
+	// pending is the backend of a Replace until it connects: its
+	// messages and statuses wait for promote, its publish and
+	// subscription reports count at once.
+	pending Backend
+}
+
+// delivering reports whether s's messages count: it is the active sink,
+// or a replaced one draining.
+func (s *sink) delivering() bool {
+	return s.r.gen.Load() == s.gen || s.r.draining.Load() == s.gen
+}
+
+// current reports whether s's reports about its own publishes and
+// subscriptions count: it is the active sink, or the pending one.
+func (s *sink) current() bool {
+	if s.r.gen.Load() == s.gen {
+		return true
+	}
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	return s.pending != nil && s.r.backend == s.pending
 }
 
 func (s *sink) Deliver(channel, payload string) {
-	if s.r.gen.Load() == s.gen {
+	if s.delivering() {
 		s.r.Deliver(channel, payload)
 	}
 }
 
 func (s *sink) Drop(reason string) {
-	if s.r.gen.Load() == s.gen {
+	if s.delivering() {
 		s.r.Stats.Drop(reason)
 		s.r.Logf("warn", "dropped a message (%s): routing is not keeping up with Redis", reason)
 	}
 }
 
-func (s *sink) SetStatus(st Status, reason string) {
-	if s.r.gen.Load() == s.gen {
-		s.r.SetStatus(st, reason)
+func (s *sink) PublishFailed(channel, reason string) {
+	if s.current() {
+		s.r.publishFailed(channel, reason, s.r.now())
 	}
+}
+
+func (s *sink) SubscribeRefused(name string, isPattern bool, reason string) {
+	if s.current() {
+		s.r.subscribeRefused(name, isPattern, reason)
+	}
+}
+
+func (s *sink) SetStatus(st Status, reason string) {
+	if s.r.gen.Load() != s.gen {
+		if !s.current() {
+			return
+		}
+		if st != StatusConnected {
+			if st == StatusDisconnected {
+				s.r.Logf("warn", "the new connection (replacing the current one) failed: %s", reason)
+			}
+			return
+		}
+		if !s.r.promote(s) {
+			return
+		}
+	}
+	s.r.SetStatus(st, reason)
 }
 
 // Apply replaces the config routes and limits with cfg's (a validated
@@ -174,7 +319,7 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 		name := def.RouteName()
 		prev := old.Route(name)
 		if prev != nil && prev.Dynamic {
-			prev = nil
+			return Summary{}, fmt.Errorf("route %q: a realtime.On registration has that name; rename the config route", name)
 		}
 		if seen[name] {
 			return Summary{}, fmt.Errorf("route %q: defined twice", name)
@@ -198,7 +343,7 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 		}
 	}
 	r.queue.SetLimits(cfg.Queue.MaxEvents, int64(cfg.Queue.MaxBytes), cfg.Queue.Overflow != config.OverflowDropNewest)
-	r.lim.Store(&limits{maxPayload: int(cfg.Queue.MaxPayload), jsonDepth: cfg.Queue.JSONMaxDepth, maxSubs: cfg.Redis.MaxSubscriptions})
+	r.lim.Store(&limits{maxBytes: int64(cfg.Queue.MaxBytes), maxPayload: int(cfg.Queue.MaxPayload), jsonDepth: cfg.Queue.JSONMaxDepth, maxSubs: cfg.Redis.MaxSubscriptions})
 	r.logMu.Lock()
 	r.logLimit = rate.NewLimiter(rate.Limit(max(cfg.Log.Rate.PerSecond, 0)), max(cfg.Log.Rate.DefaultBurst(), 1))
 	if cfg.Log.Rate.Unlimited() {
@@ -207,13 +352,23 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 	r.logLevel = r.logLevels[cfg.Log.Level]
 	r.logMu.Unlock()
 	sum.Plan = r.swapLocked(append(routes, r.dynamic...))
+	for _, rt := range r.table.Load().Routes() {
+		if rt.Stats.Refused() != "" {
+			sum.Refused = append(sum.Refused, rt.Name)
+		}
+	}
 	return sum, nil
 }
 
 // swapLocked installs routes and sends the plan change to the backend.
 func (r *Router) swapLocked(routes []*Route) PlanDiff {
 	r.table.Store(newTable(routes))
-	plan := BuildPlan(routes, r.lim.Load().maxSubs)
+	r.markRefusedLocked()
+	maxSubs := r.lim.Load().maxSubs
+	plan := BuildPlan(routes, maxSubs)
+	if plan.Len() > max(maxSubs, 1) && plan.Len() > r.plan.Len() {
+		r.Logf("warn", "%d subscriptions for redis.max_subscriptions = %d: routes whose patterns start with a wildcard keep their own patterns (covering them would subscribe to every channel on the server)", plan.Len(), maxSubs)
+	}
 	diff := Diff(r.plan, plan)
 	r.plan = plan
 	if r.backend != nil && !diff.Empty() {
@@ -289,9 +444,9 @@ func (r *Router) Deliver(channel, payload string) {
 	defer r.Stats.Received.Add(1)
 	now := r.now()
 	lim := r.lim.Load()
-	if len(payload) > lim.maxPayload {
+	if len(payload) > lim.maxPayload || int64(len(payload)+len(channel)) > lim.maxBytes {
 		r.Stats.Drop(DropTooBig)
-		r.Logf("warn", "dropped a %d-byte message on %q: larger than queue.max_payload (%d bytes)", len(payload), channel, lim.maxPayload)
+		r.Logf("warn", "dropped a %d-byte message on %s: larger than queue.max_payload (%d bytes), or with its channel name than queue.max_bytes", len(payload), quoteName(channel), lim.maxPayload)
 		return
 	}
 	var (
@@ -299,6 +454,7 @@ func (r *Router) Deliver(channel, payload string) {
 		docErr  string
 		parsed  bool
 		matched bool
+		copies  *Copies // the events of this message share its bytes
 	)
 	r.table.Load().Match(channel, func(rt *Route) {
 		matched = true
@@ -313,7 +469,10 @@ func (r *Router) Deliver(channel, payload string) {
 			}
 			return
 		}
-		e := &Event{Kind: KindMessage, Channel: channel, Payload: payload, Route: rt, Received: now.UnixNano()}
+		if copies == nil {
+			copies = &Copies{}
+		}
+		e := &Event{Kind: KindMessage, Channel: channel, Payload: payload, Route: rt, Received: now.UnixNano(), copies: copies}
 		if rt.Decode == config.DecodeJSON {
 			if !parsed {
 				d, err := ParseJSON(payload, lim.jsonDepth)
@@ -326,7 +485,7 @@ func (r *Router) Deliver(channel, payload string) {
 			if docErr != "" {
 				rt.Stats.DecodeErrors.Add(1)
 				r.Stats.DecodeErrors.Add(1)
-				r.Logf("warn", "route %q: payload on %q delivered raw: %s", rt.Name, channel, docErr)
+				r.Logf("warn", "route %q: payload on %s delivered raw: %s", rt.Name, quoteName(channel), docErr)
 			}
 		}
 		r.push(e)
@@ -340,12 +499,12 @@ func (r *Router) Deliver(channel, payload string) {
 // event it pushed out is counted as dropped, so a reader who sees Queued
 // reach n can take those n events and sees their drops.
 func (r *Router) push(e *Event) {
-	if dropped := r.queue.Push(e); dropped != nil {
+	for _, dropped := range r.queue.Push(e) {
 		r.Stats.Drop(DropQueueFull)
 		if dropped.Route != nil {
 			dropped.Route.Stats.Dropped.Add(1)
 		}
-		r.Logf("warn", "event queue full (%d events waiting): dropped an event on %q; the main thread is not keeping up", r.queue.Pending(), dropped.Channel)
+		r.Logf("warn", "event queue full (%d events waiting): dropped an event on %s; the main thread is not keeping up", r.queue.Pending(), quoteName(dropped.Channel))
 	}
 	r.Stats.Queued.Add(1)
 }
@@ -376,6 +535,88 @@ func (r *Router) Publish(channel, payload string) error {
 	}
 	r.Stats.Published.Add(1)
 	return nil
+}
+
+// subscribeRefused records a subscription the server refused (or, with
+// reason "", no longer refuses), marks the routes it serves and logs them.
+func (r *Router) subscribeRefused(name string, isPattern bool, reason string) {
+	key := "c:" + name
+	if isPattern {
+		key = "p:" + name
+	}
+	r.mu.Lock()
+	if reason == "" {
+		delete(r.refused, key)
+	} else {
+		if r.refused == nil {
+			r.refused = map[string]string{}
+		}
+		r.refused[key] = reason
+	}
+	r.markRefusedLocked()
+	var names []string
+	for _, rt := range r.table.Load().Routes() {
+		if serves(key, rt) {
+			names = append(names, rt.Name)
+		}
+	}
+	r.mu.Unlock()
+	kind := "channel"
+	if isPattern {
+		kind = "pattern"
+	}
+	if reason == "" {
+		r.Logf("info", "subscribed to %s %s, which Redis refused before", kind, quoteName(name))
+		return
+	}
+	r.Logf("error", "Redis refused the subscription to %s %s: %s; routes %q get no events, the others work", kind, quoteName(name), reason, names)
+}
+
+// markRefusedLocked sets each route's Refused from the refused
+// subscriptions that serve it.
+func (r *Router) markRefusedLocked() {
+	for _, rt := range r.table.Load().Routes() {
+		why := ""
+		for key, reason := range r.refused {
+			if serves(key, rt) {
+				why = reason
+				break
+			}
+		}
+		if rt.Stats.Refused() != why {
+			rt.Stats.refused.Store(&why)
+		}
+	}
+}
+
+// serves reports whether subscription key ("c:channel" or "p:pattern", as
+// BuildPlan makes them) carries rt's events: its own channel or pattern,
+// or a covering "prefix*" pattern.
+func serves(key string, rt *Route) bool {
+	name := key[2:]
+	if key[0] == 'c' {
+		return rt.match.IsLiteral() && rt.match.Literal() == name
+	}
+	if !rt.match.IsLiteral() && rt.match.String() == name {
+		return true
+	}
+	p, err := pattern.Compile(name)
+	if err != nil || name != pattern.Quote(p.Prefix())+"*" {
+		return false
+	}
+	return strings.HasPrefix(rt.match.Prefix(), p.Prefix())
+}
+
+// publishFailed counts a message the backend's server refused, with one log
+// line per rateLogEvery, so that a flood of refusals neither hides nor
+// crowds out the other lines.
+func (r *Router) publishFailed(channel, reason string, now time.Time) {
+	n := r.Stats.PublishFails.Add(1)
+	r.Stats.Refused.Add(1)
+	if last := r.refusedLogged.Load(); now.UnixNano()-last >= int64(rateLogEvery) &&
+		r.refusedLogged.CompareAndSwap(last, now.UnixNano()) {
+		r.Logf("error", "publish to %s refused by the server, message dropped: %s (%d publishes failed so far)", quoteName(channel), reason, n)
+	}
 }
 
 // Next removes the oldest queued event, or returns nil. The caller counts a
@@ -418,14 +659,30 @@ func (r *Router) Backend() Backend {
 // Close stops the backend. It does not wait on the network.
 func (r *Router) Close() error {
 	r.mu.Lock()
-	b := r.backend
-	r.backend = nil
-	r.gen.Add(1)
+	b, retiring := r.backend, r.retiring
+	r.backend, r.retiring = nil, nil
+	r.gen.Store(r.sinks.Add(1))
+	r.draining.Store(0)
 	r.mu.Unlock()
+	if retiring != nil {
+		_ = retiring.Close()
+	}
 	if b == nil {
 		return nil
 	}
 	return b.Close()
+}
+
+// nameInLog is how much of a channel name a log line shows.
+const nameInLog = 96
+
+// quoteName quotes a channel name from the network for a log line:
+// escaped (control bytes, invalid UTF-8) and cut to nameInLog bytes.
+func quoteName(name string) string {
+	if len(name) <= nameInLog {
+		return strconv.Quote(name)
+	}
+	return strconv.Quote(name[:nameInLog]) + fmt.Sprintf("... (%d bytes)", len(name))
 }
 
 // Logf emits a line through WithLog, at most log.rate lines per second

@@ -21,7 +21,8 @@ const (
 type Stats struct {
 	Received     atomic.Uint64 // messages handed over by the backend
 	Published    atomic.Uint64 // Publish calls accepted by the backend
-	PublishFails atomic.Uint64 // Publish calls refused (outbox full, closed)
+	PublishFails atomic.Uint64 // Publish calls refused (outbox full, closed) or messages the server refused
+	Refused      atomic.Uint64 // of PublishFails, messages the server refused (dropped, not retried)
 	Queued       atomic.Uint64 // events queued (one per matching route)
 	Dispatched   atomic.Uint64
 	DecodeErrors atomic.Uint64    // JSON routes' payloads delivered raw

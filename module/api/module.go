@@ -713,7 +713,7 @@ func (m *Module) Stats() *router.Doc {
 			"matched", rs.Matched.Load(), "dispatched", rs.Dispatched.Load(),
 			"rate_limited", rs.RateLimited.Load(), "dropped", rs.Dropped.Load(),
 			"no_handler", rs.NoHandler.Load(), "handler_errors", rs.HandlerErrors.Load(),
-			"decode_errors", rs.DecodeErrors.Load())
+			"decode_errors", rs.DecodeErrors.Load(), "refused", rs.Refused())
 	}
 	b.close(ri, len(routes))
 	b.close(top, n)

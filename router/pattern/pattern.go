@@ -49,6 +49,9 @@ func Compile(src string) (*Pattern, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n := nestedStars(toks); n > MaxNestedStars {
+		return nil, &SyntaxError{Pattern: src, Reason: fmt.Sprintf("%d * wildcards before the last: Redis stops matching past %d, so the route would get nothing", n, MaxNestedStars)}
+	}
 	p := &Pattern{src: src, literal: true}
 	var g strings.Builder
 	for _, t := range toks {
@@ -77,6 +80,26 @@ func Compile(src string) (*Pattern, error) {
 	}
 	p.m = m
 	return p, nil
+}
+
+// MaxNestedStars is how many `*` (runs of them count once) Redis's
+// stringmatchlen follows before the last one: past it, it gives up and
+// reports no match (a guard against abusive patterns since Redis 7).
+const MaxNestedStars = 1000
+
+// nestedStars counts the `*` Redis recurses on: all but a final one, which
+// matches at once.
+func nestedStars(toks []token) int {
+	n := 0
+	for _, t := range toks {
+		if t.kind == tokStar {
+			n++
+		}
+	}
+	if len(toks) > 0 && toks[len(toks)-1].kind == tokStar {
+		n--
+	}
+	return n
 }
 
 // MustCompile is Compile that panics on error; for tests and constants.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,4 +138,30 @@ func TestDifferentialRedis(t *testing.T) {
 		len(patterns), len(names), checked, len(got), mismatches)
 	require.Zero(t, mismatches, fmt.Sprintf("%d mismatches", mismatches))
 	require.NotZero(t, len(got))
+}
+
+// TestNestedStarLimitAgreesWithRedis: Redis stops matching a pattern with
+// more than MaxNestedStars `*` before its last; Compile accepts exactly the
+// patterns Redis still matches, checked on a live server at the boundary.
+func TestNestedStarLimitAgreesWithRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	for _, n := range []int{MaxNestedStars - 1, MaxNestedStars, MaxNestedStars + 1} {
+		for _, tail := range []string{"", "*"} {
+			src := strings.Repeat("*a", n) + tail
+			key := strings.Repeat("a", n)
+			require.NoError(t, rdb.Set(ctx, key, "1", 0).Err())
+			keys, err := rdb.Keys(ctx, src).Result() // KEYS and PSUBSCRIBE share stringmatchlen
+			require.NoError(t, err)
+			redisMatches := len(keys) == 1
+			p, err := Compile(src)
+			require.Equal(t, redisMatches, err == nil, "%d stars + %q: Redis matches %v, Compile error %v", n, tail, redisMatches, err)
+			if err == nil {
+				require.True(t, p.Match(key))
+			}
+			require.NoError(t, rdb.Del(ctx, key).Err())
+		}
+	}
 }

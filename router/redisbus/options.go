@@ -14,6 +14,12 @@ import (
 	"github.com/gmod-realtime/realtime/config"
 )
 
+// noRetries turns off go-redis's own retries: a pipeline it sends again
+// after a lost connection publishes the messages Redis had already
+// acknowledged a second time. The writer retries, from the first
+// unanswered message.
+const noRetries = -1
+
 // NewClient builds the go-redis client for a validated config: a single
 // server (URL or fields), Sentinel (master_name + addrs) or Cluster (addrs).
 func NewClient(c config.Redis) (redis.UniversalClient, error) {
@@ -28,13 +34,13 @@ func NewClient(c config.Redis) (redis.UniversalClient, error) {
 			MasterName: c.MasterName, SentinelAddrs: c.Addrs, SentinelPassword: c.SentinelPassword,
 			Username: c.Username, Password: c.Password, DB: c.DB, TLSConfig: tlsConfig,
 			DialTimeout: c.ConnectTimeout.D(), ReadTimeout: c.ReadTimeout.D(), WriteTimeout: c.WriteTimeout.D(),
-			Protocol: 2, DisableIdentity: true,
+			Protocol: 2, DisableIdentity: true, MaxRetries: noRetries,
 		}), nil
 	case len(c.Addrs) > 0:
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: tlsConfig,
 			DialTimeout: c.ConnectTimeout.D(), ReadTimeout: c.ReadTimeout.D(), WriteTimeout: c.WriteTimeout.D(),
-			Protocol: 2, DisableIdentity: true, MaintNotificationsConfig: maint,
+			Protocol: 2, DisableIdentity: true, MaintNotificationsConfig: maint, MaxRetries: noRetries,
 		}), nil
 	}
 	opt := &redis.Options{}
@@ -50,7 +56,7 @@ func NewClient(c config.Redis) (redis.UniversalClient, error) {
 		if opt.Password == "" {
 			opt.Password = c.Password
 		}
-		if opt.TLSConfig != nil && tlsConfig != nil { // rediss:// with a CA file or server name
+		if opt.TLSConfig != nil { // rediss://: the CA file and server name apply
 			opt.TLSConfig.RootCAs = tlsConfig.RootCAs
 			if c.TLSServerName != "" {
 				opt.TLSConfig.ServerName = c.TLSServerName
@@ -61,13 +67,15 @@ func NewClient(c config.Redis) (redis.UniversalClient, error) {
 		opt.Username, opt.Password, opt.DB, opt.TLSConfig = c.Username, c.Password, c.DB, tlsConfig
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = c.ConnectTimeout.D(), c.ReadTimeout.D(), c.WriteTimeout.D()
-	opt.Protocol, opt.DisableIdentity, opt.MaintNotificationsConfig = 2, true, maint
+	opt.Protocol, opt.DisableIdentity, opt.MaintNotificationsConfig, opt.MaxRetries = 2, true, maint, noRetries
 	return redis.NewClient(opt), nil
 }
 
-// tlsFor returns the TLS config the settings ask for, or nil for plain TCP.
+// tlsFor returns the TLS config the settings ask for, or nil for plain TCP:
+// TLS is on for a rediss:// URL or tls = true, and only then (config
+// rejects tls_ca_file or tls_server_name without it).
 func tlsFor(c config.Redis) (*tls.Config, error) {
-	if !c.TLS && c.TLSCAFile == "" && c.TLSServerName == "" {
+	if !c.TLSOn() {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}

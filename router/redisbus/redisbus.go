@@ -1,14 +1,17 @@
 // Package redisbus is the Redis router.Backend, on go-redis v9.
 //
 // One pub/sub connection carries the plan's SUBSCRIBE and PSUBSCRIBE sets,
-// plus one private control channel whose confirmation says the connection
-// is live. A reader goroutine reads the socket continuously and hands every
-// message to the router, which queues or drops (and counts) without
-// blocking, so a slow game thread never makes Redis kill the connection for
-// its output-buffer limit. A supervisor goroutine connects, resubscribes
-// after a reconnect (exponential backoff with jitter), and applies plan
-// diffs on the live connection. A writer goroutine pipelines PUBLISH from a
-// bounded outbox, kept in order across outages.
+// one name per command: Redis's replies confirm each subscription (or
+// refuse it, for an ACL user without that channel, and only that one), so
+// a user allowed exactly its routes' channels is enough. A reader
+// goroutine reads the socket continuously and hands every message to the
+// router, which queues or drops (and counts) without blocking, so a slow
+// game thread never makes Redis kill the connection for its output-buffer
+// limit. A supervisor goroutine alone owns the connection: it connects,
+// subscribes, applies plan diffs on the live connection, and after any
+// error starts over on a new one (exponential backoff with jitter). A
+// writer goroutine pipelines PUBLISH from a bounded outbox, kept in order
+// across outages.
 //
 // Redis pub/sub does not store messages: what is published while this
 // server is disconnected is lost. Outages are counted (Stats).
@@ -16,14 +19,11 @@ package redisbus
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"strconv"
-	"strings"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,17 +47,17 @@ type Stats struct {
 	OutageNanos  atomic.Int64  // total time disconnected, finished outages only
 	LastOutage   atomic.Int64  // nanoseconds of the last finished outage
 	Published    atomic.Uint64 // PUBLISH commands Redis acknowledged
-	PublishRetry atomic.Uint64 // batches retried after an error
+	Refused      atomic.Uint64 // PUBLISH commands Redis refused (dropped, not retried)
+	PublishRetry atomic.Uint64 // batches retried after a connection error
 	Late         atomic.Uint64 // copies ignored: duplicate or for a removed subscription
 	InboxDropped atomic.Uint64 // messages dropped because routing fell behind the socket
 }
 
 // Bus is the Redis backend. Safe for concurrent use.
 type Bus struct {
-	client  redis.UniversalClient
-	cfg     config.Redis
-	control string // private channel that proves the connection is live
-	Stats   Stats
+	client redis.UniversalClient
+	cfg    config.Redis
+	Stats  Stats
 
 	sink router.Sink
 
@@ -73,7 +73,7 @@ type Bus struct {
 	// or doneGen changes.
 	live    atomic.Bool
 	liveSig chan struct{}
-	// Plan changes are numbered; a PING after each change's commands
+	// Plan changes are numbered; the reply to a change's last command
 	// confirms it. The writer waits until the changes made before a batch
 	// are confirmed, so that a route added and published to at once gets
 	// its own message.
@@ -81,10 +81,32 @@ type Bus struct {
 	doneGen atomic.Uint64
 	done    chan struct{}
 	closing sync.Once
-	wg      sync.WaitGroup
+
+	refusedMu sync.Mutex
+	refusals  map[string]bool // "c:channel" or "p:pattern" that Redis refused
+
+	// cur is the subscriber connection while it is live, for Drain.
+	cur atomic.Pointer[subConn]
+	// drainDone is Drain's callback until it has run.
+	drainDone atomic.Pointer[func()]
+
+	// The settings Reconfigure changes live; the others are fixed.
+	reconnectMin, reconnectMax atomic.Int64
+
+	// HandOver sets next, then closes handed: the writer passes the outbox
+	// to next and stops.
+	next     atomic.Pointer[Bus]
+	handed   chan struct{}
+	handOnce sync.Once
+	writing  atomic.Bool // the writer runs: it passes the outbox itself
+
+	wg sync.WaitGroup
 }
 
-type outMsg struct{ channel, payload string }
+type outMsg struct {
+	channel, payload string
+	drained          bool // Drain's marker, not a message
+}
 
 // New returns a backend for a validated config; it connects on Start.
 func New(c config.Redis) (*Bus, error) {
@@ -92,20 +114,89 @@ func New(c config.Redis) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	var id [8]byte
-	_, _ = crand.Read(id[:])
-	return &Bus{
-		client:  client,
-		cfg:     c,
-		control: "__realtime:control:" + hex.EncodeToString(id[:]),
-		outbox:  newFIFO(c.OutboxEvents, int64(c.OutboxBytes)),
+	b := &Bus{
+		client:   client,
+		cfg:      c,
+		handed:   make(chan struct{}),
+		refusals: map[string]bool{},
+		outbox:   newFIFO(c.OutboxEvents, int64(c.OutboxBytes)),
 		// Past these bounds the reader drops (and counts) rather than
 		// fall behind the socket.
 		inbox:   newFIFO(65536, 32<<20),
 		update:  make(chan struct{}, 1),
 		liveSig: make(chan struct{}, 1),
 		done:    make(chan struct{}),
-	}, nil
+	}
+	b.reconnectMin.Store(int64(c.ReconnectMin.D()))
+	b.reconnectMax.Store(int64(c.ReconnectMax.D()))
+	return b, nil
+}
+
+// Reconfigure applies c, the bus's settings after a Reload, if what changed
+// can change on the live connection: the outbox bounds and the reconnect
+// backoff (max_subscriptions is the router's). It reports false, changing
+// nothing, when c needs a new connection; see HandOver for that.
+func (b *Bus) Reconfigure(c config.Redis) bool {
+	live := func(r config.Redis) config.Redis {
+		r.OutboxEvents, r.OutboxBytes, r.ReconnectMin, r.ReconnectMax, r.MaxSubscriptions = 0, 0, 0, 0, 0
+		return r
+	}
+	if !reflect.DeepEqual(live(b.cfg), live(c)) {
+		return false
+	}
+	b.outbox.setBounds(c.OutboxEvents, int64(c.OutboxBytes))
+	b.reconnectMin.Store(int64(c.ReconnectMin.D()))
+	b.reconnectMax.Store(int64(c.ReconnectMax.D()))
+	return true
+}
+
+// HandOver makes next, a bus for new settings, take over b's publishing
+// (Router.Replace takes over the subscriptions): once b's writer is done
+// with the batch it is sending, the messages left in b's outbox go to the
+// head of next's, and b publishes nothing more. Publish on b forwards to
+// next from now on. Call it before next starts.
+func (b *Bus) HandOver(next *Bus) {
+	b.handOnce.Do(func() {
+		b.next.Store(next)
+		close(b.handed)
+		if !b.writing.Load() { // not started, or stopped by Close
+			b.passOutbox()
+		}
+	})
+}
+
+// Drain calls done once every message Redis sent this bus before the call
+// has been handed to the sink (or at once when not connected); the router
+// uses it to retire a replaced bus without dropping what it still holds. A
+// PING sent now is answered after every message Redis pushed before it, so
+// its reply marks the point. done runs on a goroutine of the bus, once;
+// close the bus from it, not before.
+func (b *Bus) Drain(done func()) {
+	b.drainDone.Store(&done)
+	c := b.cur.Load()
+	if c == nil {
+		b.finishDrain()
+		return
+	}
+	go func() { // a write may wait on the network
+		if c.send(context.Background(), reply{kind: "ping", drained: true}) != nil {
+			b.finishDrain()
+		}
+	}()
+}
+
+// finishDrain runs Drain's callback, if it has not run.
+func (b *Bus) finishDrain() {
+	if done := b.drainDone.Swap(nil); done != nil {
+		(*done)()
+	}
+}
+
+// passOutbox gives the outbox to the bus HandOver named, if any.
+func (b *Bus) passOutbox() {
+	if next := b.next.Load(); next != nil {
+		next.outbox.prepend(b.outbox.takeAll())
+	}
 }
 
 // Start connects in the background and subscribes to plan.
@@ -117,6 +208,7 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 	// Before Start returns: the status a previous backend left (say
 	// "local", which is connected) is no longer true.
 	sink.SetStatus(router.StatusConnecting, "")
+	b.writing.Store(true)
 	b.wg.Add(3)
 	go b.supervise()
 	go b.write()
@@ -138,7 +230,12 @@ func (b *Bus) deliver() {
 		}
 		batch = b.inbox.take(batch)
 		for i, m := range batch {
-			b.sink.Deliver(m.channel, m.payload)
+			if m.drained {
+				b.finishDrain()
+			} else {
+				b.sink.Deliver(m.channel, m.payload)
+			}
+			b.inbox.release(m)
 			batch[i] = outMsg{}
 		}
 		if cap(batch) > 4096 { // let a burst's memory go
@@ -153,7 +250,8 @@ func (b *Bus) deliver() {
 type fifo struct {
 	mu       sync.Mutex
 	msgs     []outMsg // head at index 0
-	bytes    int64
+	taken    int      // messages handed out by take and not yet released
+	bytes    int64    // of msgs and the taken ones
 	maxMsgs  int
 	maxBytes int64
 	sig      chan struct{} // not empty
@@ -167,24 +265,76 @@ func newFIFO(maxMsgs int, maxBytes int64) *fifo {
 func (q *fifo) put(channel, payload string) bool {
 	size := int64(len(channel) + len(payload))
 	q.mu.Lock()
-	if len(q.msgs) >= q.maxMsgs || q.bytes+size > q.maxBytes {
+	if len(q.msgs)+q.taken >= q.maxMsgs || q.bytes+size > q.maxBytes {
 		q.mu.Unlock()
 		return false
 	}
-	q.msgs = append(q.msgs, outMsg{channel, payload})
+	q.msgs = append(q.msgs, outMsg{channel: channel, payload: payload})
 	q.bytes += size
 	q.mu.Unlock()
 	signal(q.sig)
 	return true
 }
 
+// setBounds changes the bounds; messages beyond new ones stay.
+func (q *fifo) setBounds(maxMsgs int, maxBytes int64) {
+	q.mu.Lock()
+	q.maxMsgs, q.maxBytes = maxMsgs, maxBytes
+	q.mu.Unlock()
+}
+
+// takeAll removes and returns every waiting message (not for a fifo that
+// uses take).
+func (q *fifo) takeAll() []outMsg {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	msgs := q.msgs
+	q.msgs, q.bytes = nil, 0
+	return msgs
+}
+
+// prepend puts msgs, already accepted elsewhere, ahead of the waiting
+// messages, whatever the bounds.
+func (q *fifo) prepend(msgs []outMsg) {
+	if len(msgs) == 0 {
+		return
+	}
+	q.mu.Lock()
+	for _, m := range msgs {
+		q.bytes += int64(len(m.channel) + len(m.payload))
+	}
+	q.msgs = append(msgs, q.msgs...)
+	q.mu.Unlock()
+	signal(q.sig)
+}
+
+// force appends m whatever the bounds.
+func (q *fifo) force(m outMsg) {
+	q.mu.Lock()
+	q.msgs = append(q.msgs, m)
+	q.bytes += int64(len(m.channel) + len(m.payload))
+	q.mu.Unlock()
+	signal(q.sig)
+}
+
 // take swaps all waiting messages for spare (emptied) and returns them.
+// They still count against the bounds until released one by one, so that
+// a consumer's backlog and the queue together stay within them.
 func (q *fifo) take(spare []outMsg) []outMsg {
 	q.mu.Lock()
 	msgs := q.msgs
-	q.msgs, q.bytes = spare[:0], 0
+	q.msgs = spare[:0]
+	q.taken += len(msgs)
 	q.mu.Unlock()
 	return msgs
+}
+
+// release uncounts a message from take, once it is dealt with.
+func (q *fifo) release(m outMsg) {
+	q.mu.Lock()
+	q.taken--
+	q.bytes -= int64(len(m.channel) + len(m.payload))
+	q.mu.Unlock()
 }
 
 // peek copies up to n messages from the head.
@@ -224,6 +374,9 @@ func (b *Bus) Update(d router.PlanDiff) {
 
 // Publish appends to the outbox; it never blocks.
 func (b *Bus) Publish(channel, payload string) error {
+	if next := b.next.Load(); next != nil {
+		return next.Publish(channel, payload)
+	}
 	select {
 	case <-b.done:
 		return ErrClosed
@@ -283,49 +436,55 @@ func (b *Bus) sleep(d time.Duration) bool {
 // backoff returns the wait before attempt n (0-based): doubling from
 // reconnect_min up to reconnect_max, with jitter over its upper half.
 func (b *Bus) backoff(n int) time.Duration {
-	d := b.cfg.ReconnectMin.D()
-	for i := 0; i < n && d < b.cfg.ReconnectMax.D(); i++ {
+	d, top := time.Duration(b.reconnectMin.Load()), time.Duration(b.reconnectMax.Load())
+	for i := 0; i < n && d < top; i++ {
 		d *= 2
 	}
-	d = min(d, b.cfg.ReconnectMax.D())
+	d = min(d, top)
 	return d/2 + rand.N(d/2+1)
 }
 
-// supervise owns the pub/sub connection: connect, subscribe, apply diffs,
-// and reconnect when the reader reports the connection dead.
+// supervise owns the pub/sub connection's lifecycle, alone: connect,
+// subscribe, apply diffs, and after any error start over on a new
+// connection. go-redis's PubSub would reconnect and resubscribe by itself
+// after an error; a PubSub here serves one connection and is closed at its
+// first error (see subConn).
 func (b *Bus) supervise() {
 	defer b.wg.Done()
 	ctx := context.Background()
 	failures := 0
 	var downSince time.Time
 	everConnected := false
+	// down is set once an outage is reported: its further failed attempts
+	// report nothing, so Lua's RealtimeDisconnected fires once per outage.
+	down := false
 	for !b.closed() {
-		b.sink.SetStatus(router.StatusConnecting, "")
-		connected := make(chan struct{})
-		readErr := make(chan error, 1)
-		ps := b.client.Subscribe(ctx)
-		sent, err := b.subscribeAll(ctx, ps)
-		if err == nil {
-			go b.read(ps, connected, readErr)
-			err = b.serve(ctx, ps, &sent, connected, readErr, func() {
-				if !downSince.IsZero() {
-					d := time.Since(downSince)
-					b.Stats.OutageNanos.Add(int64(d))
-					b.Stats.LastOutage.Store(int64(d))
-					downSince = time.Time{}
-				}
-				if everConnected {
-					b.Stats.Reconnects.Add(1)
-				}
-				everConnected = true
-				failures = 0
-				b.live.Store(true)
-				signal(b.liveSig)
-				b.sink.SetStatus(router.StatusConnected, "")
-			})
+		if !down {
+			b.sink.SetStatus(router.StatusConnecting, "")
 		}
+		c := b.newSubConn()
+		err := b.serve(ctx, c, func() {
+			if !downSince.IsZero() {
+				d := time.Since(downSince)
+				b.Stats.OutageNanos.Add(int64(d))
+				b.Stats.LastOutage.Store(int64(d))
+				downSince = time.Time{}
+			}
+			if everConnected {
+				b.Stats.Reconnects.Add(1)
+			}
+			everConnected = true
+			down = false
+			failures = 0
+			b.live.Store(true)
+			signal(b.liveSig)
+			b.sink.SetStatus(router.StatusConnected, "")
+		})
 		b.live.Store(false)
-		go ps.Close() // may wait on go-redis's own redial; never block here
+		b.cur.Store(nil)
+		c.dead.Store(true)
+		b.finishDrain() // the connection is gone: nothing more to wait for
+		go c.ps.Close() // may wait on a dial in progress; never block here
 		if b.closed() {
 			return
 		}
@@ -335,7 +494,10 @@ func (b *Bus) supervise() {
 				b.Stats.Outages.Add(1)
 			}
 		}
-		b.sink.SetStatus(router.StatusDisconnected, reason(err))
+		if !down {
+			b.sink.SetStatus(router.StatusDisconnected, reason(err))
+			down = true
+		}
 		if !b.sleep(b.backoff(failures)) {
 			return
 		}
@@ -343,36 +505,31 @@ func (b *Bus) supervise() {
 	}
 }
 
-// serve applies plan diffs until the connection fails or the bus closes.
-func (b *Bus) serve(ctx context.Context, ps *redis.PubSub, sent *router.Plan, connected <-chan struct{}, readErr <-chan error, onConnected func()) error {
-	apply := func() error {
-		b.mu.Lock()
-		want, gen := b.want, b.wantGen.Load()
-		b.mu.Unlock()
-		if err := applyDiff(ctx, ps, router.Diff(*sent, want)); err != nil {
-			return err
-		}
-		*sent = want
-		return ps.Ping(ctx, planPing+strconv.FormatUint(gen, 10))
+// serve subscribes c to the plan, then applies plan diffs until the
+// connection fails or the bus closes.
+func (b *Bus) serve(ctx context.Context, c *subConn, onConnected func()) error {
+	b.mu.Lock()
+	sent, gen := b.want, b.wantGen.Load()
+	b.mu.Unlock()
+	go c.read()
+	d := router.PlanDiff{Subscribe: sent.Channels, PSubscribe: sent.Patterns}
+	if err := c.apply(ctx, d, gen, true); err != nil {
+		return err
 	}
 	for {
 		select {
-		case <-connected:
-			connected = nil
-			// Routes added while connecting are subscribed before the
-			// writer starts.
-			select {
-			case <-b.update:
-				if err := apply(); err != nil {
-					return err
-				}
-			default:
-			}
+		case <-c.live:
+			b.cur.Store(c)
 			onConnected()
-		case err := <-readErr:
+		case err := <-c.errc:
 			return err
 		case <-b.update:
-			if err := apply(); err != nil {
+			b.mu.Lock()
+			want, gen := b.want, b.wantGen.Load()
+			b.mu.Unlock()
+			d := router.Diff(sent, want)
+			sent = want
+			if err := c.apply(ctx, d, gen, false); err != nil {
 				return err
 			}
 		case <-b.done:
@@ -381,27 +538,108 @@ func (b *Bus) serve(ctx context.Context, ps *redis.PubSub, sent *router.Plan, co
 	}
 }
 
-func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) (router.Plan, error) {
-	b.mu.Lock()
-	want, gen := b.want, b.wantGen.Load()
-	b.mu.Unlock()
-	b.confirm(gen) // once the control channel is confirmed: see read
-	// The control channel goes last: its confirmation means every
-	// subscription before it is in place.
-	d := router.PlanDiff{Subscribe: want.Channels, PSubscribe: want.Patterns}
-	if err := applyDiff(ctx, ps, d); err != nil {
-		return want, err
-	}
-	return want, ps.Subscribe(ctx, b.control)
+// reply is what the subscriber connection waits for after one command:
+// Redis answers the commands of a connection in the order they were sent.
+type reply struct {
+	kind string // "subscribe", "psubscribe", "unsubscribe", "punsubscribe" or "ping"
+	name string // the channel or pattern; "" for a ping
+	// gen is the plan change this reply completes (0: none); first marks
+	// the reply that completes the connection's initial subscriptions.
+	gen   uint64
+	first bool
+	// drained marks the PING of Drain: every message Redis sent before its
+	// reply has been read, and is routed once the marker is.
+	drained bool
 }
 
-const chunk = 1000 // arguments per (P)(UN)SUBSCRIBE command
+// subConn is one pub/sub connection, from its first command to its first
+// error. Each (P)(UN)SUBSCRIBE carries one name, so that a refusal (an ACL
+// NOPERM) names the one subscription refused and the others stand; the
+// replies confirm the subscriptions, so no private channel is needed (an
+// ACL user may be allowed exactly its routes' channels).
+type subConn struct {
+	b  *Bus
+	ps *redis.PubSub
 
-// planPing prefixes the PING payload that confirms a plan change.
-const planPing = "realtime:plan:"
+	sendMu  sync.Mutex // a command and its expected reply are queued together
+	replyMu sync.Mutex
+	replies []reply // expected, oldest first
 
-// confirm records that the plan changes up to gen are in place (or will
-// be, before the connection is reported live).
+	active *router.Active // the reader's only
+	dead   atomic.Bool    // after the first error: nothing more is sent or read
+	live   chan struct{}  // one value once the initial subscriptions are answered
+	errc   chan error     // the first error
+}
+
+func (b *Bus) newSubConn() *subConn {
+	return &subConn{b: b, ps: b.client.Subscribe(context.Background()), active: router.NewActive(),
+		live: make(chan struct{}, 1), errc: make(chan error, 1)}
+}
+
+// fail records the connection's first error; the supervisor takes it.
+func (c *subConn) fail(err error) {
+	if c.dead.CompareAndSwap(false, true) {
+		c.errc <- err
+	}
+}
+
+// send writes one command whose reply will be r.
+func (c *subConn) send(ctx context.Context, r reply) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if c.dead.Load() {
+		return errors.New("connection closed")
+	}
+	c.replyMu.Lock()
+	c.replies = append(c.replies, r)
+	c.replyMu.Unlock()
+	var err error
+	switch r.kind {
+	case "subscribe":
+		err = c.ps.Subscribe(ctx, r.name)
+	case "psubscribe":
+		err = c.ps.PSubscribe(ctx, r.name)
+	case "unsubscribe":
+		err = c.ps.Unsubscribe(ctx, r.name)
+	case "punsubscribe":
+		err = c.ps.PUnsubscribe(ctx, r.name)
+	default:
+		err = c.ps.Ping(ctx)
+	}
+	if err != nil {
+		c.fail(err)
+	}
+	return err
+}
+
+// apply sends d's commands; the last one's reply completes plan change gen
+// (a PING when d is empty).
+func (c *subConn) apply(ctx context.Context, d router.PlanDiff, gen uint64, first bool) error {
+	var rs []reply
+	for _, op := range []struct {
+		kind  string
+		names []string
+	}{
+		{"psubscribe", d.PSubscribe}, {"subscribe", d.Subscribe},
+		{"unsubscribe", d.Unsubscribe}, {"punsubscribe", d.PUnsubscribe},
+	} {
+		for _, name := range op.names {
+			rs = append(rs, reply{kind: op.kind, name: name})
+		}
+	}
+	if len(rs) == 0 {
+		rs = append(rs, reply{kind: "ping"})
+	}
+	rs[len(rs)-1].gen, rs[len(rs)-1].first = gen, first
+	for _, r := range rs {
+		if err := c.send(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// confirm records that the plan changes up to gen are in place.
 func (b *Bus) confirm(gen uint64) {
 	for {
 		done := b.doneGen.Load()
@@ -412,80 +650,130 @@ func (b *Bus) confirm(gen uint64) {
 	signal(b.liveSig)
 }
 
-func applyDiff(ctx context.Context, ps *redis.PubSub, d router.PlanDiff) error {
-	for _, op := range []struct {
-		names []string
-		fn    func(context.Context, ...string) error
-	}{
-		{d.PSubscribe, ps.PSubscribe}, {d.Subscribe, ps.Subscribe},
-		{d.Unsubscribe, ps.Unsubscribe}, {d.PUnsubscribe, ps.PUnsubscribe},
-	} {
-		for i := 0; i < len(op.names); i += chunk {
-			if err := op.fn(ctx, op.names[i:min(i+chunk, len(op.names))]...); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// read reads the socket continuously until it fails. Idle connections are
-// checked with PING every read_timeout; two silent intervals end it.
-func (b *Bus) read(ps *redis.PubSub, connected chan<- struct{}, errc chan<- error) {
+// read reads the socket continuously until the connection fails. Idle
+// connections are checked with PING every read_timeout; two silent
+// intervals end it.
+func (c *subConn) read() {
 	ctx := context.Background()
-	active := router.NewActive()
-	interval := max(b.cfg.ReadTimeout.D(), 100*time.Millisecond)
+	interval := max(c.b.cfg.ReadTimeout.D(), 100*time.Millisecond)
 	pinged := false
 	for {
-		msg, err := ps.ReceiveTimeout(ctx, interval)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !b.closed() {
-				if pinged {
-					errc <- fmt.Errorf("no reply from Redis within %s", 2*interval)
-					return
-				}
-				if err := ps.Ping(ctx); err != nil {
-					errc <- err
-					return
-				}
-				pinged = true
-				continue
+		msg, err := c.ps.ReceiveTimeout(ctx, interval)
+		if c.dead.Load() {
+			return
+		}
+		var ne net.Error
+		switch {
+		case err == nil:
+		case isReply(err): // a command refused: the connection is fine
+			if err := c.answer("", "", err); err != nil {
+				c.fail(err)
+				return
 			}
-			errc <- err
+			pinged = false
+			continue
+		case errors.As(err, &ne) && ne.Timeout() && !c.b.closed():
+			if pinged {
+				c.fail(fmt.Errorf("no reply from Redis within %s", 2*interval))
+				return
+			}
+			if c.send(ctx, reply{kind: "ping"}) != nil {
+				return
+			}
+			pinged = true
+			continue
+		default:
+			c.fail(err)
 			return
 		}
 		pinged = false
 		switch m := msg.(type) {
-		case *redis.Pong:
-			if g, ok := strings.CutPrefix(m.Payload, planPing); ok {
-				if gen, err := strconv.ParseUint(g, 10, 64); err == nil {
-					b.confirm(gen)
-				}
-			}
 		case *redis.Message:
-			if !active.Owns(m.Pattern, m.Channel) {
-				b.Stats.Late.Add(1)
-			} else if !b.inbox.put(m.Channel, m.Payload) {
-				b.Stats.InboxDropped.Add(1)
-				b.sink.Drop(router.DropQueueFull)
+			if !c.active.Owns(m.Pattern, m.Channel) {
+				c.b.Stats.Late.Add(1)
+			} else if !c.b.inbox.put(m.Channel, m.Payload) {
+				c.b.Stats.InboxDropped.Add(1)
+				c.b.sink.Drop(router.DropQueueFull)
 			}
 		case *redis.Subscription:
-			switch m.Kind {
-			case "subscribe":
-				if m.Channel == b.control {
-					close(connected)
-				} else {
-					active.AddChannel(m.Channel)
-				}
-			case "unsubscribe":
-				active.RemoveChannel(m.Channel)
-			case "psubscribe":
-				active.AddPattern(m.Channel)
-			case "punsubscribe":
-				active.RemovePattern(m.Channel)
-			}
+			err = c.answer(m.Kind, m.Channel, nil)
+		case *redis.Pong:
+			err = c.answer("ping", "", nil)
+		default:
+			err = fmt.Errorf("unexpected %T from Redis", msg)
 		}
+		if err != nil {
+			c.fail(err)
+			return
+		}
+	}
+}
+
+// answer matches a reply (or refusal) to the oldest command waiting for
+// one. A reply that no command waits for means the connection is not the
+// one these commands went to: go-redis re-established it behind the
+// supervisor's back, which is an error here.
+func (c *subConn) answer(kind, name string, refused error) error {
+	c.replyMu.Lock()
+	if len(c.replies) == 0 {
+		c.replyMu.Unlock()
+		return fmt.Errorf("unexpected reply from Redis (%s %q)", kind, name)
+	}
+	r := c.replies[0]
+	c.replies = c.replies[1:]
+	c.replyMu.Unlock()
+	if refused == nil && (r.kind != kind || r.name != name) {
+		return fmt.Errorf("reply %s %q from Redis where %s %q was due", kind, name, r.kind, r.name)
+	}
+	switch r.kind {
+	case "subscribe":
+		if refused == nil {
+			c.active.AddChannel(r.name)
+		}
+		c.b.refused(false, r.name, refused)
+	case "psubscribe":
+		if refused == nil {
+			c.active.AddPattern(r.name)
+		}
+		c.b.refused(true, r.name, refused)
+	case "unsubscribe":
+		c.active.RemoveChannel(r.name)
+		c.b.refused(false, r.name, nil)
+	case "punsubscribe":
+		c.active.RemovePattern(r.name)
+		c.b.refused(true, r.name, nil)
+	}
+	if r.gen > 0 {
+		c.b.confirm(r.gen)
+	}
+	if r.first {
+		c.live <- struct{}{}
+	}
+	if r.drained {
+		c.b.inbox.force(outMsg{drained: true})
+	}
+	return nil
+}
+
+// refused reports a subscription Redis refused (err) to the sink, and one
+// it no longer refuses (nil) if it had.
+func (b *Bus) refused(isPattern bool, name string, err error) {
+	key := "c:" + name
+	if isPattern {
+		key = "p:" + name
+	}
+	b.refusedMu.Lock()
+	_, was := b.refusals[key]
+	if err != nil {
+		b.refusals[key] = true
+	} else {
+		delete(b.refusals, key)
+	}
+	b.refusedMu.Unlock()
+	if err != nil {
+		b.sink.SubscribeRefused(name, isPattern, err.Error())
+	} else if was {
+		b.sink.SubscribeRefused(name, isPattern, "")
 	}
 }
 
@@ -498,15 +786,26 @@ func reason(err error) string {
 
 const batchSize = 256
 
-// write pipelines the outbox to Redis in order, retrying failed batches
-// with backoff; a message leaves the outbox only once Redis acknowledged it.
+// write pipelines the outbox to Redis in order. A message leaves the outbox
+// once Redis answered it: acknowledged, or refused (an ACL denial, a
+// command error), which is dropped and counted, since sending it again
+// would be refused again. Only a connection error is retried, from the
+// first message without an answer, after a backoff: a message whose
+// answer was lost may have been published, so such a message can arrive
+// twice, and an acknowledged one is never sent again.
 func (b *Bus) write() {
 	defer b.wg.Done()
+	defer func() { // after a HandOver, whatever ended the loop
+		b.writing.Store(false)
+		b.passOutbox()
+	}()
 	failures := 0
 	for {
 		select {
 		case <-b.outbox.sig:
 		case <-b.done:
+			return
+		case <-b.handed:
 			return
 		}
 		for !b.closed() {
@@ -515,18 +814,31 @@ func (b *Bus) write() {
 				case <-b.liveSig:
 				case <-b.done:
 					return
+				case <-b.handed:
+					return
 				}
+			}
+			select {
+			case <-b.handed:
+				return
+			default:
 			}
 			batch := b.outbox.peek(batchSize)
 			if len(batch) == 0 {
 				break
 			}
-			ok := b.publishBatch(batch)
-			b.outbox.remove(ok)
-			b.Stats.Published.Add(uint64(ok))
-			if ok < len(batch) {
+			answered := b.publishBatch(batch)
+			b.outbox.remove(answered)
+			if answered < len(batch) {
 				b.Stats.PublishRetry.Add(1)
-				if !b.sleep(b.backoff(failures)) {
+				t := time.NewTimer(b.backoff(failures))
+				select {
+				case <-t.C:
+				case <-b.done:
+					t.Stop()
+					return
+				case <-b.handed:
+					t.Stop()
 					return
 				}
 				failures++
@@ -537,7 +849,8 @@ func (b *Bus) write() {
 	}
 }
 
-// publishBatch returns how many leading messages Redis acknowledged.
+// publishBatch sends batch in one pipeline and returns how many leading
+// messages Redis answered; it counts them, acknowledged or refused.
 func (b *Bus) publishBatch(batch []outMsg) int {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D()+b.cfg.ReadTimeout.D())
 	defer cancel()
@@ -548,9 +861,23 @@ func (b *Bus) publishBatch(batch []outMsg) int {
 	}
 	_, _ = pipe.Exec(ctx)
 	for i, c := range cmds {
-		if c.Err() != nil {
+		switch err := c.Err(); {
+		case err == nil:
+			b.Stats.Published.Add(1)
+		case isReply(err):
+			b.Stats.Refused.Add(1)
+			b.sink.PublishFailed(batch[i].channel, err.Error())
+		default:
 			return i
 		}
 	}
 	return len(batch)
+}
+
+// isReply reports whether err is an error reply from Redis (NOPERM,
+// WRONGTYPE, ERR ...) rather than a connection error: the command reached
+// the server and was refused.
+func isReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
 }
