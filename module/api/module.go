@@ -594,13 +594,36 @@ func (m *Module) Reload() (ReloadResult, error) {
 	broken := m.cfgErr != nil
 	m.cfg, m.cfgErr = cfg, nil
 	if broken || !reflect.DeepEqual(old.Redis, cfg.Redis) {
-		res.Reconnected = true
-		if err := m.attach(); err != nil {
+		if err := m.reconnect(old, &res); err != nil {
 			return res, err
 		}
 	}
 	m.logs.add("info", "reloaded: "+sum.String())
 	return res, nil
+}
+
+// reconnect applies m.cfg.Redis after a Reload changed it: on the live
+// connection when it can (outbox bounds, backoff); else a new connection
+// takes over without a gap (it subscribes before the old one closes, and
+// the old outbox moves to it); else (a mode change, a broken config
+// before) a plain attach.
+func (m *Module) reconnect(old *config.Config, res *ReloadResult) error {
+	rb, ok := m.r.Backend().(*redisbus.Bus)
+	if !ok || old.Local() || m.cfg.Local() {
+		res.Reconnected = true
+		return m.attach()
+	}
+	if rb.Reconfigure(m.cfg.Redis) {
+		return nil
+	}
+	next, err := redisbus.New(m.cfg.Redis)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", m.cfg.Redis.Target(), err)
+	}
+	res.Reconnected = true
+	rb.HandOver(next)
+	m.r.Replace(next)
+	return nil
 }
 
 // ReloadDoc is Reload's summary as a table for Lua.
@@ -617,11 +640,13 @@ func (res ReloadResult) Doc() *router.Doc {
 	b.num(float64(len(res.Plan.Subscribe) + len(res.Plan.PSubscribe)))
 	b.str("unsubscribed")
 	b.num(float64(len(res.Plan.Unsubscribe) + len(res.Plan.PUnsubscribe)))
+	b.str("refused")
+	b.strs(res.Refused)
 	b.str("reconnected")
 	b.boolean(res.Reconnected)
 	b.str("summary")
 	b.str(res.String())
-	b.close(i, 7)
+	b.close(i, 8)
 	return b.doc()
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/internal/redistest"
 	"github.com/gmod-realtime/realtime/router"
 )
 
@@ -350,4 +351,41 @@ func TestStatsFrames(t *testing.T) {
 	}
 	assert.Equal(t, map[string]float64{"count": 150, "over_budget": 3, "p50_us": 51, "p99_us": 100, "max_us": 9000}, got)
 	assert.Equal(t, 1, calls)
+}
+
+// TestReloadRedisKeys: a Reload that changes [redis] keys applies what it
+// can on the live connection, and otherwise moves to a new connection
+// without a gap: Lua sees no RealtimeDisconnected, and events keep coming.
+func TestReloadRedisKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	base := "[redis]\nurl = \"" + srv.URL() + "\"\n"
+	m, file := start(t, base)
+	require.Eventually(t, func() bool { return m.Status() == "connected" }, 10*time.Second, time.Millisecond)
+	_, _, err := m.On("r", "r", OnOptions{})
+	require.NoError(t, err)
+
+	require.NoError(t, os.WriteFile(file, []byte(base+"outbox_events = 500\n"), 0o644))
+	res, err := m.Reload()
+	require.NoError(t, err)
+	assert.False(t, res.Reconnected, "the outbox bound changes on the live connection")
+
+	require.NoError(t, os.WriteFile(file, []byte(base+"outbox_events = 500\nread_timeout = \"7s\"\n"), 0o644))
+	res, err = m.Reload()
+	require.NoError(t, err)
+	assert.True(t, res.Reconnected, "a new read timeout needs a new connection")
+
+	// The new connection delivers; the status never went to disconnected.
+	require.NoError(t, m.Publish("r", "after"))
+	var got []string
+	require.Eventually(t, func() bool {
+		for _, d := range drain(m) {
+			if d.Event.Kind == router.KindStatus {
+				assert.NotEqual(t, "RealtimeDisconnected", d.Hook, "a Reload's reconnect is not an outage: %q", d.Event.Note)
+				continue
+			}
+			got = append(got, d.Event.Payload)
+		}
+		return len(got) > 0
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.Contains(t, got, "after")
 }
