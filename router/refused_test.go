@@ -101,13 +101,12 @@ func TestReplaceHandsOverOnConnect(t *testing.T) {
 	r.Attach(old)
 	old.sink.SetStatus(StatusConnected, "")
 
-	failed := &closingBackend{}
-	r.Replace(failed)
-	failed.sink.SetStatus(StatusConnecting, "")
-	failed.sink.SetStatus(StatusDisconnected, "auth")
+	slow := &closingBackend{}
+	r.Replace(slow)
+	slow.sink.SetStatus(StatusConnecting, "")
 	next := &closingBackend{}
 	r.Replace(next)
-	assert.True(t, failed.closed, "the replacement that never connected is dropped")
+	assert.True(t, slow.closed, "the replacement that never connected is dropped")
 	assert.False(t, old.closed)
 
 	next.sink.Deliver("a", "early") // before it is connected: not used
@@ -117,6 +116,34 @@ func TestReplaceHandsOverOnConnect(t *testing.T) {
 	assert.True(t, old.closed)
 	old.sink.Deliver("a", "late") // after the handover: ignored
 	next.sink.Deliver("a", "new")
+	assert.Equal(t, []string{"connected", "old", "new"}, drained(r), "one connected status, no disconnect")
+	assert.Same(t, next, r.Backend())
+}
+
+// TestReplaceThatFailsIsReported: when the replacing backend's connection
+// fails, the router does not keep the old one up behind Lua's back (its
+// publishes already go to the new one): the old one is closed and the
+// failure is the status; the new one goes on retrying.
+func TestReplaceThatFailsIsReported(t *testing.T) {
+	r, err := New(parseConfig(t, "[[routes]]\nname = \"a\"\nchannel = \"a\"\nhandler = \"h\"\n"))
+	require.NoError(t, err)
+	old := &closingBackend{}
+	r.Attach(old)
+	old.sink.SetStatus(StatusConnected, "")
+	failed := &closingBackend{}
+	r.Replace(failed)
+	failed.sink.SetStatus(StatusConnecting, "")
+	assert.False(t, old.closed, "still connecting: the old one delivers")
+	failed.sink.SetStatus(StatusDisconnected, "auth")
+	assert.True(t, old.closed, "failed: the old one is closed")
+	assert.Equal(t, StatusDisconnected, r.Status())
+	failed.sink.SetStatus(StatusConnected, "") // its retry worked
+	failed.sink.Deliver("a", "after")
+	assert.Equal(t, []string{"connected", "disconnected", "connected", "after"}, drained(r))
+}
+
+// drained drains r: messages' payloads and statuses' names.
+func drained(r *Router) []string {
 	var got []string
 	r.Drain(100, 0, func(e *Event) {
 		if e.Kind == KindMessage {
@@ -125,8 +152,7 @@ func TestReplaceHandsOverOnConnect(t *testing.T) {
 			got = append(got, e.Status.String())
 		}
 	})
-	assert.Equal(t, []string{"connected", "old", "new"}, got, "one connected status, no disconnect")
-	assert.Same(t, next, r.Backend())
+	return got
 }
 
 // drainingBackend is a closingBackend that drains on request.

@@ -290,10 +290,14 @@ func (s *sink) SetStatus(st Status, reason string) {
 		if !s.current() {
 			return
 		}
-		if st != StatusConnected {
-			if st == StatusDisconnected {
-				s.r.Logf("warn", "the new connection (replacing the current one) failed: %s", reason)
-			}
+		switch st {
+		case StatusConnected:
+		case StatusDisconnected:
+			// The new settings do not connect: the old connection is not
+			// kept on behind Lua's back (publishes go to the new one),
+			// so the router reports the truth and the new one retries.
+			s.r.Logf("warn", "the new connection (replacing the current one) failed: %s; the old connection is closed", reason)
+		default:
 			return
 		}
 		if !s.r.promote(s) {

@@ -2,8 +2,10 @@ package api
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -388,4 +390,29 @@ func TestReloadRedisKeys(t *testing.T) {
 		return len(got) > 0
 	}, 10*time.Second, 5*time.Millisecond)
 	assert.Contains(t, got, "after")
+}
+
+// TestReloadToUnreachableRedis: a Reload whose new [redis] settings do not
+// connect does not leave the old connection reporting "connected" while
+// publishes wait for the new one: the status says so, and Lua hears it.
+func TestReloadToUnreachableRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	m, file := start(t, "[redis]\nurl = \""+srv.URL()+"\"\n")
+	require.Eventually(t, func() bool { return m.Status() == "connected" }, 10*time.Second, time.Millisecond)
+	drain(m)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := dead.Addr().String()
+	require.NoError(t, dead.Close()) // nothing listens there now
+	require.NoError(t, os.WriteFile(file, []byte("[redis]\nurl = \"redis://"+addr+"\"\nconnect_timeout = \"200ms\"\n"), 0o644))
+	res, err := m.Reload()
+	require.NoError(t, err)
+	assert.True(t, res.Reconnected)
+	var hooks []string
+	require.Eventually(t, func() bool {
+		for _, d := range drain(m) {
+			hooks = append(hooks, d.Hook)
+		}
+		return m.Status() != "connected" && slices.Contains(hooks, "RealtimeDisconnected")
+	}, 15*time.Second, 5*time.Millisecond, "status %s, hooks %v", m.Status(), hooks)
 }

@@ -943,8 +943,12 @@ function api.probe(why)
 	end
 	if not got then
 		local st = rt.GetStats()
-		fail(string.format("the pump is dead (%s): a probe event was not delivered after %d ProcessEvents calls (queue depth %s, status %s)",
-			why, n, tostring(st.queue.depth), rt.Status()))
+		local route = st.routes[routename(ch, tok.id)] or {}
+		fail(string.format("the pump is dead (%s): a probe event was not delivered after %d ProcessEvents calls (queue depth %s, status %s;"
+			.. " received %s, published %s, publish_failed %s, outbox %s; the probe route: matched %s, refused %q; %d routes)",
+			why, n, tostring(st.queue.depth), rt.Status(), tostring(st.received), tostring(st.published),
+			tostring(st.publish_failed), tostring(st.redis.outbox), tostring(route.matched), tostring(route.refused),
+			(function() local c = 0 for _ in pairs(st.routes) do c = c + 1 end return c end)()))
 	end
 	api.off_token(tok)
 	quiet = was_quiet
