@@ -18,9 +18,11 @@ func TestAttack(t *testing.T) {
 		{"attack_printloop", all},  // print calling Reload: ProcessEvents prints forever
 		{"attack_statusloop", all}, // a status hook that reconnects: ProcessEvents(1) never returns
 		{"attack_gcnumber", all},   // finalizers raising numbers: an error escapes, the pump is stuck
+		{"attack_routename", all},  // colliding handler names: an event reaches another route's handler
 		// PUC Lua 5.1's debug.getupvalue does not touch C closures; LuaJIT's (GMod's) does.
 		{"attack_upvalue_event", luajit},    // debug.setupvalue on a game event's body: out-of-bounds read
 		{"attack_upvalue_handlers", luajit}, // debug.setupvalue on On's body: a string used as a table
+		{"attack_upvalue_swap", luajit},     // ProcessEvents' body run by another entry: stack corruption
 	} {
 		name := c.name
 		for _, h := range c.hosts {
