@@ -35,3 +35,17 @@ func TestAttack(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackMapBatch: a map change while the rest of a batch waits in the
+// shim; each event is handled once in either map, or counted as no_handler.
+func TestAttackMapBatch(t *testing.T) {
+	for _, mode := range []string{"keep", "drop"} {
+		for _, h := range []Host{luajit64, lua51, luajit32} {
+			t.Run(mode+"/"+h.Name, func(t *testing.T) {
+				t.Parallel()
+				out := NewServer(t, h, "").RunScript("attack_mapbatch.lua", "MAPBATCH="+mode)
+				assert.Contains(t, out, "attack_mapbatch: ok")
+			})
+		}
+	}
+}
