@@ -6,6 +6,9 @@
 -- set: every later ProcessEvents returns 0 until the next map change, and
 -- the queue only grows.
 local T = require "testlib"
+-- LuaJIT 2.1.0-beta3 itself crashes when a finalizer raises inside JIT-compiled code
+-- (reproduced without the module); the interpreter is what this test is about.
+if jit then jit.off() end
 local rt = realtime
 HOST.ExpectErrors("4242")
 
