@@ -10,7 +10,7 @@ local T = require "testlib"
 -- (reproduced without the module); the interpreter is what this test is about.
 if jit then jit.off() end
 local rt = realtime
-HOST.ExpectErrors("4242")
+HOST.ExpectErrors("4242", "were built", "was removed while events for it waited")
 
 local function depth(n)
 	local deadline = HOST.Time() + 10

@@ -18,8 +18,11 @@ T.eq(type(dispatch), "function", "ProcessEvents' dispatch body")
 rt.On("swap", "swap", function() end)
 for _ = 1, 100 do rt.Publish("swap", "x") end
 depth(100)
+local _, status = debug.getupvalue(rt.Status, 1)
 debug.setupvalue(rt.Status, 1, dispatch)
 for _ = 1, 100 do pcall(rt.Status) end
+debug.setupvalue(rt.Status, 1, status)
+repeat rt.ProcessEvents() until rt.GetStats().queue.depth == 0
 rt.Off("swap")
 
 HOST.Run(function() print("attack_upvalue_swap: ok") end)
