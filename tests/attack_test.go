@@ -1,0 +1,51 @@
+package tests
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// TestAttack runs the attack_*.lua reproducers (hostile scripts against the
+// Lua boundary, local mode) on every host: each must finish and print
+// "<name>: ok"; a hang, a crash or a failed check fails it.
+func TestAttack(t *testing.T) {
+	all, luajit := []Host{luajit64, lua51, luajit32}, []Host{luajit64, luajit32}
+	for _, c := range []struct {
+		name  string
+		hosts []Host
+	}{
+		{"attack_printloop", all},  // print calling Reload: ProcessEvents prints forever
+		{"attack_statusloop", all}, // a status hook that reconnects: ProcessEvents(1) never returns
+		{"attack_gcnumber", all},   // finalizers raising numbers: an error escapes, the pump is stuck
+		{"attack_routename", all},  // colliding handler names: an event reaches another route's handler
+		{"attack_optargs", all},    // an On option of the wrong type blames argument #5, #7 or #8
+		// PUC Lua 5.1's debug.getupvalue does not touch C closures; LuaJIT's (GMod's) does.
+		{"attack_upvalue_event", luajit},    // debug.setupvalue on a game event's body: out-of-bounds read
+		{"attack_upvalue_handlers", luajit}, // debug.setupvalue on On's body: a string used as a table
+		{"attack_upvalue_swap", luajit},     // ProcessEvents' body run by another entry: stack corruption
+	} {
+		name := c.name
+		for _, h := range c.hosts {
+			t.Run(name+"/"+h.Name, func(t *testing.T) {
+				t.Parallel()
+				out := NewServer(t, h, "").RunScript(name + ".lua")
+				assert.Contains(t, out, name+": ok")
+			})
+		}
+	}
+}
+
+// TestAttackMapBatch: a map change while the rest of a batch waits in the
+// shim; each event is handled once in either map, or counted as no_handler.
+func TestAttackMapBatch(t *testing.T) {
+	for _, mode := range []string{"keep", "drop"} {
+		for _, h := range []Host{luajit64, lua51, luajit32} {
+			t.Run(mode+"/"+h.Name, func(t *testing.T) {
+				t.Parallel()
+				out := NewServer(t, h, "").RunScript("attack_mapbatch.lua", "MAPBATCH="+mode)
+				assert.Contains(t, out, "attack_mapbatch: ok")
+			})
+		}
+	}
+}
