@@ -106,6 +106,25 @@ static void checkfunction(lua_State *L, int narg, const char *fn) {
 		typeerror(L, narg, fn, "function");
 }
 
+/* error_text is the text of the error object at idx, without converting
+ * it in place: lua_tolstring on a number allocates, and an allocation may
+ * run a finalizer that raises. */
+static const char *error_text(lua_State *L, int idx, char *buf, size_t size, size_t *len) {
+	const char *msg;
+	switch (lua.type(L, idx)) {
+	case LUA_TSTRING:
+		return lua.tolstring(L, idx, len);
+	case LUA_TNUMBER:
+		snprintf(buf, size, "%.14g", lua.tonumber(L, idx));
+		msg = buf;
+		break;
+	default:
+		msg = "(error object is not a string)";
+	}
+	*len = strlen(msg);
+	return msg;
+}
+
 static void pushstr(lua_State *L, const rt_out *out, rt_str s) { lua.pushlstring(L, out->tape.bytes + s.off, s.len); }
 
 /* check turns a Go result code into Lua: RT_OK returns 0 for the caller to
@@ -155,13 +174,20 @@ static int entry(lua_State *L) {
 
 /* body_out takes the entry's rt_out off the top of the stack, leaving the
  * caller's arguments as they were. */
-static rt_out *body_out(lua_State *L) {
+static rt_out *body_out(lua_State *L, uint32_t magic) {
 	int top = lua.gettop(L);
 	rt_out *out = top > 0 && lua.type(L, top) == LUA_TLIGHTUSERDATA ? lua.touserdata(L, top) : NULL;
-	if (!out || out->magic != RT_OUT_MAGIC)
+	if (!out || out->magic != magic)
 		rt_raise(L, "realtime: internal function called directly");
 	lua.settop(L, top - 1);
 	return out;
+}
+
+/* check_tables raises unless the body's handler tables are tables (a
+ * script can replace a C closure's upvalues with debug.setupvalue). */
+static void check_tables(lua_State *L) {
+	if (lua.type(L, lua_upvalueindex(1)) != LUA_TTABLE || lua.type(L, lua_upvalueindex(2)) != LUA_TTABLE)
+		rt_raise(L, "realtime: internal function tampered with (debug.setupvalue)");
 }
 
 /* ---- The realtime table ------------------------------------------------ */
@@ -173,7 +199,7 @@ static rt_out *body_out(lua_State *L) {
 #define ON_HANDLERS lua_upvalueindex(2)
 
 static int l_publish(lua_State *L) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
 	size_t chn, pn = 0;
 	const char *ch = checkstring(L, 1, "Publish", &chn);
 	const char *payload = NULL;
@@ -218,8 +244,11 @@ static const struct game_event {
 };
 
 static int l_game_event(lua_State *L) {
-	rt_out *out = body_out(L);
-	const struct game_event *ev = &game_events[(int)lua.tonumber(L, lua_upvalueindex(1))];
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
+	double which = lua.tonumber(L, lua_upvalueindex(1));
+	if (!(which >= 0 && which < (double)(sizeof game_events / sizeof game_events[0])))
+		rt_raise(L, "realtime: internal function tampered with (debug.setupvalue)");
+	const struct game_event *ev = &game_events[(int)which];
 	rt_tape *t = &out->args;
 	rt_tape_node(L, t, RTK_OBJECT, 0, NULL, 0);
 	uint32_t nfields = 0;
@@ -283,8 +312,30 @@ static void set_on_handler(lua_State *L, const rt_out *out, rt_str name) {
 	lua.rawset(L, ON_HANDLERS);
 }
 
+/* option pushes the options table's field name (read raw) and checks its
+ * type: nil, or want (a number is a string too). It returns the string ("",
+ * or NULL for a number option that is nil); errors name the options
+ * argument and the field. */
+static const char *option(lua_State *L, int oidx, const char *fn, const char *name, int want, size_t *len) {
+	lua.pushstring(L, name);
+	lua.rawget(L, oidx);
+	int t = lua.type(L, -1);
+	if (t <= LUA_TNIL) {
+		if (len)
+			*len = 0;
+		return want == LUA_TSTRING ? "" : NULL;
+	}
+	if (t != want && !(want == LUA_TSTRING && t == LUA_TNUMBER)) {
+		char msg[160];
+		snprintf(msg, sizeof msg, "%s: %s expected, got %s", name, lua.typename(L, want), lua.typename(L, t));
+		argerror(L, oidx, fn, msg);
+	}
+	return want == LUA_TSTRING ? lua.tolstring(L, -1, len) : "";
+}
+
 static int on(lua_State *L, const char *fn, int exact) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
+	check_tables(L);
 	size_t pn, idn = 0, dn = 0, rn = 0;
 	const char *pat = checkstring(L, 1, fn, &pn);
 	const char *id = "";
@@ -304,22 +355,14 @@ static int on(lua_State *L, const char *fn, int exact) {
 		break;
 	case LUA_TTABLE:
 		/* raw reads: an options table's metamethods are not ours to run */
-		lua.pushstring(L, "decode");
-		lua.rawget(L, oidx);
-		if (lua.type(L, -1) > LUA_TNIL)
-			decode = checkstring(L, lua.gettop(L), fn, &dn);
+		decode = option(L, oidx, fn, "decode", LUA_TSTRING, &dn);
 		lua.pushstring(L, "json");
 		lua.rawget(L, oidx);
 		if (lua.toboolean(L, -1))
 			decode = "json", dn = 4;
-		lua.pushstring(L, "rate");
-		lua.rawget(L, oidx);
-		if (lua.type(L, -1) > LUA_TNIL)
-			rate = checkstring(L, lua.gettop(L), fn, &rn);
-		lua.pushstring(L, "burst");
-		lua.rawget(L, oidx);
-		if (lua.type(L, -1) > LUA_TNIL)
-			burst = checknumber(L, lua.gettop(L), fn);
+		rate = option(L, oidx, fn, "rate", LUA_TSTRING, &rn);
+		if (option(L, oidx, fn, "burst", LUA_TNUMBER, NULL))
+			burst = lua.tonumber(L, -1);
 		break;
 	default:
 		typeerror(L, oidx, fn, "table of options");
@@ -341,7 +384,8 @@ static int l_subscribe(lua_State *L) { return on(L, "Subscribe", 1); }
 static int l_subscribe_pattern(lua_State *L) { return on(L, "SubscribePattern", 0); }
 
 static int l_off(lua_State *L) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
+	check_tables(L);
 	size_t pn = 0, idn;
 	const char *pat = "", *id;
 	if (lua.gettop(L) >= 2) {
@@ -364,7 +408,8 @@ static int l_off(lua_State *L) {
 }
 
 static int l_handler(lua_State *L) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
+	check_tables(L);
 	size_t len;
 	const char *name = checkstring(L, 1, "Handler", &len);
 	int has = lua.type(L, 2) > LUA_TNIL;
@@ -381,7 +426,7 @@ static int l_handler(lua_State *L) {
 }
 
 static int l_config(lua_State *L) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
 	static const char *const keys[] = {"host", "port", "password", "timeout"};
 	static const char *const types[] = {"string", "number", "string", "number"};
 	rt_tape *t = &out->args;
@@ -408,7 +453,7 @@ static int l_config(lua_State *L) {
 }
 
 static int l_connect(lua_State *L) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
 	size_t len;
 	const char *url = optstring(L, 1, "Connect", &len);
 	int n = check(L, out, rtgo_connect(out, (char *)url, len), "Connect");
@@ -419,28 +464,28 @@ static int l_connect(lua_State *L) {
 }
 
 static int l_disconnect(lua_State *L) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
 	check(L, out, rtgo_disconnect(out), "Disconnect");
 	lua.pushboolean(L, 1);
 	return 1;
 }
 
 static int l_status(lua_State *L) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
 	check(L, out, rtgo_status(out), "Status");
 	pushstr(L, out, out->str);
 	return 1;
 }
 
 static int l_is_connected(lua_State *L) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
 	check(L, out, rtgo_status(out), "IsConnected");
 	lua.pushboolean(L, out->value);
 	return 1;
 }
 
 static int l_reload(lua_State *L) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
 	int n = check(L, out, rtgo_reload(out), "Reload");
 	if (n)
 		return n;
@@ -451,7 +496,7 @@ static int l_reload(lua_State *L) {
 }
 
 static int l_get_stats(lua_State *L) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
 	check(L, out, rtgo_stats(out), "GetStats");
 	uint32_t i = 0;
 	rt_push_node(L, &out->tape, &i, 0);
@@ -486,11 +531,20 @@ static void print_line(lua_State *L, const rt_out *out, int level) {
 	lua.settop(L, top);
 }
 
+/* flush_logs prints the log lines waiting when it starts, no more: a print
+ * (or ErrorNoHalt) that calls realtime.Reload adds a line each time. */
+static void flush_logs(lua_State *L, rt_out *out) {
+	for (int64_t n = load64(&rt_pending_logs); n > 0; n--) {
+		if (rtgo_take_log(out) != RT_OK || out->value <= 0)
+			return;
+		print_line(L, out, out->value);
+	}
+}
+
 /* l_flush_logs prints the log lines waiting; a body. */
 static int l_flush_logs(lua_State *L) {
-	rt_out *out = body_out(L);
-	while (load64(&rt_pending_logs) > 0 && rtgo_take_log(out) == RT_OK && out->value > 0)
-		print_line(L, out, out->value);
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
+	flush_logs(L, out);
 	return 0;
 }
 
@@ -571,7 +625,7 @@ static int push_event(lua_State *L, rt_event *ev) {
 typedef struct pump {
 	rt_out out;
 	int64_t start, max;
-	int dispatched, first;
+	int dispatched, started, first;
 	int building; /* the event whose arguments are being built, or -1 */
 	uint32_t progress; /* batches taken + events started: to tell a stuck pump */
 } pump;
@@ -581,7 +635,8 @@ typedef struct pump {
  * l_process_events, which starts it again after an error outside a handler
  * (a finalizer, an __index, out of memory while building the arguments). */
 static int l_dispatch(lua_State *L) {
-	rt_out *out = body_out(L);
+	rt_out *out = body_out(L, RT_PUMP_MAGIC);
+	check_tables(L);
 	pump *p = (pump *)out;
 	p->building = -1;
 	lua.settop(L, 0);
@@ -597,8 +652,8 @@ static int l_dispatch(lua_State *L) {
 	lua.pushstring(L, "route");
 	lua.pushstring(L, "received");
 	for (;;) {
-		if (p->dispatched > 0 &&
-		    ((p->max > 0 && p->dispatched >= p->max) || (rt_budget_ns > 0 && now_ns() - p->start >= rt_budget_ns)))
+		if ((p->max > 0 && p->dispatched >= p->max) ||
+		    (p->started > 0 && rt_budget_ns > 0 && now_ns() - p->start >= rt_budget_ns))
 			break;
 		if (rt_events.cur >= rt_events.n) {
 			/* next also ends the batch dispatched, for Go's counts */
@@ -615,6 +670,7 @@ static int l_dispatch(lua_State *L) {
 		uint32_t k = rt_events.cur++;
 		rt_event *ev = &rt_events.events[k];
 		p->progress++;
+		p->started++; /* status hooks too: they take time like handlers */
 		/* An error from here to the end of the event, outside the
 		 * handler's own pcall, is reported for event k by the caller. */
 		p->building = (int)k;
@@ -627,10 +683,9 @@ static int l_dispatch(lua_State *L) {
 		if (!ev->status)
 			p->dispatched++;
 		if (lua.pcall(L, nargs, 0, errfunc) != 0) {
+			char buf[32];
 			size_t len;
-			const char *msg = lua.tolstring(L, -1, &len); /* a number becomes a string: it may allocate */
-			if (!msg)
-				msg = "(error object is not a string)", len = strlen(msg);
+			const char *msg = error_text(L, -1, buf, sizeof buf, &len);
 			rtgo_handler_error((int)k, 0, (char *)msg, len);
 		}
 		lua.settop(L, DISPATCH_BASE);
@@ -666,7 +721,7 @@ static int l_process_events(lua_State *L) {
 		return rt_raise(L, "realtime: Lua stack overflow");
 	pump p;
 	memset(&p, 0, sizeof p);
-	p.out.magic = RT_OUT_MAGIC;
+	p.out.magic = RT_PUMP_MAGIC;
 	p.start = now_ns(), p.max = max, p.first = 1, p.building = -1;
 	int top = lua.gettop(L);
 	processing = 1;
@@ -676,17 +731,17 @@ static int l_process_events(lua_State *L) {
 			break;
 		/* An error outside a handler: the event being built is reported
 		 * as failed, and the pump goes on with the next one. */
+		char buf[32];
 		size_t len;
-		const char *msg = lua.tolstring(L, -1, &len);
-		if (!msg)
-			msg = "(error object is not a string)", len = strlen(msg);
+		const char *msg = error_text(L, -1, buf, sizeof buf, &len);
 		rtgo_handler_error(p.building, 1, (char *)msg, len);
 		p.building = -1;
 		lua.settop(L, top);
 		if (p.progress == progress || errors >= 1000)
 			break; /* no event moved: it would fail again */
 	}
-	if (run(L, 2, &p) != 0) /* the log lines; an error in print is not ours */
+	p.out.magic = RT_OUT_MAGIC; /* the log lines need only an rt_out */
+	if (run(L, 2, &p) != 0)    /* an error in print is not ours */
 		lua.settop(L, top);
 	processing = 0;
 	p.out.magic = 0;
@@ -775,9 +830,7 @@ static int l_open(lua_State *L) {
 	lua.setfield(L, 1, "Version");
 	lua.pushvalue(L, 1);
 	lua.setfield(L, LUA_GLOBALSINDEX, "realtime");
-	/* the config line, or why it is not connected */
-	while (load64(&rt_pending_logs) > 0 && rtgo_take_log(out) == RT_OK && out->value > 0)
-		print_line(L, out, out->value);
+	flush_logs(L, out); /* the config line, or why it is not connected */
 	return 0;
 }
 

@@ -64,6 +64,7 @@ typedef struct rt_out {
 } rt_out;
 
 #define RT_OUT_MAGIC 0x52544f55u
+#define RT_PUMP_MAGIC 0x5254504du /* the rt_out that starts a ProcessEvents pump */
 
 /* What became of a dispatched event, for Go at the next batch. */
 enum { RT_EV_DONE = 0, RT_EV_NO_HANDLER = 1 };

@@ -230,6 +230,10 @@ func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 		id = "realtime.On#" + strconv.Itoa(m.nextID)
 	}
 	def := config.Route{Name: routeName(pat, id), Handler: routeName(pat, id), Burst: int(o.Burst)}
+	if reg := m.dynamic[def.Name]; reg != nil && (reg.id != id || reg.pattern != pat) {
+		// "a (b) (c)" is On("b) (c", "a") and On("c", "a (b)")
+		return "", "", fmt.Errorf("the route name %q is already that of the registration with id %q for %q; choose another id", def.Name, reg.id, reg.pattern)
+	}
 	if o.Exact {
 		def.Channel = pat
 	} else {

@@ -416,3 +416,15 @@ func TestReloadToUnreachableRedis(t *testing.T) {
 		return m.Status() != "connected" && slices.Contains(hooks, "RealtimeDisconnected")
 	}, 15*time.Second, 5*time.Millisecond, "status %s, hooks %v", m.Status(), hooks)
 }
+
+// TestOnRouteNamesDoNotCollide: two registrations whose names would be the
+// same ("a (b) (c)") are refused, not merged.
+func TestOnRouteNamesDoNotCollide(t *testing.T) {
+	m, _ := start(t, "")
+	_, name, err := m.On("b) (c", "a", OnOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "a (b) (c)", name)
+	_, _, err = m.On("c", "a (b)", OnOptions{})
+	assert.ErrorContains(t, err, `the route name "a (b) (c)" is already that of the registration with id "a" for "b) (c"`)
+	assert.Equal(t, "b) (c", m.dynamic[name].pattern, "the first registration stands")
+}

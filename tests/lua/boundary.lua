@@ -158,7 +158,11 @@ for _ = 1, 100000 do
 	if pcall(collectgarbage) then break end -- each raising finalizer stops a collection
 end
 T.eq(pump_error, nil, "ProcessEvents raised with finalizers raising")
-T.eq(handled + (dropped("handler_error") - errors_before), 400, "handled + failed")
+-- Every event is handled or counted as failed; on PUC Lua 5.1 one can be
+-- both (a finalizer that raises after the handler returned, inside its
+-- pcall).
+local failed = dropped("handler_error") - errors_before
+T.ok(handled <= 400 and handled + failed >= 400, string.format("handled %d + failed %d", handled, failed))
 rt.Publish("after", "y")
 depth(1)
 T.eq(drain(), 1, "the pump works after the finalizers")
