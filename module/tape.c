@@ -55,7 +55,7 @@ void rt_tape_node(lua_State *L, rt_tape *t, uint32_t kind, double num, const cha
 		rt_raise(L, "realtime: out of memory");
 	rt_node *n = &t->nodes[t->n++];
 	n->kind = kind, n->num = num, n->off = t->nbytes, n->len = (uint32_t)len;
-	if (s) {
+	if (s && len) { /* memcpy from or to NULL is undefined even for 0 bytes */
 		memcpy(t->bytes + t->nbytes, s, len);
 		t->nbytes += (uint32_t)len;
 	}

@@ -15,7 +15,7 @@ import (
 // replacement by id, 200,000 registrations with the registry unchanged,
 // Publish's JSON shapes, the six game events, failing handlers, GetStats.
 func TestAPI(t *testing.T) {
-	for _, h := range []Host{luajit64, luajit64.TimersFirst(), lua51, luajit32} {
+	for _, h := range hosts(luajit64, luajit64.TimersFirst(), lua51, luajit32) {
 		t.Run(h.Name, func(t *testing.T) {
 			t.Parallel()
 			srv := redistest.Start(t)
@@ -51,7 +51,7 @@ func TestAPI(t *testing.T) {
 // numbers, JSON, argument messages), each once a freeze, a crash or a
 // misrouted event.
 func TestBoundary(t *testing.T) {
-	for _, h := range []Host{luajit64, lua51, luajit32} {
+	for _, h := range hosts(luajit64, lua51, luajit32) {
 		t.Run(h.Name, func(t *testing.T) {
 			t.Parallel()
 			s := NewServer(t, h, "")

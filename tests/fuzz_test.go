@@ -118,6 +118,9 @@ func runLuaFuzz(t *testing.T, seed int64, steps int, srv *redistest.Server) {
 	if v := os.Getenv("LUAFUZZ_SKIP"); v != "" {
 		env = append(env, "FUZZ_SKIP="+v)
 	}
+	if v := os.Getenv("LUAFUZZ_STEP_MS"); v != "" { // make sanitize: ASan makes every call slower
+		env = append(env, "FUZZ_STEP_MS="+v)
+	}
 	// fuzz.lua ends a call that never returns with SIGALRM after 10 s; the
 	// host's own timeout is the last resort.
 	p := s.Start("fuzz.lua", 0, 10*time.Minute, env...)

@@ -30,7 +30,7 @@ func TestHibernation(t *testing.T) {
 // in either frame order, while hibernating, and after its timer was removed
 // (tests/lua/pump.lua), on every host.
 func TestOnePumpPerFrame(t *testing.T) {
-	for _, h := range []Host{luajit64, luajit64.TimersFirst(), lua51, luajit32, luajit32.TimersFirst()} {
+	for _, h := range hosts(luajit64, luajit64.TimersFirst(), lua51, luajit32, luajit32.TimersFirst()) {
 		t.Run(h.Name, func(t *testing.T) {
 			t.Parallel()
 			s := NewServer(t, h, "")
