@@ -183,7 +183,12 @@ func (l *loader) validateURL(r *Redis) {
 		}
 		if db := strings.Trim(u.Path, "/"); db != "" {
 			if n, err := strconv.Atoi(db); err != nil || n < 0 {
-				l.fail("redis.url", "%s: database %q is not a number", shown, db)
+				if strings.ContainsAny(db, ":@") || len(db) > 16 {
+					// credentials in the wrong place ("redis:///:pw@"): not quoted
+					l.fail("redis.url", "%s: the database (the URL's path) is not a number", shown)
+				} else {
+					l.fail("redis.url", "%s: database %q is not a number", shown, db)
+				}
 			}
 		}
 	case "unix":
