@@ -342,8 +342,13 @@ func on(out *C.rt_out, pattern, id string, exact bool, decode, rate string, burs
 
 // off returns the names of the removed routes as string nodes, for the shim
 // to remove from its handler table.
-func off(out *C.rt_out, pattern, id string) C.int {
-	names := mod.Off(pattern, id)
+func off(out *C.rt_out, pattern, id string, byPattern bool) C.int {
+	var names []string
+	if byPattern {
+		names = mod.Off(id, pattern)
+	} else {
+		names = mod.Off(id)
+	}
 	t := &out.tape
 	reserve(t, len(names), 0)
 	nodes := unsafe.Slice(t.nodes, t.cap)

@@ -41,8 +41,8 @@ func rtgo_on(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t, 
 }
 
 //export rtgo_off
-func rtgo_off(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t) C.int {
-	return guard(out, func() C.int { return off(out, goString(pat, pn), goString(id, idn)) })
+func rtgo_off(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t, byPattern C.int) C.int {
+	return guard(out, func() C.int { return off(out, goString(pat, pn), goString(id, idn), byPattern != 0) })
 }
 
 //export rtgo_publish

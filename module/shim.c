@@ -394,7 +394,7 @@ static int l_off(lua_State *L) {
 	} else {
 		id = checkstring(L, 1, "Off", &idn);
 	}
-	int n = check(L, out, rtgo_off(out, (char *)pat, pn, (char *)id, idn), "Off");
+	int n = check(L, out, rtgo_off(out, (char *)pat, pn, (char *)id, idn, lua.gettop(L) >= 2), "Off");
 	if (n)
 		return n;
 	/* the names of the removed routes */

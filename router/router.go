@@ -12,6 +12,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -412,18 +413,23 @@ func (r *Router) On(def config.Route) (*Route, error) {
 	return rt, nil
 }
 
-// Off removes the dynamic route name; it reports whether there was one.
-func (r *Router) Off(name string) bool {
+// Off removes the dynamic routes names, with one rebuild of the table; it
+// reports whether any of them was there.
+func (r *Router) Off(names ...string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i, d := range r.dynamic {
-		if d.Name == name {
-			r.dynamic = append(r.dynamic[:i:i], r.dynamic[i+1:]...)
-			r.swapLocked(r.withDynamic(r.table.Load()))
-			return true
+	kept := r.dynamic[:0:0]
+	for _, d := range r.dynamic {
+		if !slices.Contains(names, d.Name) {
+			kept = append(kept, d)
 		}
 	}
-	return false
+	if len(kept) == len(r.dynamic) {
+		return false
+	}
+	r.dynamic = kept
+	r.swapLocked(r.withDynamic(r.table.Load())) // once, however many went
+	return true
 }
 
 // withDynamic returns old's config routes followed by the current dynamic

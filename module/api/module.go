@@ -266,18 +266,18 @@ func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 
 func routeName(pattern, id string) string { return id + " (" + pattern + ")" }
 
-// Off removes the registrations of id, or of pattern and id when pattern
-// is not "". It returns the names of the removed routes.
-func (m *Module) Off(pattern, id string) []string {
+// Off removes the registrations of id, or (with a pattern) the one of
+// pattern and id. It returns the names of the removed routes.
+func (m *Module) Off(id string, pattern ...string) []string {
 	var names []string
 	for name, reg := range m.dynamic {
-		if reg.id != id || (pattern != "" && reg.pattern != pattern) {
+		if reg.id != id || len(pattern) > 0 && reg.pattern != pattern[0] {
 			continue
 		}
 		delete(m.dynamic, name)
-		m.r.Off(name)
 		names = append(names, name)
 	}
+	m.r.Off(names...)
 	return names
 }
 
@@ -285,14 +285,15 @@ func (m *Module) Off(pattern, id string) []string {
 // made again since Open.
 func (m *Module) sweep() {
 	m.swept = true
-	n := 0
+	var stale []string
 	for name, reg := range m.dynamic {
 		if reg.gen != m.gen {
 			delete(m.dynamic, name)
-			m.r.Off(name)
-			n++
+			stale = append(stale, name)
 		}
 	}
+	m.r.Off(stale...)
+	n := len(stale)
 	if n > 0 {
 		m.logs.add("info", fmt.Sprintf("removed %d realtime.On registrations that were not made again after the map change (give On an id to keep one)", n))
 	}
