@@ -193,9 +193,12 @@ func syncDispatch() {
 	C.rt_max_per_frame = C.int64_t(d.MaxPerFrame)
 }
 
+// start is api.Start; a test replaces it to make open fail.
+var start = api.Start
+
 func open(out *C.rt_out) C.int {
 	if mod == nil {
-		mod = api.Start(api.Options{
+		mod = start(api.Options{
 			Pending:  (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_events)),
 			Logs:     (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_logs)),
 			InFlight: func() int { return int(C.rt_events.n - C.rt_events.cur) },
