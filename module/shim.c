@@ -153,6 +153,26 @@ static int check(lua_State *L, const rt_out *out, int code, const char *fn) {
  * argument, frees the rt_out's buffers, and then returns the body's results
  * or raises its error again. Whatever a metamethod, a finalizer or an out of
  * memory raises in the body, nothing leaks and no C state is left behind. */
+/* The buffers of the last call's rt_out, kept for the next one: a call
+ * that is not nested in another then allocates nothing (the main thread is
+ * the only one that calls in). */
+static rt_tape spare_args, spare_tape;
+
+static void take_spare(rt_tape *t, rt_tape *spare) {
+	*t = *spare;
+	t->n = t->nbytes = t->full = 0;
+	memset(spare, 0, sizeof *spare);
+}
+
+static void give_spare(rt_tape *t, rt_tape *spare) {
+	if (!spare->nodes && !spare->bytes && t->cap <= 4096 && t->bcap <= (1u << 16)) {
+		*spare = *t;
+		memset(t, 0, sizeof *t);
+		return;
+	}
+	rt_tape_free(t);
+}
+
 static int entry(lua_State *L) {
 	rt_out out;
 	memset(&out, 0, sizeof out);
@@ -163,10 +183,12 @@ static int entry(lua_State *L) {
 	lua.pushvalue(L, lua_upvalueindex(1));
 	lua.insert(L, 1);
 	lua.pushlightuserdata(L, &out);
+	take_spare(&out.args, &spare_args);
+	take_spare(&out.tape, &spare_tape);
 	int code = lua.pcall(L, top + 1, LUA_MULTRET, 0);
 	out.magic = 0;
-	rt_tape_free(&out.args);
-	rt_tape_free(&out.tape);
+	give_spare(&out.args, &spare_args);
+	give_spare(&out.tape, &spare_tape);
 	if (code != 0)
 		return lua.error(L);
 	return lua.gettop(L);

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -32,8 +33,8 @@ func EncodeJSON(doc *router.Doc, root string) (string, error) {
 	if len(doc.Nodes) == 0 {
 		return "null", nil
 	}
-	if _, err := e.value(0, &keyPath{root: root}); err != nil {
-		return "", err
+	if _, err := e.value(0); err != nil {
+		return "", e.named(err, root)
 	}
 	return string(e.out), nil
 }
@@ -42,8 +43,8 @@ func EncodeJSON(doc *router.Doc, root string) (string, error) {
 // adding the pairs of extra after its own (the game events' ts and server).
 func encodeObjectWith(doc *router.Doc, root string, extra func([]byte) []byte) (string, error) {
 	e := encoder{nodes: doc.Nodes}
-	if _, err := e.value(0, &keyPath{root: root}); err != nil {
-		return "", err
+	if _, err := e.value(0); err != nil {
+		return "", e.named(err, root)
 	}
 	e.out = e.out[:len(e.out)-1] // reopen the object
 	if len(e.out) > 1 {
@@ -71,7 +72,7 @@ func (e *encoder) skip(i int) int {
 }
 
 // value encodes the subtree at i and returns the index after it.
-func (e *encoder) value(i int, path *keyPath) (int, error) {
+func (e *encoder) value(i int) (int, error) {
 	n := e.nodes[i]
 	switch n.Kind {
 	case router.KindNull:
@@ -82,22 +83,22 @@ func (e *encoder) value(i int, path *keyPath) (int, error) {
 		e.out = append(e.out, "true"...)
 	case router.KindNumber:
 		if math.IsNaN(n.Num) || math.IsInf(n.Num, 0) {
-			return 0, fmt.Errorf("%s: cannot encode %v (JSON has no NaN or infinity)", path, n.Num)
+			return 0, e.fail(i, "cannot encode %v (JSON has no NaN or infinity)", n.Num)
 		}
 		e.out = appendNumber(e.out, n.Num)
 	case router.KindString:
 		e.out = appendString(e.out, n.Str)
 	case router.KindObject:
-		return e.table(i, path)
+		return e.table(i)
 	case KindInvalid:
-		return 0, fmt.Errorf("%s: cannot encode %s", path, n.Str)
+		return 0, e.fail(i, "cannot encode %s", n.Str)
 	default:
-		return 0, fmt.Errorf("%s: unexpected node kind %d", path, n.Kind)
+		return 0, e.fail(i, "unexpected node kind %d", n.Kind)
 	}
 	return i + 1, nil
 }
 
-func (e *encoder) table(i int, path *keyPath) (int, error) {
+func (e *encoder) table(i int) (int, error) {
 	count := int(e.nodes[i].Len)
 	// One pass to find the pairs and decide array or object.
 	type pair struct{ key, val int }
@@ -108,7 +109,7 @@ func (e *encoder) table(i int, path *keyPath) (int, error) {
 		pairs[p] = pair{key: j, val: j + 1}
 		k := e.nodes[j]
 		if k.Kind == KindInvalid {
-			return 0, fmt.Errorf("%s: cannot encode %s", path, k.Str)
+			return 0, e.fail(i, "cannot encode %s", k.Str)
 		}
 		if k.Kind != router.KindNumber || k.Num != math.Trunc(k.Num) || k.Num < 1 || k.Num > float64(count) {
 			array = false
@@ -125,7 +126,7 @@ func (e *encoder) table(i int, path *keyPath) (int, error) {
 			if p > 0 {
 				e.out = append(e.out, ',')
 			}
-			if _, err := e.value(pr.val, &keyPath{parent: path, index: p + 1}); err != nil {
+			if _, err := e.value(pr.val); err != nil {
 				return 0, err
 			}
 		}
@@ -150,13 +151,13 @@ func (e *encoder) table(i int, path *keyPath) (int, error) {
 		}
 		if seen != nil {
 			if seen[key] {
-				return 0, fmt.Errorf("%s: the keys %s and %q both become the JSON key %q", path, key, key, key)
+				return 0, e.fail(i, "the keys %s and %q both become the JSON key %q", key, key, key)
 			}
 			seen[key] = true
 		}
 		e.out = appendString(e.out, key)
 		e.out = append(e.out, ':')
-		if _, err := e.value(pr.val, &keyPath{parent: path, key: &e.nodes[pr.key]}); err != nil {
+		if _, err := e.value(pr.val); err != nil {
 			return 0, err
 		}
 	}
@@ -164,28 +165,59 @@ func (e *encoder) table(i int, path *keyPath) (int, error) {
 	return j, nil
 }
 
-// keyPath names a value in errors ("payload.players[2].cb"). It is written
-// out only when an error needs it: building it for every value would cost
-// time quadratic in the keys' length.
-type keyPath struct {
-	parent *keyPath
-	root   string       // the root's name, when parent is nil
-	index  int          // an array element, from 1; 0 when key is set
-	key    *router.Node // a table key, String or Number
+// encodeError is an error at a node of the tape. Its path ("payload.x[2]")
+// is found only when there is an error: building a path for every value
+// costs an allocation each, and time quadratic in long keys.
+type encodeError struct {
+	at  int
+	msg string
 }
 
-func (p *keyPath) String() string {
-	if p.parent == nil {
-		return p.root
+func (err *encodeError) Error() string { return err.msg }
+
+func (e *encoder) fail(at int, format string, args ...any) error {
+	return &encodeError{at: at, msg: fmt.Sprintf(format, args...)}
+}
+
+// named puts the path of an encodeError's node, from root, before it.
+func (e *encoder) named(err error, root string) error {
+	var ee *encodeError
+	if !errors.As(err, &ee) {
+		return err
 	}
-	switch {
-	case p.key == nil:
-		return p.parent.String() + "[" + strconv.Itoa(p.index) + "]"
-	case p.key.Kind == router.KindNumber:
-		return p.parent.String() + "[" + string(appendNumber(nil, p.key.Num)) + "]"
-	default:
-		return p.parent.String() + "." + p.key.Str
+	path, _ := e.path(0, ee.at, root)
+	return fmt.Errorf("%s: %s", path, ee.msg)
+}
+
+// path returns the name of the value at node target, in the subtree at i
+// named name: a table's keys are named by the table.
+func (e *encoder) path(i, target int, name string) (string, bool) {
+	if i == target {
+		return name, true
 	}
+	n := e.nodes[i]
+	if n.Kind != router.KindObject {
+		return "", false
+	}
+	j := i + 1
+	for range int(n.Len) {
+		if j == target {
+			return name, true
+		}
+		next := e.skip(j + 1)
+		if target > j && target < next {
+			return e.path(j+1, target, childPath(name, e.nodes[j]))
+		}
+		j = next
+	}
+	return "", false
+}
+
+func childPath(path string, key router.Node) string {
+	if key.Kind == router.KindNumber {
+		return path + "[" + string(appendNumber(nil, key.Num)) + "]"
+	}
+	return path + "." + key.Str
 }
 
 func appendNumber(b []byte, f float64) []byte {
