@@ -10,16 +10,9 @@ local T = require "testlib"
 -- (reproduced without the module); the interpreter is what this test is about.
 if jit then jit.off() end
 local rt = realtime
-HOST.ExpectErrors("4242", "were built", "was removed while events for it waited")
+HOST.ExpectErrors("4242", "was removed while events for it waited")
 
-local function depth(n)
-	local deadline = HOST.Time() + 10
-	while rt.GetStats().queue.depth < n do
-		if HOST.Time() > deadline then error("queue never reached " .. n .. " events", 2) end
-	end
-end
-
-depth(1)
+T.depth(1)
 rt.ProcessEvents() -- RealtimeConnected (local)
 
 local armed = false -- finalizers raise only inside ProcessEvents
@@ -34,10 +27,13 @@ end)
 local escaped
 for _ = 1, 300 do
 	for i = 1, 50 do rt.Publish("gc", tostring(i)) end
-	depth(1)
-	local ok, err = pcall(rt.ProcessEvents)
-	armed = false
-	if not ok then escaped = tostring(err) break end
+	T.depth(1)
+	repeat -- all of it: under qemu one call may not take 50 events in its budget
+		local ok, err = pcall(rt.ProcessEvents)
+		armed = false
+		if not ok then escaped = tostring(err) end
+	until escaped or rt.GetStats().queue.depth == 0
+	if escaped then break end
 end
 armed = false
 collectgarbage()

@@ -11,12 +11,6 @@ local mode = os.getenv("MAPBATCH") or "keep"
 local map = HOST.Info().maps
 HOST.ExpectErrors("was removed while events for it waited")
 
-local function depth(n)
-	local deadline = HOST.Time() + 10
-	while rt.GetStats().queue.depth < n do
-		if HOST.Time() > deadline then error("queue never reached " .. n .. " events", 2) end
-	end
-end
 
 local seen = HOST.Get("seen") or ""
 local function handler(_, data)
@@ -27,11 +21,11 @@ local function handler(_, data)
 end
 
 if map == 1 then
-	depth(1)
+	T.depth(1)
 	rt.ProcessEvents() -- RealtimeConnected (local)
 	rt.On("mc", "mc", handler)
 	for i = 1, N do rt.Publish("mc", tostring(i)) end
-	depth(N)
+	T.depth(N)
 	T.eq(rt.ProcessEvents(), 1, "events in the first call") -- the rest of the batch waits in the shim
 	HOST.Set("no_handler", tostring(rt.GetStats().dropped.no_handler))
 	HOST.ChangeLevel("gm_map2")

@@ -8,26 +8,17 @@
 local T = require "testlib"
 local rt = realtime
 
-local function depth(n)
-	local deadline = HOST.Time() + 10
-	while rt.GetStats().queue.depth < n do
-		if HOST.Time() > deadline then error("queue never reached " .. n .. " events", 2) end
-	end
-end
-local function drain()
-	repeat rt.ProcessEvents() until rt.GetStats().queue.depth == 0
-end
 
-depth(1)
+T.depth(1)
 rt.ProcessEvents() -- RealtimeConnected (local)
 
 -- Two On registrations whose names collide.
 local f1, f2 = {}, {}
 rt.On("b) (c", "a", function(ch) f1[#f1 + 1] = ch end)
 for _ = 1, 5 do rt.Publish("b) (c", "for f1") end
-depth(5)
+T.depth(5)
 pcall(rt.On, "c", "a (b)", function(ch) f2[#f2 + 1] = ch end) -- an error is fine; a takeover is not
-drain()
+T.drain()
 for _, ch in ipairs(f2) do
 	T.eq(ch, "c", "a channel delivered to the handler registered for \"c\"")
 end
@@ -40,8 +31,8 @@ local f3, g = 0, 0
 rt.On("d", "e", function() f3 = f3 + 1 end)
 pcall(rt.Handler, "e (d)", function() g = g + 1 end) -- an error is fine; a takeover is not
 for _ = 1, 3 do rt.Publish("d", "for f3") end
-depth(3)
-drain()
+T.depth(3)
+T.drain()
 T.eq(g, 0, "events of On(\"d\", \"e\", f3) given to realtime.Handler(\"e (d)\", g)")
 T.eq(f3, 3, "events that reached f3")
 rt.Off("e")

@@ -8,12 +8,6 @@
 local T = require "testlib"
 local rt = realtime
 
-local function depth(n)
-	local deadline = HOST.Time() + 10
-	while rt.GetStats().queue.depth < n do
-		if HOST.Time() > deadline then error("queue never reached " .. n .. " events", 2) end
-	end
-end
 
 local cap = 1000
 local calls = 0
@@ -24,7 +18,7 @@ hook.Add("RealtimeConnected", "attack", function()
 		rt.Connect()
 	end
 end)
-depth(1) -- the RealtimeConnected of open
+T.depth(1) -- the RealtimeConnected of open
 rt.ProcessEvents(1)
 hook.Remove("RealtimeConnected", "attack")
 T.ok(calls < cap, string.format("one ProcessEvents(1) call ran the RealtimeConnected hook %d times (stopped only by the script's own cap)", calls))

@@ -6,18 +6,12 @@
 local T = require "testlib"
 local rt = realtime
 
-local function depth(n)
-	local deadline = HOST.Time() + 10
-	while rt.GetStats().queue.depth < n do
-		if HOST.Time() > deadline then error("queue never reached " .. n .. " events", 2) end
-	end
-end
 
 local _, dispatch = debug.getupvalue(rt.ProcessEvents, 1)
 T.eq(type(dispatch), "function", "ProcessEvents' dispatch body")
 rt.On("swap", "swap", function() end)
 for _ = 1, 100 do rt.Publish("swap", "x") end
-depth(100)
+T.depth(100)
 local _, status = debug.getupvalue(rt.Status, 1)
 debug.setupvalue(rt.Status, 1, dispatch)
 for _ = 1, 100 do pcall(rt.Status) end

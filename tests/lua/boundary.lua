@@ -6,26 +6,11 @@ local rt = realtime
 -- The module reports these as it should (ErrorNoHalt).
 HOST.ExpectErrors("was removed while events for it waited", "hostile __index", "finalizer says no")
 
--- depth spins until n events wait in the queue (local delivery is a
--- goroutine's work).
-local function depth(n)
-	local deadline = HOST.Time() + 10
-	while rt.GetStats().queue.depth < n do
-		if HOST.Time() > deadline then error("queue never reached " .. n .. " events", 2) end
-	end
-end
 
 local function dropped(reason) return rt.GetStats().dropped[reason] end
 
--- drain pumps until nothing waits (the budget may end a call early, under
--- qemu above all); it returns the events dispatched.
-local function drain()
-	local n = 0
-	repeat n = n + rt.ProcessEvents() until rt.GetStats().queue.depth == 0
-	return n
-end
 
-depth(1)
+T.depth(1)
 rt.ProcessEvents() -- RealtimeConnected (local)
 local _, fns_before = T.registry()
 
@@ -81,9 +66,9 @@ rt.On("vec", function(_, data) vec_got = data end)
 T.ok(rt.Publish("vec", { pos = vec, name = "bob" }), "Publish of a table holding a re-entering Vector")
 
 -- 7. ProcessEvents(3e9) is "no limit", not a wrapped negative.
-depth(4)
+T.depth(4)
 T.ok(rt.ProcessEvents(3e9) >= 1, "ProcessEvents(3e9) dispatches")
-drain()
+T.drain()
 T.ok(shared_got == '{"a":[1,2],"b":[1,2]}' or shared_got == '{"b":[1,2],"a":[1,2]}', "shared table: " .. tostring(shared_got))
 T.eq(utf[1], '{"s":"a\\ufffdb"}', "invalid UTF-8 in a table becomes U+FFFD")
 T.eq(utf[2], "a\255b", "a string payload is sent byte for byte")
@@ -100,8 +85,8 @@ rt.On("a:*", "once", function()
 end)
 local no_handler, handler_errors = dropped("no_handler"), dropped("handler_error")
 for i = 1, 20 do rt.Publish("a:" .. i, "x") end
-depth(20)
-drain()
+T.depth(20)
+T.drain()
 T.eq(a_calls, 1, "the removed handler ran once")
 T.eq(misrouted, 0, "events of a:* that reached b:*'s handler")
 T.eq(dropped("no_handler") - no_handler, 19, "the rest of the batch counted as no_handler")
@@ -120,13 +105,13 @@ setmetatable(_G, nil)
 hook = saved_hook
 T.ok(pok, "ProcessEvents does not raise: " .. tostring(perr))
 T.ok(rt.Connect(), "Connect (local mode again)")
-depth(1)
-drain()
+T.depth(1)
+T.drain()
 local after = 0
 rt.On("after", "after", function() after = after + 1 end)
 rt.Publish("after", "x")
-depth(1)
-T.eq(drain(), 1, "the pump works after the error")
+T.depth(1)
+T.eq(T.drain(), 1, "the pump works after the error")
 T.eq(after, 1, "handler call after the error")
 
 -- 3. Finalizers that raise, hundreds of events per frame: no crash, and
@@ -142,7 +127,7 @@ end, { decode = "json" })
 local old_pause = collectgarbage("setpause", 10)
 local errors_before = dropped("handler_error")
 for i = 1, 400 do rt.Publish("gc:" .. i, '{"n":' .. i .. ',"s":"' .. string.rep("x", 50) .. '"}') end
-depth(400)
+T.depth(400)
 -- From here any allocation may raise a finalizer's error, this script's
 -- own included: only pcall'd calls until every finalizer has run.
 local pump_error, spins = nil, 0
@@ -164,8 +149,8 @@ T.eq(pump_error, nil, "ProcessEvents raised with finalizers raising")
 local failed = dropped("handler_error") - errors_before
 T.ok(handled <= 400 and handled + failed >= 400, string.format("handled %d + failed %d", handled, failed))
 rt.Publish("after", "y")
-depth(1)
-T.eq(drain(), 1, "the pump works after the finalizers")
+T.depth(1)
+T.eq(T.drain(), 1, "the pump works after the finalizers")
 
 -- The budget (2 ms by default) is checked before each event: a handler
 -- slower than the whole budget gets exactly one event per call, and the
@@ -177,7 +162,7 @@ rt.On("slow", "slow", function()
 	while HOST.Time() < until_t do end
 end)
 for _ = 1, 5 do rt.Publish("slow", "x") end
-depth(5)
+T.depth(5)
 for i = 1, 5 do T.eq(rt.ProcessEvents(), 1, "slow events in call " .. i) end
 T.eq(slow, 5, "slow handler calls")
 local frames = rt.GetStats().frames

@@ -56,4 +56,21 @@ function T.redis(...)
 	assert(rc == 0 or rc == true, "redis-cli failed: " .. cmd)
 end
 
+-- T.depth(n) spins until n events wait for the pump (local delivery is a
+-- goroutine's work), for scripts that pump by hand before Initialize.
+function T.depth(n)
+	local deadline = HOST.Time() + 10
+	while realtime.GetStats().queue.depth < n do
+		if HOST.Time() > deadline then error("queue never reached " .. n .. " events", 2) end
+	end
+end
+
+-- T.drain() pumps until nothing waits (the budget may end a call early,
+-- under qemu above all); it returns the events dispatched.
+function T.drain()
+	local n = 0
+	repeat n = n + realtime.ProcessEvents() until realtime.GetStats().queue.depth == 0
+	return n
+end
+
 return T
