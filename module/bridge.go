@@ -343,6 +343,15 @@ func on(out *C.rt_out, pattern, id string, exact bool, decode, rate string, burs
 	return C.RT_OK
 }
 
+// onName gives On's id (made when id is "") and its route's name, under
+// which the shim keeps the function before on registers it.
+func onName(out *C.rt_out, pattern, id string) C.int {
+	id, name := mod.OnName(pattern, id)
+	out.str = putStr(out, id)
+	out.name = putStr(out, name)
+	return C.RT_OK
+}
+
 // off returns the names of the removed routes as string nodes, for the shim
 // to remove from its handler table.
 func off(out *C.rt_out, pattern, id string, byPattern bool) C.int {

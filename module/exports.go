@@ -40,6 +40,11 @@ func rtgo_on(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t, 
 	})
 }
 
+//export rtgo_on_name
+func rtgo_on_name(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t) C.int {
+	return guard(out, func() C.int { return onName(out, goString(pat, pn), goString(id, idn)) })
+}
+
 //export rtgo_off
 func rtgo_off(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t, byPattern C.int) C.int {
 	return guard(out, func() C.int { return off(out, goString(pat, pn), goString(id, idn), byPattern != 0) })

@@ -326,14 +326,6 @@ static int l_game_event(lua_State *L) {
 	return 1;
 }
 
-/* set_on_handler sets the realtime.On handler of route name to the value
- * on top of the stack (nil removes it), and pops it. */
-static void set_on_handler(lua_State *L, const rt_out *out, rt_str name) {
-	pushstr(L, out, name);
-	lua.insert(L, -2);
-	lua.rawset(L, ON_HANDLERS);
-}
-
 /* option pushes the options table's field name (read raw) and checks its
  * type: nil, or want (a number is a string too). It returns the string ("",
  * or NULL for a number option that is nil); errors name the options
@@ -389,21 +381,53 @@ static int on(lua_State *L, const char *fn, int exact) {
 	default:
 		typeerror(L, oidx, fn, "table of options");
 	}
-	int code = rtgo_on(out, (char *)pat, pn, (char *)id, idn, exact, (char *)decode, dn, (char *)rate, rn, burst);
-	if (code == RT_ARGERR)
-		out->argn = out->argn == 0 ? oidx : 1; /* 0: an option */
-	int n = check(L, out, code, fn);
-	if (n)
-		return n;
-	lua.pushvalue(L, fidx);
-	set_on_handler(L, out, out->name);
+	/* The function goes into the table first, then Go registers the route,
+	 * and nothing that allocates comes after: an allocation may run a
+	 * finalizer that raises, and a raise must find both sides as they were
+	 * or both changed. */
+	int code = rtgo_on_name(out, (char *)pat, pn, (char *)id, idn);
+	if (code != RT_OK)
+		return check(L, out, code, fn);
 	pushstr(L, out, out->str);
+	int idslot = lua.gettop(L);
+	pushstr(L, out, out->name);
+	int name = lua.gettop(L);
+	lua.pushvalue(L, name);
+	lua.rawget(L, ON_HANDLERS);
+	int old = lua.gettop(L);
+	lua.pushvalue(L, name);
+	lua.pushvalue(L, fidx);
+	lua.rawset(L, ON_HANDLERS);
+	id = lua.tolstring(L, idslot, &idn);
+	code = rtgo_on(out, (char *)pat, pn, (char *)id, idn, exact, (char *)decode, dn, (char *)rate, rn, burst);
+	if (code != RT_OK) {
+		lua.pushvalue(L, name); /* the key exists now: setting it allocates nothing */
+		lua.pushvalue(L, old);
+		lua.rawset(L, ON_HANDLERS);
+		if (code == RT_ARGERR)
+			out->argn = out->argn == 0 ? oidx : 1; /* 0: an option */
+		return check(L, out, code, fn);
+	}
+	lua.pushvalue(L, idslot);
 	return 1;
 }
 
 static int l_on(lua_State *L) { return on(L, "On", 0); }
 static int l_subscribe(lua_State *L) { return on(L, "Subscribe", 1); }
 static int l_subscribe_pattern(lua_State *L) { return on(L, "SubscribePattern", 0); }
+
+/* removed reports whether the string on top of the stack is one of the
+ * names in out->tape. */
+static int removed(lua_State *L, const rt_out *out) {
+	size_t len;
+	const char *key = lua.tolstring(L, -1, &len);
+	for (uint32_t i = 0; i < out->tape.n; i++) {
+		const rt_node *n = &out->tape.nodes[i];
+		if (n->len == len && !memcmp(out->tape.bytes + n->off, key, len))
+			return 1;
+	}
+	return 0;
+}
 
 static int l_off(lua_State *L) {
 	rt_out *out = body_out(L, RT_OUT_MAGIC);
@@ -419,11 +443,19 @@ static int l_off(lua_State *L) {
 	int n = check(L, out, rtgo_off(out, (char *)pat, pn, (char *)id, idn, lua.gettop(L) >= 2), "Off");
 	if (n)
 		return n;
-	/* the names of the removed routes */
-	for (uint32_t i = 0; i < out->tape.n; i++) {
-		rt_str name = {out->tape.nodes[i].off, out->tape.nodes[i].len};
+	/* Go removed the routes out->tape names: their functions go, by a walk
+	 * of the table that allocates nothing (a name pushed as a new string
+	 * could run a raising finalizer, with Go's side done and ours not). */
+	if (out->tape.n > 0) {
 		lua.pushnil(L);
-		set_on_handler(L, out, name);
+		while (lua.next(L, ON_HANDLERS)) {
+			lua.settop(L, -2); /* the key */
+			if (lua.type(L, -1) == LUA_TSTRING && removed(L, out)) {
+				lua.pushvalue(L, -1);
+				lua.pushnil(L);
+				lua.rawset(L, ON_HANDLERS); /* an existing key: allowed while walking */
+			}
+		}
 	}
 	lua.pushboolean(L, out->tape.n > 0);
 	return 1;
@@ -437,13 +469,21 @@ static int l_handler(lua_State *L) {
 	int has = lua.type(L, 2) > LUA_TNIL;
 	if (has)
 		checkfunction(L, 2, "Handler");
-	int n = check(L, out, rtgo_handler(out, (char *)name, len, has), "Handler");
-	if (n)
-		return n;
+	/* the table first, then Go, as in On */
 	lua.settop(L, 2);
-	lua.pushlstring(L, name, len);
-	lua.insert(L, 2);
+	lua.pushlstring(L, name, len); /* 3 */
+	lua.pushvalue(L, 3);
+	lua.rawget(L, HANDLERS); /* 4: the old one */
+	lua.pushvalue(L, 3);
+	lua.pushvalue(L, 2);
 	lua.rawset(L, HANDLERS);
+	int code = rtgo_handler(out, (char *)name, len, has);
+	if (code != RT_OK) {
+		lua.pushvalue(L, 3);
+		lua.pushvalue(L, 4);
+		lua.rawset(L, HANDLERS);
+		return check(L, out, code, "Handler");
+	}
 	return 0;
 }
 

@@ -118,9 +118,16 @@ func runLuaFuzz(t *testing.T, seed int64, steps int, srv *redistest.Server) {
 	if v := os.Getenv("LUAFUZZ_SKIP"); v != "" {
 		env = append(env, "FUZZ_SKIP="+v)
 	}
-	if v := os.Getenv("LUAFUZZ_STEP_MS"); v != "" { // make sanitize: ASan makes every call slower
-		env = append(env, "FUZZ_STEP_MS="+v)
+	// The limit on one call's CPU time. It counts the Lua collector's work
+	// that a call's allocations start, and with the fuzzer's heap of huge
+	// tables and raising finalizers (JIT off) one such step took 300-500 ms
+	// in about one run in ten; 300 ms keeps calls honest without that.
+	// make sanitize raises it (ASan makes every call slower).
+	stepMS := "300"
+	if v := os.Getenv("LUAFUZZ_STEP_MS"); v != "" {
+		stepMS = v
 	}
+	env = append(env, "FUZZ_STEP_MS="+stepMS)
 	// fuzz.lua ends a call that never returns with SIGALRM after 10 s; the
 	// host's own timeout is the last resort.
 	p := s.Start("fuzz.lua", 0, 10*time.Minute, env...)

@@ -225,11 +225,8 @@ func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 	if o.Burst < 0 || o.Burst > math.MaxInt32 || o.Burst != math.Trunc(o.Burst) {
 		return "", "", &OptionError{"burst", fmt.Sprintf("%v is not a whole number from 0 to %d", o.Burst, math.MaxInt32)}
 	}
-	if id == "" {
-		m.nextID++
-		id = "realtime.On#" + strconv.Itoa(m.nextID)
-	}
-	def := config.Route{Name: routeName(pat, id), Handler: routeName(pat, id), Burst: int(o.Burst)}
+	id, name := m.OnName(pat, id)
+	def := config.Route{Name: name, Handler: name, Burst: int(o.Burst)}
 	if reg := m.dynamic[def.Name]; reg != nil && (reg.id != id || reg.pattern != pat) {
 		// "a (b) (c)" is On("b) (c", "a") and On("c", "a (b)")
 		return "", "", fmt.Errorf("the route name %q is already that of the registration with id %q for %q; choose another id", def.Name, reg.id, reg.pattern)
@@ -265,6 +262,16 @@ func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 }
 
 func routeName(pattern, id string) string { return id + " (" + pattern + ")" }
+
+// OnName returns the id of On(pattern, id), made when id is "", and the
+// name of its route.
+func (m *Module) OnName(pattern, id string) (string, string) {
+	if id == "" {
+		m.nextID++
+		id = "realtime.On#" + strconv.Itoa(m.nextID)
+	}
+	return id, routeName(pattern, id)
+}
 
 // Off removes the registrations of id, or (with a pattern) the one of
 // pattern and id. It returns the names of the removed routes.
