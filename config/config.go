@@ -287,6 +287,11 @@ func (c *Config) String() string {
 // too. The username stays, for diagnosis.
 func RedactURL(raw string) string {
 	i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
+	if i < 0 && j >= 0 {
+		// A typo around "://" ("redis:/user:pw@host"): whatever comes
+		// before the '@' may be credentials.
+		return "***" + raw[j:]
+	}
 	if i < 0 || j < i+3 {
 		return raw
 	}

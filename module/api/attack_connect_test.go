@@ -1,0 +1,60 @@
+//go:build attack
+
+// Known defects of issue 12 (open), each a failing test found by an
+// attacker on 2026-11-27: run with `go test -tags attack`. Remove the
+// build tag from a file once its defect is fixed.
+
+package api
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/internal/redistest"
+)
+
+// TestConnectKeepsTheHeldPublishes: Redis is unreachable at the configured
+// address, so realtime.Publish holds 5 messages in the outbox (returning
+// true: "sent again after the reconnect"). The admin calls
+// realtime.Connect(url) with the right address: the held messages are
+// thrown away with the old bus (attach closes it), reaching neither Redis
+// nor any counter. A Reload with the same change hands them over.
+func TestConnectKeepsTheHeldPublishes(t *testing.T) {
+	srv := redistest.Start(t)
+	sub := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2})
+	defer sub.Close()
+	ps := sub.Subscribe(context.Background(), "held")
+	defer ps.Close()
+	_, err := ps.Receive(context.Background())
+	require.NoError(t, err)
+
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := dead.Addr().String()
+	require.NoError(t, dead.Close())
+	m, _ := start(t, "[redis]\nurl = \"redis://"+addr+"\"\nconnect_timeout = \"200ms\"\nreconnect_min = \"50ms\"\nreconnect_max = \"100ms\"\n")
+	for i := 0; i < 5; i++ {
+		require.NoError(t, m.Publish("held", fmt.Sprint(i)), "held in the outbox")
+	}
+	require.NoError(t, m.Connect(srv.URL()))
+
+	got := map[string]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(got) < 5 {
+		select {
+		case msg := <-ps.Channel():
+			got[msg.Payload] = true
+		case <-deadline:
+			s := &m.Router().Stats
+			assert.Len(t, got, 5, "held publishes reached Redis after Connect; publish_failed %d", s.PublishFails.Load())
+			return
+		}
+	}
+}
