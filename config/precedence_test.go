@@ -271,6 +271,9 @@ func TestPrecedenceProperty(t *testing.T) {
 		var src [4]*redisSettings
 		for i := range src {
 			src[i] = randomSettings(rng)
+			if src[i] != nil && len(src[i].values()) == 0 {
+				src[i] = nil // sets nothing: the same as absent (the model took it for Redis's defaults)
+			}
 		}
 		files := map[string]string{}
 		var environ []string
