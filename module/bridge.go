@@ -330,7 +330,7 @@ func handler(out *C.rt_out, name string, has bool) C.int {
 }
 
 func on(out *C.rt_out, pattern, id string, exact bool, decode, rate string, burst float64) C.int {
-	id, name, err := mod.On(pattern, id, api.OnOptions{Exact: exact, Decode: decode, Rate: rate, Burst: burst})
+	_, _, err := mod.On(pattern, id, api.OnOptions{Exact: exact, Decode: decode, Rate: rate, Burst: burst})
 	var oe *api.OptionError
 	switch {
 	case errors.As(err, &oe):
@@ -338,9 +338,7 @@ func on(out *C.rt_out, pattern, id string, exact bool, decode, rate string, burs
 	case err != nil:
 		return argError(out, 1, err.Error())
 	}
-	out.str = putStr(out, id)
-	out.name = putStr(out, name)
-	return C.RT_OK
+	return C.RT_OK // the shim has the id and name from onName
 }
 
 // onName gives On's id (made when id is "") and its route's name, under

@@ -1,6 +1,5 @@
 /* The realtime.* functions and the pump; see shim.h for the rules. */
 #define _GNU_SOURCE
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,11 +147,6 @@ static int check(lua_State *L, const rt_out *out, int code, const char *fn) {
 
 /* ---- Protected calls ---------------------------------------------------- */
 
-/* Each realtime.* function is an entry closure whose upvalue is its body.
- * entry runs the body under lua_pcall with an rt_out of its own as the last
- * argument, frees the rt_out's buffers, and then returns the body's results
- * or raises its error again. Whatever a metamethod, a finalizer or an out of
- * memory raises in the body, nothing leaks and no C state is left behind. */
 /* The buffers of the last call's rt_out, kept for the next one: a call
  * that is not nested in another then allocates nothing (the main thread is
  * the only one that calls in). */
@@ -173,6 +167,12 @@ static void give_spare(rt_tape *t, rt_tape *spare) {
 	rt_tape_free(t);
 }
 
+/* Each realtime.* function is an entry closure whose upvalue is its body.
+ * entry runs the body under lua_pcall with an rt_out of its own as the last
+ * argument, keeps the rt_out's buffers for the next call (or frees them),
+ * and then returns the body's results or raises its error again. Whatever a
+ * metamethod, a finalizer or an out of memory raises in the body, nothing
+ * leaks and no C state is left behind. */
 static int entry(lua_State *L) {
 	rt_out out;
 	memset(&out, 0, sizeof out);

@@ -5,12 +5,11 @@
 
 #include "tape.h"
 
-/* How deep a Lua table may nest, and how much of it a walk takes. A table
- * that appears on several paths is written on each, so these bounds are
- * what keeps a shared or exponential table from freezing the server. */
+/* How deep a Lua table may nest, and how much of it a walk takes (see
+ * RT_TOO_LARGE). */
 #define MAX_TABLE_DEPTH 64
-#define MAX_ARG_NODES (1u << 18)
-#define MAX_ARG_BYTES (64u << 20)
+#define MAX_ARG_NODES ((uint32_t)RT_ARG_NODES)
+#define MAX_ARG_BYTES ((uint32_t)RT_ARG_MIB << 20)
 
 /* The most any tape holds, so that its uint32 sizes never wrap. */
 #define MAX_TAPE (1u << 30)

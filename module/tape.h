@@ -31,6 +31,15 @@ void rt_push_node(lua_State *L, const rt_tape *t, uint32_t *i, int depth);
 
 void rt_tape_free(rt_tape *t);
 
-#define RT_TOO_LARGE "the value is too large (more than 262144 values or 64 MiB; a table that appears several times counts each time)"
+/* The most a walk of one Lua value takes: a table that appears on several
+ * paths is written on each, so these bounds keep a shared or exponential
+ * table from freezing the server. */
+#define RT_ARG_NODES 262144
+#define RT_ARG_MIB 64
+#define RT_STR_(x) #x
+#define RT_STR(x) RT_STR_(x)
+#define RT_TOO_LARGE                                                                                  \
+	"the value is too large (more than " RT_STR(RT_ARG_NODES) " values or " RT_STR(RT_ARG_MIB) " MiB; " \
+	"a table that appears several times counts each time)"
 
 #endif

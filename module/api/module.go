@@ -58,14 +58,13 @@ type Frames struct {
 	Recent            []time.Duration // the last calls' times, up to the shim's ring size
 }
 
-// quantile returns the q-quantile of the recent frame times.
-func (f Frames) quantile(q float64) time.Duration {
-	if len(f.Recent) == 0 {
+// quantile returns the q-quantile of sorted, the recent frame times in
+// order.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
 		return 0
 	}
-	s := slices.Clone(f.Recent)
-	slices.Sort(s)
-	return s[min(len(s)-1, int(q*float64(len(s))))]
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
 }
 
 // Module is the state behind the realtime Lua table. The Go side (config,
@@ -377,10 +376,6 @@ func (m *Module) NoHandler(d *Dispatch) {
 	m.r.Undispatched(d.Event)
 	m.noHandler(d.Event)
 }
-
-// MaxPerFrame is the most events one ProcessEvents call dispatches; 0: no
-// limit but the budget.
-func (m *Module) MaxPerFrame() int { return m.cfg.Dispatch.MaxPerFrame }
 
 // HandlerError counts and logs (rate-limited) an error of a batch's event
 // d: raised by its handler, or (building) outside it while the shim
@@ -715,8 +710,9 @@ func (m *Module) Stats() *router.Doc {
 	if m.opts.Frames != nil {
 		fr = m.opts.Frames()
 	}
-	b.counts("count", fr.Count, "over_budget", fr.OverBudget, "p50_us", fr.quantile(0.5).Microseconds(),
-		"p99_us", fr.quantile(0.99).Microseconds(), "max_us", fr.Max.Microseconds())
+	slices.Sort(fr.Recent)
+	b.counts("count", fr.Count, "over_budget", fr.OverBudget, "p50_us", quantile(fr.Recent, 0.5).Microseconds(),
+		"p99_us", quantile(fr.Recent, 0.99).Microseconds(), "max_us", fr.Max.Microseconds())
 	field("redis")
 	if rb, ok := m.r.Backend().(*redisbus.Bus); ok {
 		b.counts("reconnects", rb.Stats.Reconnects.Load(), "outages", rb.Stats.Outages.Load(),
