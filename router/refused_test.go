@@ -91,15 +91,22 @@ type closingBackend struct {
 
 func (b *closingBackend) Close() error { b.closed = true; return nil }
 
-// TestReplaceHandsOverOnConnect: the replacing backend's messages and
-// statuses wait until it is connected; the old one delivers until then and
-// is closed then; a Replace of a Replace that never connected closes it.
-func TestReplaceHandsOverOnConnect(t *testing.T) {
+// connectedRouter is a router with one route, "a", attached to a backend
+// that is connected.
+func connectedRouter(t *testing.T) (*Router, *closingBackend) {
 	r, err := New(parseConfig(t, "[[routes]]\nname = \"a\"\nchannel = \"a\"\nhandler = \"h\"\n"))
 	require.NoError(t, err)
 	old := &closingBackend{}
 	r.Attach(old)
 	old.sink.SetStatus(StatusConnected, "")
+	return r, old
+}
+
+// TestReplaceHandsOverOnConnect: the replacing backend's messages and
+// statuses wait until it is connected; the old one delivers until then and
+// is closed then; a Replace of a Replace that never connected closes it.
+func TestReplaceHandsOverOnConnect(t *testing.T) {
+	r, old := connectedRouter(t)
 
 	slow := &closingBackend{}
 	r.Replace(slow)
@@ -125,11 +132,7 @@ func TestReplaceHandsOverOnConnect(t *testing.T) {
 // publishes already go to the new one): the old one is closed and the
 // failure is the status; the new one goes on retrying.
 func TestReplaceThatFailsIsReported(t *testing.T) {
-	r, err := New(parseConfig(t, "[[routes]]\nname = \"a\"\nchannel = \"a\"\nhandler = \"h\"\n"))
-	require.NoError(t, err)
-	old := &closingBackend{}
-	r.Attach(old)
-	old.sink.SetStatus(StatusConnected, "")
+	r, old := connectedRouter(t)
 	failed := &closingBackend{}
 	r.Replace(failed)
 	failed.sink.SetStatus(StatusConnecting, "")

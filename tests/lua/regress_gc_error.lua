@@ -22,7 +22,7 @@ rt.On("g:*", "gc", function()
 end)
 for round = 1, 5 do
 	for i = 1, 300 do rt.Publish("g:" .. i, string.rep("p", 200)) end
-	R.wait_queue(300)
+	T.depth(300)
 	local deadline = HOST.Time() + 5
 	while rt.GetStats().queue.depth > 0 and HOST.Time() < deadline do
 		R.watchdog(10)

@@ -33,12 +33,4 @@ function R.pump(cond, what)
 	end
 end
 
--- R.wait_queue(n): spins until n events are queued.
-function R.wait_queue(n)
-	local deadline = HOST.Time() + 5
-	while realtime.GetStats().queue.depth < n do
-		if HOST.Time() > deadline then error("queue never reached " .. n .. " events", 2) end
-	end
-end
-
 return R
