@@ -12,7 +12,6 @@ package router
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -418,9 +417,13 @@ func (r *Router) On(def config.Route) (*Route, error) {
 func (r *Router) Off(names ...string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	drop := make(map[string]bool, len(names))
+	for _, name := range names {
+		drop[name] = true
+	}
 	kept := r.dynamic[:0:0]
 	for _, d := range r.dynamic {
-		if !slices.Contains(names, d.Name) {
+		if !drop[d.Name] {
 			kept = append(kept, d)
 		}
 	}
