@@ -90,7 +90,15 @@ type Module struct {
 // onReg is one realtime.On registration.
 type onReg struct {
 	id, pattern string
+	exact       bool   // realtime.Subscribe: pattern is a channel
 	gen         uint64 // Open count when last registered
+}
+
+func (r *onReg) kind() string {
+	if r.exact {
+		return "realtime.Subscribe registration"
+	}
+	return "registration"
 }
 
 // Start loads the configuration and connects in the background. A broken
@@ -226,9 +234,11 @@ func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 	}
 	id, name := m.OnName(pat, id)
 	def := config.Route{Name: name, Handler: name, Burst: int(o.Burst)}
-	if reg := m.dynamic[def.Name]; reg != nil && (reg.id != id || reg.pattern != pat) {
-		// "a (b) (c)" is On("b) (c", "a") and On("c", "a (b)")
-		return "", "", fmt.Errorf("the route name %q is already that of the registration with id %q for %q; choose another id", def.Name, reg.id, reg.pattern)
+	if reg := m.dynamic[def.Name]; reg != nil && (reg.id != id || reg.pattern != pat || reg.exact != o.Exact) {
+		// "a (b) (c)" is On("b) (c", "a") and On("c", "a (b)"); "x (a*)" is
+		// On("a*", "x") and Subscribe("a*", "x"), which match differently:
+		// the events queued for one must not reach the other's function.
+		return "", "", fmt.Errorf("the route name %q is already that of the %s with id %q for %q; choose another id", def.Name, reg.kind(), reg.id, reg.pattern)
 	}
 	if o.Exact {
 		def.Channel = pat
@@ -256,7 +266,7 @@ func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 		return "", "", err
 	}
 	delete(m.warned, def.Name)
-	m.dynamic[def.Name] = &onReg{id: id, pattern: pat, gen: m.gen}
+	m.dynamic[def.Name] = &onReg{id: id, pattern: pat, exact: o.Exact, gen: m.gen}
 	return id, def.Name, nil
 }
 

@@ -428,4 +428,14 @@ func TestOnRouteNamesDoNotCollide(t *testing.T) {
 	_, _, err = m.On("c", "a (b)", OnOptions{})
 	assert.ErrorContains(t, err, `the route name "a (b) (c)" is already that of the registration with id "a" for "b) (c"`)
 	assert.Equal(t, "b) (c", m.dynamic[name].pattern, "the first registration stands")
+
+	// The same id and text as a pattern and as a channel: one name, two
+	// registrations that match differently.
+	_, name, err = m.On("a*", "x", OnOptions{})
+	require.NoError(t, err)
+	_, _, err = m.On("a*", "x", OnOptions{Exact: true})
+	assert.ErrorContains(t, err, `the route name "x (a*)" is already that of the registration with id "x" for "a*"`)
+	assert.False(t, m.dynamic[name].exact, "the pattern registration stands")
+	_, _, err = m.On("a*", "x", OnOptions{})
+	assert.NoError(t, err, "the same registration again replaces it")
 }
