@@ -3,7 +3,12 @@
 # module in a temp dir with throwaway Fuzz targets (nothing lands in this
 # repo), runs a copy of scripts/fuzz.sh on each, and checks what it promises.
 # Exit 0: every promise held; otherwise the broken ones are listed.
-# The last check documents a break in Go itself: a target that hangs passes.
+# The last check (SKIP_HANG=1 leaves it out) documents a break in Go itself:
+# the worker's own hang alarm is 10 s (internal/fuzz/worker.go, RunFuzzWorker),
+# and the coordinator drops a hung worker without a word when -fuzztime runs
+# out first, so with FUZZTIME=10s (make test) a hang can never be reported and
+# the stage passes. FUZZTIME=20s reports one that starts in the first 10 s;
+# a count (FUZZTIME=5000x) always reports it.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
@@ -74,5 +79,5 @@ check FuzzBoom fail "=== replay: .* test -run '^FuzzBoom/[0-9a-f]*\\$' ./p"
 check FuzzPanic fail '=== failing input ./p/testdata/fuzz/FuzzPanic/'
 check FuzzCtx fail '=== failing input ./p/testdata/fuzz/FuzzCtx/'
 check FuzzSeed fail '=== failing input ./p/testdata/fuzz/FuzzSeed/zzz_unsorted'
-check FuzzHang fail 'failing input'
+[ "${SKIP_HANG:-}" ] || check FuzzHang fail "failing input"
 exit $broken
