@@ -44,7 +44,7 @@ coordinator_race() {
 }
 
 fuzz() {
-	local dir=$1 name=$2 log before new status=0
+	local dir=$1 name=$2 log before new seed status=0
 	log=$(mktemp)
 	before=$(corpus "$dir" "$name")
 	echo "fuzz $dir $name ($FUZZTIME, $FUZZPARALLEL worker(s))"
@@ -59,7 +59,12 @@ fuzz() {
 		rm -f "$log"
 		return 0
 	fi
+	# A file already in testdata/fuzz that fails is named, not written anew.
+	seed=$(sed -n "s|^failure while testing seed corpus entry: $name/||p" "$log" | head -n 1)
 	rm -f "$log"
+	if [ -n "$seed" ] && [ -f "$dir/testdata/fuzz/$name/$seed" ]; then
+		new=$(printf '%s\n%s\n' "$new" "$seed" | sort -u)
+	fi
 	for f in $new; do
 		echo "=== failing input $dir/testdata/fuzz/$name/$f:"
 		cat "$dir/testdata/fuzz/$name/$f"

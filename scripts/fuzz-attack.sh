@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Reproducer for the attacks on scripts/fuzz.sh (issue 20): builds a scratch
+# module in a temp dir with throwaway Fuzz targets (nothing lands in this
+# repo), runs a copy of scripts/fuzz.sh on each, and checks what it promises.
+# Exit 0: every promise held; otherwise the broken ones are listed.
+# The last check (SKIP_HANG=1 leaves it out) documents a break in Go itself:
+# the worker's own hang alarm is 10 s (internal/fuzz/worker.go, RunFuzzWorker),
+# and the coordinator drops a hung worker without a word when -fuzztime runs
+# out first, so with FUZZTIME=10s (make test) a hang can never be reported and
+# the stage passes. FUZZTIME=20s reports one that starts in the first 10 s;
+# a count (FUZZTIME=5000x) always reports it.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/scripts" "$tmp/p/testdata/fuzz/FuzzSeed"
+cp "$here/fuzz.sh" "$tmp/scripts/"
+printf 'module example.com/fz\ngo 1.26\n' >"$tmp/go.mod"
+printf 'go test fuzz v1\nstring("bad")\n' >"$tmp/p/testdata/fuzz/FuzzSeed/zzz_unsorted"
+cat >"$tmp/p/p_test.go" <<'GO'
+package p
+
+import "testing"
+
+func body(f *testing.F, fail func(t *testing.T, s string)) {
+	f.Add("a")
+	f.Fuzz(fail)
+}
+
+func FuzzBoom(f *testing.F) {
+	body(f, func(t *testing.T, s string) {
+		if len(s) > 3 {
+			t.Fatal("boom")
+		}
+	})
+}
+func FuzzPanic(f *testing.F) {
+	body(f, func(t *testing.T, s string) {
+		if len(s) > 3 {
+			panic("kaboom")
+		}
+	})
+}
+func FuzzCtx(f *testing.F) {
+	body(f, func(t *testing.T, s string) {
+		if len(s) > 3 {
+			t.Fatal("context deadline exceeded")
+		}
+	})
+}
+func FuzzSeed(f *testing.F) {
+	body(f, func(t *testing.T, s string) {
+		if s == "bad" {
+			t.Fatal("seed is bad")
+		}
+	})
+}
+func FuzzHang(f *testing.F) {
+	body(f, func(t *testing.T, s string) {
+		if len(s) > 3 {
+			select {}
+		}
+	})
+}
+GO
+broken=0
+check() { # name, want status (fail|pass), grep pattern the output must hold
+	local name=$1 want=$2 pat=$3 out rc=0
+	out=$(cd "$tmp" && FUZZTIME=${FUZZTIME:-3s} bash -c "
+		source <(sed -e '/^cd /d' -e '/^failed=0/,\$d' scripts/fuzz.sh); fuzz ./p $name" 2>&1) || rc=$?
+	if { [ "$want" = fail ] && [ $rc = 0 ]; } || { [ "$want" = pass ] && [ $rc != 0 ]; } || ! grep -q -- "$pat" <<<"$out"; then
+		echo "BROKEN: $name: want $want and /$pat/, got rc=$rc:"; echo "$out" | tail -20
+		broken=1
+	else
+		echo "held: $name ($want)"
+	fi
+}
+check FuzzBoom fail "=== replay: .* test -run '^FuzzBoom/[0-9a-f]*\\$' ./p"
+check FuzzPanic fail '=== failing input ./p/testdata/fuzz/FuzzPanic/'
+check FuzzCtx fail '=== failing input ./p/testdata/fuzz/FuzzCtx/'
+check FuzzSeed fail '=== failing input ./p/testdata/fuzz/FuzzSeed/zzz_unsorted'
+[ "${SKIP_HANG:-}" ] || check FuzzHang fail "failing input"
+exit $broken
