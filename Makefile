@@ -25,6 +25,7 @@ unit:
 # One short exploration per fuzz target, one worker each; the seed corpora
 # also run in `unit`. `make fuzz FUZZTIME=5m` hunts longer (scripts/fuzz.sh).
 fuzz:
+	SKIP_HANG=1 GO=$(GO) scripts/fuzz-selftest.sh
 	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
 # staticcheck, pinned, from the Go module proxy; cppcheck comes from

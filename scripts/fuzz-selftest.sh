@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproducer for the attacks on scripts/fuzz.sh (issue 20): builds a scratch
+# A check of scripts/fuzz.sh itself (issue 20; it began as the reproducer
+# of an attack on it): builds a scratch
 # module in a temp dir with throwaway Fuzz targets (nothing lands in this
 # repo), runs a copy of scripts/fuzz.sh on each, and checks what it promises.
 # Exit 0: every promise held; otherwise the broken ones are listed.
