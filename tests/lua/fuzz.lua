@@ -504,6 +504,15 @@ local repeatable = {
 	Publish = true, GetStats = true, Status = true, IsConnected = true, Config = true, PlayerSpawn = true,
 	PlayerDeath = true, ChatMessage = true, PlayerTakeDamage = true, RoundStart = true, RoundEnd = true,
 }
+-- can_repeat: calls made again with the same arguments change nothing
+-- more; On and its kin with an id replace their own registration with the
+-- same function.
+local function can_repeat(name, args)
+	if repeatable[name] then return true end
+	return (name == "On" or name == "Subscribe" or name == "SubscribePattern")
+		and type(args[2]) == "string" and type(args[3]) == "function"
+end
+
 local call
 function call(name, ...)
 	local args = pack(...)
@@ -521,7 +530,7 @@ function call(name, ...)
 	local used = (cpu() - c0) - (handler_cpu - h0)
 	local wall = HOST.Time() - w0
 	counts.calls = counts.calls + 1
-	if used > STEP_LIMIT and repeatable[name] and not call_retry then
+	if used > STEP_LIMIT and can_repeat(name, args) and not call_retry then
 		-- a call with no effect on the model: time it twice more, keep the best
 		call_retry = true
 		for _ = 1, 2 do
