@@ -9,9 +9,12 @@
 -- strings, functions, userdata, coroutines) and hostile handlers (raise any
 -- value, yield, re-enter the API, unregister themselves, allocate userdata
 -- whose __gc raises). After each step it checks:
---   * no realtime.* call uses more than FUZZ_STEP_MS (100) ms of the main thread's CPU, its
---     handlers' own time excluded (CPU time, not wall time: a loaded
---     machine does not make a call slow); a call that never returns is
+--   * no realtime.* call uses more than FUZZ_STEP_MS (100) ms of the main
+--     thread's CPU, its handlers' own time excluded: the best of three
+--     for calls that can be repeated (those refused for their arguments,
+--     Publish, On with an id, ...), else five times that, measured once
+--     (CPU time rather than wall time, yet a VM's host can still steal
+--     some); a call that never returns is
 --     ended by SIGALRM after FUZZ_ALARM_S (10) s of wall time (LuaJIT's
 --     ffi), and TestLuaFuzz prints the seed;
 --   * no crash, no "internal error" (a recovered Go panic);
@@ -42,6 +45,7 @@ local rt = realtime
 local SEED = tonumber(os.getenv("SEED") or "") or os.time()
 local STEPS = tonumber(os.getenv("FUZZ_STEPS") or "") or 2000
 local STEP_LIMIT = (tonumber(os.getenv("FUZZ_STEP_MS") or "") or 100) / 1000
+local ONCE_FACTOR = 5 -- for calls that cannot be timed again (see call)
 local ALARM_S = tonumber(os.getenv("FUZZ_ALARM_S") or "") or 10
 local VERBOSE = os.getenv("FUZZ_VERBOSE") == "1"
 local TRACE = VERBOSE or os.getenv("FUZZ_TRACE") == "1"
@@ -530,7 +534,10 @@ function call(name, ...)
 	local used = (cpu() - c0) - (handler_cpu - h0)
 	local wall = HOST.Time() - w0
 	counts.calls = counts.calls + 1
-	if used > STEP_LIMIT and can_repeat(name, args) and not call_retry then
+	-- A call refused for its arguments changed nothing: it can be repeated.
+	local refused = not ok and type(r1) == "string" and r1:find("bad argument", 1, true)
+	local repeated = (refused or can_repeat(name, args)) and not call_retry
+	if used > STEP_LIMIT and repeated then
 		-- a call with no effect on the model: time it twice more, keep the best
 		call_retry = true
 		for _ = 1, 2 do
@@ -542,11 +549,19 @@ function call(name, ...)
 		end
 		call_retry = false
 	end
+	-- One measurement of a call that cannot be repeated is only a hint:
+	-- this VM counts time stolen by its host as the thread's CPU time
+	-- (650 ms once in CI for a call that takes 0.1 ms). It fails at
+	-- ONCE_FACTOR times the limit; over the limit, it is reported.
+	local limit = repeated and STEP_LIMIT or STEP_LIMIT * ONCE_FACTOR
 	if used > STEP_LIMIT then
 		local a = {}
 		for i = 1, math.min(args.n, 4) do a[i] = show(args[i]) end
-		fail(string.format("realtime.%s(%s) took %.0f ms of CPU (%.0f ms wall; the best of 3 for calls that can be repeated), limit %.0f ms",
-			name, table.concat(a, ", "), used * 1000, wall * 1000, STEP_LIMIT * 1000))
+		local msg = string.format("realtime.%s(%s) took %.0f ms of CPU (%.0f ms wall; %s), limit %.0f ms",
+			name, table.concat(a, ", "), used * 1000, wall * 1000,
+			repeated and "the best of 3" or "measured once", limit * 1000)
+		if used > limit then fail(msg) end
+		print("fuzz: slow call at step " .. step .. ": " .. msg)
 	end
 	if not res[1] and type(res[2]) == "string" and res[2]:find("internal error", 1, true) then
 		fail("realtime." .. name .. ": " .. res[2])
