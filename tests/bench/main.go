@@ -32,7 +32,7 @@ import (
 )
 
 var (
-	only    = flag.String("only", "throughput,latency,memory,cpu,maincost,soak", "scenarios to run")
+	only    = flag.String("only", "throughput,latency,frames,memory,cpu,maincost,soak", "scenarios to run")
 	events  = flag.Int("n", 1_000_000, "events per throughput run")
 	soakFor = flag.Duration("soak", envDuration("SOAK", 2*time.Minute), "soak duration ($SOAK)")
 	cpuFor  = flag.Duration("cpu", envDuration("BENCH_CPU", 30*time.Second), "each CPU measurement ($BENCH_CPU)")
@@ -65,7 +65,7 @@ func main() {
 	_ = os.RemoveAll(b.dir)
 	scenarios := map[string]func() error{
 		"throughput": b.throughput, "latency": b.latency, "memory": b.memory,
-		"cpu": b.cpu, "maincost": b.maincost, "soak": b.soak,
+		"cpu": b.cpu, "maincost": b.maincost, "soak": b.soak, "frames": b.frames,
 	}
 	for _, name := range strings.Split(*only, ",") {
 		run, ok := scenarios[name]
@@ -420,6 +420,72 @@ func (b *bench) latency() error {
 		b.add(row{"latency", name + ": p99 µs (module adds " + fmt.Sprintf("%.0f", res["p99"]-r99) + ")",
 			fmt.Sprintf("%.0f", res["p99"]), fmt.Sprintf("%.0f", r99), ratio(res["p99"], r99), target})
 		b.add(row{"latency", name + ": p99.9 µs", fmt.Sprintf("%.0f", res["p999"]), fmt.Sprintf("%.0f", r999), ratio(res["p999"], r999), ""})
+	}
+	return nil
+}
+
+// frames: the time of each ProcessEvents call with a 66-tick pump and a
+// 2 ms budget, in a 1,000,000-event burst, at 10,000 events/s and idle;
+// beside an empty C call timed in the same frames (frames.lua).
+func (b *bench) frames() error {
+	const burst = 1000000
+	for _, v := range []struct {
+		name   string
+		events int // 0: idle
+		rate   int // 0: a burst, as fast as Redis takes it
+	}{{"1,000,000-event burst", burst, 0}, {"10,000 events/s", 50000, 10000}, {"idle", 0, 0}} {
+		srv, c, err := launchRedis(filepath.Join(b.dir, "frames"))
+		if err != nil {
+			return err
+		}
+		toml := redisTOML(srv, routesTOML(0, "raw")+"\n[queue]\nmax_events = 2000000\nmax_bytes = \"1GiB\"\n\n[dispatch]\nbudget = \"2ms\"\n")
+		s, err := b.server("frames", toml)
+		if err != nil {
+			return err
+		}
+		h, err := start(s, "frames.lua", 66, "BENCH_N="+strconv.Itoa(v.events), "BENCH_IDLE=5")
+		if err != nil {
+			return err
+		}
+		if _, err := wait(h, "ready", 30*time.Second); err != nil {
+			return err
+		}
+		var sent time.Duration
+		switch {
+		case v.events > 0 && v.rate == 0:
+			sent = publishN(c, "player:spawn", v.events, func(i int) string { return "player" + strconv.Itoa(i) + " spawned" })
+		case v.events > 0:
+			t0 := time.Now()
+			publishPaced(c, []string{"player:spawn"}, v.rate, time.Duration(v.events/v.rate)*time.Second, func(stamp int64) string { return strconv.FormatInt(stamp, 10) })
+			sent = time.Since(t0)
+		}
+		res, err := wait(h, "frames", 3*time.Minute)
+		h.Kill()
+		srv.Stop()
+		c.Close()
+		if err != nil {
+			return err
+		}
+		us := func(k string) string { return fmt.Sprintf("%.0f", res[k]) }
+		row3 := func(fig, k, target string) {
+			b.add(row{"frames", v.name + ": ProcessEvents " + fig + " µs (ref: an empty C call)", us(k), us("ref_" + k), ratio(res[k], res["ref_"+k]), target})
+		}
+		switch v.name {
+		case "idle":
+			row3("max", "max", "<= 200")
+			continue
+		case "10,000 events/s":
+			row3("p99", "p99", "<= 1000")
+			row3("max", "max", "<= 3000")
+		default:
+			row3("p50", "p50", "")
+			row3("p99", "p99", "<= 2500")
+			row3("p99.9", "p999", "<= 3000")
+			row3("max", "max", "<= 5000")
+			b.add(row{"frames", v.name + fmt.Sprintf(": frames over 3 ms of %.0f (ref: the empty call's)", res["frames"]), us("over3ms"), us("ref_over3ms"), "-", ""})
+			b.add(row{"frames", v.name + fmt.Sprintf(": s to handle all (ref: s to publish; %.0f handled, %.0f queue_full)", res["n"], res["queue_full"]),
+				fmt.Sprintf("%.2f", res["drain"]), fmt.Sprintf("%.2f", sent.Seconds()), ratio(res["drain"], sent.Seconds()), "ratio <= 1.5, none lost"})
+		}
 	}
 	return nil
 }
