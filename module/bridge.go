@@ -40,18 +40,7 @@ var _ = [1]struct{}{}[C.RTK_ARRAY-int(router.KindArray)]
 var _ = [1]struct{}{}[C.RTK_OBJECT-int(router.KindObject)]
 var _ = [1]struct{}{}[C.RTK_INVALID-int(api.KindInvalid)]
 
-var (
-	mod *api.Module
-	// The handler calls of the batch in rt_events, by index.
-	batch []api.Dispatch
-)
-
-// batchSize is the most handler calls one Go call hands to the shim: fewer
-// crossings per event. The shim checks the time budget before each event.
-const batchSize = 32
-
-// batchKeep is the most bytes of batch tape kept between batches.
-const batchKeep = 1 << 20
+var mod *api.Module
 
 // goString copies C bytes into a Go string (C memory is only valid during
 // the call).
@@ -77,23 +66,6 @@ func guard(out *C.rt_out, f func() C.int) (code C.int) {
 	if out != nil {
 		reset(out)
 	}
-	return f()
-}
-
-// guardNext is guard for the pump: a panic while a batch is filled drops
-// the batch's events, counted, and is logged for the main thread.
-func guardNext(out *C.rt_out, f func() C.int) (code C.int) {
-	defer func() {
-		if p := recover(); p != nil {
-			code = C.RT_PANIC
-			b := &C.rt_events
-			b.n, b.cur = 0, 0
-			mod.BatchFailed(batch, fmt.Sprint(p))
-			clear(batch)
-			batch = batch[:0]
-		}
-	}()
-	reset(out)
 	return f()
 }
 
@@ -191,6 +163,7 @@ func syncDispatch() {
 	d := mod.Config().Dispatch
 	C.rt_budget_ns = C.int64_t(d.Budget.D())
 	C.rt_max_per_frame = C.int64_t(d.MaxPerFrame)
+	setAhead(mod)
 }
 
 // start is api.Start; a test replaces it to make open fail.
@@ -201,12 +174,15 @@ func open(out *C.rt_out) C.int {
 		mod = start(api.Options{
 			Pending:  (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_events)),
 			Logs:     (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_logs)),
-			InFlight: func() int { return int(C.rt_events.n - C.rt_events.cur) },
+			InFlight: inFlight,
 			Frames:   takeFrames,
+			Queued:   fill,
 		})
+		startFeeder(mod)
 	} else {
 		mod.Open()
 	}
+	C.rt_need_begin = 1
 	syncDispatch()
 	out.str = putStr(out, version)
 	return C.RT_OK
@@ -226,9 +202,9 @@ func takeFrames() api.Frames {
 	return out
 }
 
-// closeState forgets the Lua state. Events of the batch that it did not
-// dispatch stay in rt_events for the next state: they name their handlers,
-// and the next state's handler table has its own.
+// closeState forgets the Lua state. Events in the ring that it did not
+// dispatch stay there for the next state: they name their handlers, and
+// the next state's handler table has its own.
 func closeState() C.int {
 	if mod != nil {
 		mod.Close()
@@ -236,78 +212,15 @@ func closeState() C.int {
 	return C.RT_OK
 }
 
-// next ends the batch in rt_events (all of it was dispatched) and fills
-// the next one; none when the queue is empty. first starts a ProcessEvents
-// call.
-func next(first bool) C.int {
-	b := &C.rt_events
-	if len(batch) > 0 {
-		events := unsafe.Slice(b.events, b.cap)
-		for i := range batch {
-			if events[i].outcome == C.RT_EV_NO_HANDLER {
-				mod.NoHandler(&batch[i])
-			}
-		}
-	}
-	b.n, b.cur, b.tape.n, b.tape.nbytes = 0, 0, 0, 0
-	clear(batch)
-	batch = batch[:0]
-	if b.tape.bcap > batchKeep || b.tape.cap > batchKeep/32 { // give back a burst of big payloads
-		C.free(unsafe.Pointer(b.tape.bytes))
-		C.free(unsafe.Pointer(b.tape.nodes))
-		b.tape = C.rt_tape{}
-	}
-	if first {
-		mod.BeginFrame()
-	}
-	if C.rt_reserve_events(batchSize) == 0 {
-		panic("out of memory")
-	}
-	events := unsafe.Slice(b.events, b.cap)
-	for len(batch) < batchSize {
-		d, ok := mod.Next()
-		if !ok {
-			break
-		}
-		batch = append(batch, d)
-		ev := &events[b.n]
-		b.n++
-		*ev = C.rt_event{hook: putStrIn(&b.tape, d.Hook)}
-		e := d.Event
-		if e.Kind == router.KindStatus {
-			ev.status = 1
-			ev.reason = putStrIn(&b.tape, e.Note)
-			continue
-		}
-		ev.channel = putStrIn(&b.tape, e.Channel)
-		ev.pattern = putStrIn(&b.tape, e.Route.Pattern())
-		ev.route = putStrIn(&b.tape, e.Route.Name)
-		switch {
-		case d.Hook != "":
-		case e.Route.Dynamic:
-			ev.handler, ev.dynamic = ev.route, 1
-		default:
-			ev.handler = putStrIn(&b.tape, d.Handler)
-		}
-		ev.received = C.double(float64(e.Received) / 1e6)
-		if e.JSON != nil {
-			ev.json, ev.node = 1, putDocIn(&b.tape, e.JSON)
-		} else {
-			ev.payload = putStrIn(&b.tape, e.Payload)
-		}
-	}
+// begin starts the first ProcessEvents call of a Lua state.
+func begin() C.int {
+	mod.BeginFrame()
 	return C.RT_OK
 }
 
-// handlerError reports the error of batch event i: its handler raised it,
-// or (building) it was raised while its arguments were built; i is -1 for
-// an error outside any event.
-func handlerError(i int, building bool, msg string) C.int {
-	var d *api.Dispatch
-	if i >= 0 && i < len(batch) {
-		d = &batch[i]
-	}
-	mod.HandlerError(d, building, msg)
+// pumpError reports an error the pump met outside any event.
+func pumpError(msg string) C.int {
+	mod.HandlerError(nil, false, msg)
 	return C.RT_OK
 }
 
@@ -435,6 +348,7 @@ func reload(out *C.rt_out) C.int {
 }
 
 func stats(out *C.rt_out) C.int {
+	finish() // the events dispatched so far are counted
 	putDocIn(&out.tape, mod.Stats())
 	return C.RT_OK
 }

@@ -15,14 +15,18 @@ func rtgo_open(out *C.rt_out) C.int { return guard(out, func() C.int { return op
 //export rtgo_close
 func rtgo_close() { guard(nil, closeState) }
 
-//export rtgo_next
-func rtgo_next(out *C.rt_out, first C.int) C.int {
-	return guardNext(out, func() C.int { return next(first != 0) })
-}
+//export rtgo_begin
+func rtgo_begin() { guard(nil, begin) }
 
-//export rtgo_handler_error
-func rtgo_handler_error(event, building C.int, msg *C.char, n C.size_t) C.int {
-	return guard(nil, func() C.int { return handlerError(int(event), building != 0, C.GoStringN(msg, C.int(n))) })
+//export rtgo_fill
+func rtgo_fill() { guard(nil, fillMain) }
+
+//export rtgo_finish
+func rtgo_finish() { guard(nil, finish) }
+
+//export rtgo_pump_error
+func rtgo_pump_error(msg *C.char, n C.size_t) {
+	guard(nil, func() C.int { return pumpError(C.GoStringN(msg, C.int(n))) })
 }
 
 //export rtgo_take_log

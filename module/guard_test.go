@@ -58,23 +58,35 @@ func TestOpenFailureIsTheError(t *testing.T) {
 	t.Cleanup(func() { mod.Stop() })
 }
 
-// TestNextPanicIsCountedAndLogged: a panic while a batch is filled drops
-// the batch's events counted as dropped.internal, and the panic's text
-// reaches the log (it was lost before).
-func TestNextPanicIsCountedAndLogged(t *testing.T) {
-	saved := start
-	t.Cleanup(func() { start = saved })
+// TestFillPanicIsCountedAndLogged: a panic while a slot of the ring is
+// filled drops the events taken for it, counted as dropped.internal, and
+// the panic's text reaches the log; the slot stays free.
+func TestFillPanicIsCountedAndLogged(t *testing.T) {
 	mod = api.Start(api.Options{Config: config.Options{Dir: t.TempDir(), Environ: []string{}}})
-	t.Cleanup(func() { mod.Stop(); mod = nil })
+	savedTake := take
+	t.Cleanup(func() { mod.Stop(); mod, take = nil, savedTake })
 	_, _, err := mod.On("x", "x", api.OnOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &router.Event{Kind: router.KindMessage, Channel: "x", Route: mod.Router().Table().Routes()[0]}
-	batch = append(batch[:0], api.Dispatch{Event: e, Handler: e.Route.Name})
-	var out _Ctype_rt_out
-	if code := guardNext(&out, func() _Ctype_int { panic("batch went wrong") }); code != 3 {
-		t.Fatalf("guardNext returned %d, want RT_PANIC (3)", code)
+	calls := 0
+	take = func(*api.Module) (api.Dispatch, bool) {
+		if calls++; calls > 1 {
+			panic("batch went wrong")
+		}
+		return api.Dispatch{Event: e, Handler: e.Route.Name}, true
+	}
+	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring
+	b := slot(0)
+	b.n, b.cur = 0, 0
+	state(b).Store(_Ciconst_RT_SLOT_FREE)
+	setAhead(mod)
+	if fillSlot(mod, 0, b) {
+		t.Fatal("fillSlot reported a filled slot after a panic")
+	}
+	if st := state(slot(0)).Load(); st != _Ciconst_RT_SLOT_FREE || slot(0).n != 0 {
+		t.Fatalf("slot state %d with %d events after a panic, want free and empty", st, slot(0).n)
 	}
 	if got := mod.Router().Stats.Dropped()[router.DropInternal]; got != 1 {
 		t.Fatalf("dropped.internal = %d, want 1", got)

@@ -18,23 +18,83 @@
 
 /* ---- Shared state ----------------------------------------------------- */
 
-rt_batch rt_events;
+rt_ring rt_events;
 rt_frames rt_frame_stats;
 int64_t rt_pending_events __attribute__((aligned(8)));
 int64_t rt_pending_logs __attribute__((aligned(8)));
 int64_t rt_budget_ns;
 int64_t rt_max_per_frame;
+int32_t rt_need_begin;
 
 static int64_t load64(int64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
-int rt_reserve_events(uint32_t n) {
-	if (n > rt_events.cap) {
-		rt_event *p = realloc(rt_events.events, (size_t)n * sizeof *p);
+int rt_reserve_events(rt_batch *b, uint32_t n) {
+	if (n > b->cap) {
+		rt_event *p = realloc(b->events, (size_t)n * sizeof *p);
 		if (!p)
 			return 0;
-		rt_events.events = p, rt_events.cap = n;
+		b->events = p, b->cap = n;
 	}
 	return 1;
+}
+
+/* ---- The ring's wake-up --------------------------------------------------
+ * Go's feeder sleeps in rt_ring_wait while every slot is ready or free with
+ * nothing to fill; the pump wakes it when it has used a slot, if it sleeps
+ * (one atomic exchange otherwise). */
+#ifdef _WIN32
+static HANDLE ring_sem;
+static void sem_up(void) { ReleaseSemaphore(ring_sem, 1, NULL); }
+static void sem_down(void) { WaitForSingleObject(ring_sem, INFINITE); }
+int rt_ring_init(int unused) {
+	(void)unused;
+	ring_sem = CreateSemaphoreA(NULL, 0, 0x7fffffff, NULL);
+	return ring_sem != NULL;
+}
+#else
+#include <errno.h>
+#include <semaphore.h>
+static sem_t ring_sem;
+static void sem_up(void) { sem_post(&ring_sem); }
+static void sem_down(void) {
+	while (sem_wait(&ring_sem) != 0 && errno == EINTR)
+		;
+}
+int rt_ring_init(int unused) {
+	(void)unused;
+	return sem_init(&ring_sem, 0, 0) == 0;
+}
+#endif
+
+static int32_t feeder_waits;
+
+static int slot_state(const rt_batch *b) { return __atomic_load_n(&b->state, __ATOMIC_ACQUIRE); }
+
+void rt_ring_wait(int unused) {
+	(void)unused;
+	__atomic_store_n(&feeder_waits, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < RT_SLOTS; i++) {
+		if (slot_state(&rt_events.slots[i]) == RT_SLOT_USED) {
+			__atomic_store_n(&feeder_waits, 0, __ATOMIC_SEQ_CST);
+			return;
+		}
+	}
+	sem_down();
+}
+
+/* ready_slot is the slot the pump dispatches from, or NULL when Go has
+ * none ready. */
+static rt_batch *ready_slot(void) {
+	rt_batch *b = &rt_events.slots[rt_events.head % RT_SLOTS];
+	return slot_state(b) == RT_SLOT_READY ? b : NULL;
+}
+
+/* use_slot gives slot b, all dispatched, back to Go. */
+static void use_slot(rt_batch *b) {
+	__atomic_store_n(&b->state, RT_SLOT_USED, __ATOMIC_SEQ_CST);
+	rt_events.head++;
+	if (__atomic_exchange_n(&feeder_waits, 0, __ATOMIC_SEQ_CST))
+		sem_up();
 }
 
 static int64_t now_ns(void) {
@@ -48,6 +108,19 @@ static int64_t now_ns(void) {
 #else
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#endif
+}
+
+static int64_t unix_ns(void) {
+#ifdef _WIN32
+	FILETIME ft;
+	GetSystemTimeAsFileTime(&ft);
+	int64_t t = (int64_t)(((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime);
+	return (t - 116444736000000000LL) * 100;
+#else
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 #endif
 }
@@ -610,7 +683,7 @@ static int l_flush_logs(lua_State *L) {
 	return 0;
 }
 
-static void pushev(lua_State *L, rt_str s) { lua.pushlstring(L, rt_events.tape.bytes + s.off, s.len); }
+static void pushev(lua_State *L, const rt_batch *b, rt_str s) { lua.pushlstring(L, b->tape.bytes + s.off, s.len); }
 
 /* Stack slots of l_dispatch: debug, its traceback, and the meta table's
  * keys, interned once per call rather than once per event. */
@@ -626,13 +699,13 @@ static int same_str(rt_str a, rt_str b) { return a.off == b.off && a.len == b.le
  * arguments; it returns the number of arguments, or -1 (the handler not
  * pushed) when there is nothing to call: no handler of that name, or a
  * status hook with no hook.Run. */
-static int push_event(lua_State *L, rt_event *ev) {
+static int push_event(lua_State *L, rt_batch *b, rt_event *ev) {
 	int nargs = 0;
 	int route = lua.gettop(L) + 1;
 	if (ev->status)
 		lua.pushnil(L);
 	else
-		pushev(L, ev->route);
+		pushev(L, b, ev->route);
 	if (ev->hook.len) {
 		lua.getfield(L, LUA_GLOBALSINDEX, "hook");
 		if (lua.type(L, -1) == LUA_TTABLE)
@@ -643,13 +716,13 @@ static int push_event(lua_State *L, rt_event *ev) {
 		lua.settop(L, -2); /* hook.Run, or nil: pcall then reports the call error */
 		if (ev->status && lua.type(L, -1) != LUA_TFUNCTION)
 			return -1;
-		pushev(L, ev->hook);
+		pushev(L, b, ev->hook);
 		nargs++;
 	} else {
 		if (same_str(ev->handler, ev->route)) /* a realtime.On route */
 			lua.pushvalue(L, route);
 		else
-			pushev(L, ev->handler);
+			pushev(L, b, ev->handler);
 		lua.rawget(L, ev->dynamic ? ON_HANDLERS : HANDLERS);
 		if (lua.type(L, -1) != LUA_TFUNCTION) { /* removed by an earlier handler of this batch */
 			ev->outcome = RT_EV_NO_HANDLER;
@@ -658,21 +731,21 @@ static int push_event(lua_State *L, rt_event *ev) {
 	}
 	if (ev->status) { /* RealtimeConnected / RealtimeDisconnected(reason) */
 		if (ev->reason.len) {
-			pushev(L, ev->reason);
+			pushev(L, b, ev->reason);
 			nargs++;
 		}
 		return nargs;
 	}
-	pushev(L, ev->channel);
+	pushev(L, b, ev->channel);
 	if (ev->json) {
 		uint32_t i = ev->node;
-		rt_push_node(L, &rt_events.tape, &i, 0);
+		rt_push_node(L, &b->tape, &i, 0);
 	} else {
-		pushev(L, ev->payload);
+		pushev(L, b, ev->payload);
 	}
 	lua.createtable(L, 0, 3);
 	lua.pushvalue(L, KEY_PATTERN);
-	pushev(L, ev->pattern);
+	pushev(L, b, ev->pattern);
 	lua.rawset(L, -3);
 	lua.pushvalue(L, KEY_ROUTE);
 	lua.pushvalue(L, route);
@@ -687,20 +760,38 @@ static int push_event(lua_State *L, rt_event *ev) {
 typedef struct pump {
 	rt_out out;
 	int64_t start, max;
-	int dispatched, started, first;
-	int building; /* the event whose arguments are being built, or -1 */
-	uint32_t progress; /* batches taken + events started: to tell a stuck pump */
+	int dispatched, started;
+	int report;        /* an event failed or had no handler: Go hears of it before the call returns */
+	int filled;        /* Go filled the ring on this thread */
+	rt_event *building; /* the event whose call is being prepared, or NULL */
+	uint32_t progress;  /* events started: to tell a stuck pump */
 } pump;
 
-/* l_dispatch dispatches events until the queue is empty, the budget is
- * spent or max events were dispatched; a body, run under pcall by
+/* set_failed records event ev's failure and its error text, for Go. */
+static void set_failed(pump *p, rt_event *ev, int kind, const char *msg, size_t len) {
+	p->report = 1;
+	if (ev->failed)
+		return;
+	ev->failed = kind;
+	if (len > 4096)
+		len = 4096;
+	ev->err = malloc(len ? len : 1);
+	if (ev->err) {
+		memcpy(ev->err, msg, len);
+		ev->errlen = (uint32_t)len;
+	}
+}
+
+/* l_dispatch dispatches events until the ring has none ready, the budget
+ * is spent or max events were dispatched; a body, run under pcall by
  * l_process_events, which starts it again after an error outside a handler
- * (a finalizer, an __index, out of memory while building the arguments). */
+ * (a finalizer, an __index, out of memory while building the arguments).
+ * It never enters Go. */
 static int l_dispatch(lua_State *L) {
 	rt_out *out = body_out(L, RT_PUMP_MAGIC);
 	check_tables(L);
 	pump *p = (pump *)out;
-	p->building = -1;
+	p->building = NULL;
 	lua.settop(L, 0);
 	if (!lua.checkstack(L, 16))
 		return rt_raise(L, "realtime: Lua stack overflow");
@@ -717,29 +808,35 @@ static int l_dispatch(lua_State *L) {
 		if ((p->max > 0 && p->dispatched >= p->max) ||
 		    (p->started > 0 && rt_budget_ns > 0 && now_ns() - p->start >= rt_budget_ns))
 			break;
-		if (rt_events.cur >= rt_events.n) {
-			/* next also ends the batch dispatched, for Go's counts */
-			if (rt_events.n == 0 && load64(&rt_pending_events) == 0 && !p->first)
-				break;
-			int code = rtgo_next(&p->out, p->first);
-			p->first = 0;
-			p->progress++;
-			if (code != RT_OK) /* Go logged why */
-				break;
-			if (rt_events.n == 0)
-				break;
+		rt_batch *b = ready_slot();
+		if (!b && !p->filled && load64(&rt_pending_events) > 0) {
+			/* The ring ran dry with events queued in Go: the feeder
+			 * did not keep up. Go fills it on this thread, once per
+			 * call (its only entry into Go on the way). */
+			p->filled = 1;
+			rtgo_fill();
+			b = ready_slot();
 		}
-		uint32_t k = rt_events.cur++;
-		rt_event *ev = &rt_events.events[k];
+		if (!b)
+			break;
+		if (b->cur >= b->n) {
+			use_slot(b);
+			continue;
+		}
+		if (b->cur == 0 && !b->started)
+			b->started = unix_ns();
+		rt_event *ev = &b->events[b->cur++];
 		p->progress++;
 		p->started++; /* status hooks too: they take time like handlers */
 		/* An error from here to the end of the event, outside the
-		 * handler's own pcall, is reported for event k by the caller. */
-		p->building = (int)k;
-		int nargs = push_event(L, ev);
+		 * handler's own pcall, is reported for ev by the caller. */
+		p->building = ev;
+		int nargs = push_event(L, b, ev);
 		if (nargs < 0) {
+			if (ev->outcome == RT_EV_NO_HANDLER)
+				p->report = 1;
 			lua.settop(L, DISPATCH_BASE);
-			p->building = -1;
+			p->building = NULL;
 			continue;
 		}
 		if (!ev->status)
@@ -748,11 +845,15 @@ static int l_dispatch(lua_State *L) {
 			char buf[32];
 			size_t len;
 			const char *msg = error_text(L, -1, buf, sizeof buf, &len);
-			rtgo_handler_error((int)k, 0, (char *)msg, len);
+			set_failed(p, ev, RT_FAIL_HANDLER, msg, len);
 		}
 		lua.settop(L, DISPATCH_BASE);
-		p->building = -1;
+		p->building = NULL;
 	}
+	/* a slot dispatched to its end goes back to Go now, not next frame */
+	rt_batch *b = ready_slot();
+	if (b && b->cur >= b->n)
+		use_slot(b);
 	return 0;
 }
 
@@ -775,7 +876,7 @@ static int l_process_events(lua_State *L) {
 		max = m > 2147483647.0 ? 2147483647 : (int64_t)m;
 	}
 	if (processing ||
-	    (load64(&rt_pending_events) == 0 && rt_events.cur >= rt_events.n && load64(&rt_pending_logs) == 0)) {
+	    (!ready_slot() && load64(&rt_pending_events) == 0 && load64(&rt_pending_logs) == 0 && !rt_need_begin)) {
 		lua.pushnumber(L, 0);
 		return 1;
 	}
@@ -784,9 +885,13 @@ static int l_process_events(lua_State *L) {
 	pump p;
 	memset(&p, 0, sizeof p);
 	p.out.magic = RT_PUMP_MAGIC;
-	p.start = now_ns(), p.max = max, p.first = 1, p.building = -1;
+	p.start = now_ns(), p.max = max;
 	int top = lua.gettop(L);
 	processing = 1;
+	if (rt_need_begin) { /* the first call of a Lua state */
+		rt_need_begin = 0;
+		rtgo_begin();
+	}
 	for (int errors = 0;; errors++) {
 		uint32_t progress = p.progress;
 		if (run(L, 1, &p) == 0)
@@ -796,12 +901,17 @@ static int l_process_events(lua_State *L) {
 		char buf[32];
 		size_t len;
 		const char *msg = error_text(L, -1, buf, sizeof buf, &len);
-		rtgo_handler_error(p.building, 1, (char *)msg, len);
-		p.building = -1;
+		if (p.building)
+			set_failed(&p, p.building, RT_FAIL_BUILDING, msg, len);
+		else
+			rtgo_pump_error((char *)msg, len);
+		p.building = NULL;
 		lua.settop(L, top);
 		if (p.progress == progress || errors >= 1000)
 			break; /* no event moved: it would fail again */
 	}
+	if (p.report) /* counted and logged before the log lines are printed */
+		rtgo_finish();
 	p.out.magic = RT_OUT_MAGIC; /* the log lines need only an rt_out */
 	if (run(L, 2, &p) != 0)    /* an error in print is not ours */
 		lua.settop(L, top);

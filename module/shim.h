@@ -66,32 +66,52 @@ typedef struct rt_out {
 #define RT_OUT_MAGIC 0x52544f55u
 #define RT_PUMP_MAGIC 0x5254504du /* the rt_out that starts a ProcessEvents pump */
 
-/* What became of a dispatched event, for Go at the next batch. */
+/* What became of an event, set by C, read by Go once the slot is used. */
 enum { RT_EV_DONE = 0, RT_EV_NO_HANDLER = 1 };
+/* An event's failure, set by C: its handler raised, or an error was raised
+ * while its call was prepared (a finalizer, an __index, out of memory). */
+enum { RT_FAIL_NONE = 0, RT_FAIL_HANDLER = 1, RT_FAIL_BUILDING = 2 };
 
 /* One handler call of ProcessEvents. Strings and the JSON data are in the
- * batch's tape. */
+ * slot's tape. */
 typedef struct rt_event {
 	int32_t json;    /* data is the tape from node, not the payload */
 	int32_t status;  /* a status hook: RealtimeConnected / RealtimeDisconnected */
 	int32_t outcome; /* RT_EV_*, set by C */
 	int32_t dynamic; /* handler names a realtime.On route, not a realtime.Handler */
+	int32_t failed;  /* RT_FAIL_*, set by C */
 	uint32_t node;
 	double received; /* unix ms */
 	rt_str channel, payload, pattern, route, reason;
 	rt_str handler; /* the name in the handler table; len 0 with hook set */
 	rt_str hook;    /* hook.Run this name instead */
+	char *err;      /* failed: the error's text (malloc'd by C, freed by Go), or NULL */
+	uint32_t errlen;
 } rt_event;
 
-/* The handler calls Go hands over at once: one Go call per batch, not per
- * event. C dispatches events[cur..n) and checks the time budget before each;
- * what a ProcessEvents call leaves is dispatched first by the next one. Only
- * the pump uses it, and the pump does not re-enter. */
+/* The ring between Go and the pump: RT_SLOTS batches of handler calls in C
+ * memory. Go fills a free slot off the main thread and marks it ready; the
+ * pump dispatches ready slots in order without entering Go, and marks each
+ * used when it has dispatched all of it; Go reads the outcomes of a used
+ * slot and frees it. state moves FREE -> READY (Go) -> USED (C) -> FREE
+ * (Go), with release/acquire atomics: the side that owns a slot is the only
+ * one touching it. What a ProcessEvents call leaves of a slot is
+ * dispatched first by the next one, also after a map change. */
+#define RT_SLOTS 8
+#define RT_SLOT_EVENTS 64
+enum { RT_SLOT_FREE = 0, RT_SLOT_READY = 1, RT_SLOT_USED = 2 };
 typedef struct rt_batch {
 	rt_tape tape;
 	rt_event *events;
 	uint32_t n, cap, cur;
+	int32_t state;
+	int64_t started; /* unix ns when the pump started the slot, set by C */
 } rt_batch;
+
+typedef struct rt_ring {
+	rt_batch slots[RT_SLOTS];
+	uint32_t head; /* the pump's next slot; the main thread's */
+} rt_ring;
 
 /* The pump's own time: each ProcessEvents call that had work, since Go
  * last read them (GetStats). ns keeps the last RT_FRAMES durations. */
@@ -103,16 +123,22 @@ typedef struct rt_frames {
 	int64_t max;
 } rt_frames;
 
-extern rt_batch rt_events;
+extern rt_ring rt_events;
 extern rt_frames rt_frame_stats;
-extern int64_t rt_pending_events; /* events queued, kept by Go */
+extern int64_t rt_pending_events; /* events queued in Go, not yet in the ring, kept by Go */
 extern int64_t rt_pending_logs;   /* log lines waiting, kept by Go */
+extern int32_t rt_need_begin;     /* set by Go when a Lua state opens: the pump calls rtgo_begin once */
 extern int64_t rt_budget_ns;      /* dispatch.budget, set by Go */
 extern int64_t rt_max_per_frame;  /* dispatch.max_per_frame, 0: no limit, set by Go */
 
 /* rt_reserve makes room for n more nodes and b more bytes; 0 when out of
  * memory or past RT_MAX_NODES / RT_MAX_BYTES. */
 int rt_reserve(rt_tape *t, uint32_t n, uint32_t b);
-int rt_reserve_events(uint32_t n);
+int rt_reserve_events(rt_batch *b, uint32_t n);
+
+/* rt_ring_init prepares the ring's wake-up; rt_ring_wait blocks Go's feeder
+ * until the pump has used a slot (it returns at once if one is used). */
+int rt_ring_init(int unused);
+void rt_ring_wait(int unused);
 
 #endif

@@ -42,6 +42,7 @@ type Router struct {
 	refusedLogged atomic.Int64 // unix nanoseconds of the last refused-publish log line
 	now           func() time.Time
 	pending       *atomic.Int64
+	queued        func() // WithQueued
 
 	gen   atomic.Uint64 // of the attached backend's sink
 	sinks atomic.Uint64 // numbers sinks
@@ -98,6 +99,10 @@ type Option func(*Router)
 
 // WithClock replaces time.Now, for rate-limit tests.
 func WithClock(now func() time.Time) Option { return func(r *Router) { r.now = now } }
+
+// WithQueued has fn called after events were queued, on the goroutine
+// that queued them (without the router's locks held).
+func WithQueued(fn func()) Option { return func(r *Router) { r.queued = fn } }
 
 // WithPendingCounter makes the queue keep its pending count in *p (see
 // Queue.SharePending).
@@ -520,6 +525,9 @@ func (r *Router) push(e *Event) {
 		r.Logf("warn", "event queue full (%d events waiting): dropped an event on %s; the main thread is not keeping up", r.queue.Pending(), quoteName(dropped.Channel))
 	}
 	r.Stats.Queued.Add(1)
+	if r.queued != nil {
+		r.queued()
+	}
 }
 
 // SetStatus records a backend status change and queues it for Lua's
@@ -529,6 +537,9 @@ func (r *Router) SetStatus(s Status, reason string) {
 		return
 	}
 	r.queue.Push(&Event{Kind: KindStatus, Status: s, Note: reason, Received: r.now().UnixNano()})
+	if r.queued != nil {
+		r.queued()
+	}
 }
 
 // Status is the backend's last reported status.

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,9 @@ type Options struct {
 	// Frames, if set, returns the pump's frame times since it was last
 	// called (GetStats' frames).
 	Frames func() Frames
+	// Queued, if set, is called after events were queued, on the goroutine
+	// that queued them: the shim's feeder takes them from there (Take).
+	Queued func()
 }
 
 // Frames are the pump's own figures: the ProcessEvents calls that had work
@@ -83,6 +87,7 @@ type Module struct {
 	handlers map[string]bool   // realtime.Handler names with a function
 	dynamic  map[string]*onReg // realtime.On registrations by route name
 	swept    bool              // stale registrations removed since Open
+	warnMu   sync.Mutex        // the shim's feeder counts outcomes (Finish) off the main thread
 	warned   map[string]bool   // routes already logged for having no handler
 	nextID   int
 }
@@ -118,6 +123,9 @@ func Start(opts Options) *Module {
 	ropts := []router.Option{router.WithLog(m.logs.add)}
 	if opts.Pending != nil {
 		ropts = append(ropts, router.WithPendingCounter(opts.Pending))
+	}
+	if opts.Queued != nil {
+		ropts = append(ropts, router.WithQueued(opts.Queued))
 	}
 	r, rerr := router.New(cfg, ropts...)
 	if rerr != nil { // a validated config compiles; this is a bug, not a user error
@@ -173,7 +181,9 @@ func (m *Module) attach() error {
 func (m *Module) Open() {
 	m.gen++
 	m.handlers = map[string]bool{}
+	m.warnMu.Lock()
 	m.warned = map[string]bool{}
+	m.warnMu.Unlock()
 	m.swept = false
 	if m.dynamic == nil {
 		m.dynamic = map[string]*onReg{}
@@ -198,7 +208,7 @@ func (m *Module) Handler(name string, has bool) error {
 	}
 	if has {
 		m.handlers[name] = true
-		delete(m.warned, name)
+		m.unwarn(name)
 	} else {
 		delete(m.handlers, name)
 	}
@@ -265,7 +275,7 @@ func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 		}
 		return "", "", err
 	}
-	delete(m.warned, def.Name)
+	m.unwarn(def.Name)
 	m.dynamic[def.Name] = &onReg{id: id, pattern: pat, exact: o.Exact, gen: m.gen}
 	return id, def.Name, nil
 }
@@ -370,13 +380,66 @@ func (m *Module) noHandler(e *router.Event) {
 	h := e.Route.Handler
 	e.Route.Stats.NoHandler.Add(1)
 	m.r.Stats.Drop(router.DropNoHandler)
-	if !m.warned[h] {
-		m.warned[h] = true
+	m.warnMu.Lock()
+	warned := m.warned[h]
+	m.warned[h] = true
+	m.warnMu.Unlock()
+	if !warned {
 		if e.Route.Dynamic || m.r.Table().Route(e.Route.Name) == nil {
 			m.logs.add("warn", fmt.Sprintf("route %q was removed while events for it waited; they are dropped and counted as no_handler", e.Route.Name))
 			return
 		}
 		m.logs.add("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); its events are dropped and counted", e.Route.Name, h, h))
+	}
+}
+
+func (m *Module) unwarn(name string) {
+	m.warnMu.Lock()
+	delete(m.warned, name)
+	m.warnMu.Unlock()
+}
+
+// Take returns the next handler call for the shim's ring, on any
+// goroutine; false when the queue is empty. Whether the Lua state has the
+// handler is the shim's to see when it dispatches the call; Finish counts
+// what became of it.
+func (m *Module) Take() (Dispatch, bool) {
+	for {
+		e := m.r.Next()
+		if e == nil {
+			return Dispatch{}, false
+		}
+		if e.Kind == router.KindStatus {
+			d := Dispatch{Event: e, Hook: "RealtimeDisconnected"}
+			switch e.Status {
+			case router.StatusConnected, router.StatusLocal:
+				d.Hook = "RealtimeConnected"
+			case router.StatusConnecting:
+				continue
+			}
+			return d, true
+		}
+		h := e.Route.Handler
+		if name, ok := strings.CutPrefix(h, config.HookPrefix); ok {
+			return Dispatch{Event: e, Hook: name}, true
+		}
+		return Dispatch{Event: e, Handler: h}, true
+	}
+}
+
+// Finish counts what became of a call from Take, on any goroutine: the
+// shim found no handler for it (noHandler), or dispatched it at (unix ns),
+// and it failed (RT_FAIL_HANDLER 1, RT_FAIL_BUILDING 2) with msg.
+func (m *Module) Finish(d *Dispatch, noHandler bool, at int64, failed int, msg string) {
+	if noHandler {
+		m.noHandler(d.Event)
+		return
+	}
+	if d.Event.Kind == router.KindMessage {
+		m.r.Dispatched(d.Event, at)
+	}
+	if failed != 0 {
+		m.HandlerError(d, failed == 2, msg)
 	}
 }
 
