@@ -18,9 +18,6 @@ func rtgo_close() { guard(nil, closeState) }
 //export rtgo_begin
 func rtgo_begin() { guard(nil, begin) }
 
-//export rtgo_fill
-func rtgo_fill() { guard(nil, fillMain) }
-
 //export rtgo_finish
 func rtgo_finish() { guard(nil, finish) }
 

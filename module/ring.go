@@ -16,72 +16,102 @@ import (
 	"github.com/gmod-realtime/realtime/router"
 )
 
-// The feeder fills the ring in C memory (shim.h, rt_ring) from the queue,
-// off the main thread, so that ProcessEvents never waits for the Go
-// runtime: a C thread entering Go needs a P, and while the reader and
-// router goroutines hold both of a small machine's, it waited up to 12 ms
-// (make bench, frames). fill runs on whichever goroutine queued an event
-// (Options.Queued) and on the feeder goroutine, which the pump wakes when
-// it has used a slot. The main thread enters Go only to count outcomes
-// that need a log line before ProcessEvents returns (finish), and for
-// GetStats.
+// The ring (shim.h, rt_ring) takes queued events to the main thread in C
+// memory, so that ProcessEvents never waits for the Go runtime: a C thread
+// entering Go needs a P, and while the reader and router goroutines held
+// both of a small machine's, the pump waited up to 12 ms for one (make
+// bench, frames). fill runs on the goroutine that queued an event
+// (Options.Queued) and on the feeder goroutine, which sleeps in C until
+// the pump has made room. The main thread enters Go only to count the
+// outcomes that must be logged before ProcessEvents returns (finish), and
+// for GetStats.
 
 // take is api.Module.Take; a test replaces it.
 var take = (*api.Module).Take
 
-// slotKeep is the most tape bytes a slot keeps between uses.
-const slotKeep = 256 << 10
+const (
+	slotBytes = 64 << 10 // a slot's tape: its events' strings, unless one event needs more
+	slotNodes = 1024     // and JSON nodes
+)
 
 var feed struct {
 	mu    sync.Mutex
 	dirty atomic.Bool // an event was queued while another goroutine filled
 	mod   atomic.Pointer[api.Module]
-	tail  uint32                     // the next slot to fill
-	calls [C.RT_SLOTS][]api.Dispatch // each slot's handler calls
-	done  [C.RT_SLOTS]int            // of those, the ones whose outcome was counted
-	ahead atomic.Int64               // the most events the ring holds ahead of the pump
-	held  atomic.Int64               // events in ready slots
-	limit atomic.Int64               // the most payload bytes the ring holds
-	size  [C.RT_SLOTS]atomic.Int64   // events of each ready slot, for held
+	ahead atomic.Int64 // the most events in the ring
+	limit atomic.Int64 // the most payload bytes in the ring (but one event)
+
+	// Guarded by mu.
+	tail      uint32 // the slot Go appends to
+	calls     [C.RT_SLOTS][C.RT_SLOT_EVENTS]api.Dispatch
+	done      [C.RT_SLOTS]uint32 // events of the slot whose outcome was counted
+	bytes     [C.RT_SLOTS]int64  // payload bytes of the slot's events
+	held      int64              // payload bytes in the ring
+	published uint64             // events put in the ring, ever
+	carry     *api.Dispatch      // taken from the queue, waiting for room
 }
 
 func slot(i uint32) *C.rt_batch { return &C.rt_events.slots[i%C.RT_SLOTS] }
 
 func state(b *C.rt_batch) *atomic.Int32 { return (*atomic.Int32)(unsafe.Pointer(&b.state)) }
 
-// startFeeder starts the feeder goroutine for m, once.
+func published(b *C.rt_batch) *atomic.Uint32 { return (*atomic.Uint32)(unsafe.Pointer(&b.n)) }
+
+func consumed() uint64 { return (*atomic.Uint64)(unsafe.Pointer(&C.rt_events.consumed)).Load() }
+
+func filling() *atomic.Int32 { return (*atomic.Int32)(unsafe.Pointer(&C.rt_events.filling)) }
+
+var feeder sync.Once
+
+// startFeeder makes m the module the ring is filled from, and starts the
+// feeder goroutine once.
 func startFeeder(m *api.Module) {
-	if C.rt_ring_init(0) == 0 {
-		panic("cannot make the event ring's semaphore")
-	}
+	feeder.Do(func() {
+		if C.rt_ring_init(0) == 0 {
+			panic("cannot make the event ring's semaphore")
+		}
+		go feedLoop()
+	})
 	setAhead(m)
 	feed.mod.Store(m)
-	go func() {
-		for {
-			C.rt_ring_wait(0)
-			fill()
-		}
-	}()
 	fill()
 }
 
-// setAhead bounds what the ring holds by the queue's limits: an eighth of
-// them (at most RT_SLOTS*RT_SLOT_EVENTS events), so that the overflow
-// policy still has the rest to choose from while the pump is stopped.
-func setAhead(m *api.Module) {
-	q := m.Config().Queue
-	feed.ahead.Store(int64(min(max(q.MaxEvents/8, 1), C.RT_SLOTS*C.RT_SLOT_EVENTS)))
-	feed.limit.Store(max(int64(q.MaxBytes)/8, 1))
+// feedLoop fills the ring whenever the pump has made room.
+func feedLoop() {
+	for {
+		until := consumed() + 1
+		if m := feed.mod.Load(); m != nil {
+			feed.mu.Lock()
+			full := fillLocked(m)
+			until = feed.published // all consumed: used slots to free
+			if full {
+				until = min(consumed()+uint64(max(feed.ahead.Load()/2, 1)), feed.published)
+			}
+			feed.mu.Unlock()
+			fill() // an event queued while the lock was held
+		}
+		C.rt_ring_wait(C.uint64_t(max(until, consumed()+1)))
+	}
 }
 
-// fill moves queued events into free slots, and counts the outcomes of
-// used ones. Any goroutine may call it; one fills at a time, and an event
-// queued meanwhile makes that one look again.
+// setAhead bounds what the ring holds by the queue's limits: a quarter of
+// them (at most RT_SLOTS*RT_SLOT_EVENTS, 8,192 events: more than a 2 ms
+// budget dispatches), so that the overflow policy still has the rest to
+// choose from while the pump is stopped.
+func setAhead(m *api.Module) {
+	q := m.Config().Queue
+	feed.ahead.Store(int64(min(max(q.MaxEvents/4, 1), C.RT_SLOTS*C.RT_SLOT_EVENTS)))
+	feed.limit.Store(max(int64(q.MaxBytes)/4, 1))
+}
+
+// fill moves queued events into the ring. Any goroutine may call it; one
+// fills at a time, and an event queued meanwhile makes that one look again.
 func fill() {
 	feed.dirty.Store(true)
-	for feed.mod.Load() != nil && feed.mu.TryLock() {
+	for m := feed.mod.Load(); m != nil && feed.mu.TryLock(); {
 		feed.dirty.Store(false)
-		fillLocked(feed.mod.Load())
+		fillLocked(m)
 		feed.mu.Unlock()
 		if !feed.dirty.Load() {
 			return
@@ -89,20 +119,8 @@ func fill() {
 	}
 }
 
-// fillMain fills the ring on the main thread, for a pump that found it
-// dry with events queued: it waits for a feeder that is filling.
-func fillMain() C.int {
-	if m := feed.mod.Load(); m != nil {
-		feed.mu.Lock()
-		fillLocked(m)
-		feed.mu.Unlock()
-		fill() // an event queued meanwhile
-	}
-	return C.RT_OK
-}
-
-// finish counts the outcomes of the events dispatched so far, those of
-// the slot the pump is in included; on the main thread only.
+// finish counts the outcomes of the events dispatched so far; on the main
+// thread.
 func finish() C.int {
 	m := feed.mod.Load()
 	if m == nil {
@@ -110,23 +128,29 @@ func finish() C.int {
 	}
 	feed.mu.Lock()
 	reap(m)
-	if b := slot(uint32(C.rt_events.head)); state(b).Load() == C.RT_SLOT_READY {
-		count(m, uint32(C.rt_events.head)%C.RT_SLOTS, int(b.cur))
+	head := uint32(C.rt_events.head)
+	if b := slot(head); state(b).Load() != C.RT_SLOT_FREE {
+		count(m, head%C.RT_SLOTS, uint32(b.cur))
 	}
 	feed.mu.Unlock()
-	fill() // slots were freed, and the feeder may have found the lock taken
+	fill() // room was made, and a goroutine may have found the lock taken
 	return C.RT_OK
 }
 
-// inFlight is the number of events in the ring not yet dispatched; on the
-// main thread only.
+// inFlight is the number of events taken from the queue and not yet
+// dispatched; on the main thread.
 func inFlight() int {
 	n := 0
 	for i := range uint32(C.RT_SLOTS) {
-		if b := slot(i); state(b).Load() == C.RT_SLOT_READY {
-			n += int(b.n - b.cur)
+		if b := slot(i); state(b).Load() != C.RT_SLOT_FREE {
+			n += int(published(b).Load() - uint32(b.cur))
 		}
 	}
+	feed.mu.Lock()
+	if feed.carry != nil {
+		n++
+	}
+	feed.mu.Unlock()
 	return n
 }
 
@@ -137,13 +161,13 @@ func reap(m *api.Module) {
 		if state(b).Load() != C.RT_SLOT_USED {
 			continue
 		}
-		count(m, i, int(b.n))
-		clear(feed.calls[i])
-		feed.calls[i] = feed.calls[i][:0]
+		count(m, i, uint32(b.n))
+		clear(feed.calls[i][:b.n])
 		feed.done[i] = 0
-		feed.held.Add(-feed.size[i].Swap(0))
+		feed.held -= feed.bytes[i]
+		feed.bytes[i] = 0
 		b.n, b.cur, b.started, b.tape.n, b.tape.nbytes = 0, 0, 0, 0, 0
-		if b.tape.bcap > slotKeep || b.tape.cap > slotKeep/32 { // give back a burst of big payloads
+		if b.tape.bcap > slotBytes || b.tape.cap > slotNodes { // give back a big event's memory
 			C.free(unsafe.Pointer(b.tape.bytes))
 			C.free(unsafe.Pointer(b.tape.nodes))
 			b.tape = C.rt_tape{}
@@ -153,8 +177,11 @@ func reap(m *api.Module) {
 }
 
 // count counts the outcomes of slot i's events up to upto.
-func count(m *api.Module, i uint32, upto int) {
+func count(m *api.Module, i, upto uint32) {
 	b := slot(i)
+	if upto == 0 {
+		return
+	}
 	events := unsafe.Slice(b.events, b.cap)
 	for k := feed.done[i]; k < upto; k++ {
 		ev := &events[k]
@@ -169,80 +196,122 @@ func count(m *api.Module, i uint32, upto int) {
 	feed.done[i] = max(feed.done[i], upto)
 }
 
-func fillLocked(m *api.Module) {
+// fillLocked frees used slots and moves queued events into the ring until
+// the queue is empty (false) or the ring is full (true).
+func fillLocked(m *api.Module) (full bool) {
+	filling().Store(1)
+	defer func() {
+		filling().Store(0)
+		if p := recover(); p != nil { // a bug: logged, never a crash of a goroutine
+			m.BatchFailed(nil, fmt.Sprint(p))
+			full = false
+		}
+	}()
 	reap(m)
-	for feed.held.Load() < feed.ahead.Load() {
-		i := feed.tail % C.RT_SLOTS
-		b := slot(i)
-		if state(b).Load() != C.RT_SLOT_FREE {
-			return // the pump has not used it yet: it wakes the feeder when it has
+	for {
+		b := slot(feed.tail)
+		if feed.held >= feed.limit.Load() && state(b).Load() == C.RT_SLOT_OPEN {
+			// its bytes come back once it is used: seal it
+			state(b).Store(C.RT_SLOT_SEALED)
+			feed.tail++
+			return true
 		}
-		if !fillSlot(m, i, b) {
-			return
+		if int64(feed.published-consumed()) >= feed.ahead.Load() || feed.held >= feed.limit.Load() {
+			return true
 		}
-		feed.tail++
+		switch state(b).Load() {
+		case C.RT_SLOT_SEALED, C.RT_SLOT_USED:
+			return true // the pump has not finished it (or Go has not freed it yet)
+		case C.RT_SLOT_FREE:
+			b.n, b.cur, b.started = 0, 0, 0
+		}
+		d := feed.carry
+		if d == nil {
+			next, ok := take(m)
+			if !ok {
+				return false
+			}
+			d = &next
+		}
+		feed.carry = nil
+		if !put(m, b, d) { // no room left in the slot: seal it, the event goes in the next
+			feed.carry = d
+			state(b).Store(C.RT_SLOT_SEALED)
+			feed.tail++
+		}
 	}
 }
 
-// fillSlot fills free slot i and hands it to the pump; false when the
-// queue had nothing. A panic drops the slot's events, counted.
-func fillSlot(m *api.Module, i uint32, b *C.rt_batch) (ok bool) {
-	calls := feed.calls[i][:0]
+// need is what event d takes of a slot's tape.
+func need(d *api.Dispatch) (bytes, nodes int) {
+	e := d.Event
+	bytes = len(d.Hook) + len(d.Handler) + len(e.Note) + len(e.Channel) + len(e.Payload)
+	if e.Route != nil {
+		bytes += len(e.Route.Name) + len(e.Route.Pattern())
+	}
+	if e.JSON != nil {
+		nodes = len(e.JSON.Nodes)
+		for i := range e.JSON.Nodes {
+			bytes += len(e.JSON.Nodes[i].Str)
+		}
+	}
+	return bytes, nodes
+}
+
+// put appends d to slot b (free or open) and publishes it; false when b
+// has events and no room for d. A panic drops d, counted.
+func put(m *api.Module, b *C.rt_batch, d *api.Dispatch) (ok bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			m.BatchFailed(calls, fmt.Sprint(p))
-			clear(calls)
-			feed.calls[i] = calls[:0]
-			b.n, b.tape.n, b.tape.nbytes = 0, 0, 0
-			ok = false
+			m.BatchFailed([]api.Dispatch{*d}, fmt.Sprint(p))
+			ok = true // dropped: not carried
 		}
 	}()
-	if C.rt_reserve_events(b, C.RT_SLOT_EVENTS) == 0 {
-		panic("out of memory")
+	bytes, nodes := need(d)
+	t := &b.tape
+	if b.n > 0 && (b.n >= C.RT_SLOT_EVENTS || int(t.nbytes)+bytes > int(t.bcap) || int(t.n)+nodes > int(t.cap)) {
+		return false
 	}
-	events := unsafe.Slice(b.events, b.cap)
-	room := min(int64(C.RT_SLOT_EVENTS), feed.ahead.Load()-feed.held.Load())
-	limit := feed.limit.Load()
-	var bytes int64
-	for int64(len(calls)) < room && (len(calls) == 0 || bytes < limit/C.RT_SLOTS) {
-		d, ok := take(m)
-		if !ok {
-			break
+	if b.n == 0 { // the pump reads nothing of a slot with no event: its memory may move
+		t.n, t.nbytes = 0, 0
+		if C.rt_reserve_events(b, C.RT_SLOT_EVENTS) == 0 {
+			panic("out of memory")
 		}
-		calls = append(calls, d)
-		ev := &events[b.n]
-		b.n++
-		*ev = C.rt_event{hook: putStrIn(&b.tape, d.Hook)}
-		e := d.Event
-		bytes += int64(len(e.Payload) + len(e.Channel))
-		if e.Kind == router.KindStatus {
-			ev.status = 1
-			ev.reason = putStrIn(&b.tape, e.Note)
-			continue
-		}
-		ev.channel = putStrIn(&b.tape, e.Channel)
-		ev.pattern = putStrIn(&b.tape, e.Route.Pattern())
-		ev.route = putStrIn(&b.tape, e.Route.Name)
+		reserve(t, max(nodes, slotNodes), max(bytes, slotBytes))
+	}
+	i := uint32(uintptr(unsafe.Pointer(b))-uintptr(unsafe.Pointer(&C.rt_events.slots[0]))) / uint32(unsafe.Sizeof(*b))
+	ev := &unsafe.Slice(b.events, b.cap)[b.n]
+	e := d.Event
+	*ev = C.rt_event{hook: putStrIn(t, d.Hook)}
+	if e.Kind == router.KindStatus {
+		ev.status = 1
+		ev.reason = putStrIn(t, e.Note)
+	} else {
+		ev.channel = putStrIn(t, e.Channel)
+		ev.pattern = putStrIn(t, e.Route.Pattern())
+		ev.route = putStrIn(t, e.Route.Name)
 		switch {
 		case d.Hook != "":
 		case e.Route.Dynamic:
 			ev.handler, ev.dynamic = ev.route, 1
 		default:
-			ev.handler = putStrIn(&b.tape, d.Handler)
+			ev.handler = putStrIn(t, d.Handler)
 		}
 		ev.received = C.double(float64(e.Received) / 1e6)
 		if e.JSON != nil {
-			ev.json, ev.node = 1, putDocIn(&b.tape, e.JSON)
+			ev.json, ev.node = 1, putDocIn(t, e.JSON)
 		} else {
-			ev.payload = putStrIn(&b.tape, e.Payload)
+			ev.payload = putStrIn(t, e.Payload)
 		}
 	}
-	feed.calls[i] = calls
-	if len(calls) == 0 {
-		return false
+	feed.calls[i][b.n] = *d
+	size := int64(len(e.Payload) + len(e.Channel))
+	feed.bytes[i] += size
+	feed.held += size
+	feed.published++
+	published(b).Store(uint32(b.n) + 1)
+	if state(b).Load() == C.RT_SLOT_FREE {
+		state(b).Store(C.RT_SLOT_OPEN)
 	}
-	feed.size[i].Store(int64(len(calls)))
-	feed.held.Add(int64(len(calls)))
-	state(b).Store(C.RT_SLOT_READY)
 	return true
 }

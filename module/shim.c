@@ -39,9 +39,10 @@ int rt_reserve_events(rt_batch *b, uint32_t n) {
 }
 
 /* ---- The ring's wake-up --------------------------------------------------
- * Go's feeder sleeps in rt_ring_wait while every slot is ready or free with
- * nothing to fill; the pump wakes it when it has used a slot, if it sleeps
- * (one atomic exchange otherwise). */
+ * Go's feeder sleeps in rt_ring_wait until the pump has started wake_at
+ * events in all (room in the ring) or used a slot (to free); the pump
+ * checks after each event whether it sleeps and is due (a store and a
+ * load). */
 #ifdef _WIN32
 static HANDLE ring_sem;
 static void sem_up(void) { ReleaseSemaphore(ring_sem, 1, NULL); }
@@ -67,34 +68,45 @@ int rt_ring_init(int unused) {
 #endif
 
 static int32_t feeder_waits;
+static uint64_t wake_at __attribute__((aligned(8)));
 
-static int slot_state(const rt_batch *b) { return __atomic_load_n(&b->state, __ATOMIC_ACQUIRE); }
-
-void rt_ring_wait(int unused) {
-	(void)unused;
+void rt_ring_wait(uint64_t until) {
+	__atomic_store_n(&wake_at, until, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&feeder_waits, 1, __ATOMIC_SEQ_CST);
-	for (int i = 0; i < RT_SLOTS; i++) {
-		if (slot_state(&rt_events.slots[i]) == RT_SLOT_USED) {
-			__atomic_store_n(&feeder_waits, 0, __ATOMIC_SEQ_CST);
-			return;
-		}
-	}
+	if (__atomic_load_n(&rt_events.consumed, __ATOMIC_SEQ_CST) >= until &&
+	    __atomic_exchange_n(&feeder_waits, 0, __ATOMIC_SEQ_CST))
+		return; /* due already, and the pump has not posted */
 	sem_down();
 }
 
-/* ready_slot is the slot the pump dispatches from, or NULL when Go has
- * none ready. */
-static rt_batch *ready_slot(void) {
-	rt_batch *b = &rt_events.slots[rt_events.head % RT_SLOTS];
-	return slot_state(b) == RT_SLOT_READY ? b : NULL;
+/* consume counts one more event started, and wakes the feeder if due. */
+static void consume(void) {
+	uint64_t c = rt_events.consumed + 1;
+	__atomic_store_n(&rt_events.consumed, c, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&feeder_waits, __ATOMIC_SEQ_CST) && c >= __atomic_load_n(&wake_at, __ATOMIC_SEQ_CST) &&
+	    __atomic_exchange_n(&feeder_waits, 0, __ATOMIC_SEQ_CST))
+		sem_up();
 }
 
-/* use_slot gives slot b, all dispatched, back to Go. */
-static void use_slot(rt_batch *b) {
-	__atomic_store_n(&b->state, RT_SLOT_USED, __ATOMIC_SEQ_CST);
-	rt_events.head++;
-	if (__atomic_exchange_n(&feeder_waits, 0, __ATOMIC_SEQ_CST))
-		sem_up();
+static int slot_state(const rt_batch *b) { return __atomic_load_n(&b->state, __ATOMIC_ACQUIRE); }
+
+/* ready_slot is the slot at head if it has an event to dispatch, or NULL;
+ * sealed slots dispatched to their end go back to Go on the way. */
+static rt_batch *ready_slot(void) {
+	for (;;) {
+		rt_batch *b = &rt_events.slots[rt_events.head % RT_SLOTS];
+		int st = slot_state(b);
+		if (st != RT_SLOT_OPEN && st != RT_SLOT_SEALED)
+			return NULL;
+		if (b->cur < __atomic_load_n(&b->n, __ATOMIC_ACQUIRE))
+			return b;
+		if (st == RT_SLOT_OPEN)
+			return NULL;
+		__atomic_store_n(&b->state, RT_SLOT_USED, __ATOMIC_SEQ_CST);
+		rt_events.head++;
+		if (__atomic_exchange_n(&feeder_waits, 0, __ATOMIC_SEQ_CST)) /* a slot to free */
+			sem_up();
+	}
 }
 
 static int64_t now_ns(void) {
@@ -762,7 +774,7 @@ typedef struct pump {
 	int64_t start, max;
 	int dispatched, started;
 	int report;        /* an event failed or had no handler: Go hears of it before the call returns */
-	int filled;        /* Go filled the ring on this thread */
+	int64_t spun;      /* ns spent waiting for events in transit */
 	rt_event *building; /* the event whose call is being prepared, or NULL */
 	uint32_t progress;  /* events started: to tell a stuck pump */
 } pump;
@@ -780,6 +792,25 @@ static void set_failed(pump *p, rt_event *ev, int kind, const char *msg, size_t 
 		memcpy(ev->err, msg, len);
 		ev->errlen = (uint32_t)len;
 	}
+}
+
+/* wait_ready waits a little for events on their way into the ring (queued
+ * in Go, or being moved by a goroutine), spinning: at most 50 us at a time
+ * and 200 us in a call, within the budget. Never in Go. */
+static rt_batch *wait_ready(pump *p) {
+	int64_t t0 = now_ns(), until = t0 + 50000;
+	if (rt_budget_ns > 0 && p->start + rt_budget_ns < until)
+		until = p->start + rt_budget_ns;
+	rt_batch *b = NULL;
+	int64_t t = t0;
+	while (p->spun + (t - t0) < 200000 && t < until &&
+	       (load64(&rt_pending_events) > 0 || __atomic_load_n(&rt_events.filling, __ATOMIC_ACQUIRE))) {
+		if ((b = ready_slot()) != NULL)
+			break;
+		t = now_ns();
+	}
+	p->spun += t - t0;
+	return b ? b : ready_slot();
 }
 
 /* l_dispatch dispatches events until the ring has none ready, the budget
@@ -809,23 +840,14 @@ static int l_dispatch(lua_State *L) {
 		    (p->started > 0 && rt_budget_ns > 0 && now_ns() - p->start >= rt_budget_ns))
 			break;
 		rt_batch *b = ready_slot();
-		if (!b && !p->filled && load64(&rt_pending_events) > 0) {
-			/* The ring ran dry with events queued in Go: the feeder
-			 * did not keep up. Go fills it on this thread, once per
-			 * call (its only entry into Go on the way). */
-			p->filled = 1;
-			rtgo_fill();
-			b = ready_slot();
-		}
+		if (!b)
+			b = wait_ready(p);
 		if (!b)
 			break;
-		if (b->cur >= b->n) {
-			use_slot(b);
-			continue;
-		}
 		if (b->cur == 0 && !b->started)
 			b->started = unix_ns();
 		rt_event *ev = &b->events[b->cur++];
+		consume();
 		p->progress++;
 		p->started++; /* status hooks too: they take time like handlers */
 		/* An error from here to the end of the event, outside the
@@ -850,10 +872,7 @@ static int l_dispatch(lua_State *L) {
 		lua.settop(L, DISPATCH_BASE);
 		p->building = NULL;
 	}
-	/* a slot dispatched to its end goes back to Go now, not next frame */
-	rt_batch *b = ready_slot();
-	if (b && b->cur >= b->n)
-		use_slot(b);
+	ready_slot(); /* a sealed slot dispatched to its end goes back to Go now */
 	return 0;
 }
 

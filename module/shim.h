@@ -89,28 +89,35 @@ typedef struct rt_event {
 	uint32_t errlen;
 } rt_event;
 
-/* The ring between Go and the pump: RT_SLOTS batches of handler calls in C
- * memory. Go fills a free slot off the main thread and marks it ready; the
- * pump dispatches ready slots in order without entering Go, and marks each
- * used when it has dispatched all of it; Go reads the outcomes of a used
- * slot and frees it. state moves FREE -> READY (Go) -> USED (C) -> FREE
- * (Go), with release/acquire atomics: the side that owns a slot is the only
- * one touching it. What a ProcessEvents call leaves of a slot is
- * dispatched first by the next one, also after a map change. */
-#define RT_SLOTS 8
-#define RT_SLOT_EVENTS 64
-enum { RT_SLOT_FREE = 0, RT_SLOT_READY = 1, RT_SLOT_USED = 2 };
+/* The ring between Go and the pump: RT_SLOTS slots of handler calls in C
+ * memory, so that the pump never enters Go on its way. Go opens a free
+ * slot and appends events to it off the main thread, publishing each by
+ * storing n (release); the pump dispatches events[cur..n) of the slot at
+ * head (acquire). When an event does not fit, Go seals the slot (no more
+ * appends) and opens the next; the pump marks a sealed slot it has
+ * dispatched to its end as used and moves on; Go counts the outcomes of a
+ * used slot and frees it. state: FREE -> OPEN -> SEALED (Go) -> USED (C)
+ * -> FREE (Go). Go never moves a slot's memory while n > 0 (its tape has
+ * a fixed capacity once the first event is in). What a ProcessEvents call
+ * leaves is dispatched first by the next one, also after a map change. */
+#define RT_SLOTS 32
+#define RT_SLOT_EVENTS 256
+enum { RT_SLOT_FREE = 0, RT_SLOT_OPEN = 1, RT_SLOT_SEALED = 2, RT_SLOT_USED = 3 };
 typedef struct rt_batch {
 	rt_tape tape;
 	rt_event *events;
-	uint32_t n, cap, cur;
+	uint32_t n;      /* events published, stored by Go with release */
+	uint32_t cap;    /* RT_SLOT_EVENTS once open */
+	uint32_t cur;    /* the pump's next event */
 	int32_t state;
 	int64_t started; /* unix ns when the pump started the slot, set by C */
 } rt_batch;
 
 typedef struct rt_ring {
 	rt_batch slots[RT_SLOTS];
-	uint32_t head; /* the pump's next slot; the main thread's */
+	uint32_t head;     /* the pump's slot; the main thread's */
+	uint64_t consumed __attribute__((aligned(8))); /* events the pump has started, stored by C */
+	int32_t filling;   /* Go is moving events from its queue into the ring */
 } rt_ring;
 
 /* The pump's own time: each ProcessEvents call that had work, since Go
@@ -137,8 +144,8 @@ int rt_reserve(rt_tape *t, uint32_t n, uint32_t b);
 int rt_reserve_events(rt_batch *b, uint32_t n);
 
 /* rt_ring_init prepares the ring's wake-up; rt_ring_wait blocks Go's feeder
- * until the pump has used a slot (it returns at once if one is used). */
+ * until the pump has started more events than seen. */
 int rt_ring_init(int unused);
-void rt_ring_wait(int unused);
+void rt_ring_wait(uint64_t seen);
 
 #endif

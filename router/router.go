@@ -524,10 +524,10 @@ func (r *Router) push(e *Event) {
 		}
 		r.Logf("warn", "event queue full (%d events waiting): dropped an event on %s; the main thread is not keeping up", r.queue.Pending(), quoteName(dropped.Channel))
 	}
-	r.Stats.Queued.Add(1)
 	if r.queued != nil {
 		r.queued()
 	}
+	r.Stats.Queued.Add(1)
 }
 
 // SetStatus records a backend status change and queues it for Lua's
