@@ -85,6 +85,7 @@ typedef struct rt_event {
 	rt_str channel, payload, pattern, route, reason;
 	rt_str handler; /* the name in the handler table; len 0 with hook set */
 	rt_str hook;    /* hook.Run this name instead */
+	int64_t at;     /* unix ns when the pump started it, set by C */
 	char *err;      /* failed: the error's text (malloc'd by C, freed by Go), or NULL */
 	uint32_t errlen;
 } rt_event;
@@ -110,7 +111,6 @@ typedef struct rt_batch {
 	uint32_t cap;    /* RT_SLOT_EVENTS once open */
 	uint32_t cur;    /* the pump's next event */
 	int32_t state;
-	int64_t started; /* unix ns when the pump started the slot, set by C */
 } rt_batch;
 
 typedef struct rt_ring {
