@@ -1,9 +1,3 @@
-//go:build attack
-
-// Known defects of issue 12 (open), each a failing test found by an
-// attacker on 2026-11-27: run with `go test -tags attack`. Remove the
-// build tag from a file once its defect is fixed.
-
 package api
 
 import (
@@ -23,9 +17,9 @@ import (
 // TestConnectKeepsTheHeldPublishes: Redis is unreachable at the configured
 // address, so realtime.Publish holds 5 messages in the outbox (returning
 // true: "sent again after the reconnect"). The admin calls
-// realtime.Connect(url) with the right address: the held messages are
-// thrown away with the old bus (attach closes it), reaching neither Redis
-// nor any counter. A Reload with the same change hands them over.
+// realtime.Connect(url) with the right address: the held messages reach
+// Redis, as with a Reload (they were thrown away with the old bus, which
+// attach closes, reaching neither Redis nor any counter).
 func TestConnectKeepsTheHeldPublishes(t *testing.T) {
 	srv := redistest.Start(t)
 	sub := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2})
