@@ -52,3 +52,36 @@ func TestConnectKeepsTheHeldPublishes(t *testing.T) {
 		}
 	}
 }
+
+// TestDisconnectDiscardsTheHeldPublishes: what realtime.Disconnect() finds
+// in the outbox is discarded, as the README says; a Connect after it
+// sends only what is published next. Redis receives a connection's
+// messages in order, so the held ones, had they been kept, would arrive
+// before "after".
+func TestDisconnectDiscardsTheHeldPublishes(t *testing.T) {
+	srv := redistest.Start(t)
+	sub := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2})
+	defer sub.Close()
+	ps := sub.Subscribe(context.Background(), "held")
+	defer ps.Close()
+	_, err := ps.Receive(context.Background())
+	require.NoError(t, err)
+
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := dead.Addr().String()
+	require.NoError(t, dead.Close())
+	m, _ := start(t, "[redis]\nurl = \"redis://"+addr+"\"\nconnect_timeout = \"200ms\"\nreconnect_min = \"50ms\"\nreconnect_max = \"100ms\"\n")
+	for i := 0; i < 5; i++ {
+		require.NoError(t, m.Publish("held", fmt.Sprint(i)), "held in the outbox")
+	}
+	m.Disconnect()
+	require.NoError(t, m.Connect(srv.URL()))
+	require.NoError(t, m.Publish("held", "after"))
+	select {
+	case msg := <-ps.Channel():
+		assert.Equal(t, "after", msg.Payload, "the first message at Redis after the Disconnect")
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing reached Redis after Connect")
+	}
+}
