@@ -49,6 +49,11 @@ var feed struct {
 	held      int64              // payload bytes in the ring
 	published uint64             // events put in the ring, ever
 	carry     *api.Dispatch      // taken from the queue, waiting for room
+
+	// carried is carry != nil, for inFlight: the main thread must not take
+	// mu there, or a goroutine's fill that finds mu taken leaves its event
+	// in the queue with nobody to look at dirty.
+	carried atomic.Bool
 }
 
 func slot(i uint32) *C.rt_batch { return &C.rt_events.slots[i%C.RT_SLOTS] }
@@ -146,11 +151,9 @@ func inFlight() int {
 			n += int(published(b).Load() - uint32(b.cur))
 		}
 	}
-	feed.mu.Lock()
-	if feed.carry != nil {
+	if feed.carried.Load() {
 		n++
 	}
-	feed.mu.Unlock()
 	return n
 }
 
@@ -234,8 +237,10 @@ func fillLocked(m *api.Module) (full bool) {
 			d = &next
 		}
 		feed.carry = nil
+		feed.carried.Store(false)
 		if !put(m, b, d) { // no room left in the slot: seal it, the event goes in the next
 			feed.carry = d
+			feed.carried.Store(true)
 			state(b).Store(C.RT_SLOT_SEALED)
 			feed.tail++
 		}
