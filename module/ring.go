@@ -135,7 +135,8 @@ func finish() C.int {
 	reap(m)
 	head := uint32(C.rt_events.head)
 	if b := slot(head); state(b).Load() != C.RT_SLOT_FREE {
-		count(m, head%C.RT_SLOTS, uint32(b.cur))
+		// a handler calling GetStats: its own event's outcome is not known yet
+		count(m, head%C.RT_SLOTS, uint32(b.cur)-uint32(C.rt_events.busy))
 	}
 	feed.mu.Unlock()
 	fill() // room was made, and a goroutine may have found the lock taken
@@ -169,7 +170,7 @@ func reap(m *api.Module) {
 		feed.done[i] = 0
 		feed.held -= feed.bytes[i]
 		feed.bytes[i] = 0
-		b.n, b.cur, b.started, b.tape.n, b.tape.nbytes = 0, 0, 0, 0, 0
+		b.n, b.cur, b.tape.n, b.tape.nbytes = 0, 0, 0, 0
 		if b.tape.bcap > slotBytes || b.tape.cap > slotNodes { // give back a big event's memory
 			C.free(unsafe.Pointer(b.tape.bytes))
 			C.free(unsafe.Pointer(b.tape.nodes))
@@ -194,7 +195,7 @@ func count(m *api.Module, i, upto uint32) {
 			C.free(unsafe.Pointer(ev.err))
 			ev.err = nil
 		}
-		m.Finish(&feed.calls[i][k], ev.outcome == C.RT_EV_NO_HANDLER, int64(b.started), int(ev.failed), msg)
+		m.Finish(&feed.calls[i][k], ev.outcome == C.RT_EV_NO_HANDLER, int64(ev.at), int(ev.failed), msg)
 	}
 	feed.done[i] = max(feed.done[i], upto)
 }
@@ -226,7 +227,7 @@ func fillLocked(m *api.Module) (full bool) {
 		case C.RT_SLOT_SEALED, C.RT_SLOT_USED:
 			return true // the pump has not finished it (or Go has not freed it yet)
 		case C.RT_SLOT_FREE:
-			b.n, b.cur, b.started = 0, 0, 0
+			b.n, b.cur = 0, 0
 		}
 		d := feed.carry
 		if d == nil {

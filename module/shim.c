@@ -779,6 +779,14 @@ typedef struct pump {
 	uint32_t progress;  /* events started: to tell a stuck pump */
 } pump;
 
+/* set_building records the event whose call is being prepared or run:
+ * its outcome is not known yet, and GetStats, called by its handler, must
+ * not count it (rt_ring.busy). */
+static void set_building(pump *p, rt_event *ev) {
+	p->building = ev;
+	rt_events.busy = ev != NULL;
+}
+
 /* set_failed records event ev's failure and its error text, for Go. */
 static void set_failed(pump *p, rt_event *ev, int kind, const char *msg, size_t len) {
 	p->report = 1;
@@ -822,7 +830,7 @@ static int l_dispatch(lua_State *L) {
 	rt_out *out = body_out(L, RT_PUMP_MAGIC);
 	check_tables(L);
 	pump *p = (pump *)out;
-	p->building = NULL;
+	set_building(p, NULL);
 	lua.settop(L, 0);
 	if (!lua.checkstack(L, 16))
 		return rt_raise(L, "realtime: Lua stack overflow");
@@ -844,21 +852,20 @@ static int l_dispatch(lua_State *L) {
 			b = wait_ready(p);
 		if (!b)
 			break;
-		if (b->cur == 0 && !b->started)
-			b->started = unix_ns();
 		rt_event *ev = &b->events[b->cur++];
+		ev->at = unix_ns(); /* for the latency figures: the slot may span many calls */
 		consume();
 		p->progress++;
 		p->started++; /* status hooks too: they take time like handlers */
 		/* An error from here to the end of the event, outside the
 		 * handler's own pcall, is reported for ev by the caller. */
-		p->building = ev;
+		set_building(p, ev);
 		int nargs = push_event(L, b, ev);
 		if (nargs < 0) {
 			if (ev->outcome == RT_EV_NO_HANDLER)
 				p->report = 1;
 			lua.settop(L, DISPATCH_BASE);
-			p->building = NULL;
+			set_building(p, NULL);
 			continue;
 		}
 		if (!ev->status)
@@ -870,7 +877,7 @@ static int l_dispatch(lua_State *L) {
 			set_failed(p, ev, RT_FAIL_HANDLER, msg, len);
 		}
 		lua.settop(L, DISPATCH_BASE);
-		p->building = NULL;
+		set_building(p, NULL);
 	}
 	ready_slot(); /* a sealed slot dispatched to its end goes back to Go now */
 	return 0;
@@ -924,7 +931,7 @@ static int l_process_events(lua_State *L) {
 			set_failed(&p, p.building, RT_FAIL_BUILDING, msg, len);
 		else
 			rtgo_pump_error((char *)msg, len);
-		p.building = NULL;
+		set_building(&p, NULL);
 		lua.settop(L, top);
 		if (p.progress == progress || errors >= 1000)
 			break; /* no event moved: it would fail again */

@@ -87,6 +87,7 @@ typedef struct rt_event {
 	rt_str hook;    /* hook.Run this name instead */
 	char *err;      /* failed: the error's text (malloc'd by C, freed by Go), or NULL */
 	uint32_t errlen;
+	int64_t at;     /* unix ns when the pump started it, set by C */
 } rt_event;
 
 /* The ring between Go and the pump: RT_SLOTS slots of handler calls in C
@@ -110,7 +111,6 @@ typedef struct rt_batch {
 	uint32_t cap;    /* RT_SLOT_EVENTS once open */
 	uint32_t cur;    /* the pump's next event */
 	int32_t state;
-	int64_t started; /* unix ns when the pump started the slot, set by C */
 } rt_batch;
 
 typedef struct rt_ring {
@@ -118,6 +118,7 @@ typedef struct rt_ring {
 	uint32_t head;     /* the pump's slot; the main thread's */
 	uint64_t consumed __attribute__((aligned(8))); /* events the pump has started, stored by C */
 	int32_t filling;   /* Go is moving events from its queue into the ring */
+	int32_t busy;      /* the pump is in events[cur-1] of the head slot (its outcome unknown); the main thread's */
 } rt_ring;
 
 /* The pump's own time: each ProcessEvents call that had work, since Go
