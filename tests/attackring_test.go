@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -19,6 +20,9 @@ func TestAttackRing(t *testing.T) {
 			t.Run(c.name+"/"+h.Name, func(t *testing.T) {
 				t.Parallel()
 				out := NewServer(t, h, c.config).RunScript(c.name + ".lua")
+				if i := strings.LastIndex(out, c.name+": "); i >= 0 {
+					t.Log(strings.TrimSpace(out[i:])) // the seed, the rounds
+				}
 				assert.Contains(t, out, c.name+": ok")
 			})
 		}
