@@ -70,10 +70,22 @@ int rt_ring_init(int unused) {
 static int32_t feeder_waits;
 static uint64_t wake_at __attribute__((aligned(8)));
 
+/* any_used tells whether the pump has given back a slot that Go has not
+ * freed yet. */
+static int any_used(void) {
+	for (int i = 0; i < RT_SLOTS; i++)
+		if (__atomic_load_n(&rt_events.slots[i].state, __ATOMIC_SEQ_CST) == RT_SLOT_USED)
+			return 1;
+	return 0;
+}
+
 void rt_ring_wait(uint64_t until) {
 	__atomic_store_n(&wake_at, until, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&feeder_waits, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&rt_events.consumed, __ATOMIC_SEQ_CST) >= until &&
+	/* A slot the pump gave back before feeder_waits was set, after Go last
+	 * looked, had no one to wake: the room it makes (its bytes, the slot)
+	 * would wait for the next event queued. */
+	if ((__atomic_load_n(&rt_events.consumed, __ATOMIC_SEQ_CST) >= until || any_used()) &&
 	    __atomic_exchange_n(&feeder_waits, 0, __ATOMIC_SEQ_CST))
 		return; /* due already, and the pump has not posted */
 	sem_down();
