@@ -15,6 +15,8 @@ func TestAttackRing(t *testing.T) {
 		{"attack_ring_latency", ""},     // a backlog taken one event per call: latency_us reports microseconds
 		// every event fills the ring's byte share: a lost wake-up of the feeder leaves one in the queue
 		{"attack_ring_stall", "[queue]\nmax_bytes = 16384\nmax_payload = 16384\n"},
+		// events over a slot's 64 KiB and 1,024 JSON nodes, mixed with small ones
+		{"attack_ring_big", ""},
 	} {
 		for _, h := range hosts(luajit64, lua51, luajit32) {
 			t.Run(c.name+"/"+h.Name, func(t *testing.T) {
