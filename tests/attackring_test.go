@@ -17,6 +17,7 @@ func TestAttackRing(t *testing.T) {
 		{"attack_ring_stall", "[queue]\nmax_bytes = 16384\nmax_payload = 16384\n"},
 		// events over a slot's 64 KiB and 1,024 JSON nodes, mixed with small ones
 		{"attack_ring_big", ""},
+		{"attack_ring_errtext", ""}, // a handler's error text over 4 KiB: cut
 	} {
 		for _, h := range hosts(luajit64, lua51, luajit32) {
 			t.Run(c.name+"/"+h.Name, func(t *testing.T) {
