@@ -805,8 +805,8 @@ static void set_failed(pump *p, rt_event *ev, int kind, const char *msg, size_t 
 	if (ev->failed)
 		return;
 	ev->failed = kind;
-	if (len > 4096)
-		len = 4096;
+	if (len > (1u << 30)) /* Go reads it with a C int */
+		len = 1u << 30;
 	ev->err = malloc(len ? len : 1);
 	if (ev->err) {
 		memcpy(ev->err, msg, len);
