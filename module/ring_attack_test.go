@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gmod-realtime/realtime/config"
 	"github.com/gmod-realtime/realtime/module/api"
+	"github.com/gmod-realtime/realtime/router"
 )
 
 // TestRingNoLostWakeUpWithInFlight: an event queued while the main thread
@@ -56,5 +58,47 @@ func TestRingNoLostWakeUpWithInFlight(t *testing.T) {
 		if n := q.Pending(); n != 0 {
 			t.Fatalf("event %d: %d events left in the queue, stuck: the feeder sleeps (the ring holds %d events with the status event)", i, n, inFlight())
 		}
+	}
+}
+
+// TestRingDropIsNotUndispatched: an event that cannot be put in the ring
+// (a panic: out of memory) is counted as dropped.internal and leaves the
+// dispatched count alone. It was never counted as dispatched (the ring
+// counts an event once the pump has run it), yet BatchFailed took one off:
+// GetStats' dispatched went below the events handled, and from 0 wrapped
+// to 18446744073709551615.
+func TestRingDropIsNotUndispatched(t *testing.T) {
+	m := api.Start(api.Options{Config: config.Options{Dir: t.TempDir(), Environ: []string{}}})
+	savedTake, savedMod := take, mod
+	mod = m
+	t.Cleanup(func() { m.Stop(); mod, take = savedMod, savedTake })
+	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring
+	feed.mu.Lock()      // and has finished filling
+	feed.mu.Unlock()
+	if _, _, err := m.On("x", "x", api.OnOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A payload past the most a tape holds (1 GiB; only its length is
+	// read): put panics on it as on a failed allocation.
+	var buf [1]byte
+	e := &router.Event{Kind: router.KindMessage, Channel: "x", Route: m.Router().Table().Routes()[0],
+		Payload: unsafe.String(&buf[0], 1<<30+1)}
+	calls := 0
+	take = func(*api.Module) (api.Dispatch, bool) {
+		if calls++; calls > 1 {
+			return api.Dispatch{}, false
+		}
+		return api.Dispatch{Event: e, Handler: "x"}, true
+	}
+	setAhead(m)
+	feed.mu.Lock()
+	fillLocked(m)
+	feed.mu.Unlock()
+	s := &m.Router().Stats
+	if got := s.Dropped()[router.DropInternal]; got != 1 {
+		t.Fatalf("dropped.internal = %d, want 1", got)
+	}
+	if got := s.Dispatched.Load(); got != 0 {
+		t.Fatalf("dispatched = %d after an event was dropped before the pump saw it, want 0", got)
 	}
 }
