@@ -102,3 +102,54 @@ func TestRingDropIsNotUndispatched(t *testing.T) {
 		t.Fatalf("dispatched = %d after an event was dropped before the pump saw it, want 0", got)
 	}
 }
+
+// TestRingFinishPanicReleasesLock: a panic while finish counts outcomes
+// (a bug; the guard turns it into an error) leaves the ring's lock free.
+// finish held it without defer: the next GetStats or failing handler
+// blocked the main thread for good, and the feeder with it.
+func TestRingFinishPanicReleasesLock(t *testing.T) {
+	m := api.Start(api.Options{Config: config.Options{Dir: t.TempDir(), Environ: []string{}}})
+	savedTake, savedMod := take, mod
+	mod = m
+	t.Cleanup(func() { feed.mod.Store(nil); m.Stop(); mod, take = savedMod, savedTake })
+	if _, _, err := m.On("x", "x", api.OnOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	feed.mod.Store(nil)
+	feed.mu.Lock()
+	feed.mu.Unlock()
+	e := &router.Event{Kind: router.KindMessage, Channel: "x", Route: m.Router().Table().Routes()[0]}
+	calls := 0
+	take = func(*api.Module) (api.Dispatch, bool) {
+		if calls++; calls > 1 {
+			return api.Dispatch{}, false
+		}
+		return api.Dispatch{Event: e, Handler: "x"}, true
+	}
+	setAhead(m)
+	feed.mu.Lock()
+	fillLocked(m)
+	var b *_Ctype_struct_rt_batch
+	for i := range feed.calls {
+		for k := range feed.calls[i] {
+			if feed.calls[i][k].Event == e {
+				b = slot(uint32(i))
+			}
+		}
+	}
+	feed.mu.Unlock()
+	if b == nil {
+		t.Fatal("the event is not in the ring")
+	}
+	// The pump has run the slot and given it back; counting the event
+	// panics (a route without stats stands for the bug).
+	e.Route = &router.Route{}
+	b.cur = b.n
+	state(b).Store(3) // RT_SLOT_USED
+	feed.mod.Store(m)
+	rtgo_finish()
+	if !feed.mu.TryLock() {
+		t.Fatal("the ring's lock is still held after a panic in finish: the main thread would block on the next GetStats")
+	}
+	feed.mu.Unlock()
+}
