@@ -49,6 +49,11 @@ var feed struct {
 	held      int64              // payload bytes in the ring
 	published uint64             // events put in the ring, ever
 	carry     *api.Dispatch      // taken from the queue, waiting for room
+
+	// carried is carry != nil, for inFlight: the main thread must not take
+	// mu there, or a goroutine's fill that finds mu taken leaves its event
+	// in the queue with nobody to look at dirty.
+	carried atomic.Bool
 }
 
 func slot(i uint32) *C.rt_batch { return &C.rt_events.slots[i%C.RT_SLOTS] }
@@ -130,7 +135,8 @@ func finish() C.int {
 	reap(m)
 	head := uint32(C.rt_events.head)
 	if b := slot(head); state(b).Load() != C.RT_SLOT_FREE {
-		count(m, head%C.RT_SLOTS, uint32(b.cur))
+		// a handler calling GetStats: its own event's outcome is not known yet
+		count(m, head%C.RT_SLOTS, uint32(b.cur)-uint32(C.rt_events.busy))
 	}
 	feed.mu.Unlock()
 	fill() // room was made, and a goroutine may have found the lock taken
@@ -146,11 +152,9 @@ func inFlight() int {
 			n += int(published(b).Load() - uint32(b.cur))
 		}
 	}
-	feed.mu.Lock()
-	if feed.carry != nil {
+	if feed.carried.Load() {
 		n++
 	}
-	feed.mu.Unlock()
 	return n
 }
 
@@ -234,8 +238,10 @@ func fillLocked(m *api.Module) (full bool) {
 			d = &next
 		}
 		feed.carry = nil
+		feed.carried.Store(false)
 		if !put(m, b, d) { // no room left in the slot: seal it, the event goes in the next
 			feed.carry = d
+			feed.carried.Store(true)
 			state(b).Store(C.RT_SLOT_SEALED)
 			feed.tail++
 		}

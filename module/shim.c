@@ -70,10 +70,22 @@ int rt_ring_init(int unused) {
 static int32_t feeder_waits;
 static uint64_t wake_at __attribute__((aligned(8)));
 
+/* any_used tells whether the pump has given back a slot that Go has not
+ * freed yet. */
+static int any_used(void) {
+	for (int i = 0; i < RT_SLOTS; i++)
+		if (__atomic_load_n(&rt_events.slots[i].state, __ATOMIC_SEQ_CST) == RT_SLOT_USED)
+			return 1;
+	return 0;
+}
+
 void rt_ring_wait(uint64_t until) {
 	__atomic_store_n(&wake_at, until, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&feeder_waits, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&rt_events.consumed, __ATOMIC_SEQ_CST) >= until &&
+	/* A slot the pump gave back before feeder_waits was set, after Go last
+	 * looked, had no one to wake: the room it makes (its bytes, the slot)
+	 * would wait for the next event queued. */
+	if ((__atomic_load_n(&rt_events.consumed, __ATOMIC_SEQ_CST) >= until || any_used()) &&
 	    __atomic_exchange_n(&feeder_waits, 0, __ATOMIC_SEQ_CST))
 		return; /* due already, and the pump has not posted */
 	sem_down();
@@ -780,14 +792,22 @@ typedef struct pump {
 	uint32_t progress;  /* events started: to tell a stuck pump */
 } pump;
 
+/* set_building records the event whose call is being prepared or run:
+ * its outcome is not known yet, and GetStats, called by its handler, must
+ * not count it (rt_ring.busy). */
+static void set_building(pump *p, rt_event *ev) {
+	p->building = ev;
+	rt_events.busy = ev != NULL;
+}
+
 /* set_failed records event ev's failure and its error text, for Go. */
 static void set_failed(pump *p, rt_event *ev, int kind, const char *msg, size_t len) {
 	p->report = 1;
 	if (ev->failed)
 		return;
 	ev->failed = kind;
-	if (len > 4096)
-		len = 4096;
+	if (len > (1u << 30)) /* Go reads it with a C int */
+		len = 1u << 30;
 	ev->err = malloc(len ? len : 1);
 	if (ev->err) {
 		memcpy(ev->err, msg, len);
@@ -823,7 +843,7 @@ static int l_dispatch(lua_State *L) {
 	rt_out *out = body_out(L, RT_PUMP_MAGIC);
 	check_tables(L);
 	pump *p = (pump *)out;
-	p->building = NULL;
+	set_building(p, NULL);
 	lua.settop(L, 0);
 	if (!lua.checkstack(L, 16))
 		return rt_raise(L, "realtime: Lua stack overflow");
@@ -853,13 +873,13 @@ static int l_dispatch(lua_State *L) {
 		p->started++; /* status hooks too: they take time like handlers */
 		/* An error from here to the end of the event, outside the
 		 * handler's own pcall, is reported for ev by the caller. */
-		p->building = ev;
+		set_building(p, ev);
 		int nargs = push_event(L, b, ev);
 		if (nargs < 0) {
 			if (ev->outcome == RT_EV_NO_HANDLER)
 				p->report = 1;
 			lua.settop(L, DISPATCH_BASE);
-			p->building = NULL;
+			set_building(p, NULL);
 			continue;
 		}
 		if (!ev->status)
@@ -871,7 +891,7 @@ static int l_dispatch(lua_State *L) {
 			set_failed(p, ev, RT_FAIL_HANDLER, msg, len);
 		}
 		lua.settop(L, DISPATCH_BASE);
-		p->building = NULL;
+		set_building(p, NULL);
 	}
 	ready_slot(); /* a sealed slot dispatched to its end goes back to Go now */
 	return 0;
@@ -926,7 +946,7 @@ static int l_process_events(lua_State *L) {
 			set_failed(&p, p.building, RT_FAIL_BUILDING, msg, len);
 		else
 			rtgo_pump_error((char *)msg, len);
-		p.building = NULL;
+		set_building(&p, NULL);
 		lua.settop(L, top);
 		if (p.progress == progress || errors >= 1000)
 			break; /* no event moved: it would fail again */

@@ -118,6 +118,7 @@ typedef struct rt_ring {
 	uint32_t head;     /* the pump's slot; the main thread's */
 	uint64_t consumed __attribute__((aligned(8))); /* events the pump has started, stored by C */
 	int32_t filling;   /* Go is moving events from its queue into the ring */
+	int32_t busy;      /* the pump is in events[cur-1] of the head slot (its outcome unknown); the main thread's */
 } rt_ring;
 
 /* The pump's own time: each ProcessEvents call that had work, since Go

@@ -479,12 +479,12 @@ func (m *Module) HandlerError(d *Dispatch, building bool, msg string) {
 }
 
 // BatchFailed counts the events of a batch that could not be handed to the
-// main thread because of an internal error, and logs it.
+// main thread because of an internal error, and logs it. They were taken
+// (Take) and never counted as dispatched: Finish counts that.
 func (m *Module) BatchFailed(batch []Dispatch, msg string) {
 	n := 0
 	for _, d := range batch {
 		if d.Event.Kind == router.KindMessage {
-			m.r.Undispatched(d.Event)
 			d.Event.Route.Stats.Dropped.Add(1)
 			m.r.Stats.Drop(router.DropInternal)
 			n++
