@@ -11,10 +11,19 @@
  * otherwise). A map change fires ShutDown, calls gmod13_close, closes the
  * state, dlcloses the module as GMod unloads binary modules, and starts over:
  * a module that is not pinned in memory (-z nodelete) dies there.
- * Built for LuaJIT 2.1 (64- and 32-bit) and PUC Lua 5.1.
+ * Built for LuaJIT 2.1 (64- and 32-bit) and PUC Lua 5.1 on Linux, and with
+ * mingw-w64 for Windows (win64 and win32, run under Wine in the tests): there
+ * the runtime is bin/win64/lua_shared.dll (garrysmod/bin/lua_shared.dll on
+ * win32), loaded with LoadLibrary, and the module is unloaded with
+ * FreeLibrary.
  *
  *   host [-root DIR] [-tickrate N] [-timeout SEC] [-map NAME]
- *        [-frame-order think-first|timers-first] -env env.lua script.lua
+ *        [-frame-order think-first|timers-first] [-lua-shared PATH]
+ *        -env env.lua script.lua
+ *
+ * -lua-shared loads the runtime from PATH (under the root) instead of
+ * srcds's place for it: a module must find the Lua API under another name
+ * too (lua51.dll, plain LuaJIT's, on Windows).
  *
  * Run it from the server root, as srcds runs: the module looks for
  * bin/<arch>/lua_shared.so relative to the working directory.
@@ -26,7 +35,6 @@
 #define _GNU_SOURCE
 #define _FILE_OFFSET_BITS 64 /* scandir on 32-bit with 64-bit inodes */
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,10 +43,52 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include <fcntl.h>
+#include <io.h>
+#include <windows.h>
+#include <psapi.h>
+#else
+#include <dlfcn.h>
+#endif
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+
+/* ---- Shared libraries: dlopen or LoadLibrary ----------------------------- */
+
+#ifdef _WIN32
+typedef HMODULE lib_t;
+static lib_t lib_open(const char *path) { return LoadLibraryA(path); }
+static void *lib_sym(lib_t h, const char *name) { return (void *)(uintptr_t)GetProcAddress(h, name); }
+static void lib_close(lib_t h) { FreeLibrary(h); }
+/* lib_loaded: is path still mapped in the process? */
+static int lib_loaded(const char *path) {
+	HMODULE h;
+	return GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT, path, &h) != 0;
+}
+static const char *lib_error(void) {
+	static char msg[512];
+	DWORD code = GetLastError();
+	int n = snprintf(msg, sizeof msg, "error %lu: ", (unsigned long)code);
+	FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code, 0, msg + n,
+	               (DWORD)(sizeof msg - n), NULL);
+	return msg;
+}
+#else
+typedef void *lib_t;
+static lib_t lib_open(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
+static void *lib_sym(lib_t h, const char *name) { return dlsym(h, name); }
+static void lib_close(lib_t h) { dlclose(h); }
+static int lib_loaded(const char *path) {
+	void *h = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+	if (h)
+		dlclose(h);
+	return h != NULL;
+}
+static const char *lib_error(void) { return dlerror(); }
+#endif
 
 /* The Lua API, resolved from the privately loaded lua_shared. The headers
  * only declare it; nothing links it (a call missing from the table is a link
@@ -85,13 +135,13 @@ static struct {
  * message, or NULL. */
 static const char *load_lua(const char *path) {
 	static char err[4200];
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	lib_t h = lib_open(path);
 	if (!h) {
-		snprintf(err, sizeof err, "%s", dlerror());
+		snprintf(err, sizeof err, "%s: %s", path, lib_error());
 		return err;
 	}
 #define X(f)                                                                                                           \
-	*(void **)&api.f = dlsym(h, #f);                                                                               \
+	*(void **)&api.f = lib_sym(h, #f);                                                                             \
 	if (!api.f) {                                                                                                  \
 		snprintf(err, sizeof err, "%s: no %s", path, #f);                                                      \
 		return err;                                                                                            \
@@ -131,7 +181,11 @@ static const char *load_lua(const char *path) {
 #define luaL_register (api.luaL_register)
 
 #ifndef MODULE_SUFFIX
-#if defined(__x86_64__)
+#if defined(_WIN64)
+#define MODULE_SUFFIX "win64"
+#elif defined(_WIN32)
+#define MODULE_SUFFIX "win32"
+#elif defined(__x86_64__)
 #define MODULE_SUFFIX "linux64"
 #else
 #define MODULE_SUFFIX "linux"
@@ -139,8 +193,13 @@ static const char *load_lua(const char *path) {
 #endif
 
 /* Where srcds keeps lua_shared, under the server root, and the real
- * runtime (an absolute path, from the Makefile) it is a link to. */
-#if defined(__x86_64__)
+ * runtime (an absolute path, from the Makefile) it is a link to (a copy on
+ * Windows). */
+#if defined(_WIN64)
+#define LUA_SHARED_PATH "bin/win64/lua_shared.dll"
+#elif defined(_WIN32)
+#define LUA_SHARED_PATH "garrysmod/bin/lua_shared.dll"
+#elif defined(__x86_64__)
 #define LUA_SHARED_PATH "bin/linux64/lua_shared.so"
 #else
 #define LUA_SHARED_PATH "bin/linux32/lua_shared.so"
@@ -153,6 +212,7 @@ static const char *root = ".";
 static const char *script;
 static const char *env_file;
 static const char *frame_order = "think-first";
+static const char *lua_shared_path = LUA_SHARED_PATH;
 static double tickrate = 66;
 static double timeout = 120;
 static char map[128] = "gm_construct";
@@ -160,12 +220,15 @@ static char next_map[128];
 static int exit_code = -1;
 static int hibernating;
 static long ticks, maps;
+/* Binary modules still mapped after the last map change unloaded them. */
+static int resident;
 
-/* Binary modules loaded in the current state; dlclosed with it. */
+/* Binary modules loaded in the current state; unloaded with it. */
 #define MAX_MODULES 8
 static struct {
-	void *handle;
+	lib_t handle;
 	lua_CFunction open, close;
+	char path[4096];
 } modules[MAX_MODULES];
 static int nmodules;
 
@@ -176,9 +239,46 @@ static struct {
 	size_t len;
 } store[MAX_STORE];
 
+#ifdef _WIN32
+static double now(void) {
+	static LARGE_INTEGER freq;
+	LARGE_INTEGER t;
+	if (!freq.QuadPart)
+		QueryPerformanceFrequency(&freq);
+	QueryPerformanceCounter(&t);
+	return (double)t.QuadPart / (double)freq.QuadPart;
+}
+
+/* unix_now: seconds since 1970. */
+static double unix_now(void) {
+	FILETIME ft;
+	GetSystemTimeAsFileTime(&ft);
+	uint64_t t = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime; /* 100 ns since 1601 */
+	return (double)(t - 116444736000000000ULL) / 1e7;
+}
+
+static void sleep_until(double t) {
+	double d = t - now();
+	if (d > 0)
+		Sleep((DWORD)(d * 1000 + 0.5));
+}
+
+static long rss_kb(void) {
+	PROCESS_MEMORY_COUNTERS pmc;
+	if (!K32GetProcessMemoryInfo(GetCurrentProcess(), &pmc, sizeof pmc))
+		return 0;
+	return (long)(pmc.WorkingSetSize / 1024);
+}
+#else
 static double now(void) {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double unix_now(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
@@ -189,6 +289,18 @@ static void sleep_until(double t) {
 	struct timespec ts = {(time_t)d, (long)((d - (time_t)d) * 1e9)};
 	nanosleep(&ts, NULL);
 }
+
+static long rss_kb(void) {
+	long size, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+#endif
 
 static void fail(const char *msg) {
 	fprintf(stderr, "host: FAIL: %s\n", msg);
@@ -234,14 +346,12 @@ static int h_nop(lua_State *L) {
 
 /* HOST.Now(): unix time in seconds, for latencies stamped by another process. */
 static int h_now(lua_State *L) {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	lua_pushnumber(L, ts.tv_sec + ts.tv_nsec / 1e9);
+	lua_pushnumber(L, unix_now());
 	return 1;
 }
 
 static int h_info(lua_State *L) {
-	lua_createtable(L, 0, 6);
+	lua_createtable(L, 0, 7);
 	lua_pushnumber(L, (lua_Number)ticks);
 	lua_setfield(L, -2, "ticks");
 	lua_pushnumber(L, (lua_Number)maps);
@@ -252,16 +362,10 @@ static int h_info(lua_State *L) {
 	lua_setfield(L, -2, "hibernating");
 	lua_pushstring(L, MODULE_SUFFIX);
 	lua_setfield(L, -2, "suffix");
-	long rss = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (f) {
-		long size;
-		if (fscanf(f, "%ld %ld", &size, &rss) != 2)
-			rss = 0;
-		fclose(f);
-	}
-	lua_pushnumber(L, (lua_Number)rss * (lua_Number)sysconf(_SC_PAGESIZE) / 1024);
+	lua_pushnumber(L, (lua_Number)rss_kb());
 	lua_setfield(L, -2, "rss_kb");
+	lua_pushnumber(L, (lua_Number)resident);
+	lua_setfield(L, -2, "resident");
 	return 1;
 }
 
@@ -302,8 +406,8 @@ static int h_get(lua_State *L) {
 }
 
 /* require as GMod resolves binary modules: lua/bin/gmsv_<name>_<suffix>.dll,
- * dlopened on the first require in a state, gmod13_open called, and
- * dlclosed when the state closes (close_state). */
+ * loaded on the first require in a state, gmod13_open called, and unloaded
+ * (dlclose, FreeLibrary) when the state closes (close_state). */
 static int h_require(lua_State *L) {
 	const char *name = luaL_checkstring(L, 1);
 	lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
@@ -322,19 +426,20 @@ static int h_require(lua_State *L) {
 	}
 	if (nmodules == MAX_MODULES)
 		return luaL_error(L, "host: too many modules");
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	lib_t h = lib_open(path);
 	if (!h)
-		return luaL_error(L, "Couldn't load module library! (%s)", dlerror());
-	lua_CFunction open = (lua_CFunction)(uintptr_t)dlsym(h, "gmod13_open");
-	lua_CFunction close = (lua_CFunction)(uintptr_t)dlsym(h, "gmod13_close");
+		return luaL_error(L, "Couldn't load module library! (%s)", lib_error());
+	lua_CFunction open = (lua_CFunction)(uintptr_t)lib_sym(h, "gmod13_open");
+	lua_CFunction close = (lua_CFunction)(uintptr_t)lib_sym(h, "gmod13_close");
 	if (!open || !close) {
-		dlclose(h);
+		lib_close(h);
 		return luaL_error(L, "%s: no gmod13_open/gmod13_close", path);
 	}
 	int i = nmodules++;
 	modules[i].handle = h;
 	modules[i].open = open;
 	modules[i].close = close;
+	snprintf(modules[i].path, sizeof modules[i].path, "%s", path);
 	lua_pushcfunction(L, open);
 	lua_pushstring(L, name);
 	lua_call(L, 1, 0);
@@ -345,24 +450,29 @@ static int h_require(lua_State *L) {
 	return 1;
 }
 
+static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 static int h_list(lua_State *L) {
 	/* HOST.List(dir): sorted *.lua file names under garrysmod/lua/dir */
 	char path[4096];
 	snprintf(path, sizeof path, "%s/garrysmod/lua/%s", root, luaL_checkstring(L, 1));
-	lua_newtable(L);
-	struct dirent **list;
-	int n = scandir(path, &list, NULL, alphasort);
-	int k = 1;
-	for (int i = 0; i < n; i++) {
-		size_t len = strlen(list[i]->d_name);
-		if (len > 4 && !strcmp(list[i]->d_name + len - 4, ".lua")) {
-			lua_pushstring(L, list[i]->d_name);
-			lua_rawseti(L, -2, k++);
-		}
-		free(list[i]);
+	char *names[256];
+	size_t n = 0;
+	DIR *d = opendir(path);
+	for (struct dirent *e; d && n < sizeof names / sizeof names[0] && (e = readdir(d));) {
+		size_t len = strlen(e->d_name);
+		if (len > 4 && !strcmp(e->d_name + len - 4, ".lua"))
+			names[n++] = strdup(e->d_name);
 	}
-	if (n >= 0)
-		free(list);
+	if (d)
+		closedir(d);
+	qsort(names, n, sizeof names[0], compare_names);
+	lua_newtable(L);
+	for (size_t i = 0; i < n; i++) {
+		lua_pushstring(L, names[i]);
+		lua_rawseti(L, -2, (int)i + 1);
+		free(names[i]);
+	}
 	return 1;
 }
 
@@ -450,7 +560,10 @@ static void close_state(lua_State *L) {
 	}
 	lua_close(L);
 	for (int i = 0; i < nmodules; i++)
-		dlclose(modules[i].handle);
+		lib_close(modules[i].handle);
+	resident = 0;
+	for (int i = 0; i < nmodules; i++)
+		resident += lib_loaded(modules[i].path);
 	nmodules = 0;
 }
 
@@ -461,18 +574,31 @@ static void mkdirs(const char *path) {
 	for (char *p = dir + 1; *p; p++) {
 		if (*p == '/') {
 			*p = 0;
+#ifdef _WIN32
+			mkdir(dir);
+#else
 			mkdir(dir, 0755);
+#endif
 			*p = '/';
 		}
 	}
 }
 
 /* open_lua_shared loads the runtime as srcds does: privately, from
- * bin/<arch>/lua_shared.so under the root, made a link to LUA_SHARED if
- * the server directory has none. */
+ * bin/<arch>/lua_shared.so under the root (or lua_shared_path), made a link
+ * to LUA_SHARED (a copy on Windows) if the server directory has none. */
 static int open_lua_shared(void) {
 	char path[4096];
-	snprintf(path, sizeof path, "%s/%s", root, LUA_SHARED_PATH);
+	snprintf(path, sizeof path, "%s/%s", root, lua_shared_path);
+#ifdef _WIN32
+	if (GetFileAttributesA(path) == INVALID_FILE_ATTRIBUTES) {
+		mkdirs(path);
+		if (!CopyFileA(LUA_SHARED, path, TRUE) && GetLastError() != ERROR_FILE_EXISTS) {
+			fprintf(stderr, "host: copy %s to %s: %s\n", LUA_SHARED, path, lib_error());
+			return 1;
+		}
+	}
+#else
 	struct stat st;
 	if (lstat(path, &st) != 0) {
 		mkdirs(path);
@@ -481,6 +607,7 @@ static int open_lua_shared(void) {
 			return 1;
 		}
 	}
+#endif
 	const char *err = load_lua(path);
 	if (err) {
 		fprintf(stderr, "host: loading the Lua runtime: %s\n", err);
@@ -503,11 +630,13 @@ int main(int argc, char **argv) {
 			env_file = argv[++i];
 		else if (!strcmp(argv[i], "-frame-order") && i + 1 < argc)
 			frame_order = argv[++i];
+		else if (!strcmp(argv[i], "-lua-shared") && i + 1 < argc)
+			lua_shared_path = argv[++i];
 		else if (argv[i][0] != '-' && !script)
 			script = argv[i];
 		else {
 			fprintf(stderr, "usage: host [-root DIR] [-tickrate N] [-timeout SEC] [-map NAME] "
-			                "[-frame-order think-first|timers-first] -env env.lua script.lua\n");
+			                "[-frame-order think-first|timers-first] [-lua-shared PATH] -env env.lua script.lua\n");
 			return 2;
 		}
 	}
@@ -521,7 +650,15 @@ int main(int argc, char **argv) {
 	}
 	if (open_lua_shared())
 		return 2;
+#ifdef _WIN32
+	/* msvcrt has no line buffering (_IOLBF buffers fully), and the runtime
+	 * shares this stdout: unbuffered, and no \r added to lines. */
+	setvbuf(stdout, NULL, _IONBF, 0);
+	_setmode(_fileno(stdout), _O_BINARY);
+	_setmode(_fileno(stderr), _O_BINARY);
+#else
 	setvbuf(stdout, NULL, _IOLBF, 0);
+#endif
 	double start = now(), next_tick = start;
 	maps = 1;
 	lua_State *L = new_state();
