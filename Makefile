@@ -187,12 +187,12 @@ $(WINE_DIR)/luajit-win32/src/lua51.dll: $(WINE_DIR)/src/.stamp
 $(WINE_DIR)/win64/host.exe: tests/host/host.c $(WINE_DIR)/luajit-win64/src/lua51.dll
 	@mkdir -p $(@D)
 	x86_64-w64-mingw32-gcc $(MINGW_CFLAGS) -I$(WINE_DIR)/luajit-win64/src \
-	  -DLUA_SHARED='"$(CURDIR)/$(WINE_DIR)/luajit-win64/src/lua51.dll"' -o $@ $<
+	  -DLUA_SHARED='"$(CURDIR)/$(WINE_DIR)/luajit-win64/src/lua51.dll"' -o $@ $< -lws2_32
 
 $(WINE_DIR)/win32/host.exe: tests/host/host.c $(WINE_DIR)/luajit-win32/src/lua51.dll
 	@mkdir -p $(@D)
 	i686-w64-mingw32-gcc $(MINGW_CFLAGS) -I$(WINE_DIR)/luajit-win32/src \
-	  -DLUA_SHARED='"$(CURDIR)/$(WINE_DIR)/luajit-win32/src/lua51.dll"' -o $@ $<
+	  -DLUA_SHARED='"$(CURDIR)/$(WINE_DIR)/luajit-win32/src/lua51.dll"' -o $@ $< -lws2_32
 	cp $(LIBGCC_DW2) $(@D)/
 
 $(WINE_DIR)/win64/bcryptprimitives.dll: tests/host/bcryptprimitives.c

@@ -10,7 +10,7 @@ import (
 // Lua boundary, local mode) on every host: each must finish and print
 // "<name>: ok"; a hang, a crash or a failed check fails it.
 func TestAttack(t *testing.T) {
-	all, luajit := hosts(luajit64, lua51, luajit32), hosts(luajit64, luajit32)
+	all, luajit := hosts(luajit64, lua51, luajit32, win64, win32), hosts(luajit64, luajit32, win64, win32)
 	for _, c := range []struct {
 		name  string
 		hosts []Host
@@ -40,7 +40,7 @@ func TestAttack(t *testing.T) {
 // shim; each event is handled once in either map, or counted as no_handler.
 func TestAttackMapBatch(t *testing.T) {
 	for _, mode := range []string{"keep", "drop"} {
-		for _, h := range hosts(luajit64, lua51, luajit32) {
+		for _, h := range hosts(luajit64, lua51, luajit32, win64, win32) {
 			t.Run(mode+"/"+h.Name, func(t *testing.T) {
 				t.Parallel()
 				out := NewServer(t, h, "").RunScript("attack_mapbatch.lua", "MAPBATCH="+mode)

@@ -20,7 +20,7 @@ import (
 // TestRedisRestart kills redis-server while events flow and restarts it on
 // the same port (tests/lua/restart.lua).
 func TestRedisRestart(t *testing.T) {
-	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+	eachRuntime(t, func(t *testing.T, h Host) {
 		srv := redistest.Start(t)
 		s := NewServer(t, h, redisConfig(srv, ""))
 		r := s.Start("restart.lua", 66, 60*time.Second)
@@ -91,7 +91,7 @@ func (p *publisher) stop() (map[string]int, error) {
 // goroutines and RSS stay flat, and every message Redis delivered to the
 // server reached a handler (tests/lua/mapchange.lua).
 func TestMapChanges(t *testing.T) {
-	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+	eachRuntime(t, func(t *testing.T, h Host) {
 		srv := redistest.Start(t)
 		s := NewServer(t, h, redisConfig(srv, "[[routes]]\nname = \"named\"\nchannel = \"traffic:named\"\nhandler = \"OnNamed\"\n"))
 		r := s.Start("mapchange.lua", 200, 120*time.Second, "MAPS="+mapsEnv())

@@ -46,10 +46,18 @@
 #ifdef _WIN32
 #include <fcntl.h>
 #include <io.h>
+#include <winsock2.h> /* before windows.h */
 #include <windows.h>
 #include <psapi.h>
+typedef SOCKET sock_t;
 #else
+#include <arpa/inet.h>
 #include <dlfcn.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+typedef int sock_t;
+#define INVALID_SOCKET (-1)
+#define closesocket close
 #endif
 
 #include <lauxlib.h>
@@ -105,6 +113,7 @@ static const char *lib_error(void) { return dlerror(); }
 	X(lua_pcall)                                                                                                   \
 	X(lua_pushboolean)                                                                                             \
 	X(lua_pushcclosure)                                                                                            \
+	X(lua_pushfstring)                                                                                             \
 	X(lua_pushinteger)                                                                                             \
 	X(lua_pushlstring)                                                                                             \
 	X(lua_pushnil)                                                                                                 \
@@ -117,12 +126,17 @@ static const char *lib_error(void) { return dlerror(); }
 	X(lua_settop)                                                                                                  \
 	X(lua_toboolean)                                                                                               \
 	X(lua_tolstring)                                                                                               \
+	X(luaL_addlstring)                                                                                             \
+	X(luaL_addvalue)                                                                                               \
+	X(luaL_buffinit)                                                                                               \
 	X(luaL_checklstring)                                                                                           \
 	X(luaL_error)                                                                                                  \
 	X(luaL_loadfile)                                                                                               \
 	X(luaL_newstate)                                                                                               \
 	X(luaL_openlibs)                                                                                               \
 	X(luaL_optnumber)                                                                                              \
+	X(luaL_prepbuffer)                                                                                             \
+	X(luaL_pushresult)                                                                                             \
 	X(luaL_register)
 
 static struct {
@@ -152,6 +166,12 @@ static const char *load_lua(const char *path) {
 }
 
 #define lua_call (api.lua_call)
+#define lua_pushfstring (api.lua_pushfstring)
+#define luaL_addlstring (api.luaL_addlstring)
+#define luaL_addvalue (api.luaL_addvalue)
+#define luaL_buffinit (api.luaL_buffinit)
+#define luaL_prepbuffer (api.luaL_prepbuffer)
+#define luaL_pushresult (api.luaL_pushresult)
 #define lua_close (api.lua_close)
 #define lua_createtable (api.lua_createtable)
 #define lua_getfield (api.lua_getfield)
@@ -476,10 +496,62 @@ static int h_list(lua_State *L) {
 	return 1;
 }
 
+/* HOST.Redis(port, arg, ...): one command to the redis-server on
+ * 127.0.0.1:port, on a connection of its own (a client outside the module,
+ * as redis-cli is); returns the first line of the reply, raises on an error
+ * reply. The scripts publish with it on every host, Windows included. */
+static int h_redis(lua_State *L) {
+	int port = (int)luaL_optnumber(L, 1, 0), n = lua_gettop(L) - 1;
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	lua_pushfstring(L, "*%d\r\n", n);
+	luaL_addvalue(&b);
+	for (int i = 2; i <= n + 1; i++) {
+		size_t len;
+		const char *arg = luaL_checklstring(L, i, &len);
+		lua_pushfstring(L, "$%d\r\n", (int)len);
+		luaL_addvalue(&b);
+		luaL_addlstring(&b, arg, len);
+		luaL_addlstring(&b, "\r\n", 2);
+	}
+	luaL_pushresult(&b);
+	size_t len;
+	const char *req = lua_tolstring(L, -1, &len);
+	struct sockaddr_in addr;
+	memset(&addr, 0, sizeof addr);
+	addr.sin_family = AF_INET;
+	addr.sin_port = htons((unsigned short)port);
+	addr.sin_addr.s_addr = htonl(0x7f000001);
+	sock_t fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd == INVALID_SOCKET)
+		return luaL_error(L, "HOST.Redis: socket failed");
+	char line[512];
+	size_t got = 0;
+	int ok = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+	for (size_t sent = 0; ok && sent < len;) {
+		int k = (int)send(fd, req + sent, (int)(len - sent), 0);
+		ok = k > 0;
+		sent += ok ? (size_t)k : 0;
+	}
+	while (ok && got < sizeof line - 1 && (got < 2 || memcmp(line + got - 2, "\r\n", 2))) {
+		int k = (int)recv(fd, line + got, 1, 0);
+		ok = k > 0;
+		got += ok ? (size_t)k : 0;
+	}
+	closesocket(fd);
+	if (!ok)
+		return luaL_error(L, "HOST.Redis: no reply from 127.0.0.1:%d", port);
+	line[got - 2] = 0;
+	if (line[0] == '-')
+		return luaL_error(L, "HOST.Redis: %s", line);
+	lua_pushstring(L, line);
+	return 1;
+}
+
 static const luaL_Reg host_functions[] = {
     {"Exit", h_exit},      {"Fail", h_fail}, {"ChangeLevel", h_change_level}, {"Hibernate", h_hibernate},
     {"Time", h_time},      {"Now", h_now},   {"Nop", h_nop},       {"Info", h_info}, {"Set", h_set},                  {"Get", h_get},
-    {"List", h_list},      {NULL, NULL},
+    {"List", h_list},      {"Redis", h_redis},  {NULL, NULL},
 };
 
 /* ---- States -------------------------------------------------------------- */
@@ -650,6 +722,13 @@ int main(int argc, char **argv) {
 	}
 	if (open_lua_shared())
 		return 2;
+#ifdef _WIN32
+	WSADATA wsa;
+	if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
+		fprintf(stderr, "host: WSAStartup failed\n");
+		return 2;
+	}
+#endif
 #ifdef _WIN32
 	/* msvcrt has no line buffering (_IOLBF buffers fully), and the runtime
 	 * shares this stdout: unbuffered, and no \r added to lines. */
