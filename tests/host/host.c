@@ -18,12 +18,11 @@
  * FreeLibrary.
  *
  *   host [-root DIR] [-tickrate N] [-timeout SEC] [-map NAME]
- *        [-frame-order think-first|timers-first] [-lua-shared PATH]
- *        -env env.lua script.lua
+ *        [-frame-order think-first|timers-first] -env env.lua script.lua
  *
- * -lua-shared loads the runtime from PATH (under the root) instead of
- * srcds's place for it: a module must find the Lua API under another name
- * too (lua51.dll, plain LuaJIT's, on Windows).
+ * $HOST_LUA_SHARED, a path under the root, loads the runtime from there
+ * instead of srcds's place for it: a module must find the Lua API under
+ * other names too (lua51.dll, plain LuaJIT's, on Windows).
  *
  * Run it from the server root, as srcds runs: the module looks for
  * bin/<arch>/lua_shared.so relative to the working directory.
@@ -657,7 +656,7 @@ static void mkdirs(const char *path) {
 }
 
 /* open_lua_shared loads the runtime as srcds does: privately, from
- * bin/<arch>/lua_shared.so under the root (or lua_shared_path), made a link
+ * bin/<arch>/lua_shared.so under the root (or $HOST_LUA_SHARED), made a link
  * to LUA_SHARED (a copy on Windows) if the server directory has none. */
 static int open_lua_shared(void) {
 	char path[4096];
@@ -702,13 +701,11 @@ int main(int argc, char **argv) {
 			env_file = argv[++i];
 		else if (!strcmp(argv[i], "-frame-order") && i + 1 < argc)
 			frame_order = argv[++i];
-		else if (!strcmp(argv[i], "-lua-shared") && i + 1 < argc)
-			lua_shared_path = argv[++i];
 		else if (argv[i][0] != '-' && !script)
 			script = argv[i];
 		else {
 			fprintf(stderr, "usage: host [-root DIR] [-tickrate N] [-timeout SEC] [-map NAME] "
-			                "[-frame-order think-first|timers-first] [-lua-shared PATH] -env env.lua script.lua\n");
+			                "[-frame-order think-first|timers-first] -env env.lua script.lua\n");
 			return 2;
 		}
 	}
@@ -720,6 +717,8 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "host: -frame-order %s: want think-first or timers-first\n", frame_order);
 		return 2;
 	}
+	if (getenv("HOST_LUA_SHARED"))
+		lua_shared_path = getenv("HOST_LUA_SHARED");
 	if (open_lua_shared())
 		return 2;
 #ifdef _WIN32
