@@ -5,18 +5,22 @@ GO        ?= go
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: all deps test unit fuzz luafuzz sanitize lint module module-all hosts demo bench bench-soak
+.PHONY: all deps deps-wine test unit fuzz luafuzz sanitize lint module module-all hosts demo bench bench-soak
 
 all: lint test
 
 deps:
 	@scripts/deps.sh
 
+# Also Wine and LuaJIT's source package: only make test runs the Windows DLLs.
+deps-wine:
+	@scripts/deps.sh wine
+
 # Everything `go test -race` covers (unit, integration against a real
 # redis-server, the Redis differential pattern test, the end-to-end tests of
-# the built module in tests/host), a short run of every fuzz target, and the
-# lint checks.
-test: deps lint module-all hosts unit fuzz sanitize
+# the built module in tests/host, the Windows DLLs under Wine included), a
+# short run of every fuzz target, and the lint checks.
+test: deps-wine lint module-all hosts wine-hosts unit fuzz sanitize
 
 # tests/ runs the binaries built by module-all and hosts.
 unit:
