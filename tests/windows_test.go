@@ -44,6 +44,9 @@ func TestWindowsLuaNames(t *testing.T) {
 			{"bin/lua51.dll", "pump: ok"},
 			{"bin/lua_runtime.dll", "[realtime] could not load the binary module"},
 		} {
+			if h.Name == "win32" && c.path == "bin/lua_runtime.dll" {
+				continue // the same lookup as win64's; Wine's start-up is slow
+			}
 			t.Run(h.Name+"/"+filepath.Base(c.path), func(t *testing.T) {
 				t.Parallel()
 				s := NewServer(t, h, "")

@@ -70,10 +70,13 @@ typedef HMODULE lib_t;
 static lib_t lib_open(const char *path) { return LoadLibraryA(path); }
 static void *lib_sym(lib_t h, const char *name) { return (void *)(uintptr_t)GetProcAddress(h, name); }
 static void lib_close(lib_t h) { FreeLibrary(h); }
-/* lib_loaded: is path still mapped in the process? */
-static int lib_loaded(const char *path) {
+/* lib_loaded: is the library of path, which had code at addr, still
+ * mapped in the process? */
+static int lib_loaded(const char *path, void *addr) {
+	(void)path;
 	HMODULE h;
-	return GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT, path, &h) != 0;
+	return GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+	                          (LPCSTR)addr, &h) != 0;
 }
 static const char *lib_error(void) {
 	static char msg[512];
@@ -88,7 +91,8 @@ typedef void *lib_t;
 static lib_t lib_open(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
 static void *lib_sym(lib_t h, const char *name) { return dlsym(h, name); }
 static void lib_close(lib_t h) { dlclose(h); }
-static int lib_loaded(const char *path) {
+static int lib_loaded(const char *path, void *addr) {
+	(void)addr;
 	void *h = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
 	if (h)
 		dlclose(h);
@@ -634,7 +638,7 @@ static void close_state(lua_State *L) {
 		lib_close(modules[i].handle);
 	resident = 0;
 	for (int i = 0; i < nmodules; i++)
-		resident += lib_loaded(modules[i].path);
+		resident += lib_loaded(modules[i].path, (void *)(uintptr_t)modules[i].open);
 	nmodules = 0;
 }
 
