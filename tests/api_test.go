@@ -24,7 +24,7 @@ func TestAPI(t *testing.T) {
 			s := NewServer(t, h, redisConfig(srv, "[dispatch]\nbudget = \"100ms\"\n"))
 			env := []string{"TEST_REDIS_PORT=" + strconv.Itoa(srv.Port)}
 			if isWine(h) {
-				// A call into the module costs 0.2 to 3 ms under Wine (0.02 ms
+				// A call into the module costs 0.1 to 1.6 ms under Wine (0.02 ms
 				// on Linux): 200,000 would take minutes.
 				env = append(env, "API_CYCLES=10000")
 			}

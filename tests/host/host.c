@@ -10,7 +10,8 @@
  * __host_tick: Think, timers, Tick, in GMod's order unless -frame-order says
  * otherwise). A map change fires ShutDown, calls gmod13_close, closes the
  * state, dlcloses the module as GMod unloads binary modules, and starts over:
- * a module that is not pinned in memory (-z nodelete) dies there.
+ * a module that is not pinned in memory (-z nodelete) dies there, and
+ * HOST.Info().resident (modules still mapped after the unload) says so.
  * Built for LuaJIT 2.1 (64- and 32-bit) and PUC Lua 5.1 on Linux, and with
  * mingw-w64 for Windows (win64 and win32, run under Wine in the tests): there
  * the runtime is bin/win64/lua_shared.dll (garrysmod/bin/lua_shared.dll on
@@ -32,7 +33,7 @@
  * exits 1 on a Lua error in the script, on HOST.Fail (env.lua calls it on
  * an unexpected error in a frame), or on timeout. */
 #define _GNU_SOURCE
-#define _FILE_OFFSET_BITS 64 /* scandir on 32-bit with 64-bit inodes */
+#define _FILE_OFFSET_BITS 64 /* readdir on 32-bit with 64-bit inodes */
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
