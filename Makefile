@@ -5,18 +5,22 @@ GO        ?= go
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: all deps test unit fuzz luafuzz sanitize lint module module-all hosts demo bench bench-soak
+.PHONY: all deps deps-wine test unit fuzz luafuzz sanitize lint module module-all hosts demo bench bench-soak
 
 all: lint test
 
 deps:
 	@scripts/deps.sh
 
+# Also Wine and LuaJIT's source package: only make test runs the Windows DLLs.
+deps-wine:
+	@scripts/deps.sh wine
+
 # Everything `go test -race` covers (unit, integration against a real
 # redis-server, the Redis differential pattern test, the end-to-end tests of
-# the built module in tests/host), a short run of every fuzz target, and the
-# lint checks.
-test: deps lint module-all hosts unit fuzz sanitize
+# the built module in tests/host, the Windows DLLs under Wine included), a
+# short run of every fuzz target, and the lint checks.
+test: deps-wine lint module-all hosts wine-hosts unit fuzz sanitize
 
 # tests/ runs the binaries built by module-all and hosts.
 unit:
@@ -147,6 +151,71 @@ build/host-luajit32: tests/host/host.c
 build/host-lua51: tests/host/host.c
 	@mkdir -p build
 	gcc $(HOST_CFLAGS) -I/usr/include/lua5.1 -DLUA_SHARED='"$(LUA51_SO)"' -o $@ $< -ldl
+
+# ---- Windows, under Wine (make test only) -----------------------------------
+# The Windows DLLs run in the same host, cross-built with mingw-w64 against
+# LuaJIT 2.1.0-beta3 for Windows (Debian's own source package, cross-built
+# here: `scripts/deps.sh wine` installs Wine 8 and adds the deb-src line),
+# under Wine in a private prefix. Everything is under build/wine and built
+# once: the LuaJIT trees, the hosts, the prefix.
+WINE_DIR     = build/wine
+WINE_PREFIX  = $(CURDIR)/$(WINE_DIR)/prefix
+# -all: Wine's own warnings (fixme:...) are not the module's output.
+WINE_ENV     = WINEPREFIX=$(WINE_PREFIX) WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+MINGW_CFLAGS = -std=c11 -O2 -Wall -Wextra -Werror
+# The 32-bit lua51.dll needs mingw's libgcc_s_dw2-1.dll; the win32-thread
+# variant's, which needs no winpthread.
+LIBGCC_DW2   = $(shell i686-w64-mingw32-gcc-win32 -print-file-name=libgcc_s_dw2-1.dll)
+
+wine-hosts: $(WINE_DIR)/win64/host.exe $(WINE_DIR)/win32/host.exe $(WINE_DIR)/prefix/.ready
+.PHONY: wine-hosts
+
+$(WINE_DIR)/src/.stamp:
+	@mkdir -p $(@D)
+	@apt-cache showsrc luajit >/dev/null 2>&1 || { echo "no deb-src for luajit: run scripts/deps.sh wine (as root)" >&2; exit 1; }
+	cd $(@D) && rm -rf luajit-* && apt-get source -qq luajit
+	touch $@
+
+# lua51.dll and the headers: a copy of the source tree per architecture.
+$(WINE_DIR)/luajit-win64/src/lua51.dll: $(WINE_DIR)/src/.stamp
+	rm -rf $(WINE_DIR)/luajit-win64 && cp -r $(WINE_DIR)/src/luajit-*/ $(WINE_DIR)/luajit-win64
+	$(MAKE) -s -C $(WINE_DIR)/luajit-win64 HOST_CC=gcc CROSS=x86_64-w64-mingw32- TARGET_SYS=Windows >/dev/null
+
+$(WINE_DIR)/luajit-win32/src/lua51.dll: $(WINE_DIR)/src/.stamp
+	rm -rf $(WINE_DIR)/luajit-win32 && cp -r $(WINE_DIR)/src/luajit-*/ $(WINE_DIR)/luajit-win32
+	$(MAKE) -s -C $(WINE_DIR)/luajit-win32 HOST_CC="gcc -m32" CROSS=i686-w64-mingw32- TARGET_SYS=Windows >/dev/null
+
+# The hosts load bin/win64/lua_shared.dll (garrysmod/bin/lua_shared.dll),
+# a copy of lua51.dll. libgcc_s_dw2-1.dll sits beside the 32-bit host: the
+# loader looks for a DLL's DLLs in the application's directory.
+$(WINE_DIR)/win64/host.exe: tests/host/host.c $(WINE_DIR)/luajit-win64/src/lua51.dll
+	@mkdir -p $(@D)
+	x86_64-w64-mingw32-gcc $(MINGW_CFLAGS) -I$(WINE_DIR)/luajit-win64/src \
+	  -DLUA_SHARED='"$(CURDIR)/$(WINE_DIR)/luajit-win64/src/lua51.dll"' -o $@ $< -lws2_32
+
+$(WINE_DIR)/win32/host.exe: tests/host/host.c $(WINE_DIR)/luajit-win32/src/lua51.dll
+	@mkdir -p $(@D)
+	i686-w64-mingw32-gcc $(MINGW_CFLAGS) -I$(WINE_DIR)/luajit-win32/src \
+	  -DLUA_SHARED='"$(CURDIR)/$(WINE_DIR)/luajit-win32/src/lua51.dll"' -o $@ $< -lws2_32
+	cp $(LIBGCC_DW2) $(@D)/
+
+$(WINE_DIR)/win64/bcryptprimitives.dll: tests/host/bcryptprimitives.c
+	@mkdir -p $(@D)
+	x86_64-w64-mingw32-gcc $(MINGW_CFLAGS) -shared -o $@ $< -ladvapi32
+
+$(WINE_DIR)/win32/bcryptprimitives.dll: tests/host/bcryptprimitives.c
+	@mkdir -p $(@D)
+	i686-w64-mingw32-gcc $(MINGW_CFLAGS) -shared -Wl,--kill-at -o $@ $< -ladvapi32
+
+# The prefix: a 64-bit one (system32 is 64-bit, syswow64 32-bit) with the
+# ProcessPrng stand-in, which Go loads only from the system directory.
+$(WINE_DIR)/prefix/.ready: $(WINE_DIR)/win64/bcryptprimitives.dll $(WINE_DIR)/win32/bcryptprimitives.dll
+	rm -rf $(WINE_PREFIX)
+	$(WINE_ENV) wineboot -i >/dev/null 2>&1
+	$(WINE_ENV) wineserver -w
+	cp $(WINE_DIR)/win64/bcryptprimitives.dll $(WINE_PREFIX)/drive_c/windows/system32/
+	cp $(WINE_DIR)/win32/bcryptprimitives.dll $(WINE_PREFIX)/drive_c/windows/syswow64/
+	touch $@
 
 # Runs the module in the host against a throwaway redis-server with the
 # example config and addon (tests/demo).

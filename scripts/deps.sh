@@ -3,7 +3,19 @@
 # root: redis-server, LuaJIT and PUC Lua 5.1 for the test host, the 32-bit
 # LuaJIT and qemu-user for the 32-bit module, mingw-w64 for the Windows
 # DLLs. Elsewhere it prints the exact install command and fails.
+#
+# `deps.sh wine` (make test) also installs Wine 8 (wine, wine64,
+# wine32:i386), which runs the Windows DLLs in the tests, and adds a deb-src
+# line for this Debian release so that the Makefile can fetch LuaJIT's
+# source package (apt-get source luajit) and cross-build it for Windows.
 set -euo pipefail
+
+wine=0
+case "${1:-}" in
+  "") ;;
+  wine) wine=1 ;;
+  *) echo "usage: deps.sh [wine]" >&2; exit 2 ;;
+esac
 
 packages=(
   redis-server redis-tools          # the Redis the tests start
@@ -14,6 +26,12 @@ packages=(
   gcc-mingw-w64                     # the Windows DLLs
   cppcheck                          # make lint: the C of module/ and tests/host
 )
+if ((wine)); then
+  packages+=(
+    wine wine64 wine32:i386 # runs the Windows DLLs in make test
+    dpkg-dev                # apt-get source unpacks LuaJIT's source with it
+  )
+fi
 
 if ! command -v go >/dev/null 2>&1; then
   echo "deps: Go 1.26 or newer is required (https://go.dev/dl/); 'go' is not on PATH" >&2
@@ -33,16 +51,42 @@ missing=()
 for pkg in "${packages[@]}"; do
   installed "$pkg" || missing+=("$pkg")
 done
-((${#missing[@]} == 0)) && exit 0
+# LuaJIT's source package, for the Windows build: a deb-src line for this
+# release (Debian's own sources file, as the deb lines are written).
+src_file=/etc/apt/sources.list.d/realtime-deb-src.sources
+need_src=0
+if ((wine)) && ! apt-cache showsrc luajit 2>/dev/null | grep -q '^Package: luajit'; then
+  need_src=1
+fi
+((${#missing[@]} == 0 && need_src == 0)) && exit 0
 
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+src_entry="Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: $codename
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
 cmd="apt-get install -y --no-install-recommends ${missing[*]}"
 if [[ $(id -u) -ne 0 ]]; then
-  echo "deps: missing packages: ${missing[*]}" >&2
-  echo "deps: install them with: sudo dpkg --add-architecture i386 && sudo apt-get update && sudo $cmd" >&2
+  ((${#missing[@]} > 0)) && echo "deps: missing packages: ${missing[*]}" >&2
+  if ((need_src)); then
+    echo "deps: no deb-src for luajit; add to $src_file:" >&2
+    echo "$src_entry" >&2
+  fi
+  echo "deps: then: sudo dpkg --add-architecture i386 && sudo apt-get update && sudo $cmd" >&2
   exit 1
 fi
+if ((need_src)); then
+  if [[ -z $codename ]]; then
+    echo "deps: no VERSION_CODENAME in /etc/os-release: add a deb-src line for luajit by hand" >&2
+    exit 1
+  fi
+  echo "deps: adding $src_file (deb-src $codename main)" >&2
+  echo "$src_entry" >"$src_file"
+fi
+((${#missing[@]} == 0)) && cmd=true
 
-echo "deps: installing ${missing[*]}" >&2
+((${#missing[@]} > 0)) && echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 if ! dpkg --print-foreign-architectures | grep -qx i386; then
   dpkg --add-architecture i386

@@ -39,7 +39,7 @@ handler = "Missing"
 // TestConfigRoutes runs tests/lua/config.lua: every kind of config route,
 // then Reload adding and removing routes live and rejecting a broken file.
 func TestConfigRoutes(t *testing.T) {
-	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+	eachRuntime(t, func(t *testing.T, h Host) {
 		srv := redistest.Start(t)
 		s := NewServer(t, h, redisConfig(srv, routesTOML))
 		out := s.RunScript("config.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port))

@@ -1,6 +1,8 @@
 // Package tests runs the module end to end: the real binary module loaded
 // by the GMod-like host (tests/host) on LuaJIT 2.1 (64-bit, and 32-bit under
-// qemu-i386) and PUC Lua 5.1, talking to a real redis-server. Each test
+// qemu-i386) and PUC Lua 5.1, and the Windows DLLs in the host built with
+// mingw against LuaJIT for Windows, under Wine (win64, win32), talking to a
+// real redis-server. Each test
 // writes a server directory (garrysmod/lua/bin, autorun, cfg), runs a Lua
 // script from tests/lua in the host and checks its exit code, its output and
 // what reached Redis.
@@ -34,10 +36,12 @@ func TestMain(m *testing.M) {
 	_, file, _, _ := runtime.Caller(0)
 	repo = filepath.Dir(filepath.Dir(file))
 	build = gmodserver.BuildDir(repo)
+	win64 = wineHost("win64", "gmsv_realtime_win64.dll")
+	win32 = wineHost("win32", "gmsv_realtime_win32.dll")
 	// The Makefile builds the module and hosts before the tests; a plain
 	// `go test ./tests` builds them here.
 	if os.Getenv("REALTIME_PREBUILT") == "" {
-		cmd := exec.Command("make", "-s", "-C", repo, "module", "hosts", "build/gmsv_realtime_linux.dll")
+		cmd := exec.Command("make", "-s", "-C", repo, "module-all", "hosts", "wine-hosts")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "building the module and hosts:", err)
@@ -51,7 +55,19 @@ var (
 	luajit64 = gmodserver.LuaJIT64
 	luajit32 = gmodserver.LuaJIT32
 	lua51    = gmodserver.Lua51
+	// The Windows DLLs under Wine (set in TestMain).
+	win64, win32 Host
 )
+
+// wineHost runs build/wine/<name>/host.exe (make wine-hosts) under Wine in
+// the private prefix build/wine/prefix, quiet (WINEDEBUG=-all). Wine is not
+// Windows: it runs the DLL's Windows code (LoadLibrary, the Lua API from
+// lua_shared.dll, FreeLibrary and the pin, Windows paths, Winsock), not
+// Windows' own kernel and network stack.
+func wineHost(name, module string) Host {
+	return Host{Name: name, Binary: "wine/" + name + "/host.exe", Module: module, Prefix: []string{"wine"},
+		Env: []string{"WINEPREFIX=" + filepath.Join(build, "wine/prefix"), "WINEDEBUG=-all"}}
+}
 
 // Host is one way of running the module.
 type Host = gmodserver.Host
@@ -79,6 +95,21 @@ func hosts(hs ...Host) []Host {
 // and with the timers first: nothing the module or the glue does may depend
 // on the order, so the end-to-end tests run on both.
 func bothOrders(h Host) []Host { return []Host{h, h.TimersFirst()} }
+
+// isWine: h runs a Windows DLL under Wine.
+func isWine(h Host) bool { return len(h.Prefix) > 0 && h.Prefix[0] == "wine" }
+
+// eachRuntime runs test as a parallel subtest on both frame orders of
+// luajit64 and on the Windows DLLs, win64 and win32, under Wine (those
+// $REALTIME_RUNTIMES keeps).
+func eachRuntime(t *testing.T, test func(t *testing.T, h Host)) {
+	for _, h := range hosts(luajit64, luajit64.TimersFirst(), win64, win32) {
+		t.Run(h.Name, func(t *testing.T) {
+			t.Parallel()
+			test(t, h)
+		})
+	}
+}
 
 // eachOrder runs test as a parallel subtest on both frame orders of h.
 func eachOrder(t *testing.T, h Host, test func(t *testing.T, h Host)) {
@@ -113,6 +144,7 @@ func NewServer(t *testing.T, h Host, toml string) *Server {
 type Run struct {
 	*gmodserver.Process
 	script string
+	slow   bool // an emulated host: WaitLine waits 4 times longer
 }
 
 // Start runs tests/lua/<script> in the host with the extra environment
@@ -129,12 +161,15 @@ func (s *Server) Start(script string, tickrate int, timeout time.Duration, env .
 		s.t.Fatalf("start host: %v", err)
 	}
 	s.t.Cleanup(p.Kill)
-	return &Run{Process: p, script: script}
+	return &Run{Process: p, script: script, slow: len(s.Host.Prefix) > 0}
 }
 
 // WaitLine waits for a printed line starting with s.
 func (r *Run) WaitLine(t *testing.T, s string, timeout time.Duration) {
 	t.Helper()
+	if r.slow {
+		timeout *= 4
+	}
 	if _, err := r.Process.WaitLine(s, timeout); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +283,7 @@ func TestEmulation(t *testing.T) {
 	eachOrder(t, luajit64, func(t *testing.T, h Host) {
 		assert.Contains(t, NewServer(t, h, "").RunScript("emulation.lua"), "emulation: ok")
 	})
-	for _, h := range hosts(lua51) {
+	for _, h := range hosts(lua51, win64, win32) {
 		t.Run(h.Name, func(t *testing.T) {
 			t.Parallel()
 			assert.Contains(t, NewServer(t, h, "").RunScript("emulation.lua"), "emulation: ok")

@@ -19,7 +19,7 @@ import (
 // TestHibernation: events still arrive while the server hibernates, and
 // the pump comes back if something removes it then (tests/lua/hibernate.lua).
 func TestHibernation(t *testing.T) {
-	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+	eachRuntime(t, func(t *testing.T, h Host) {
 		srv := redistest.Start(t)
 		s := NewServer(t, h, redisConfig(srv, ""))
 		assert.Contains(t, s.RunScript("hibernate.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port)), "hibernate: ok")
@@ -30,7 +30,7 @@ func TestHibernation(t *testing.T) {
 // in either frame order, while hibernating, and after its timer was removed
 // (tests/lua/pump.lua), on every host.
 func TestOnePumpPerFrame(t *testing.T) {
-	for _, h := range hosts(luajit64, luajit64.TimersFirst(), lua51, luajit32, luajit32.TimersFirst()) {
+	for _, h := range hosts(luajit64, luajit64.TimersFirst(), lua51, luajit32, luajit32.TimersFirst(), win64, win32) {
 		t.Run(h.Name, func(t *testing.T) {
 			t.Parallel()
 			s := NewServer(t, h, "")
@@ -43,7 +43,7 @@ func TestOnePumpPerFrame(t *testing.T) {
 // Lua autorefresh) keeps it pumping once per frame and publishing game
 // events, and does not wrap realtime.Reload again (tests/lua/refresh.lua).
 func TestAutorefresh(t *testing.T) {
-	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+	eachRuntime(t, func(t *testing.T, h Host) {
 		s := NewServer(t, h, "[events]\nauto = true\n")
 		assert.Contains(t, s.RunScript("refresh.lua"), "refresh: ok")
 	})
@@ -52,7 +52,7 @@ func TestAutorefresh(t *testing.T) {
 // TestLocalModeAndConnect: no config means local mode; realtime.Config,
 // Connect and Disconnect move between modes (tests/lua/local.lua).
 func TestLocalModeAndConnect(t *testing.T) {
-	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+	eachRuntime(t, func(t *testing.T, h Host) {
 		srv := redistest.Start(t)
 		// Takes connections (the kernel completes them) and never answers.
 		silent, err := net.Listen("tcp", "127.0.0.1:0")
@@ -69,7 +69,7 @@ func TestLocalModeAndConnect(t *testing.T) {
 // events from GMod hooks, under the configured prefix: team chat marked,
 // chat commands skipped, damage only once taken (tests/lua/autoevents.lua).
 func TestAutoEvents(t *testing.T) {
-	eachOrder(t, luajit64, func(t *testing.T, h Host) {
+	eachRuntime(t, func(t *testing.T, h Host) {
 		srv := redistest.Start(t)
 		sub := Subscribe(t, srv, "srv1:*")
 		s := NewServer(t, h, redisConfig(srv, "[events]\nauto = true\nprefix = \"srv1:\"\n"))

@@ -41,7 +41,13 @@ engine = {
 	ActiveGamemode = function() return "sandbox" end,
 }
 game = { GetMap = function() return HOST.map end }
-system = { IsLinux = function() return true end, IsWindows = function() return false end, IsOSX = function() return false end }
+-- The host's platform: its module suffix is win32/win64 on Windows.
+local windows = HOST.Info().suffix:sub(1, 3) == "win"
+system = {
+	IsLinux = function() return not windows end,
+	IsWindows = function() return windows end,
+	IsOSX = function() return false end,
+}
 
 -- HOST.Frame(): the number of the current frame, counted while hibernating
 -- too (engine.TickCount() is not).

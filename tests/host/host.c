@@ -10,11 +10,20 @@
  * __host_tick: Think, timers, Tick, in GMod's order unless -frame-order says
  * otherwise). A map change fires ShutDown, calls gmod13_close, closes the
  * state, dlcloses the module as GMod unloads binary modules, and starts over:
- * a module that is not pinned in memory (-z nodelete) dies there.
- * Built for LuaJIT 2.1 (64- and 32-bit) and PUC Lua 5.1.
+ * a module that is not pinned in memory (-z nodelete) dies there, and
+ * HOST.Info().resident (modules still mapped after the unload) says so.
+ * Built for LuaJIT 2.1 (64- and 32-bit) and PUC Lua 5.1 on Linux, and with
+ * mingw-w64 for Windows (win64 and win32, run under Wine in the tests): there
+ * the runtime is bin/win64/lua_shared.dll (garrysmod/bin/lua_shared.dll on
+ * win32), loaded with LoadLibrary, and the module is unloaded with
+ * FreeLibrary.
  *
  *   host [-root DIR] [-tickrate N] [-timeout SEC] [-map NAME]
  *        [-frame-order think-first|timers-first] -env env.lua script.lua
+ *
+ * $HOST_LUA_SHARED, a path under the root, loads the runtime from there
+ * instead of srcds's place for it: a module must find the Lua API under
+ * other names too (lua51.dll, plain LuaJIT's, on Windows).
  *
  * Run it from the server root, as srcds runs: the module looks for
  * bin/<arch>/lua_shared.so relative to the working directory.
@@ -24,9 +33,8 @@
  * exits 1 on a Lua error in the script, on HOST.Fail (env.lua calls it on
  * an unexpected error in a frame), or on timeout. */
 #define _GNU_SOURCE
-#define _FILE_OFFSET_BITS 64 /* scandir on 32-bit with 64-bit inodes */
+#define _FILE_OFFSET_BITS 64 /* readdir on 32-bit with 64-bit inodes */
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,10 +43,64 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include <fcntl.h>
+#include <io.h>
+#include <winsock2.h> /* before windows.h */
+#include <windows.h>
+#include <psapi.h>
+typedef SOCKET sock_t;
+#else
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+typedef int sock_t;
+#define INVALID_SOCKET (-1)
+#define closesocket close
+#endif
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+
+/* ---- Shared libraries: dlopen or LoadLibrary ----------------------------- */
+
+#ifdef _WIN32
+typedef HMODULE lib_t;
+static lib_t lib_open(const char *path) { return LoadLibraryA(path); }
+static void *lib_sym(lib_t h, const char *name) { return (void *)(uintptr_t)GetProcAddress(h, name); }
+static void lib_close(lib_t h) { FreeLibrary(h); }
+/* lib_loaded: is the library of path, which had code at addr, still
+ * mapped in the process? */
+static int lib_loaded(const char *path, void *addr) {
+	(void)path;
+	HMODULE h;
+	return GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+	                          (LPCSTR)addr, &h) != 0;
+}
+static const char *lib_error(void) {
+	static char msg[512];
+	DWORD code = GetLastError();
+	int n = snprintf(msg, sizeof msg, "error %lu: ", (unsigned long)code);
+	FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code, 0, msg + n,
+	               (DWORD)(sizeof msg - n), NULL);
+	return msg;
+}
+#else
+typedef void *lib_t;
+static lib_t lib_open(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
+static void *lib_sym(lib_t h, const char *name) { return dlsym(h, name); }
+static void lib_close(lib_t h) { dlclose(h); }
+static int lib_loaded(const char *path, void *addr) {
+	(void)addr;
+	void *h = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+	if (h)
+		dlclose(h);
+	return h != NULL;
+}
+static const char *lib_error(void) { return dlerror(); }
+#endif
 
 /* The Lua API, resolved from the privately loaded lua_shared. The headers
  * only declare it; nothing links it (a call missing from the table is a link
@@ -55,6 +117,7 @@
 	X(lua_pcall)                                                                                                   \
 	X(lua_pushboolean)                                                                                             \
 	X(lua_pushcclosure)                                                                                            \
+	X(lua_pushfstring)                                                                                             \
 	X(lua_pushinteger)                                                                                             \
 	X(lua_pushlstring)                                                                                             \
 	X(lua_pushnil)                                                                                                 \
@@ -67,12 +130,17 @@
 	X(lua_settop)                                                                                                  \
 	X(lua_toboolean)                                                                                               \
 	X(lua_tolstring)                                                                                               \
+	X(luaL_addlstring)                                                                                             \
+	X(luaL_addvalue)                                                                                               \
+	X(luaL_buffinit)                                                                                               \
 	X(luaL_checklstring)                                                                                           \
 	X(luaL_error)                                                                                                  \
 	X(luaL_loadfile)                                                                                               \
 	X(luaL_newstate)                                                                                               \
 	X(luaL_openlibs)                                                                                               \
 	X(luaL_optnumber)                                                                                              \
+	X(luaL_prepbuffer)                                                                                             \
+	X(luaL_pushresult)                                                                                             \
 	X(luaL_register)
 
 static struct {
@@ -85,13 +153,13 @@ static struct {
  * message, or NULL. */
 static const char *load_lua(const char *path) {
 	static char err[4200];
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	lib_t h = lib_open(path);
 	if (!h) {
-		snprintf(err, sizeof err, "%s", dlerror());
+		snprintf(err, sizeof err, "%s: %s", path, lib_error());
 		return err;
 	}
 #define X(f)                                                                                                           \
-	*(void **)&api.f = dlsym(h, #f);                                                                               \
+	*(void **)&api.f = lib_sym(h, #f);                                                                             \
 	if (!api.f) {                                                                                                  \
 		snprintf(err, sizeof err, "%s: no %s", path, #f);                                                      \
 		return err;                                                                                            \
@@ -102,6 +170,12 @@ static const char *load_lua(const char *path) {
 }
 
 #define lua_call (api.lua_call)
+#define lua_pushfstring (api.lua_pushfstring)
+#define luaL_addlstring (api.luaL_addlstring)
+#define luaL_addvalue (api.luaL_addvalue)
+#define luaL_buffinit (api.luaL_buffinit)
+#define luaL_prepbuffer (api.luaL_prepbuffer)
+#define luaL_pushresult (api.luaL_pushresult)
 #define lua_close (api.lua_close)
 #define lua_createtable (api.lua_createtable)
 #define lua_getfield (api.lua_getfield)
@@ -131,7 +205,11 @@ static const char *load_lua(const char *path) {
 #define luaL_register (api.luaL_register)
 
 #ifndef MODULE_SUFFIX
-#if defined(__x86_64__)
+#if defined(_WIN64)
+#define MODULE_SUFFIX "win64"
+#elif defined(_WIN32)
+#define MODULE_SUFFIX "win32"
+#elif defined(__x86_64__)
 #define MODULE_SUFFIX "linux64"
 #else
 #define MODULE_SUFFIX "linux"
@@ -139,8 +217,13 @@ static const char *load_lua(const char *path) {
 #endif
 
 /* Where srcds keeps lua_shared, under the server root, and the real
- * runtime (an absolute path, from the Makefile) it is a link to. */
-#if defined(__x86_64__)
+ * runtime (an absolute path, from the Makefile) it is a link to (a copy on
+ * Windows). */
+#if defined(_WIN64)
+#define LUA_SHARED_PATH "bin/win64/lua_shared.dll"
+#elif defined(_WIN32)
+#define LUA_SHARED_PATH "garrysmod/bin/lua_shared.dll"
+#elif defined(__x86_64__)
 #define LUA_SHARED_PATH "bin/linux64/lua_shared.so"
 #else
 #define LUA_SHARED_PATH "bin/linux32/lua_shared.so"
@@ -153,6 +236,7 @@ static const char *root = ".";
 static const char *script;
 static const char *env_file;
 static const char *frame_order = "think-first";
+static const char *lua_shared_path = LUA_SHARED_PATH;
 static double tickrate = 66;
 static double timeout = 120;
 static char map[128] = "gm_construct";
@@ -160,12 +244,15 @@ static char next_map[128];
 static int exit_code = -1;
 static int hibernating;
 static long ticks, maps;
+/* Binary modules still mapped after the last map change unloaded them. */
+static int resident;
 
-/* Binary modules loaded in the current state; dlclosed with it. */
+/* Binary modules loaded in the current state; unloaded with it. */
 #define MAX_MODULES 8
 static struct {
-	void *handle;
+	lib_t handle;
 	lua_CFunction open, close;
+	char path[4096];
 } modules[MAX_MODULES];
 static int nmodules;
 
@@ -176,9 +263,46 @@ static struct {
 	size_t len;
 } store[MAX_STORE];
 
+#ifdef _WIN32
+static double now(void) {
+	static LARGE_INTEGER freq;
+	LARGE_INTEGER t;
+	if (!freq.QuadPart)
+		QueryPerformanceFrequency(&freq);
+	QueryPerformanceCounter(&t);
+	return (double)t.QuadPart / (double)freq.QuadPart;
+}
+
+/* unix_now: seconds since 1970. */
+static double unix_now(void) {
+	FILETIME ft;
+	GetSystemTimeAsFileTime(&ft);
+	uint64_t t = ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime; /* 100 ns since 1601 */
+	return (double)(t - 116444736000000000ULL) / 1e7;
+}
+
+static void sleep_until(double t) {
+	double d = t - now();
+	if (d > 0)
+		Sleep((DWORD)(d * 1000 + 0.5));
+}
+
+static long rss_kb(void) {
+	PROCESS_MEMORY_COUNTERS pmc;
+	if (!K32GetProcessMemoryInfo(GetCurrentProcess(), &pmc, sizeof pmc))
+		return 0;
+	return (long)(pmc.WorkingSetSize / 1024);
+}
+#else
 static double now(void) {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double unix_now(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
@@ -189,6 +313,18 @@ static void sleep_until(double t) {
 	struct timespec ts = {(time_t)d, (long)((d - (time_t)d) * 1e9)};
 	nanosleep(&ts, NULL);
 }
+
+static long rss_kb(void) {
+	long size, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+#endif
 
 static void fail(const char *msg) {
 	fprintf(stderr, "host: FAIL: %s\n", msg);
@@ -234,14 +370,12 @@ static int h_nop(lua_State *L) {
 
 /* HOST.Now(): unix time in seconds, for latencies stamped by another process. */
 static int h_now(lua_State *L) {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	lua_pushnumber(L, ts.tv_sec + ts.tv_nsec / 1e9);
+	lua_pushnumber(L, unix_now());
 	return 1;
 }
 
 static int h_info(lua_State *L) {
-	lua_createtable(L, 0, 6);
+	lua_createtable(L, 0, 7);
 	lua_pushnumber(L, (lua_Number)ticks);
 	lua_setfield(L, -2, "ticks");
 	lua_pushnumber(L, (lua_Number)maps);
@@ -252,16 +386,10 @@ static int h_info(lua_State *L) {
 	lua_setfield(L, -2, "hibernating");
 	lua_pushstring(L, MODULE_SUFFIX);
 	lua_setfield(L, -2, "suffix");
-	long rss = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	if (f) {
-		long size;
-		if (fscanf(f, "%ld %ld", &size, &rss) != 2)
-			rss = 0;
-		fclose(f);
-	}
-	lua_pushnumber(L, (lua_Number)rss * (lua_Number)sysconf(_SC_PAGESIZE) / 1024);
+	lua_pushnumber(L, (lua_Number)rss_kb());
 	lua_setfield(L, -2, "rss_kb");
+	lua_pushnumber(L, (lua_Number)resident);
+	lua_setfield(L, -2, "resident");
 	return 1;
 }
 
@@ -302,8 +430,8 @@ static int h_get(lua_State *L) {
 }
 
 /* require as GMod resolves binary modules: lua/bin/gmsv_<name>_<suffix>.dll,
- * dlopened on the first require in a state, gmod13_open called, and
- * dlclosed when the state closes (close_state). */
+ * loaded on the first require in a state, gmod13_open called, and unloaded
+ * (dlclose, FreeLibrary) when the state closes (close_state). */
 static int h_require(lua_State *L) {
 	const char *name = luaL_checkstring(L, 1);
 	lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
@@ -322,19 +450,20 @@ static int h_require(lua_State *L) {
 	}
 	if (nmodules == MAX_MODULES)
 		return luaL_error(L, "host: too many modules");
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	lib_t h = lib_open(path);
 	if (!h)
-		return luaL_error(L, "Couldn't load module library! (%s)", dlerror());
-	lua_CFunction open = (lua_CFunction)(uintptr_t)dlsym(h, "gmod13_open");
-	lua_CFunction close = (lua_CFunction)(uintptr_t)dlsym(h, "gmod13_close");
+		return luaL_error(L, "Couldn't load module library! (%s)", lib_error());
+	lua_CFunction open = (lua_CFunction)(uintptr_t)lib_sym(h, "gmod13_open");
+	lua_CFunction close = (lua_CFunction)(uintptr_t)lib_sym(h, "gmod13_close");
 	if (!open || !close) {
-		dlclose(h);
+		lib_close(h);
 		return luaL_error(L, "%s: no gmod13_open/gmod13_close", path);
 	}
 	int i = nmodules++;
 	modules[i].handle = h;
 	modules[i].open = open;
 	modules[i].close = close;
+	snprintf(modules[i].path, sizeof modules[i].path, "%s", path);
 	lua_pushcfunction(L, open);
 	lua_pushstring(L, name);
 	lua_call(L, 1, 0);
@@ -345,31 +474,88 @@ static int h_require(lua_State *L) {
 	return 1;
 }
 
+static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 static int h_list(lua_State *L) {
 	/* HOST.List(dir): sorted *.lua file names under garrysmod/lua/dir */
 	char path[4096];
 	snprintf(path, sizeof path, "%s/garrysmod/lua/%s", root, luaL_checkstring(L, 1));
-	lua_newtable(L);
-	struct dirent **list;
-	int n = scandir(path, &list, NULL, alphasort);
-	int k = 1;
-	for (int i = 0; i < n; i++) {
-		size_t len = strlen(list[i]->d_name);
-		if (len > 4 && !strcmp(list[i]->d_name + len - 4, ".lua")) {
-			lua_pushstring(L, list[i]->d_name);
-			lua_rawseti(L, -2, k++);
-		}
-		free(list[i]);
+	char *names[256];
+	size_t n = 0;
+	DIR *d = opendir(path);
+	for (struct dirent *e; d && n < sizeof names / sizeof names[0] && (e = readdir(d));) {
+		size_t len = strlen(e->d_name);
+		if (len > 4 && !strcmp(e->d_name + len - 4, ".lua"))
+			names[n++] = strdup(e->d_name);
 	}
-	if (n >= 0)
-		free(list);
+	if (d)
+		closedir(d);
+	qsort(names, n, sizeof names[0], compare_names);
+	lua_newtable(L);
+	for (size_t i = 0; i < n; i++) {
+		lua_pushstring(L, names[i]);
+		lua_rawseti(L, -2, (int)i + 1);
+		free(names[i]);
+	}
+	return 1;
+}
+
+/* HOST.Redis(port, arg, ...): one command to the redis-server on
+ * 127.0.0.1:port, on a connection of its own (a client outside the module,
+ * as redis-cli is); returns the first line of the reply, raises on an error
+ * reply. The scripts publish with it on every host, Windows included. */
+static int h_redis(lua_State *L) {
+	int port = (int)luaL_optnumber(L, 1, 0), n = lua_gettop(L) - 1;
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	lua_pushfstring(L, "*%d\r\n", n);
+	luaL_addvalue(&b);
+	for (int i = 2; i <= n + 1; i++) {
+		size_t len;
+		const char *arg = luaL_checklstring(L, i, &len);
+		lua_pushfstring(L, "$%d\r\n", (int)len);
+		luaL_addvalue(&b);
+		luaL_addlstring(&b, arg, len);
+		luaL_addlstring(&b, "\r\n", 2);
+	}
+	luaL_pushresult(&b);
+	size_t len;
+	const char *req = lua_tolstring(L, -1, &len);
+	struct sockaddr_in addr;
+	memset(&addr, 0, sizeof addr);
+	addr.sin_family = AF_INET;
+	addr.sin_port = htons((unsigned short)port);
+	addr.sin_addr.s_addr = htonl(0x7f000001);
+	sock_t fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd == INVALID_SOCKET)
+		return luaL_error(L, "HOST.Redis: socket failed");
+	char line[512];
+	size_t got = 0;
+	int ok = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+	for (size_t sent = 0; ok && sent < len;) {
+		int k = (int)send(fd, req + sent, (int)(len - sent), 0);
+		ok = k > 0;
+		sent += ok ? (size_t)k : 0;
+	}
+	while (ok && got < sizeof line - 1 && (got < 2 || memcmp(line + got - 2, "\r\n", 2))) {
+		int k = (int)recv(fd, line + got, 1, 0);
+		ok = k > 0;
+		got += ok ? (size_t)k : 0;
+	}
+	closesocket(fd);
+	if (!ok)
+		return luaL_error(L, "HOST.Redis: no reply from 127.0.0.1:%d", port);
+	line[got - 2] = 0;
+	if (line[0] == '-')
+		return luaL_error(L, "HOST.Redis: %s", line);
+	lua_pushstring(L, line);
 	return 1;
 }
 
 static const luaL_Reg host_functions[] = {
     {"Exit", h_exit},      {"Fail", h_fail}, {"ChangeLevel", h_change_level}, {"Hibernate", h_hibernate},
     {"Time", h_time},      {"Now", h_now},   {"Nop", h_nop},       {"Info", h_info}, {"Set", h_set},                  {"Get", h_get},
-    {"List", h_list},      {NULL, NULL},
+    {"List", h_list},      {"Redis", h_redis},  {NULL, NULL},
 };
 
 /* ---- States -------------------------------------------------------------- */
@@ -450,7 +636,10 @@ static void close_state(lua_State *L) {
 	}
 	lua_close(L);
 	for (int i = 0; i < nmodules; i++)
-		dlclose(modules[i].handle);
+		lib_close(modules[i].handle);
+	resident = 0;
+	for (int i = 0; i < nmodules; i++)
+		resident += lib_loaded(modules[i].path, (void *)(uintptr_t)modules[i].open);
 	nmodules = 0;
 }
 
@@ -461,18 +650,31 @@ static void mkdirs(const char *path) {
 	for (char *p = dir + 1; *p; p++) {
 		if (*p == '/') {
 			*p = 0;
+#ifdef _WIN32
+			mkdir(dir);
+#else
 			mkdir(dir, 0755);
+#endif
 			*p = '/';
 		}
 	}
 }
 
 /* open_lua_shared loads the runtime as srcds does: privately, from
- * bin/<arch>/lua_shared.so under the root, made a link to LUA_SHARED if
- * the server directory has none. */
+ * bin/<arch>/lua_shared.so under the root (or $HOST_LUA_SHARED), made a link
+ * to LUA_SHARED (a copy on Windows) if the server directory has none. */
 static int open_lua_shared(void) {
 	char path[4096];
-	snprintf(path, sizeof path, "%s/%s", root, LUA_SHARED_PATH);
+	snprintf(path, sizeof path, "%s/%s", root, lua_shared_path);
+#ifdef _WIN32
+	if (GetFileAttributesA(path) == INVALID_FILE_ATTRIBUTES) {
+		mkdirs(path);
+		if (!CopyFileA(LUA_SHARED, path, TRUE) && GetLastError() != ERROR_FILE_EXISTS) {
+			fprintf(stderr, "host: copy %s to %s: %s\n", LUA_SHARED, path, lib_error());
+			return 1;
+		}
+	}
+#else
 	struct stat st;
 	if (lstat(path, &st) != 0) {
 		mkdirs(path);
@@ -481,6 +683,7 @@ static int open_lua_shared(void) {
 			return 1;
 		}
 	}
+#endif
 	const char *err = load_lua(path);
 	if (err) {
 		fprintf(stderr, "host: loading the Lua runtime: %s\n", err);
@@ -519,9 +722,26 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "host: -frame-order %s: want think-first or timers-first\n", frame_order);
 		return 2;
 	}
+	if (getenv("HOST_LUA_SHARED"))
+		lua_shared_path = getenv("HOST_LUA_SHARED");
 	if (open_lua_shared())
 		return 2;
+#ifdef _WIN32
+	WSADATA wsa;
+	if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
+		fprintf(stderr, "host: WSAStartup failed\n");
+		return 2;
+	}
+#endif
+#ifdef _WIN32
+	/* msvcrt has no line buffering (_IOLBF buffers fully), and the runtime
+	 * shares this stdout: unbuffered, and no \r added to lines. */
+	setvbuf(stdout, NULL, _IONBF, 0);
+	_setmode(_fileno(stdout), _O_BINARY);
+	_setmode(_fileno(stderr), _O_BINARY);
+#else
 	setvbuf(stdout, NULL, _IOLBF, 0);
+#endif
 	double start = now(), next_tick = start;
 	maps = 1;
 	lua_State *L = new_state();

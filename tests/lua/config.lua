@@ -32,11 +32,15 @@ HOST.Run(function()
 	T.redis("publish", "player:bad", "{not json")
 	T.redis("publish", "admin:chat", "hello")
 	for i = 1, 3 do rt.Publish("nobody", tostring(i)) end
+	local spam_start = HOST.Time()
 	for i = 1, 50 do rt.Publish("spam:x", tostring(i)) end
 	HOST.WaitFor(function()
 		local st = rt.GetStats().routes
 		return #players == 2 and admin and st.limited.matched == 50 and st.orphan.no_handler == 3
 	end, 5, "config route events")
+	-- The bucket refills at 5/s while the 50 arrive: a slow host (Wine)
+	-- spreads them over longer.
+	local spam_max = 5 + math.ceil(5 * (HOST.Time() - spam_start)) + 1
 	HOST.Sleep(0.2)
 	T.eq(#players, 2, "player events (player:debug:* excluded)")
 	T.eq(players[1].ch, "player:join", "first player channel")
@@ -47,7 +51,7 @@ HOST.Run(function()
 	T.eq(admin.data, "hello", "hook route data")
 	T.eq(admin.route, "admin", "hook route meta.route")
 	local st = rt.GetStats()
-	T.ok(spam >= 5 and spam <= 8, "rate-limited route passed " .. spam .. " of 50 (5/s, burst 5)")
+	T.ok(spam >= 5 and spam <= math.max(8, spam_max), "rate-limited route passed " .. spam .. " of 50 (5/s, burst 5), at most " .. math.max(8, spam_max))
 	T.eq(st.routes.limited.rate_limited, 50 - spam, "rate_limited count")
 	T.eq(st.rate_limited, 50 - spam, "global rate_limited")
 	T.eq(st.routes.players.decode_errors, 1, "decode_errors")

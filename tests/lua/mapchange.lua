@@ -16,6 +16,11 @@ rt.On("control:delivered", "control", function(_, data)
 	delivered, delivered_named = tonumber(all), tonumber(n)
 end)
 
+-- The host unloaded the module at the map change (dlclose, FreeLibrary),
+-- as GMod does; pinned (-z nodelete, GetModuleHandleEx's PIN flag), it is
+-- still mapped, its goroutines' code with it.
+if maps > 1 then T.eq(HOST.Info().resident, 1, "modules still mapped after the host unloaded them") end
+
 HOST.Run(function()
 	if maps == 1 then
 		-- Traffic starts once the handlers are registered: a message that
