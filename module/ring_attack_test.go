@@ -79,10 +79,10 @@ func TestRingDropIsNotUndispatched(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A payload past the most a tape holds (1 GiB; only its length is
-	// read): put panics on it as on a failed allocation.
-	var buf [1]byte
+	// read, and it points at C memory, which checkptr leaves alone): put
+	// panics on it as on a failed allocation.
 	e := &router.Event{Kind: router.KindMessage, Channel: "x", Route: m.Router().Table().Routes()[0],
-		Payload: unsafe.String(&buf[0], 1<<30+1)}
+		Payload: unsafe.String((*byte)(unsafe.Pointer(slot(0))), 1<<30+1)}
 	calls := 0
 	take = func(*api.Module) (api.Dispatch, bool) {
 		if calls++; calls > 1 {
