@@ -70,8 +70,8 @@ func TestFillPanicIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &router.Event{Kind: router.KindMessage, Channel: "x", Route: mod.Router().Table().Routes()[0]}
-	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring
-	feed.mu.Lock()      // and has finished filling
+	feed.mu.Lock()      // the feeder of an earlier test's open has finished filling
+	feed.mod.Store(nil) // and stays out of the ring
 	feed.mu.Unlock()
 	calls := 0
 	take = func(*api.Module) (api.Dispatch, bool) {

@@ -72,8 +72,8 @@ func TestRingDropIsNotUndispatched(t *testing.T) {
 	savedTake, savedMod := take, mod
 	mod = m
 	t.Cleanup(func() { m.Stop(); mod, take = savedMod, savedTake })
-	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring
-	feed.mu.Lock()      // and has finished filling
+	feed.mu.Lock()      // the feeder of an earlier test's open has finished filling
+	feed.mod.Store(nil) // and stays out of the ring
 	feed.mu.Unlock()
 	if _, _, err := m.On("x", "x", api.OnOptions{}); err != nil {
 		t.Fatal(err)
@@ -115,8 +115,8 @@ func TestRingFinishPanicReleasesLock(t *testing.T) {
 	if _, _, err := m.On("x", "x", api.OnOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	feed.mod.Store(nil)
 	feed.mu.Lock()
+	feed.mod.Store(nil)
 	feed.mu.Unlock()
 	e := &router.Event{Kind: router.KindMessage, Channel: "x", Route: m.Router().Table().Routes()[0]}
 	calls := 0
