@@ -305,22 +305,28 @@ func (l *loader) loadOverrides(over map[string]any) {
 	l.merge(layer, SourceOverrides, levelOverrides, names)
 }
 
-// locationKeys say where Redis is. A source that sets the URL replaces the
-// host/port/addrs of the sources below it, so REDIS_URL in the environment
-// simply wins over host = ... in the file; addrs (Cluster, Sentinel)
-// replace a URL below them. A host, port, username, password, db or tls
-// above a URL changes that part of the URL and keeps the others (see
-// resolveURL).
-var locationKeys = []string{"redis.host", "redis.port", "redis.addrs"}
+// urlReplaces are the keys a source that sets the URL replaces in the
+// sources below it: where Redis is, Sentinel included, so REDIS_URL in the
+// environment simply wins over host = ... or a Sentinel set up in the
+// file. addrsReplaces are those that addrs (Cluster, Sentinel) replace
+// below them. A host, port, username, password, db or tls above a URL
+// changes that part of the URL and keeps the others (see resolveURL); a
+// host or port beside or above addrs is an error (see validateRedis).
+var (
+	urlReplaces   = []string{"redis.host", "redis.port", "redis.addrs", "redis.master_name", "redis.sentinel_password"}
+	addrsReplaces = []string{"redis.url", "redis.host", "redis.port"}
+)
 
 func (l *loader) merge(layer *koanf.Koanf, source string, level int, names map[string]string) {
 	if layer.Exists("redis.url") {
-		for _, k := range locationKeys {
+		for _, k := range urlReplaces {
 			l.forget(k)
 		}
 	}
 	if layer.Exists("redis.addrs") {
-		l.forget("redis.url")
+		for _, k := range addrsReplaces {
+			l.forget(k)
+		}
 	}
 	_ = l.k.Merge(layer)
 	for key, name := range names {

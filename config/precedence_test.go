@@ -14,42 +14,83 @@ import (
 )
 
 // precedenceRows are the rows of the README's precedence table, in its
-// order; TestPrecedenceTable checks each, and that the README has them.
+// order (a rule may have several rows); TestPrecedenceTable checks each,
+// and TestREADMEPrecedenceTable that the README has exactly these rules.
+// The sources, lowest first: realtime.toml, .env, the environment,
+// realtime.Config (over).
 var precedenceRows = []struct {
 	rule    string // the README row's first column
 	toml    string // [redis] lines of realtime.toml
 	dotenv  string
 	environ []string
 	over    map[string]any
-	// want is the outcome: "url=...", "host:port", "error: ..." (a part of
+	// want is the outcome: "url=...", "addrs=...", "fields: key=value ..."
+	// (the Redis settings named, "" for unset), "error: ..." (a part of
 	// the message) or "warning: ..." (a part of a warning, then "; " and
-	// the URL or host:port).
+	// one of the others).
 	want string
 }{
-	{rule: "a `url` replaces the `host`/`port`/`addrs` of the sources below it",
+	{rule: "without a `url`, each of `host`, `port`, `username`, `password`, `db` and `tls` comes from the highest source that sets it",
+		toml: `host = "file-host"` + "\nport = 7001\ndb = 1\ntls = true", dotenv: "REDIS_HOST=dotenv-host\nREDIS_PASSWORD=dotenv-pw\n",
+		environ: []string{"REDIS_HOST=env-host", "REDIS_DB=2"}, over: map[string]any{"redis.port": int64(7003)},
+		want: "fields: url= host=env-host port=7003 password=dotenv-pw db=2 tls=true"},
+	{rule: "a `url` replaces the `host`/`port`/`addrs`/`master_name` of the sources below it",
 		toml: `host = "file-host"` + "\nport = 7001", environ: []string{"REDIS_URL=redis://env-host:7005/3"},
 		want: "url=redis://env-host:7005/3"},
+	{rule: "a `url` replaces the `host`/`port`/`addrs`/`master_name` of the sources below it",
+		toml: `addrs = ["s1:26379", "s2:26379"]` + "\n" + `master_name = "mymaster"`, environ: []string{"REDIS_URL=redis://env-host:6379/0"},
+		want: "fields: url=redis://env-host:6379/0 addrs= master_name="},
 	{rule: "`host` or `port` above a `url` replace that part of it; its scheme (TLS), user, password and db stay",
 		toml: `url = "rediss://:pw@prod:6380/2"`, environ: []string{"REDIS_HOST=prod2"},
 		want: "url=rediss://:pw@prod2:6380/2"},
 	{rule: "`host` or `port` above a `url` replace that part of it; its scheme (TLS), user, password and db stay",
 		toml: `url = "rediss://:pw@prod:6380/2"`, dotenv: "REDIS_PORT=6390\n",
 		want: "url=rediss://:pw@prod:6390/2"},
+	{rule: "`host` or `port` above or beside a `unix://` URL, or `tls = true` above it, are an error",
+		toml: `url = "unix:///run/redis.sock"`, environ: []string{"REDIS_HOST=h"},
+		want: "error: environment: REDIS_HOST: cannot change the unix:// URL"},
+	{rule: "`host` or `port` above or beside a `unix://` URL, or `tls = true` above it, are an error",
+		toml: `url = "unix:///run/redis.sock"`, environ: []string{"REDIS_TLS=true"},
+		want: "error: environment: REDIS_TLS: cannot turn on TLS for the unix:// URL"},
 	{rule: "`username`, `password`, `db` or `tls` above a `url` replace that part of it",
 		toml: `url = "redis://game:old@h:6379/1"`, environ: []string{"REDIS_PASSWORD=new", "REDIS_DB=4", "REDIS_USERNAME=bot", "REDIS_TLS=true"},
 		want: "url=rediss://bot:new@h:6379/4"},
-	{rule: "`username`, `password` or `db` below a `url` fill in what the URL leaves out, and only that",
+	{rule: "`username`, `password`, `db` or `tls` above a `url` replace that part of it",
+		toml: `url = "unix://:old@/run/redis.sock?db=1"`, environ: []string{"REDIS_PASSWORD=new", "REDIS_DB=4"},
+		want: "url=unix://:new@/run/redis.sock?db=4"},
+	{rule: "`username`, `password` or `db` below or beside a `url` fill in what the URL leaves out, and only that",
 		toml: `password = "filepw"` + "\ndb = 5", environ: []string{"REDIS_URL=redis://h:6379"},
 		want: "url=redis://:filepw@h:6379/5"},
-	{rule: "`username`, `password` or `db` below a `url` fill in what the URL leaves out, and only that",
+	{rule: "`username`, `password` or `db` below or beside a `url` fill in what the URL leaves out, and only that",
 		toml: `password = "filepw"` + "\ndb = 5\ntls = true", environ: []string{"REDIS_URL=redis://:envpw@h:6379/1"},
 		want: "url=redis://:envpw@h:6379/1"},
+	{rule: "`username`, `password` or `db` below or beside a `url` fill in what the URL leaves out, and only that",
+		toml: `url = "redis://h:6379"` + "\n" + `password = "pw"` + "\ndb = 5",
+		want: "url=redis://:pw@h:6379/5"},
+	{rule: "`username`, `password` or `db` below or beside a `url` fill in what the URL leaves out, and only that",
+		toml: `password = "filepw"` + "\ndb = 5", environ: []string{"REDIS_URL=unix:///run/redis.sock"},
+		want: "url=unix://:filepw@/run/redis.sock?db=5"},
 	{rule: "a `url` and a field in the same source that disagree are an error",
 		toml: `url = "redis://h:6379/1"` + "\ndb = 2",
 		want: "error: contradicts redis.db = 2"},
-	{rule: "`addrs` (Cluster, Sentinel) replace a `url` below them",
+	{rule: "`addrs` (Cluster, Sentinel) replace the `url`, `host` and `port` of the sources below them",
 		toml: `url = "redis://h:6379"`, over: map[string]any{"redis.addrs": []any{"a:1", "b:2"}},
 		want: "addrs=a:1,b:2"},
+	{rule: "`addrs` (Cluster, Sentinel) replace the `url`, `host` and `port` of the sources below them",
+		toml: `host = "file-host"` + "\nport = 7001", over: map[string]any{"redis.addrs": []any{"a:1", "b:2"}},
+		want: "fields: addrs=a:1,b:2 url= host="},
+	{rule: "`host` or `port` above or beside `addrs` are an error",
+		toml: `addrs = ["a:7000", "b:7000"]`, environ: []string{"REDIS_HOST=env-host"},
+		want: "error: environment: REDIS_HOST: is set, and so is redis.addrs (from "},
+	{rule: "`addrs` with `master_name` are Sentinel, whose master takes `username`, `password`, `db` and `tls` as above; without `master_name`, Cluster (db 0 only)",
+		toml: `addrs = ["s1:26379", "s2:26379"]` + "\n" + `master_name = "mymaster"` + "\n" + `password = "filepw"`, environ: []string{"REDIS_PASSWORD=envpw", "REDIS_DB=3"},
+		want: "fields: master_name=mymaster addrs=s1:26379,s2:26379 password=envpw db=3 url="},
+	{rule: "`addrs` with `master_name` are Sentinel, whose master takes `username`, `password`, `db` and `tls` as above; without `master_name`, Cluster (db 0 only)",
+		toml: `addrs = ["a:7000", "b:7000"]`, environ: []string{"REDIS_DB=3"},
+		want: "error: Redis Cluster has only database 0"},
+	{rule: "TLS is on for a `rediss://` URL or `tls = true`, and only then; `tls_ca_file` or `tls_server_name` while it is off are an error",
+		toml: `url = "redis://h:6379"` + "\n" + `tls_server_name = "h"`,
+		want: "error: redis.tls_server_name: is set but TLS is off"},
 	{rule: "`REDIS_PORT=tcp://host:port` (a Kubernetes service link) is ignored, with a warning",
 		toml: `url = "redis://h:6379"`, environ: []string{"REDIS_PORT=tcp://10.0.0.11:6379"},
 		want: "warning: REDIS_PORT ignored; url=redis://h:6379"},
@@ -59,6 +100,32 @@ var precedenceRows = []struct {
 	{rule: "`realtime.Config` from Lua is above every other source",
 		toml: `url = "rediss://:pw@prod:6380/2"`, environ: []string{"REDIS_HOST=env-host"}, over: map[string]any{"redis.host": "lua-host"},
 		want: "url=rediss://:pw@lua-host:6380/2"},
+}
+
+// redisField reads one Redis setting by its config key, for want's
+// "fields:" form.
+func redisField(r *Redis, key string) string {
+	switch key {
+	case "url":
+		return r.URL
+	case "host":
+		return r.Host
+	case "port":
+		return strconv.Itoa(r.Port)
+	case "username":
+		return r.Username
+	case "password":
+		return r.Password
+	case "db":
+		return strconv.Itoa(r.DB)
+	case "tls":
+		return strconv.FormatBool(r.TLS)
+	case "addrs":
+		return strings.Join(r.Addrs, ",")
+	case "master_name":
+		return r.MasterName
+	}
+	panic("no Redis setting " + key)
 }
 
 func TestPrecedenceTable(t *testing.T) {
@@ -90,6 +157,11 @@ func TestPrecedenceTable(t *testing.T) {
 			case strings.HasPrefix(want, "addrs="):
 				assert.Equal(t, strings.TrimPrefix(want, "addrs="), strings.Join(cfg.Redis.Addrs, ","), row.rule)
 				assert.Empty(t, cfg.Redis.URL, row.rule)
+			case strings.HasPrefix(want, "fields: "):
+				for _, kv := range strings.Fields(strings.TrimPrefix(want, "fields: ")) {
+					k, v, _ := strings.Cut(kv, "=")
+					assert.Equal(t, v, redisField(&cfg.Redis, k), "%s: redis.%s", row.rule, k)
+				}
 			default:
 				t.Fatalf("bad want %q", want)
 			}

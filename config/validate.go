@@ -61,6 +61,17 @@ func (l *loader) validateRedis(c *Config) {
 			l.fail(fmt.Sprintf("redis.addrs[%d]", i), "%q is not host:port", a)
 		}
 	}
+	if len(r.Addrs) > 0 && r.URL == "" {
+		// addrs replaced the host and port below them: these are beside
+		// or above, and would name one server where addrs name a Cluster
+		// or the Sentinels.
+		for _, key := range []string{"redis.host", "redis.port"} {
+			if l.set(key) {
+				o := l.where("redis.addrs")
+				l.fail(key, "is set, and so is redis.addrs (from %s): one server, or a Cluster/Sentinel; remove one (a redis.url replaces addrs)", o.source)
+			}
+		}
+	}
 	switch {
 	case len(r.Addrs) > 0 && r.URL != "":
 		l.fail("redis.addrs", "set redis.url or redis.addrs, not both")
@@ -99,25 +110,48 @@ func (l *loader) validateRedis(c *Config) {
 	l.atLeast("redis.max_subscriptions", r.MaxSubscriptions, 1)
 }
 
-// resolveURL applies to a redis:// or rediss:// URL the host, port,
-// username, password, db and tls of the sources above the URL's (each
-// changes its part and keeps the others: REDIS_HOST does not drop the
-// URL's TLS, password or db), and fills in from the sources below it the
-// username, password and db the URL leaves out.
+// resolveURL applies to a redis://, rediss:// or unix:// URL the host,
+// port, username, password, db and tls of the sources above the URL's
+// (each changes its part and keeps the others: REDIS_HOST does not drop
+// the URL's TLS, password or db), and fills in from the sources below it,
+// or the URL's own, the username, password and db the URL leaves out. A
+// unix:// URL has no host, port or TLS to change: a host or port above or
+// beside it, or tls = true above it, is an error.
 func (l *loader) resolveURL(r *Redis) {
 	u, err := url.Parse(r.URL)
-	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Hostname() == "" || u.Opaque != "" {
+	if err != nil || u.Opaque != "" {
 		return // validateURL reports it
 	}
-	level := l.where("redis.url").level
-	above := func(key string) bool { return l.set(key) && l.where(key).level > level }
-	below := func(key string) bool { return l.set(key) && l.where(key).level < level }
+	unix := u.Scheme == "unix"
+	switch {
+	case unix && u.Path == "":
+		return
+	case !unix && ((u.Scheme != "redis" && u.Scheme != "rediss") || u.Hostname() == ""):
+		return
+	}
+	o := l.where("redis.url")
+	above := func(key string) bool { return l.set(key) && l.where(key).level > o.level }
+	fill := func(key string) bool { return l.set(key) && l.where(key).level <= o.level } // below, or beside it
 	changed := false
 	host, port := u.Hostname(), u.Port()
-	if above("redis.host") {
+	if unix {
+		from := o.source
+		if o.name != "" {
+			from += " " + o.name
+		}
+		for _, key := range []string{"redis.host", "redis.port"} {
+			if l.set(key) && l.where(key).level >= o.level { // above or beside
+				l.fail(key, "cannot change the unix:// URL of redis.url (from %s), which has no host or port; set a redis:// URL instead", from)
+			}
+		}
+		if above("redis.tls") && r.TLS {
+			l.fail("redis.tls", "cannot turn on TLS for the unix:// URL of redis.url (from %s): a unix socket is not encrypted", from)
+		}
+	}
+	if !unix && above("redis.host") {
 		host, changed = r.Host, true
 	}
-	if above("redis.port") {
+	if !unix && above("redis.port") {
 		port, changed = strconv.Itoa(r.Port), true
 	}
 	if changed {
@@ -131,10 +165,10 @@ func (l *loader) resolveURL(r *Redis) {
 	name := u.User.Username()
 	pass, hasPass := u.User.Password()
 	userChanged := false
-	if above("redis.username") || (below("redis.username") && name == "") {
+	if above("redis.username") || (fill("redis.username") && name == "") {
 		name, userChanged = r.Username, true
 	}
-	if above("redis.password") || (below("redis.password") && !hasPass) {
+	if above("redis.password") || (fill("redis.password") && !hasPass) {
 		pass, hasPass, userChanged = r.Password, r.Password != "", true
 	}
 	if userChanged {
@@ -148,10 +182,17 @@ func (l *loader) resolveURL(r *Redis) {
 		}
 		changed = true
 	}
-	if above("redis.db") || (below("redis.db") && strings.Trim(u.Path, "/") == "") {
+	switch {
+	case unix:
+		q := u.Query()
+		if above("redis.db") || (fill("redis.db") && q.Get("db") == "") {
+			q.Set("db", strconv.Itoa(r.DB))
+			u.RawQuery, changed = q.Encode(), true
+		}
+	case above("redis.db") || (fill("redis.db") && strings.Trim(u.Path, "/") == ""):
 		u.Path, changed = "/"+strconv.Itoa(r.DB), true
 	}
-	if above("redis.tls") {
+	if !unix && above("redis.tls") {
 		u.Scheme, changed = "redis", true
 		if r.TLS {
 			u.Scheme = "rediss"
@@ -195,6 +236,11 @@ func (l *loader) validateURL(r *Redis) {
 		if u.Path == "" {
 			l.fail("redis.url", "%s has no socket path", shown)
 		}
+		if db := u.Query().Get("db"); db != "" {
+			if n, err := strconv.Atoi(db); err != nil || n < 0 {
+				l.fail("redis.url", "%s: database %q is not a number", shown, db)
+			}
+		}
 	default:
 		l.fail("redis.url", "%s: scheme %q is not redis://, rediss:// or unix://", shown, u.Scheme)
 		return
@@ -228,7 +274,11 @@ func (l *loader) validateURL(r *Redis) {
 	if pass, ok := u.User.Password(); ok && same("redis.password") && pass != r.Password {
 		contradiction("redis.password", "(secret)")
 	}
-	if db := strings.Trim(u.Path, "/"); u.Scheme != "unix" && db != "" && same("redis.db") && db != strconv.Itoa(r.DB) {
+	db := strings.Trim(u.Path, "/")
+	if u.Scheme == "unix" {
+		db = u.Query().Get("db")
+	}
+	if db != "" && same("redis.db") && db != strconv.Itoa(r.DB) {
 		contradiction("redis.db", strconv.Itoa(r.DB))
 	}
 	if same("redis.tls") && (u.Scheme == "rediss") != r.TLS {

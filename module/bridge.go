@@ -176,7 +176,7 @@ func open(out *C.rt_out) C.int {
 			Logs:     (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_logs)),
 			InFlight: inFlight,
 			Frames:   takeFrames,
-			Queued:   fill,
+			Queued:   queued,
 		})
 		startFeeder(mod)
 	} else {

@@ -42,18 +42,19 @@ var feed struct {
 	limit atomic.Int64 // the most payload bytes in the ring (but one event)
 
 	// Guarded by mu.
-	tail      uint32 // the slot Go appends to
-	calls     [C.RT_SLOTS][C.RT_SLOT_EVENTS]api.Dispatch
-	done      [C.RT_SLOTS]uint32 // events of the slot whose outcome was counted
-	bytes     [C.RT_SLOTS]int64  // payload bytes of the slot's events
-	held      int64              // payload bytes in the ring
-	published uint64             // events put in the ring, ever
-	carry     *api.Dispatch      // taken from the queue, waiting for room
+	tail  uint32 // the slot Go appends to
+	calls [C.RT_SLOTS][C.RT_SLOT_EVENTS]api.Dispatch
+	done  [C.RT_SLOTS]uint32 // events of the slot whose outcome was counted
+	bytes [C.RT_SLOTS]int64  // payload bytes of the slot's events
+	held  int64              // payload bytes in the ring
+	carry *api.Dispatch      // taken from the queue, waiting for room
 
 	// carried is carry != nil, for inFlight: the main thread must not take
 	// mu there, or a goroutine's fill that finds mu taken leaves its event
 	// in the queue with nobody to look at dirty.
 	carried atomic.Bool
+
+	published atomic.Uint64 // events put in the ring, ever (written under mu)
 }
 
 func slot(i uint32) *C.rt_batch { return &C.rt_events.slots[i%C.RT_SLOTS] }
@@ -89,9 +90,9 @@ func feedLoop() {
 		if m := feed.mod.Load(); m != nil {
 			feed.mu.Lock()
 			full := fillLocked(m)
-			until = feed.published // all consumed: used slots to free
+			until = feed.published.Load() // all consumed: used slots to free
 			if full {
-				until = min(consumed()+uint64(max(feed.ahead.Load()/2, 1)), feed.published)
+				until = min(consumed()+uint64(half()), feed.published.Load())
 			}
 			feed.mu.Unlock()
 			fill() // an event queued while the lock was held
@@ -108,6 +109,18 @@ func setAhead(m *api.Module) {
 	q := m.Config().Queue
 	feed.ahead.Store(int64(min(max(q.MaxEvents/4, 1), C.RT_SLOTS*C.RT_SLOT_EVENTS)))
 	feed.limit.Store(max(int64(q.MaxBytes)/4, 1))
+}
+
+func half() int64 { return max(feed.ahead.Load()/2, 1) }
+
+// queued is Options.Queued. The goroutine that queued an event fills the
+// ring itself while the ring holds less than half its share (no hand-off
+// at ordinary rates); past that, the feeder does, woken by the pump, and
+// in a flood the router goroutine keeps to reading and routing.
+func queued() {
+	if int64(feed.published.Load()-consumed()) < half() {
+		fill()
+	}
 }
 
 // fill moves queued events into the ring. Any goroutine may call it; one
@@ -223,7 +236,7 @@ func fillLocked(m *api.Module) (full bool) {
 			feed.tail++
 			return true
 		}
-		if int64(feed.published-consumed()) >= feed.ahead.Load() || feed.held >= feed.limit.Load() {
+		if int64(feed.published.Load()-consumed()) >= feed.ahead.Load() || feed.held >= feed.limit.Load() {
 			return true
 		}
 		switch state(b).Load() {
@@ -317,7 +330,7 @@ func put(m *api.Module, b *C.rt_batch, d *api.Dispatch) (ok bool) {
 	size := int64(len(e.Payload) + len(e.Channel))
 	feed.bytes[i] += size
 	feed.held += size
-	feed.published++
+	feed.published.Add(1)
 	published(b).Store(uint32(b.n) + 1)
 	if state(b).Load() == C.RT_SLOT_FREE {
 		state(b).Store(C.RT_SLOT_OPEN)

@@ -115,8 +115,10 @@ func TestRingFinishPanicReleasesLock(t *testing.T) {
 	if _, _, err := m.On("x", "x", api.OnOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	feed.mu.Lock()
-	feed.mod.Store(nil)
+	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring,
+	feed.mu.Lock()      // has finished filling,
+	feed.carry = nil    // and its module's event is not put in the ring by this one
+	feed.carried.Store(false)
 	feed.mu.Unlock()
 	e := &router.Event{Kind: router.KindMessage, Channel: "x", Route: m.Router().Table().Routes()[0]}
 	calls := 0

@@ -787,6 +787,7 @@ typedef struct pump {
 	int dispatched, started;
 	int report;        /* an event failed or had no handler: Go hears of it before the call returns */
 	int64_t spun;      /* ns spent waiting for events in transit */
+	int64_t unix_off;  /* unix ns minus now_ns() */
 	rt_event *building; /* the event whose call is being prepared, or NULL */
 	uint32_t progress;  /* events started: to tell a stuck pump */
 } pump;
@@ -856,16 +857,17 @@ static int l_dispatch(lua_State *L) {
 	lua.pushstring(L, "route");
 	lua.pushstring(L, "received");
 	for (;;) {
+		int64_t t = now_ns();
 		if ((p->max > 0 && p->dispatched >= p->max) ||
-		    (p->started > 0 && rt_budget_ns > 0 && now_ns() - p->start >= rt_budget_ns))
+		    (p->started > 0 && rt_budget_ns > 0 && t - p->start >= rt_budget_ns))
 			break;
 		rt_batch *b = ready_slot();
-		if (!b)
-			b = wait_ready(p);
+		if (!b && (b = wait_ready(p)) != NULL)
+			t = now_ns();
 		if (!b)
 			break;
 		rt_event *ev = &b->events[b->cur++];
-		ev->at = unix_ns(); /* for the latency figures: the slot may span many calls */
+		ev->at = t + p->unix_off;
 		consume();
 		p->progress++;
 		p->started++; /* status hooks too: they take time like handlers */
@@ -924,6 +926,7 @@ static int l_process_events(lua_State *L) {
 	memset(&p, 0, sizeof p);
 	p.out.magic = RT_PUMP_MAGIC;
 	p.start = now_ns(), p.max = max;
+	p.unix_off = unix_ns() - p.start;
 	int top = lua.gettop(L);
 	processing = 1;
 	if (rt_need_begin) { /* the first call of a Lua state */

@@ -85,9 +85,9 @@ typedef struct rt_event {
 	rt_str channel, payload, pattern, route, reason;
 	rt_str handler; /* the name in the handler table; len 0 with hook set */
 	rt_str hook;    /* hook.Run this name instead */
+	int64_t at;     /* unix ns when the pump started it, set by C */
 	char *err;      /* failed: the error's text (malloc'd by C, freed by Go), or NULL */
 	uint32_t errlen;
-	int64_t at;     /* unix ns when the pump started it, set by C */
 } rt_event;
 
 /* The ring between Go and the pump: RT_SLOTS slots of handler calls in C

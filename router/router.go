@@ -47,17 +47,18 @@ type Router struct {
 	gen   atomic.Uint64 // of the attached backend's sink
 	sinks atomic.Uint64 // numbers sinks
 	// retiring is the backend a Replace keeps delivering until its
-	// successor is connected; retiringGen is its sink's, and draining the
-	// sink a promoted successor's predecessor delivers through until it
-	// has drained.
-	retiring    Backend
-	retiringGen uint64
-	draining    atomic.Uint64
-	mu          sync.Mutex // serialises route and plan changes
-	dynamic     []*Route
-	plan        Plan
-	backend     Backend
-	refused     map[string]string // "c:channel" or "p:pattern" the backend's server refused -> why
+	// successor is connected, and retiringSink its sink. draining are the
+	// sinks of replaced backends that still deliver what they had read
+	// until they have drained (more than one after Replaces in a row).
+	retiring     Backend
+	retiringSink *sink
+	active       *sink
+	draining     map[*sink]bool
+	mu           sync.Mutex // serialises route and plan changes
+	dynamic      []*Route
+	plan         Plan
+	backend      Backend
+	refused      map[string]string // the active sink's: "c:channel" or "p:pattern" its server refused -> why
 
 	logMu     sync.Mutex
 	logf      func(level, line string)
@@ -152,13 +153,11 @@ func (r *Router) Plan() Plan {
 func (r *Router) Attach(b Backend) {
 	r.mu.Lock()
 	r.backend = b
-	r.refused = nil
-	r.markRefusedLocked()
-	s := &sink{r: r, gen: r.sinks.Add(1)}
-	r.gen.Store(s.gen)
+	s := r.newSinkLocked(nil)
+	r.activateLocked(s)
 	retiring := r.retiring
-	r.retiring = nil
-	r.draining.Store(0)
+	r.retiring, r.retiringSink = nil, nil
+	r.stopDrainingLocked()
 	plan := r.plan
 	r.mu.Unlock()
 	if retiring != nil {
@@ -183,17 +182,40 @@ func (r *Router) Replace(b Backend) {
 		return
 	}
 	if r.retiring == nil {
-		r.retiring, r.retiringGen = old, r.gen.Load()
+		r.retiring, r.retiringSink = old, r.active
 	} else {
 		// A second Replace before the first connected: the first's
 		// backend never delivered; the one delivering stays.
 		defer func() { _ = old.Close() }()
 	}
 	r.backend = b
-	s := &sink{r: r, gen: r.sinks.Add(1), pending: b}
+	s := r.newSinkLocked(b)
 	plan := r.plan
 	r.mu.Unlock()
 	b.Start(s, plan)
+}
+
+// newSinkLocked returns a sink for a new backend; pending is the backend
+// of a Replace (nil for Attach).
+func (r *Router) newSinkLocked(pending Backend) *sink {
+	return &sink{r: r, gen: r.sinks.Add(1), pending: pending, refused: map[string]string{}}
+}
+
+// activateLocked makes s the sink whose messages, statuses and refused
+// subscriptions count.
+func (r *Router) activateLocked(s *sink) {
+	r.active = s
+	r.gen.Store(s.gen)
+	r.refused = s.refused
+	r.markRefusedLocked()
+}
+
+// stopDrainingLocked makes every draining sink's late messages ignored.
+func (r *Router) stopDrainingLocked() {
+	for s := range r.draining {
+		s.draining.Store(false)
+	}
+	r.draining = nil
 }
 
 // Drainer is a Backend that can be retired without losing what it has
@@ -215,17 +237,30 @@ func (r *Router) promote(s *sink) bool {
 		r.mu.Unlock()
 		return false
 	}
-	old, oldGen := r.retiring, r.retiringGen
-	r.retiring = nil
-	r.draining.Store(oldGen)
-	r.gen.Store(s.gen)
+	old, oldSink := r.retiring, r.retiringSink
+	r.retiring, r.retiringSink = nil, nil
+	if old != nil && oldSink != nil {
+		// Set before s takes over, so that no message of old's falls
+		// between (Deliver checks the active sink first).
+		oldSink.draining.Store(true)
+		if r.draining == nil {
+			r.draining = map[*sink]bool{}
+		}
+		r.draining[oldSink] = true
+	}
+	r.activateLocked(s)
 	s.pending = nil
 	r.mu.Unlock()
 	if old == nil {
 		return true
 	}
 	retire := func() {
-		r.draining.CompareAndSwap(oldGen, 0)
+		r.mu.Lock()
+		if oldSink != nil && r.draining[oldSink] {
+			oldSink.draining.Store(false)
+			delete(r.draining, oldSink)
+		}
+		r.mu.Unlock()
 		_ = old.Close()
 	}
 	if d, ok := old.(Drainer); ok {
@@ -243,15 +278,20 @@ type sink struct {
 	r   *Router
 	gen uint64
 	// pending is the backend of a Replace until it connects: its
-	// messages and statuses wait for promote, its publish and
-	// subscription reports count at once.
+	// messages and statuses wait for promote, its publish reports count
+	// at once.
 	pending Backend
+	// draining is set while s's backend is replaced and drains.
+	draining atomic.Bool
+	// refused are the subscriptions s's server refused (under r.mu):
+	// the routes' marks once s is active.
+	refused map[string]string
 }
 
 // delivering reports whether s's messages count: it is the active sink,
 // or a replaced one draining.
 func (s *sink) delivering() bool {
-	return s.r.gen.Load() == s.gen || s.r.draining.Load() == s.gen
+	return s.r.gen.Load() == s.gen || s.draining.Load()
 }
 
 // current reports whether s's reports about its own publishes and
@@ -286,7 +326,7 @@ func (s *sink) PublishFailed(channel, reason string) {
 
 func (s *sink) SubscribeRefused(name string, isPattern bool, reason string) {
 	if s.current() {
-		s.r.subscribeRefused(name, isPattern, reason)
+		s.r.subscribeRefused(s, name, isPattern, reason)
 	}
 }
 
@@ -563,21 +603,24 @@ func (r *Router) Publish(channel, payload string) error {
 
 // subscribeRefused records a subscription the server refused (or, with
 // reason "", no longer refuses), marks the routes it serves and logs them.
-func (r *Router) subscribeRefused(name string, isPattern bool, reason string) {
+//
+// The refusals of a Replace's backend that is still connecting are kept
+// apart: they mark the routes when it takes over, and so do the old
+// backend's no longer.
+func (r *Router) subscribeRefused(s *sink, name string, isPattern bool, reason string) {
 	key := "c:" + name
 	if isPattern {
 		key = "p:" + name
 	}
 	r.mu.Lock()
 	if reason == "" {
-		delete(r.refused, key)
+		delete(s.refused, key)
 	} else {
-		if r.refused == nil {
-			r.refused = map[string]string{}
-		}
-		r.refused[key] = reason
+		s.refused[key] = reason
 	}
-	r.markRefusedLocked()
+	if s == r.active {
+		r.markRefusedLocked()
+	}
 	var names []string
 	for _, rt := range r.table.Load().Routes() {
 		if serves(key, rt) {
@@ -684,9 +727,9 @@ func (r *Router) Backend() Backend {
 func (r *Router) Close() error {
 	r.mu.Lock()
 	b, retiring := r.backend, r.retiring
-	r.backend, r.retiring = nil, nil
+	r.backend, r.retiring, r.retiringSink, r.active = nil, nil, nil, nil
 	r.gen.Store(r.sinks.Add(1))
-	r.draining.Store(0)
+	r.stopDrainingLocked()
 	r.mu.Unlock()
 	if retiring != nil {
 		_ = retiring.Close()

@@ -157,7 +157,10 @@ func (m *Module) Config() *config.Config { return m.cfg }
 // Stop closes the connection; for tests and process exit.
 func (m *Module) Stop() { _ = m.r.Close() }
 
-// attach starts a backend for m.cfg, replacing the current one.
+// attach starts a backend for m.cfg, replacing the current one. The
+// messages a Redis backend holds in its outbox (Redis was unreachable)
+// move to a new Redis backend, ahead of what is published next: Connect
+// keeps what Publish accepted, as Reload does.
 func (m *Module) attach() error {
 	var b router.Backend
 	if m.cfg.Local() {
@@ -166,6 +169,9 @@ func (m *Module) attach() error {
 		rb, err := redisbus.New(m.cfg.Redis)
 		if err != nil {
 			return fmt.Errorf("connect to %s: %w", m.cfg.Redis.Target(), err)
+		}
+		if old, ok := m.r.Backend().(*redisbus.Bus); ok {
+			old.HandOver(rb)
 		}
 		b = rb
 	}

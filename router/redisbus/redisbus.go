@@ -87,26 +87,37 @@ type Bus struct {
 
 	// cur is the subscriber connection while it is live, for Drain.
 	cur atomic.Pointer[subConn]
-	// drainDone is Drain's callback until it has run.
-	drainDone atomic.Pointer[func()]
+	// drainReq is Drain's request until its callback has run.
+	drainReq atomic.Pointer[drainReq]
 
 	// The settings Reconfigure changes live; the others are fixed.
 	reconnectMin, reconnectMax atomic.Int64
 
 	// HandOver sets next, then closes handed: the writer passes the outbox
-	// to next and stops.
-	next     atomic.Pointer[Bus]
-	handed   chan struct{}
-	handOnce sync.Once
-	writing  atomic.Bool // the writer runs: it passes the outbox itself
+	// to next and stops. handMu orders the handover against Publish and
+	// against outboxes that predecessors pass on: once passed, whatever
+	// reaches b goes on to next. preds counts the predecessors (buses that
+	// handed over to b, directly or through a chain) whose outbox has not
+	// arrived yet; the writer publishes nothing until it is 0, so that
+	// their older messages go first and a batch in flight is never
+	// disturbed by one arriving.
+	handMu  sync.Mutex
+	next    *Bus
+	passed  bool
+	preds   atomic.Int64 // changed under handMu
+	handed  chan struct{}
+	writing atomic.Bool // the writer runs: it passes the outbox itself
 
 	wg sync.WaitGroup
 }
 
 type outMsg struct {
 	channel, payload string
-	drained          bool // Drain's marker, not a message
+	drain            *drainReq // Drain's marker, not a message
 }
+
+// drainReq is one Drain call: its marker in the inbox runs done.
+type drainReq struct{ done func() }
 
 // New returns a backend for a validated config; it connects on Start.
 func New(c config.Redis) (*Bus, error) {
@@ -155,14 +166,37 @@ func (b *Bus) Reconfigure(c config.Redis) bool {
 // with the batch it is sending, the messages left in b's outbox go to the
 // head of next's, and b publishes nothing more. Publish on b forwards to
 // next from now on. Call it before next starts.
+//
+// HandOver may be called again on next before b's outbox has moved (two
+// Reloads in a row): what b passes then goes on to whoever next handed
+// over to, ahead of next's own messages. Nothing Publish accepted is lost
+// on the way, unless the last bus of the chain is closed without a
+// handover (Disconnect).
 func (b *Bus) HandOver(next *Bus) {
-	b.handOnce.Do(func() {
-		b.next.Store(next)
-		close(b.handed)
-		if !b.writing.Load() { // not started, or stopped by Close
-			b.passOutbox()
-		}
-	})
+	if next == b {
+		return
+	}
+	next.addPreds(1) // before anything of b can reach next
+	b.handMu.Lock()
+	if b.next != nil {
+		b.handMu.Unlock()
+		next.addPreds(-1)
+		return
+	}
+	b.next = next
+	b.handMu.Unlock()
+	close(b.handed)
+	if !b.writing.Load() { // not started, or stopped by Close
+		b.passOutbox()
+	}
+}
+
+// addPreds changes the count of predecessors whose outbox is awaited.
+func (b *Bus) addPreds(n int64) {
+	b.handMu.Lock()
+	b.preds.Add(n)
+	b.handMu.Unlock()
+	signal(b.liveSig)
 }
 
 // Drain calls done once every message Redis sent this bus before the call
@@ -171,31 +205,66 @@ func (b *Bus) HandOver(next *Bus) {
 // PING sent now is answered after every message Redis pushed before it, so
 // its reply marks the point. done runs on a goroutine of the bus, once;
 // close the bus from it, not before.
+//
+// Without a live connection (it has just dropped, or not come up yet) the
+// point is now: done runs once the messages already read into the inbox
+// have been handed to the sink, never before.
 func (b *Bus) Drain(done func()) {
-	b.drainDone.Store(&done)
+	req := &drainReq{done: done}
+	b.drainReq.Store(req)
 	c := b.cur.Load()
 	if c == nil {
-		b.finishDrain()
+		b.inbox.force(outMsg{drain: req})
 		return
 	}
 	go func() { // a write may wait on the network
-		if c.send(context.Background(), reply{kind: "ping", drained: true}) != nil {
-			b.finishDrain()
+		if c.send(context.Background(), reply{kind: "ping", drain: req}) != nil {
+			c.seal() // what the reader read before is in the inbox
+			b.inbox.force(outMsg{drain: req})
 		}
 	}()
 }
 
-// finishDrain runs Drain's callback, if it has not run.
-func (b *Bus) finishDrain() {
-	if done := b.drainDone.Swap(nil); done != nil {
-		(*done)()
+// finishDrain runs the callback of Drain request req, if it is the
+// current one and has not run.
+func (b *Bus) finishDrain(req *drainReq) {
+	if b.drainReq.CompareAndSwap(req, nil) {
+		req.done()
 	}
 }
 
-// passOutbox gives the outbox to the bus HandOver named, if any.
+// passOutbox gives the outbox to the bus HandOver named, if any, once.
+// Only the writer calls it, or HandOver when the writer does not run.
 func (b *Bus) passOutbox() {
-	if next := b.next.Load(); next != nil {
-		next.outbox.prepend(b.outbox.takeAll())
+	b.handMu.Lock()
+	if b.next == nil || b.passed {
+		b.handMu.Unlock()
+		return
+	}
+	b.passed = true
+	msgs := b.outbox.takeAll()
+	waiting := b.preds.Swap(0) // they will reach next now
+	next := b.next
+	b.handMu.Unlock()
+	next.arrive(msgs, waiting-1)
+}
+
+// arrive puts msgs, an outbox handed over to b, ahead of b's own messages,
+// or passes them on if b has passed its outbox already; preds changes by
+// delta where they land.
+func (b *Bus) arrive(msgs []outMsg, delta int64) {
+	for d := b; ; {
+		d.handMu.Lock()
+		if !d.passed {
+			d.outbox.prepend(msgs)
+			d.preds.Add(delta)
+			d.handMu.Unlock()
+			signal(d.liveSig)
+			return
+		}
+		next := d.next
+		d.handMu.Unlock()
+		d = next
 	}
 }
 
@@ -230,8 +299,8 @@ func (b *Bus) deliver() {
 		}
 		batch = b.inbox.take(batch)
 		for i, m := range batch {
-			if m.drained {
-				b.finishDrain()
+			if m.drain != nil {
+				b.finishDrain(m.drain)
 			} else {
 				b.sink.Deliver(m.channel, m.payload)
 			}
@@ -251,6 +320,7 @@ type fifo struct {
 	mu       sync.Mutex
 	msgs     []outMsg // head at index 0
 	taken    int      // messages handed out by take and not yet released
+	inflight int      // messages at the head handed out by peek, until remove
 	bytes    int64    // of msgs and the taken ones
 	maxMsgs  int
 	maxBytes int64
@@ -294,7 +364,8 @@ func (q *fifo) takeAll() []outMsg {
 }
 
 // prepend puts msgs, already accepted elsewhere, ahead of the waiting
-// messages, whatever the bounds.
+// messages, whatever the bounds; behind a batch peek handed out, which
+// remove will take off the head.
 func (q *fifo) prepend(msgs []outMsg) {
 	if len(msgs) == 0 {
 		return
@@ -303,7 +374,7 @@ func (q *fifo) prepend(msgs []outMsg) {
 	for _, m := range msgs {
 		q.bytes += int64(len(m.channel) + len(m.payload))
 	}
-	q.msgs = append(msgs, q.msgs...)
+	q.msgs = append(q.msgs[:q.inflight:q.inflight], append(msgs, q.msgs[q.inflight:]...)...)
 	q.mu.Unlock()
 	signal(q.sig)
 }
@@ -337,17 +408,20 @@ func (q *fifo) release(m outMsg) {
 	q.mu.Unlock()
 }
 
-// peek copies up to n messages from the head.
+// peek copies up to n messages from the head; they stay at the head
+// until remove.
 func (q *fifo) peek(n int) []outMsg {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return append([]outMsg(nil), q.msgs[:min(len(q.msgs), n)]...)
+	q.inflight = min(len(q.msgs), n)
+	return append([]outMsg(nil), q.msgs[:q.inflight]...)
 }
 
-// remove drops the first n messages.
+// remove drops the first n messages (n at most what peek returned).
 func (q *fifo) remove(n int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.inflight = 0
 	for _, m := range q.msgs[:n] {
 		q.bytes -= int64(len(m.channel) + len(m.payload))
 	}
@@ -372,20 +446,24 @@ func (b *Bus) Update(d router.PlanDiff) {
 	signal(b.update)
 }
 
-// Publish appends to the outbox; it never blocks.
+// Publish appends to the outbox; it never blocks. After HandOver it
+// publishes through the next bus.
 func (b *Bus) Publish(channel, payload string) error {
-	if next := b.next.Load(); next != nil {
-		return next.Publish(channel, payload)
+	b.handMu.Lock()
+	next := b.next
+	if next == nil {
+		var err error
+		switch {
+		case b.closed():
+			err = ErrClosed
+		case !b.outbox.put(channel, payload):
+			err = ErrOutboxFull
+		}
+		b.handMu.Unlock()
+		return err
 	}
-	select {
-	case <-b.done:
-		return ErrClosed
-	default:
-	}
-	if !b.outbox.put(channel, payload) {
-		return ErrOutboxFull
-	}
-	return nil
+	b.handMu.Unlock()
+	return next.Publish(channel, payload)
 }
 
 // OutboxLen is the number of messages waiting to be published.
@@ -476,14 +554,26 @@ func (b *Bus) supervise() {
 			everConnected = true
 			down = false
 			failures = 0
+			// The status first: a Replace's backend takes over in it
+			// (Router.promote), and its sink ignores messages until then.
+			// The writer waits for live, so what this server published
+			// while connecting is read back only once it counts; with
+			// live first, the new connection could read it back before
+			// the takeover and drop it, and an old connection that was
+			// down would not have it either.
+			b.sink.SetStatus(router.StatusConnected, "")
 			b.live.Store(true)
 			signal(b.liveSig)
-			b.sink.SetStatus(router.StatusConnected, "")
 		})
 		b.live.Store(false)
 		b.cur.Store(nil)
 		c.dead.Store(true)
-		b.finishDrain() // the connection is gone: nothing more to wait for
+		c.seal()
+		if req := b.drainReq.Load(); req != nil {
+			// The connection is gone, and its Drain PING with it: what it
+			// read is in the inbox, ahead of this marker.
+			b.inbox.force(outMsg{drain: req})
+		}
 		go c.ps.Close() // may wait on a dial in progress; never block here
 		if b.closed() {
 			return
@@ -547,9 +637,9 @@ type reply struct {
 	// the reply that completes the connection's initial subscriptions.
 	gen   uint64
 	first bool
-	// drained marks the PING of Drain: every message Redis sent before its
+	// drain marks the PING of a Drain: every message Redis sent before its
 	// reply has been read, and is routed once the marker is.
-	drained bool
+	drain *drainReq
 }
 
 // subConn is one pub/sub connection, from its first command to its first
@@ -567,13 +657,38 @@ type subConn struct {
 
 	active *router.Active // the reader's only
 	dead   atomic.Bool    // after the first error: nothing more is sent or read
-	live   chan struct{}  // one value once the initial subscriptions are answered
-	errc   chan error     // the first error
+	// sealed (under readMu) stops the reader putting messages in the
+	// inbox: a Drain marker forced after seal comes after all it read.
+	readMu sync.Mutex
+	sealed bool
+	live   chan struct{} // one value once the initial subscriptions are answered
+	errc   chan error    // the first error
 }
 
 func (b *Bus) newSubConn() *subConn {
 	return &subConn{b: b, ps: b.client.Subscribe(context.Background()), active: router.NewActive(),
 		live: make(chan struct{}, 1), errc: make(chan error, 1)}
+}
+
+// seal stops the reader handing messages to the inbox; once it returns,
+// every message the reader handed over is in the inbox.
+func (c *subConn) seal() {
+	c.readMu.Lock()
+	c.sealed = true
+	c.readMu.Unlock()
+}
+
+// put hands a message read to the inbox, unless sealed.
+func (c *subConn) put(m *redis.Message) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	switch {
+	case c.sealed: // read after the connection was given up: not routed
+		c.b.Stats.Late.Add(1)
+	case !c.b.inbox.put(m.Channel, m.Payload):
+		c.b.Stats.InboxDropped.Add(1)
+		c.b.sink.Drop(router.DropQueueFull)
+	}
 }
 
 // fail records the connection's first error; the supervisor takes it.
@@ -691,9 +806,8 @@ func (c *subConn) read() {
 		case *redis.Message:
 			if !c.active.Owns(m.Pattern, m.Channel) {
 				c.b.Stats.Late.Add(1)
-			} else if !c.b.inbox.put(m.Channel, m.Payload) {
-				c.b.Stats.InboxDropped.Add(1)
-				c.b.sink.Drop(router.DropQueueFull)
+			} else {
+				c.put(m)
 			}
 		case *redis.Subscription:
 			err = c.answer(m.Kind, m.Channel, nil)
@@ -749,8 +863,8 @@ func (c *subConn) answer(kind, name string, refused error) error {
 	if r.first {
 		c.live <- struct{}{}
 	}
-	if r.drained {
-		c.b.inbox.force(outMsg{drained: true})
+	if r.drain != nil {
+		c.b.inbox.force(outMsg{drain: r.drain})
 	}
 	return nil
 }
@@ -809,7 +923,7 @@ func (b *Bus) write() {
 			return
 		}
 		for !b.closed() {
-			for !b.live.Load() || b.doneGen.Load() < b.wantGen.Load() {
+			for !b.live.Load() || b.doneGen.Load() < b.wantGen.Load() || b.preds.Load() > 0 {
 				select {
 				case <-b.liveSig:
 				case <-b.done:

@@ -27,6 +27,7 @@ type harness struct {
 	mu       sync.Mutex
 	msgs     []string // "route<-channel=payload"
 	statuses []string
+	reasons  []string // of the disconnected statuses
 }
 
 func newHarness(t *testing.T, srv *redistest.Server, toml string, extra ...string) *harness {
@@ -56,6 +57,9 @@ func (h *harness) drain() {
 		defer h.mu.Unlock()
 		if e.Kind == router.KindStatus {
 			h.statuses = append(h.statuses, e.Status.String())
+			if e.Status == router.StatusDisconnected {
+				h.reasons = append(h.reasons, e.Note)
+			}
 			return
 		}
 		h.msgs = append(h.msgs, e.Route.Name+"<-"+e.Channel+"="+e.Payload)

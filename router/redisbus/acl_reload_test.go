@@ -1,9 +1,3 @@
-//go:build attack
-
-// Known defects of issue 12 (open), each a failing test found by an
-// attacker on 2026-11-27: run with `go test -tags attack`. Remove the
-// build tag from a file once its defect is fixed.
-
 package redisbus
 
 import (

@@ -1,9 +1,3 @@
-//go:build attack
-
-// Known defects of issue 12 (open), each a failing test found by an
-// attacker on 2026-11-27: run with `go test -tags attack`. Remove the
-// build tag from a file once its defect is fixed.
-
 package redisbus
 
 import (
@@ -23,8 +17,9 @@ import (
 // TestRandomReloadSchedules drives a router the way module/api does over
 // random seeds (printed; replay with REDISBUS_FAULT_SEED=n): publishes,
 // Reloads that replace the connection (HandOver + Replace), live
-// Reconfigures, Disconnect/Connect, and connection cuts through the fault
-// proxy, in random order. After the schedule the faults stop, and then:
+// Reconfigures, Connects (HandOver, Close, Attach), Disconnect then
+// Connect, a Disconnect right after a Reload (the old bus draining), and
+// connection cuts through the fault proxy, in random order. After the schedule the faults stop, and then:
 // the last bus connects and routes, every bus created has stopped its
 // goroutines once the router is closed (no hang, no leak), and every
 // message Publish accepted reached Redis or is counted.
@@ -49,8 +44,14 @@ func TestRandomReloadSchedules(t *testing.T) {
 			var accepted []int
 			next := 0
 			var ops []string
+			newBus := func() *Bus {
+				nb, err := New(redisConfig(t, cfgFor(1+rng.IntN(200))))
+				require.NoError(t, err)
+				buses = append(buses, nb)
+				return nb
+			}
 			for step := 0; step < 30; step++ {
-				switch op := rng.IntN(10); {
+				switch op := rng.IntN(12); {
 				case op < 4:
 					for k := rng.IntN(40); k > 0; k-- {
 						if h.r.Publish(tag+"m", fmt.Sprint(next)) == nil {
@@ -60,12 +61,10 @@ func TestRandomReloadSchedules(t *testing.T) {
 					}
 					ops = append(ops, "publish")
 				case op < 6:
-					nb, err := New(redisConfig(t, cfgFor(1+rng.IntN(200))))
-					require.NoError(t, err)
+					nb := newBus()
 					cur.HandOver(nb)
 					h.r.Replace(nb)
 					cur = nb
-					buses = append(buses, nb)
 					ops = append(ops, "replace")
 				case op == 6:
 					cur.Reconfigure(redisConfig(t, strings.Replace(cfgFor(0), "reconnect_max = \"50ms\"", "reconnect_max = \"80ms\"", 1)))
@@ -74,14 +73,32 @@ func TestRandomReloadSchedules(t *testing.T) {
 					p.cut()
 					ops = append(ops, "cut")
 				case op == 8:
-					nb, err := New(redisConfig(t, cfgFor(rng.IntN(200))))
-					require.NoError(t, err)
+					nb := newBus()
 					_ = h.r.Close() // Disconnect, then Connect: the outbox is discarded
 					accepted = nil
 					h.r.Attach(nb)
 					cur = nb
-					buses = append(buses, nb)
 					ops = append(ops, "reattach")
+				case op == 9: // Connect (module/api's attach): the outbox moves
+					nb := newBus()
+					cur.HandOver(nb)
+					_ = h.r.Close()
+					h.r.Attach(nb)
+					cur = nb
+					ops = append(ops, "connect")
+				case op == 10: // Reload, then at once Disconnect and Connect
+					nb := newBus()
+					cur.HandOver(nb)
+					h.r.Replace(nb)
+					if rng.IntN(2) == 0 {
+						time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond) // maybe connected, the old one draining
+					}
+					_ = h.r.Close()
+					accepted = nil
+					nb2 := newBus()
+					h.r.Attach(nb2)
+					cur = nb2
+					ops = append(ops, "replace+reattach")
 				default:
 					h.drain()
 					ops = append(ops, "drain")

@@ -1,9 +1,3 @@
-//go:build attack
-
-// Known defects of issue 12 (open), each a failing test found by an
-// attacker on 2026-11-27: run with `go test -tags attack`. Remove the
-// build tag from a file once its defect is fixed.
-
 package redisbus
 
 import (
@@ -24,11 +18,11 @@ import (
 // TestDrainAfterTheConnectionDroppedKeepsTheInbox: Drain's contract is
 // "done once every message Redis sent this bus before the call has been
 // handed to the sink", and Router.promote closes the bus from done. When
-// the old connection has just dropped (cur is nil) while routing is
-// behind, Drain calls done at once: the messages already read into the
-// inbox are discarded by the Close that follows, delivered to no one and
-// counted nowhere. (Router.Replace after an outage of the old connection,
-// under load.)
+// the old connection has just dropped while routing is behind, done must
+// still wait for the messages already read into the inbox (it ran at
+// once, and the Close that followed discarded them, delivered to no one
+// and counted nowhere: Router.Replace after an outage of the old
+// connection, under load).
 func TestDrainAfterTheConnectionDroppedKeepsTheInbox(t *testing.T) {
 	srv := redistest.Start(t)
 	p := startProxy(t, srv.Addr(), func(int) faults { return faults{} })

@@ -1,9 +1,3 @@
-//go:build attack
-
-// Known defects of issue 12 (open), each a failing test found by an
-// attacker on 2026-11-27: run with `go test -tags attack`. Remove the
-// build tag from a file once its defect is fixed.
-
 package redisbus
 
 import (
@@ -36,8 +30,8 @@ func effective(t *testing.T, toml string, environ ...string) (*config.Config, re
 
 // TestPrecedenceRowsHoldForUnixURLs: README "`username`, `password`, `db`
 // or `tls` above a `url` replace that part of it" and "... below a `url`
-// fill in what the URL leaves out". For a unix:// URL, REDIS_PASSWORD and
-// REDIS_DB above it are silently ignored, and a db below it is too.
+// fill in what the URL leaves out" hold for a unix:// URL too, as the
+// client it makes connects (they were silently ignored).
 func TestPrecedenceRowsHoldForUnixURLs(t *testing.T) {
 	_, c, err := effective(t, `url = "unix://:old@/tmp/redis.sock"`, "REDIS_PASSWORD=new")
 	require.NoError(t, err)
@@ -53,37 +47,31 @@ func TestPrecedenceRowsHoldForUnixURLs(t *testing.T) {
 }
 
 // TestURLInTheEnvironmentReplacesAFileSentinel: README "a `url` replaces
-// the `host`/`port`/`addrs` of the sources below it". A file set up for
-// Sentinel (addrs + master_name) and REDIS_URL in the environment is a
-// config error: the URL drops the file's addrs but keeps its master_name,
-// which then "needs redis.addrs".
+// the `host`/`port`/`addrs`/`master_name` of the sources below it": a file
+// set up for Sentinel (addrs + master_name) and REDIS_URL in the
+// environment connect to the URL (the URL dropped the file's addrs but
+// kept its master_name, which then "needs redis.addrs").
 func TestURLInTheEnvironmentReplacesAFileSentinel(t *testing.T) {
 	_, c, err := effective(t, "addrs = [\"s1:26379\", \"s2:26379\"]\nmaster_name = \"mymaster\"", "REDIS_URL=redis://env-host:6379/0")
 	require.NoError(t, err, "REDIS_URL wins over the file's Sentinel settings")
 	assert.Equal(t, "env-host:6379", c.(*redis.Client).Options().Addr)
 }
 
-// TestEnvironmentHostOverFileAddrs: "Sources, later wins": REDIS_HOST in
-// the environment above a file's Cluster addrs is silently ignored (the
-// module connects to the cluster, with no error or warning).
+// TestEnvironmentHostOverFileAddrs: REDIS_HOST in the environment above a
+// file's Cluster addrs names one server where the file names a Cluster:
+// an error that says so (it was silently ignored, and the module connected
+// to the file's cluster).
 func TestEnvironmentHostOverFileAddrs(t *testing.T) {
-	cfg, c, err := effective(t, `addrs = ["a:7000", "b:7000"]`, "REDIS_HOST=env-host")
-	if err != nil {
-		return // reported: fine
-	}
-	if _, cluster := c.(*redis.ClusterClient); cluster {
-		assert.NotEmpty(t, cfg.Warnings, "REDIS_HOST=env-host is ignored without a word; the module connects to the file's cluster")
-	}
+	_, _, err := effective(t, `addrs = ["a:7000", "b:7000"]`, "REDIS_HOST=env-host")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "environment: REDIS_HOST: is set, and so is redis.addrs")
 }
 
 // TestDBBesideAURLInOneSource: in one file, url without a db and db = 5:
-// the db is dropped without a word (db 0 is used), while a password in
-// the same position is used. Either fill it in (like the password) or
-// report it; not ignore it.
+// the db fills in what the URL leaves out, as a password there does (it
+// was dropped without a word, and db 0 used).
 func TestDBBesideAURLInOneSource(t *testing.T) {
 	_, c, err := effective(t, "url = \"redis://h:6379\"\ndb = 5")
-	if err != nil {
-		return // reported: fine
-	}
-	assert.Equal(t, 5, c.(*redis.Client).Options().DB, "db = 5 beside a URL without a db is silently ignored")
+	require.NoError(t, err)
+	assert.Equal(t, 5, c.(*redis.Client).Options().DB, "db = 5 beside a URL without a db")
 }

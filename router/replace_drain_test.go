@@ -1,9 +1,3 @@
-//go:build attack
-
-// Known defects of issue 12 (open), each a failing test found by an
-// attacker on 2026-11-27: run with `go test -tags attack`. Remove the
-// build tag from a file once its defect is fixed.
-
 package router
 
 import (
@@ -27,9 +21,9 @@ func (b *drainBackend) Close() error      { b.closed = true; return nil }
 // TestSecondReplaceWhileTheFirstOldBackendDrains: Reload A -> B; B
 // connects and A drains what Redis had sent it (messages published before
 // B's subscriptions were in place, which only A has). A second Reload
-// B -> C connects before A has drained: promote(C) makes B the draining
-// sink, so A's remaining messages are thrown away by its sink, neither
-// delivered nor counted as dropped.
+// B -> C connects before A has drained: B drains too, and A's remaining
+// messages are still delivered (promote(C) made B the one draining sink,
+// so A's were thrown away, neither delivered nor counted as dropped).
 func TestSecondReplaceWhileTheFirstOldBackendDrains(t *testing.T) {
 	r, err := New(parseConfig(t, "[[routes]]\nname = \"seq\"\nchannel = \"seq\"\nhandler = \"h\"\n"))
 	require.NoError(t, err)

@@ -1,12 +1,3 @@
-//go:build attack
-
-// Known defects of issue 12 (open): run with `go test -tags attack`.
-// TestReplaceWithoutGap ran in make test until it failed there: about one
-// run in twenty on a loaded machine, the old bus's own publishes left in
-// its outbox at the handover do not all reach Redis (the loss the attacker
-// found with two Reloads in a row, here with one). Remove the build tag
-// once HandOver loses nothing.
-
 package redisbus
 
 import (
@@ -25,10 +16,20 @@ import (
 // TestReplaceWithoutGap: a reload that needs a new connection subscribes
 // on it before the old one is dropped: a publisher running through the
 // switch loses no message (some may arrive twice), Lua sees no
-// disconnect, and what this server published is all sent.
+// disconnect, and what this server published is all sent. (About one run
+// in twenty under load lost some of the old bus's own publishes: its
+// outbox, passed to the new bus while the new writer had a batch in
+// flight, went in front of that batch, and the writer's remove took it
+// off unsent; see TestPrependKeepsTheBatchInFlight.)
 func TestReplaceWithoutGap(t *testing.T) {
 	srv := redistest.Start(t)
-	h := newHarness(t, srv, "[[routes]]\nname = \"seq\"\nchannel = \"seq\"\nhandler = \"h\"\n[[routes]]\nname = \"own\"\nchannel = \"own\"\nhandler = \"h\"\n")
+	// Keepalive intervals of seconds: with the harness's 300ms, a loaded
+	// machine (load average 20 on 2 cores) stalled both connections past
+	// two intervals about one run in a hundred, a real outage to the bus,
+	// which loses what is published meanwhile; this test is about the
+	// handover.
+	h := startHarness(t, fmt.Sprintf("[redis]\nurl = %q\nread_timeout = \"3s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n", srv.URL())+
+		"[[routes]]\nname = \"seq\"\nchannel = \"seq\"\nhandler = \"h\"\n[[routes]]\nname = \"own\"\nchannel = \"own\"\nhandler = \"h\"\n")
 	h.waitStatus("connected")
 	c := client(t, srv)
 	h.publish(c, "seq", "warmup", 1)
@@ -48,7 +49,7 @@ func TestReplaceWithoutGap(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		require.NoError(t, h.r.Publish("own", fmt.Sprint(i)))
 	}
-	next, err := New(redisConfig(t, fmt.Sprintf("[redis]\nurl = %q\nread_timeout = \"400ms\"\n", srv.URL())))
+	next, err := New(redisConfig(t, fmt.Sprintf("[redis]\nurl = %q\nread_timeout = \"4s\"\n", srv.URL())))
 	require.NoError(t, err)
 	old := h.bus
 	old.HandOver(next)
@@ -80,8 +81,6 @@ func TestReplaceWithoutGap(t *testing.T) {
 		}
 	}
 	assert.Empty(t, unsent, "own publishes lost in the switch")
-	assert.Equal(t, []string{"connecting", "connected"}, h.statuses, "no disconnect reached Lua")
+	assert.Equal(t, []string{"connecting", "connected"}, h.statuses, "no disconnect reached Lua (reasons: %q)", h.reasons)
 	assert.Same(t, next, h.r.Backend())
 }
-
-// TestReplaceABrokenConnection: the outbox of a bus that cannot connect
