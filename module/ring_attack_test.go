@@ -72,8 +72,10 @@ func TestRingDropIsNotUndispatched(t *testing.T) {
 	savedTake, savedMod := take, mod
 	mod = m
 	t.Cleanup(func() { m.Stop(); mod, take = savedMod, savedTake })
-	feed.mu.Lock()      // the feeder of an earlier test's open has finished filling
-	feed.mod.Store(nil) // and stays out of the ring
+	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring,
+	feed.mu.Lock()      // has finished filling,
+	feed.carry = nil    // and its module's event is not put in the ring by this one
+	feed.carried.Store(false)
 	feed.mu.Unlock()
 	if _, _, err := m.On("x", "x", api.OnOptions{}); err != nil {
 		t.Fatal(err)
