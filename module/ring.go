@@ -144,14 +144,16 @@ func finish() C.int {
 	if m == nil {
 		return C.RT_OK
 	}
-	feed.mu.Lock()
-	reap(m)
-	head := uint32(C.rt_events.head)
-	if b := slot(head); state(b).Load() != C.RT_SLOT_FREE {
-		// a handler calling GetStats: its own event's outcome is not known yet
-		count(m, head%C.RT_SLOTS, uint32(b.cur)-uint32(C.rt_events.busy))
-	}
-	feed.mu.Unlock()
+	func() {
+		feed.mu.Lock()
+		defer feed.mu.Unlock() // a panic (guarded) must not leave the main thread blocked on the next call
+		reap(m)
+		head := uint32(C.rt_events.head)
+		if b := slot(head); state(b).Load() != C.RT_SLOT_FREE {
+			// a handler calling GetStats: its own event's outcome is not known yet
+			count(m, head%C.RT_SLOTS, uint32(b.cur)-uint32(C.rt_events.busy))
+		}
+	}()
 	fill() // room was made, and a goroutine may have found the lock taken
 	return C.RT_OK
 }
@@ -201,6 +203,7 @@ func count(m *api.Module, i, upto uint32) {
 	}
 	events := unsafe.Slice(b.events, b.cap)
 	for k := feed.done[i]; k < upto; k++ {
+		feed.done[i] = k + 1 // counted once, even if counting it panics
 		ev := &events[k]
 		var msg string
 		if ev.err != nil {

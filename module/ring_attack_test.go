@@ -72,17 +72,19 @@ func TestRingDropIsNotUndispatched(t *testing.T) {
 	savedTake, savedMod := take, mod
 	mod = m
 	t.Cleanup(func() { m.Stop(); mod, take = savedMod, savedTake })
-	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring
-	feed.mu.Lock()      // and has finished filling
+	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring,
+	feed.mu.Lock()      // has finished filling,
+	feed.carry = nil    // and its module's event is not put in the ring by this one
+	feed.carried.Store(false)
 	feed.mu.Unlock()
 	if _, _, err := m.On("x", "x", api.OnOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// A payload past the most a tape holds (1 GiB; only its length is
-	// read): put panics on it as on a failed allocation.
-	var buf [1]byte
+	// read, and it points at C memory, which checkptr leaves alone): put
+	// panics on it as on a failed allocation.
 	e := &router.Event{Kind: router.KindMessage, Channel: "x", Route: m.Router().Table().Routes()[0],
-		Payload: unsafe.String(&buf[0], 1<<30+1)}
+		Payload: unsafe.String((*byte)(unsafe.Pointer(slot(0))), 1<<30+1)}
 	calls := 0
 	take = func(*api.Module) (api.Dispatch, bool) {
 		if calls++; calls > 1 {
@@ -115,8 +117,10 @@ func TestRingFinishPanicReleasesLock(t *testing.T) {
 	if _, _, err := m.On("x", "x", api.OnOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	feed.mod.Store(nil)
-	feed.mu.Lock()
+	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring,
+	feed.mu.Lock()      // has finished filling,
+	feed.carry = nil    // and its module's event is not put in the ring by this one
+	feed.carried.Store(false)
 	feed.mu.Unlock()
 	e := &router.Event{Kind: router.KindMessage, Channel: "x", Route: m.Router().Table().Routes()[0]}
 	calls := 0
