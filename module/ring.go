@@ -49,7 +49,8 @@ var feed struct {
 	held  int64              // payload bytes in the ring
 	carry *api.Dispatch      // taken from the queue, waiting for room
 
-	// carried is carry != nil, for inFlight: the main thread must not take
+	// carried: an event has left the queue and is not in the ring yet (the
+	// carry, or one being put), for inFlight: the main thread must not take
 	// mu there, or a goroutine's fill that finds mu taken leaves its event
 	// in the queue with nobody to look at dirty.
 	carried atomic.Bool
@@ -247,17 +248,21 @@ func fillLocked(m *api.Module) (full bool) {
 		}
 		d := feed.carry
 		if d == nil {
+			// counted by inFlight from before it leaves the queue until
+			// it is in the ring (a moment counted twice, never missed)
+			feed.carried.Store(true)
 			next, ok := take(m)
 			if !ok {
+				feed.carried.Store(false)
 				return false
 			}
 			d = &next
 		}
 		feed.carry = nil
-		feed.carried.Store(false)
-		if !put(m, b, d) { // no room left in the slot: seal it, the event goes in the next
+		if put(m, b, d) {
+			feed.carried.Store(false)
+		} else { // no room left in the slot: seal it, the event goes in the next
 			feed.carry = d
-			feed.carried.Store(true)
 			state(b).Store(C.RT_SLOT_SEALED)
 			feed.tail++
 		}
