@@ -70,10 +70,7 @@ func TestFillPanicIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &router.Event{Kind: router.KindMessage, Channel: "x", Route: mod.Router().Table().Routes()[0]}
-	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring,
-	feed.mu.Lock()      // has finished filling,
-	feed.carry = nil    // and its module's event is not put in the ring by this one
-	feed.mu.Unlock()
+	emptyRing()
 	calls := 0
 	take = func(*api.Module) (api.Dispatch, bool) {
 		if calls++; calls > 1 {

@@ -225,6 +225,7 @@ func fillLocked(m *api.Module) (full bool) {
 		filling().Store(0)
 		if p := recover(); p != nil { // a bug: logged, never a crash of a goroutine
 			m.BatchFailed(nil, fmt.Sprint(p))
+			feed.carried.Store(feed.carry != nil)
 			full = false
 		}
 	}()

@@ -25,6 +25,7 @@ func TestRingNoLostWakeUpWithInFlight(t *testing.T) {
 	if _, _, err := m.On("lost", "lost", api.OnOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	emptyRing()
 	startFeeder(m)
 	q := m.Router().Queue()
 	// The ring takes a quarter of the queue (2,500 events) and nothing here
@@ -72,11 +73,7 @@ func TestRingDropIsNotUndispatched(t *testing.T) {
 	savedTake, savedMod := take, mod
 	mod = m
 	t.Cleanup(func() { m.Stop(); mod, take = savedMod, savedTake })
-	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring,
-	feed.mu.Lock()      // has finished filling,
-	feed.carry = nil    // and its module's event is not put in the ring by this one
-	feed.carried.Store(false)
-	feed.mu.Unlock()
+	emptyRing()
 	if _, _, err := m.On("x", "x", api.OnOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -117,11 +114,7 @@ func TestRingFinishPanicReleasesLock(t *testing.T) {
 	if _, _, err := m.On("x", "x", api.OnOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	feed.mod.Store(nil) // the feeder of an earlier test's open stays out of the ring,
-	feed.mu.Lock()      // has finished filling,
-	feed.carry = nil    // and its module's event is not put in the ring by this one
-	feed.carried.Store(false)
-	feed.mu.Unlock()
+	emptyRing()
 	e := &router.Event{Kind: router.KindMessage, Channel: "x", Route: m.Router().Table().Routes()[0]}
 	calls := 0
 	take = func(*api.Module) (api.Dispatch, bool) {
