@@ -5,7 +5,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: all deps test unit fuzz luafuzz sanitize lint module module-all hosts demo bench bench-soak
+.PHONY: all deps test unit fuzz luafuzz sanitize lint module module-all hosts tools demo bench bench-soak
 
 all: lint test
 
@@ -16,7 +16,7 @@ deps:
 # redis-server, the Redis differential pattern test, the end-to-end tests of
 # the built module in tests/host), a short run of every fuzz target, and the
 # lint checks.
-test: deps lint module-all hosts unit fuzz sanitize
+test: deps lint module-all hosts tools unit fuzz sanitize
 
 # tests/ runs the binaries built by module-all and hosts.
 unit:
@@ -125,6 +125,13 @@ build/gmsv_realtime_win32.dll: FORCE
 	CGO_ENABLED=1 GOOS=windows GOARCH=386 CC=i686-w64-mingw32-gcc $(GO) build $(GOFLAGS_MOD) -ldflags "$(LDX)" -o $@ ./module
 	@rm -f $(@:.dll=.h)
 
+# ---- The operator's tool (cmd/realtimectl) ------------------------------------
+tools: build/realtimectl
+
+build/realtimectl: FORCE
+	@mkdir -p build
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $@ ./cmd/realtimectl
+
 # ---- The GMod-like test host (tests/host) -------------------------------------
 # The host links no Lua and exports nothing: like srcds it dlopens the
 # runtime privately as bin/linux64/lua_shared.so (bin/linux32 for 32-bit),
@@ -150,5 +157,5 @@ build/host-lua51: tests/host/host.c
 
 # Runs the module in the host against a throwaway redis-server with the
 # example config and addon (tests/demo).
-demo: deps module build/host-luajit
+demo: deps module build/host-luajit build/realtimectl
 	$(GO) run ./tests/demo
