@@ -203,6 +203,7 @@ func open(out *C.rt_out) C.int {
 			Logs:     (*atomic.Int64)(unsafe.Pointer(&C.rt_pending_logs)),
 			InFlight: func() int { return int(C.rt_events.n - C.rt_events.cur) },
 			Frames:   takeFrames,
+			Version:  version,
 		})
 	} else {
 		mod.Open()

@@ -48,6 +48,8 @@ type Options struct {
 	// Frames, if set, returns the pump's frame times since it was last
 	// called (GetStats' frames).
 	Frames func() Frames
+	// Version is the module's version, for the heartbeat.
+	Version string
 }
 
 // Frames are the pump's own figures: the ProcessEvents calls that had work
@@ -77,6 +79,7 @@ type Module struct {
 	overrides map[string]any // realtime.Config's values, by config key
 	r         *router.Router
 	logs      logQueue
+	hb        *heartbeat
 
 	// Lua side, per state.
 	gen      uint64            // Open count
@@ -126,6 +129,9 @@ func Start(opts Options) *Module {
 		r, _ = router.New(cfg, ropts...)
 	}
 	m.cfg, m.r = cfg, r
+	m.hb = &heartbeat{version: opts.Version, started: time.Now(), stop: make(chan struct{})}
+	m.hb.cfg.Store(cfg)
+	go m.hb.run(r)
 	redis.SetLogger(redisLogger{m})
 	m.Open()
 	if m.cfgErr != nil {
@@ -147,7 +153,10 @@ func (m *Module) Router() *router.Router { return m.r }
 func (m *Module) Config() *config.Config { return m.cfg }
 
 // Stop closes the connection; for tests and process exit.
-func (m *Module) Stop() { _ = m.r.Close() }
+func (m *Module) Stop() {
+	m.hb.close()
+	_ = m.r.Close()
+}
 
 // attach starts a backend for m.cfg, replacing the current one.
 func (m *Module) attach() error {
@@ -489,7 +498,9 @@ const maxConfigKeys = 256
 
 // Configure validates realtime.Config's values (a Lua table tape with
 // string keys) and keeps them for the next Connect. On error nothing
-// changes.
+// changes. The key "map" is not a setting but the current map's name, for
+// the heartbeat (the glue passes game.GetMap() at every map start); a
+// table with only that key reads no file.
 func (m *Module) Configure(doc *router.Doc) error {
 	over := maps.Clone(m.overrides)
 	nodes := doc.Nodes
@@ -499,6 +510,8 @@ func (m *Module) Configure(doc *router.Doc) error {
 	if n := nodes[0].Len; n > maxConfigKeys {
 		return fmt.Errorf("the table has %d keys; there are far fewer settings (at most %d keys)", n, maxConfigKeys)
 	}
+	var mapName *string
+	onlyMap := nodes[0].Len > 0
 	i := 1
 	for range int(nodes[0].Len) {
 		k, v := nodes[i], nodes[i+1]
@@ -511,6 +524,14 @@ func (m *Module) Configure(doc *router.Doc) error {
 			return fmt.Errorf("%s: want a string key such as host, port or password", k.Str)
 		}
 		key := k.Str
+		if key == "map" { // not a setting: the map the heartbeat reports
+			if v.Kind != router.KindString {
+				return errors.New("map: want the map's name, a string (game.GetMap())")
+			}
+			mapName = &v.Str
+			continue
+		}
+		onlyMap = false
 		if mapped, ok := configKeys[key]; ok {
 			key = mapped
 		} else if !strings.Contains(key, ".") {
@@ -535,10 +556,16 @@ func (m *Module) Configure(doc *router.Doc) error {
 			return fmt.Errorf("%s: want a string, number or boolean", k.Str)
 		}
 	}
-	if _, err := m.load(over); err != nil {
-		return err
+	if !onlyMap {
+		if _, err := m.load(over); err != nil {
+			return err
+		}
+		m.overrides = over
 	}
-	m.overrides = over
+	if mapName != nil {
+		name := *mapName
+		m.hb.mapName.Store(&name)
+	}
 	return nil
 }
 
@@ -566,6 +593,7 @@ func (m *Module) Connect(url string) error {
 		return err
 	}
 	m.cfg, m.cfgErr, m.overrides = cfg, nil, over
+	m.hb.cfg.Store(cfg)
 	m.logs.add("info", "connecting: "+cfg.String())
 	return m.attach()
 }
@@ -610,6 +638,7 @@ func (m *Module) Reload() (ReloadResult, error) {
 	old := m.cfg
 	broken := m.cfgErr != nil
 	m.cfg, m.cfgErr = cfg, nil
+	m.hb.cfg.Store(cfg)
 	if broken || !reflect.DeepEqual(old.Redis, cfg.Redis) {
 		if err := m.reconnect(old, &res); err != nil {
 			return res, err
