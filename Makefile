@@ -60,7 +60,7 @@ SAN_DIR    = build/sanitize
 # As LDLINUX, with symbols for the reports.
 SAN_LDFLAGS = -X main.version=$(VERSION) -extldflags '-Wl,--version-script=$(CURDIR)/module/exports.map -Wl,-z,nodelete'
 SAN_CFLAGS = -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
-sanitize: $(SAN_DIR)/gmsv_realtime_linux64.dll $(SAN_DIR)/host-luajit
+sanitize: $(SAN_DIR)/gmsv_realtime_linux64.dll $(SAN_DIR)/host-luajit build/realtimectl
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 REALTIME_BUILD_DIR=$(CURDIR)/$(SAN_DIR) \
 	  REALTIME_PREBUILT=1 REALTIME_RUNTIMES=luajit64 LUAFUZZ_STEPS=1000 LUAFUZZ_STEP_MS=2000 $(GO) test -count=1 -timeout 15m -skip 'TestExports' ./tests
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,4 +110,32 @@ func TestConfigureMapOnly(t *testing.T) {
 	assert.EqualError(t, m.Configure(luaTape(map[any]any{"map": 3.0})), "map: want the map's name, a string (game.GetMap())")
 	assert.Error(t, m.Configure(luaTape(map[any]any{"map": "x", "port": 1.0})), "with a setting, the file is read")
 	assert.Equal(t, "ttt_67thway", *m.hb.mapName.Load(), "a failed Configure changes nothing")
+}
+
+// TestHeartbeatDocumented: the README's table of heartbeat fields names
+// exactly the fields the module writes.
+func TestHeartbeatDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	text := string(readme)
+	i := strings.Index(text, "### Heartbeats")
+	require.GreaterOrEqual(t, i, 0, "README has no Heartbeats section")
+	text = text[i:]
+	j := strings.Index(text, "\n| field |")
+	require.GreaterOrEqual(t, j, 0, "the Heartbeats section has no table of fields")
+	text = text[j+1:]
+	if end := strings.Index(text, "\n\n"); end >= 0 {
+		text = text[:end]
+	}
+	var documented []string
+	for _, line := range strings.Split(text, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 || !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		for _, m := range regexp.MustCompile("`([a-z_0-9]+)`").FindAllStringSubmatch(cells[1], -1) {
+			documented = append(documented, m[1])
+		}
+	}
+	assert.ElementsMatch(t, HeartbeatFields, documented)
 }
