@@ -742,8 +742,14 @@ func (m *Module) Stats() *router.Doc {
 	b.counts("depth", depth, "bytes", q.Bytes(),
 		"max_events", m.cfg.Queue.MaxEvents, "max_bytes", int64(m.cfg.Queue.MaxBytes))
 	field("latency_us")
-	b.counts("p50", s.Latency.Quantile(0.5).Microseconds(), "p99", s.Latency.Quantile(0.99).Microseconds(),
-		"p999", s.Latency.Quantile(0.999).Microseconds())
+	lat, ln, _ := s.Latency.Snapshot()
+	wait, wn, _ := s.Wait.Snapshot()
+	own, on, _ := s.Own.Snapshot()
+	us := func(counts []uint64, total uint64, q float64) float64 {
+		return float64(router.QuantileOf(counts, total, q).Nanoseconds()) / 1e3
+	}
+	b.counts("count", ln, "p50", us(lat, ln, 0.5), "p90", us(lat, ln, 0.9), "p99", us(lat, ln, 0.99), "p999", us(lat, ln, 0.999),
+		"wait_p50", us(wait, wn, 0.5), "wait_p99", us(wait, wn, 0.99), "module_p50", us(own, on, 0.5), "module_p99", us(own, on, 0.99))
 	field("frames")
 	var fr Frames
 	if m.opts.Frames != nil {
