@@ -35,9 +35,11 @@ func TestHistogramBuckets(t *testing.T) {
 func TestHistogramQuantiles(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for name, gen := range map[string]func() time.Duration{
-		"tick-bound": func() time.Duration { return time.Duration(rng.ExpFloat64()*float64(5*time.Millisecond)) + 15*time.Millisecond },
-		"sub-µs":     func() time.Duration { return time.Duration(50 + rng.IntN(900)) },
-		"wide":       func() time.Duration { return time.Duration(math.Exp(rng.Float64() * 25)) },
+		"tick-bound": func() time.Duration {
+			return time.Duration(rng.ExpFloat64()*float64(5*time.Millisecond)) + 15*time.Millisecond
+		},
+		"sub-µs": func() time.Duration { return time.Duration(50 + rng.IntN(900)) },
+		"wide":   func() time.Duration { return time.Duration(math.Exp(rng.Float64() * 25)) },
 	} {
 		var h Histogram
 		samples := make([]time.Duration, 20000)
