@@ -80,6 +80,7 @@ type Module struct {
 	r         *router.Router
 	logs      logQueue
 	hb        *heartbeat
+	prom      promServer
 
 	// Lua side, per state.
 	gen      uint64            // Open count
@@ -140,6 +141,7 @@ func Start(opts Options) *Module {
 		return m
 	}
 	m.logs.add("info", cfg.String())
+	m.applyMetrics()
 	if err := m.attach(); err != nil {
 		m.logs.add("error", err.Error())
 	}
@@ -155,6 +157,7 @@ func (m *Module) Config() *config.Config { return m.cfg }
 // Stop closes the connection; for tests and process exit.
 func (m *Module) Stop() {
 	m.hb.close()
+	m.prom.stop()
 	_ = m.r.Close()
 }
 
@@ -594,6 +597,7 @@ func (m *Module) Connect(url string) error {
 	}
 	m.cfg, m.cfgErr, m.overrides = cfg, nil, over
 	m.hb.cfg.Store(cfg)
+	m.applyMetrics()
 	m.logs.add("info", "connecting: "+cfg.String())
 	return m.attach()
 }
@@ -639,6 +643,7 @@ func (m *Module) Reload() (ReloadResult, error) {
 	broken := m.cfgErr != nil
 	m.cfg, m.cfgErr = cfg, nil
 	m.hb.cfg.Store(cfg)
+	m.applyMetrics()
 	if broken || !reflect.DeepEqual(old.Redis, cfg.Redis) {
 		if err := m.reconnect(old, &res); err != nil {
 			return res, err
