@@ -58,9 +58,12 @@ func (h *heartbeat) run(r *router.Router) {
 			t.Reset(time.Second)
 			continue
 		}
-		if rb, ok := r.Backend().(*redisbus.Bus); ok {
-			rb.Heartbeat(cfg.Metrics.HeartbeatKey(cfg.Server.ID), h.fields(r, rb, cfg, time.Now()), 3*iv)
+		rb, ok := r.Backend().(*redisbus.Bus)
+		if !ok { // local mode, or not attached yet: look again soon
+			t.Reset(min(iv, time.Second))
+			continue
 		}
+		rb.Heartbeat(cfg.Metrics.HeartbeatKey(cfg.Server.ID), h.fields(r, rb, cfg, time.Now()), 3*iv)
 		t.Reset(iv)
 	}
 }

@@ -53,5 +53,14 @@ HOST.Run(function()
 	end
 	HOST.WaitFor(function() return (counts.news or 0) >= 1 end, 10, "the news event")
 	print("[demo] " .. stats_line(realtime.GetStats()))
+	if realtime.Status() ~= "local" then
+		-- The demo program runs realtimectl tail and servers against this
+		-- server, then publishes demo:ops-done.
+		local finished = false
+		realtime.On("demo:ops-done", "demo", function() finished = true end)
+		HOST.Sleep(1.5) -- a heartbeat (every 1s here) written while connected
+		print("demo:ops")
+		HOST.WaitFor(function() return finished end, 30, "realtimectl")
+	end
 	print("[demo] done")
 end)
