@@ -72,3 +72,15 @@ func TestCountBelow(t *testing.T) {
 	var empty Histogram
 	assert.Equal(t, time.Duration(0), empty.Quantile(0.5))
 }
+
+// BenchmarkDispatched is the main thread's accounting of one dispatched
+// event: counters and the latency histograms.
+func BenchmarkDispatched(b *testing.B) {
+	r, err := New(parseConfig(b, "[[routes]]\npattern = \"player:*\"\nhandler = \"h\"\n"))
+	require.NoError(b, err)
+	e := &Event{Kind: KindMessage, Route: r.Table().Routes()[0], Received: 1}
+	now := int64(15 * time.Millisecond)
+	for b.Loop() {
+		r.Dispatched(e, now)
+	}
+}
