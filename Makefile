@@ -5,7 +5,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: all deps deps-wine test unit fuzz luafuzz sanitize lint module module-all hosts demo bench bench-soak
+.PHONY: all deps deps-wine test unit fuzz luafuzz sanitize lint module module-all hosts tools demo bench bench-soak
 
 all: lint test
 
@@ -20,7 +20,7 @@ deps-wine:
 # redis-server, the Redis differential pattern test, the end-to-end tests of
 # the built module in tests/host, the Windows DLLs under Wine included), a
 # short run of every fuzz target, and the lint checks.
-test: deps-wine lint module-all hosts wine-hosts unit fuzz sanitize
+test: deps-wine lint module-all hosts wine-hosts tools unit fuzz sanitize
 
 # tests/ runs the binaries built by module-all and hosts.
 unit:
@@ -64,7 +64,7 @@ SAN_DIR    = build/sanitize
 # As LDLINUX, with symbols for the reports.
 SAN_LDFLAGS = -X main.version=$(VERSION) -extldflags '-Wl,--version-script=$(CURDIR)/module/exports.map -Wl,-z,nodelete'
 SAN_CFLAGS = -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer
-sanitize: $(SAN_DIR)/gmsv_realtime_linux64.dll $(SAN_DIR)/host-luajit
+sanitize: $(SAN_DIR)/gmsv_realtime_linux64.dll $(SAN_DIR)/host-luajit build/realtimectl
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 REALTIME_BUILD_DIR=$(CURDIR)/$(SAN_DIR) \
 	  REALTIME_PREBUILT=1 REALTIME_RUNTIMES=luajit64 LUAFUZZ_STEPS=1000 LUAFUZZ_STEP_MS=2000 $(GO) test -count=1 -timeout 15m -skip 'TestExports' ./tests
 
@@ -128,6 +128,13 @@ build/gmsv_realtime_win32.dll: FORCE
 	@mkdir -p build
 	CGO_ENABLED=1 GOOS=windows GOARCH=386 CC=i686-w64-mingw32-gcc $(GO) build $(GOFLAGS_MOD) -ldflags "$(LDX)" -o $@ ./module
 	@rm -f $(@:.dll=.h)
+
+# ---- The operator's tool (cmd/realtimectl) ------------------------------------
+tools: build/realtimectl
+
+build/realtimectl: FORCE
+	@mkdir -p build
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $@ ./cmd/realtimectl
 
 # ---- The GMod-like test host (tests/host) -------------------------------------
 # The host links no Lua and exports nothing: like srcds it dlopens the
@@ -219,5 +226,5 @@ $(WINE_DIR)/prefix/.ready: $(WINE_DIR)/win64/bcryptprimitives.dll $(WINE_DIR)/wi
 
 # Runs the module in the host against a throwaway redis-server with the
 # example config and addon (tests/demo).
-demo: deps module build/host-luajit
+demo: deps module build/host-luajit build/realtimectl
 	$(GO) run ./tests/demo

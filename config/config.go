@@ -28,6 +28,7 @@ type Config struct {
 	Dispatch Dispatch `koanf:"dispatch"`
 	Log      Log      `koanf:"log"`
 	Events   Events   `koanf:"events"`
+	Metrics  Metrics  `koanf:"metrics"`
 	Routes   []Route  `koanf:"routes"`
 
 	// File is the TOML file that was loaded, "" when none was found.
@@ -199,6 +200,7 @@ func Default() *Config {
 		Dispatch: Dispatch{Budget: Duration(2 * time.Millisecond), MaxPerFrame: 0},
 		Log:      Log{Level: "info", Rate: Rate{PerSecond: 10}},
 		Events:   Events{ChatSkipPrefixes: []string{"!", "/"}},
+		Metrics:  defaultMetrics(),
 	}
 }
 

@@ -21,6 +21,7 @@ func (l *loader) validate(c *Config) {
 	}
 	l.validateRedis(c)
 	l.validateQueue(c)
+	l.validateMetrics(c)
 
 	if b := c.Dispatch.Budget.D(); b < 10*time.Microsecond || b > 100*time.Millisecond {
 		l.fail("dispatch.budget", "%q is out of range (want 10µs to 100ms: the server's frame waits for it)", c.Dispatch.Budget)

@@ -177,6 +177,7 @@ func open(out *C.rt_out) C.int {
 			InFlight: inFlight,
 			Frames:   takeFrames,
 			Queued:   queued,
+			Version:  version,
 		})
 		startFeeder(mod)
 	} else {

@@ -25,6 +25,7 @@ type Event struct {
 	Route    *Route
 	JSON     *Doc  // the parsed payload for a JSON route; nil if raw or invalid
 	Received int64 // unix nanoseconds when the backend handed it over
+	Queued   int64 // unix nanoseconds when it was queued (routed, decoded)
 	// Note says why: for StatusDisconnected, why the connection was lost;
 	// for a JSON route's message, why its payload was delivered raw. (One
 	// field for both keeps a queued event small.)

@@ -557,6 +557,10 @@ func (r *Router) Deliver(channel, payload string) {
 // event it pushed out is counted as dropped, so a reader who sees Queued
 // reach n can take those n events and sees their drops.
 func (r *Router) push(e *Event) {
+	if e.Kind == KindMessage {
+		e.Queued = r.now().UnixNano()
+		r.Stats.Own.Observe(time.Duration(e.Queued - e.Received))
+	}
 	for _, dropped := range r.queue.Push(e) {
 		r.Stats.Drop(DropQueueFull)
 		if dropped.Route != nil {
@@ -696,6 +700,7 @@ func (r *Router) Dispatched(e *Event, now int64) {
 	r.Stats.Dispatched.Add(1)
 	e.Route.Stats.Dispatched.Add(1)
 	r.Stats.Latency.Observe(time.Duration(now - e.Received))
+	r.Stats.Wait.Observe(time.Duration(now - e.Queued))
 }
 
 // Undispatched takes back the dispatch count of e, taken for the main

@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 	// The Makefile builds the module and hosts before the tests; a plain
 	// `go test ./tests` builds them here.
 	if os.Getenv("REALTIME_PREBUILT") == "" {
-		cmd := exec.Command("make", "-s", "-C", repo, "module-all", "hosts", "wine-hosts")
+		cmd := exec.Command("make", "-s", "-C", repo, "module-all", "hosts", "wine-hosts", "build/realtimectl")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "building the module and hosts:", err)

@@ -52,6 +52,8 @@ type Options struct {
 	// Queued, if set, is called after events were queued, on the goroutine
 	// that queued them: the shim's feeder takes them from there (Take).
 	Queued func()
+	// Version is the module's version, for the heartbeat.
+	Version string
 }
 
 // Frames are the pump's own figures: the ProcessEvents calls that had work
@@ -81,6 +83,8 @@ type Module struct {
 	overrides map[string]any // realtime.Config's values, by config key
 	r         *router.Router
 	logs      logQueue
+	hb        *heartbeat
+	prom      promServer
 
 	// Lua side, per state.
 	gen      uint64            // Open count
@@ -134,6 +138,9 @@ func Start(opts Options) *Module {
 		r, _ = router.New(cfg, ropts...)
 	}
 	m.cfg, m.r = cfg, r
+	m.hb = &heartbeat{version: opts.Version, started: time.Now(), stop: make(chan struct{})}
+	m.hb.cfg.Store(cfg)
+	go m.hb.run(r)
 	redis.SetLogger(redisLogger{m})
 	m.Open()
 	if m.cfgErr != nil {
@@ -142,6 +149,7 @@ func Start(opts Options) *Module {
 		return m
 	}
 	m.logs.add("info", cfg.String())
+	m.applyMetrics()
 	if err := m.attach(); err != nil {
 		m.logs.add("error", err.Error())
 	}
@@ -155,7 +163,11 @@ func (m *Module) Router() *router.Router { return m.r }
 func (m *Module) Config() *config.Config { return m.cfg }
 
 // Stop closes the connection; for tests and process exit.
-func (m *Module) Stop() { _ = m.r.Close() }
+func (m *Module) Stop() {
+	m.hb.close()
+	m.prom.stop()
+	_ = m.r.Close()
+}
 
 // attach starts a backend for m.cfg, replacing the current one. The
 // messages a Redis backend holds in its outbox (Redis was unreachable)
@@ -558,7 +570,9 @@ const maxConfigKeys = 256
 
 // Configure validates realtime.Config's values (a Lua table tape with
 // string keys) and keeps them for the next Connect. On error nothing
-// changes.
+// changes. The key "map" is not a setting but the current map's name, for
+// the heartbeat (the glue passes game.GetMap() at every map start); a
+// table with only that key reads no file.
 func (m *Module) Configure(doc *router.Doc) error {
 	over := maps.Clone(m.overrides)
 	nodes := doc.Nodes
@@ -568,6 +582,8 @@ func (m *Module) Configure(doc *router.Doc) error {
 	if n := nodes[0].Len; n > maxConfigKeys {
 		return fmt.Errorf("the table has %d keys; there are far fewer settings (at most %d keys)", n, maxConfigKeys)
 	}
+	var mapName *string
+	onlyMap := nodes[0].Len > 0
 	i := 1
 	for range int(nodes[0].Len) {
 		k, v := nodes[i], nodes[i+1]
@@ -580,6 +596,14 @@ func (m *Module) Configure(doc *router.Doc) error {
 			return fmt.Errorf("%s: want a string key such as host, port or password", k.Str)
 		}
 		key := k.Str
+		if key == "map" { // not a setting: the map the heartbeat reports
+			if v.Kind != router.KindString {
+				return errors.New("map: want the map's name, a string (game.GetMap())")
+			}
+			mapName = &v.Str
+			continue
+		}
+		onlyMap = false
 		if mapped, ok := configKeys[key]; ok {
 			key = mapped
 		} else if !strings.Contains(key, ".") {
@@ -604,10 +628,16 @@ func (m *Module) Configure(doc *router.Doc) error {
 			return fmt.Errorf("%s: want a string, number or boolean", k.Str)
 		}
 	}
-	if _, err := m.load(over); err != nil {
-		return err
+	if !onlyMap {
+		if _, err := m.load(over); err != nil {
+			return err
+		}
+		m.overrides = over
 	}
-	m.overrides = over
+	if mapName != nil {
+		name := *mapName
+		m.hb.mapName.Store(&name)
+	}
 	return nil
 }
 
@@ -635,6 +665,8 @@ func (m *Module) Connect(url string) error {
 		return err
 	}
 	m.cfg, m.cfgErr, m.overrides = cfg, nil, over
+	m.hb.cfg.Store(cfg)
+	m.applyMetrics()
 	m.logs.add("info", "connecting: "+cfg.String())
 	return m.attach()
 }
@@ -679,6 +711,8 @@ func (m *Module) Reload() (ReloadResult, error) {
 	old := m.cfg
 	broken := m.cfgErr != nil
 	m.cfg, m.cfgErr = cfg, nil
+	m.hb.cfg.Store(cfg)
+	m.applyMetrics()
 	if broken || !reflect.DeepEqual(old.Redis, cfg.Redis) {
 		if err := m.reconnect(old, &res); err != nil {
 			return res, err
@@ -782,8 +816,14 @@ func (m *Module) Stats() *router.Doc {
 	b.counts("depth", depth, "bytes", q.Bytes(),
 		"max_events", m.cfg.Queue.MaxEvents, "max_bytes", int64(m.cfg.Queue.MaxBytes))
 	field("latency_us")
-	b.counts("p50", s.Latency.Quantile(0.5).Microseconds(), "p99", s.Latency.Quantile(0.99).Microseconds(),
-		"p999", s.Latency.Quantile(0.999).Microseconds())
+	lat, ln, _ := s.Latency.Snapshot()
+	wait, wn, _ := s.Wait.Snapshot()
+	own, on, _ := s.Own.Snapshot()
+	us := func(counts []uint64, total uint64, q float64) float64 {
+		return float64(router.QuantileOf(counts, total, q).Nanoseconds()) / 1e3
+	}
+	b.counts("count", ln, "p50", us(lat, ln, 0.5), "p90", us(lat, ln, 0.9), "p99", us(lat, ln, 0.99), "p999", us(lat, ln, 0.999),
+		"wait_p50", us(wait, wn, 0.5), "wait_p99", us(wait, wn, 0.99), "module_p50", us(own, on, 0.5), "module_p99", us(own, on, 0.99))
 	field("frames")
 	var fr Frames
 	if m.opts.Frames != nil {

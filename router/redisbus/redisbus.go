@@ -18,6 +18,7 @@
 package redisbus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,15 +43,17 @@ var ErrClosed = errors.New("redisbus: closed")
 
 // Stats are the backend's counters. Safe for concurrent use.
 type Stats struct {
-	Reconnects   atomic.Uint64 // connections made after the first
-	Outages      atomic.Uint64 // times the connection was lost
-	OutageNanos  atomic.Int64  // total time disconnected, finished outages only
-	LastOutage   atomic.Int64  // nanoseconds of the last finished outage
-	Published    atomic.Uint64 // PUBLISH commands Redis acknowledged
-	Refused      atomic.Uint64 // PUBLISH commands Redis refused (dropped, not retried)
-	PublishRetry atomic.Uint64 // batches retried after a connection error
-	Late         atomic.Uint64 // copies ignored: duplicate or for a removed subscription
-	InboxDropped atomic.Uint64 // messages dropped because routing fell behind the socket
+	Reconnects   atomic.Uint64          // connections made after the first
+	Outages      atomic.Uint64          // times the connection was lost
+	OutageNanos  atomic.Int64           // total time disconnected, finished outages only
+	LastOutage   atomic.Int64           // nanoseconds of the last finished outage
+	Published    atomic.Uint64          // PUBLISH commands Redis acknowledged
+	Refused      atomic.Uint64          // PUBLISH commands Redis refused (dropped, not retried)
+	PublishRetry atomic.Uint64          // batches retried after a connection error
+	Late         atomic.Uint64          // copies ignored: duplicate or for a removed subscription
+	InboxDropped atomic.Uint64          // messages dropped because routing fell behind the socket
+	Heartbeats   atomic.Uint64          // heartbeat hashes Redis acknowledged
+	HeartbeatErr atomic.Pointer[string] // why Redis refused the last heartbeat ("" once one is accepted)
 }
 
 // Bus is the Redis backend. Safe for concurrent use.
@@ -114,6 +117,9 @@ type Bus struct {
 type outMsg struct {
 	channel, payload string
 	drain            *drainReq // Drain's marker, not a message
+	// A heartbeat, not a message: HSET channel hash..., PEXPIRE channel ttl.
+	hash []string
+	ttl  time.Duration
 }
 
 // drainReq is one Drain call: its marker in the inbox runs done.
@@ -333,13 +339,17 @@ func newFIFO(maxMsgs int, maxBytes int64) *fifo {
 
 // put appends a message; false when the bounds are reached.
 func (q *fifo) put(channel, payload string) bool {
-	size := int64(len(channel) + len(payload))
+	return q.putMsg(outMsg{channel: channel, payload: payload})
+}
+
+func (q *fifo) putMsg(m outMsg) bool {
+	size := int64(len(m.channel) + len(m.payload))
 	q.mu.Lock()
 	if len(q.msgs)+q.taken >= q.maxMsgs || q.bytes+size > q.maxBytes {
 		q.mu.Unlock()
 		return false
 	}
-	q.msgs = append(q.msgs, outMsg{channel: channel, payload: payload})
+	q.msgs = append(q.msgs, m)
 	q.bytes += size
 	q.mu.Unlock()
 	signal(q.sig)
@@ -464,6 +474,22 @@ func (b *Bus) Publish(channel, payload string) error {
 	}
 	b.handMu.Unlock()
 	return next.Publish(channel, payload)
+}
+
+// Heartbeat queues a write of the hash key (fields: name, value, ...)
+// with a time to live, through the outbox behind the messages published
+// before it; it never blocks. False when the outbox is full or closed: the
+// heartbeat is skipped, the next one will do.
+func (b *Bus) Heartbeat(key string, fields []string, ttl time.Duration) bool {
+	b.handMu.Lock()
+	next := b.next
+	if next == nil {
+		ok := !b.closed() && b.outbox.putMsg(outMsg{channel: key, hash: fields, ttl: ttl})
+		b.handMu.Unlock()
+		return ok
+	}
+	b.handMu.Unlock()
+	return next.Heartbeat(key, fields, ttl)
 }
 
 // OutboxLen is the number of messages waiting to be published.
@@ -969,12 +995,28 @@ func (b *Bus) publishBatch(batch []outMsg) int {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D()+b.cfg.ReadTimeout.D())
 	defer cancel()
 	pipe := b.client.Pipeline()
-	cmds := make([]*redis.IntCmd, len(batch))
+	cmds := make([]redis.Cmder, len(batch))
+	var hset []*redis.IntCmd // of the heartbeats, in order
 	for i, m := range batch {
+		if m.ttl > 0 {
+			hset = append(hset, pipe.HSet(ctx, m.channel, m.hash))
+			cmds[i] = pipe.PExpire(ctx, m.channel, m.ttl)
+			continue
+		}
 		cmds[i] = pipe.Publish(ctx, m.channel, m.payload)
 	}
 	_, _ = pipe.Exec(ctx)
 	for i, c := range cmds {
+		if batch[i].ttl > 0 {
+			h := hset[0]
+			hset = hset[1:]
+			err := cmp.Or(h.Err(), c.Err())
+			if err != nil && !isReply(err) {
+				return i
+			}
+			b.heartbeatDone(err)
+			continue
+		}
 		switch err := c.Err(); {
 		case err == nil:
 			b.Stats.Published.Add(1)
@@ -986,6 +1028,20 @@ func (b *Bus) publishBatch(batch []outMsg) int {
 		}
 	}
 	return len(batch)
+}
+
+// heartbeatDone counts a heartbeat Redis answered: written, or refused
+// (an ACL without HSET, say), which is not retried.
+func (b *Bus) heartbeatDone(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	} else {
+		b.Stats.Heartbeats.Add(1)
+	}
+	if p := b.Stats.HeartbeatErr.Load(); p == nil || *p != msg {
+		b.Stats.HeartbeatErr.Store(&msg)
+	}
 }
 
 // isReply reports whether err is an error reply from Redis (NOPERM,

@@ -14,8 +14,9 @@ realtime.Handler("OnNews", function(channel, text)
 end)
 
 local function stats_line(st)
-	return string.format("received %d, dispatched %d, rate_limited %d, queue depth %d, latency p50 <= %d us, p99 <= %d us",
-		st.received, st.dispatched, st.rate_limited, st.queue.depth, st.latency_us.p50, st.latency_us.p99)
+	return string.format("received %d, dispatched %d, rate_limited %d, queue depth %d, latency p50 %.0f us, p99 %.0f us (waiting for the tick: p99 %.0f us; the module's own: p99 %.0f us)",
+		st.received, st.dispatched, st.rate_limited, st.queue.depth, st.latency_us.p50, st.latency_us.p99,
+		st.latency_us.wait_p99, st.latency_us.module_p99)
 end
 
 HOST.Run(function()
@@ -52,5 +53,14 @@ HOST.Run(function()
 	end
 	HOST.WaitFor(function() return (counts.news or 0) >= 1 end, 10, "the news event")
 	print("[demo] " .. stats_line(realtime.GetStats()))
+	if realtime.Status() ~= "local" then
+		-- The demo program runs realtimectl tail and servers against this
+		-- server, then publishes demo:ops-done.
+		local finished = false
+		realtime.On("demo:ops-done", "demo", function() finished = true end)
+		HOST.Sleep(1.5) -- a heartbeat (every 1s here) written while connected
+		print("demo:ops")
+		HOST.WaitFor(function() return finished end, 30, "realtimectl")
+	end
 	print("[demo] done")
 end)

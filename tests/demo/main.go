@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gmod-realtime/realtime/internal/gmodserver"
@@ -55,6 +56,7 @@ func run() error {
 		say("redis-server on %s", redis.Addr())
 		data, _ := os.ReadFile(srv.ConfigPath())
 		data = bytes.Replace(data, []byte("\n[redis]\n"), []byte(fmt.Sprintf("\n[redis]\nurl = %q\n", redis.URL())), 1)
+		data = bytes.Replace(data, []byte("\n[metrics]\n"), []byte("\n[metrics]\nheartbeat = \"1s\"\n"), 1)
 		if err := srv.WriteConfig(string(data)); err != nil {
 			return err
 		}
@@ -103,6 +105,10 @@ func run() error {
 			if err := redisCLI(port, &b); err != nil {
 				return err
 			}
+		case "demo:ops":
+			if err := ops(repo, srv.ConfigPath(), port); err != nil {
+				return err
+			}
 		default:
 			fmt.Println("server | " + line)
 		}
@@ -130,4 +136,62 @@ func redisCLI(port int, in *bytes.Buffer) error {
 		return fmt.Errorf("redis-cli: %v: %s", err, out)
 	}
 	return nil
+}
+
+// ops shows realtimectl on the running server's config: a tail of
+// player:* while redis-cli publishes three events, then the servers'
+// heartbeats; then it tells the server to finish.
+func ops(repo, config string, port int) error {
+	ctl := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(filepath.Join(repo, "build", "realtimectl"), args...)
+		cmd.Env = append(os.Environ(), "REALTIME_CONFIG="+config)
+		return cmd
+	}
+	patterns := func() string {
+		out, _ := exec.Command("redis-cli", "-p", strconv.Itoa(port), "PUBSUB", "NUMPAT").Output()
+		return string(bytes.TrimSpace(out))
+	}
+	before := patterns()
+	say("realtimectl tail -n 3 'player:*'   (reads the server's realtime.toml through REALTIME_CONFIG)")
+	tail := ctl("tail", "-n", "3", "player:*")
+	var out bytes.Buffer
+	tail.Stdout, tail.Stderr = &out, &out
+	if err := tail.Start(); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(10 * time.Second); patterns() == before && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	var b bytes.Buffer
+	resp(&b, "PUBLISH", "player:join", `{"name":"Alice","team":2}`)
+	resp(&b, "PUBLISH", "player:join", `{"name":"Bob","team":1}`)
+	resp(&b, "PUBLISH", "player:debug:dump", "raw bytes \x00\xff\n") // excluded from the route, seen by tail
+	if err := redisCLI(port, &b); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- tail.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("realtimectl tail: %v: %s", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		_ = tail.Process.Kill()
+		return fmt.Errorf("realtimectl tail: no messages: %s", out.String())
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		fmt.Println("realtimectl | " + l)
+	}
+	say("realtimectl servers")
+	servers, err := ctl("servers").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("realtimectl servers: %v: %s", err, servers)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(servers)), "\n") {
+		fmt.Println("realtimectl | " + l)
+	}
+	b.Reset()
+	resp(&b, "PUBLISH", "demo:ops-done", "")
+	return redisCLI(port, &b)
 }

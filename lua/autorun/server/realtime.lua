@@ -64,6 +64,8 @@ end
 
 hook.Add("Initialize", "realtime", function()
 	glue.started = true
+	-- The map this state runs, for the heartbeat hash (not a setting).
+	if game and game.GetMap then pcall(realtime.Config, { map = game.GetMap() }) end
 	refresh_settings()
 	ensure_timers()
 end)

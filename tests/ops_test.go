@@ -1,0 +1,87 @@
+package tests
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/internal/redistest"
+)
+
+// realtimectl runs build/realtimectl against srv, from an empty directory
+// (no realtime.toml: REDIS_URL says where Redis is).
+func realtimectl(t *testing.T, srv *redistest.Server, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(repo, "build", "realtimectl"), args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "REDIS_URL=" + srv.URL()}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestServersHeartbeat: two running servers write heartbeats that
+// realtimectl servers lists, with the map the glue passed, their status and
+// one server's rate-limit drops; a server that stops disappears once its
+// hash expires.
+func TestServersHeartbeat(t *testing.T) {
+	srv := redistest.Start(t)
+	hbRoute := func(rate string) string {
+		return "[metrics]\nheartbeat = \"200ms\"\n\n[[routes]]\nname = \"hb\"\npattern = \"hb:*\"\nhandler = \"OnHB\"\nrate = \"" + rate + "\"\nburst = 1\n\n[[routes]]\nchannel = \"stop\"\nhandler = \"OnHB\"\n"
+	}
+	a := NewServer(t, luajit64, strings.Replace(redisConfig(srv, hbRoute("1/h")), `id = "test-1"`, `id = "hb-a"`, 1))
+	b := NewServer(t, luajit64, strings.Replace(redisConfig(srv, hbRoute("unlimited")), `id = "test-1"`, `id = "hb-b"`, 1))
+	ra := a.Start("heartbeat.lua", 66, 90*time.Second)
+	rb := b.Start("heartbeat.lua", 66, 90*time.Second)
+	ra.WaitLine(t, "heartbeat: ready", 30*time.Second)
+	rb.WaitLine(t, "heartbeat: ready", 30*time.Second)
+
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rc.Close()
+	ctx := context.Background()
+	for range 3 { // hb-a passes one and drops two over its rate
+		require.NoError(t, rc.Publish(ctx, "hb:x", "x").Err())
+	}
+
+	var out string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var err error
+		out, err = realtimectl(t, srv, "servers")
+		require.NoError(t, err, out)
+		if strings.Contains(out, "rate_limited=2") && strings.Contains(out, "hb-b") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, out)
+	assert.Regexp(t, `^ID +MAP +STATUS +VERSION +UPTIME +IN/S +OUT/S +QUEUE +DROPS +P99 +LAST SEEN$`, lines[0])
+	assert.Regexp(t, `^hb-a +gm_construct +connected +\S+ +\S+ +[0-9.]+ +[0-9.]+ +\d+ +rate_limited=2 `, lines[1])
+	assert.Regexp(t, `^hb-b +gm_construct +connected +\S+ +\S+ +[0-9.]+ +[0-9.]+ +\d+ +0 `, lines[2])
+	assert.NotContains(t, out, "(late)")
+
+	// The servers stop: their hashes expire three intervals after its last beat.
+	require.NoError(t, rc.Publish(ctx, "stop", "").Err())
+	ra.Wait(t)
+	rb.Wait(t)
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		n, err := rc.Exists(ctx, "realtime:server:hb-a", "realtime:server:hb-b").Result()
+		require.NoError(t, err)
+		if n == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out, err := realtimectl(t, srv, "servers")
+	require.NoError(t, err, out)
+	assert.Equal(t, "no heartbeats under realtime:server:* (a server writes one every [metrics] heartbeat while connected to this Redis)\n", out)
+}
