@@ -27,6 +27,7 @@ T.eq(got, N, "events handled")
 local st = rt.GetStats()
 T.ok(waited >= 0.1, "the last events waited " .. waited .. " s")
 local p999 = st.latency_us.p999
-T.ok(p999 >= waited * 1e6, string.format("latency_us.p999 is %d us, but an event waited %d us", p999, waited * 1e6))
+-- the histogram's quantiles are within 6.25% (16 buckets per power of two)
+T.ok(p999 >= waited * 1e6 * 0.93, string.format("latency_us.p999 is %d us, but an event waited %d us", p999, waited * 1e6))
 print("attack_ring_latency: ok")
 HOST.Exit(0)
