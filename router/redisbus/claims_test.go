@@ -87,15 +87,16 @@ func TestUnixSocket(t *testing.T) {
 	ctx := context.Background()
 
 	// The bus's subscriber is a unix-socket client, not a TCP one.
-	clients, err := c.ClientList(ctx).Result()
-	require.NoError(t, err)
-	var subscriber string
-	for _, line := range strings.Split(clients, "\n") {
-		if strings.Contains(line, "cmd=psubscribe") || strings.Contains(line, "cmd=subscribe") || strings.Contains(line, " psub=3") {
-			subscriber = line
+	var subscriber, clients string
+	require.Eventually(t, func() bool {
+		clients = c.ClientList(ctx).Val()
+		for _, line := range strings.Split(clients, "\n") {
+			if strings.Contains(line, " sub=1 psub=2 ") { // the routes: player:spawn; player:*, *:spawn
+				subscriber = line
+			}
 		}
-	}
-	require.NotEmpty(t, subscriber, "a subscribed client in:\n%s", clients)
+		return subscriber != ""
+	}, 10*time.Second, 5*time.Millisecond, "a subscribed client in:\n%s", clients)
 	assert.Contains(t, subscriber, "addr="+sock, "the subscription is on the socket")
 
 	h.publish(c, "player:death", "over the socket", 1)
@@ -103,7 +104,7 @@ func TestUnixSocket(t *testing.T) {
 
 	sub := c.Subscribe(ctx, "out")
 	t.Cleanup(func() { _ = sub.Close() })
-	_, err = sub.Receive(ctx)
+	_, err := sub.Receive(ctx)
 	require.NoError(t, err)
 	require.NoError(t, h.r.Publish("out", "from the bus"))
 	m, err := sub.ReceiveMessage(ctx)
