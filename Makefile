@@ -24,7 +24,7 @@ test: deps-wine lint module-all hosts wine-hosts tools unit fuzz sanitize
 
 # tests/ runs the binaries built by module-all and hosts.
 unit:
-	REALTIME_PREBUILT=1 $(GO) test -race -count=1 -timeout 10m $(PKGS)
+	REALTIME_PREBUILT=1 $(GO) test -race -cover -count=1 -timeout 10m $(PKGS)
 
 # One short exploration per fuzz target, one worker each; the seed corpora
 # also run in `unit`. `make fuzz FUZZTIME=5m` hunts longer (scripts/fuzz.sh).

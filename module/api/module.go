@@ -148,7 +148,7 @@ func Start(opts Options) *Module {
 		m.logs.add("error", "not connected until the config is fixed and realtime.Reload() is called")
 		return m
 	}
-	m.logs.add("info", cfg.String())
+	m.log("info", cfg.String())
 	m.applyMetrics()
 	if err := m.attach(); err != nil {
 		m.logs.add("error", err.Error())
@@ -339,7 +339,7 @@ func (m *Module) sweep() {
 	m.r.Off(stale...)
 	n := len(stale)
 	if n > 0 {
-		m.logs.add("info", fmt.Sprintf("removed %d realtime.On registrations that were not made again after the map change (give On an id to keep one)", n))
+		m.log("info", fmt.Sprintf("removed %d realtime.On registrations that were not made again after the map change (give On an id to keep one)", n))
 	}
 }
 
@@ -404,10 +404,10 @@ func (m *Module) noHandler(e *router.Event) {
 	m.warnMu.Unlock()
 	if !warned {
 		if e.Route.Dynamic || m.r.Table().Route(e.Route.Name) == nil {
-			m.logs.add("warn", fmt.Sprintf("route %q was removed while events for it waited; they are dropped and counted as no_handler", e.Route.Name))
+			m.log("warn", fmt.Sprintf("route %q was removed while events for it waited; they are dropped and counted as no_handler", e.Route.Name))
 			return
 		}
-		m.logs.add("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); its events are dropped and counted", e.Route.Name, h, h))
+		m.log("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); its events are dropped and counted", e.Route.Name, h, h))
 	}
 }
 
@@ -667,7 +667,7 @@ func (m *Module) Connect(url string) error {
 	m.cfg, m.cfgErr, m.overrides = cfg, nil, over
 	m.hb.cfg.Store(cfg)
 	m.applyMetrics()
-	m.logs.add("info", "connecting: "+cfg.String())
+	m.log("info", "connecting: "+cfg.String())
 	return m.attach()
 }
 
@@ -718,7 +718,7 @@ func (m *Module) Reload() (ReloadResult, error) {
 			return res, err
 		}
 	}
-	m.logs.add("info", "reloaded: "+sum.String())
+	m.log("info", "reloaded: "+sum.String())
 	return res, nil
 }
 
@@ -875,6 +875,18 @@ func (m *Module) Stats() *router.Doc {
 // heapSample reads the Go heap's live and not yet swept objects: cheap,
 // unlike runtime.ReadMemStats, which stops the world.
 var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+
+// logLevels rank [log] level's names.
+var logLevels = map[string]int{"debug": 0, "info": 1, "warn": 2, "error": 3}
+
+// log queues an info or warn line of the module's own (the router filters
+// its lines itself) unless [log] level hides it; errors always show.
+func (m *Module) log(level, line string) {
+	if logLevels[level] < logLevels[m.cfg.Log.Level] {
+		return
+	}
+	m.logs.add(level, line)
+}
 
 // TakeLog returns the oldest log line waiting for the main thread.
 func (m *Module) TakeLog() (level, line string, ok bool) { return m.logs.take() }

@@ -632,10 +632,10 @@ func (b *bench) maincost() error {
 	names := map[string]string{
 		"empty_process_events": "ns per empty ProcessEvents (ref: an empty Lua-to-C call)",
 		"dispatch_string":      "ns per dispatched string event (ref: a pure-Lua queue + pcall)",
-		"dispatch_json10":      "ns per 10-field JSON event (ref: the same + JSON decode in Lua)",
+		"dispatch_json10":      "ns per 10-field JSON event (ref: the same + a JSON decoder written in Lua, not GMod's native util.JSONToTable)",
 		"publish_string":       "ns per Publish(string) (ref: append to a Lua table)",
-		"publish_table":        "ns per Publish(table) (ref: util.TableToJSON in Lua)",
-		"publish_game_event":   "ns per PlayerDeath (ref: util.TableToJSON in Lua)",
+		"publish_table":        "ns per Publish(table) (ref: a TableToJSON written in Lua, not GMod's native one)",
+		"publish_game_event":   "ns per PlayerDeath (ref: a TableToJSON written in Lua, not GMod's native one)",
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)

@@ -2,8 +2,10 @@
 -- network in the way): ns per empty ProcessEvents, per dispatched string
 -- and 10-field JSON event, and per Publish call, each beside a reference:
 -- the nearest thing plain Lua does (a C call, the same handler call made
--- from Lua, GMod-style JSON in Lua). Prints "bench: <name> <ns> ns/op
--- <reference ns>" lines for the Go driver (tests/bench).
+-- from Lua, JSON in Lua). The JSON references are the util.TableToJSON and
+-- util.JSONToTable stand-ins of tests/gmod/env.lua, written in Lua: GMod's
+-- own are native and faster, and are not measured here. Prints "bench:
+-- <name> <ns> ns/op <reference ns>" lines for the Go driver (tests/bench).
 if not realtime then require("realtime") end
 local rt = realtime
 local N = tonumber(os.getenv("BENCH_N") or "20000")

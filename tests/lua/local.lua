@@ -3,16 +3,36 @@
 -- Connect(url) switch it off and on, all without blocking.
 local T = require "testlib"
 local rt = realtime
-local got, status = {}, {}
+local got, status, spawns = {}, {}, {}
 rt.On("local:*", "l", function(ch, data) got[#got + 1] = data end)
+rt.On("player:spawn", "spawns", function(ch, data) spawns[#spawns + 1] = data end, { decode = "json" })
 hook.Add("RealtimeConnected", "test", function() status[#status + 1] = "up " .. rt.Status() end)
 hook.Add("RealtimeDisconnected", "test", function(why) status[#status + 1] = "down " .. why end)
 
 HOST.Run(function()
 	T.eq(rt.Status(), "local", "status without config")
 	T.eq(rt.GetStats().mode, "local", "mode")
+	T.eq(rt.IsConnected(), true, "IsConnected() in local mode")
 	T.ok(rt.Publish("local:a", "one"), "Publish in local mode")
 	HOST.WaitFor(function() return #got == 1 end, 5, "local event")
+
+	-- PlayerSpawn's position forms: a Vector, {x=, y=, z=}, {x, y, z}, three
+	-- numbers; each publishes the same "pos".
+	T.ok(rt.PlayerSpawn("bob", 2, Vector(1, 2, 3.5)), "PlayerSpawn(name, team, Vector)")
+	T.ok(rt.PlayerSpawn("bob", 2, { x = 1, y = 2, z = 3.5 }), "PlayerSpawn(name, team, {x=, y=, z=})")
+	T.ok(rt.PlayerSpawn("bob", 2, { 1, 2, 3.5 }), "PlayerSpawn(name, team, {x, y, z})")
+	T.ok(rt.PlayerSpawn("bob", 2, 1, 2, 3.5), "PlayerSpawn(name, team, x, y, z)")
+	HOST.WaitFor(function() return #spawns == 4 end, 5, "four spawn events")
+	for i, ev in ipairs(spawns) do
+		T.eq(ev.name, "bob", "spawn " .. i .. " name")
+		T.eq(ev.team, 2, "spawn " .. i .. " team")
+		T.eq(type(ev.pos), "table", "spawn " .. i .. " pos")
+		T.eq(ev.pos.x, 1, "spawn " .. i .. " pos.x")
+		T.eq(ev.pos.y, 2, "spawn " .. i .. " pos.y")
+		T.eq(ev.pos.z, 3.5, "spawn " .. i .. " pos.z")
+		T.eq(ev.server, rt.GetStats().server, "spawn " .. i .. " server")
+		T.eq(type(ev.ts), "number", "spawn " .. i .. " ts")
+	end
 
 	local ok, err = rt.Config("127.0.0.1", "not a port")
 	T.eq(ok, false, "Config with a bad port")
@@ -24,6 +44,23 @@ HOST.Run(function()
 		"Config{...} with long timeouts")
 	T.ok(rt.Connect(), "Connect to a server that never answers")
 	T.ok(not rt.IsConnected(), "not connected to a server that never answers")
+	-- While Redis does not answer, Publish fills the bounded outbox, then
+	-- returns false, err: by count (outbox_events) and by bytes
+	-- (outbox_bytes: payload and channel name).
+	T.ok(rt.Config{ outbox_events = 3 }, "Config{outbox_events}")
+	T.ok(rt.Connect(), "Connect with a small outbox")
+	for i = 1, 3 do T.ok(rt.Publish("nobody:x", "m" .. i), "Publish " .. i .. " into the outbox") end
+	local full, ferr = rt.Publish("nobody:x", "m4")
+	T.eq(full, false, "Publish past outbox_events")
+	T.ok(type(ferr) == "string" and ferr:find("outbox full", 1, true), "Publish error past outbox_events: " .. tostring(ferr))
+	T.ok(rt.Config{ outbox_events = 10000, outbox_bytes = "64B" }, "Config{outbox_bytes}")
+	T.ok(rt.Connect(), "Connect with a small byte bound")
+	T.ok(rt.Publish("nobody:x", string.rep("b", 40)), "48 bytes (channel name and payload) into the outbox")
+	full, ferr = rt.Publish("nobody:x", string.rep("b", 9)) -- 65 bytes
+	T.eq(full, false, "Publish past outbox_bytes")
+	T.ok(type(ferr) == "string" and ferr:find("outbox full", 1, true), "Publish error past outbox_bytes: " .. tostring(ferr))
+	T.ok(rt.Publish("nobody:x", string.rep("b", 8)), "what still fits is taken: 64 bytes of 64")
+	T.ok(rt.Config{ outbox_bytes = "8MiB" }, "Config{outbox_bytes}: the default again")
 	T.ok(rt.Config{ read_timeout = 3 }, "Config{read_timeout}")
 	T.ok(rt.Config("127.0.0.1", tonumber(os.getenv("TEST_REDIS_PORT")), nil, 2), "Config(host, port, nil, timeout)")
 	T.ok(rt.Connect(), "Connect")
