@@ -61,7 +61,7 @@ func TestLocalModeAndConnect(t *testing.T) {
 		s := NewServer(t, h, "")
 		out := s.RunScript("local.lua", "TEST_REDIS_PORT="+strconv.Itoa(srv.Port),
 			"TEST_SILENT_PORT="+strconv.Itoa(silent.Addr().(*net.TCPAddr).Port))
-		assert.Contains(t, out, "local: ok up local, up connected, down realtime.Disconnect(), up connected")
+		assert.Contains(t, out, "local: ok up local, down realtime.Disconnect(), up connected, down realtime.Disconnect(), up connected")
 	})
 }
 
