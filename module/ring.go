@@ -249,6 +249,9 @@ func fillLocked(m *api.Module) (full bool) {
 		}
 		d := feed.carry
 		if d == nil {
+			if m.Router().Queue().Pending() == 0 {
+				return false
+			}
 			// counted by inFlight from before it leaves the queue until
 			// it is in the ring (a moment counted twice, never missed)
 			feed.carried.Store(true)

@@ -709,7 +709,9 @@ function api.rate_probe(tok)
 	end
 	if got < 3 then
 		local st = rt.GetStats()
-		fail("a route with rate = \"1e30/s\" delivered " .. got .. " events in 3 s, 3 wanted (rate_limited " .. tostring(st.rate_limited) .. ")")
+		fail(string.format("a route with rate = \"1e30/s\" delivered %d events in 3 s, 3 wanted (status %s, received %d, queued %d, dispatched %d, queue.depth %d, rate_limited %d, route matched %s)",
+			got, rt.Status(), st.received, st.queued, st.dispatched, st.queue.depth, st.rate_limited,
+			tostring(st.routes[routename(ch, t2.id)] and st.routes[routename(ch, t2.id)].matched)))
 	end
 	api.off_token(t2)
 	quiet = false
