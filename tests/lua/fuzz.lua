@@ -699,15 +699,18 @@ function api.rate_probe(tok)
 	end
 	t2.id, t2.pattern = res[2], ch
 	regs[routename(ch, t2.id)] = t2
-	local deadline, again = HOST.Time() + 3, 0
+	local deadline, again, stayed = HOST.Time() + 3, 0, true
 	while got < 3 and HOST.Time() < deadline do
 		if HOST.Time() >= again then -- again every 0.5 s, as the probe
 			for _ = 1, 3 do call("Publish", ch, "x") end
 			again = HOST.Time() + 0.5
 		end
 		call("ProcessEvents")
+		stayed = stayed and rt.Status() == HOME
 	end
-	if got < 3 then
+	-- A connection lost meanwhile (an earlier step's timeouts under load)
+	-- delivers nothing: the probe says nothing then.
+	if got < 3 and stayed then
 		local st = rt.GetStats()
 		fail(string.format("a route with rate = \"1e30/s\" delivered %d events in 3 s, 3 wanted (status %s, received %d, queued %d, dispatched %d, queue.depth %d, rate_limited %d, route matched %s)",
 			got, rt.Status(), st.received, st.queued, st.dispatched, st.queue.depth, st.rate_limited,
