@@ -362,33 +362,15 @@ func (m *Module) BeginFrame() {
 // Events whose route has no handler are counted, logged once per route,
 // and skipped. (The shim keeps to the time budget and the count limit.)
 func (m *Module) Next() (Dispatch, bool) {
-	var now int64
 	for {
-		e := m.r.Next()
-		if e == nil {
-			return Dispatch{}, false
+		d, ok := m.Take()
+		if !ok || d.Event.Kind == router.KindStatus {
+			return d, ok
 		}
-		if e.Kind == router.KindStatus {
-			d := Dispatch{Event: e, Hook: "RealtimeDisconnected"}
-			switch e.Status {
-			case router.StatusConnected, router.StatusLocal:
-				d.Hook = "RealtimeConnected"
-			case router.StatusConnecting:
-				continue
-			}
+		e := d.Event
+		if d.Hook != "" || e.Route.Dynamic && m.dynamic[e.Route.Name] != nil || !e.Route.Dynamic && m.handlers[d.Handler] {
+			m.r.Dispatched(e, time.Now().UnixNano())
 			return d, true
-		}
-		if now == 0 {
-			now = time.Now().UnixNano() // one clock read per batch of events is enough for the latency figures
-		}
-		h := e.Route.Handler
-		if name, ok := strings.CutPrefix(h, config.HookPrefix); ok {
-			m.r.Dispatched(e, now)
-			return Dispatch{Event: e, Hook: name}, true
-		}
-		if e.Route.Dynamic && m.dynamic[e.Route.Name] != nil || !e.Route.Dynamic && m.handlers[h] {
-			m.r.Dispatched(e, now)
-			return Dispatch{Event: e, Handler: h}, true
 		}
 		m.noHandler(e)
 	}
