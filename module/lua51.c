@@ -21,6 +21,7 @@ static const struct {
     SYM(settop, "lua_settop"),
     SYM(pushvalue, "lua_pushvalue"),
     SYM(insert, "lua_insert"),
+    SYM(replace, "lua_replace"),
     SYM(type, "lua_type"),
     SYM(typename, "lua_typename"),
     SYM(tolstring, "lua_tolstring"),

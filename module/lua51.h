@@ -27,6 +27,7 @@ struct rt_lua {
 	void (*settop)(lua_State *, int);
 	void (*pushvalue)(lua_State *, int);
 	void (*insert)(lua_State *, int);
+	void (*replace)(lua_State *, int);
 	int (*type)(lua_State *, int);
 	const char *(*typename)(lua_State *, int);
 	const char *(*tolstring)(lua_State *, int, size_t *);

@@ -46,6 +46,7 @@ var feed struct {
 	calls [C.RT_SLOTS][C.RT_SLOT_EVENTS]api.Dispatch
 	done  [C.RT_SLOTS]uint32 // events of the slot whose outcome was counted
 	bytes [C.RT_SLOTS]int64  // payload bytes of the slot's events
+	last  [C.RT_SLOTS]strs   // the slot's last event's strings
 	held  int64              // payload bytes in the ring
 	carry *api.Dispatch      // taken from the queue, waiting for room
 
@@ -289,6 +290,22 @@ func need(d *api.Dispatch) (bytes, nodes int) {
 	return bytes, nodes
 }
 
+// strs are an event's channel, pattern and route name in a slot's tape.
+// An event whose string equals the previous event's shares its bytes: the
+// pump then pushes the Lua string it made for that one (push_last in
+// shim.c) instead of making it again.
+type strs struct {
+	channel, pattern, route string
+	ch, pat, rt             C.rt_str
+}
+
+func (l *strs) put(t *C.rt_tape, s string, last *string, at *C.rt_str) C.rt_str {
+	if s != *last || s == "" {
+		*last, *at = s, putStrIn(t, s)
+	}
+	return *at
+}
+
 // put appends d to slot b (free or open) and publishes it; false when b
 // has events and no room for d. A panic drops d, counted.
 func put(m *api.Module, b *C.rt_batch, d *api.Dispatch) (ok bool) {
@@ -300,17 +317,18 @@ func put(m *api.Module, b *C.rt_batch, d *api.Dispatch) (ok bool) {
 	}()
 	bytes, nodes := need(d)
 	t := &b.tape
+	i := uint32(uintptr(unsafe.Pointer(b))-uintptr(unsafe.Pointer(&C.rt_events.slots[0]))) / uint32(unsafe.Sizeof(*b))
 	if b.n > 0 && (b.n >= C.RT_SLOT_EVENTS || int(t.nbytes)+bytes > int(t.bcap) || int(t.n)+nodes > int(t.cap)) {
 		return false
 	}
 	if b.n == 0 { // the pump reads nothing of a slot with no event: its memory may move
 		t.n, t.nbytes = 0, 0
+		feed.last[i] = strs{}
 		if C.rt_reserve_events(b, C.RT_SLOT_EVENTS) == 0 {
 			panic("out of memory")
 		}
 		reserve(t, max(nodes, slotNodes), max(bytes, slotBytes))
 	}
-	i := uint32(uintptr(unsafe.Pointer(b))-uintptr(unsafe.Pointer(&C.rt_events.slots[0]))) / uint32(unsafe.Sizeof(*b))
 	ev := &unsafe.Slice(b.events, b.cap)[b.n]
 	e := d.Event
 	*ev = C.rt_event{hook: putStrIn(t, d.Hook)}
@@ -318,9 +336,10 @@ func put(m *api.Module, b *C.rt_batch, d *api.Dispatch) (ok bool) {
 		ev.status = 1
 		ev.reason = putStrIn(t, e.Note)
 	} else {
-		ev.channel = putStrIn(t, e.Channel)
-		ev.pattern = putStrIn(t, e.Route.Pattern())
-		ev.route = putStrIn(t, e.Route.Name)
+		l := &feed.last[i]
+		ev.channel = l.put(t, e.Channel, &l.channel, &l.ch)
+		ev.pattern = l.put(t, e.Route.Pattern(), &l.pattern, &l.pat)
+		ev.route = l.put(t, e.Route.Name, &l.route, &l.rt)
 		switch {
 		case d.Hook != "":
 		case e.Route.Dynamic:

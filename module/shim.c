@@ -709,27 +709,57 @@ static int l_flush_logs(lua_State *L) {
 
 static void pushev(lua_State *L, const rt_batch *b, rt_str s) { lua.pushlstring(L, b->tape.bytes + s.off, s.len); }
 
-/* Stack slots of l_dispatch: debug, its traceback, and the meta table's
- * keys, interned once per call rather than once per event. */
+/* Stack slots of l_dispatch: debug, its traceback, the meta table's keys,
+ * interned once per call rather than once per event, and the last route
+ * name, pattern and channel pushed. */
 #define ERRFUNC 2
 #define KEY_PATTERN 3
 #define KEY_ROUTE 4
 #define KEY_RECEIVED 5
-#define DISPATCH_BASE 5
+#define LAST_ROUTE 6
+#define LAST_PATTERN 7
+#define LAST_CHANNEL 8
+#define DISPATCH_BASE 8
 
 static int same_str(rt_str a, rt_str b) { return a.off == b.off && a.len == b.len; }
+
+/* A string of the slot being dispatched, kept on the stack: Go writes a
+ * route name, pattern or channel equal to the previous event's only once
+ * per slot (ring.go), so an equal offset is the same string and costs a
+ * pushvalue instead of hashing and interning it again. head tells the
+ * slot's use apart from a later use of the same slot. */
+typedef struct last_str {
+	const rt_batch *b;
+	uint32_t head;
+	rt_str s;
+} last_str;
+
+typedef struct last_strs {
+	last_str route, pattern, channel;
+} last_strs;
+
+static void push_last(lua_State *L, const rt_batch *b, rt_str s, last_str *c, int idx) {
+	if (c->b == b && c->head == rt_events.head && same_str(c->s, s)) {
+		lua.pushvalue(L, idx);
+		return;
+	}
+	pushev(L, b, s);
+	lua.pushvalue(L, -1);
+	lua.replace(L, idx);
+	c->b = b, c->head = rt_events.head, c->s = s;
+}
 
 /* push_event pushes the route's name (or nil), then the handler and its
  * arguments; it returns the number of arguments, or -1 (the handler not
  * pushed) when there is nothing to call: no handler of that name, or a
  * status hook with no hook.Run. */
-static int push_event(lua_State *L, rt_batch *b, rt_event *ev) {
+static int push_event(lua_State *L, rt_batch *b, rt_event *ev, last_strs *last) {
 	int nargs = 0;
 	int route = lua.gettop(L) + 1;
 	if (ev->status)
 		lua.pushnil(L);
 	else
-		pushev(L, b, ev->route);
+		push_last(L, b, ev->route, &last->route, LAST_ROUTE);
 	if (ev->hook.len) {
 		lua.getfield(L, LUA_GLOBALSINDEX, "hook");
 		if (lua.type(L, -1) == LUA_TTABLE)
@@ -760,7 +790,7 @@ static int push_event(lua_State *L, rt_batch *b, rt_event *ev) {
 		}
 		return nargs;
 	}
-	pushev(L, b, ev->channel);
+	push_last(L, b, ev->channel, &last->channel, LAST_CHANNEL);
 	if (ev->json) {
 		uint32_t i = ev->node;
 		rt_push_node(L, &b->tape, &i, 0);
@@ -769,7 +799,7 @@ static int push_event(lua_State *L, rt_batch *b, rt_event *ev) {
 	}
 	lua.createtable(L, 0, 3);
 	lua.pushvalue(L, KEY_PATTERN);
-	pushev(L, b, ev->pattern);
+	push_last(L, b, ev->pattern, &last->pattern, LAST_PATTERN);
 	lua.rawset(L, -3);
 	lua.pushvalue(L, KEY_ROUTE);
 	lua.pushvalue(L, route);
@@ -845,7 +875,7 @@ static int l_dispatch(lua_State *L) {
 	pump *p = (pump *)out;
 	set_building(p, NULL);
 	lua.settop(L, 0);
-	if (!lua.checkstack(L, 16))
+	if (!lua.checkstack(L, 24))
 		return rt_raise(L, "realtime: Lua stack overflow");
 	lua.getfield(L, LUA_GLOBALSINDEX, "debug");
 	if (lua.type(L, -1) == LUA_TTABLE)
@@ -856,6 +886,11 @@ static int l_dispatch(lua_State *L) {
 	lua.pushstring(L, "pattern");
 	lua.pushstring(L, "route");
 	lua.pushstring(L, "received");
+	lua.pushnil(L);
+	lua.pushnil(L);
+	lua.pushnil(L);
+	last_strs last;
+	memset(&last, 0, sizeof last);
 	for (;;) {
 		int64_t t = now_ns();
 		if ((p->max > 0 && p->dispatched >= p->max) ||
@@ -874,7 +909,7 @@ static int l_dispatch(lua_State *L) {
 		/* An error from here to the end of the event, outside the
 		 * handler's own pcall, is reported for ev by the caller. */
 		set_building(p, ev);
-		int nargs = push_event(L, b, ev);
+		int nargs = push_event(L, b, ev, &last);
 		if (nargs < 0) {
 			if (ev->outcome == RT_EV_NO_HANDLER)
 				p->report = 1;

@@ -19,13 +19,31 @@ T.drain() -- RealtimeConnected
 local max_events = rt.GetStats().queue.max_events
 print(string.format("ring: seed %d, %d events, queue of %d", SEED, N, max_events))
 
+-- Events go to channels drawn at random, through two routes, so that
+-- consecutive events differ in channel, route and pattern in every order
+-- (the ring writes a string equal to the previous event's once per slot,
+-- and the pump pushes the Lua string it made for that one): each handler
+-- checks what it got against what was sent ("<n> <channel>").
+local channels = { "ring", "ring:aa", "ring:bb", "ring:aa" } -- equal lengths: a stale string would fit
 local got, bad = 0, nil
-rt.Subscribe("ring", function(_, data)
-	if tonumber(data) ~= got + 1 and not bad then
-		bad = string.format("event %s arrived after event %d", data, got)
+local function handler(pattern)
+	local route = nil -- its name, as the first event says; "(pattern)" ends it
+	return function(channel, data, meta)
+		route = route or meta.route
+		local n, sent_to = data:match("^(%d+) (.*)$")
+		if bad then
+		elseif tonumber(n) ~= got + 1 then
+			bad = string.format("event %s arrived after event %d", data, got)
+		elseif channel ~= sent_to or meta.route ~= route or meta.pattern ~= pattern or
+			route:sub(-#pattern - 2) ~= "(" .. pattern .. ")" then
+			bad = string.format("event %q arrived as channel %q, route %q, pattern %q at route %q",
+				data, channel, tostring(meta.route), tostring(meta.pattern), route)
+		end
+		got = got + 1
 	end
-	got = got + 1
-end)
+end
+rt.Subscribe("ring", handler("ring"))
+rt.SubscribePattern("ring:*", handler("ring:*"))
 
 local sent, last_got, last_change = 0, 0, HOST.Time()
 while got < N and not bad do
@@ -33,7 +51,8 @@ while got < N and not bad do
 	local room = math.min(math.floor(max_events / 2) - (sent - got), N - sent)
 	for _ = 1, room > 0 and rand(room) or 0 do
 		sent = sent + 1
-		local ok, err = rt.Publish("ring", tostring(sent))
+		local channel = channels[rand(#channels)]
+		local ok, err = rt.Publish(channel, sent .. " " .. channel)
 		T.ok(ok, "Publish: " .. tostring(err))
 	end
 	for _ = 1, rand(3) do
