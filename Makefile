@@ -5,22 +5,23 @@ GO        ?= go
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: all deps deps-wine test unit fuzz luafuzz sanitize lint module module-all hosts tools demo bench bench-soak
+.PHONY: all deps deps-test test unit fuzz luafuzz sanitize lint module module-all hosts tools demo bench bench-soak
 
 all: lint test
 
 deps:
 	@scripts/deps.sh
 
-# Also Wine and LuaJIT's source package: only make test runs the Windows DLLs.
-deps-wine:
-	@scripts/deps.sh wine
+# Also Wine and LuaJIT's source package (only make test runs the Windows
+# DLLs) and Chromium (the dashboard's test).
+deps-test:
+	@scripts/deps.sh test
 
 # Everything `go test -race` covers (unit, integration against a real
 # redis-server, the Redis differential pattern test, the end-to-end tests of
 # the built module in tests/host, the Windows DLLs under Wine included), a
 # short run of every fuzz target, and the lint checks.
-test: deps-wine lint module-all hosts wine-hosts tools unit fuzz sanitize
+test: deps-test lint module-all hosts wine-hosts tools unit fuzz sanitize
 
 # tests/ runs the binaries built by module-all and hosts.
 unit:
@@ -162,7 +163,7 @@ build/host-lua51: tests/host/host.c
 # ---- Windows, under Wine (make test only) -----------------------------------
 # The Windows DLLs run in the same host, cross-built with mingw-w64 against
 # LuaJIT 2.1.0-beta3 for Windows (Debian's own source package, cross-built
-# here: `scripts/deps.sh wine` installs Wine 8 and adds the deb-src line),
+# here: `scripts/deps.sh test` installs Wine 8 and adds the deb-src line),
 # under Wine in a private prefix. Everything is under build/wine and built
 # once: the LuaJIT trees, the hosts, the prefix.
 WINE_DIR     = build/wine
@@ -179,7 +180,7 @@ wine-hosts: $(WINE_DIR)/win64/host.exe $(WINE_DIR)/win32/host.exe $(WINE_DIR)/pr
 
 $(WINE_DIR)/src/.stamp:
 	@mkdir -p $(@D)
-	@apt-cache showsrc luajit >/dev/null 2>&1 || { echo "no deb-src for luajit: run scripts/deps.sh wine (as root)" >&2; exit 1; }
+	@apt-cache showsrc luajit >/dev/null 2>&1 || { echo "no deb-src for luajit: run scripts/deps.sh test (as root)" >&2; exit 1; }
 	cd $(@D) && rm -rf luajit-* && apt-get source -qq luajit
 	touch $@
 

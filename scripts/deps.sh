@@ -4,17 +4,18 @@
 # LuaJIT and qemu-user for the 32-bit module, mingw-w64 for the Windows
 # DLLs. Elsewhere it prints the exact install command and fails.
 #
-# `deps.sh wine` (make test) also installs Wine 8 (wine, wine64,
-# wine32:i386), which runs the Windows DLLs in the tests, and adds a deb-src
-# line for this Debian release so that the Makefile can fetch LuaJIT's
-# source package (apt-get source luajit) and cross-build it for Windows.
+# `deps.sh test` (make test) also installs Wine 8 (wine, wine64,
+# wine32:i386), which runs the Windows DLLs in the tests, and Chromium, in
+# which the tests load realtimectl web's page; and adds a deb-src line for
+# this Debian release so that the Makefile can fetch LuaJIT's source
+# package (apt-get source luajit) and cross-build it for Windows.
 set -euo pipefail
 
-wine=0
+test=0
 case "${1:-}" in
   "") ;;
-  wine) wine=1 ;;
-  *) echo "usage: deps.sh [wine]" >&2; exit 2 ;;
+  test) test=1 ;;
+  *) echo "usage: deps.sh [test]" >&2; exit 2 ;;
 esac
 
 packages=(
@@ -26,8 +27,9 @@ packages=(
   gcc-mingw-w64                     # the Windows DLLs
   cppcheck                          # make lint: the C of module/ and tests/host
 )
-if ((wine)); then
+if ((test)); then
   packages+=(
+    chromium                # loads realtimectl web's page in make test
     wine wine64 wine32:i386 # runs the Windows DLLs in make test
     dpkg-dev                # apt-get source unpacks LuaJIT's source with it
   )
@@ -55,7 +57,7 @@ done
 # release (Debian's own sources file, as the deb lines are written).
 src_file=/etc/apt/sources.list.d/realtime-deb-src.sources
 need_src=0
-if ((wine)) && ! apt-cache showsrc luajit 2>/dev/null | grep -q '^Package: luajit'; then
+if ((test)) && ! apt-cache showsrc luajit 2>/dev/null | grep -q '^Package: luajit'; then
   need_src=1
 fi
 ((${#missing[@]} == 0 && need_src == 0)) && exit 0

@@ -27,28 +27,35 @@ func realtimectl(t *testing.T, srv *redistest.Server, args ...string) (string, e
 	return string(out), err
 }
 
+// heartbeatServers starts two servers, hb-a and hb-b, beating every 200 ms
+// (tests/lua/heartbeat.lua), and publishes three messages on hb:x, two of
+// which hb-a drops over its route's rate. Publishing on "stop" ends both.
+func heartbeatServers(t *testing.T, srv *redistest.Server, rc *redis.Client) (a, b *Run) {
+	hbRoute := func(rate string) string {
+		return "[metrics]\nheartbeat = \"200ms\"\n\n[[routes]]\nname = \"hb\"\npattern = \"hb:*\"\nhandler = \"OnHB\"\nrate = \"" + rate + "\"\nburst = 1\n\n[[routes]]\nchannel = \"stop\"\nhandler = \"OnHB\"\n"
+	}
+	sa := NewServer(t, luajit64, strings.Replace(redisConfig(srv, hbRoute("1/h")), `id = "test-1"`, `id = "hb-a"`, 1))
+	sb := NewServer(t, luajit64, strings.Replace(redisConfig(srv, hbRoute("unlimited")), `id = "test-1"`, `id = "hb-b"`, 1))
+	a = sa.Start("heartbeat.lua", 66, 90*time.Second)
+	b = sb.Start("heartbeat.lua", 66, 90*time.Second)
+	a.WaitLine(t, "heartbeat: ready", 30*time.Second)
+	b.WaitLine(t, "heartbeat: ready", 30*time.Second)
+	for range 3 { // hb-a passes one and drops two over its rate
+		require.NoError(t, rc.Publish(context.Background(), "hb:x", "x").Err())
+	}
+	return a, b
+}
+
 // TestServersHeartbeat: two running servers write heartbeats that
 // realtimectl servers lists, with the map the glue passed, their status and
 // one server's rate-limit drops; a server that stops disappears once its
 // hash expires.
 func TestServersHeartbeat(t *testing.T) {
 	srv := redistest.Start(t)
-	hbRoute := func(rate string) string {
-		return "[metrics]\nheartbeat = \"200ms\"\n\n[[routes]]\nname = \"hb\"\npattern = \"hb:*\"\nhandler = \"OnHB\"\nrate = \"" + rate + "\"\nburst = 1\n\n[[routes]]\nchannel = \"stop\"\nhandler = \"OnHB\"\n"
-	}
-	a := NewServer(t, luajit64, strings.Replace(redisConfig(srv, hbRoute("1/h")), `id = "test-1"`, `id = "hb-a"`, 1))
-	b := NewServer(t, luajit64, strings.Replace(redisConfig(srv, hbRoute("unlimited")), `id = "test-1"`, `id = "hb-b"`, 1))
-	ra := a.Start("heartbeat.lua", 66, 90*time.Second)
-	rb := b.Start("heartbeat.lua", 66, 90*time.Second)
-	ra.WaitLine(t, "heartbeat: ready", 30*time.Second)
-	rb.WaitLine(t, "heartbeat: ready", 30*time.Second)
-
 	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rc.Close()
 	ctx := context.Background()
-	for range 3 { // hb-a passes one and drops two over its rate
-		require.NoError(t, rc.Publish(ctx, "hb:x", "x").Err())
-	}
+	ra, rb := heartbeatServers(t, srv, rc)
 
 	var out string
 	deadline := time.Now().Add(30 * time.Second)
