@@ -169,6 +169,37 @@ type Route struct {
 	// Burst is the bucket size. Default: the rate's events per second,
 	// rounded up, at least 1.
 	Burst int `koanf:"burst"`
+
+	// Stream is a Redis Stream read with a consumer group, instead of a
+	// channel or pattern: each entry is acknowledged once its handler
+	// returned, and comes back after an error, a crash, a reconnect or a
+	// map change (at-least-once). Default: none.
+	Stream string `koanf:"stream"`
+	// Group is the stream's consumer group; "{server}" is replaced by
+	// server.id. Default: "realtime:{server}", one group per server, so
+	// every server sees every entry. A name shared by several servers
+	// makes a work queue: each entry is handled by one of them.
+	Group string `koanf:"group"`
+	// Start is where a new group starts reading: "$" (entries added from
+	// now on) or "0" (every entry the stream holds). Default: "$".
+	Start string `koanf:"start"`
+	// MaxDeliveries is how often an entry is delivered before it is copied
+	// to "<stream>:dead" and acknowledged. Default: 5.
+	MaxDeliveries int `koanf:"max_deliveries"`
+	// ClaimAfter: entries another consumer of the group has left pending
+	// this long are taken over (a server that died). Default: 60s.
+	ClaimAfter Duration `koanf:"claim_after"`
+}
+
+// ServerPlaceholder in Route.Group stands for server.id.
+const ServerPlaceholder = "{server}"
+
+// DefaultGroup is Route.Group's default.
+const DefaultGroup = "realtime:" + ServerPlaceholder
+
+// GroupName is the route's consumer group with {server} replaced.
+func (r *Route) GroupName(serverID string) string {
+	return strings.ReplaceAll(r.Group, ServerPlaceholder, serverID)
 }
 
 // Default returns the built-in defaults: local mode, no routes.
@@ -214,6 +245,8 @@ const (
 const (
 	DecodeRaw  = "raw"
 	DecodeJSON = "json"
+	// DecodeFields (stream routes): the entry's fields as a Lua table.
+	DecodeFields = "fields"
 )
 
 // HookPrefix marks a Route.Handler that calls hook.Run instead of a named
@@ -313,6 +346,8 @@ func (r *Route) RouteName() string {
 		return r.Name
 	case r.Pattern != "":
 		return r.Pattern
+	case r.Stream != "":
+		return r.Stream
 	}
 	return r.Channel
 }

@@ -217,7 +217,20 @@ func TestValidationErrors(t *testing.T) {
 		{"both channel and pattern", "[[routes]]\nchannel=\"a\"\npattern=\"b*\"\nhandler=\"h\"\n",
 			[]string{`realtime.toml: routes[0]: set channel or pattern, not both (channel "a", pattern "b*")`}},
 		{"neither channel nor pattern", "[[routes]]\nhandler=\"h\"\n",
-			[]string{`realtime.toml: routes[0]: needs channel = "exact:name" or pattern = "glob:*"`}},
+			[]string{`realtime.toml: routes[0]: needs channel = "exact:name", pattern = "glob:*" or stream = "stream:key"`}},
+		{"stream and channel", "[[routes]]\nstream=\"s\"\nchannel=\"a\"\nhandler=\"h\"\n",
+			[]string{`realtime.toml: routes[0]: set stream, channel or pattern, only one (stream "s", channel "a", pattern "")`}},
+		{"stream keys on a channel route", "[[routes]]\nchannel=\"a\"\nhandler=\"h\"\ngroup=\"g\"\nmax_deliveries=3\n",
+			[]string{`realtime.toml: routes[0].group: is for stream routes only (this route reads a channel or pattern)`,
+				`realtime.toml: routes[0].max_deliveries: is for stream routes only (this route reads a channel or pattern)`}},
+		{"bad stream keys", "[[routes]]\nstream=\"s\"\nhandler=\"h\"\nexclude=[\"x\"]\nstart=\">\"\nmax_deliveries=-1\nclaim_after=\"10ms\"\ndecode=\"field\"\n",
+			[]string{`realtime.toml: routes[0].exclude: is for channel and pattern routes only (a stream route reads one stream)`,
+				`realtime.toml: routes[0].start: ">" is not "$" (new entries) or "0" (every entry kept)`,
+				`realtime.toml: routes[0].max_deliveries: -1 must be at least 1`,
+				`realtime.toml: routes[0].claim_after: "10ms" is too short (want at least 1s: an entry still waiting for its handler would be taken over)`,
+				`realtime.toml: routes[0].decode: "field" is not one of "fields", "json", "raw" (did you mean "fields"?)`}},
+		{"fields on a channel route", "[[routes]]\nchannel=\"a\"\nhandler=\"h\"\ndecode=\"fields\"\n",
+			[]string{`realtime.toml: routes[0].decode: "fields" is not one of "json", "raw"`}},
 		{"empty handler", "[[routes]]\npattern=\"a*\"\nhandler=\"\"\n",
 			[]string{`realtime.toml: routes[0].handler: is missing (want a realtime.Handler name, or "hook:HookName")`}},
 		{"bad pattern", "[[routes]]\npattern=\"player:[ab\"\nhandler=\"h\"\n",
@@ -400,7 +413,8 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for i, r := range cfg.Routes {
-			if r.Name == "" || r.Handler == "" || (r.Decode != DecodeRaw && r.Decode != DecodeJSON) {
+			if r.Name == "" || r.Handler == "" || (r.Decode != DecodeRaw && r.Decode != DecodeJSON && (r.Stream == "" || r.Decode != DecodeFields)) ||
+				r.Stream != "" && (r.Group == "" || r.MaxDeliveries < 1 || r.ClaimAfter < Duration(time.Second) || r.Start != "$" && r.Start != "0") {
 				t.Fatalf("accepted route %d is incomplete: %+v", i, r)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -102,4 +103,15 @@ func TestExampleRouteDefaults(t *testing.T) {
 	assert.Equal(t, "unlimited", r.Rate.String())
 	assert.Equal(t, 200, cfg.Routes[1].Burst, "burst: default: one second of the rate")
 	assert.Equal(t, 1, cfg.Routes[2].Burst, "burst: at least 1")
+
+	cfg, err = Parse("realtime.toml", []byte("[server]\nid = \"ttt-1\"\n[[routes]]\nstream = \"admin:commands\"\nhandler = \"H\"\n"))
+	require.NoError(t, err)
+	s := cfg.Routes[0]
+	assert.Equal(t, "admin:commands", s.Name, "name: default: the stream")
+	assert.Equal(t, DecodeRaw, s.Decode, `decode: "raw" (default)`)
+	assert.Equal(t, "realtime:{server}", s.Group, "group: default")
+	assert.Equal(t, "realtime:ttt-1", s.GroupName(cfg.Server.ID), "{server} is server.id")
+	assert.Equal(t, "$", s.Start, "start: default")
+	assert.Equal(t, 5, s.MaxDeliveries, "max_deliveries: default")
+	assert.Equal(t, Duration(60*time.Second), s.ClaimAfter, "claim_after: default")
 }

@@ -35,8 +35,19 @@ func (l *loader) validate(c *Config) {
 	}
 
 	names := map[string]int{}
+	groups := map[[2]string]int{} // a stream's group is read by one route
 	for i := range c.Routes {
-		l.validateRoute(fmt.Sprintf("routes[%d]", i), &c.Routes[i], names, i)
+		r := &c.Routes[i]
+		l.validateRoute(fmt.Sprintf("routes[%d]", i), r, names, i)
+		if r.Stream == "" {
+			continue
+		}
+		key := [2]string{r.Stream, r.Group}
+		if prev, dup := groups[key]; dup {
+			l.fail(fmt.Sprintf("routes[%d].group", i), "%q of stream %q is also read by routes[%d]: each entry would reach one of them only (give one route another group)", r.Group, r.Stream, prev)
+		} else {
+			groups[key] = i
+		}
 	}
 }
 
@@ -307,13 +318,16 @@ func (l *loader) validateQueue(c *Config) {
 
 func (l *loader) validateRoute(path string, r *Route, names map[string]int, i int) {
 	switch {
+	case r.Stream != "" && (r.Channel != "" || r.Pattern != ""):
+		l.fail(path, "set stream, channel or pattern, only one (stream %q, channel %q, pattern %q)", r.Stream, r.Channel, r.Pattern)
 	case r.Channel != "" && r.Pattern != "":
 		l.fail(path, "set channel or pattern, not both (channel %q, pattern %q)", r.Channel, r.Pattern)
-	case r.Channel == "" && r.Pattern == "":
-		l.fail(path, `needs channel = "exact:name" or pattern = "glob:*"`)
+	case r.Channel == "" && r.Pattern == "" && r.Stream == "":
+		l.fail(path, `needs channel = "exact:name", pattern = "glob:*" or stream = "stream:key"`)
 	case r.Pattern != "":
 		l.checkPattern(path+".pattern", r.Pattern)
 	}
+	l.validateStream(path, r)
 	for j, ex := range r.Exclude {
 		l.checkPattern(fmt.Sprintf("%s.exclude[%d]", path, j), ex)
 	}
@@ -336,12 +350,61 @@ func (l *loader) validateRoute(path string, r *Route, names map[string]int, i in
 	if r.Decode == "" {
 		r.Decode = DecodeRaw
 	}
-	l.oneOf(path+".decode", r.Decode, []string{DecodeRaw, DecodeJSON})
+	if r.Stream != "" {
+		l.oneOf(path+".decode", r.Decode, []string{DecodeRaw, DecodeJSON, DecodeFields})
+	} else {
+		l.oneOf(path+".decode", r.Decode, []string{DecodeRaw, DecodeJSON})
+	}
 	switch {
 	case r.Burst < 0:
 		l.fail(path+".burst", "%d must not be negative", r.Burst)
 	case r.Burst == 0:
 		r.Burst = r.Rate.DefaultBurst()
+	}
+}
+
+// validateStream checks a stream route's own keys, and that a channel or
+// pattern route sets none of them; it fills in their defaults.
+func (l *loader) validateStream(path string, r *Route) {
+	if r.Stream == "" {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"group", r.Group != ""}, {"start", r.Start != ""}, {"max_deliveries", r.MaxDeliveries != 0}, {"claim_after", r.ClaimAfter != 0}} {
+			if k.set {
+				l.fail(path+"."+k.key, "is for stream routes only (this route reads a channel or pattern)")
+			}
+		}
+		return
+	}
+	if len(r.Exclude) > 0 {
+		l.fail(path+".exclude", "is for channel and pattern routes only (a stream route reads one stream)")
+	}
+	if strings.TrimSpace(r.Stream) != r.Stream {
+		l.fail(path+".stream", "%q has spaces around the name", r.Stream)
+	}
+	if r.Group == "" {
+		r.Group = DefaultGroup
+	} else if strings.TrimSpace(r.Group) != r.Group {
+		l.fail(path+".group", "%q has spaces around the name", r.Group)
+	}
+	switch r.Start {
+	case "":
+		r.Start = "$"
+	case "$", "0":
+	default:
+		l.fail(path+".start", `%q is not "$" (new entries) or "0" (every entry kept)`, r.Start)
+	}
+	switch {
+	case r.MaxDeliveries == 0:
+		r.MaxDeliveries = 5
+	case r.MaxDeliveries < 1:
+		l.fail(path+".max_deliveries", "%d must be at least 1", r.MaxDeliveries)
+	}
+	if r.ClaimAfter == 0 {
+		r.ClaimAfter = Duration(60 * time.Second)
+	} else if r.ClaimAfter < Duration(time.Second) {
+		l.fail(path+".claim_after", "%q is too short (want at least 1s: an entry still waiting for its handler would be taken over)", r.ClaimAfter)
 	}
 }
 

@@ -13,6 +13,10 @@ import (
 type Plan struct {
 	Channels []string
 	Patterns []string
+	// Streams are the stream routes' streams, read by Consumer (the
+	// server id) in their groups.
+	Streams  []StreamPlan
+	Consumer string
 }
 
 // Len is the number of subscriptions.
@@ -22,11 +26,16 @@ func (p Plan) Len() int { return len(p.Channels) + len(p.Patterns) }
 type PlanDiff struct {
 	Subscribe, Unsubscribe   []string // channels
 	PSubscribe, PUnsubscribe []string // patterns
+	// Streams, when StreamsChanged, are all the streams to read now, with
+	// Consumer.
+	Streams        []StreamPlan
+	Consumer       string
+	StreamsChanged bool
 }
 
 // Empty reports whether the diff changes nothing.
 func (d PlanDiff) Empty() bool {
-	return len(d.Subscribe)+len(d.Unsubscribe)+len(d.PSubscribe)+len(d.PUnsubscribe) == 0
+	return len(d.Subscribe)+len(d.Unsubscribe)+len(d.PSubscribe)+len(d.PUnsubscribe) == 0 && !d.StreamsChanged
 }
 
 // Diff returns what turns old into new.
@@ -36,15 +45,22 @@ func Diff(old, new Plan) PlanDiff {
 		Unsubscribe:  minus(old.Channels, new.Channels),
 		PSubscribe:   minus(new.Patterns, old.Patterns),
 		PUnsubscribe: minus(old.Patterns, new.Patterns),
+		Streams:      new.Streams, Consumer: new.Consumer,
+		StreamsChanged: !slices.Equal(old.Streams, new.Streams) || old.Consumer != new.Consumer,
 	}
 }
 
 // Apply returns p changed by d (a diff from Diff, whose lists are sorted).
 func (p Plan) Apply(d PlanDiff) Plan {
-	return Plan{
+	out := Plan{
 		Channels: union(minus(p.Channels, d.Unsubscribe), d.Subscribe),
 		Patterns: union(minus(p.Patterns, d.PUnsubscribe), d.PSubscribe),
+		Streams:  p.Streams, Consumer: p.Consumer,
 	}
+	if d.StreamsChanged {
+		out.Streams, out.Consumer = d.Streams, d.Consumer
+	}
+	return out
 }
 
 func union(a, b []string) []string {
@@ -81,6 +97,9 @@ func BuildPlan(routes []*Route, limit int) Plan {
 	seen := map[string]bool{}
 	var items []planItem
 	for _, r := range routes {
+		if r.def.Stream != "" {
+			continue
+		}
 		var it planItem
 		if r.match.IsLiteral() {
 			it = planItem{sub: r.match.Literal(), prefix: r.match.Literal(), exact: true}

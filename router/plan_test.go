@@ -17,7 +17,7 @@ func routesOf(t testing.TB, defs ...config.Route) []*Route {
 	var out []*Route
 	for i, d := range defs {
 		d.Name, d.Handler = fmt.Sprint(i), "h"
-		rt, err := compileRoute(d, nil, time.Now())
+		rt, err := compileRoute(d, nil, time.Now(), "")
 		require.NoError(t, err)
 		out = append(out, rt)
 	}

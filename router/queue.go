@@ -30,10 +30,19 @@ type Event struct {
 	// for a JSON route's message, why its payload was delivered raw. (One
 	// field for both keeps a queued event small.)
 	Note string
+	// Entry is set for a stream route's entry: settle it (Router.Settle)
+	// once its handler ran, or it is delivered again.
+	Entry *Entry
 	// copies is shared by the events of one message for several routes
 	// (see Copies): their channel and payload are one memory, counted
 	// once against the byte budget while any of them is queued.
 	copies *Copies
+}
+
+// Entry identifies a stream entry in flight: Channel is its stream.
+type Entry struct {
+	ID, Group  string
+	Deliveries int64 // this delivery included
 }
 
 // Copies ties together the events of one message, one per matching route,

@@ -21,6 +21,7 @@ type Route struct {
 	Handler string // realtime.Handler name, "hook:Name", or the dynamic route's key
 	Decode  string // config.DecodeRaw or config.DecodeJSON
 	Dynamic bool   // registered from Lua, untouched by Reload
+	group   string // a stream route's consumer group, server id filled in
 
 	def     config.Route
 	match   *pattern.Pattern // the pattern, or the channel as a literal
@@ -52,8 +53,11 @@ func (s *RouteStats) Refused() string {
 	return ""
 }
 
+// Stream is the stream a stream route reads, or "".
+func (r *Route) Stream() string { return r.def.Stream }
+
 // Pattern is the route's pattern as a Redis glob (a channel route's channel
-// quoted).
+// or a stream route's stream quoted).
 func (r *Route) Pattern() string { return r.match.String() }
 
 // Rate is the route's rate limit.
@@ -79,9 +83,12 @@ func (r *Route) allow(now time.Time) bool {
 
 // compileRoute builds a Route from a validated definition, reusing prev's
 // limiter and stats when prev is the same route by name.
-func compileRoute(def config.Route, prev *Route, now time.Time) (*Route, error) {
+func compileRoute(def config.Route, prev *Route, now time.Time, serverID string) (*Route, error) {
 	src := def.Pattern
-	if src == "" {
+	switch {
+	case def.Stream != "":
+		src = pattern.Quote(def.Stream)
+	case src == "":
 		src = pattern.Quote(def.Channel)
 	}
 	m, err := pattern.Compile(src)
@@ -89,6 +96,9 @@ func compileRoute(def config.Route, prev *Route, now time.Time) (*Route, error) 
 		return nil, fmt.Errorf("route %q: %w", def.RouteName(), err)
 	}
 	r := &Route{Name: def.RouteName(), Handler: def.Handler, Decode: def.Decode, def: def, match: m}
+	if def.Stream != "" {
+		r.group = def.GroupName(serverID)
+	}
 	if r.Decode == "" {
 		r.Decode = config.DecodeRaw
 	}
@@ -128,7 +138,9 @@ func compileRoute(def config.Route, prev *Route, now time.Time) (*Route, error) 
 func sameDef(a, b config.Route) bool {
 	return a.Name == b.Name && a.Channel == b.Channel && a.Pattern == b.Pattern &&
 		slices.Equal(a.Exclude, b.Exclude) && a.Handler == b.Handler && a.Decode == b.Decode &&
-		a.Rate.PerSecond == b.Rate.PerSecond && a.Burst == b.Burst
+		a.Rate.PerSecond == b.Rate.PerSecond && a.Burst == b.Burst &&
+		a.Stream == b.Stream && a.Group == b.Group && a.Start == b.Start &&
+		a.MaxDeliveries == b.MaxDeliveries && a.ClaimAfter == b.ClaimAfter
 }
 
 // Table is an immutable snapshot of the routes, swapped atomically on
@@ -143,14 +155,21 @@ type Table struct {
 	prefixLens []int               // the distinct prefix lengths of globs, ascending
 	order      map[*Route]int      // position in routes, to keep matches in order
 	byName     map[string]*Route
+	streams    map[streamKey]*Route // stream routes, by stream and group
 }
+
+type streamKey struct{ stream, group string }
 
 func newTable(routes []*Route) *Table {
 	t := &Table{routes: routes, exact: map[string][]*Route{}, globs: map[string][]*Route{},
-		order: map[*Route]int{}, byName: map[string]*Route{}}
+		order: map[*Route]int{}, byName: map[string]*Route{}, streams: map[streamKey]*Route{}}
 	for i, r := range routes {
 		t.byName[r.Name] = r
 		t.order[r] = i
+		if r.def.Stream != "" {
+			t.streams[streamKey{r.def.Stream, r.group}] = r
+			continue
+		}
 		p := r.match.Prefix()
 		if r.match.IsLiteral() {
 			t.exact[p] = append(t.exact[p], r)

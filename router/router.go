@@ -60,6 +60,9 @@ type Router struct {
 	backend      Backend
 	refused      map[string]string // the active sink's: "c:channel" or "p:pattern" its server refused -> why
 
+	entriesMu sync.Mutex
+	entries   map[entryKey]struct{} // stream entries queued or with Lua, not settled yet
+
 	logMu     sync.Mutex
 	logf      func(level, line string)
 	logLimit  *rate.Limiter
@@ -70,9 +73,11 @@ type Router struct {
 
 type limits struct {
 	maxBytes   int64 // the queue's: an event bigger than the whole queue is too big
+	maxEvents  int   // the queue's
 	maxPayload int
 	jsonDepth  int
 	maxSubs    int
+	serverID   string // names stream routes' groups and this server's consumer
 }
 
 // Summary says what Apply changed, by route name.
@@ -119,7 +124,7 @@ func WithLog(fn func(level, line string)) Option { return func(r *Router) { r.lo
 // New returns a router for the config's routes and limits. Attach a backend
 // to start receiving.
 func New(cfg *config.Config, opts ...Option) (*Router, error) {
-	r := &Router{now: time.Now, logLevels: map[string]int{"debug": 0, "info": 1, "warn": 2, "error": 3}}
+	r := &Router{now: time.Now, logLevels: map[string]int{"debug": 0, "info": 1, "warn": 2, "error": 3}, entries: map[entryKey]struct{}{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -374,7 +379,7 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 			return Summary{}, fmt.Errorf("route %q: defined twice", name)
 		}
 		seen[name] = true
-		rt, err := compileRoute(def, prev, now)
+		rt, err := compileRoute(def, prev, now, cfg.Server.ID)
 		if err != nil {
 			return Summary{}, err
 		}
@@ -392,7 +397,8 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 		}
 	}
 	r.queue.SetLimits(cfg.Queue.MaxEvents, int64(cfg.Queue.MaxBytes), cfg.Queue.Overflow != config.OverflowDropNewest)
-	r.lim.Store(&limits{maxBytes: int64(cfg.Queue.MaxBytes), maxPayload: int(cfg.Queue.MaxPayload), jsonDepth: cfg.Queue.JSONMaxDepth, maxSubs: cfg.Redis.MaxSubscriptions})
+	r.lim.Store(&limits{maxBytes: int64(cfg.Queue.MaxBytes), maxEvents: cfg.Queue.MaxEvents, maxPayload: int(cfg.Queue.MaxPayload),
+		jsonDepth: cfg.Queue.JSONMaxDepth, maxSubs: cfg.Redis.MaxSubscriptions, serverID: cfg.Server.ID})
 	r.logMu.Lock()
 	r.logLimit = rate.NewLimiter(rate.Limit(max(cfg.Log.Rate.PerSecond, 0)), max(cfg.Log.Rate.DefaultBurst(), 1))
 	if cfg.Log.Rate.Unlimited() {
@@ -415,6 +421,9 @@ func (r *Router) swapLocked(routes []*Route) PlanDiff {
 	r.markRefusedLocked()
 	maxSubs := r.lim.Load().maxSubs
 	plan := BuildPlan(routes, maxSubs)
+	if plan.Streams = streamPlan(routes, r.lim.Load().serverID); plan.Streams != nil {
+		plan.Consumer = r.lim.Load().serverID
+	}
 	if plan.Len() > max(maxSubs, 1) && plan.Len() > r.plan.Len() {
 		r.Logf("warn", "%d subscriptions for redis.max_subscriptions = %d: routes whose patterns start with a wildcard keep their own patterns (covering them would subscribe to every channel on the server)", plan.Len(), maxSubs)
 	}
@@ -439,7 +448,7 @@ func (r *Router) On(def config.Route) (*Route, error) {
 	if prev != nil && !prev.Dynamic {
 		return nil, fmt.Errorf("route %q is defined in the config file", def.Name)
 	}
-	rt, err := compileRoute(def, prev, r.now())
+	rt, err := compileRoute(def, prev, r.now(), r.lim.Load().serverID)
 	if err != nil {
 		return nil, err
 	}
@@ -562,6 +571,10 @@ func (r *Router) push(e *Event) {
 		r.Stats.Own.Observe(time.Duration(e.Queued - e.Received))
 	}
 	for _, dropped := range r.queue.Push(e) {
+		if dropped.Entry != nil { // pushed out of the queue: pending, not lost
+			r.Settle(dropped, false)
+			continue
+		}
 		r.Stats.Drop(DropQueueFull)
 		if dropped.Route != nil {
 			dropped.Route.Stats.Dropped.Add(1)
@@ -664,6 +677,9 @@ func (r *Router) markRefusedLocked() {
 // BuildPlan makes them) carries rt's events: its own channel or pattern,
 // or a covering "prefix*" pattern.
 func serves(key string, rt *Route) bool {
+	if rt.def.Stream != "" {
+		return false
+	}
 	name := key[2:]
 	if key[0] == 'c' {
 		return rt.match.IsLiteral() && rt.match.Literal() == name

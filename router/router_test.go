@@ -279,7 +279,7 @@ func BenchmarkMatch(b *testing.B) {
 			if i%2 == 0 {
 				def = config.Route{Name: fmt.Sprint(i), Channel: fmt.Sprintf("chan:%d", i), Handler: "h"}
 			}
-			rt, err := compileRoute(def, nil, time.Now())
+			rt, err := compileRoute(def, nil, time.Now(), "")
 			require.NoError(b, err)
 			routes = append(routes, rt)
 		}
@@ -348,7 +348,7 @@ func TestMatchIndexAgreesWithEveryRoute(t *testing.T) {
 		if i%3 == 0 {
 			def = config.Route{Name: fmt.Sprint(i), Channel: strings.NewReplacer("*", "", "?", "", "[", "", "]", "", "\\", "").Replace(pick()) + "x", Handler: "h"}
 		}
-		rt, err := compileRoute(def, nil, time.Now())
+		rt, err := compileRoute(def, nil, time.Now(), "")
 		if err != nil {
 			continue
 		}

@@ -1,0 +1,186 @@
+package router
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gmod-realtime/realtime/config"
+)
+
+// StreamPlan is one stream a backend reads for a stream route: the stream,
+// its consumer group (server id filled in) and the route's settings.
+type StreamPlan struct {
+	Stream, Group string
+	Start         string // where a new group starts: "$" or "0"
+	MaxDeliveries int64
+	ClaimAfter    time.Duration
+}
+
+// StreamEntry is one entry a backend read from a stream route's group:
+// its id, its fields (name, value, ...) and how often the group delivered
+// it, this time included.
+type StreamEntry struct {
+	Stream, Group, ID string
+	Fields            []string
+	Deliveries        int64
+}
+
+// Settler settles stream entries once their handler ran: a backend with
+// stream routes implements it. Every method returns at once.
+type Settler interface {
+	// Ack acknowledges the entry: its handler returned.
+	Ack(stream, group, id string)
+	// Nack leaves the entry pending: it is delivered again later, until
+	// its route's max_deliveries.
+	Nack(stream, group, id string)
+	// Dead moves the entry to "<stream>:dead" at once (it cannot be
+	// decoded, so delivering it again would fail again).
+	Dead(stream, group, id, reason string)
+}
+
+// entryKey names an entry in flight.
+type entryKey struct{ stream, group, id string }
+
+// streamPlan returns the streams of the stream routes, in route order (the
+// config rejects two routes reading one stream with one group).
+func streamPlan(routes []*Route, serverID string) []StreamPlan {
+	var out []StreamPlan
+	for _, r := range routes {
+		if r.def.Stream == "" {
+			continue
+		}
+		out = append(out, StreamPlan{
+			Stream: r.def.Stream, Group: r.def.GroupName(serverID), Start: r.def.Start,
+			MaxDeliveries: int64(r.def.MaxDeliveries), ClaimAfter: r.def.ClaimAfter.D(),
+		})
+	}
+	return out
+}
+
+// DeliverEntry queues stream entry e for its route's handler, and reports
+// whether it took it: false (no route for it, the queue full, the route's
+// rate reached) leaves it pending for the backend to offer again later;
+// never dropped. An entry already in flight (read again by a new
+// connection while it waits for Lua) is taken and not queued twice. An
+// entry whose data its route cannot decode is sent to the dead letters.
+func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
+	now := r.now()
+	rt := r.table.Load().streams[streamKey{e.Stream, e.Group}]
+	if rt == nil {
+		return false
+	}
+	key := entryKey{e.Stream, e.Group, e.ID}
+	r.entriesMu.Lock()
+	_, dup := r.entries[key]
+	r.entriesMu.Unlock()
+	if dup {
+		return true
+	}
+	lim := r.lim.Load()
+	size := len(e.Stream)
+	for _, f := range e.Fields {
+		size += len(f)
+	}
+	if r.queue.Pending() >= lim.maxEvents || int64(size)+r.queue.Bytes() > lim.maxBytes {
+		return false
+	}
+	if !rt.allow(now) {
+		return false
+	}
+	rt.Stats.Matched.Add(1)
+	ev := &Event{Kind: KindMessage, Channel: e.Stream, Route: rt, Received: now.UnixNano(),
+		Entry: &Entry{ID: e.ID, Group: e.Group, Deliveries: e.Deliveries}}
+	data, why := entryData(e.Fields, rt.Decode)
+	switch rt.Decode {
+	case config.DecodeRaw:
+		ev.Payload = data
+	default:
+		doc, err := ParseJSON(data, lim.jsonDepth)
+		if err != nil {
+			why = err.Error()
+		}
+		ev.Payload, ev.JSON = data, doc
+	}
+	if why != "" {
+		rt.Stats.DecodeErrors.Add(1)
+		r.Stats.DecodeErrors.Add(1)
+		r.Logf("warn", "route %q: entry %s of stream %s moved to %s: %s", rt.Name, e.ID, quoteName(e.Stream), quoteName(e.Stream+":dead"), why)
+		s.Dead(e.Stream, e.Group, e.ID, why)
+		return true
+	}
+	r.entriesMu.Lock()
+	r.entries[key] = struct{}{}
+	r.entriesMu.Unlock()
+	r.push(ev)
+	return true
+}
+
+// entryData is what a route's handler gets of an entry's fields: the
+// "data" field (raw, json), or all fields as a JSON object (fields).
+func entryData(fields []string, decode string) (data, why string) {
+	if decode == config.DecodeFields {
+		m := make(map[string]string, len(fields)/2)
+		for i := 0; i+1 < len(fields); i += 2 {
+			m[fields[i]] = fields[i+1]
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			return "", err.Error()
+		}
+		return string(b), ""
+	}
+	for i := 0; i+1 < len(fields); i += 2 {
+		if fields[i] == "data" {
+			return fields[i+1], ""
+		}
+	}
+	names := make([]string, 0, len(fields)/2)
+	for i := 0; i < len(fields); i += 2 {
+		names = append(names, strconv.Quote(fields[i]))
+	}
+	slices.Sort(names)
+	return "", "it has no \"data\" field (its fields: " + joinMax(names, 8) + `; decode = "fields" hands a handler all of them)`
+}
+
+func joinMax(names []string, n int) string {
+	out := ""
+	for i, s := range names {
+		if i == n {
+			return out + ", ..."
+		}
+		if i > 0 {
+			out += ", "
+		}
+		out += s
+	}
+	if out == "" {
+		return "none"
+	}
+	return out
+}
+
+// Settle tells the backend what became of stream entry event e (a no-op
+// for other events): acknowledged when its handler returned (ok), left
+// pending to be delivered again otherwise.
+func (r *Router) Settle(e *Event, ok bool) {
+	if e == nil || e.Entry == nil {
+		return
+	}
+	r.entriesMu.Lock()
+	delete(r.entries, entryKey{e.Channel, e.Entry.Group, e.Entry.ID})
+	r.entriesMu.Unlock()
+	r.mu.Lock()
+	b := r.backend
+	r.mu.Unlock()
+	s, has := b.(Settler)
+	if !has {
+		return
+	}
+	if ok {
+		s.Ack(e.Channel, e.Entry.Group, e.Entry.ID)
+	} else {
+		s.Nack(e.Channel, e.Entry.Group, e.Entry.ID)
+	}
+}
