@@ -245,7 +245,6 @@ func NewStreamReader(c config.Redis, o StreamOptions, specs []StreamSpec, sink S
 	return r, nil
 }
 
-
 func checkSpecs(specs []StreamSpec) error {
 	seen := map[string]bool{}
 	for i, s := range specs {
