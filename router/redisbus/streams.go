@@ -189,6 +189,7 @@ type stream struct {
 	room chan struct{} // the in-flight set shrank or held drained
 
 	delivered, acked, retried, dead, refused, claimed, gone, nogroup atomic.Uint64
+	claimPasses                                                      atomic.Uint64 // XAUTOCLAIM passes done
 	pending, lag                                                     atomic.Int64
 
 	// The worker's own timers; only the worker touches them.
@@ -1214,6 +1215,7 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	}
 	next, _ := reply[0].(string)
 	s.claimCursor = next
+	s.claimPasses.Add(1)
 	var fresh []rawEntry
 	s.mu.Lock()
 	for _, e := range parseEntries(reply[1]) {
