@@ -1,0 +1,1267 @@
+package redisbus
+
+// StreamReader reads Redis Streams with consumer groups, at least once.
+//
+// Each stream (a StreamSpec: stream + group) has a reader goroutine with a
+// client of its own, since XREADGROUP BLOCK holds its connection. It
+// creates the group (XGROUP CREATE ... MKSTREAM at Start; BUSYGROUP is
+// fine), re-reads the consumer's own pending entries, then reads new ones
+// (XREADGROUP ... COUNT n BLOCK t STREAMS s ">"), a BLOCK timeout being
+// "nothing yet". After any connection error it backs off (reconnect_min ..
+// reconnect_max, with jitter) and starts over with the pending entries.
+// After NOGROUP (the stream or the group was deleted under the live group)
+// it recreates the group at the last id it read (Start if none, so entries
+// added since the deletion are delivered), reports StreamEvent "nogroup"
+// and logs it.
+//
+// Pending entries are re-read by listing them (XPENDING ... consumer) and
+// taking them again (XCLAIM to ourselves), not with XREADGROUP ... 0: that
+// would also re-deliver, and count a delivery of, every entry the sink
+// still holds. The reader keeps an in-flight set: every entry handed to
+// the sink (or held after the sink refused it) until its Ack, Nack or Dead
+// has been carried out on Redis. An entry in it is never offered again by
+// a re-read, and a reconnect does not lose it.
+//
+// A worker goroutine (one per StreamReader, on a second client) does
+// everything else: XACK in one pipeline per pass (many ids per stream),
+// the re-offer of Nacked entries after RetryDelay (XCLAIM to ourselves,
+// which counts a delivery; Entry.Deliveries is Redis's delivery counter,
+// read with XPENDING), dead-lettering, the re-offer of entries the sink
+// refused (from memory, at a pace doubling from 10ms to 500ms while it
+// refuses: no delivery is counted for a refusal), and for shared groups
+// (ClaimAfter > 0) the claim loop: XAUTOCLAIM of entries idle longer than
+// ClaimAfter (a dead server's), and an idle reset (XCLAIM ... JUSTID to
+// ourselves) of every entry in our in-flight set at ClaimAfter/4, so that
+// no other server claims what waits in our queue. Un-sent acks survive a
+// lost connection and go out after it; an ack lost with the connection
+// after Redis applied it is sent again, which is harmless.
+//
+// Dead-lettering: an entry whose handler failed MaxDeliveries times (on
+// Nack, or found pending with that many deliveries), or that the sink
+// declared malformed (Dead), is copied to "<stream>:dead" (its fields,
+// then rt_source_id, rt_deliveries and, for Dead, rt_reason) and
+// acknowledged; StreamEvent "dead" reports "<id> deliveries=<n>".
+//
+// Bounds: at most MaxInFlight entries per stream are in flight; the reader
+// stops reading while that many are, or while the sink refuses, so
+// entries wait in Redis (pending or unread), never in memory. The ack,
+// retry and dead-letter lists hold in-flight ids only, so they are bounded
+// by the same figure and Ack/Nack/Dead never need to drop or block: they
+// take a mutex held only for map updates, never across the network.
+//
+// Close returns at once: the readers' clients are closed in the
+// background, and the worker sends the acks it holds in one last pipeline
+// (bounded by write_timeout + read_timeout) before closing its own. An
+// entry acked by a closed reader whose last pipeline has not reached
+// Redis yet can be delivered again to a new reader: at-least-once.
+//
+// Delivery is at least once: an entry comes back after a crash, a lost
+// ack, or a claim by another server, and Entry.ID lets a handler drop a
+// duplicate.
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gmod-realtime/realtime/config"
+)
+
+// StreamSpec is one stream read with a consumer group.
+type StreamSpec struct {
+	Stream, Group string
+	// Start is where a new group starts: "$" (new entries only, the
+	// default when empty), "0" (everything the stream keeps) or an id.
+	Start string
+	// MaxDeliveries is how many times an entry is handed out before it is
+	// dead-lettered; 0 means never.
+	MaxDeliveries int64
+	// ClaimAfter, for shared groups, is the idle time after which an entry
+	// another consumer left pending is claimed (XAUTOCLAIM); 0 never claims.
+	ClaimAfter time.Duration
+}
+
+func (s StreamSpec) key() string { return s.Stream + "\x00" + s.Group }
+
+// Entry is one stream entry handed to the sink.
+type Entry struct {
+	Stream, Group, ID string
+	Fields            []string // field/value pairs, in the entry's order
+	// Deliveries is Redis's delivery counter for this entry, this
+	// delivery included (1 the first time).
+	Deliveries int64
+}
+
+// StreamSink receives the entries. Its methods are called from the
+// reader's goroutines, concurrently (different streams, retries, claims),
+// and must not block.
+type StreamSink interface {
+	// Entry hands e over. false means no room now: the entry stays
+	// pending and is offered again later, never dropped.
+	Entry(e Entry) bool
+	// StreamEvent reports "dead" (detail "<id> deliveries=<n>[ reason]"),
+	// "nogroup" (the group was recreated) or "error" (a reason, no
+	// secrets), for the caller to count and log.
+	StreamEvent(stream, kind, detail string)
+}
+
+// StreamOptions are a StreamReader's settings; zero fields take the defaults.
+type StreamOptions struct {
+	// Consumer is the consumer name in every group: stable per server
+	// (server.id), never random, or a restart orphans the pending entries.
+	// Required.
+	Consumer string
+	// Count is the most entries one XREADGROUP returns. Default: 100.
+	Count int64
+	// Block is how long one XREADGROUP waits for new entries. Default: 2s.
+	Block time.Duration
+	// RetryDelay is the wait before a Nacked entry is offered again.
+	// Default: 1s.
+	RetryDelay time.Duration
+	// MaxInFlight bounds the entries in flight per stream. Default: 10000.
+	MaxInFlight int
+	// Logf logs; nil logs nothing.
+	Logf func(format string, args ...any)
+}
+
+// StreamStats are one stream's figures.
+type StreamStats struct {
+	Stream, Group string
+	Delivered     uint64 // entries the sink accepted (re-deliveries included)
+	Acked         uint64 // entries acknowledged on Redis
+	Retried       uint64 // Nacks that led to a retry
+	Dead          uint64 // entries dead-lettered
+	Refused       uint64 // offers the sink refused (offered again later)
+	Claimed       uint64 // entries taken over from other consumers
+	Gone          uint64 // pending entries deleted from the stream before delivery (acked)
+	NoGroup       uint64 // groups recreated after NOGROUP
+	InFlight      int    // entries in the in-flight set now
+	Pending       int64  // the group's pending entries (XPENDING), -1 before known
+	Lag           int64  // entries not yet read by the group (XINFO GROUPS), -1 unknown
+}
+
+// flight is the state of one entry in the in-flight set.
+type flight struct {
+	state      flightState
+	deliveries int64
+	at         time.Time // stRetry: when to offer it again
+	reason     string    // stDead
+}
+
+type flightState uint8
+
+const (
+	stSink  flightState = iota // with the sink
+	stHeld                     // refused by the sink: in held, offered again
+	stAck                      // Acked: XACK queued or in flight
+	stRetry                    // Nacked: offered again at .at
+	stDead                     // to dead-letter
+)
+
+// stream is the reader's state for one StreamSpec.
+type stream struct {
+	key string
+
+	mu       sync.Mutex
+	spec     StreamSpec
+	tracked  map[string]*flight // the in-flight set
+	acks     []string           // ids in stAck not yet sent
+	deads    []string           // ids in stDead not yet carried out
+	retries  []string           // ids in stRetry, in the order of .at
+	held     []Entry            // refused by the sink, in order
+	heldWait time.Duration      // the re-offer pace while refused
+	heldNext time.Time
+	lastID   string // the highest id read, where a lost group is recreated
+	removed  bool   // by Update: no more reads; goes once nothing is in flight
+	client   redis.UniversalClient
+	stop     chan struct{} // closed to stop the reader goroutine
+
+	room chan struct{} // the in-flight set shrank or held drained
+
+	delivered, acked, retried, dead, refused, claimed, gone, nogroup atomic.Uint64
+	claimPasses                                                      atomic.Uint64 // XAUTOCLAIM passes done
+	pending, lag                                                     atomic.Int64
+
+	// The worker's own timers; only the worker touches them.
+	nextKeep, nextClaim, nextStats time.Time
+	claimCursor                    string
+}
+
+// StreamReader reads streams with consumer groups and hands their entries
+// to a StreamSink. Safe for concurrent use; Ack, Nack, Dead and Stats
+// never wait on the network.
+type StreamReader struct {
+	cfg  config.Redis
+	opt  StreamOptions
+	sink StreamSink
+	cmd  redis.UniversalClient // the worker's
+
+	mu      sync.Mutex
+	streams map[string]*stream
+
+	wake    chan struct{}
+	done    chan struct{}
+	closing sync.Once
+	wg      sync.WaitGroup
+}
+
+// NewStreamReader validates the specs and starts reading them.
+func NewStreamReader(c config.Redis, o StreamOptions, specs []StreamSpec, sink StreamSink) (*StreamReader, error) {
+	if o.Consumer == "" {
+		return nil, errors.New("redisbus: stream reader needs a consumer name")
+	}
+	o.Count = cmp.Or(o.Count, 100)
+	o.Block = cmp.Or(o.Block, 2*time.Second)
+	o.RetryDelay = cmp.Or(o.RetryDelay, time.Second)
+	o.MaxInFlight = cmp.Or(o.MaxInFlight, 10000)
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if err := checkSpecs(specs); err != nil {
+		return nil, err
+	}
+	cmd, err := NewClient(c)
+	if err != nil {
+		return nil, err
+	}
+	r := &StreamReader{
+		cfg: c, opt: o, sink: sink, cmd: cmd,
+		streams: map[string]*stream{},
+		wake:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+	r.wg.Add(1)
+	go r.work()
+	r.Update(specs)
+	return r, nil
+}
+
+func checkSpecs(specs []StreamSpec) error {
+	seen := map[string]bool{}
+	for i, s := range specs {
+		if s.Stream == "" || s.Group == "" {
+			return fmt.Errorf("redisbus: stream spec %d: stream and group are required", i)
+		}
+		if seen[s.key()] {
+			return fmt.Errorf("redisbus: stream %q group %q given twice", s.Stream, s.Group)
+		}
+		seen[s.key()] = true
+	}
+	return nil
+}
+
+// Update makes the reader read specs: new streams start, removed ones stop
+// reading (what is in flight of them can still be acked; their held and
+// retried entries stay pending in Redis), and a changed spec's
+// MaxDeliveries and ClaimAfter apply at once (Start only matters to a
+// group not yet created). Invalid specs change nothing.
+func (r *StreamReader) Update(specs []StreamSpec) {
+	if checkSpecs(specs) != nil || r.closed() {
+		return
+	}
+	want := map[string]StreamSpec{}
+	for _, s := range specs {
+		want[s.key()] = s
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, s := range r.streams {
+		if _, ok := want[k]; !ok {
+			r.stopStream(s)
+		}
+	}
+	for k, spec := range want {
+		s := r.streams[k]
+		if s == nil {
+			s = &stream{key: k, tracked: map[string]*flight{}}
+			s.pending.Store(-1)
+			s.lag.Store(-1)
+			r.streams[k] = s
+		}
+		s.mu.Lock()
+		s.spec = spec
+		start := s.removed || s.stop == nil
+		s.mu.Unlock()
+		if start {
+			if err := r.startStream(s); err != nil {
+				r.opt.Logf("realtime: stream %q: %v", spec.Stream, err)
+			}
+		}
+	}
+}
+
+// startStream starts s's reader goroutine on a client of its own; r.mu held.
+func (r *StreamReader) startStream(s *stream) error {
+	rc := r.cfg
+	// A raw XREADGROUP gets the client's read timeout, not BLOCK's.
+	rc.ReadTimeout = config.Duration(r.cfg.ReadTimeout.D() + r.opt.Block)
+	client, err := NewClient(rc)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.removed, s.client, s.stop, s.room = false, client, make(chan struct{}), make(chan struct{}, 1)
+	stop := s.stop
+	s.mu.Unlock()
+	r.wg.Add(1)
+	go r.read(s, client, stop)
+	return nil
+}
+
+// stopStream stops s's reader; r.mu held.
+func (r *StreamReader) stopStream(s *stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.removed {
+		return
+	}
+	s.removed = true
+	close(s.stop)
+	go s.client.Close() // ends a BLOCK in progress; never wait here
+	for _, e := range s.held {
+		delete(s.tracked, e.ID)
+	}
+	for _, id := range s.retries {
+		delete(s.tracked, id)
+	}
+	s.held, s.retries = nil, nil
+}
+
+func (r *StreamReader) lookup(streamName, group string) *stream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.streams[streamName+"\x00"+group]
+}
+
+// Ack records that the entry's handler returned: it is acknowledged
+// (XACK, batched) and leaves the in-flight set once Redis has it. An id
+// that is not with the sink (unknown, acked already) is ignored.
+func (r *StreamReader) Ack(streamName, group, id string) {
+	r.settle(streamName, group, id, stAck, "")
+}
+
+// Nack records that the entry's handler failed: it is offered again after
+// RetryDelay, or dead-lettered if it had MaxDeliveries deliveries.
+func (r *StreamReader) Nack(streamName, group, id string) {
+	r.settle(streamName, group, id, stRetry, "")
+}
+
+// Dead dead-letters the entry now (a malformed entry: retrying cannot help).
+func (r *StreamReader) Dead(streamName, group, id, reason string) {
+	r.settle(streamName, group, id, stDead, reason)
+}
+
+func (r *StreamReader) settle(streamName, group, id string, to flightState, reason string) {
+	s := r.lookup(streamName, group)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	f := s.tracked[id]
+	if f == nil || f.state != stSink {
+		s.mu.Unlock()
+		return
+	}
+	if to == stRetry && s.removed {
+		delete(s.tracked, id) // stays pending in Redis
+		s.mu.Unlock()
+		signal(s.room)
+		return
+	}
+	if to == stRetry && s.spec.MaxDeliveries > 0 && f.deliveries >= s.spec.MaxDeliveries {
+		to, reason = stDead, ""
+	}
+	f.state, f.reason = to, reason
+	switch to {
+	case stAck:
+		s.acks = append(s.acks, id)
+	case stDead:
+		s.deads = append(s.deads, id)
+	case stRetry:
+		f.at = time.Now().Add(r.opt.RetryDelay)
+		s.retries = append(s.retries, id)
+		s.retried.Add(1)
+	}
+	s.mu.Unlock()
+	if to != stRetry {
+		signal(r.wake)
+	}
+}
+
+// Stats returns each stream's figures, keyed by stream name (by
+// "stream@group" for a stream read by several groups). It never waits on
+// the network: Pending and Lag are refreshed by the worker every 2s.
+func (r *StreamReader) Stats() map[string]StreamStats {
+	r.mu.Lock()
+	all := make([]*stream, 0, len(r.streams))
+	groups := map[string]int{}
+	for _, s := range r.streams {
+		all = append(all, s)
+	}
+	r.mu.Unlock()
+	out := map[string]StreamStats{}
+	for _, s := range all {
+		s.mu.Lock()
+		spec, n, removed := s.spec, len(s.tracked), s.removed
+		s.mu.Unlock()
+		if removed {
+			continue
+		}
+		groups[spec.Stream]++
+		out[spec.Stream+"@"+spec.Group] = StreamStats{
+			Stream: spec.Stream, Group: spec.Group,
+			Delivered: s.delivered.Load(), Acked: s.acked.Load(), Retried: s.retried.Load(),
+			Dead: s.dead.Load(), Refused: s.refused.Load(), Claimed: s.claimed.Load(),
+			Gone: s.gone.Load(), NoGroup: s.nogroup.Load(), InFlight: n,
+			Pending: s.pending.Load(), Lag: s.lag.Load(),
+		}
+	}
+	for k, st := range out {
+		if groups[st.Stream] == 1 {
+			delete(out, k)
+			out[st.Stream] = st
+		}
+	}
+	return out
+}
+
+// Close stops reading; it returns at once (see the package comment for the
+// last acks). Idempotent.
+func (r *StreamReader) Close() {
+	r.closing.Do(func() {
+		r.mu.Lock()
+		for _, s := range r.streams {
+			r.stopStream(s)
+		}
+		r.mu.Unlock()
+		close(r.done)
+	})
+}
+
+// Wait blocks until the goroutines have exited after Close; for tests.
+func (r *StreamReader) Wait() { r.wg.Wait() }
+
+func (r *StreamReader) closed() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// backoff is the wait before attempt n (0-based), as the Bus's.
+func (r *StreamReader) backoff(n int) time.Duration {
+	d, top := max(r.cfg.ReconnectMin.D(), time.Millisecond), max(r.cfg.ReconnectMax.D(), time.Millisecond)
+	for i := 0; i < n && d < top; i++ {
+		d *= 2
+	}
+	d = min(d, top)
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepOr(d time.Duration, stop <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
+	}
+}
+
+// isNoGroup reports whether err says the group (or its stream) is gone.
+func isNoGroup(err error) bool {
+	if !isReply(err) {
+		return false
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "NOGROUP") || strings.HasPrefix(msg, "UNBLOCKED")
+}
+
+// read is s's reader goroutine: group, own pending entries, new entries.
+func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan struct{}) {
+	defer r.wg.Done()
+	ctx := context.Background()
+	failures := 0
+	needGroup, needPending := true, true
+	cursor := "-"
+	s.mu.Lock()
+	name := s.spec.Stream
+	s.mu.Unlock()
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		var err error
+		switch {
+		case needGroup:
+			err = r.createGroup(ctx, s, client)
+			needGroup = err != nil
+		case needPending:
+			if !r.waitRoom(s, stop) {
+				return
+			}
+			var more bool
+			cursor, more, err = r.readPending(ctx, s, client, cursor)
+			needPending = more || err != nil
+			if !needPending {
+				cursor = "-"
+			}
+		default:
+			if !r.waitRoom(s, stop) {
+				return
+			}
+			err = r.readNew(ctx, s, client)
+		}
+		if err == nil {
+			if failures > 0 {
+				r.opt.Logf("realtime: stream %q: reading again", name)
+			}
+			failures = 0
+			continue
+		}
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if isNoGroup(err) {
+			s.nogroup.Add(1)
+			s.mu.Lock()
+			at := cmp.Or(s.lastID, cmp.Or(s.spec.Start, "$"))
+			s.mu.Unlock()
+			r.opt.Logf("realtime: stream %q: consumer group lost (%v); recreating it at %s", name, err, at)
+			r.sink.StreamEvent(name, "nogroup", "recreated at "+at)
+			needGroup, needPending, cursor = true, true, "-"
+			continue
+		}
+		if failures == 0 {
+			r.opt.Logf("realtime: stream %q: %v", name, err)
+			r.sink.StreamEvent(name, "error", err.Error())
+		}
+		if !isReply(err) {
+			needPending, cursor = true, "-" // the connection is new: own pending first
+		}
+		if !sleepOr(r.backoff(failures), stop) {
+			return
+		}
+		failures++
+	}
+}
+
+// waitRoom waits until s has room in its in-flight set and nothing held.
+func (r *StreamReader) waitRoom(s *stream, stop chan struct{}) bool {
+	for {
+		s.mu.Lock()
+		ok := len(s.tracked) < r.opt.MaxInFlight && len(s.held) == 0
+		room := s.room
+		s.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-room:
+		case <-stop:
+			return false
+		}
+	}
+}
+
+// createGroup creates s's group (and stream) at the last id read, or at
+// Start; BUSYGROUP means it exists.
+func (r *StreamReader) createGroup(ctx context.Context, s *stream, client redis.UniversalClient) error {
+	s.mu.Lock()
+	spec, at := s.spec, cmp.Or(s.lastID, cmp.Or(s.spec.Start, "$"))
+	s.mu.Unlock()
+	err := client.Do(ctx, "xgroup", "create", spec.Stream, spec.Group, at, "mkstream").Err()
+	if err != nil && isReply(err) && strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return nil
+	}
+	return err
+}
+
+// readPending offers the page of the consumer's own pending entries after
+// cursor that are not in flight, and returns the next cursor and whether
+// there may be more.
+func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.UniversalClient, cursor string) (string, bool, error) {
+	s.mu.Lock()
+	spec := s.spec
+	s.mu.Unlock()
+	page, err := client.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: spec.Stream, Group: spec.Group, Start: cursor, End: "+", Count: r.opt.Count, Consumer: r.opt.Consumer,
+	}).Result()
+	if err != nil {
+		return cursor, true, err
+	}
+	if len(page) == 0 {
+		return "-", false, nil
+	}
+	next := "(" + page[len(page)-1].ID
+	var take []string
+	counts := map[string]int64{}
+	s.mu.Lock()
+	for _, p := range page {
+		if s.tracked[p.ID] != nil {
+			continue
+		}
+		if spec.MaxDeliveries > 0 && p.RetryCount >= spec.MaxDeliveries {
+			s.tracked[p.ID] = &flight{state: stDead, deliveries: p.RetryCount}
+			s.deads = append(s.deads, p.ID)
+			continue
+		}
+		take = append(take, p.ID)
+		counts[p.ID] = p.RetryCount + 1
+	}
+	s.mu.Unlock()
+	signal(r.wake)
+	if len(take) == 0 {
+		return next, int64(len(page)) == r.opt.Count, nil
+	}
+	entries, err := xclaim(ctx, client, spec, r.opt.Consumer, take)
+	if err != nil {
+		return cursor, true, err
+	}
+	r.offerClaimed(s, spec, take, entries, counts)
+	return next, int64(len(page)) == r.opt.Count, nil
+}
+
+// offerClaimed offers entries, taken (claimed) from ids with the given
+// delivery counts; the ids no longer in the stream are acked.
+func (r *StreamReader) offerClaimed(s *stream, spec StreamSpec, ids []string, entries []rawEntry, counts map[string]int64) {
+	found := map[string]bool{}
+	for _, e := range entries {
+		if e.fields == nil {
+			continue
+		}
+		found[e.id] = true
+		r.offer(s, Entry{Stream: spec.Stream, Group: spec.Group, ID: e.id, Fields: e.fields, Deliveries: counts[e.id]})
+	}
+	var gone []string
+	for _, id := range ids {
+		if !found[id] {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	s.gone.Add(uint64(len(gone)))
+	s.mu.Lock()
+	for _, id := range gone {
+		if s.tracked[id] == nil || s.tracked[id].state == stRetry {
+			s.tracked[id] = &flight{state: stAck}
+			s.acks = append(s.acks, id)
+		}
+	}
+	s.mu.Unlock()
+	signal(r.wake)
+}
+
+// readNew reads and offers new entries, waiting up to Block for some.
+func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.UniversalClient) error {
+	s.mu.Lock()
+	spec := s.spec
+	count := min(r.opt.Count, int64(r.opt.MaxInFlight-len(s.tracked)))
+	s.mu.Unlock()
+	v, err := client.Do(ctx, "xreadgroup", "group", spec.Group, r.opt.Consumer, "count", max(count, 1),
+		"block", r.opt.Block.Milliseconds(), "streams", spec.Stream, ">").Result()
+	if err == redis.Nil {
+		return nil // nothing yet
+	}
+	if err != nil {
+		return err
+	}
+	streams, _ := v.([]any)
+	for _, st := range streams {
+		pair, _ := st.([]any)
+		if len(pair) != 2 {
+			continue
+		}
+		entries := parseEntries(pair[1])
+		for _, e := range entries {
+			if e.fields == nil {
+				continue
+			}
+			r.offer(s, Entry{Stream: spec.Stream, Group: spec.Group, ID: e.id, Fields: e.fields, Deliveries: 1})
+		}
+	}
+	return nil
+}
+
+// offer hands e to the sink, or holds it if the sink refuses (or earlier
+// entries are held: they go first).
+func (r *StreamReader) offer(s *stream, e Entry) {
+	s.mu.Lock()
+	if s.removed {
+		delete(s.tracked, e.ID)
+		s.mu.Unlock()
+		return // stays pending
+	}
+	if f := s.tracked[e.ID]; f != nil && f.state != stRetry {
+		s.mu.Unlock()
+		return // in flight already (taken twice by a claim racing a re-read)
+	}
+	if idLess(s.lastID, e.ID) {
+		s.lastID = e.ID
+	}
+	f := &flight{state: stSink, deliveries: e.Deliveries}
+	s.tracked[e.ID] = f
+	if len(s.held) > 0 {
+		f.state = stHeld
+		s.held = append(s.held, e)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	if r.sink.Entry(e) {
+		s.delivered.Add(1)
+		return
+	}
+	s.refused.Add(1)
+	s.mu.Lock()
+	f.state = stHeld
+	s.held = append(s.held, e)
+	if s.heldWait == 0 {
+		s.heldWait = 10 * time.Millisecond
+		s.heldNext = time.Now().Add(s.heldWait)
+	}
+	s.mu.Unlock()
+	signal(r.wake)
+}
+
+// idLess compares stream ids "ms-seq"; "" is the least.
+func idLess(a, b string) bool {
+	if a == "" {
+		return b != ""
+	}
+	am, as := splitID(a)
+	bm, bs := splitID(b)
+	return am < bm || am == bm && as < bs
+}
+
+func splitID(id string) (uint64, uint64) {
+	ms, seq, _ := strings.Cut(id, "-")
+	m, _ := strconv.ParseUint(ms, 10, 64)
+	q, _ := strconv.ParseUint(seq, 10, 64)
+	return m, q
+}
+
+// rawEntry is one entry of a reply; fields is nil for an entry deleted
+// from the stream.
+type rawEntry struct {
+	id     string
+	fields []string
+}
+
+// parseEntries reads [[id, [f, v, ...]], ...] keeping the fields' order
+// (go-redis's XMessage keeps them in a map).
+func parseEntries(v any) []rawEntry {
+	list, _ := v.([]any)
+	out := make([]rawEntry, 0, len(list))
+	for _, item := range list {
+		pair, _ := item.([]any)
+		if len(pair) != 2 {
+			continue
+		}
+		id, _ := pair[0].(string)
+		fv, ok := pair[1].([]any)
+		e := rawEntry{id: id}
+		if ok {
+			e.fields = make([]string, 0, len(fv))
+			for _, x := range fv {
+				s, _ := x.(string)
+				e.fields = append(e.fields, s)
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// xclaim takes ids to consumer (min idle 0: they are ours or meant to be),
+// counting a delivery, and returns them with their fields.
+func xclaim(ctx context.Context, c redis.UniversalClient, spec StreamSpec, consumer string, ids []string) ([]rawEntry, error) {
+	args := []any{"xclaim", spec.Stream, spec.Group, consumer, 0}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	v, err := c.Do(ctx, args...).Result()
+	if err != nil {
+		return nil, err
+	}
+	return parseEntries(v), nil
+}
+
+// work is the worker goroutine: acks, retries, dead letters, held
+// entries, claims and figures, for every stream.
+func (r *StreamReader) work() {
+	defer r.wg.Done()
+	defer func() { go r.cmd.Close() }()
+	tick := time.NewTicker(min(r.opt.RetryDelay/2, 100*time.Millisecond))
+	defer tick.Stop()
+	failures := 0
+	var retryAt time.Time
+	for {
+		select {
+		case <-r.wake:
+		case <-tick.C:
+		case <-r.done:
+			r.lastAcks()
+			return
+		}
+		now := time.Now()
+		r.mu.Lock()
+		all := make([]*stream, 0, len(r.streams))
+		for _, s := range r.streams {
+			all = append(all, s)
+		}
+		r.mu.Unlock()
+		sort.Slice(all, func(i, j int) bool { return all[i].key < all[j].key })
+		for _, s := range all {
+			r.offerHeld(s, now)
+		}
+		if now.Before(retryAt) {
+			continue
+		}
+		var err error
+		for _, s := range all {
+			if err = r.serviceStream(s, now); err != nil {
+				break
+			}
+		}
+		r.forgetRemoved(all)
+		if err != nil {
+			if failures == 0 {
+				r.opt.Logf("realtime: stream worker: %v", err)
+			}
+			retryAt = now.Add(r.backoff(failures))
+			failures++
+			continue
+		}
+		failures = 0
+	}
+}
+
+// forgetRemoved drops the state of removed streams with nothing in flight.
+func (r *StreamReader) forgetRemoved(all []*stream) {
+	for _, s := range all {
+		s.mu.Lock()
+		gone := s.removed && len(s.tracked) == 0
+		s.mu.Unlock()
+		if gone {
+			r.mu.Lock()
+			if r.streams[s.key] == s {
+				s.mu.Lock()
+				if s.removed && len(s.tracked) == 0 {
+					delete(r.streams, s.key)
+				}
+				s.mu.Unlock()
+			}
+			r.mu.Unlock()
+		}
+	}
+}
+
+// offerHeld offers the entries the sink refused again, in order, at a
+// pace that doubles while it keeps refusing.
+func (r *StreamReader) offerHeld(s *stream, now time.Time) {
+	s.mu.Lock()
+	if len(s.held) == 0 || now.Before(s.heldNext) {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	for {
+		s.mu.Lock()
+		if len(s.held) == 0 {
+			s.heldWait = 0
+			s.mu.Unlock()
+			signal(s.room)
+			return
+		}
+		// Only the worker takes from held: e stays its head, unless
+		// Update empties it.
+		e := s.held[0]
+		f := s.tracked[e.ID]
+		if f != nil {
+			f.state = stSink // before the sink can Ack it
+		}
+		s.mu.Unlock()
+		ok := f != nil && r.sink.Entry(e)
+		s.mu.Lock()
+		if f != nil && !ok {
+			f.state = stHeld
+			s.heldWait = min(2*s.heldWait, 500*time.Millisecond)
+			s.heldNext = now.Add(s.heldWait)
+			s.mu.Unlock()
+			s.refused.Add(1)
+			return
+		}
+		if len(s.held) > 0 && s.held[0].ID == e.ID { // not emptied by Update meanwhile
+			s.held = s.held[1:]
+		}
+		s.mu.Unlock()
+		if ok {
+			s.delivered.Add(1)
+		}
+	}
+}
+
+// serviceStream does s's network work due at now; it returns the first
+// connection error (reply errors are logged and dealt with).
+func (r *StreamReader) serviceStream(s *stream, now time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.WriteTimeout.D()+r.cfg.ReadTimeout.D())
+	defer cancel()
+	if err := r.flushAcks(ctx, s); err != nil {
+		return err
+	}
+	if err := r.flushDeads(ctx, s); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	spec, removed := s.spec, s.removed
+	s.mu.Unlock()
+	if removed {
+		return nil
+	}
+	if err := r.retryDue(ctx, s, spec, now); err != nil {
+		return err
+	}
+	if spec.ClaimAfter > 0 {
+		if now.After(s.nextKeep) {
+			if err := r.keepAlive(ctx, s, spec); err != nil {
+				return err
+			}
+			s.nextKeep = now.Add(spec.ClaimAfter / 4)
+		}
+		if now.After(s.nextClaim) {
+			if err := r.autoClaim(ctx, s, spec); err != nil {
+				return err
+			}
+			s.nextClaim = now.Add(min(spec.ClaimAfter/2, 5*time.Second))
+		}
+	}
+	if now.After(s.nextStats) {
+		r.refreshStats(ctx, s, spec)
+		s.nextStats = now.Add(2 * time.Second)
+	}
+	return nil
+}
+
+// flushAcks sends s's queued acks in one XACK; on a connection error they
+// stay queued.
+func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
+	s.mu.Lock()
+	ids, spec := s.acks, s.spec
+	s.acks = nil
+	s.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	pipe := r.cmd.Pipeline()
+	for i := 0; i < len(ids); i += 1000 {
+		pipe.XAck(ctx, spec.Stream, spec.Group, ids[i:min(i+1000, len(ids))]...)
+	}
+	cmds, _ := pipe.Exec(ctx)
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !isReply(err) {
+			s.mu.Lock()
+			s.acks = append(ids, s.acks...)
+			s.mu.Unlock()
+			return err
+		}
+	}
+	s.mu.Lock()
+	for _, id := range ids {
+		if f := s.tracked[id]; f != nil && f.state == stAck {
+			delete(s.tracked, id)
+		}
+	}
+	s.mu.Unlock()
+	s.acked.Add(uint64(len(ids)))
+	signal(s.room)
+	return nil
+}
+
+// lastAcks sends the acks held at Close, once, within the timeouts.
+func (r *StreamReader) lastAcks() {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.WriteTimeout.D()+r.cfg.ReadTimeout.D())
+	defer cancel()
+	r.mu.Lock()
+	all := make([]*stream, 0, len(r.streams))
+	for _, s := range r.streams {
+		all = append(all, s)
+	}
+	r.mu.Unlock()
+	for _, s := range all {
+		if r.flushAcks(ctx, s) != nil {
+			return
+		}
+	}
+}
+
+// flushDeads dead-letters s's queued entries: copy to "<stream>:dead",
+// then XACK.
+func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
+	s.mu.Lock()
+	ids, spec := s.deads, s.spec
+	s.deads = nil
+	type dead struct {
+		id, reason string
+		n          int64
+	}
+	list := make([]dead, len(ids))
+	for i, id := range ids {
+		if f := s.tracked[id]; f != nil {
+			list[i] = dead{id, f.reason, f.deliveries}
+		} else {
+			list[i] = dead{id: id}
+		}
+	}
+	s.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	requeue := func(err error) error {
+		s.mu.Lock()
+		s.deads = append(ids, s.deads...)
+		s.mu.Unlock()
+		return err
+	}
+	pipe := r.cmd.Pipeline()
+	ranges := make([]*redis.Cmd, len(list))
+	for i, d := range list {
+		ranges[i] = pipe.Do(ctx, "xrange", spec.Stream, d.id, d.id)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
+		return requeue(err)
+	}
+	pipe = r.cmd.Pipeline()
+	for i, d := range list {
+		args := []any{"xadd", spec.Stream + ":dead", "*"}
+		var fields []string
+		if v, err := ranges[i].Result(); err == nil {
+			if es := parseEntries(v); len(es) == 1 {
+				fields = es[0].fields
+			}
+		}
+		for _, f := range fields {
+			args = append(args, f)
+		}
+		args = append(args, "rt_source_id", d.id, "rt_deliveries", d.n)
+		if d.reason != "" {
+			args = append(args, "rt_reason", d.reason)
+		}
+		pipe.Do(ctx, args...)
+		pipe.XAck(ctx, spec.Stream, spec.Group, d.id)
+	}
+	cmds, _ := pipe.Exec(ctx)
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !isReply(err) {
+			return requeue(err)
+		}
+	}
+	for i, d := range list {
+		if err := cmds[2*i].Err(); err != nil {
+			r.opt.Logf("realtime: stream %q: dead-lettering %s: %v", spec.Stream, d.id, err)
+		}
+		detail := fmt.Sprintf("%s deliveries=%d", d.id, d.n)
+		if d.reason != "" {
+			detail += " " + d.reason
+		}
+		r.sink.StreamEvent(spec.Stream, "dead", detail)
+	}
+	s.mu.Lock()
+	for _, id := range ids {
+		if f := s.tracked[id]; f != nil && f.state == stDead {
+			delete(s.tracked, id)
+		}
+	}
+	s.mu.Unlock()
+	s.dead.Add(uint64(len(ids)))
+	signal(s.room)
+	return nil
+}
+
+// retryDue offers again the Nacked entries whose delay is over: XCLAIM to
+// ourselves (a delivery), with the count from XPENDING.
+func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec, now time.Time) error {
+	s.mu.Lock()
+	n := 0
+	for n < len(s.retries) && n < 1000 {
+		f := s.tracked[s.retries[n]]
+		if f != nil && f.at.After(now) {
+			break
+		}
+		n++
+	}
+	ids := s.retries[:n:n]
+	s.retries = s.retries[n:]
+	s.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	entries, counts, err := r.claimWithCounts(ctx, spec, ids)
+	if err != nil {
+		s.mu.Lock()
+		if !s.removed {
+			s.retries = append(ids, s.retries...)
+		}
+		s.mu.Unlock()
+		return err
+	}
+	r.offerClaimed(s, spec, ids, entries, counts)
+	return nil
+}
+
+// claimWithCounts takes ids to ourselves and reads their delivery counts.
+func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids []string) ([]rawEntry, map[string]int64, error) {
+	entries, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, ids)
+	if err != nil && !isReply(err) {
+		return nil, nil, err
+	}
+	return r.withCounts(ctx, spec, entries)
+}
+
+// withCounts reads the delivery counts of entries (XPENDING per id, in one
+// pipeline).
+func (r *StreamReader) withCounts(ctx context.Context, spec StreamSpec, entries []rawEntry) ([]rawEntry, map[string]int64, error) {
+	counts := map[string]int64{}
+	if len(entries) == 0 {
+		return entries, counts, nil
+	}
+	pipe := r.cmd.Pipeline()
+	cmds := make([]*redis.XPendingExtCmd, len(entries))
+	for i, e := range entries {
+		cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: spec.Stream, Group: spec.Group, Start: e.id, End: e.id, Count: 1})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
+		return nil, nil, err
+	}
+	for i, c := range cmds {
+		if p, err := c.Result(); err == nil && len(p) == 1 {
+			counts[entries[i].id] = p[0].RetryCount
+		} else {
+			counts[entries[i].id] = 1
+		}
+	}
+	return entries, counts, nil
+}
+
+// keepAlive resets the idle time of every entry in s's in-flight set
+// (XCLAIM ... JUSTID to ourselves: no delivery counted), so that no other
+// server claims them.
+func (r *StreamReader) keepAlive(ctx context.Context, s *stream, spec StreamSpec) error {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.tracked))
+	for id := range s.tracked {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	if len(ids) == 0 {
+		return nil
+	}
+	pipe := r.cmd.Pipeline()
+	for i := 0; i < len(ids); i += 1000 {
+		args := []any{"xclaim", spec.Stream, spec.Group, r.opt.Consumer, 0}
+		for _, id := range ids[i:min(i+1000, len(ids))] {
+			args = append(args, id)
+		}
+		pipe.Do(ctx, append(args, "justid")...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
+		return err
+	}
+	return nil
+}
+
+// autoClaim takes over entries other consumers left pending longer than
+// ClaimAfter (XAUTOCLAIM, one page per pass) and offers them, or
+// dead-letters those that had MaxDeliveries deliveries.
+func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec) error {
+	s.mu.Lock()
+	room := int64(r.opt.MaxInFlight - len(s.tracked))
+	held := len(s.held)
+	cursor := cmp.Or(s.claimCursor, "0-0")
+	s.mu.Unlock()
+	if room <= 0 || held > 0 {
+		return nil
+	}
+	v, err := r.cmd.Do(ctx, "xautoclaim", spec.Stream, spec.Group, r.opt.Consumer,
+		spec.ClaimAfter.Milliseconds(), cursor, "count", min(room, r.opt.Count)).Result()
+	if err != nil {
+		if isReply(err) {
+			return nil // NOGROUP: the reader recreates the group
+		}
+		return err
+	}
+	reply, _ := v.([]any)
+	if len(reply) < 2 {
+		return nil
+	}
+	next, _ := reply[0].(string)
+	s.claimCursor = next
+	s.claimPasses.Add(1)
+	var fresh []rawEntry
+	s.mu.Lock()
+	for _, e := range parseEntries(reply[1]) {
+		if e.fields != nil && s.tracked[e.id] == nil {
+			fresh = append(fresh, e)
+		}
+	}
+	s.mu.Unlock()
+	entries, counts, err := r.withCounts(ctx, spec, fresh)
+	if err != nil {
+		return err
+	}
+	var offer []rawEntry
+	var ids []string
+	s.mu.Lock()
+	for _, e := range entries {
+		if spec.MaxDeliveries > 0 && counts[e.id] > spec.MaxDeliveries {
+			s.tracked[e.id] = &flight{state: stDead, deliveries: counts[e.id] - 1}
+			s.deads = append(s.deads, e.id)
+			continue
+		}
+		offer = append(offer, e)
+		ids = append(ids, e.id)
+	}
+	s.mu.Unlock()
+	s.claimed.Add(uint64(len(entries)))
+	if len(entries) > 0 {
+		r.opt.Logf("realtime: stream %q: claimed %d entries idle over %v", spec.Stream, len(entries), spec.ClaimAfter)
+	}
+	r.offerClaimed(s, spec, ids, offer, counts)
+	return nil
+}
+
+// refreshStats reads the group's pending count and lag; errors leave the
+// old figures.
+func (r *StreamReader) refreshStats(ctx context.Context, s *stream, spec StreamSpec) {
+	if p, err := r.cmd.XPending(ctx, spec.Stream, spec.Group).Result(); err == nil {
+		s.pending.Store(p.Count)
+	}
+	groups, err := r.cmd.XInfoGroups(ctx, spec.Stream).Result()
+	if err != nil {
+		return
+	}
+	for _, g := range groups {
+		if g.Name == spec.Group {
+			s.lag.Store(g.Lag)
+		}
+	}
+}
