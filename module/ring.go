@@ -278,6 +278,9 @@ func fillLocked(m *api.Module) (full bool) {
 func need(d *api.Dispatch) (bytes, nodes int) {
 	e := d.Event
 	bytes = len(d.Hook) + len(d.Handler) + len(e.Note) + len(e.Channel) + len(e.Payload)
+	if e.Entry != nil {
+		bytes += len(e.Entry.ID)
+	}
 	if e.Route != nil {
 		bytes += len(e.Route.Name) + len(e.Route.Pattern())
 	}
@@ -348,6 +351,10 @@ func put(m *api.Module, b *C.rt_batch, d *api.Dispatch) (ok bool) {
 			ev.handler = putStrIn(t, d.Handler)
 		}
 		ev.received = C.double(float64(e.Received) / 1e6)
+		if e.Entry != nil {
+			ev.id = putStrIn(t, e.Entry.ID)
+			ev.deliveries = C.double(e.Entry.Deliveries)
+		}
 		if e.JSON != nil {
 			ev.json, ev.node = 1, putDocIn(t, e.JSON)
 		} else {

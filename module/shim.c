@@ -797,7 +797,15 @@ static int push_event(lua_State *L, rt_batch *b, rt_event *ev, last_strs *last) 
 	} else {
 		pushev(L, b, ev->payload);
 	}
-	lua.createtable(L, 0, 3);
+	lua.createtable(L, 0, ev->id.len ? 5 : 3);
+	if (ev->id.len) { /* a stream entry */
+		lua.pushstring(L, "id");
+		pushev(L, b, ev->id);
+		lua.rawset(L, -3);
+		lua.pushstring(L, "deliveries");
+		lua.pushnumber(L, ev->deliveries);
+		lua.rawset(L, -3);
+	}
 	lua.pushvalue(L, KEY_PATTERN);
 	push_last(L, b, ev->pattern, &last->pattern, LAST_PATTERN);
 	lua.rawset(L, -3);
@@ -919,6 +927,8 @@ static int l_dispatch(lua_State *L) {
 		}
 		if (!ev->status)
 			p->dispatched++;
+		if (ev->id.len) /* a stream entry: acknowledged (or not) before the call returns */
+			p->report = 1;
 		if (lua.pcall(L, nargs, 0, errfunc) != 0) {
 			char buf[32];
 			size_t len;

@@ -85,6 +85,8 @@ typedef struct rt_event {
 	rt_str channel, payload, pattern, route, reason;
 	rt_str handler; /* the name in the handler table; len 0 with hook set */
 	rt_str hook;    /* hook.Run this name instead */
+	rt_str id;      /* a stream entry's id (meta.id), len 0 for a message */
+	double deliveries; /* a stream entry's deliveries, this one included */
 	int64_t at;     /* unix ns when the pump started it, set by C */
 	char *err;      /* failed: the error's text (malloc'd by C, freed by Go), or NULL */
 	uint32_t errlen;

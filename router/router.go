@@ -421,7 +421,7 @@ func (r *Router) swapLocked(routes []*Route) PlanDiff {
 	r.markRefusedLocked()
 	maxSubs := r.lim.Load().maxSubs
 	plan := BuildPlan(routes, maxSubs)
-	if plan.Streams = streamPlan(routes, r.lim.Load().serverID); plan.Streams != nil {
+	if plan.Streams = streamPlan(routes); plan.Streams != nil {
 		plan.Consumer = r.lim.Load().serverID
 	}
 	if plan.Len() > max(maxSubs, 1) && plan.Len() > r.plan.Len() {

@@ -27,6 +27,7 @@ type Stats struct {
 	Queued       atomic.Uint64 // events queued (one per matching route)
 	Dispatched   atomic.Uint64
 	DecodeErrors atomic.Uint64    // JSON routes' payloads delivered raw
+	DeadLettered atomic.Uint64    // stream entries moved to "<stream>:dead"
 	dropped      [7]atomic.Uint64 // by reason, in dropReasons order
 	Latency      Histogram        // receipt to dispatch: Own + Wait
 	Own          Histogram        // the module's own time: receipt to queued (matching, rate limit, JSON decoding)

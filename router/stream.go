@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gmod-realtime/realtime/config"
@@ -40,21 +41,60 @@ type Settler interface {
 	Dead(stream, group, id, reason string)
 }
 
+// EntrySink is a Sink that takes stream entries: the router's sinks are.
+type EntrySink interface {
+	// DeliverEntry hands over an entry read from a stream route's group;
+	// false leaves it pending, to be offered again later. s settles it.
+	DeliverEntry(e StreamEntry, s Settler) bool
+	// StreamEvent reports "dead" (detail: "<id> deliveries=<n>"),
+	// "nogroup" (the group was recreated), "error" or "log" (a line to
+	// log) about stream (or "" for the reader as a whole).
+	StreamEvent(stream, kind, detail string)
+}
+
+func (s *sink) DeliverEntry(e StreamEntry, st Settler) bool {
+	return s.delivering() && s.r.DeliverEntry(e, st)
+}
+
+func (s *sink) StreamEvent(stream, kind, detail string) {
+	if s.delivering() || s.current() {
+		s.r.streamEvent(stream, kind, detail)
+	}
+}
+
+// streamEvent counts and logs what a backend's stream reader reports.
+func (r *Router) streamEvent(stream, kind, detail string) {
+	switch kind {
+	case "dead":
+		r.Stats.DeadLettered.Add(1)
+		r.Logf("warn", "stream %s: moved to %s: entry %s", quoteName(stream), quoteName(stream+":dead"), detail)
+	case "nogroup":
+		r.Logf("warn", "stream %s: its consumer group was gone (the stream deleted?), made again: %s", quoteName(stream), detail)
+	case "error":
+		r.Logf("error", "stream %s: %s", quoteName(stream), detail)
+	default:
+		r.Logf("info", "%s", detail)
+	}
+}
+
 // entryKey names an entry in flight.
 type entryKey struct{ stream, group, id string }
 
 // streamPlan returns the streams of the stream routes, in route order (the
 // config rejects two routes reading one stream with one group).
-func streamPlan(routes []*Route, serverID string) []StreamPlan {
+func streamPlan(routes []*Route) []StreamPlan {
 	var out []StreamPlan
 	for _, r := range routes {
 		if r.def.Stream == "" {
 			continue
 		}
-		out = append(out, StreamPlan{
-			Stream: r.def.Stream, Group: r.def.GroupName(serverID), Start: r.def.Start,
-			MaxDeliveries: int64(r.def.MaxDeliveries), ClaimAfter: r.def.ClaimAfter.D(),
-		})
+		p := StreamPlan{Stream: r.def.Stream, Group: r.group, Start: r.def.Start, MaxDeliveries: int64(r.def.MaxDeliveries)}
+		if !strings.Contains(r.def.Group, config.ServerPlaceholder) {
+			// a group other servers may read too: take over what a dead
+			// one left pending (this server's own group has one consumer)
+			p.ClaimAfter = r.def.ClaimAfter.D()
+		}
+		out = append(out, p)
 	}
 	return out
 }
@@ -93,8 +133,9 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 	ev := &Event{Kind: KindMessage, Channel: e.Stream, Route: rt, Received: now.UnixNano(),
 		Entry: &Entry{ID: e.ID, Group: e.Group, Deliveries: e.Deliveries}}
 	data, why := entryData(e.Fields, rt.Decode)
-	switch rt.Decode {
-	case config.DecodeRaw:
+	switch {
+	case why != "":
+	case rt.Decode == config.DecodeRaw:
 		ev.Payload = data
 	default:
 		doc, err := ParseJSON(data, lim.jsonDepth)
@@ -106,8 +147,7 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 	if why != "" {
 		rt.Stats.DecodeErrors.Add(1)
 		r.Stats.DecodeErrors.Add(1)
-		r.Logf("warn", "route %q: entry %s of stream %s moved to %s: %s", rt.Name, e.ID, quoteName(e.Stream), quoteName(e.Stream+":dead"), why)
-		s.Dead(e.Stream, e.Group, e.ID, why)
+		s.Dead(e.Stream, e.Group, e.ID, why) // logged when done (StreamEvent "dead")
 		return true
 	}
 	r.entriesMu.Lock()

@@ -431,6 +431,7 @@ func (m *Module) Take() (Dispatch, bool) {
 // shim found no handler for it (noHandler), or dispatched it at (unix ns),
 // and it failed (RT_FAIL_HANDLER 1, RT_FAIL_BUILDING 2) with msg.
 func (m *Module) Finish(d *Dispatch, noHandler bool, at int64, failed int, msg string) {
+	m.r.Settle(d.Event, !noHandler && failed == 0) // a stream entry: acknowledged, or delivered again
 	if noHandler {
 		m.noHandler(d.Event)
 		return
@@ -446,6 +447,7 @@ func (m *Module) Finish(d *Dispatch, noHandler bool, at int64, failed int, msg s
 // NoHandler counts an event of a batch whose handler was removed (by an
 // earlier handler of the batch, or a map change) before it was dispatched.
 func (m *Module) NoHandler(d *Dispatch) {
+	m.r.Settle(d.Event, false)
 	m.r.Undispatched(d.Event)
 	m.noHandler(d.Event)
 }
@@ -478,6 +480,7 @@ func (m *Module) HandlerError(d *Dispatch, building bool, msg string) {
 func (m *Module) BatchFailed(batch []Dispatch, msg string) {
 	n := 0
 	for _, d := range batch {
+		m.r.Settle(d.Event, false)
 		if d.Event.Kind == router.KindMessage {
 			d.Event.Route.Stats.Dropped.Add(1)
 			m.r.Stats.Drop(router.DropInternal)
@@ -777,6 +780,7 @@ func (m *Module) Stats() *router.Doc {
 		{"queued", s.Queued.Load()},
 		{"dispatched", s.Dispatched.Load()},
 		{"decode_errors", s.DecodeErrors.Load()},
+		{"dead_lettered", s.DeadLettered.Load()},
 		{"rate_limited", dropped[router.DropRateLimited]},
 	} {
 		field(kv.k)

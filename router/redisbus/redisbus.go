@@ -111,6 +111,8 @@ type Bus struct {
 	handed  chan struct{}
 	writing atomic.Bool // the writer runs: it passes the outbox itself
 
+	streams busStreams // the stream routes' reader (bus_streams.go)
+
 	wg sync.WaitGroup
 }
 
@@ -288,6 +290,9 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 	go b.supervise()
 	go b.write()
 	go b.deliver()
+	if len(plan.Streams) > 0 {
+		b.applyStreams(plan.Streams, plan.Consumer)
+	}
 }
 
 // deliver routes what the reader put in the inbox, so that routing (matching,
@@ -454,6 +459,9 @@ func (b *Bus) Update(d router.PlanDiff) {
 	b.wantGen.Add(1)
 	b.mu.Unlock()
 	signal(b.update)
+	if d.StreamsChanged {
+		b.applyStreams(d.Streams, d.Consumer)
+	}
 }
 
 // Publish appends to the outbox; it never blocks. After HandOver it
@@ -502,12 +510,18 @@ func (b *Bus) Close() error {
 	b.closing.Do(func() {
 		close(b.done)
 		go b.client.Close() // may wait on a dial in progress
+		b.closeStreams()
 	})
 	return nil
 }
 
 // Wait blocks until the goroutines have exited after Close; for tests.
-func (b *Bus) Wait() { b.wg.Wait() }
+func (b *Bus) Wait() {
+	b.wg.Wait()
+	if r := b.reader(); r != nil {
+		r.Wait()
+	}
+}
 
 func signal(c chan struct{}) {
 	select {

@@ -368,6 +368,14 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 	}
 	s.mu.Lock()
 	f := s.tracked[id]
+	if f == nil && !s.removed && (to != stRetry || len(s.tracked) < r.opt.MaxInFlight) {
+		// An entry another reader of this consumer handed over (the one
+		// it replaced, at a Reload or a reconnect with new settings):
+		// Redis has it pending for this consumer, so it is settled here.
+		// Its delivery count is read again when it is offered again.
+		f = &flight{state: stSink}
+		s.tracked[id] = f
+	}
 	if f == nil || f.state != stSink {
 		s.mu.Unlock()
 		return

@@ -1,0 +1,119 @@
+package redisbus
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/gmod-realtime/realtime/router"
+)
+
+// The Bus's stream routes: a StreamReader started with the first plan that
+// names streams, changed by plan diffs, closed with the Bus. The Bus is
+// the router's Settler: Ack, Nack and Dead go to the reader.
+
+type busStreams struct {
+	mu       sync.Mutex
+	r        *StreamReader
+	consumer string
+	closed   bool
+}
+
+// applyStreams makes the reader read streams as consumer.
+func (b *Bus) applyStreams(streams []router.StreamPlan, consumer string) {
+	specs := make([]StreamSpec, 0, len(streams))
+	for _, s := range streams {
+		specs = append(specs, StreamSpec{Stream: s.Stream, Group: s.Group, Start: s.Start, MaxDeliveries: s.MaxDeliveries, ClaimAfter: s.ClaimAfter})
+	}
+	bs := &b.streams
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if bs.closed {
+		return
+	}
+	if bs.r != nil && (len(specs) == 0 || consumer != bs.consumer) {
+		bs.r.Close()
+		bs.r = nil
+	}
+	if len(specs) == 0 {
+		return
+	}
+	if bs.r != nil {
+		bs.r.Update(specs)
+		return
+	}
+	r, err := NewStreamReader(b.cfg, StreamOptions{Consumer: consumer, Logf: b.streamLog}, specs, busEntries{b})
+	if err != nil {
+		b.streamEvent("", "error", err.Error())
+		return
+	}
+	bs.r, bs.consumer = r, consumer
+}
+
+// closeStreams closes the reader; Close calls it.
+func (b *Bus) closeStreams() {
+	bs := &b.streams
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	bs.closed = true
+	if bs.r != nil {
+		bs.r.Close()
+	}
+}
+
+func (b *Bus) reader() *StreamReader {
+	b.streams.mu.Lock()
+	defer b.streams.mu.Unlock()
+	return b.streams.r
+}
+
+// Ack, Nack and Dead settle an entry (router.Settler); without a reader
+// (the routes were removed) the entry stays pending in Redis.
+func (b *Bus) Ack(stream, group, id string) {
+	if r := b.reader(); r != nil {
+		r.Ack(stream, group, id)
+	}
+}
+
+// Nack leaves the entry pending, to be delivered again.
+func (b *Bus) Nack(stream, group, id string) {
+	if r := b.reader(); r != nil {
+		r.Nack(stream, group, id)
+	}
+}
+
+// Dead moves the entry to the stream's dead letters.
+func (b *Bus) Dead(stream, group, id, reason string) {
+	if r := b.reader(); r != nil {
+		r.Dead(stream, group, id, reason)
+	}
+}
+
+// StreamStats are the reader's figures by stream, nil without stream
+// routes.
+func (b *Bus) StreamStats() map[string]StreamStats {
+	if r := b.reader(); r != nil {
+		return r.Stats()
+	}
+	return nil
+}
+
+func (b *Bus) streamLog(format string, args ...any) {
+	b.streamEvent("", "log", strings.TrimPrefix(fmt.Sprintf(format, args...), "realtime: "))
+}
+
+func (b *Bus) streamEvent(stream, kind, detail string) {
+	if s, ok := b.sink.(router.EntrySink); ok {
+		s.StreamEvent(stream, kind, detail)
+	}
+}
+
+// busEntries hands the reader's entries to the router.
+type busEntries struct{ b *Bus }
+
+func (e busEntries) Entry(en Entry) bool {
+	s, ok := e.b.sink.(router.EntrySink)
+	return ok && s.DeliverEntry(router.StreamEntry{Stream: en.Stream, Group: en.Group, ID: en.ID, Fields: en.Fields, Deliveries: en.Deliveries}, e.b)
+}
+
+func (e busEntries) StreamEvent(stream, kind, detail string) { e.b.streamEvent(stream, kind, detail) }
