@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/stretchr/testify/require"
 
@@ -113,6 +114,97 @@ func TestDocsConfigKeys(t *testing.T) {
 			t.Errorf("docs/CONFIG.md:%d documents %s, which is not a key of the config struct", documented[key], key)
 		}
 	}
+}
+
+// TestDocsTOMLBlocks: every ```toml block of docs/ and the README, and
+// every example's realtime.toml, loads without an error.
+func TestDocsTOMLBlocks(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob(filepath.Join(repo, "docs", "*.md"))
+	require.NoError(t, err)
+	files = append(files, filepath.Join(repo, "README.md"))
+	blocks := 0
+	for _, f := range files {
+		rel, _ := filepath.Rel(repo, f)
+		for _, b := range fencedBlocks(t, rel, "toml") {
+			blocks++
+			if _, err := config.Parse(fmt.Sprintf("%s:%d", rel, b.line), []byte(b.text)); err != nil {
+				t.Errorf("%s:%d: this toml block does not load:\n%v", rel, b.line, err)
+			}
+		}
+	}
+	require.Greater(t, blocks, 1, "toml blocks found in the docs")
+	examples, err := filepath.Glob(filepath.Join(repo, "examples", "*", "realtime.toml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, examples)
+	for _, f := range examples {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		rel, _ := filepath.Rel(repo, f)
+		if _, err := config.Parse(rel, data); err != nil {
+			t.Errorf("%s does not load:\n%v", rel, err)
+		}
+	}
+}
+
+// TestDocsLinks: every relative link of the README, docs/ and examples/
+// names a file of the repository, and its #anchor a heading of that file.
+func TestDocsLinks(t *testing.T) {
+	t.Parallel()
+	var files []string
+	for _, pattern := range []string{"README.md", "docs/*.md", "examples/README.md", "examples/*/README.md"} {
+		m, err := filepath.Glob(filepath.Join(repo, pattern))
+		require.NoError(t, err)
+		files = append(files, m...)
+	}
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	for _, f := range files {
+		rel, _ := filepath.Rel(repo, f)
+		for i, line := range docLines(t, rel) {
+			for _, m := range link.FindAllStringSubmatch(line, -1) {
+				target := m[1]
+				if strings.Contains(target, "://") {
+					continue
+				}
+				path, anchor, _ := strings.Cut(target, "#")
+				file := f
+				if path != "" {
+					file = filepath.Join(filepath.Dir(f), path)
+				}
+				if _, err := os.Stat(file); err != nil {
+					t.Errorf("%s:%d: the link %s names no file of the repository", rel, i+1, target)
+					continue
+				}
+				if anchor != "" && !slices.Contains(anchors(t, file), anchor) {
+					t.Errorf("%s:%d: the link %s names no heading of %s", rel, i+1, target, filepath.Base(file))
+				}
+			}
+		}
+	}
+}
+
+// anchors are the ids GitHub gives a markdown file's headings.
+func anchors(t *testing.T, file string) []string {
+	t.Helper()
+	rel, _ := filepath.Rel(repo, file)
+	var out []string
+	for _, line := range docLines(t, rel) {
+		if !strings.HasPrefix(line, "#") {
+			continue
+		}
+		h := strings.ToLower(strings.TrimSpace(strings.TrimLeft(line, "#")))
+		var b strings.Builder
+		for _, r := range h {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		out = append(out, b.String())
+	}
+	return out
 }
 
 // configKeys walks a config struct's koanf tags: "redis.url", and
