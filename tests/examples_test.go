@@ -191,7 +191,9 @@ func (ex *example) command(t *testing.T, line string) *exec.Cmd {
 	case "redis-cli":
 		args = append([]string{"redis-cli", "-p", strconv.Itoa(ex.srv.Port)}, args[1:]...)
 	case "realtimectl":
-		args[0] = filepath.Join(build, "realtimectl")
+		// build/, also under make sanitize (whose module and host are in
+		// build/sanitize): it is plain Go, built once.
+		args[0] = filepath.Join(repo, "build", "realtimectl")
 	default:
 		t.Fatalf("%s/README.md: the Try it block runs redis-cli and realtimectl only, not %q", ex.dir, line)
 	}
