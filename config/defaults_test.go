@@ -24,7 +24,7 @@ var exampleNotDefaults = map[string]string{
 	"redis.addrs": "example Cluster nodes; none is the default",
 }
 
-// TestExampleDefaultsAreTheCodes: README says realtime.toml.example "lists
+// TestExampleDefaultsAreTheCodes: docs/CONFIG.md says realtime.toml.example "lists
 // every option with its default". Uncommenting every option line of the
 // example (but the three that are examples) must give exactly Default():
 // a default changed in the code and not in the example, or the other way

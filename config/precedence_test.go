@@ -13,13 +13,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// precedenceRows are the rows of the README's precedence table, in its
+// precedenceRows are the rows of docs/CONFIG.md's precedence table, in its
 // order (a rule may have several rows); TestPrecedenceTable checks each,
-// and TestREADMEPrecedenceTable that the README has exactly these rules.
+// and TestDocumentedPrecedenceTable that docs/CONFIG.md has exactly these rules.
 // The sources, lowest first: realtime.toml, .env, the environment,
 // realtime.Config (over).
 var precedenceRows = []struct {
-	rule    string // the README row's first column
+	rule    string // the docs/CONFIG.md row's first column
 	toml    string // [redis] lines of realtime.toml
 	dotenv  string
 	environ []string
@@ -169,13 +169,14 @@ func TestPrecedenceTable(t *testing.T) {
 	}
 }
 
-// TestREADMEPrecedenceTable: the README's table lists exactly the rules
-// tested above, in the same order.
-func TestREADMEPrecedenceTable(t *testing.T) {
-	data, err := readREADME()
+// TestDocumentedPrecedenceTable: docs/CONFIG.md's table lists exactly the
+// rules tested above, in the same order.
+func TestDocumentedPrecedenceTable(t *testing.T) {
+	b, err := os.ReadFile("../docs/CONFIG.md")
 	require.NoError(t, err)
+	data := string(b)
 	start := strings.Index(data, "| rule | example |")
-	require.GreaterOrEqual(t, start, 0, "the README has the precedence table")
+	require.GreaterOrEqual(t, start, 0, "docs/CONFIG.md has the precedence table")
 	var got []string
 	for _, line := range strings.Split(data[start:], "\n")[2:] {
 		line = strings.TrimSpace(line)
@@ -191,11 +192,6 @@ func TestREADMEPrecedenceTable(t *testing.T) {
 		}
 	}
 	assert.Equal(t, want, got)
-}
-
-func readREADME() (string, error) {
-	b, err := os.ReadFile("../README.md")
-	return string(b), err
 }
 
 // redisSettings is what one source says about Redis: a URL, or fields.
@@ -214,7 +210,7 @@ type resolved struct {
 }
 
 // model resolves the four sources (file, .env, environment, Config{},
-// lowest first) by the README's rules.
+// lowest first) by docs/CONFIG.md's rules.
 func model(src [4]*redisSettings) resolved {
 	lu := -1
 	for i, s := range src {

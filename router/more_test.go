@@ -42,7 +42,7 @@ func TestPublishCounts(t *testing.T) {
 	require.NoError(t, r.Close(), "Close twice")
 }
 
-// TestRefusedPublishLoggedEveryTenSeconds: README "refused ... dropped, not
+// TestRefusedPublishLoggedEveryTenSeconds: docs/ARCHITECTURE.md "refused ... dropped, not
 // retried ... publish_failed, and one log line every 10 s with Redis's
 // reason".
 func TestRefusedPublishLoggedEveryTenSeconds(t *testing.T) {
@@ -123,7 +123,7 @@ func TestNextAndUndispatched(t *testing.T) {
 	assert.Equal(t, int64(0), pending.Load())
 }
 
-// TestLogLevelFilter: README/config "[log] level": lines below the level
+// TestLogLevelFilter: docs/CONFIG.md "[log] level": lines below the level
 // never reach the log.
 func TestLogLevelFilter(t *testing.T) {
 	for _, tc := range []struct {
@@ -150,7 +150,7 @@ func TestLogLevelFilter(t *testing.T) {
 	}
 }
 
-// TestLogRateLimit: README/config "[log] rate": repeated lines past the
+// TestLogRateLimit: docs/CONFIG.md "[log] rate": repeated lines past the
 // rate are not written; the next line written says how many were
 // suppressed. The bucket (1/h, a burst of 1) cannot refill during the
 // test, so no timing is involved.
@@ -190,7 +190,7 @@ func TestLogRateLimit(t *testing.T) {
 }
 
 // TestEventCopiesShareBytes: a message queued for several routes counts
-// its bytes once against queue.max_bytes (README "a message queued for
+// its bytes once against queue.max_bytes (docs/CONFIG.md "a message queued for
 // several routes counts once").
 func TestEventCopiesShareBytes(t *testing.T) {
 	q := NewQueue(100, 1<<20, true)

@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-// TestMaxPerFrame: README "ProcessEvents([max]) ... dispatches until the
+// TestMaxPerFrame: docs/API.md "ProcessEvents([max]) ... dispatches until the
 // queue is empty, [dispatch] budget is spent or max (default [dispatch]
 // max_per_frame, 0: no count limit) events were dispatched"
 // (tests/lua/maxperframe.lua), on every host.

@@ -14,14 +14,14 @@ import (
 	"github.com/gmod-realtime/realtime/internal/redistest"
 )
 
-// TestStatsDocumented: the README's list of GetStats() fields is exactly
+// TestStatsDocumented: docs/API.md's list of GetStats() fields is exactly
 // what GetStats() returns in Redis mode, two levels deep: nothing
 // undocumented, nothing documented that is not there.
 func TestStatsDocumented(t *testing.T) {
 	t.Parallel()
-	readme, err := os.ReadFile(filepath.Join(repo, "README.md"))
+	doc, err := os.ReadFile(filepath.Join(repo, "docs/API.md"))
 	require.NoError(t, err)
-	documented := readmeStatsKeys(t, string(readme))
+	documented := documentedStatsKeys(t, string(doc))
 
 	srv := redistest.Start(t)
 	out := NewServer(t, luajit64, redisConfig(srv, "")).RunScript("stats.lua")
@@ -32,16 +32,16 @@ func TestStatsDocumented(t *testing.T) {
 		}
 	}
 	sort.Strings(actual)
-	assert.Equal(t, documented, actual, "README's GetStats() fields (left) and GetStats() (right)")
+	assert.Equal(t, documented, actual, "docs/API.md's GetStats() fields (left) and GetStats() (right)")
 }
 
-// readmeStatsKeys reads the paragraph that starts "`GetStats()` returns":
+// documentedStatsKeys reads the paragraph that starts "`GetStats()` returns":
 // `key` at the top level, and the `names` in the parentheses after a key as
 // its fields (routes[name]'s fields as routes[].field).
-func readmeStatsKeys(t *testing.T, readme string) []string {
-	i := strings.Index(readme, "`GetStats()` returns ")
-	require.GreaterOrEqual(t, i, 0, "README has no paragraph starting \"`GetStats()` returns\"")
-	para := readme[i+len("`GetStats()` returns "):]
+func documentedStatsKeys(t *testing.T, doc string) []string {
+	i := strings.Index(doc, "`GetStats()` returns ")
+	require.GreaterOrEqual(t, i, 0, "docs/API.md has no paragraph starting \"`GetStats()` returns\"")
+	para := doc[i+len("`GetStats()` returns "):]
 	para = para[:strings.Index(para, "\n\n")]
 	var keys []string
 	depth, parent := 0, ""

@@ -54,7 +54,7 @@ func TestConnectKeepsTheHeldPublishes(t *testing.T) {
 }
 
 // TestDisconnectDiscardsTheHeldPublishes: what realtime.Disconnect() finds
-// in the outbox is discarded, as the README says; a Connect after it
+// in the outbox is discarded, as docs/API.md says; a Connect after it
 // sends only what is published next. Redis receives a connection's
 // messages in order, so the held ones, had they been kept, would arrive
 // before "after".

@@ -12,7 +12,7 @@ import (
 )
 
 // HeartbeatFields are the fields of the heartbeat hash, in the order the
-// module writes them (the README documents each).
+// module writes them (docs/OPERATIONS.md documents each).
 var HeartbeatFields = []string{
 	"id", "map", "status", "mode", "version", "ts", "started", "uptime_s", "interval_ms",
 	"in_per_s", "out_per_s", "dispatched_per_s", "received", "published", "dispatched", "publish_failed",

@@ -112,14 +112,14 @@ func TestConfigureMapOnly(t *testing.T) {
 	assert.Equal(t, "ttt_67thway", *m.hb.mapName.Load(), "a failed Configure changes nothing")
 }
 
-// TestHeartbeatDocumented: the README's table of heartbeat fields names
-// exactly the fields the module writes.
+// TestHeartbeatDocumented: docs/OPERATIONS.md's table of heartbeat fields
+// names exactly the fields the module writes.
 func TestHeartbeatDocumented(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	doc, err := os.ReadFile("../../docs/OPERATIONS.md")
 	require.NoError(t, err)
-	text := string(readme)
-	i := strings.Index(text, "### Heartbeats")
-	require.GreaterOrEqual(t, i, 0, "README has no Heartbeats section")
+	text := string(doc)
+	i := strings.Index(text, "## Heartbeats")
+	require.GreaterOrEqual(t, i, 0, "docs/OPERATIONS.md has no Heartbeats section")
 	text = text[i:]
 	j := strings.Index(text, "\n| field |")
 	require.GreaterOrEqual(t, j, 0, "the Heartbeats section has no table of fields")

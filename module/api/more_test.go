@@ -94,7 +94,7 @@ func logsWith(m *Module, sub string) []string {
 	return out
 }
 
-// TestHandlerErrorsAreCountedAndLogged: README "A handler that errors is
+// TestHandlerErrorsAreCountedAndLogged: docs/API.md "A handler that errors is
 // reported with a traceback (through ErrorNoHalt, rate-limited) and
 // counted; the other handlers and the pump go on", and an error raised
 // while the pump built an event's call "is reported like a handler error

@@ -51,7 +51,7 @@ func channelsAround(src, prefix, suffix string) []string {
 	return slices.Compact(out)
 }
 
-// TestRejectedPatternsInRedis: README "Patterns Redis would accept but that
+// TestRejectedPatternsInRedis: docs/CONFIG.md "Patterns Redis would accept but that
 // can never match, or that Redis reads oddly, are rejected". On a live
 // Redis: the ones rejected as never matching get no message whatever the
 // channel; the ones rejected as read oddly match what Redis's reading

@@ -23,7 +23,7 @@ import (
 	"github.com/gmod-realtime/realtime/internal/redistest"
 )
 
-// TestBackoffSchedule: README "Reconnect: exponential backoff with jitter":
+// TestBackoffSchedule: docs/ARCHITECTURE.md "Reconnect: exponential backoff with jitter":
 // the wait before the n-th attempt in a row doubles from reconnect_min up
 // to reconnect_max, and each wait is drawn at random from the upper half
 // of its step, so servers that lost the same Redis do not all come back at
@@ -73,7 +73,7 @@ func shortTempDir(t *testing.T) string {
 	return dir
 }
 
-// TestUnixSocket: README/config "url = unix:///path.sock": the bus
+// TestUnixSocket: docs/CONFIG.md "url = unix:///path.sock": the bus
 // subscribes, receives and publishes over a unix socket, and comes back
 // over it after Redis restarts.
 func TestUnixSocket(t *testing.T) {
@@ -119,7 +119,7 @@ func TestUnixSocket(t *testing.T) {
 	assert.Equal(t, "players<-player:death=after the restart", h.msgs[1])
 }
 
-// TestOutboxBytesBound: README "a bounded outbox (10,000 messages / 8 MiB
+// TestOutboxBytesBound: docs/ARCHITECTURE.md "a bounded outbox (10,000 messages / 8 MiB
 // by default) ... past the bound Publish returns false, err": the byte
 // bound holds on its own, far below the message bound, and frees up once
 // Redis is back and the outbox is flushed.
@@ -230,7 +230,7 @@ func (s *sentinel) ready() bool {
 
 func (s *sentinel) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
-// TestSentinelFailover: README "Sentinel: addrs of the Sentinels plus
+// TestSentinelFailover: docs/CONFIG.md "Sentinel: addrs of the Sentinels plus
 // master_name": the bus finds the master through a Sentinel, and when the
 // master dies and the Sentinel promotes its replica, the bus follows the
 // new master: it reconnects there, subscribes again, and publishes there.

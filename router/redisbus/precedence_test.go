@@ -28,7 +28,7 @@ func effective(t *testing.T, toml string, environ ...string) (*config.Config, re
 	return cfg, c, nil
 }
 
-// TestPrecedenceRowsHoldForUnixURLs: README "`username`, `password`, `db`
+// TestPrecedenceRowsHoldForUnixURLs: docs/CONFIG.md "`username`, `password`, `db`
 // or `tls` above a `url` replace that part of it" and "... below a `url`
 // fill in what the URL leaves out" hold for a unix:// URL too, as the
 // client it makes connects (they were silently ignored).
@@ -46,7 +46,7 @@ func TestPrecedenceRowsHoldForUnixURLs(t *testing.T) {
 	assert.Equal(t, 5, c.(*redis.Client).Options().DB, "a db below a unix:// URL without one fills it in")
 }
 
-// TestURLInTheEnvironmentReplacesAFileSentinel: README "a `url` replaces
+// TestURLInTheEnvironmentReplacesAFileSentinel: docs/CONFIG.md "a `url` replaces
 // the `host`/`port`/`addrs`/`master_name` of the sources below it": a file
 // set up for Sentinel (addrs + master_name) and REDIS_URL in the
 // environment connect to the URL (the URL dropped the file's addrs but

@@ -1,6 +1,6 @@
 -- Prints every key of GetStats() two levels deep ("stats: queue.depth";
 -- the fields of routes[name] as "stats: routes[].matched"), for the Go test
--- to compare with the README.
+-- to compare with docs/API.md.
 local rt = realtime
 rt.On("x:*", "one", function() end)
 HOST.Run(function()
