@@ -91,8 +91,11 @@ func printPlan(w io.Writer, cfg *config.Config) error {
 		for _, rt := range routes {
 			def := defs[rt.Name]
 			match := rt.Pattern()
-			if def.Channel != "" {
+			switch {
+			case def.Channel != "":
 				match = "channel " + def.Channel
+			case def.Stream != "":
+				match = "stream " + def.Stream
 			}
 			for _, ex := range def.Exclude {
 				match += " -" + ex
@@ -106,10 +109,15 @@ func printPlan(w io.Writer, cfg *config.Config) error {
 		_ = tw.Flush()
 	}
 
-	if cfg.Local() {
-		fmt.Fprintln(w, "\nno Redis configured: the module runs in local mode (an in-process bus, no subscriptions)")
-	} else {
+	switch {
+	case !cfg.Local():
 		printSubscriptions(w, r.Plan(), routes, cfg.Redis.MaxSubscriptions)
+		printStreams(w, r.Plan(), routes)
+	case len(r.Plan().Streams) > 0:
+		fmt.Fprintln(w, "\nno Redis configured: the module runs in local mode (an in-process bus, no subscriptions)")
+		fmt.Fprintln(w, "warning: stream routes read Redis Streams: in local mode they get no entries")
+	default:
+		fmt.Fprintln(w, "\nno Redis configured: the module runs in local mode (an in-process bus, no subscriptions)")
 	}
 	for _, warn := range cfg.Warnings {
 		fmt.Fprintln(w, "\nwarning: "+warn)
@@ -129,6 +137,9 @@ func printSubscriptions(w io.Writer, plan router.Plan, routes []*router.Route, l
 	}
 	carried := map[string][]string{} // "c:"/"p:" + subscription -> route names
 	for _, rt := range routes {
+		if rt.Stream() != "" {
+			continue
+		}
 		own, _ := pattern.Compile(rt.Pattern())
 		if own.IsLiteral() && slices.Contains(plan.Channels, own.Literal()) {
 			carried["c:"+own.Literal()] = append(carried["c:"+own.Literal()], rt.Name)
@@ -154,7 +165,7 @@ func printSubscriptions(w io.Writer, plan router.Plan, routes []*router.Route, l
 		names := carried["p:"+p]
 		own := false
 		for _, rt := range routes {
-			if rt.Pattern() == p {
+			if rt.Pattern() == p && rt.Stream() == "" {
 				own = true
 			}
 		}
@@ -168,4 +179,29 @@ func printSubscriptions(w io.Writer, plan router.Plan, routes []*router.Route, l
 	if plan.Len() > limit {
 		fmt.Fprintf(w, "  warning: %d subscriptions exceed redis.max_subscriptions (%d): patterns that start with a wildcard cannot be covered\n", plan.Len(), limit)
 	}
+}
+
+// printStreams lists the streams the stream routes read: the group, where
+// a new group starts, and what happens to entries whose handler fails.
+func printStreams(w io.Writer, plan router.Plan, routes []*router.Route) {
+	if len(plan.Streams) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nRedis Streams (%d, consumer %s):\n", len(plan.Streams), plan.Consumer)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, s := range plan.Streams {
+		var names []string
+		for _, rt := range routes {
+			if rt.Stream() == s.Stream {
+				names = append(names, rt.Name)
+			}
+		}
+		claims := "own group"
+		if s.ClaimAfter > 0 {
+			claims = fmt.Sprintf("shared group, claims after %s", s.ClaimAfter)
+		}
+		fmt.Fprintf(tw, "  XREADGROUP\t%s\tgroup %s (%s), new group starts at %s, %d deliveries then %s:dead\troutes %s\n",
+			s.Stream, s.Group, claims, s.Start, s.MaxDeliveries, s.Stream, strings.Join(names, ", "))
+	}
+	_ = tw.Flush()
 }

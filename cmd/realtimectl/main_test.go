@@ -89,11 +89,26 @@ pattern = "shop:sell:*"
 handler = "OnShop"
 rate = "10/m"
 burst = 5
+
+[[routes]]
+name = "cmds"
+stream = "admin:commands"
+handler = "OnCmd"
+decode = "json"
+
+[[routes]]
+name = "jobs"
+stream = "jobs"
+group = "workers"
+handler = "OnJob"
+max_deliveries = 2
 `
 
 // TestCheckPrintsPlan: check prints the routes and the subscriptions the
 // module makes (four routes over max_subscriptions = 3: the two shop
-// routes share one covering pattern), without the password.
+// routes share one covering pattern), and the streams of the stream routes
+// (one in the server's own group, one in a shared group), without the
+// password.
 func TestCheckPrintsPlan(t *testing.T) {
 	c := newCtl(t, planTOML)
 	res := c.run(t, ctxFor(t), nil, "check")
