@@ -854,6 +854,19 @@ func (m *Module) Stats() *router.Doc {
 			"decode_errors", rs.DecodeErrors.Load(), "refused", rs.Refused())
 	}
 	b.close(ri, len(routes))
+	field("streams")
+	var ss map[string]redisbus.StreamStats
+	if rb, ok := m.r.Backend().(*redisbus.Bus); ok {
+		ss = rb.StreamStats()
+	}
+	si := b.open(router.KindObject)
+	for _, name := range slices.Sorted(maps.Keys(ss)) {
+		st := ss[name]
+		b.str(name)
+		b.counts("group", st.Group, "delivered", st.Delivered, "acked", st.Acked, "retried", st.Retried,
+			"dead_lettered", st.Dead, "claimed", st.Claimed, "in_flight", st.InFlight, "pending", st.Pending, "lag", st.Lag)
+	}
+	b.close(si, len(ss))
 	b.close(top, n)
 	return b.doc()
 }
