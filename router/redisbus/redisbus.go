@@ -25,6 +25,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -439,6 +440,25 @@ func (q *fifo) remove(n int) {
 	if len(q.msgs) == 0 {
 		q.msgs = nil // let a burst's memory go
 	}
+}
+
+// replaceHead puts keep (copies of some of them, in order) in place of the
+// first n messages (n at most what peek returned).
+func (q *fifo) replaceHead(n int, keep []outMsg) {
+	if len(keep) == 0 {
+		q.remove(n)
+		return
+	}
+	q.mu.Lock()
+	q.inflight = 0
+	for _, m := range q.msgs[:n] {
+		q.bytes -= int64(len(m.channel) + len(m.payload))
+	}
+	for _, m := range keep {
+		q.bytes += int64(len(m.channel) + len(m.payload))
+	}
+	q.msgs = append(append(make([]outMsg, 0, len(keep)+len(q.msgs)-n), keep...), q.msgs[n:]...)
+	q.mu.Unlock()
 }
 
 func (q *fifo) len() int {
@@ -865,6 +885,13 @@ func (c *subConn) answer(kind, name string, refused error) error {
 	if refused == nil && (r.kind != kind || r.name != name) {
 		return fmt.Errorf("reply %s %q from Redis where %s %q was due", kind, name, r.kind, r.name)
 	}
+	if transient(refused) && (r.kind != "ping" || r.gen > 0 || r.first) {
+		// Not a refusal: Redis cannot take the command now (BUSY, say).
+		// The subscriptions are not what the plan says, so the connection
+		// starts over, and subscribes once Redis can. A keepalive or
+		// Drain PING is answered all the same: Redis is there.
+		return fmt.Errorf("Redis cannot take %s now: %w", r.kind, refused)
+	}
 	switch r.kind {
 	case "subscribe":
 		if refused == nil {
@@ -929,10 +956,12 @@ const batchSize = 256
 // write pipelines the outbox to Redis in order. A message leaves the outbox
 // once Redis answered it: acknowledged, or refused (an ACL denial, a
 // command error), which is dropped and counted, since sending it again
-// would be refused again. Only a connection error is retried, from the
-// first message without an answer, after a backoff: a message whose
-// answer was lost may have been published, so such a message can arrive
-// twice, and an acknowledged one is never sent again.
+// would be refused again; a reply that says "not now" (BUSY from a long
+// script, say: see transient) keeps the message, to send again after a
+// backoff. A connection error is retried, from the first message without
+// an answer, after a backoff: a message whose answer was lost may have
+// been published, so such a message can arrive twice, and an
+// acknowledged one is never sent again.
 func (b *Bus) write() {
 	defer b.wg.Done()
 	defer func() { // after a HandOver, whatever ended the loop
@@ -967,9 +996,9 @@ func (b *Bus) write() {
 			if len(batch) == 0 {
 				break
 			}
-			answered := b.publishBatch(batch)
-			b.outbox.remove(answered)
-			if answered < len(batch) {
+			answered, again := b.publishBatch(batch)
+			b.outbox.replaceHead(answered, again)
+			if answered < len(batch) || len(again) > 0 {
 				b.Stats.PublishRetry.Add(1)
 				t := time.NewTimer(b.backoff(failures))
 				select {
@@ -990,8 +1019,11 @@ func (b *Bus) write() {
 }
 
 // publishBatch sends batch in one pipeline and returns how many leading
-// messages Redis answered; it counts them, acknowledged or refused.
-func (b *Bus) publishBatch(batch []outMsg) int {
+// messages Redis answered; it counts them, acknowledged or refused. again
+// are those of them Redis could not take now (see transient), to send
+// again ahead of the rest: the messages between them were published, and
+// are not sent twice.
+func (b *Bus) publishBatch(batch []outMsg) (answered int, again []outMsg) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D()+b.cfg.ReadTimeout.D())
 	defer cancel()
 	pipe := b.client.Pipeline()
@@ -1012,22 +1044,25 @@ func (b *Bus) publishBatch(batch []outMsg) int {
 			hset = hset[1:]
 			err := cmp.Or(h.Err(), c.Err())
 			if err != nil && !isReply(err) {
-				return i
+				return i, again
 			}
+			// Refused, or not now (LOADING, say): the next one will do.
 			b.heartbeatDone(err)
 			continue
 		}
 		switch err := c.Err(); {
 		case err == nil:
 			b.Stats.Published.Add(1)
+		case transient(err):
+			again = append(again, batch[i])
 		case isReply(err):
 			b.Stats.Refused.Add(1)
 			b.sink.PublishFailed(batch[i].channel, err.Error())
 		default:
-			return i
+			return i, again
 		}
 	}
-	return len(batch)
+	return len(batch), again
 }
 
 // heartbeatDone counts a heartbeat Redis answered: written, or refused
@@ -1042,6 +1077,24 @@ func (b *Bus) heartbeatDone(err error) {
 	if p := b.Stats.HeartbeatErr.Load(); p == nil || *p != msg {
 		b.Stats.HeartbeatErr.Store(&msg)
 	}
+}
+
+// transient reports whether err is an error reply by which Redis says it
+// cannot serve the command now, and will later: a script or function run
+// past busy-reply-threshold (BUSY), a dataset loading, no free client
+// slot, a Cluster or master failing over. Such a command is not refused:
+// it is sent again.
+func transient(err error) bool {
+	if !isReply(err) {
+		return false
+	}
+	msg := err.Error()
+	for _, p := range []string{"BUSY ", "LOADING ", "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ", "ERR max number of clients reached"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // isReply reports whether err is an error reply from Redis (NOPERM,
