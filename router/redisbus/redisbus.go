@@ -890,7 +890,7 @@ func (c *subConn) answer(kind, name string, refused error) error {
 		// The subscriptions are not what the plan says, so the connection
 		// starts over, and subscribes once Redis can. A keepalive or
 		// Drain PING is answered all the same: Redis is there.
-		return fmt.Errorf("Redis cannot take %s now: %w", r.kind, refused)
+		return fmt.Errorf("%s not taken now: %w", r.kind, refused)
 	}
 	switch r.kind {
 	case "subscribe":
