@@ -51,7 +51,12 @@ func TestRefusedSubscriptionMarksTheRoutesItServes(t *testing.T) {
 	require.NotEmpty(t, lines)
 	assert.Contains(t, lines[len(lines)-1], `"player:*"`)
 	assert.Contains(t, lines[len(lines)-1], `["spawn" "death"]`)
-
+	// The routes it covered subscribe on their own (an ACL may allow
+	// their channels and not the pattern); the backend's confirmation
+	// that the pattern is gone clears the marks.
+	plan = r.Plan()
+	assert.Equal(t, []string{"player:death:*"}, plan.Patterns)
+	assert.Contains(t, plan.Channels, "player:spawn")
 	b.sink.SubscribeRefused("player:*", true, "")
 	assert.Empty(t, refused())
 

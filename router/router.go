@@ -12,6 +12,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,11 @@ type Router struct {
 	plan         Plan
 	backend      Backend
 	refused      map[string]string // the active sink's: "c:channel" or "p:pattern" its server refused -> why
+	// uncovered are the literal prefixes whose covering pattern
+	// ("prefix*") Redis refused: the routes under them keep their own
+	// subscriptions (an ACL checks PSUBSCRIBE patterns literally, so a
+	// user allowed game:* may use every route's channel yet not game:chat:*).
+	uncovered map[string]bool
 
 	logMu     sync.Mutex
 	logf      func(level, line string)
@@ -413,10 +419,16 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 func (r *Router) swapLocked(routes []*Route) PlanDiff {
 	r.table.Store(newTable(routes))
 	r.markRefusedLocked()
+	return r.replanLocked()
+}
+
+// replanLocked rebuilds the plan for the current table and sends the
+// change to the backend.
+func (r *Router) replanLocked() PlanDiff {
 	maxSubs := r.lim.Load().maxSubs
-	plan := BuildPlan(routes, maxSubs)
+	plan := buildPlan(r.table.Load().Routes(), maxSubs, r.uncovered)
 	if plan.Len() > max(maxSubs, 1) && plan.Len() > r.plan.Len() {
-		r.Logf("warn", "%d subscriptions for redis.max_subscriptions = %d: routes whose patterns start with a wildcard keep their own patterns (covering them would subscribe to every channel on the server)", plan.Len(), maxSubs)
+		r.Logf("warn", "%d subscriptions for redis.max_subscriptions = %d: routes whose patterns start with a wildcard, or whose covering pattern Redis refused, keep their own subscriptions (covering them would subscribe to every channel on the server, or be refused)", plan.Len(), maxSubs)
 	}
 	diff := Diff(r.plan, plan)
 	r.plan = plan
@@ -631,6 +643,19 @@ func (r *Router) subscribeRefused(s *sink, name string, isPattern bool, reason s
 			names = append(names, rt.Name)
 		}
 	}
+	if reason != "" && isPattern && r.coveringLocked(name) {
+		// Redis refused a pattern that only covers routes: they
+		// subscribe on their own instead, each allowed or refused alone.
+		p, _ := pattern.Compile(name)
+		if r.uncovered == nil {
+			r.uncovered = map[string]bool{}
+		}
+		r.uncovered[p.Prefix()] = true
+		r.replanLocked()
+		r.mu.Unlock()
+		r.Logf("warn", "Redis refused the covering pattern %s: %s; routes %q subscribe on their own instead", quoteName(name), reason, names)
+		return
+	}
 	r.mu.Unlock()
 	kind := "channel"
 	if isPattern {
@@ -641,6 +666,24 @@ func (r *Router) subscribeRefused(s *sink, name string, isPattern bool, reason s
 		return
 	}
 	r.Logf("error", "Redis refused the subscription to %s %s: %s; routes %q get no events, the others work", kind, quoteName(name), reason, names)
+}
+
+// coveringLocked reports whether pattern name is a covering pattern of the
+// plan ("prefix*" for several routes), not any route's own.
+func (r *Router) coveringLocked(name string) bool {
+	if _, ok := slices.BinarySearch(r.plan.Patterns, name); !ok {
+		return false
+	}
+	p, err := pattern.Compile(name)
+	if err != nil || name != pattern.Quote(p.Prefix())+"*" {
+		return false
+	}
+	for _, rt := range r.table.Load().Routes() {
+		if !rt.match.IsLiteral() && rt.match.String() == name {
+			return false
+		}
+	}
+	return true
 }
 
 // markRefusedLocked sets each route's Refused from the refused
