@@ -289,6 +289,33 @@ func (c *Config) String() string {
 // too. The username stays, for diagnosis. Without an '@', a port that is
 // not a number may be a password (the host left out): it is hidden too.
 func RedactURL(raw string) string {
+	return redactQuery(redactUserinfo(raw))
+}
+
+// redactQuery hides the values of query options whose names suggest a
+// secret (password=, auth_token=: forms other clients read).
+func redactQuery(raw string) string {
+	q := strings.IndexByte(raw, '?')
+	if q < 0 {
+		return raw
+	}
+	end := len(raw)
+	if h := strings.IndexByte(raw[q:], '#'); h >= 0 {
+		end = q + h
+	}
+	pairs := strings.Split(raw[q+1:end], "&")
+	for i, p := range pairs {
+		name, _, hasValue := strings.Cut(p, "=")
+		lower := strings.ToLower(name)
+		if hasValue && (strings.Contains(lower, "pass") || strings.Contains(lower, "secret") ||
+			strings.Contains(lower, "token") || strings.Contains(lower, "auth") || strings.Contains(lower, "pwd")) {
+			pairs[i] = name + "=***"
+		}
+	}
+	return raw[:q+1] + strings.Join(pairs, "&") + raw[end:]
+}
+
+func redactUserinfo(raw string) string {
 	i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
 	if i < 0 && j >= 0 {
 		// A typo around "://" ("redis:/user:pw@host"): whatever comes

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -204,6 +205,18 @@ func (l *loader) resolveURL(r *Redis) {
 	}
 }
 
+// urlOptions are the query options of a Redis URL that go-redis's
+// ParseURL takes (skip_verify only with rediss://). Any other fails there,
+// when the connection is built: here it is a config error instead.
+var urlOptions = []string{
+	"db", "protocol", "client_name", "max_retries", "min_retry_backoff", "max_retry_backoff",
+	"dial_timeout", "read_timeout", "write_timeout", "pool_fifo", "pool_size", "pool_timeout",
+	"min_idle_conns", "max_idle_conns", "max_active_conns", "max_concurrent_dials",
+	"pipeline_pool_size", "pipeline_read_buffer_size", "pipeline_write_buffer_size",
+	"conn_max_idle_time", "idle_timeout", "conn_max_lifetime", "max_conn_age",
+	"conn_max_lifetime_jitter", "skip_verify",
+}
+
 // validateURL checks the URL and that the separate fields set alongside it
 // in the same source say the same thing.
 func (l *loader) validateURL(r *Redis) {
@@ -245,6 +258,15 @@ func (l *loader) validateURL(r *Redis) {
 	default:
 		l.fail("redis.url", "%s: scheme %q is not redis://, rediss:// or unix://", shown, u.Scheme)
 		return
+	}
+
+	for name := range u.Query() {
+		switch {
+		case name == "skip_verify" && u.Scheme == "rediss":
+		case slices.Contains(urlOptions, name) && name != "skip_verify":
+		default:
+			l.fail("redis.url", "%s: unknown option %q in the URL's query (go-redis takes %s)", shown, name, knownList(urlOptions))
+		}
 	}
 
 	contradiction := func(key, fieldValue string) {
