@@ -25,6 +25,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,7 @@ type Stats struct {
 	Refused      atomic.Uint64          // PUBLISH commands Redis refused (dropped, not retried)
 	PublishRetry atomic.Uint64          // batches retried after a connection error
 	Late         atomic.Uint64          // copies ignored: duplicate or for a removed subscription
+	Resubscribed atomic.Uint64          // refused subscriptions sent again on the live connection
 	InboxDropped atomic.Uint64          // messages dropped because routing fell behind the socket
 	Heartbeats   atomic.Uint64          // heartbeat hashes Redis acknowledged
 	HeartbeatErr atomic.Pointer[string] // why Redis refused the last heartbeat ("" once one is accepted)
@@ -652,8 +654,16 @@ func (b *Bus) serve(ctx context.Context, c *subConn, onConnected func()) error {
 	if err := c.apply(ctx, d, gen, true); err != nil {
 		return err
 	}
+	// Redis keeps a connection when an ACL grants it more: what it
+	// refused is asked again now and then, on the live connection.
+	retry := time.NewTicker(max(time.Duration(b.reconnectMax.Load()), 100*time.Millisecond))
+	defer retry.Stop()
 	for {
 		select {
+		case <-retry.C:
+			if err := c.retryRefused(ctx, sent); err != nil {
+				return err
+			}
 		case <-c.live:
 			b.cur.Store(c)
 			onConnected()
@@ -800,6 +810,29 @@ func (c *subConn) apply(ctx context.Context, d router.PlanDiff, gen uint64, firs
 	return nil
 }
 
+// retryRefused sends again the subscriptions of plan that Redis refused.
+func (c *subConn) retryRefused(ctx context.Context, plan router.Plan) error {
+	c.b.refusedMu.Lock()
+	var rs []reply
+	for key := range c.b.refusals {
+		kind, list := "subscribe", plan.Channels
+		if key[0] == 'p' {
+			kind, list = "psubscribe", plan.Patterns
+		}
+		if _, ok := slices.BinarySearch(list, key[2:]); ok {
+			rs = append(rs, reply{kind: kind, name: key[2:]})
+		}
+	}
+	c.b.refusedMu.Unlock()
+	for _, r := range rs {
+		if err := c.send(ctx, r); err != nil {
+			return err
+		}
+		c.b.Stats.Resubscribed.Add(1)
+	}
+	return nil
+}
+
 // confirm records that the plan changes up to gen are in place.
 func (b *Bus) confirm(gen uint64) {
 	for {
@@ -937,9 +970,9 @@ func (b *Bus) refused(isPattern bool, name string, err error) {
 		delete(b.refusals, key)
 	}
 	b.refusedMu.Unlock()
-	if err != nil {
+	if err != nil && !was { // reported once, not at every retry
 		b.sink.SubscribeRefused(name, isPattern, err.Error())
-	} else if was {
+	} else if err == nil && was {
 		b.sink.SubscribeRefused(name, isPattern, "")
 	}
 }
