@@ -199,3 +199,25 @@ func TestReplaceDrainsTheOldBackend(t *testing.T) {
 	})
 	assert.Equal(t, []string{"connected", "backlog"}, got)
 }
+
+// TestRefusedPatternMarksOnlyTheRoutesItCarries (found by an attacker of
+// issue 12): routes "players" (player:*) and "deaths" (player:death:*)
+// each have their own subscription; Redis refusing player:* (an ACL that
+// allows only player:death:*) marked "deaths" refused too, and the log
+// line said it got no events, while its own subscription delivered them.
+// Only a covering pattern carries the events of the routes under it.
+func TestRefusedPatternMarksOnlyTheRoutesItCarries(t *testing.T) {
+	var lines []string
+	r, err := New(parseConfig(t, "[[routes]]\nname = \"players\"\npattern = \"player:*\"\nhandler = \"h\"\n"+
+		"[[routes]]\nname = \"deaths\"\npattern = \"player:death:*\"\nhandler = \"h\"\n"),
+		WithLog(func(_, line string) { lines = append(lines, line) }))
+	require.NoError(t, err)
+	b := &sinkBackend{}
+	r.Attach(b)
+	require.Equal(t, []string{"player:*", "player:death:*"}, r.Plan().Patterns)
+	b.sink.SubscribeRefused("player:*", true, "NOPERM no")
+	assert.Equal(t, "NOPERM no", r.Table().Route("players").Stats.Refused())
+	assert.Empty(t, r.Table().Route("deaths").Stats.Refused(), "deaths has its own subscription")
+	require.NotEmpty(t, lines)
+	assert.Contains(t, lines[len(lines)-1], `routes ["players"] get no events`)
+}

@@ -418,8 +418,9 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 // swapLocked installs routes and sends the plan change to the backend.
 func (r *Router) swapLocked(routes []*Route) PlanDiff {
 	r.table.Store(newTable(routes))
-	r.markRefusedLocked()
-	return r.replanLocked()
+	diff := r.replanLocked()
+	r.markRefusedLocked() // by the new plan: which subscription carries which route
+	return diff
 }
 
 // replanLocked rebuilds the plan for the current table and sends the
@@ -639,7 +640,7 @@ func (r *Router) subscribeRefused(s *sink, name string, isPattern bool, reason s
 	}
 	var names []string
 	for _, rt := range r.table.Load().Routes() {
-		if serves(key, rt) {
+		if r.servesLocked(key, rt) {
 			names = append(names, rt.Name)
 		}
 	}
@@ -692,7 +693,7 @@ func (r *Router) markRefusedLocked() {
 	for _, rt := range r.table.Load().Routes() {
 		why := ""
 		for key, reason := range r.refused {
-			if serves(key, rt) {
+			if r.servesLocked(key, rt) {
 				why = reason
 				break
 			}
@@ -703,16 +704,21 @@ func (r *Router) markRefusedLocked() {
 	}
 }
 
-// serves reports whether subscription key ("c:channel" or "p:pattern", as
-// BuildPlan makes them) carries rt's events: its own channel or pattern,
-// or a covering "prefix*" pattern.
-func serves(key string, rt *Route) bool {
+// servesLocked reports whether subscription key ("c:channel" or
+// "p:pattern", as BuildPlan makes them) carries rt's events: its own
+// channel or pattern, or, when the plan has not that, a covering
+// "prefix*" pattern.
+func (r *Router) servesLocked(key string, rt *Route) bool {
 	name := key[2:]
-	if key[0] == 'c' {
-		return rt.match.IsLiteral() && rt.match.Literal() == name
+	own, list := "p:"+rt.match.String(), r.plan.Patterns
+	if rt.match.IsLiteral() {
+		own, list = "c:"+rt.match.Literal(), r.plan.Channels
 	}
-	if !rt.match.IsLiteral() && rt.match.String() == name {
+	if key == own {
 		return true
+	}
+	if _, subscribed := slices.BinarySearch(list, own[2:]); subscribed || key[0] == 'c' {
+		return false
 	}
 	p, err := pattern.Compile(name)
 	if err != nil || name != pattern.Quote(p.Prefix())+"*" {
