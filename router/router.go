@@ -176,7 +176,8 @@ func (r *Router) Attach(b Backend) {
 // a gap: Publish goes to b at once (b holds what it gets until connected),
 // the attached backend keeps delivering until b reports StatusConnected,
 // and is closed then. Until then b's messages and status changes are not
-// used, so Lua sees no disconnect; a failure of b is logged. Messages
+// used, so Lua sees no disconnect, and route changes go to both; a
+// failure of b is logged. Messages
 // published during the switch can arrive twice (once through each
 // connection), never not at all.
 func (r *Router) Replace(b Backend) {
@@ -435,6 +436,12 @@ func (r *Router) replanLocked() PlanDiff {
 	r.plan = plan
 	if r.backend != nil && !diff.Empty() {
 		r.backend.Update(diff)
+		// A Replace's old backend delivers until the new one is connected:
+		// it follows the plan too, or a route added meanwhile would get
+		// nothing from either.
+		if r.retiring != nil && r.retiring != r.backend {
+			r.retiring.Update(diff)
+		}
 	}
 	return diff
 }
