@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -92,8 +93,14 @@ func (l *loader) validateRedis(c *Config) {
 		}
 	}
 	if r.TLSCAFile != "" {
-		if _, err := os.Stat(r.TLSCAFile); err != nil {
+		// Read here, as the connection will: a file it cannot use fails
+		// Load (a Reload then changes nothing), not the connection.
+		pem, err := os.ReadFile(r.TLSCAFile)
+		switch {
+		case err != nil:
 			l.fail("redis.tls_ca_file", "%q: %s", r.TLSCAFile, readError(err))
+		case !x509.NewCertPool().AppendCertsFromPEM(pem):
+			l.fail("redis.tls_ca_file", "%q: no PEM certificate in it", r.TLSCAFile)
 		}
 	}
 	for key, d := range map[string]Duration{
