@@ -44,6 +44,11 @@ type Sink interface {
 	// subscription is now in place or gone. The routes it serves get no
 	// events meanwhile; the others are unaffected.
 	SubscribeRefused(name string, isPattern bool, reason string)
+	// Discarded counts n published messages the backend accepted and
+	// will never send: it was closed (realtime.Disconnect) with them
+	// waiting, and handed them to no successor. It counts however late
+	// the closed backend reports it.
+	Discarded(n int)
 }
 
 // Status is a backend's connection state.

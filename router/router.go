@@ -337,6 +337,11 @@ func (s *sink) SubscribeRefused(name string, isPattern bool, reason string) {
 	}
 }
 
+func (s *sink) Discarded(n int) {
+	s.r.Stats.PublishFails.Add(uint64(n))
+	s.r.Logf("warn", "discarded %d published messages that were waiting for Redis: the connection was closed before they could be sent", n)
+}
+
 func (s *sink) SetStatus(st Status, reason string) {
 	if s.r.gen.Load() != s.gen {
 		if !s.current() {

@@ -54,6 +54,7 @@ type Stats struct {
 	PublishRetry atomic.Uint64          // batches retried after a connection error
 	Late         atomic.Uint64          // copies ignored: duplicate or for a removed subscription
 	Resubscribed atomic.Uint64          // refused subscriptions sent again on the live connection
+	Discarded    atomic.Uint64          // published messages dropped at Close, with no HandOver to take them
 	InboxDropped atomic.Uint64          // messages dropped because routing fell behind the socket
 	Heartbeats   atomic.Uint64          // heartbeat hashes Redis acknowledged
 	HeartbeatErr atomic.Pointer[string] // why Redis refused the last heartbeat ("" once one is accepted)
@@ -107,12 +108,15 @@ type Bus struct {
 	// arrived yet; the writer publishes nothing until it is 0, so that
 	// their older messages go first and a batch in flight is never
 	// disturbed by one arriving.
-	handMu  sync.Mutex
-	next    *Bus
-	passed  bool
-	preds   atomic.Int64 // changed under handMu
-	handed  chan struct{}
-	writing atomic.Bool // the writer runs: it passes the outbox itself
+	handMu sync.Mutex
+	next   *Bus
+	passed bool
+	// discarding is set once the writer has stopped after Close with no
+	// HandOver: what reaches b is dropped and counted (Stats.Discarded).
+	discarding bool
+	preds      atomic.Int64 // changed under handMu
+	handed     chan struct{}
+	writing    atomic.Bool // the writer runs: it passes the outbox itself
 
 	wg sync.WaitGroup
 }
@@ -234,6 +238,38 @@ func (b *Bus) Drain(done func()) {
 	}()
 }
 
+// discard drops, counting them, the messages left in the outbox of a bus
+// closed without a HandOver (realtime.Disconnect), and those that reach
+// it later. Only the writer calls it, once it has stopped.
+func (b *Bus) discard() {
+	b.handMu.Lock()
+	if b.next != nil || !b.closed() {
+		b.handMu.Unlock()
+		return
+	}
+	b.discarding = true
+	msgs := b.outbox.takeAll() // Publish checks closed under handMu: nothing comes after
+	b.handMu.Unlock()
+	b.countDiscarded(msgs)
+}
+
+// countDiscarded counts the published messages of msgs as discarded
+// (heartbeats are not counted: the next server's beat replaces them).
+func (b *Bus) countDiscarded(msgs []outMsg) {
+	n := 0
+	for _, m := range msgs {
+		if m.ttl == 0 && m.drain == nil {
+			n++
+		}
+	}
+	if n > 0 {
+		b.Stats.Discarded.Add(uint64(n))
+		if b.sink != nil {
+			b.sink.Discarded(n)
+		}
+	}
+}
+
 // finishDrain runs the callback of Drain request req, if it is the
 // current one and has not run.
 func (b *Bus) finishDrain(req *drainReq) {
@@ -264,6 +300,11 @@ func (b *Bus) passOutbox() {
 func (b *Bus) arrive(msgs []outMsg, delta int64) {
 	for d := b; ; {
 		d.handMu.Lock()
+		if !d.passed && d.discarding {
+			d.handMu.Unlock()
+			d.countDiscarded(msgs)
+			return
+		}
 		if !d.passed {
 			d.outbox.prepend(msgs)
 			d.preds.Add(delta)
@@ -519,7 +560,8 @@ func (b *Bus) OutboxLen() int { return b.outbox.len() }
 
 // Close stops the goroutines and closes the connections without waiting
 // for them: a hung network must not hang a map change. Queued publishes
-// are discarded. Idempotent.
+// are discarded, unless HandOver gave them to a successor, and counted
+// (Stats.Discarded and the sink's Discarded). Idempotent.
 func (b *Bus) Close() error {
 	b.closing.Do(func() {
 		close(b.done)
@@ -1000,6 +1042,7 @@ func (b *Bus) write() {
 	defer func() { // after a HandOver, whatever ended the loop
 		b.writing.Store(false)
 		b.passOutbox()
+		b.discard()
 	}()
 	failures := 0
 	for {
