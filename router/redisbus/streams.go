@@ -50,8 +50,9 @@ package redisbus
 // take a mutex held only for map updates, never across the network.
 //
 // Close returns at once: the readers' clients are closed in the
-// background, and the worker sends the acks it holds in one last pipeline
-// (bounded by write_timeout + read_timeout) before closing its own. An
+// background, and the worker sends the acks and dead letters it holds in one
+// last pass (bounded by write_timeout + read_timeout) before closing its
+// own. An
 // entry acked by a closed reader whose last pipeline has not reached
 // Redis yet can be delivered again to a new reader: at-least-once.
 //
@@ -156,6 +157,7 @@ type flight struct {
 	deliveries int64
 	at         time.Time // stRetry: when to offer it again
 	reason     string    // stDead
+	tried      bool      // stDead: a transaction was sent and its reply lost
 }
 
 type flightState uint8
@@ -435,7 +437,7 @@ func (r *StreamReader) Stats() map[string]StreamStats {
 	return out
 }
 
-// Close stops reading; it returns at once (see the package comment for the
+// Close stops reading; it returns at once (see the file comment for the
 // last acks). Idempotent.
 func (r *StreamReader) Close() {
 	r.closing.Do(func() {
@@ -820,7 +822,7 @@ func (r *StreamReader) work() {
 		case <-r.wake:
 		case <-tick.C:
 		case <-r.done:
-			r.lastAcks()
+			r.lastFlush()
 			return
 		}
 		now := time.Now()
@@ -997,8 +999,9 @@ func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
 	return nil
 }
 
-// lastAcks sends the acks held at Close, once, within the timeouts.
-func (r *StreamReader) lastAcks() {
+// lastFlush sends the acks and dead letters held at Close, once, within
+// the timeouts.
+func (r *StreamReader) lastFlush() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.WriteTimeout.D()+r.cfg.ReadTimeout.D())
 	defer cancel()
 	r.mu.Lock()
@@ -1008,14 +1011,18 @@ func (r *StreamReader) lastAcks() {
 	}
 	r.mu.Unlock()
 	for _, s := range all {
-		if r.flushAcks(ctx, s) != nil {
+		if r.flushAcks(ctx, s) != nil || r.flushDeads(ctx, s) != nil {
 			return
 		}
 	}
 }
 
-// flushDeads dead-letters s's queued entries: copy to "<stream>:dead",
-// then XACK.
+// flushDeads dead-letters s's queued entries: the copy to
+// "<stream>:dead" and the XACK in one MULTI, for the entries still
+// pending. A transaction whose reply a lost connection took is either
+// applied (the entry is no longer pending: nothing to do) or not, so the
+// retry writes each dead letter once. (In a Cluster, with the two keys on
+// different nodes, the copy can be written twice.)
 func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	s.mu.Lock()
 	ids, spec := s.deads, s.spec
@@ -1023,11 +1030,12 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	type dead struct {
 		id, reason string
 		n          int64
+		tried      bool
 	}
 	list := make([]dead, len(ids))
 	for i, id := range ids {
 		if f := s.tracked[id]; f != nil {
-			list[i] = dead{id, f.reason, f.deliveries}
+			list[i] = dead{id, f.reason, f.deliveries, f.tried}
 		} else {
 			list[i] = dead{id: id}
 		}
@@ -1036,22 +1044,37 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	requeue := func(err error) error {
+	requeue := func(err error, sent []dead) error {
 		s.mu.Lock()
+		for _, d := range sent {
+			if f := s.tracked[d.id]; f != nil {
+				f.tried = true
+			}
+		}
 		s.deads = append(ids, s.deads...)
 		s.mu.Unlock()
 		return err
 	}
 	pipe := r.cmd.Pipeline()
 	ranges := make([]*redis.Cmd, len(list))
+	pending := make([]*redis.XPendingExtCmd, len(list))
 	for i, d := range list {
 		ranges[i] = pipe.Do(ctx, "xrange", spec.Stream, d.id, d.id)
+		pending[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: spec.Stream, Group: spec.Group, Start: d.id, End: d.id, Count: 1})
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
-		return requeue(err)
+		return requeue(err, nil)
 	}
-	pipe = r.cmd.Pipeline()
+	tx := r.cmd.TxPipeline()
+	var adds []*redis.Cmd
+	var written, earlier []dead
 	for i, d := range list {
+		if p, err := pending[i].Result(); err != nil || len(p) == 0 {
+			if d.tried {
+				earlier = append(earlier, d) // the lost reply's transaction was applied
+			}
+			continue
+		}
 		args := []any{"xadd", spec.Stream + ":dead", "*"}
 		var fields []string
 		if v, err := ranges[i].Result(); err == nil {
@@ -1066,19 +1089,22 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		if d.reason != "" {
 			args = append(args, "rt_reason", d.reason)
 		}
-		pipe.Do(ctx, args...)
-		pipe.XAck(ctx, spec.Stream, spec.Group, d.id)
+		adds = append(adds, tx.Do(ctx, args...))
+		tx.XAck(ctx, spec.Stream, spec.Group, d.id)
+		written = append(written, d)
 	}
-	cmds, _ := pipe.Exec(ctx)
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && !isReply(err) {
-			return requeue(err)
+	if len(written) > 0 {
+		if _, err := tx.Exec(ctx); err != nil && !isReply(err) {
+			return requeue(err, written)
 		}
 	}
-	for i, d := range list {
-		if err := cmds[2*i].Err(); err != nil {
+	for i, d := range written {
+		if err := adds[i].Err(); err != nil {
 			r.opt.Logf("realtime: stream %q: dead-lettering %s: %v", spec.Stream, d.id, err)
 		}
+	}
+	written = append(written, earlier...)
+	for _, d := range written {
 		detail := fmt.Sprintf("%s deliveries=%d", d.id, d.n)
 		if d.reason != "" {
 			detail += " " + d.reason
@@ -1092,7 +1118,7 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		}
 	}
 	s.mu.Unlock()
-	s.dead.Add(uint64(len(ids)))
+	s.dead.Add(uint64(len(written)))
 	signal(s.room)
 	return nil
 }

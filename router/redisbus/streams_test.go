@@ -503,15 +503,19 @@ type modelEntry struct {
 	acked     bool  // the handler acknowledged it
 	deadAt    int64 // the handler Nacked it at MaxDeliveries or called Dead: deliveries then
 	deadWhy   string
+	settled   int   // the reader generation that was told (acked or dead)
 	last      int64 // the last delivery count seen
 	delivered int
 }
 
 // TestStreamRandomSchedule mixes appends, acks, nacks, dead letters, a
-// queue that refuses, and cut connections, against a model: an entry is
-// never handed out while the handler holds it or after it was
-// acknowledged; every appended entry ends acknowledged or dead-lettered,
-// none lost; nothing stays pending. REDISBUS_STREAM_SEED replays a seed.
+// queue that refuses, cut connections and restarts of the reader (Close
+// and a new one with the same consumer: a map change, whose queue is
+// lost), against a model: an entry is never handed out while the handler
+// holds it, nor after it was acknowledged or dead-lettered unless the
+// reader told of it was restarted since (its last flush can lose the
+// ack); every appended entry ends acknowledged or dead-lettered, none
+// lost; nothing stays pending. REDISBUS_STREAM_SEED replays a seed.
 func TestStreamRandomSchedule(t *testing.T) {
 	seed := rand.Uint64()
 	if s := os.Getenv("REDISBUS_STREAM_SEED"); s != "" {
@@ -526,9 +530,13 @@ func TestStreamRandomSchedule(t *testing.T) {
 	c := client(t, srv)
 	p := startProxy(t, srv.Addr(), func(int) faults { return faults{} })
 	const maxDel = 4
-	sink := newChanSink(1 + rng.IntN(16))
-	r := startReader(t, p.Addr(), "srv1", []StreamSpec{{Stream: "rnd", Group: "g", Start: "0", MaxDeliveries: maxDel}}, sink,
-		StreamOptions{Count: int64(1 + rng.IntN(20)), MaxInFlight: 5 + rng.IntN(40), RetryDelay: 20 * time.Millisecond})
+	spec := []StreamSpec{{Stream: "rnd", Group: "g", Start: "0", MaxDeliveries: maxDel}}
+	opts := StreamOptions{Count: int64(1 + rng.IntN(20)), MaxInFlight: 5 + rng.IntN(40), RetryDelay: 20 * time.Millisecond}
+	queue := 1 + rng.IntN(16)
+	sink := newChanSink(queue)
+	r := startReader(t, p.Addr(), "srv1", spec, sink, opts)
+	gen, restarts, comeBack := 0, 0, 0
+	var dead uint64 // dead letters counted by the readers closed
 
 	model := map[string]*modelEntry{}
 	var order []string
@@ -537,6 +545,11 @@ func TestStreamRandomSchedule(t *testing.T) {
 		m := model[e.ID]
 		require.NotNil(t, m, "entry %s was never appended", e.ID)
 		require.False(t, m.held, "entry %s handed out again while the handler holds it", e.ID)
+		if (m.acked || m.deadAt > 0) && m.settled < gen {
+			// The restarted reader's last flush lost it.
+			m.acked, m.deadAt, m.deadWhy = false, 0, ""
+			comeBack++
+		}
 		require.False(t, m.acked, "entry %s handed out again after its ack", e.ID)
 		require.Zero(t, m.deadAt, "entry %s handed out again after it was dead-lettered", e.ID)
 		require.Greater(t, e.Deliveries, m.last, "entry %s: the delivery count grows", e.ID)
@@ -545,7 +558,7 @@ func TestStreamRandomSchedule(t *testing.T) {
 		return m
 	}
 	answer := func(id string, m *modelEntry, ack bool) {
-		m.held = false
+		m.held, m.settled = false, gen
 		switch {
 		case ack:
 			m.acked = true
@@ -565,8 +578,22 @@ func TestStreamRandomSchedule(t *testing.T) {
 				model[id] = &modelEntry{}
 				order = append(order, id)
 			}
-		case x < 20:
+		case x < 19:
 			p.cut()
+		case x < 20:
+			// A map change: the queue and what the handler holds are lost.
+			st := r.lookup("rnd", "g") // Stats lists no closed stream
+			r.Close()
+			r.Wait()
+			dead += st.dead.Load()
+			for _, id := range holding {
+				model[id].held = false
+			}
+			holding = nil
+			sink = newChanSink(queue)
+			r = startReader(t, p.Addr(), "srv1", spec, sink, opts)
+			gen++
+			restarts++
 		case x < 70:
 			var e Entry
 			select {
@@ -581,7 +608,7 @@ func TestStreamRandomSchedule(t *testing.T) {
 			case y < 70:
 				answer(e.ID, m, false)
 			case y < 73:
-				m.deadAt, m.deadWhy = m.last, "malformed"
+				m.deadAt, m.deadWhy, m.settled = m.last, "malformed", gen
 				r.Dead("rnd", "g", e.ID, "malformed")
 			default:
 				m.held = true
@@ -620,7 +647,8 @@ func TestStreamRandomSchedule(t *testing.T) {
 		require.NotContains(t, deads, id, "entry %s dead-lettered twice", id)
 		deads[id] = d.fields
 	}
-	var acked, dead, redelivered int
+	assert.Equal(t, uint64(len(deads)), dead+r.Stats()["rnd"].Dead, "dead letters counted")
+	var acked, redelivered int
 	for i, id := range order {
 		m := model[id]
 		d, isDead := deads[id]
@@ -629,7 +657,6 @@ func TestStreamRandomSchedule(t *testing.T) {
 			acked++
 			assert.False(t, isDead, "entry %s acknowledged and dead-lettered", id)
 		case isDead:
-			dead++
 			assert.Equal(t, []string{"n", strconv.Itoa(i)}, d[:2], "dead entry %s keeps its fields", id)
 			n, _ := strconv.ParseInt(fieldOf(d, "rt_deliveries"), 10, 64)
 			if m.deadWhy != "" {
@@ -653,8 +680,8 @@ func TestStreamRandomSchedule(t *testing.T) {
 			redelivered++
 		}
 	}
-	t.Logf("%d entries: %d acknowledged, %d dead-lettered, %d delivered more than once; %d connections cut; stats %+v",
-		len(order), acked, dead, redelivered, p.Conns(), r.Stats()["rnd"])
+	t.Logf("%d entries: %d acknowledged, %d dead-lettered, %d delivered more than once; %d connections; %d restarts, %d entries settled before one came back; stats %+v",
+		len(order), acked, len(deads), redelivered, p.Conns(), restarts, comeBack, r.Stats()["rnd"])
 }
 
 // BenchmarkStreamReader is entries/s through the reader with a handler
