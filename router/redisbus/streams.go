@@ -27,8 +27,8 @@ package redisbus
 // the re-offer of Nacked entries after RetryDelay (XCLAIM to ourselves,
 // which counts a delivery; Entry.Deliveries is Redis's delivery counter,
 // read with XPENDING), dead-lettering, the re-offer of entries the sink
-// refused (from memory, at a pace doubling from 10ms to 500ms while it
-// refuses: no delivery is counted for a refusal), and for shared groups
+// refused (from memory, 2ms after progress, doubling to 200ms while it
+// accepts nothing: no delivery is counted for a refusal), and for shared groups
 // (ClaimAfter > 0) the claim loop: XAUTOCLAIM of entries idle longer than
 // ClaimAfter (a dead server's), and an idle reset (XCLAIM ... JUSTID to
 // ourselves) of every entry in our in-flight set at ClaimAfter/4, so that
@@ -738,7 +738,7 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 	f.state = stHeld
 	s.held = append(s.held, e)
 	if s.heldWait == 0 {
-		s.heldWait = 10 * time.Millisecond
+		s.heldWait = minHeldWait
 		s.heldNext = time.Now().Add(s.heldWait)
 	}
 	s.mu.Unlock()
@@ -813,14 +813,17 @@ func xclaim(ctx context.Context, c redis.UniversalClient, spec StreamSpec, consu
 func (r *StreamReader) work() {
 	defer r.wg.Done()
 	defer func() { go r.cmd.Close() }()
-	tick := time.NewTicker(min(r.opt.RetryDelay/2, 100*time.Millisecond))
-	defer tick.Stop()
+	// A pass runs when woken (Ack, Nack, Dead, a refusal), every tick, and
+	// when the sink's refusals are due to be offered again.
+	tick := min(r.opt.RetryDelay/2, 100*time.Millisecond)
+	timer := time.NewTimer(tick)
+	defer timer.Stop()
 	failures := 0
 	var retryAt time.Time
 	for {
 		select {
 		case <-r.wake:
-		case <-tick.C:
+		case <-timer.C:
 		case <-r.done:
 			r.lastFlush()
 			return
@@ -833,9 +836,14 @@ func (r *StreamReader) work() {
 		}
 		r.mu.Unlock()
 		sort.Slice(all, func(i, j int) bool { return all[i].key < all[j].key })
+		next := now.Add(tick)
 		for _, s := range all {
-			r.offerHeld(s, now)
+			if at, ok := r.offerHeld(s, now); ok && at.Before(next) {
+				next = at
+			}
 		}
+		timer.Stop()
+		timer.Reset(max(next.Sub(now), time.Millisecond))
 		if now.Before(retryAt) {
 			continue
 		}
@@ -878,22 +886,24 @@ func (r *StreamReader) forgetRemoved(all []*stream) {
 	}
 }
 
-// offerHeld offers the entries the sink refused again, in order, at a
-// pace that doubles while it keeps refusing.
-func (r *StreamReader) offerHeld(s *stream, now time.Time) {
+// offerHeld offers the entries the sink refused again, in order, and
+// returns when to try next if some are still held. The pace is 2ms after
+// progress, doubling up to 200ms while the sink accepts nothing.
+func (r *StreamReader) offerHeld(s *stream, now time.Time) (time.Time, bool) {
 	s.mu.Lock()
 	if len(s.held) == 0 || now.Before(s.heldNext) {
-		s.mu.Unlock()
-		return
+		defer s.mu.Unlock()
+		return s.heldNext, len(s.held) > 0
 	}
 	s.mu.Unlock()
+	progress := false
 	for {
 		s.mu.Lock()
 		if len(s.held) == 0 {
 			s.heldWait = 0
 			s.mu.Unlock()
 			signal(s.room)
-			return
+			return time.Time{}, false
 		}
 		// Only the worker takes from held: e stays its head, unless
 		// Update empties it.
@@ -907,11 +917,16 @@ func (r *StreamReader) offerHeld(s *stream, now time.Time) {
 		s.mu.Lock()
 		if f != nil && !ok {
 			f.state = stHeld
-			s.heldWait = min(2*s.heldWait, 500*time.Millisecond)
+			if progress {
+				s.heldWait = minHeldWait
+			} else {
+				s.heldWait = min(2*s.heldWait, maxHeldWait)
+			}
 			s.heldNext = now.Add(s.heldWait)
+			next := s.heldNext
 			s.mu.Unlock()
 			s.refused.Add(1)
-			return
+			return next, true
 		}
 		if len(s.held) > 0 && s.held[0].ID == e.ID { // not emptied by Update meanwhile
 			s.held = s.held[1:]
@@ -919,9 +934,16 @@ func (r *StreamReader) offerHeld(s *stream, now time.Time) {
 		s.mu.Unlock()
 		if ok {
 			s.delivered.Add(1)
+			progress = true
 		}
 	}
 }
+
+// The pace of offering again what the sink refused.
+const (
+	minHeldWait = 2 * time.Millisecond
+	maxHeldWait = 200 * time.Millisecond
+)
 
 // serviceStream does s's network work due at now; it returns the first
 // connection error (reply errors are logged and dealt with).
