@@ -1039,6 +1039,13 @@ func (r *StreamReader) lastFlush() {
 	}
 }
 
+// dead is one entry to dead-letter.
+type dead struct {
+	id, reason string
+	n          int64 // deliveries
+	tried      bool  // a write whose reply was lost went before
+}
+
 // flushDeads dead-letters s's queued entries: the copy to
 // "<stream>:dead" and the XACK in one MULTI, for the entries still
 // pending. A transaction whose reply a lost connection took is either
@@ -1049,11 +1056,6 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	s.mu.Lock()
 	ids, spec := s.deads, s.spec
 	s.deads = nil
-	type dead struct {
-		id, reason string
-		n          int64
-		tried      bool
-	}
 	list := make([]dead, len(ids))
 	for i, id := range ids {
 		if f := s.tracked[id]; f != nil {
@@ -1087,8 +1089,7 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
 		return requeue(err, nil)
 	}
-	tx := r.cmd.TxPipeline()
-	var adds []*redis.Cmd
+	var argss [][]any
 	var written, earlier []dead
 	for i, d := range list {
 		if p, err := pending[i].Result(); err != nil || len(p) == 0 {
@@ -1111,19 +1112,26 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		if d.reason != "" {
 			args = append(args, "rt_reason", d.reason)
 		}
-		adds = append(adds, tx.Do(ctx, args...))
-		tx.XAck(ctx, spec.Stream, spec.Group, d.id)
+		argss = append(argss, args)
 		written = append(written, d)
 	}
 	if len(written) > 0 {
-		if _, err := tx.Exec(ctx); err != nil && !isReply(err) {
+		adds, err := r.writeDead(ctx, spec, written, argss)
+		if err != nil {
 			return requeue(err, written)
 		}
-	}
-	for i, d := range written {
-		if err := adds[i].Err(); err != nil {
-			r.opt.Logf("realtime: stream %q: dead-lettering %s: %v", spec.Stream, d.id, err)
+		kept := written[:0]
+		for i, d := range written {
+			if err := adds[i].Err(); err != nil {
+				// Refused (an ACL without the dead-letter stream, say):
+				// not acknowledged, it stays pending and comes back.
+				r.opt.Logf("realtime: stream %q: dead-lettering %s: %v", spec.Stream, d.id, err)
+				r.sink.StreamEvent(spec.Stream, "error", fmt.Sprintf("dead-lettering %s: %v", d.id, err))
+				continue
+			}
+			kept = append(kept, d)
 		}
+		written = kept
 	}
 	written = append(written, earlier...)
 	for _, d := range written {
@@ -1143,6 +1151,44 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	s.dead.Add(uint64(len(written)))
 	signal(s.room)
 	return nil
+}
+
+// writeDead adds the dead letters and acknowledges their entries: in one
+// MULTI on a single server, so that a retry after a lost reply can tell
+// whether it was applied; in a Cluster (the two keys in different slots)
+// the XACKs follow the XADDs that succeeded.
+func (r *StreamReader) writeDead(ctx context.Context, spec StreamSpec, list []dead, argss [][]any) ([]*redis.Cmd, error) {
+	adds := make([]*redis.Cmd, len(list))
+	if _, cluster := r.cmd.(*redis.ClusterClient); !cluster {
+		tx := r.cmd.TxPipeline()
+		for i, d := range list {
+			adds[i] = tx.Do(ctx, argss[i]...)
+			tx.XAck(ctx, spec.Stream, spec.Group, d.id)
+		}
+		if _, err := tx.Exec(ctx); err != nil && !isReply(err) {
+			return nil, err
+		}
+		return adds, nil
+	}
+	pipe := r.cmd.Pipeline()
+	for i := range list {
+		adds[i] = pipe.Do(ctx, argss[i]...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
+		return nil, err
+	}
+	var ids []string
+	for i, d := range list {
+		if adds[i].Err() == nil {
+			ids = append(ids, d.id)
+		}
+	}
+	if len(ids) > 0 {
+		if err := r.cmd.XAck(ctx, spec.Stream, spec.Group, ids...).Err(); err != nil && !isReply(err) {
+			return nil, err
+		}
+	}
+	return adds, nil
 }
 
 // retryDue offers again the Nacked entries whose delay is over: XCLAIM to

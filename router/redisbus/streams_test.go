@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -707,6 +708,22 @@ func BenchmarkStreamReader(b *testing.B) {
 	waitUntil(b, "every ack", time.Minute, func() bool { return r.Stats()["bench"].Acked == uint64(b.N) })
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+	reportCalls(b, c)
+}
+
+// reportCalls reports the XREADGROUP and XACK calls Redis served per 1000
+// entries.
+func reportCalls(b *testing.B, c *redis.Client) {
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	require.NoError(b, err)
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, name := range []string{"xreadgroup", "xack"} {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"+name+":calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				b.ReportMetric(float64(n)*1000/float64(b.N), name+"/1000")
+			}
+		}
+	}
 }
 
 // BenchmarkStreamPlainLoop is the baseline: XREADGROUP COUNT 100, then one
@@ -730,6 +747,7 @@ func BenchmarkStreamPlainLoop(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+	reportCalls(b, c)
 }
 
 func client2(b testing.TB, srv *redistest.Server) *redis.Client {
@@ -748,4 +766,74 @@ func fillStream(b testing.TB, c *redis.Client, stream string, n int) {
 		_, err := pipe.Exec(ctx)
 		require.NoError(b, err)
 	}
+}
+
+// TestStreamCluster: streams on several nodes of a Redis Cluster are read,
+// acknowledged and dead-lettered (the dead-letter stream may sit on
+// another node than its stream).
+func TestStreamCluster(t *testing.T) {
+	var addrs []string
+	for i := 0; i < 3; i++ {
+		s := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+		addrs = append(addrs, s.Addr())
+	}
+	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
+	require.NoError(t, err, "redis-cli --cluster create: %s", out)
+	ctx := context.Background()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2})
+	t.Cleanup(func() { _ = cc.Close() })
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a, Protocol: 2})
+		require.Eventually(t, func() bool {
+			info, _ := c.ClusterInfo(ctx).Result()
+			return strings.Contains(info, "cluster_state:ok")
+		}, 30*time.Second, 50*time.Millisecond)
+		_ = c.Close()
+	}
+	names := []string{"alpha", "beta", "gamma", "delta"}
+	nodes := map[string]bool{}
+	var specs []StreamSpec
+	for _, n := range names {
+		specs = append(specs, StreamSpec{Stream: n, Group: "g", Start: "0", MaxDeliveries: 1})
+		node, err := cc.MasterForKey(ctx, n)
+		require.NoError(t, err)
+		nodes[node.Options().Addr] = true
+	}
+	require.Greater(t, len(nodes), 1, "the streams sit on several nodes")
+
+	cfg := streamConfig(addrs[0])
+	cfg.URL, cfg.Addrs = "", addrs
+	sink := newChanSink(64)
+	r, err := NewStreamReader(cfg, StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond, Logf: t.Logf}, specs, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	want := map[string]string{} // id -> stream
+	waitUntil(t, "the entries added", 20*time.Second, func() bool {
+		for _, n := range names {
+			if id, err := cc.XAdd(ctx, &redis.XAddArgs{Stream: n, Values: []string{"n", n}}).Result(); err == nil {
+				want[id+" "+n] = n
+			}
+		}
+		return len(want) == 2*len(names)
+	})
+	got := map[string]bool{}
+	for len(got) < len(want) {
+		e := recv(t, sink, 20*time.Second)
+		require.Equal(t, []string{"n", e.Stream}, e.Fields)
+		got[e.ID+" "+e.Stream] = true
+		if e.Stream == "alpha" {
+			r.Nack(e.Stream, e.Group, e.ID) // MaxDeliveries 1: dead-lettered
+		} else {
+			r.Ack(e.Stream, e.Group, e.ID)
+		}
+	}
+	waitUntil(t, "everything acknowledged", 20*time.Second, func() bool {
+		for _, n := range names {
+			p, err := cc.XPending(ctx, n, "g").Result()
+			if err != nil || p.Count != 0 {
+				return false
+			}
+		}
+		return cc.XLen(ctx, "alpha:dead").Val() == 2
+	})
 }
