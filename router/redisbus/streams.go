@@ -56,9 +56,15 @@ package redisbus
 // entry acked by a closed reader whose last pipeline has not reached
 // Redis yet can be delivered again to a new reader: at-least-once.
 //
+// Release forgets what the sink holds (its queue was cleared as the Lua
+// state closed): those entries are re-read from the pending list, as after
+// a reconnect, instead of waiting for a restart.
+//
 // Delivery is at least once: an entry comes back after a crash, a lost
 // ack, or a claim by another server, and Entry.ID lets a handler drop a
-// duplicate.
+// duplicate. Copies of one entry appended twice by the spool (same
+// "rt_id", different stream ids) are dropped by the reader itself within
+// a window of recent values (StreamOptions.DedupeField).
 
 import (
 	"cmp"
@@ -131,6 +137,17 @@ type StreamOptions struct {
 	RetryDelay time.Duration
 	// MaxInFlight bounds the entries in flight per stream. Default: 10000.
 	MaxInFlight int
+	// DedupeField names the field that identifies an entry's content
+	// across copies: the spool sends an entry again with the same "rt_id"
+	// when a crash came between XADD and its delete. An entry whose value
+	// was seen on another entry of the stream among the last DedupeWindow
+	// values is acknowledged without being handed out (Duplicates counts
+	// them); the window is in memory, so a copy that arrives after a
+	// restart of the reader is handed out. Default: "rt_id".
+	DedupeField string
+	// DedupeWindow is how many values the duplicate check remembers per
+	// stream. Default: 10000; negative turns the check off.
+	DedupeWindow int
 	// Logf logs; nil logs nothing.
 	Logf func(format string, args ...any)
 }
@@ -145,6 +162,7 @@ type StreamStats struct {
 	Refused       uint64 // offers the sink refused (offered again later)
 	Claimed       uint64 // entries taken over from other consumers
 	Gone          uint64 // pending entries deleted from the stream before delivery (acked)
+	Duplicates    uint64 // copies dropped by the duplicate check (acked)
 	NoGroup       uint64 // groups recreated after NOGROUP
 	InFlight      int    // entries in the in-flight set now
 	Pending       int64  // the group's pending entries (XPENDING), -1 before known
@@ -191,8 +209,17 @@ type stream struct {
 	room chan struct{} // the in-flight set shrank or held drained
 
 	delivered, acked, retried, dead, refused, claimed, gone, nogroup atomic.Uint64
+	duplicates                                                       atomic.Uint64
 	claimPasses                                                      atomic.Uint64 // XAUTOCLAIM passes done
 	pending, lag                                                     atomic.Int64
+
+	// The duplicate check's window: DedupeField value -> the entry id that
+	// carried it first, and the values in the order seen (a ring).
+	seen      map[string]string
+	seenOrder []string
+	seenNext  int
+
+	reread atomic.Bool // Release: re-read the pending entries
 
 	// The worker's own timers; only the worker touches them.
 	nextKeep, nextClaim, nextStats time.Time
@@ -226,6 +253,8 @@ func NewStreamReader(c config.Redis, o StreamOptions, specs []StreamSpec, sink S
 	o.Block = cmp.Or(o.Block, 2*time.Second)
 	o.RetryDelay = cmp.Or(o.RetryDelay, time.Second)
 	o.MaxInFlight = cmp.Or(o.MaxInFlight, 10000)
+	o.DedupeField = cmp.Or(o.DedupeField, "rt_id")
+	o.DedupeWindow = cmp.Or(o.DedupeWindow, 10000)
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
@@ -400,6 +429,32 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 	}
 }
 
+// Release forgets every entry now with the sink (handed out and not yet
+// Acked, Nacked or Dead), for when the sink has discarded them: the queue
+// cleared as the Lua state closes. They are still pending in Redis, and
+// each reader re-reads its pending entries (within Block), as after a
+// reconnect: they come back, with a delivery counted. An Ack for one of
+// them that arrives after Release is ignored.
+func (r *StreamReader) Release() {
+	r.mu.Lock()
+	all := make([]*stream, 0, len(r.streams))
+	for _, s := range r.streams {
+		all = append(all, s)
+	}
+	r.mu.Unlock()
+	for _, s := range all {
+		s.mu.Lock()
+		for id, f := range s.tracked {
+			if f.state == stSink {
+				delete(s.tracked, id)
+			}
+		}
+		s.mu.Unlock()
+		s.reread.Store(true)
+		signal(s.room)
+	}
+}
+
 // Stats returns each stream's figures, keyed by stream name (by
 // "stream@group" for a stream read by several groups). It never waits on
 // the network: Pending and Lag are refreshed by the worker every 2s.
@@ -424,7 +479,7 @@ func (r *StreamReader) Stats() map[string]StreamStats {
 			Stream: spec.Stream, Group: spec.Group,
 			Delivered: s.delivered.Load(), Acked: s.acked.Load(), Retried: s.retried.Load(),
 			Dead: s.dead.Load(), Refused: s.refused.Load(), Claimed: s.claimed.Load(),
-			Gone: s.gone.Load(), NoGroup: s.nogroup.Load(), InFlight: n,
+			Gone: s.gone.Load(), Duplicates: s.duplicates.Load(), NoGroup: s.nogroup.Load(), InFlight: n,
 			Pending: s.pending.Load(), Lag: s.lag.Load(),
 		}
 	}
@@ -507,6 +562,9 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 		case <-stop:
 			return
 		default:
+		}
+		if s.reread.Swap(false) {
+			needPending, cursor = true, "-"
 		}
 		var err error
 		switch {
@@ -720,6 +778,14 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 	if idLess(s.lastID, e.ID) {
 		s.lastID = e.ID
 	}
+	if r.duplicate(s, e) {
+		s.tracked[e.ID] = &flight{state: stAck, deliveries: e.Deliveries}
+		s.acks = append(s.acks, e.ID)
+		s.mu.Unlock()
+		s.duplicates.Add(1)
+		signal(r.wake)
+		return
+	}
 	f := &flight{state: stSink, deliveries: e.Deliveries}
 	s.tracked[e.ID] = f
 	if len(s.held) > 0 {
@@ -743,6 +809,44 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 	}
 	s.mu.Unlock()
 	signal(r.wake)
+}
+
+// duplicate reports whether e is a copy of an entry handed out before: its
+// DedupeField value was seen on another entry of s within the window. It
+// remembers the value otherwise. s.mu held.
+func (r *StreamReader) duplicate(s *stream, e Entry) bool {
+	if r.opt.DedupeWindow <= 0 {
+		return false
+	}
+	key := fieldValue(e.Fields, r.opt.DedupeField)
+	if key == "" {
+		return false
+	}
+	if first, ok := s.seen[key]; ok {
+		return first != e.ID // the same entry again is a redelivery
+	}
+	if s.seen == nil {
+		s.seen = map[string]string{}
+	}
+	if len(s.seenOrder) < r.opt.DedupeWindow {
+		s.seenOrder = append(s.seenOrder, key)
+	} else {
+		delete(s.seen, s.seenOrder[s.seenNext])
+		s.seenOrder[s.seenNext] = key
+		s.seenNext = (s.seenNext + 1) % len(s.seenOrder)
+	}
+	s.seen[key] = e.ID
+	return false
+}
+
+// fieldValue returns the value of the first field name in pairs, or "".
+func fieldValue(pairs []string, name string) string {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i] == name {
+			return pairs[i+1]
+		}
+	}
+	return ""
 }
 
 // idLess compares stream ids "ms-seq"; "" is the least.

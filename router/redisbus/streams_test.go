@@ -136,16 +136,6 @@ func deadEntries(t testing.TB, c *redis.Client, stream string) []rawEntry {
 	return parseEntries(v)
 }
 
-// fieldOf returns the value of field name in pairs.
-func fieldOf(pairs []string, name string) string {
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if pairs[i] == name {
-			return pairs[i+1]
-		}
-	}
-	return ""
-}
-
 // TestStreamRetryThenAck: a handler that fails twice then succeeds gets
 // the entry three times, counted by Redis, and the entry ends acknowledged.
 func TestStreamRetryThenAck(t *testing.T) {
@@ -644,7 +634,7 @@ func TestStreamRandomSchedule(t *testing.T) {
 	}
 	deads := map[string][]string{}
 	for _, d := range deadEntries(t, c, "rnd") {
-		id := fieldOf(d.fields, "rt_source_id")
+		id := fieldValue(d.fields, "rt_source_id")
 		require.NotContains(t, deads, id, "entry %s dead-lettered twice", id)
 		deads[id] = d.fields
 	}
@@ -659,9 +649,9 @@ func TestStreamRandomSchedule(t *testing.T) {
 			assert.False(t, isDead, "entry %s acknowledged and dead-lettered", id)
 		case isDead:
 			assert.Equal(t, []string{"n", strconv.Itoa(i)}, d[:2], "dead entry %s keeps its fields", id)
-			n, _ := strconv.ParseInt(fieldOf(d, "rt_deliveries"), 10, 64)
+			n, _ := strconv.ParseInt(fieldValue(d, "rt_deliveries"), 10, 64)
 			if m.deadWhy != "" {
-				assert.Equal(t, m.deadWhy, fieldOf(d, "rt_reason"))
+				assert.Equal(t, m.deadWhy, fieldValue(d, "rt_reason"))
 				assert.Equal(t, m.deadAt, n)
 			} else {
 				// Nacked at MaxDeliveries, or found pending with that
@@ -836,4 +826,54 @@ func TestStreamCluster(t *testing.T) {
 		}
 		return cc.XLen(ctx, "alpha:dead").Val() == 2
 	})
+}
+
+// TestStreamRelease: entries the sink discarded (the queue cleared at a
+// map change) come back after Release, in order, without a Nack.
+func TestStreamRelease(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	sink := newChanSink(16)
+	r := startReader(t, srv.Addr(), "srv1", []StreamSpec{{Stream: "rel", Group: "g", Start: "0"}}, sink, StreamOptions{})
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, xadd(t, c, "rel", "n", strconv.Itoa(i)))
+	}
+	for i := 0; i < 3; i++ {
+		require.Equal(t, ids[i], recv(t, sink, 10*time.Second).ID) // then discarded
+	}
+	r.Release()
+	for i := 0; i < 3; i++ {
+		e := recv(t, sink, 10*time.Second)
+		require.Equal(t, ids[i], e.ID)
+		require.Equal(t, int64(2), e.Deliveries)
+		r.Ack(e.Stream, e.Group, e.ID)
+	}
+	waitUntil(t, "all acknowledged", 10*time.Second, func() bool { return pendingCount(c, "rel", "g") == 0 })
+}
+
+// TestStreamDuplicateCheck: a second entry with the same rt_id (the
+// spool's copy after a crash between XADD and its delete) is acknowledged
+// without being handed out; the same entry delivered again is not a copy.
+func TestStreamDuplicateCheck(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	sink := newChanSink(16)
+	r := startReader(t, srv.Addr(), "srv1", []StreamSpec{{Stream: "dup", Group: "g", Start: "0"}}, sink, StreamOptions{})
+	a := xadd(t, c, "dup", "data", "x", "rt_id", "srv-1")
+	xadd(t, c, "dup", "data", "x", "rt_id", "srv-1")
+	b := xadd(t, c, "dup", "data", "y", "rt_id", "srv-2")
+	plain := xadd(t, c, "dup", "data", "z")
+	e := recv(t, sink, 10*time.Second)
+	require.Equal(t, a, e.ID)
+	r.Nack(e.Stream, e.Group, e.ID)
+	var got []string
+	for len(got) < 3 {
+		e := recv(t, sink, 10*time.Second)
+		got = append(got, e.ID)
+		r.Ack(e.Stream, e.Group, e.ID)
+	}
+	assert.ElementsMatch(t, []string{a, b, plain}, got, "the copy is not handed out; the retried entry is")
+	waitUntil(t, "all acknowledged", 10*time.Second, func() bool { return pendingCount(c, "dup", "g") == 0 })
+	assert.Equal(t, uint64(1), r.Stats()["dup"].Duplicates)
 }
