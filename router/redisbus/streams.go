@@ -273,7 +273,7 @@ func NewStreamReader(c config.Redis, o StreamOptions, specs []StreamSpec, sink S
 	}
 	r.wg.Add(1)
 	go r.work()
-	r.Update(specs)
+	_ = r.Update(specs) // checked above
 	return r, nil
 }
 
@@ -295,10 +295,11 @@ func checkSpecs(specs []StreamSpec) error {
 // reading (what is in flight of them can still be acked; their held and
 // retried entries stay pending in Redis), and a changed spec's
 // MaxDeliveries and ClaimAfter apply at once (Start only matters to a
-// group not yet created). Invalid specs change nothing.
-func (r *StreamReader) Update(specs []StreamSpec) {
-	if checkSpecs(specs) != nil || r.closed() {
-		return
+// group not yet created). Invalid specs change nothing and return the
+// error; after Close, Update does nothing.
+func (r *StreamReader) Update(specs []StreamSpec) error {
+	if err := checkSpecs(specs); err != nil {
+		return err
 	}
 	want := map[string]StreamSpec{}
 	for _, s := range specs {
@@ -306,6 +307,9 @@ func (r *StreamReader) Update(specs []StreamSpec) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed() {
+		return nil
+	}
 	for k, s := range r.streams {
 		if _, ok := want[k]; !ok {
 			r.stopStream(s)
@@ -329,6 +333,7 @@ func (r *StreamReader) Update(specs []StreamSpec) {
 			}
 		}
 	}
+	return nil
 }
 
 // startStream starts s's reader goroutine on a client of its own; r.mu held.
@@ -497,11 +502,11 @@ func (r *StreamReader) Stats() map[string]StreamStats {
 func (r *StreamReader) Close() {
 	r.closing.Do(func() {
 		r.mu.Lock()
+		close(r.done) // under mu: no Update starts a stream after this
 		for _, s := range r.streams {
 			r.stopStream(s)
 		}
 		r.mu.Unlock()
-		close(r.done)
 	})
 }
 
@@ -551,7 +556,7 @@ func isNoGroup(err error) bool {
 func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan struct{}) {
 	defer r.wg.Done()
 	ctx := context.Background()
-	failures := 0
+	failures, lost := 0, 0 // lost: NOGROUPs since the last read of new entries
 	needGroup, needPending := true, true
 	cursor := "-"
 	s.mu.Lock()
@@ -585,7 +590,9 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 			if !r.waitRoom(s, stop) {
 				return
 			}
-			err = r.readNew(ctx, s, client)
+			if err = r.readNew(ctx, s, client); err == nil {
+				lost = 0
+			}
 		}
 		if err == nil {
 			if failures > 0 {
@@ -600,6 +607,10 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 		default:
 		}
 		if isNoGroup(err) {
+			if lost > 0 && !sleepOr(r.backoff(lost-1), stop) { // lost again at once: not in a loop
+				return
+			}
+			lost++
 			s.nogroup.Add(1)
 			s.mu.Lock()
 			at := cmp.Or(s.lastID, cmp.Or(s.spec.Start, "$"))
@@ -1314,6 +1325,20 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 		return nil
 	}
 	entries, counts, err := r.claimWithCounts(ctx, spec, ids)
+	if isReply(err) {
+		// NOGROUP (the reader recreates the group), or an ACL without
+		// XCLAIM: they stay pending, for the next re-read.
+		r.opt.Logf("realtime: stream %q: retrying %d entries: %v", spec.Stream, len(ids), err)
+		s.mu.Lock()
+		for _, id := range ids {
+			if f := s.tracked[id]; f != nil && f.state == stRetry {
+				delete(s.tracked, id)
+			}
+		}
+		s.mu.Unlock()
+		signal(s.room)
+		return nil
+	}
 	if err != nil {
 		s.mu.Lock()
 		if !s.removed {
@@ -1329,7 +1354,7 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 // claimWithCounts takes ids to ourselves and reads their delivery counts.
 func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids []string) ([]rawEntry, map[string]int64, error) {
 	entries, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, ids)
-	if err != nil && !isReply(err) {
+	if err != nil {
 		return nil, nil, err
 	}
 	return r.withCounts(ctx, spec, entries)

@@ -470,13 +470,14 @@ func TestStreamUpdate(t *testing.T) {
 	e1 := recv(t, sink, 10*time.Second)
 	require.Equal(t, id1, e1.ID)
 
-	r.Update([]StreamSpec{one, two})
+	require.NoError(t, r.Update([]StreamSpec{one, two}))
 	id2 := xadd(t, c, "two", "n", "2")
 	e2 := recv(t, sink, 10*time.Second)
 	require.Equal(t, id2, e2.ID)
 	r.Ack(e2.Stream, e2.Group, e2.ID)
 
-	r.Update([]StreamSpec{two})
+	require.Error(t, r.Update([]StreamSpec{two, two}), "a stream given twice")
+	require.NoError(t, r.Update([]StreamSpec{two}))
 	_, listed := r.Stats()["one"]
 	assert.False(t, listed)
 	r.Ack(e1.Stream, e1.Group, e1.ID)
