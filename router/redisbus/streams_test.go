@@ -878,3 +878,27 @@ func TestStreamDuplicateCheck(t *testing.T) {
 	waitUntil(t, "all acknowledged", 10*time.Second, func() bool { return pendingCount(c, "dup", "g") == 0 })
 	assert.Equal(t, uint64(1), r.Stats()["dup"].Duplicates)
 }
+
+// TestStreamStatsFigures: Pending and Lag are Redis's (XPENDING, XINFO
+// GROUPS), and MaxInFlight bounds what is read ahead of the handler.
+func TestStreamStatsFigures(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	sink := newChanSink(16)
+	r := startReader(t, srv.Addr(), "srv1", []StreamSpec{{Stream: "st", Group: "g", Start: "0"}}, sink, StreamOptions{MaxInFlight: 2})
+	for i := 0; i < 5; i++ {
+		xadd(t, c, "st", "n", strconv.Itoa(i))
+	}
+	waitUntil(t, "two in flight, three unread", 10*time.Second, func() bool {
+		st := r.Stats()["st"]
+		return st.InFlight == 2 && st.Pending == 2 && st.Lag == 3
+	})
+	for i := 0; i < 5; i++ {
+		e := recv(t, sink, 10*time.Second)
+		r.Ack(e.Stream, e.Group, e.ID)
+	}
+	waitUntil(t, "all read and acknowledged", 10*time.Second, func() bool {
+		st := r.Stats()["st"]
+		return st.InFlight == 0 && st.Pending == 0 && st.Lag == 0 && st.Acked == 5 && st.Delivered == 5
+	})
+}
