@@ -1,71 +1,5 @@
 package redisbus
 
-// StreamReader reads Redis Streams with consumer groups, at least once.
-//
-// Each stream (a StreamSpec: stream + group) has a reader goroutine with a
-// client of its own, since XREADGROUP BLOCK holds its connection. It
-// creates the group (XGROUP CREATE ... MKSTREAM at Start; BUSYGROUP is
-// fine), re-reads the consumer's own pending entries, then reads new ones
-// (XREADGROUP ... COUNT n BLOCK t STREAMS s ">"), a BLOCK timeout being
-// "nothing yet". After any connection error it backs off (reconnect_min ..
-// reconnect_max, with jitter) and starts over with the pending entries.
-// After NOGROUP (the stream or the group was deleted under the live group)
-// it recreates the group at the last id it read (Start if none, so entries
-// added since the deletion are delivered), reports StreamEvent "nogroup"
-// and logs it.
-//
-// Pending entries are re-read by listing them (XPENDING ... consumer) and
-// taking them again (XCLAIM to ourselves), not with XREADGROUP ... 0: that
-// would also re-deliver, and count a delivery of, every entry the sink
-// still holds. The reader keeps an in-flight set: every entry handed to
-// the sink (or held after the sink refused it) until its Ack, Nack or Dead
-// has been carried out on Redis. An entry in it is never offered again by
-// a re-read, and a reconnect does not lose it.
-//
-// A worker goroutine (one per StreamReader, on a second client) does
-// everything else: XACK in one pipeline per pass (many ids per stream),
-// the re-offer of Nacked entries after RetryDelay (XCLAIM to ourselves,
-// which counts a delivery; Entry.Deliveries is Redis's delivery counter,
-// read with XPENDING), dead-lettering, the re-offer of entries the sink
-// refused (from memory, 2ms after progress, doubling to 200ms while it
-// accepts nothing: no delivery is counted for a refusal), and for shared groups
-// (ClaimAfter > 0) the claim loop: XAUTOCLAIM of entries idle longer than
-// ClaimAfter (a dead server's), and an idle reset (XCLAIM ... JUSTID to
-// ourselves) of every entry in our in-flight set at ClaimAfter/4, so that
-// no other server claims what waits in our queue. Un-sent acks survive a
-// lost connection and go out after it; an ack lost with the connection
-// after Redis applied it is sent again, which is harmless.
-//
-// Dead-lettering: an entry whose handler failed MaxDeliveries times (on
-// Nack, or found pending with that many deliveries), or that the sink
-// declared malformed (Dead), is copied to "<stream>:dead" (its fields,
-// then rt_source_id, rt_deliveries and, for Dead, rt_reason) and
-// acknowledged; StreamEvent "dead" reports "<id> deliveries=<n>".
-//
-// Bounds: at most MaxInFlight entries per stream are in flight; the reader
-// stops reading while that many are, or while the sink refuses, so
-// entries wait in Redis (pending or unread), never in memory. The ack,
-// retry and dead-letter lists hold in-flight ids only, so they are bounded
-// by the same figure and Ack/Nack/Dead never need to drop or block: they
-// take a mutex held only for map updates, never across the network.
-//
-// Close returns at once: the readers' clients are closed in the
-// background, and the worker sends the acks and dead letters it holds in one
-// last pass (bounded by write_timeout + read_timeout) before closing its
-// own. An
-// entry acked by a closed reader whose last pipeline has not reached
-// Redis yet can be delivered again to a new reader: at-least-once.
-//
-// Release forgets what the sink holds (its queue was cleared as the Lua
-// state closed): those entries are re-read from the pending list, as after
-// a reconnect, instead of waiting for a restart.
-//
-// Delivery is at least once: an entry comes back after a crash, a lost
-// ack, or a claim by another server, and Entry.ID lets a handler drop a
-// duplicate. Copies of one entry appended twice by the spool (same
-// "rt_id", different stream ids) are dropped by the reader itself within
-// a window of recent values (StreamOptions.DedupeField).
-
 import (
 	"cmp"
 	"context"
@@ -226,9 +160,86 @@ type stream struct {
 	claimCursor                    string
 }
 
-// StreamReader reads streams with consumer groups and hands their entries
-// to a StreamSink. Safe for concurrent use; Ack, Nack, Dead and Stats
-// never wait on the network.
+// StreamReader reads Redis Streams with consumer groups, at least once.
+//
+// Each stream (a StreamSpec: stream + group) has a reader goroutine with a
+// client of its own, since XREADGROUP BLOCK holds its connection. It
+// creates the group (XGROUP CREATE ... MKSTREAM at Start; BUSYGROUP is
+// fine), re-reads the consumer's own pending entries, then reads new ones
+// (XREADGROUP ... COUNT n BLOCK t STREAMS s ">"), a BLOCK timeout being
+// "nothing yet". After any connection error it backs off (reconnect_min ..
+// reconnect_max, with jitter) and starts over with the pending entries.
+// After NOGROUP (the stream or the group was deleted under the live group)
+// it recreates the group at the last id it read (Start if none, so entries
+// added since the deletion are delivered), reports StreamEvent "nogroup"
+// and logs it.
+//
+// Pending entries are re-read by listing them (XPENDING ... consumer) and
+// taking them again (XCLAIM to ourselves), not with XREADGROUP ... 0: that
+// would also re-deliver, and count a delivery of, every entry the sink
+// still holds. The reader keeps an in-flight set: every entry handed to
+// the sink (or held after the sink refused it) until its Ack, Nack or Dead
+// has been carried out on Redis. An entry in it is never offered again by
+// a re-read, and a reconnect does not lose it.
+//
+// A worker goroutine (one per StreamReader, on a second client) does
+// everything else: XACK in one pipeline per pass (many ids per stream),
+// the re-offer of Nacked entries after RetryDelay (XCLAIM to ourselves,
+// which counts a delivery; Entry.Deliveries is Redis's delivery counter,
+// read with XPENDING), dead-lettering, the re-offer of entries the sink
+// refused (from memory, 2ms after progress, doubling to 200ms while it
+// accepts nothing: no delivery is counted for a refusal), and for shared groups
+// (ClaimAfter > 0) the claim loop: XAUTOCLAIM of entries idle longer than
+// ClaimAfter (a dead server's), and an idle reset (XCLAIM ... JUSTID to
+// ourselves) of every entry in our in-flight set at ClaimAfter/4, so that
+// no other server claims what waits in our queue. Un-sent acks survive a
+// lost connection and go out after it; an ack lost with the connection
+// after Redis applied it is sent again, which is harmless.
+//
+// Dead-lettering: an entry whose handler failed MaxDeliveries times (on
+// Nack, or found pending with that many deliveries), or that the sink
+// declared malformed (Dead), is copied to "<stream>:dead" (its fields,
+// then rt_source_id, rt_deliveries and, for Dead, rt_reason) and
+// acknowledged; StreamEvent "dead" reports "<id> deliveries=<n>". The copy
+// and the XACK go in one MULTI, so a retry after a lost reply writes the
+// copy once (in a Cluster the two keys may be on different nodes: XADD,
+// then XACK, and a lost reply can write it twice). A copy Redis refuses
+// (an ACL without the dead-letter stream) leaves the entry pending and is
+// reported as "error".
+//
+// Order: a stream's entries are offered in stream order, refused ones
+// included; retried and claimed entries come when they are due.
+//
+// Commands used (for an ACL user): XGROUP CREATE, XREADGROUP, XPENDING,
+// XCLAIM, XAUTOCLAIM (shared groups), XACK, XRANGE, XADD and MULTI/EXEC
+// (dead letters), XINFO GROUPS (Lag).
+//
+// Bounds: at most MaxInFlight entries per stream are in flight; the reader
+// stops reading while that many are, or while the sink refuses, so
+// entries wait in Redis (pending or unread), never in memory. The ack,
+// retry and dead-letter lists hold in-flight ids only, so they are bounded
+// by the same figure and Ack/Nack/Dead never need to drop or block: they
+// take a mutex held only for map updates, never across the network.
+//
+// Close returns at once: the readers' clients are closed in the
+// background, and the worker sends the acks and dead letters it holds in one
+// last pass (bounded by write_timeout + read_timeout) before closing its
+// own. An
+// entry acked by a closed reader whose last pipeline has not reached
+// Redis yet can be delivered again to a new reader: at-least-once.
+//
+// Release forgets what the sink holds (its queue was cleared as the Lua
+// state closed): those entries are re-read from the pending list, as after
+// a reconnect, instead of waiting for a restart.
+//
+// Delivery is at least once: an entry comes back after a crash, a lost
+// ack, or a claim by another server, and Entry.ID lets a handler drop a
+// duplicate. Copies of one entry appended twice by the spool (same
+// "rt_id", different stream ids) are dropped by the reader itself within
+// a window of recent values (StreamOptions.DedupeField).
+//
+// Safe for concurrent use; Ack, Nack, Dead, Release, Update, Stats and
+// Close never wait on the network.
 type StreamReader struct {
 	cfg  config.Redis
 	opt  StreamOptions
