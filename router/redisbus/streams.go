@@ -158,6 +158,7 @@ type stream struct {
 	// The worker's own timers; only the worker touches them.
 	nextKeep, nextClaim, nextStats time.Time
 	claimCursor                    string
+	lastRefusal                    string // the last error reply reported by refused
 }
 
 // StreamReader reads Redis Streams with consumer groups, at least once.
@@ -1417,8 +1418,11 @@ func (r *StreamReader) keepAlive(ctx context.Context, s *stream, spec StreamSpec
 		}
 		pipe.Do(ctx, append(args, "justid")...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
-		return err
+	if _, err := pipe.Exec(ctx); err != nil {
+		if !isReply(err) {
+			return err
+		}
+		r.refused(s, spec, "resetting idle times", err)
 	}
 	return nil
 }
@@ -1439,7 +1443,8 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 		spec.ClaimAfter.Milliseconds(), cursor, "count", min(room, r.opt.Count)).Result()
 	if err != nil {
 		if isReply(err) {
-			return nil // NOGROUP: the reader recreates the group
+			r.refused(s, spec, "claiming", err)
+			return nil
 		}
 		return err
 	}
@@ -1483,14 +1488,34 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	return nil
 }
 
+// refused logs and reports an error reply to the worker's periodic work,
+// once until a different one comes (NOGROUP is the reader's to handle).
+func (r *StreamReader) refused(s *stream, spec StreamSpec, what string, err error) {
+	if isNoGroup(err) {
+		return
+	}
+	msg := what + ": " + err.Error()
+	if s.lastRefusal == msg {
+		return
+	}
+	s.lastRefusal = msg
+	r.opt.Logf("realtime: stream %q: %s", spec.Stream, msg)
+	r.sink.StreamEvent(spec.Stream, "error", msg)
+}
+
 // refreshStats reads the group's pending count and lag; errors leave the
 // old figures.
 func (r *StreamReader) refreshStats(ctx context.Context, s *stream, spec StreamSpec) {
 	if p, err := r.cmd.XPending(ctx, spec.Stream, spec.Group).Result(); err == nil {
 		s.pending.Store(p.Count)
+	} else if isReply(err) {
+		r.refused(s, spec, "reading the pending count", err)
 	}
 	groups, err := r.cmd.XInfoGroups(ctx, spec.Stream).Result()
 	if err != nil {
+		if isReply(err) {
+			r.refused(s, spec, "reading the lag", err)
+		}
 		return
 	}
 	for _, g := range groups {

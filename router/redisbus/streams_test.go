@@ -902,3 +902,78 @@ func TestStreamStatsFigures(t *testing.T) {
 		return st.InFlight == 0 && st.Pending == 0 && st.Lag == 0 && st.Acked == 5 && st.Delivered == 5
 	})
 }
+
+// TestStreamACLCommands: a user allowed exactly the commands the
+// StreamReader's comment lists, on its streams only, can read, retry,
+// claim and dead-letter.
+func TestStreamACLCommands(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	require.NoError(t, c.Do(context.Background(), "ACL", "SETUSER", "game", "on", ">pw", "resetkeys", "~jobs", "~jobs:dead",
+		"-@all", "+xgroup|create", "+xreadgroup", "+xpending", "+xclaim", "+xautoclaim", "+xack", "+xrange",
+		"+xadd", "+multi", "+exec", "+xinfo|groups").Err())
+	cfg := streamConfig(srv.Addr())
+	cfg.URL = "redis://game:pw@" + srv.Addr()
+	sink := newChanSink(16)
+	r, err := NewStreamReader(cfg, StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond, Logf: t.Logf},
+		[]StreamSpec{{Stream: "jobs", Group: "g", Start: "0", MaxDeliveries: 2, ClaimAfter: 500 * time.Millisecond}}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	id := xadd(t, c, "jobs", "n", "1")
+	for i := 1; i <= 2; i++ {
+		e := recv(t, sink, 10*time.Second)
+		require.Equal(t, id, e.ID)
+		require.Equal(t, int64(i), e.Deliveries)
+		r.Nack(e.Stream, e.Group, e.ID)
+	}
+	waitUntil(t, "the dead letter and the figures", 10*time.Second, func() bool {
+		st := r.Stats()["jobs"]
+		return len(deadEntries(t, c, "jobs")) == 1 && pendingCount(c, "jobs", "g") == 0 && st.Pending == 0 && st.Lag == 0
+	})
+	waitUntil(t, "a claim pass", 10*time.Second, func() bool { return r.lookup("jobs", "g").claimPasses.Load() > 0 })
+	assert.False(t, sink.hasEvent("error"), "events: %v", sink.events)
+}
+
+// TestStreamRefusedClaimIsReported: a user without XAUTOCLAIM still reads,
+// and the refusal is reported once, not silently skipped.
+func TestStreamRefusedClaimIsReported(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	require.NoError(t, c.Do(context.Background(), "ACL", "SETUSER", "game", "on", ">pw", "~*", "+@all", "-xautoclaim").Err())
+	cfg := streamConfig(srv.Addr())
+	cfg.URL = "redis://game:pw@" + srv.Addr()
+	sink := newChanSink(16)
+	r, err := NewStreamReader(cfg, StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, Logf: t.Logf},
+		[]StreamSpec{{Stream: "jobs", Group: "g", Start: "0", ClaimAfter: 200 * time.Millisecond}}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	id := xadd(t, c, "jobs", "n", "1")
+	e := recv(t, sink, 10*time.Second)
+	require.Equal(t, id, e.ID)
+	r.Ack(e.Stream, e.Group, e.ID)
+	waitUntil(t, "the refusal reported", 10*time.Second, func() bool { return sink.hasEvent("error jobs claiming: NOPERM") })
+	waitUntil(t, "three refused claims", 10*time.Second, func() bool {
+		v, _ := c.Do(context.Background(), "ACL", "LOG").Result()
+		entries, _ := v.([]any)
+		for _, e := range entries {
+			kv, _ := e.([]any)
+			var count int64
+			var object string
+			for i := 0; i+1 < len(kv); i += 2 {
+				switch kv[i] {
+				case "count":
+					count, _ = kv[i+1].(int64)
+				case "object":
+					object, _ = kv[i+1].(string)
+				}
+			}
+			if object == "xautoclaim" && count >= 3 {
+				return true
+			}
+		}
+		return false
+	})
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	assert.Len(t, sink.events, 1, "reported once: %v", sink.events)
+}
