@@ -39,7 +39,9 @@ func (b *Bus) applyStreams(streams []router.StreamPlan, consumer string) {
 		return
 	}
 	if bs.r != nil {
-		bs.r.Update(specs)
+		if err := bs.r.Update(specs); err != nil {
+			b.streamEvent("", "error", err.Error())
+		}
 		return
 	}
 	r, err := NewStreamReader(b.cfg, StreamOptions{Consumer: consumer, Logf: b.streamLog}, specs, busEntries{b})
