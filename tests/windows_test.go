@@ -58,6 +58,7 @@ func TestWindowsLuaNames(t *testing.T) {
 				assert.Contains(t, out, c.want)
 				assert.Contains(t, out, "lua_gettop", "the message names the function not found")
 				assert.Contains(t, out, "this server needs garrysmod/lua/bin/gmsv_realtime_"+h.Name+".dll")
+				assert.Contains(t, out, "(it loaded but did not open; its own line above says why)", "the glue's reason, not require's true")
 			})
 		}
 	}
