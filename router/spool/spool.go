@@ -333,7 +333,8 @@ func (s *Spool) load() error {
 // ErrFull and the entry is dropped and counted.
 func (s *Spool) Add(stream string, payload []byte) (string, error) {
 	now := time.Now()
-	e := Entry{Stream: stream, Payload: append([]byte(nil), payload...), At: time.UnixMilli(now.UnixMilli())}
+	// Never nil, even when empty: the column is NOT NULL.
+	e := Entry{Stream: stream, Payload: append(make([]byte, 0, len(payload)), payload...), At: time.UnixMilli(now.UnixMilli())}
 	size := e.size()
 	s.mu.Lock()
 	if s.closed {
