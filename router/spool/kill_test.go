@@ -56,10 +56,7 @@ func killChild(path string) int {
 // three times over: every entry it reported as synced is still there, in
 // order, and the IDs go on increasing after each restart.
 func TestKill9(t *testing.T) {
-	seed := rand.Uint64()
-	if s := os.Getenv("SPOOL_SEED"); s != "" {
-		fmt.Sscan(s, &seed)
-	}
+	seed := testSeed()
 	t.Logf("seed %d (SPOOL_SEED=%d replays the kill points)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	path := filepath.Join(t.TempDir(), "spool.db")

@@ -31,14 +31,20 @@ func (m *model) size(e modelEntry) int64 {
 	return int64(len(e.stream)+len(e.payload)) + EntryOverhead
 }
 
+// testSeed is $SPOOL_SEED, or a random seed.
+func testSeed() uint64 {
+	if s := os.Getenv("SPOOL_SEED"); s != "" {
+		seed, _ := strconv.ParseUint(s, 10, 64)
+		return seed
+	}
+	return rand.Uint64()
+}
+
 // TestModel runs random Add, Sync, Peek, Delete and reopen against a tiny
 // spool and checks each step against the model. SPOOL_SEED=n replays a
 // seed; SPOOL_STEPS=n changes the length.
 func TestModel(t *testing.T) {
-	seed := rand.Uint64()
-	if s := os.Getenv("SPOOL_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
+	seed := testSeed()
 	steps := 2000
 	if s := os.Getenv("SPOOL_STEPS"); s != "" {
 		steps, _ = strconv.Atoi(s)
