@@ -313,10 +313,14 @@ func TestFlushRedisDies(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "spool.db"), Options{FlushBatch: batch})
 	streams := []string{"a", "b"}
 	byStream := map[string][]string{}
+	var firstSeq int64
 	for i := 0; i < total; i++ {
 		stream := streams[i%2]
 		id := add(t, s, stream, "payload "+strconv.Itoa(i))
 		byStream[stream] = append(byStream[stream], id)
+		if i == 0 {
+			_, firstSeq, _ = ParseID(id)
+		}
 	}
 	require.NoError(t, s.Sync())
 
@@ -353,7 +357,7 @@ func TestFlushRedisDies(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, rest, 1)
 	window := rest[0].Seq
-	assert.EqualValues(t, whole*batch+1, window, "the pipeline in flight stays spooled")
+	assert.Equal(t, firstSeq+int64(whole*batch), window, "the pipeline in flight stays spooled")
 	assert.EqualValues(t, total-r.n, s.Stats().Depth)
 
 	srv.Restart()
@@ -370,7 +374,8 @@ func TestFlushRedisDies(t *testing.T) {
 		var first []string
 		var last int64
 		for _, id := range ids {
-			seq, _ := strconv.ParseInt(strings.TrimPrefix(id, "srv1-"), 10, 64)
+			server, seq, ok := ParseID(id)
+			require.True(t, ok && server == "srv1", "rt_id %q", id)
 			if seen[id] {
 				dups++
 				assert.True(t, seq >= window && seq < window+batch, "duplicate %s outside the pipeline in flight [%d, %d)", id, window, window+batch)

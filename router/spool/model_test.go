@@ -57,7 +57,10 @@ func TestModel(t *testing.T) {
 	s, err := Open(path, opts)
 	require.NoError(t, err)
 	defer func() { _ = s.Close() }()
-	m := model{nextSeq: 1}
+	m := model{}
+	s.mu.Lock()
+	m.nextSeq = s.nextSeq // a new file starts from the clock
+	s.mu.Unlock()
 	synced := true // everything Added is committed (so Peek sees it all)
 	var trace []string
 	fail := func(format string, args ...any) {

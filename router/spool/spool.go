@@ -6,9 +6,8 @@
 // # Model
 //
 // Add hands an entry to the spool's writer goroutine and returns at once:
-// it never touches the disk, so it may be called where blocking is not
-// allowed (but not from Lua's thread while holding Lua state: it takes a
-// mutex the writer holds for a few instructions only). The writer commits
+// it never touches the disk, and the mutex it takes is never held across
+// disk or network I/O, so the game's main thread may call it. The writer commits
 // whatever has accumulated in one transaction (batched), in SQLite's WAL
 // mode. Sync waits until every entry Added before it is committed: a
 // committed entry survives kill -9 of the process (and, with
@@ -16,9 +15,13 @@
 //
 // Every entry gets a sequence number, increasing in Add order and across
 // restarts (the highest one committed is kept in the file even after its
-// entry is deleted), and an ID "<server id>-<seq>", for example "ttt-1-42".
-// An ID reaches Redis only after its entry was committed, so two entries
-// that reached Redis never share an ID, even across crashes.
+// entry is deleted), and an ID "<server id>-<seq>" (ParseID splits it). An
+// ID reaches Redis only after its entry was committed, so two entries that
+// reached Redis never share an ID, even across crashes. A new file starts
+// its sequence at the current Unix time in microseconds, not at 1, so the
+// sequence goes on increasing when a spool file is lost or moved away
+// (unless the clock went back, or a file took more than a million entries a
+// second over its whole life).
 //
 // Peek reads the oldest committed entries, Delete removes them once Redis
 // has them. Flush does both against Redis: pipelined XADDs, oldest first,
@@ -253,7 +256,7 @@ func describe(err error) error {
 	}
 	switch se.Code() & 0xff {
 	case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
-		return fmt.Errorf("%w (another process has this spool open: give each server its own spool path)", err)
+		return fmt.Errorf("%w (the spool is open elsewhere, by another server or another Open: give each server its own spool path)", err)
 	case 11, 26: // SQLITE_CORRUPT, SQLITE_NOTADB
 		return fmt.Errorf("%w (the file is damaged or not a spool: move it away to start an empty spool)", err)
 	}
@@ -288,6 +291,7 @@ func (s *Spool) load() error {
 			`CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
 			fmt.Sprintf("PRAGMA application_id = %d", applicationID),
 			fmt.Sprintf("PRAGMA user_version = %d", schemaVersion),
+			fmt.Sprintf("INSERT INTO meta (key, value) VALUES ('last_seq', %d)", time.Now().UnixMicro()),
 		} {
 			if _, err := tx.Exec(q); err != nil {
 				return err
@@ -325,6 +329,19 @@ func (s *Spool) load() error {
 		s.st.Oldest = time.UnixMilli(at.Int64)
 	}
 	return nil
+}
+
+// ParseID splits an entry ID into its server id and sequence number.
+func ParseID(id string) (server string, seq int64, ok bool) {
+	i := strings.LastIndexByte(id, '-')
+	if i < 0 {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseInt(id[i+1:], 10, 64)
+	if err != nil || seq <= 0 {
+		return "", 0, false
+	}
+	return id[:i], seq, true
 }
 
 // Add spools an entry for stream and returns its ID. It never waits for

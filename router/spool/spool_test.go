@@ -103,6 +103,39 @@ func TestOrderAcrossRestarts(t *testing.T) {
 	require.NoError(t, s.Close())
 	s = open(t, path, Options{})
 	assert.Equal(t, fmt.Sprintf("srv1-%d", last+1), add(t, s, "s0", "after"))
+
+	// A lost spool file does not send the sequence back: a new file starts
+	// from the clock.
+	require.NoError(t, s.Close())
+	require.NoError(t, os.Remove(path))
+	s = open(t, path, Options{})
+	_, seq, ok := ParseID(add(t, s, "s0", "new file"))
+	require.True(t, ok)
+	assert.Greater(t, seq, last+1)
+}
+
+func TestParseID(t *testing.T) {
+	for _, c := range []struct {
+		id     string
+		server string
+		seq    int64
+		ok     bool
+	}{
+		{"srv1-42", "srv1", 42, true},
+		{"ttt-1-1795788812458373", "ttt-1", 1795788812458373, true},
+		{"-7", "", 7, true},
+		{"srv1", "", 0, false},
+		{"srv1-", "", 0, false},
+		{"srv1-x", "", 0, false},
+		{"srv1--3", "srv1-", 3, true},
+	} {
+		server, seq, ok := ParseID(c.id)
+		assert.Equal(t, c.ok, ok, c.id)
+		if c.ok {
+			assert.Equal(t, c.server, server, c.id)
+			assert.Equal(t, c.seq, seq, c.id)
+		}
+	}
 }
 
 func TestMaxBytes(t *testing.T) {
@@ -189,7 +222,7 @@ func TestOpenErrors(t *testing.T) {
 	_, err = Open(path, Options{ServerID: "b"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), path)
-	assert.Contains(t, err.Error(), "another process")
+	assert.Contains(t, err.Error(), "open elsewhere")
 	require.NoError(t, s.Close())
 	s = open(t, path, Options{})
 	assert.Len(t, peekAll(t, s), 1)
@@ -300,4 +333,35 @@ func TestConcurrentAdd(t *testing.T) {
 		}
 		last[e.Stream] = i
 	}
+}
+
+// TestWriteFailure: when commits fail, Sync says so, the writer retries,
+// and what is still uncommitted at Close is counted as lost and reported:
+// nothing goes silently. (The database is closed under the writer to make
+// every write fail.)
+func TestWriteFailure(t *testing.T) {
+	var log logLines
+	s := open(t, filepath.Join(t.TempDir(), "spool.db"), Options{Logf: log.logf})
+	add(t, s, "s", "1")
+	add(t, s, "s", "2")
+	require.NoError(t, s.Sync())
+	require.NoError(t, s.db.Close())
+	add(t, s, "s", "3")
+	add(t, s, "s", "4")
+	err := s.Sync()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "write")
+	st := s.Stats()
+	assert.EqualValues(t, 4, st.Depth, "the uncommitted entries are still held")
+	assert.GreaterOrEqual(t, st.WriteErrors, uint64(1))
+	assert.Contains(t, log.String(), "write failed, retrying")
+
+	err = s.Close()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "2 entries lost")
+	st = s.Stats()
+	assert.EqualValues(t, 2, st.DroppedWrite)
+	assert.EqualValues(t, 2, st.Dropped())
+	assert.EqualValues(t, 2, st.Depth)
+	assert.Contains(t, log.String(), "2 entries lost")
 }
