@@ -155,6 +155,12 @@ func TestModel(t *testing.T) {
 				fail("Open: %v", err)
 			}
 			m.added, m.dropped, m.flushed = 0, 0, 0
+			s.mu.Lock()
+			if s.nextSeq < m.nextSeq {
+				fail("reopened with next sequence %d, below %d", s.nextSeq, m.nextSeq)
+			}
+			m.nextSeq = s.nextSeq
+			s.mu.Unlock()
 			synced = true
 		}
 		st := s.Stats()

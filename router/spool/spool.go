@@ -13,15 +13,15 @@
 // committed entry survives kill -9 of the process (and, with
 // Options.FullSync, a power loss).
 //
-// Every entry gets a sequence number, increasing in Add order and across
-// restarts (the highest one committed is kept in the file even after its
-// entry is deleted), and an ID "<server id>-<seq>" (ParseID splits it). An
-// ID reaches Redis only after its entry was committed, so two entries that
-// reached Redis never share an ID, even across crashes. A new file starts
-// its sequence at the current Unix time in microseconds, not at 1, so the
-// sequence goes on increasing when a spool file is lost or moved away
-// (unless the clock went back, or a file took more than a million entries a
-// second over its whole life).
+// Every entry gets a sequence number and an ID "<server id>-<seq>"
+// (ParseID splits it). Sequences increase in Add order and across restarts,
+// with gaps: Open starts at the larger of the highest sequence the file has
+// committed (kept even after its entry is deleted) and the current Unix
+// time in microseconds. The file alone guarantees that an ID which may have
+// reached Redis (only committed entries are sent) is never handed out
+// again; the clock adds the IDs Add returned but a crash kept from the
+// disk, and a spool file lost or moved away, unless the clock went back or
+// more than a million IDs a second were handed out since the last Open.
 //
 // Peek reads the oldest committed entries, Delete removes them once Redis
 // has them. Flush does both against Redis: pipelined XADDs, oldest first,
@@ -40,8 +40,7 @@
 // (rate-limited) through Options.Logf:
 //   - DroppedFull: Add refused the entry (ErrFull).
 //   - DroppedRefused: Flush sent it and Redis refused it for good
-//     (WRONGTYPE, NOPERM, any error reply but the transient ones listed at
-//     Flush); it is deleted, not retried forever.
+//     (WRONGTYPE, NOPERM: see Refused); it is deleted, not retried forever.
 //   - DroppedWrite: it was Added but could not be committed before Close
 //     (the disk failed); Close returns that error.
 //
@@ -51,9 +50,10 @@
 // when the process dies between Redis acknowledging an XADD and the spool
 // deleting the entry, and when a connection breaks after Redis executed an
 // XADD but before its reply arrived (the rest of the pipeline in flight at
-// that moment). A consumer drops a duplicate by its rt_id; since entries
-// from one spool arrive in sequence order, remembering the highest sequence
-// seen per server id is enough.
+// that moment). A consumer drops a duplicate by its rt_id. Within one
+// stream, the entries of one spool arrive in sequence order, so remembering
+// the highest sequence seen per stream and server id is enough, provided
+// every entry carrying that server id went through this spool.
 //
 // # The file
 //
@@ -170,6 +170,7 @@ type Spool struct {
 	pending   []Entry    // Added, not yet taken by the writer, in seq order
 	inflight  []Entry    // taken by the writer, being committed
 	nextSeq   int64      // the next sequence Add assigns
+	lastAdded int64      // the last sequence Add assigned (committed at Open)
 	committed int64      // every seq <= committed is on disk (or deleted)
 	failed    error      // the last commit's error; nil once one succeeds
 	closed    bool       // Close was called: Add and friends refuse
@@ -291,7 +292,6 @@ func (s *Spool) load() error {
 			`CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
 			fmt.Sprintf("PRAGMA application_id = %d", applicationID),
 			fmt.Sprintf("PRAGMA user_version = %d", schemaVersion),
-			fmt.Sprintf("INSERT INTO meta (key, value) VALUES ('last_seq', %d)", time.Now().UnixMicro()),
 		} {
 			if _, err := tx.Exec(q); err != nil {
 				return err
@@ -323,7 +323,10 @@ func (s *Spool) load() error {
 		return err
 	}
 	s.committed = max(last.Int64, maxSeq.Int64)
-	s.nextSeq = s.committed + 1
+	// The clock covers what the file cannot: IDs handed out by Add but
+	// never committed before a crash, and a file lost or moved away.
+	s.nextSeq = max(s.committed, time.Now().UnixMicro()) + 1
+	s.lastAdded = s.committed
 	s.st.Depth, s.st.Bytes = depth.Int64, bytes.Int64
 	if at.Valid {
 		s.st.Oldest = time.UnixMilli(at.Int64)
@@ -374,6 +377,7 @@ func (s *Spool) Add(stream string, payload []byte) (string, error) {
 	}
 	e.Seq = s.nextSeq
 	s.nextSeq++
+	s.lastAdded = e.Seq
 	e.ID = s.o.ServerID + "-" + strconv.FormatInt(e.Seq, 10)
 	if s.st.Depth == 0 {
 		s.st.Oldest = e.At
@@ -396,7 +400,7 @@ func (s *Spool) Add(stream string, payload []byte) (string, error) {
 func (s *Spool) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	target := s.nextSeq - 1
+	target := s.lastAdded
 	for s.committed < target {
 		if s.failed != nil {
 			return s.failed
