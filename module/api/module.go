@@ -389,7 +389,11 @@ func (m *Module) noHandler(e *router.Event) {
 			m.log("warn", fmt.Sprintf("route %q was removed while events for it waited; they are dropped and counted as no_handler", e.Route.Name))
 			return
 		}
-		m.log("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); its events are dropped and counted", e.Route.Name, h, h))
+		what := "its events are dropped and counted"
+		if e.Entry != nil {
+			what = "its entries stay pending and come again, up to max_deliveries"
+		}
+		m.log("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); %s", e.Route.Name, h, h, what))
 	}
 }
 
