@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/knadh/koanf/parsers/dotenv"
+	"github.com/knadh/koanf/parsers/toml/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -145,6 +147,36 @@ func FuzzDotEnvErrorsHideSecrets(f *testing.F) {
 	})
 }
 
+// tomlLines returns a TOML file's keys as key=value lines for
+// secretTokens, each under the last part of its dotted name (a value in
+// an array under its array's): as the TOML parser reads them when it can
+// (a multi-line string may hold a line such as `password = 0A0000x"""`,
+// which is no key of its own), else the file's lines.
+func tomlLines(data []byte) []string {
+	doc, err := toml.Parser().Unmarshal(data)
+	if err != nil {
+		return strings.Split(strings.ReplaceAll(string(data), "\r", "\n"), "\n")
+	}
+	var lines []string
+	var walk func(name string, v any)
+	walk = func(name string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				walk(k, e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(name, e)
+			}
+		default:
+			lines = append(lines, name+"="+fmt.Sprint(v))
+		}
+	}
+	walk("", doc)
+	return lines
+}
+
 // FuzzTOMLErrorsHideSecrets: whatever a realtime.toml holds, no error
 // quotes its password, sentinel_password or a URL's user:password.
 func FuzzTOMLErrorsHideSecrets(f *testing.F) {
@@ -160,8 +192,7 @@ func FuzzTOMLErrorsHideSecrets(f *testing.F) {
 			return
 		}
 		msg := err.Error()
-		lines := strings.Split(strings.ReplaceAll(string(data), "\r", "\n"), "\n")
-		for _, s := range secretTokens(lines, "=", func(name, value string) (string, string) {
+		for _, s := range secretTokens(tomlLines(data), "=", func(name, value string) (string, string) {
 			switch name {
 			case "password", "sentinel_password":
 				return value, ""
