@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,27 +48,25 @@ func TestDotEnvSyntaxErrorNamesTheLineNotTheValues(t *testing.T) {
 // .env, the value of every variable but the non-secret REDIS_HOST,
 // REDIS_PORT, REDIS_DB, REDIS_TLS and REDIS_USERNAME, and of REDIS_URL
 // only its user:password part. A word that is also written elsewhere (a
-// name, a host) is not counted as a secret.
+// name, a host), or is part of something written elsewhere (the password
+// aAa0aa of redis://:aAa0aa@aAa0aa0), is not counted as a secret: the
+// error may quote that.
 // seps are the characters that end a line's name (the first one wins).
 func secretTokens(lines []string, seps string, secretPart func(name, value string) (secret, public string)) []string {
 	word := regexp.MustCompile(`[A-Za-z0-9]{6,}`)
 	isToken := func(w string) bool {
 		return strings.ContainsAny(w, "0123456789") && strings.ToUpper(w) != strings.ToLower(w)
 	}
-	secret, public := map[string]bool{}, map[string]bool{}
+	secret, public := map[string]bool{}, []string{}
 	for _, line := range lines {
 		i := strings.IndexAny(line, seps)
 		if i < 0 {
-			for _, w := range word.FindAllString(line, -1) {
-				public[w] = true
-			}
+			public = append(public, line)
 			continue
 		}
 		name, value := line[:i], line[i+1:]
 		s, p := secretPart(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), "export ")), value)
-		for _, w := range word.FindAllString(name+" "+p, -1) {
-			public[w] = true
-		}
+		public = append(public, name, p)
 		for _, w := range word.FindAllString(s, -1) {
 			if isToken(w) {
 				secret[w] = true
@@ -76,7 +75,7 @@ func secretTokens(lines []string, seps string, secretPart func(name, value strin
 	}
 	var out []string
 	for w := range secret {
-		if !public[w] {
+		if !slices.ContainsFunc(public, func(p string) bool { return strings.Contains(p, w) }) {
 			out = append(out, w)
 		}
 	}
