@@ -60,6 +60,9 @@ func FuzzSeed(f *testing.F) {
 		}
 	})
 }
+func FuzzSkip(f *testing.F) {
+	f.Skip("no fuzzing here")
+}
 func FuzzHang(f *testing.F) {
 	body(f, func(t *testing.T, s string) {
 		if len(s) > 3 {
@@ -68,6 +71,18 @@ func FuzzHang(f *testing.F) {
 	})
 }
 GO
+cat >"$tmp/p/gone_test.go" <<'GO'
+//go:build never
+
+package p
+
+import "testing"
+
+func FuzzGone(f *testing.F) { f.Fuzz(func(t *testing.T, s string) { t.Fatal(s) }) }
+GO
+mkdir -p "$tmp/empty/scripts"
+cp "$here/fuzz.sh" "$tmp/empty/scripts/"
+printf 'module example.com/empty\ngo 1.26\n' >"$tmp/empty/go.mod"
 broken=0
 held() { # what, want status (fail|pass), grep pattern, rc, output
 	local what=$1 want=$2 pat=$3 rc=$4 out=$5
@@ -88,5 +103,9 @@ check FuzzBoom fail "=== replay: .* test -run '^FuzzBoom/[0-9a-f]*\\$' ./p"
 check FuzzPanic fail '=== failing input ./p/testdata/fuzz/FuzzPanic/'
 check FuzzCtx fail '=== failing input ./p/testdata/fuzz/FuzzCtx/'
 check FuzzSeed fail '=== failing input ./p/testdata/fuzz/FuzzSeed/zzz_unsorted'
+check FuzzSkip fail 'FuzzSkip: FAIL: it did not fuzz'
+check FuzzGone fail 'FuzzGone: FAIL: it did not fuzz'
+rc=0; out=$(FUZZTIME=1s "$tmp/empty/scripts/fuzz.sh" 2>&1) || rc=$?
+held "a tree with no Fuzz target" fail 'no Fuzz target found' "$rc" "$out"
 [ "${SKIP_HANG:-}" ] || check FuzzHang fail "failing input" "${FUZZTIME:-10s}"
 exit $broken

@@ -11,6 +11,9 @@
 # the CI log alone reproduces the failure: put the file back in place (or
 # commit it as a seed once the bug is fixed).
 #
+# A target that did not fuzz (no match, or it called f.Skip) fails, and so
+# does a tree with no Fuzz target.
+#
 # Go 1.26's fuzz coordinator can fail a run that found nothing with a bare
 # "context deadline exceeded" when -fuzztime runs out: its deadline fires
 # before the workers' context is cancelled, and its check for an expected
@@ -48,8 +51,16 @@ fuzz() {
 	log=$(mktemp)
 	before=$(corpus "$dir" "$name")
 	echo "fuzz $dir $name ($FUZZTIME, $FUZZPARALLEL worker(s))"
-	$GO test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" -parallel "$FUZZPARALLEL" "$dir" </dev/null 2>&1 | tee "$log" || status=$?
+	$GO test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" \
+		-parallel "$FUZZPARALLEL" "$dir" </dev/null 2>&1 | tee "$log" || status=$?
 	if [ "$status" = 0 ]; then
+		# The coordinator prints its progress from the start: without it,
+		# nothing was fuzzed (Go passes a -fuzz that matches nothing).
+		if ! grep -q '^fuzz: elapsed: ' "$log"; then
+			rm -f "$log"
+			echo "fuzz $dir $name: FAIL: it did not fuzz (no such target in the package as built, or it skipped)"
+			return 1
+		fi
 		rm -f "$log"
 		return 0
 	fi
@@ -75,8 +86,13 @@ fuzz() {
 	return 1
 }
 
-failed=0
+failed=0 ran=0
 while read -r dir name; do
+	ran=$((ran + 1))
 	fuzz "$dir" "$name" || failed=1
 done < <(targets)
+if [ "$ran" = 0 ]; then
+	echo "fuzz: FAIL: no Fuzz target found"
+	exit 1
+fi
 exit $failed
