@@ -60,6 +60,13 @@ func FuzzSeed(f *testing.F) {
 		}
 	})
 }
+func FuzzPass(f *testing.F) {
+	body(f, func(t *testing.T, s string) {
+		if len(s) > 2 && s[0] == 'x' && s[1] == 'y' {
+			return
+		}
+	})
+}
 func FuzzSkip(f *testing.F) {
 	f.Skip("no fuzzing here")
 }
@@ -107,5 +114,9 @@ check FuzzSkip fail 'FuzzSkip: FAIL: it did not fuzz'
 check FuzzGone fail 'FuzzGone: FAIL: it did not fuzz'
 rc=0; out=$(FUZZTIME=1s "$tmp/empty/scripts/fuzz.sh" 2>&1) || rc=$?
 held "a tree with no Fuzz target" fail 'no Fuzz target found' "$rc" "$out"
+check FuzzPass pass '^ok.*example.com/fz/p' 2000x
+# The inputs Go found interesting went to the checkout's cache.
+rc=0; out=$(ls -A "$tmp/build/fuzzcache/p/FuzzPass" 2>&1) && [ -n "$out" ] || rc=1
+held "the fuzz cache in build/fuzzcache" pass . "$rc" "$out"
 [ "${SKIP_HANG:-}" ] || check FuzzHang fail "failing input" "${FUZZTIME:-10s}"
 exit $broken
