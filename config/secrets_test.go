@@ -207,6 +207,24 @@ func FuzzTOMLErrorsHideSecrets(f *testing.F) {
 	})
 }
 
+// TestTOMLSyntaxErrorHidesTheToken: an unquoted password that the TOML
+// parser takes for a number it cannot read is not quoted back (strconv's
+// error, which the parser's wraps, did): the error says where and what.
+func TestTOMLSyntaxErrorHidesTheToken(t *testing.T) {
+	for _, tc := range []struct{ toml, token, want string }{
+		{"password=E00000", "E00000", "fuzz.toml:1:10: TOML syntax error: toml: unable to parse float: invalid syntax"},
+		{"[redis]\npassword = 99999999999999999999999", "99999999999999999999999",
+			"fuzz.toml:2:12: TOML syntax error: toml: couldn't parse decimal number: value out of range"},
+		{"[redis]\npassword = 0o7777777777777777777777771", "7777777777777777777777771",
+			"fuzz.toml:2:12: TOML syntax error: toml: couldn't parse octal number: value out of range"},
+	} {
+		_, err := Parse("fuzz.toml", []byte(tc.toml))
+		require.Error(t, err, tc.toml)
+		assert.Equal(t, tc.want, err.Error(), tc.toml)
+		assert.NotContains(t, err.Error(), tc.token)
+	}
+}
+
 // TestRedactURLHidesOddPasswords: a password that url.Parse would read as
 // a fragment, path or query is hidden too.
 func TestRedactURLHidesOddPasswords(t *testing.T) {
