@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -203,9 +204,9 @@ func (l *loader) loadTOML(path string, data []byte) {
 		var de *gotoml.DecodeError
 		if errors.As(err, &de) {
 			row, col := de.Position()
-			l.errs = append(l.errs, &FieldError{Source: fmt.Sprintf("%s:%d:%d", path, row, col), Msg: "TOML syntax error: " + de.Error()})
+			l.errs = append(l.errs, &FieldError{Source: fmt.Sprintf("%s:%d:%d", path, row, col), Msg: "TOML syntax error: " + unquoteToken(de.Error())})
 		} else {
-			l.errs = append(l.errs, &FieldError{Source: path, Msg: "TOML syntax error: " + err.Error()})
+			l.errs = append(l.errs, &FieldError{Source: path, Msg: "TOML syntax error: " + unquoteToken(err.Error())})
 		}
 		return
 	}
@@ -214,6 +215,17 @@ func (l *loader) loadTOML(path string, data []byte) {
 		names[key] = ""
 	}
 	l.merge(layer, path, levelFile, names)
+}
+
+// strconvToken is what a strconv error quotes of its input. go-toml wraps
+// them: `password = E00000` (unquoted) gave "unable to parse float:
+// strconv.ParseFloat: parsing "E00000": invalid syntax", the password.
+var strconvToken = regexp.MustCompile(`strconv\.\w+: parsing "(?:[^"\\]|\\.)*": `)
+
+// unquoteToken removes from a TOML parser's message the token it quotes
+// (the error's position says where it is).
+func unquoteToken(msg string) string {
+	return strconvToken.ReplaceAllString(msg, "")
 }
 
 // loadDotEnv reads REDIS_* variables from a .env file (quotes, comments and

@@ -1,12 +1,16 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/knadh/koanf/parsers/dotenv"
+	"github.com/knadh/koanf/parsers/toml/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -44,27 +48,25 @@ func TestDotEnvSyntaxErrorNamesTheLineNotTheValues(t *testing.T) {
 // .env, the value of every variable but the non-secret REDIS_HOST,
 // REDIS_PORT, REDIS_DB, REDIS_TLS and REDIS_USERNAME, and of REDIS_URL
 // only its user:password part. A word that is also written elsewhere (a
-// name, a host) is not counted as a secret.
+// name, a host), or is part of something written elsewhere (the password
+// aAa0aa of redis://:aAa0aa@aAa0aa0), is not counted as a secret: the
+// error may quote that.
 // seps are the characters that end a line's name (the first one wins).
 func secretTokens(lines []string, seps string, secretPart func(name, value string) (secret, public string)) []string {
 	word := regexp.MustCompile(`[A-Za-z0-9]{6,}`)
 	isToken := func(w string) bool {
 		return strings.ContainsAny(w, "0123456789") && strings.ToUpper(w) != strings.ToLower(w)
 	}
-	secret, public := map[string]bool{}, map[string]bool{}
+	secret, public := map[string]bool{}, []string{}
 	for _, line := range lines {
 		i := strings.IndexAny(line, seps)
 		if i < 0 {
-			for _, w := range word.FindAllString(line, -1) {
-				public[w] = true
-			}
+			public = append(public, line)
 			continue
 		}
 		name, value := line[:i], line[i+1:]
 		s, p := secretPart(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), "export ")), value)
-		for _, w := range word.FindAllString(name+" "+p, -1) {
-			public[w] = true
-		}
+		public = append(public, name, p)
 		for _, w := range word.FindAllString(s, -1) {
 			if isToken(w) {
 				secret[w] = true
@@ -73,7 +75,7 @@ func secretTokens(lines []string, seps string, secretPart func(name, value strin
 	}
 	var out []string
 	for w := range secret {
-		if !public[w] {
+		if !slices.ContainsFunc(public, func(p string) bool { return strings.Contains(p, w) }) {
 			out = append(out, w)
 		}
 	}
@@ -95,6 +97,22 @@ func splitURL(v string) (secret, public string) {
 	return user[k+1:], v[:i+3] + user[:k] + v[j:]
 }
 
+// dotEnvLines returns a .env's statements as NAME=value lines for
+// secretTokens: as godotenv reads them when it can (a quoted value may run
+// over several lines, and a line of it such as `:0A0000"` is no statement
+// of its own), else the file's lines (its syntax errors quote no value).
+func dotEnvLines(data []byte) []string {
+	vars, err := dotenv.Parser().Unmarshal(data)
+	if err != nil {
+		return strings.Split(strings.ReplaceAll(string(data), "\r", "\n"), "\n")
+	}
+	lines := make([]string, 0, len(vars))
+	for name, v := range vars {
+		lines = append(lines, name+"="+v.(string))
+	}
+	return lines
+}
+
 // FuzzDotEnvErrorsHideSecrets: whatever a .env holds, no error Load
 // reports quotes a secret from it (see secretTokens).
 func FuzzDotEnvErrorsHideSecrets(f *testing.F) {
@@ -112,8 +130,7 @@ func FuzzDotEnvErrorsHideSecrets(f *testing.F) {
 			return
 		}
 		msg := strings.ReplaceAll(err.Error(), dir, "DIR")
-		lines := strings.Split(strings.ReplaceAll(string(data), "\r", "\n"), "\n")
-		for _, s := range secretTokens(lines, "=:", func(name, value string) (string, string) {
+		for _, s := range secretTokens(dotEnvLines(data), "=:", func(name, value string) (string, string) {
 			switch name {
 			case "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_TLS", "REDIS_USERNAME":
 				return "", value
@@ -127,6 +144,36 @@ func FuzzDotEnvErrorsHideSecrets(f *testing.F) {
 			}
 		}
 	})
+}
+
+// tomlLines returns a TOML file's keys as key=value lines for
+// secretTokens, each under the last part of its dotted name (a value in
+// an array under its array's): as the TOML parser reads them when it can
+// (a multi-line string may hold a line such as `password = 0A0000x"""`,
+// which is no key of its own), else the file's lines.
+func tomlLines(data []byte) []string {
+	doc, err := toml.Parser().Unmarshal(data)
+	if err != nil {
+		return strings.Split(strings.ReplaceAll(string(data), "\r", "\n"), "\n")
+	}
+	var lines []string
+	var walk func(name string, v any)
+	walk = func(name string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				walk(k, e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(name, e)
+			}
+		default:
+			lines = append(lines, name+"="+fmt.Sprint(v))
+		}
+	}
+	walk("", doc)
+	return lines
 }
 
 // FuzzTOMLErrorsHideSecrets: whatever a realtime.toml holds, no error
@@ -144,8 +191,7 @@ func FuzzTOMLErrorsHideSecrets(f *testing.F) {
 			return
 		}
 		msg := err.Error()
-		lines := strings.Split(strings.ReplaceAll(string(data), "\r", "\n"), "\n")
-		for _, s := range secretTokens(lines, "=", func(name, value string) (string, string) {
+		for _, s := range secretTokens(tomlLines(data), "=", func(name, value string) (string, string) {
 			switch name {
 			case "password", "sentinel_password":
 				return value, ""
@@ -159,6 +205,24 @@ func FuzzTOMLErrorsHideSecrets(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTOMLSyntaxErrorHidesTheToken: an unquoted password that the TOML
+// parser takes for a number it cannot read is not quoted back (strconv's
+// error, which the parser's wraps, did): the error says where and what.
+func TestTOMLSyntaxErrorHidesTheToken(t *testing.T) {
+	for _, tc := range []struct{ toml, token, want string }{
+		{"password=E00000", "E00000", "fuzz.toml:1:10: TOML syntax error: toml: unable to parse float: invalid syntax"},
+		{"[redis]\npassword = 99999999999999999999999", "99999999999999999999999",
+			"fuzz.toml:2:12: TOML syntax error: toml: couldn't parse decimal number: value out of range"},
+		{"[redis]\npassword = 0o7777777777777777777777771", "7777777777777777777777771",
+			"fuzz.toml:2:12: TOML syntax error: toml: couldn't parse octal number: value out of range"},
+	} {
+		_, err := Parse("fuzz.toml", []byte(tc.toml))
+		require.Error(t, err, tc.toml)
+		assert.Equal(t, tc.want, err.Error(), tc.toml)
+		assert.NotContains(t, err.Error(), tc.token)
+	}
 }
 
 // TestRedactURLHidesOddPasswords: a password that url.Parse would read as
