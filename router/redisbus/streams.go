@@ -181,10 +181,14 @@ type stream struct {
 	held     []Entry            // refused by the sink, in order
 	heldWait time.Duration      // the re-offer pace while refused
 	heldNext time.Time
-	lastID   string // the highest id read, where a lost group is recreated
-	removed  bool   // by Update: no more reads; goes once nothing is in flight
-	client   redis.UniversalClient
-	stop     chan struct{} // closed to stop the reader goroutine
+	// deadNext: a copy to "<stream>:dead" failed (deadFailing), the
+	// next try is not before then
+	deadNext    time.Time
+	deadFailing bool
+	lastID      string // the highest id read, where a lost group is recreated
+	removed     bool   // by Update: no more reads; goes once nothing is in flight
+	client      redis.UniversalClient
+	stop        chan struct{} // closed to stop the reader goroutine
 
 	room chan struct{} // the in-flight set shrank or held drained
 
@@ -1023,9 +1027,13 @@ func (r *StreamReader) lastAcks() {
 }
 
 // flushDeads dead-letters s's queued entries: copy to "<stream>:dead",
-// then XACK.
+// then XACK (those copied).
 func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	s.mu.Lock()
+	if time.Now().Before(s.deadNext) {
+		s.mu.Unlock()
+		return nil
+	}
 	ids, spec := s.deads, s.spec
 	s.deads = nil
 	type dead struct {
@@ -1059,6 +1067,7 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		return requeue(err)
 	}
 	pipe = r.cmd.Pipeline()
+	adds := make([]*redis.Cmd, len(list))
 	for i, d := range list {
 		args := []any{"xadd", spec.Stream + ":dead", "*"}
 		var fields []string
@@ -1074,18 +1083,44 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		if d.reason != "" {
 			args = append(args, "rt_reason", d.reason)
 		}
-		pipe.Do(ctx, args...)
-		pipe.XAck(ctx, spec.Stream, spec.Group, d.id)
+		adds[i] = pipe.Do(ctx, args...)
 	}
-	cmds, _ := pipe.Exec(ctx)
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && !isReply(err) {
-			return requeue(err)
+	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
+		return requeue(err)
+	}
+	// Acknowledged only once copied: an entry whose copy Redis refused
+	// (WRONGTYPE, NOPERM, OOM) stays pending and is tried again later.
+	var failed []string
+	var firstErr error
+	copied := 0
+	s.mu.Lock()
+	for i, d := range list {
+		if err := adds[i].Err(); err != nil {
+			failed = append(failed, d.id)
+			firstErr = cmp.Or(firstErr, err)
+			continue
 		}
+		copied++
+		if f := s.tracked[d.id]; f != nil && f.state == stDead {
+			f.state = stAck
+		}
+		s.acks = append(s.acks, d.id)
+	}
+	s.deads = append(failed, s.deads...)
+	wasFailing := s.deadFailing
+	s.deadFailing = len(failed) > 0
+	if len(failed) > 0 {
+		s.deadNext = time.Now().Add(time.Second)
+	}
+	s.mu.Unlock()
+	if firstErr != nil && !wasFailing {
+		msg := fmt.Sprintf("cannot write %q, %d entries left pending until it can be: %v", spec.Stream+":dead", len(failed), firstErr)
+		r.opt.Logf("realtime: stream %q: %s", spec.Stream, msg)
+		r.sink.StreamEvent(spec.Stream, "error", msg)
 	}
 	for i, d := range list {
-		if err := cmds[2*i].Err(); err != nil {
-			r.opt.Logf("realtime: stream %q: dead-lettering %s: %v", spec.Stream, d.id, err)
+		if adds[i].Err() != nil {
+			continue
 		}
 		detail := fmt.Sprintf("%s deliveries=%d", d.id, d.n)
 		if d.reason != "" {
@@ -1093,16 +1128,8 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		}
 		r.sink.StreamEvent(spec.Stream, "dead", detail)
 	}
-	s.mu.Lock()
-	for _, id := range ids {
-		if f := s.tracked[id]; f != nil && f.state == stDead {
-			delete(s.tracked, id)
-		}
-	}
-	s.mu.Unlock()
-	s.dead.Add(uint64(len(ids)))
-	signal(s.room)
-	return nil
+	s.dead.Add(uint64(copied))
+	return r.flushAcks(ctx, s)
 }
 
 // retryDue offers again the Nacked entries whose delay is over: XCLAIM to
