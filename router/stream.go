@@ -39,6 +39,11 @@ type Settler interface {
 	// Dead moves the entry to "<stream>:dead" at once (it cannot be
 	// decoded, so delivering it again would fail again).
 	Dead(stream, group, id, reason string)
+	// Release leaves the entry pending, to be offered again later, as
+	// Nack does, but no handler saw it (it was pushed out of the full
+	// queue): not a failed delivery, so it does not count towards
+	// max_deliveries.
+	Release(stream, group, id string)
 }
 
 // EntrySink is a Sink that takes stream entries: the router's sinks are.
@@ -224,6 +229,16 @@ func joinMax(names []string, n int) string {
 // for other events): acknowledged when its handler returned (ok), left
 // pending to be delivered again otherwise.
 func (r *Router) Settle(e *Event, ok bool) {
+	r.settle(e, ok, false)
+}
+
+// release gives back stream entry event e, which never reached its
+// handler (pushed out of the queue): offered again, no delivery counted.
+func (r *Router) release(e *Event) {
+	r.settle(e, false, true)
+}
+
+func (r *Router) settle(e *Event, ok, release bool) {
 	if e == nil || e.Entry == nil {
 		return
 	}
@@ -237,9 +252,12 @@ func (r *Router) Settle(e *Event, ok bool) {
 	if !has {
 		return
 	}
-	if ok {
+	switch {
+	case release:
+		s.Release(e.Channel, e.Entry.Group, e.Entry.ID)
+	case ok:
 		s.Ack(e.Channel, e.Entry.Group, e.Entry.ID)
-	} else {
+	default:
 		s.Nack(e.Channel, e.Entry.Group, e.Entry.ID)
 	}
 }

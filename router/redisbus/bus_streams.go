@@ -82,6 +82,14 @@ func (b *Bus) Nack(stream, group, id string) {
 	}
 }
 
+// Release leaves the entry pending, to be offered again, without counting
+// a failed delivery: no handler saw it.
+func (b *Bus) Release(stream, group, id string) {
+	if r := b.reader(); r != nil {
+		r.Release(stream, group, id)
+	}
+}
+
 // Dead moves the entry to the stream's dead letters.
 func (b *Bus) Dead(stream, group, id, reason string) {
 	if r := b.reader(); r != nil {

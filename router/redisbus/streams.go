@@ -156,16 +156,18 @@ type flight struct {
 	deliveries int64
 	at         time.Time // stRetry: when to offer it again
 	reason     string    // stDead
+	release    bool      // stRetry: no handler saw it; keep its delivery count
 }
 
 type flightState uint8
 
 const (
-	stSink  flightState = iota // with the sink
-	stHeld                     // refused by the sink: in held, offered again
-	stAck                      // Acked: XACK queued or in flight
-	stRetry                    // Nacked: offered again at .at
-	stDead                     // to dead-letter
+	stSink    flightState = iota // with the sink
+	stHeld                       // refused by the sink: in held, offered again
+	stAck                        // Acked: XACK queued or in flight
+	stRetry                      // Nacked: offered again at .at
+	stDead                       // to dead-letter
+	stRelease                    // Release's argument to settle: stRetry, no delivery counted
 )
 
 // stream is the reader's state for one StreamSpec.
@@ -365,7 +367,18 @@ func (r *StreamReader) Dead(streamName, group, id, reason string) {
 	r.settle(streamName, group, id, stDead, reason)
 }
 
+// Release is Nack for an entry no handler saw (the sink dropped it after
+// taking it): it is offered again after RetryDelay with the delivery count
+// it had (XCLAIM ... RETRYCOUNT), never dead-lettered for it.
+func (r *StreamReader) Release(streamName, group, id string) {
+	r.settle(streamName, group, id, stRelease, "")
+}
+
 func (r *StreamReader) settle(streamName, group, id string, to flightState, reason string) {
+	release := to == stRelease
+	if release {
+		to = stRetry
+	}
 	s := r.lookup(streamName, group)
 	if s == nil {
 		return
@@ -390,10 +403,10 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 		signal(s.room)
 		return
 	}
-	if to == stRetry && s.spec.MaxDeliveries > 0 && f.deliveries >= s.spec.MaxDeliveries {
+	if to == stRetry && !release && s.spec.MaxDeliveries > 0 && f.deliveries >= s.spec.MaxDeliveries {
 		to, reason = stDead, ""
 	}
-	f.state, f.reason = to, reason
+	f.state, f.reason, f.release = to, reason, release
 	switch to {
 	case stAck:
 		s.acks = append(s.acks, id)
@@ -806,12 +819,12 @@ func parseEntries(v any) []rawEntry {
 
 // xclaim takes ids to consumer (min idle 0: they are ours or meant to be),
 // counting a delivery, and returns them with their fields.
-func xclaim(ctx context.Context, c redis.UniversalClient, spec StreamSpec, consumer string, ids []string) ([]rawEntry, error) {
+func xclaim(ctx context.Context, c redis.UniversalClient, spec StreamSpec, consumer string, ids []string, opts ...any) ([]rawEntry, error) {
 	args := []any{"xclaim", spec.Stream, spec.Group, consumer, 0}
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	v, err := c.Do(ctx, args...).Result()
+	v, err := c.Do(ctx, append(args, opts...)...).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -1146,11 +1159,17 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 	}
 	ids := s.retries[:n:n]
 	s.retries = s.retries[n:]
+	keep := map[string]int64{} // released: the delivery count to keep
+	for _, id := range ids {
+		if f := s.tracked[id]; f != nil && f.release && f.deliveries > 0 {
+			keep[id] = f.deliveries
+		}
+	}
 	s.mu.Unlock()
 	if len(ids) == 0 {
 		return nil
 	}
-	entries, counts, err := r.claimWithCounts(ctx, spec, ids)
+	entries, counts, err := r.claimWithCounts(ctx, spec, ids, keep)
 	if err != nil {
 		s.mu.Lock()
 		if !s.removed {
@@ -1164,10 +1183,32 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 }
 
 // claimWithCounts takes ids to ourselves and reads their delivery counts.
-func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids []string) ([]rawEntry, map[string]int64, error) {
-	entries, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, ids)
-	if err != nil && !isReply(err) {
-		return nil, nil, err
+// The ids in keep are claimed with their delivery count set to keep's
+// (XCLAIM ... RETRYCOUNT: not counted again).
+func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids []string, keep map[string]int64) ([]rawEntry, map[string]int64, error) {
+	var counted []string
+	byCount := map[int64][]string{}
+	for _, id := range ids {
+		if n, ok := keep[id]; ok {
+			byCount[n] = append(byCount[n], id)
+		} else {
+			counted = append(counted, id)
+		}
+	}
+	var entries []rawEntry
+	if len(counted) > 0 {
+		es, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, counted)
+		if err != nil && !isReply(err) {
+			return nil, nil, err
+		}
+		entries = append(entries, es...)
+	}
+	for n, ids := range byCount {
+		es, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, ids, "retrycount", n)
+		if err != nil && !isReply(err) {
+			return nil, nil, err
+		}
+		entries = append(entries, es...)
 	}
 	return r.withCounts(ctx, spec, entries)
 }
