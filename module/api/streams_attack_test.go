@@ -157,7 +157,8 @@ func TestStreamLastRouteRemovedWhileQueued(t *testing.T) {
 	ctx := context.Background()
 	id, err := rc.XAdd(ctx, &redis.XAddArgs{Stream: "cmds", Values: []any{"data", "x"}}).Result()
 	require.NoError(t, err)
-	waitQueued(t, m, 1)
+	route := m.Router().Table().Route("cmds")
+	require.Eventually(t, func() bool { return route.Stats.Matched.Load() == 1 }, 10*time.Second, time.Millisecond, "the entry queued")
 	file := m.opts.Config.File
 	full := readFile(t, file)
 	cut := full[:strings.Index(full, "[[routes]]")]

@@ -31,15 +31,19 @@ func (b *Bus) applyStreams(streams []router.StreamPlan, consumer string) {
 	if bs.closed {
 		return
 	}
-	if bs.r != nil && (len(specs) == 0 || consumer != bs.consumer) {
+	if bs.r != nil && len(specs) > 0 && consumer != bs.consumer {
 		bs.r.Close()
 		bs.r = nil
 	}
-	if len(specs) == 0 {
+	if bs.r != nil {
+		// With no stream routes left the reader stays, reading nothing:
+		// the entries it handed over and Lua has yet to handle are
+		// acknowledged through it (closed, they would stay pending and
+		// come again if the route came back).
+		bs.r.Update(specs)
 		return
 	}
-	if bs.r != nil {
-		bs.r.Update(specs)
+	if len(specs) == 0 {
 		return
 	}
 	r, err := NewStreamReader(b.cfg, StreamOptions{Consumer: consumer, Logf: b.streamLog}, specs, busEntries{b})
