@@ -187,10 +187,14 @@ type stream struct {
 	// next try is not before then
 	deadNext    time.Time
 	deadFailing bool
-	lastID      string // the highest id read, where a lost group is recreated
-	removed     bool   // by Update: no more reads; goes once nothing is in flight
-	client      redis.UniversalClient
-	stop        chan struct{} // closed to stop the reader goroutine
+	// deadTried are the ids whose copy to "<stream>:dead" may have been
+	// written (its reply lost with the connection), since when: looked
+	// for before they are copied again
+	deadTried map[string]time.Time
+	lastID    string // the highest id read, where a lost group is recreated
+	removed   bool   // by Update: no more reads; goes once nothing is in flight
+	client    redis.UniversalClient
+	stop      chan struct{} // closed to stop the reader goroutine
 
 	room chan struct{} // the in-flight set shrank or held drained
 
@@ -636,7 +640,7 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 		return "-", false, nil
 	}
 	next := "(" + page[len(page)-1].ID
-	var take []string
+	var take, spent []string
 	counts := map[string]int64{}
 	s.mu.Lock()
 	for _, p := range page {
@@ -644,14 +648,36 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 			continue
 		}
 		if spec.MaxDeliveries > 0 && p.RetryCount >= spec.MaxDeliveries {
-			s.tracked[p.ID] = &flight{state: stDead, deliveries: p.RetryCount}
-			s.deads = append(s.deads, p.ID)
+			spent = append(spent, p.ID)
+			counts[p.ID] = p.RetryCount
 			continue
 		}
 		take = append(take, p.ID)
 		counts[p.ID] = p.RetryCount + 1
 	}
 	s.mu.Unlock()
+	if len(spent) > 0 {
+		// Still pending? The page was read before the lock: an entry
+		// acknowledged since (and so no longer tracked) is not ours to
+		// dead-letter. XCLAIM ... JUSTID counts no delivery.
+		args := []any{"xclaim", spec.Stream, spec.Group, r.opt.Consumer, 0}
+		for _, id := range spent {
+			args = append(args, id)
+		}
+		v, err := client.Do(ctx, append(args, "justid")...).Result()
+		if err != nil {
+			return cursor, true, err
+		}
+		list, _ := v.([]any)
+		s.mu.Lock()
+		for _, x := range list {
+			if id, _ := x.(string); id != "" && s.tracked[id] == nil {
+				s.tracked[id] = &flight{state: stDead, deliveries: counts[id]}
+				s.deads = append(s.deads, id)
+			}
+		}
+		s.mu.Unlock()
+	}
 	signal(r.wake)
 	if len(take) == 0 {
 		return next, int64(len(page)) == r.opt.Count, nil
@@ -1079,9 +1105,17 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
 		return requeue(err)
 	}
+	written, err := r.deadWritten(ctx, s, spec, ids)
+	if err != nil {
+		return requeue(err)
+	}
 	pipe = r.cmd.Pipeline()
 	adds := make([]*redis.Cmd, len(list))
 	for i, d := range list {
+		if written[d.id] {
+			adds[i] = redis.NewCmd(ctx) // copied by an earlier try
+			continue
+		}
 		args := []any{"xadd", spec.Stream + ":dead", "*"}
 		var fields []string
 		if v, err := ranges[i].Result(); err == nil {
@@ -1099,6 +1133,18 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		adds[i] = pipe.Do(ctx, args...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
+		// some copies may be written: look for them before trying again
+		now := time.Now()
+		s.mu.Lock()
+		if s.deadTried == nil {
+			s.deadTried = map[string]time.Time{}
+		}
+		for _, id := range ids {
+			if _, ok := s.deadTried[id]; !ok {
+				s.deadTried[id] = now
+			}
+		}
+		s.mu.Unlock()
 		return requeue(err)
 	}
 	// Acknowledged only once copied: an entry whose copy Redis refused
@@ -1114,6 +1160,7 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 			continue
 		}
 		copied++
+		delete(s.deadTried, d.id)
 		if f := s.tracked[d.id]; f != nil && f.state == stDead {
 			f.state = stAck
 		}
@@ -1143,6 +1190,37 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	}
 	s.dead.Add(uint64(copied))
 	return r.flushAcks(ctx, s)
+}
+
+// deadWritten reports which of ids an earlier try whose reply was lost
+// has copied to "<stream>:dead" already: their rt_source_id among the dead
+// letters added since that try (a minute of clock skew allowed).
+func (r *StreamReader) deadWritten(ctx context.Context, s *stream, spec StreamSpec, ids []string) (map[string]bool, error) {
+	var since time.Time
+	s.mu.Lock()
+	for _, id := range ids {
+		if t, ok := s.deadTried[id]; ok && (since.IsZero() || t.Before(since)) {
+			since = t
+		}
+	}
+	s.mu.Unlock()
+	if since.IsZero() {
+		return nil, nil
+	}
+	from := strconv.FormatInt(max(since.Add(-time.Minute).UnixMilli(), 0), 10)
+	v, err := r.cmd.Do(ctx, "xrange", spec.Stream+":dead", from, "+").Result()
+	if err != nil && !isReply(err) {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, e := range parseEntries(v) {
+		for i := 0; i+1 < len(e.fields); i += 2 {
+			if e.fields[i] == "rt_source_id" {
+				out[e.fields[i+1]] = true
+			}
+		}
+	}
+	return out, nil
 }
 
 // retryDue offers again the Nacked entries whose delay is over: XCLAIM to
