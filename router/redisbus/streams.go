@@ -191,10 +191,12 @@ type stream struct {
 	// written (its reply lost with the connection), since when: looked
 	// for before they are copied again
 	deadTried map[string]time.Time
-	lastID    string // the highest id read, where a lost group is recreated
-	removed   bool   // by Update: no more reads; goes once nothing is in flight
-	client    redis.UniversalClient
-	stop      chan struct{} // closed to stop the reader goroutine
+	// ackFailing: the last XACK was refused (reported once a streak)
+	ackFailing bool
+	lastID     string // the highest id read, where a lost group is recreated
+	removed    bool   // by Update: no more reads; goes once nothing is in flight
+	client     redis.UniversalClient
+	stop       chan struct{} // closed to stop the reader goroutine
 
 	room chan struct{} // the in-flight set shrank or held drained
 
@@ -1028,13 +1030,21 @@ func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
 		pipe.XAck(ctx, spec.Stream, spec.Group, ids[i:min(i+1000, len(ids))]...)
 	}
 	cmds, _ := pipe.Exec(ctx)
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && !isReply(err) {
+	var refused error
+	n := 0
+	for i, c := range cmds {
+		err := c.Err()
+		if err != nil && !isReply(err) {
 			s.mu.Lock()
 			s.acks = append(ids, s.acks...)
 			s.mu.Unlock()
 			return err
 		}
+		if err != nil {
+			refused = cmp.Or(refused, err)
+			continue
+		}
+		n += min(len(ids)-1000*i, 1000)
 	}
 	s.mu.Lock()
 	for _, id := range ids {
@@ -1042,8 +1052,18 @@ func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
 			delete(s.tracked, id)
 		}
 	}
+	wasFailing := s.ackFailing
+	s.ackFailing = refused != nil
 	s.mu.Unlock()
-	s.acked.Add(uint64(len(ids)))
+	if refused != nil && !wasFailing {
+		// NOPERM (an ACL user without XACK), or the stream replaced:
+		// the entries stay pending in Redis and come again when the
+		// group is read anew; never counted as acknowledged
+		msg := fmt.Sprintf("XACK refused, entries left pending (they come again after a reconnect or restart): %v", refused)
+		r.opt.Logf("realtime: stream %q: %s", spec.Stream, msg)
+		r.sink.StreamEvent(spec.Stream, "error", msg)
+	}
+	s.acked.Add(uint64(n))
 	signal(s.room)
 	return nil
 }

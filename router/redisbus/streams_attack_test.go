@@ -49,3 +49,28 @@ func TestStreamDeadLetterRefused(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{bad, failing}, src)
 }
+
+// TestStreamAckRefused: an ACL user that may read the group but not XACK
+// gets NOPERM for every acknowledgement: the entries stay pending in
+// Redis and come back after a restart. That must not pass silently as
+// acknowledged: it is reported as a stream error.
+func TestStreamAckRefused(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	require.NoError(t, c.Do(ctx, "acl", "setuser", "rt", "on", ">pw", "~*", "&*", "+@all", "-xack").Err())
+	sink := newChanSink(16)
+	cfg := streamConfig(srv.Addr())
+	cfg.URL = "redis://rt:pw@" + srv.Addr()
+	r, err := NewStreamReader(cfg, StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, Logf: t.Logf},
+		[]StreamSpec{{Stream: "cmds", Group: "g", Start: "0", MaxDeliveries: 3}}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	xadd(t, c, "cmds", "data", "1")
+	e := recv(t, sink, 10*time.Second)
+	r.Ack(e.Stream, e.Group, e.ID)
+	waitUntil(t, "the reader to settle the entry", 10*time.Second, func() bool { return r.Stats()["cmds"].InFlight == 0 })
+	assert.Equal(t, int64(1), pendingCount(c, "cmds", "g"))
+	assert.True(t, sink.hasEvent("error cmds"), "XACK refused, and nothing said: events %v", sink.events)
+	assert.Zero(t, r.Stats()["cmds"].Acked, "counted as acknowledged")
+}
