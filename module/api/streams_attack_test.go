@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gmod-realtime/realtime/internal/redistest"
+	"github.com/gmod-realtime/realtime/router/redisbus"
 )
 
 // streamModule runs a Module reading stream "cmds" (route "cmds", handler
@@ -189,4 +191,59 @@ func readFile(t *testing.T, file string) string {
 func writeFile(t *testing.T, file, s string) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(file, []byte(s), 0o644))
+}
+
+// Many Reloads that add and remove the stream route and change server.id
+// (a new reader each time) leave no goroutine and no Redis connection
+// behind once they settle.
+func TestStreamReloadsLeakNothing(t *testing.T) {
+	m, rc := streamModule(t, "", "")
+	ctx := context.Background()
+	file := m.opts.Config.File
+	full := readFile(t, file)
+	noRoute := full[:strings.Index(full, "[[routes]]")]
+	clients := func() int {
+		list, err := rc.ClientList(ctx).Result()
+		require.NoError(t, err)
+		return strings.Count(list, "\n")
+	}
+	cycle := func(n int) {
+		for i := 0; i < n; i++ {
+			switch i % 3 {
+			case 0:
+				writeFile(t, file, noRoute)
+			case 1:
+				writeFile(t, file, strings.Replace(full, `id = "s1"`, `id = "s2"`, 1))
+			default:
+				writeFile(t, file, full)
+			}
+			_, err := m.Reload()
+			require.NoError(t, err)
+			require.NoError(t, rc.XAdd(ctx, &redis.XAddArgs{Stream: "cmds", Values: []any{"data", "x"}}).Err())
+			pump(m, nil)
+		}
+		writeFile(t, file, full)
+		_, err := m.Reload()
+		require.NoError(t, err)
+		// settled: the stream read, and its figures refreshed
+		require.Eventually(t, func() bool {
+			pump(m, nil)
+			st := m.Router().Backend().(*redisbus.Bus).StreamStats()["cmds"]
+			return st.Lag == 0 && st.InFlight == 0
+		}, 10*time.Second, 5*time.Millisecond)
+	}
+	cycle(3)
+	baseG, baseC := runtime.NumGoroutine(), clients()
+	cycle(60)
+	var g, c int
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		pump(m, nil)
+		if g, c = runtime.NumGoroutine(), clients(); g <= baseG+2 && c <= baseC+1 {
+			break
+		}
+	}
+	if !assert.LessOrEqual(t, g, baseG+2, "goroutines left") || !assert.LessOrEqual(t, c, baseC+1, "connections left") {
+		list, _ := rc.ClientList(ctx).Result()
+		t.Logf("clients:\n%s", list)
+	}
 }
