@@ -74,3 +74,19 @@ func TestStreamAckRefused(t *testing.T) {
 	assert.True(t, sink.hasEvent("error cmds"), "XACK refused, and nothing said: events %v", sink.events)
 	assert.Zero(t, r.Stats()["cmds"].Acked, "counted as acknowledged")
 }
+
+// TestStreamWrongType: a key of another type under the stream's name is
+// reported (WRONGTYPE) and read again once it is a stream.
+func TestStreamWrongType(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	require.NoError(t, c.Set(ctx, "cmds", "not a stream", 0).Err())
+	sink := newChanSink(16)
+	startReader(t, srv.Addr(), "srv1", []StreamSpec{{Stream: "cmds", Group: "g", Start: "0", MaxDeliveries: 3}}, sink, StreamOptions{})
+	waitUntil(t, "the reader to report the wrong type", 10*time.Second, func() bool { return sink.hasEvent("error cmds WRONGTYPE") })
+	require.NoError(t, c.Del(ctx, "cmds").Err())
+	id := xadd(t, c, "cmds", "data", "1")
+	e := recv(t, sink, 10*time.Second)
+	assert.Equal(t, id, e.ID)
+}
