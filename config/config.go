@@ -319,15 +319,60 @@ func (c *Config) String() string {
 // between the first ':' after "://" and the last '@', read from the raw
 // text rather than a parsed URL, so that a password holding '#', '/' or
 // '?' (which url.Parse takes for a fragment, a path or a query) is hidden
-// too. The username stays, for diagnosis.
+// too. The username stays, for diagnosis. Without an '@', a port that is
+// not a number may be a password (the host left out): it is hidden too.
 func RedactURL(raw string) string {
+	return redactQuery(redactUserinfo(raw))
+}
+
+// redactQuery hides the values of query options whose names suggest a
+// secret (password=, auth_token=: forms other clients read).
+func redactQuery(raw string) string {
+	q := strings.IndexByte(raw, '?')
+	if q < 0 {
+		return raw
+	}
+	end := len(raw)
+	if h := strings.IndexByte(raw[q:], '#'); h >= 0 {
+		end = q + h
+	}
+	pairs := strings.Split(raw[q+1:end], "&")
+	for i, p := range pairs {
+		name, _, hasValue := strings.Cut(p, "=")
+		lower := strings.ToLower(name)
+		if hasValue && (strings.Contains(lower, "pass") || strings.Contains(lower, "secret") ||
+			strings.Contains(lower, "token") || strings.Contains(lower, "auth") || strings.Contains(lower, "pwd")) {
+			pairs[i] = name + "=***"
+		}
+	}
+	return raw[:q+1] + strings.Join(pairs, "&") + raw[end:]
+}
+
+func redactUserinfo(raw string) string {
 	i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@")
 	if i < 0 && j >= 0 {
 		// A typo around "://" ("redis:/user:pw@host"): whatever comes
 		// before the '@' may be credentials.
 		return "***" + raw[j:]
 	}
-	if i < 0 || j < i+3 {
+	if i >= 0 && j < i+3 {
+		// No '@': a password may still be there, read as a port by a URL
+		// missing its host ("redis://default:pw"). A port that is not a
+		// number is hidden, with whatever follows it.
+		auth := raw[i+3:]
+		if e := strings.IndexAny(auth, "/?#"); e >= 0 {
+			auth = auth[:e]
+		}
+		k := strings.LastIndexByte(auth, ':')
+		if k < 0 || k < strings.LastIndexByte(auth, ']') {
+			return raw
+		}
+		if port := auth[k+1:]; strings.Trim(port, "0123456789") != "" {
+			return raw[:i+3+k+1] + "***"
+		}
+		return raw
+	}
+	if i < 0 {
 		return raw
 	}
 	user := raw[i+3 : j]

@@ -127,7 +127,9 @@ func describe(path string, v any) string {
 	}
 	switch x := v.(type) {
 	case string:
-		if strings.HasSuffix(path, "url") {
+		// A URL anywhere (say redis = "redis://u:pw@h", where the [redis]
+		// table belongs) may hold a password.
+		if strings.HasSuffix(path, "url") || strings.Contains(x, "://") || strings.Contains(x, "@") {
 			return strconv.Quote(RedactURL(x))
 		}
 		return strconv.Quote(x)

@@ -1,11 +1,13 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -102,8 +104,14 @@ func (l *loader) validateRedis(c *Config) {
 		}
 	}
 	if r.TLSCAFile != "" {
-		if _, err := os.Stat(r.TLSCAFile); err != nil {
+		// Read here, as the connection will: a file it cannot use fails
+		// Load (a Reload then changes nothing), not the connection.
+		pem, err := os.ReadFile(r.TLSCAFile)
+		switch {
+		case err != nil:
 			l.fail("redis.tls_ca_file", "%q: %s", r.TLSCAFile, readError(err))
+		case !x509.NewCertPool().AppendCertsFromPEM(pem):
+			l.fail("redis.tls_ca_file", "%q: no PEM certificate in it", r.TLSCAFile)
 		}
 	}
 	for key, d := range map[string]Duration{
@@ -215,6 +223,18 @@ func (l *loader) resolveURL(r *Redis) {
 	}
 }
 
+// urlOptions are the query options of a Redis URL that go-redis's
+// ParseURL takes (skip_verify only with rediss://). Any other fails there,
+// when the connection is built: here it is a config error instead.
+var urlOptions = []string{
+	"db", "protocol", "client_name", "max_retries", "min_retry_backoff", "max_retry_backoff",
+	"dial_timeout", "read_timeout", "write_timeout", "pool_fifo", "pool_size", "pool_timeout",
+	"min_idle_conns", "max_idle_conns", "max_active_conns", "max_concurrent_dials",
+	"pipeline_pool_size", "pipeline_read_buffer_size", "pipeline_write_buffer_size",
+	"conn_max_idle_time", "idle_timeout", "conn_max_lifetime", "max_conn_age",
+	"conn_max_lifetime_jitter", "skip_verify",
+}
+
 // validateURL checks the URL and that the separate fields set alongside it
 // in the same source say the same thing.
 func (l *loader) validateURL(r *Redis) {
@@ -256,6 +276,15 @@ func (l *loader) validateURL(r *Redis) {
 	default:
 		l.fail("redis.url", "%s: scheme %q is not redis://, rediss:// or unix://", shown, u.Scheme)
 		return
+	}
+
+	for name := range u.Query() {
+		switch {
+		case name == "skip_verify" && u.Scheme == "rediss":
+		case slices.Contains(urlOptions, name) && name != "skip_verify":
+		default:
+			l.fail("redis.url", "%s: unknown option %q in the URL's query (go-redis takes %s)", shown, name, knownList(urlOptions))
+		}
 	}
 
 	contradiction := func(key, fieldValue string) {

@@ -44,6 +44,11 @@ type Sink interface {
 	// subscription is now in place or gone. The routes it serves get no
 	// events meanwhile; the others are unaffected.
 	SubscribeRefused(name string, isPattern bool, reason string)
+	// Discarded counts n published messages the backend accepted and
+	// will never send: it was closed (realtime.Disconnect) with them
+	// waiting, and handed them to no successor. It counts however late
+	// the closed backend reports it.
+	Discarded(n int)
 }
 
 // Status is a backend's connection state.
@@ -83,8 +88,14 @@ type Active struct {
 	owner map[string]string
 }
 
-// ownerCacheMax bounds the owner cache; past it, it starts over.
-const ownerCacheMax = 4096
+// ownerCacheMax bounds the owner cache; past it, it starts over. Channel
+// names longer than ownerCacheName bytes are not cached, so that the cache
+// holds at most ownerCacheMax * ownerCacheName bytes of names: anyone who
+// may publish can send names of any length (Redis takes up to 512 MB).
+const (
+	ownerCacheMax  = 4096
+	ownerCacheName = 512
+)
 
 // NewActive returns an empty set.
 func NewActive() *Active { return &Active{channels: map[string]bool{}, owner: map[string]string{}} }
@@ -140,10 +151,12 @@ func (a *Active) Owns(pat, channel string) bool {
 				break
 			}
 		}
-		if len(a.owner) >= ownerCacheMax {
-			clear(a.owner)
+		if len(channel) <= ownerCacheName {
+			if len(a.owner) >= ownerCacheMax {
+				clear(a.owner)
+			}
+			a.owner[channel] = owner
 		}
-		a.owner[channel] = owner
 	}
 	return owner != "" && owner == pat
 }

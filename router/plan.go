@@ -3,6 +3,7 @@ package router
 import (
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/gmod-realtime/realtime/router/pattern"
 )
@@ -84,6 +85,7 @@ type planItem struct {
 	sub    string // the channel or pattern as subscribed
 	prefix string // literal bytes every matching channel starts with
 	exact  bool   // a channel, not a pattern
+	keep   bool   // never covered: keeps its own subscription
 }
 
 // BuildPlan returns the subscriptions covering routes. Literal patterns are
@@ -93,7 +95,12 @@ type planItem struct {
 // for every pattern subscribed on the server), but never by `*`: routes
 // whose pattern starts with a wildcard keep their own, and the plan may
 // then exceed max (see Router's warning).
-func BuildPlan(routes []*Route, limit int) Plan {
+func BuildPlan(routes []*Route, limit int) Plan { return buildPlan(routes, limit, nil) }
+
+// buildPlan is BuildPlan where no route whose literal prefix starts with
+// one of uncovered is covered: it keeps its own subscription (a covering
+// pattern there was refused by Redis).
+func buildPlan(routes []*Route, limit int, uncovered map[string]bool) Plan {
 	seen := map[string]bool{}
 	var items []planItem
 	for _, r := range routes {
@@ -114,6 +121,11 @@ func BuildPlan(routes []*Route, limit int) Plan {
 		}
 		if !seen[key] {
 			seen[key] = true
+			for p := range uncovered {
+				if strings.HasPrefix(it.prefix, p) {
+					it.keep = true
+				}
+			}
 			items = append(items, it)
 		}
 	}
@@ -137,7 +149,7 @@ func BuildPlan(routes []*Route, limit int) Plan {
 // leaves at most max groups. A group of one keeps its own subscription, and
 // so does every item with no literal prefix (a pattern that starts with a
 // wildcard): covering those would take `*`, every channel of the Redis
-// server, keyspace notifications included. When even one-byte prefixes
+// server, keyspace notifications included; as does an item marked keep. When even one-byte prefixes
 // leave more than max groups, it returns those groups, over the bound.
 func cover(items []planItem, limit int) []planItem {
 	longest := 0
@@ -150,7 +162,7 @@ func cover(items []planItem, limit int) []planItem {
 		var order []string
 		out = out[:0:0]
 		for _, it := range items {
-			if it.prefix == "" {
+			if it.prefix == "" || it.keep {
 				out = append(out, it)
 				continue
 			}

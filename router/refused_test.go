@@ -51,7 +51,12 @@ func TestRefusedSubscriptionMarksTheRoutesItServes(t *testing.T) {
 	require.NotEmpty(t, lines)
 	assert.Contains(t, lines[len(lines)-1], `"player:*"`)
 	assert.Contains(t, lines[len(lines)-1], `["spawn" "death"]`)
-
+	// The routes it covered subscribe on their own (an ACL may allow
+	// their channels and not the pattern); the backend's confirmation
+	// that the pattern is gone clears the marks.
+	plan = r.Plan()
+	assert.Equal(t, []string{"player:death:*"}, plan.Patterns)
+	assert.Contains(t, plan.Channels, "player:spawn")
 	b.sink.SubscribeRefused("player:*", true, "")
 	assert.Empty(t, refused())
 
@@ -193,4 +198,26 @@ func TestReplaceDrainsTheOldBackend(t *testing.T) {
 		}
 	})
 	assert.Equal(t, []string{"connected", "backlog"}, got)
+}
+
+// TestRefusedPatternMarksOnlyTheRoutesItCarries (found by an attacker of
+// issue 12): routes "players" (player:*) and "deaths" (player:death:*)
+// each have their own subscription; Redis refusing player:* (an ACL that
+// allows only player:death:*) marked "deaths" refused too, and the log
+// line said it got no events, while its own subscription delivered them.
+// Only a covering pattern carries the events of the routes under it.
+func TestRefusedPatternMarksOnlyTheRoutesItCarries(t *testing.T) {
+	var lines []string
+	r, err := New(parseConfig(t, "[[routes]]\nname = \"players\"\npattern = \"player:*\"\nhandler = \"h\"\n"+
+		"[[routes]]\nname = \"deaths\"\npattern = \"player:death:*\"\nhandler = \"h\"\n"),
+		WithLog(func(_, line string) { lines = append(lines, line) }))
+	require.NoError(t, err)
+	b := &sinkBackend{}
+	r.Attach(b)
+	require.Equal(t, []string{"player:*", "player:death:*"}, r.Plan().Patterns)
+	b.sink.SubscribeRefused("player:*", true, "NOPERM no")
+	assert.Equal(t, "NOPERM no", r.Table().Route("players").Stats.Refused())
+	assert.Empty(t, r.Table().Route("deaths").Stats.Refused(), "deaths has its own subscription")
+	require.NotEmpty(t, lines)
+	assert.Contains(t, lines[len(lines)-1], `routes ["players"] get no events`)
 }

@@ -12,6 +12,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,11 @@ type Router struct {
 	plan         Plan
 	backend      Backend
 	refused      map[string]string // the active sink's: "c:channel" or "p:pattern" its server refused -> why
+	// uncovered are the literal prefixes whose covering pattern
+	// ("prefix*") Redis refused: the routes under them keep their own
+	// subscriptions (an ACL checks PSUBSCRIBE patterns literally, so a
+	// user allowed game:* may use every route's channel yet not game:chat:*).
+	uncovered map[string]bool
 
 	entriesMu sync.Mutex
 	entries   map[entryKey]struct{} // stream entries queued or with Lua, not settled yet
@@ -175,7 +181,8 @@ func (r *Router) Attach(b Backend) {
 // a gap: Publish goes to b at once (b holds what it gets until connected),
 // the attached backend keeps delivering until b reports StatusConnected,
 // and is closed then. Until then b's messages and status changes are not
-// used, so Lua sees no disconnect; a failure of b is logged. Messages
+// used, so Lua sees no disconnect, and route changes go to both; a
+// failure of b is logged. Messages
 // published during the switch can arrive twice (once through each
 // connection), never not at all.
 func (r *Router) Replace(b Backend) {
@@ -335,6 +342,11 @@ func (s *sink) SubscribeRefused(name string, isPattern bool, reason string) {
 	}
 }
 
+func (s *sink) Discarded(n int) {
+	s.r.Stats.PublishFails.Add(uint64(n))
+	s.r.Logf("warn", "discarded %d published messages that were waiting for Redis: the connection was closed before they could be sent", n)
+}
+
 func (s *sink) SetStatus(st Status, reason string) {
 	if s.r.gen.Load() != s.gen {
 		if !s.current() {
@@ -418,19 +430,37 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 // swapLocked installs routes and sends the plan change to the backend.
 func (r *Router) swapLocked(routes []*Route) PlanDiff {
 	r.table.Store(newTable(routes))
-	r.markRefusedLocked()
+	diff := r.replanLocked()
+	r.markRefusedLocked() // by the new plan: which subscription carries which route
+	return diff
+}
+
+// replanLocked rebuilds the plan for the current table and sends the
+// change to the backend.
+func (r *Router) replanLocked() PlanDiff {
 	maxSubs := r.lim.Load().maxSubs
-	plan := BuildPlan(routes, maxSubs)
+	routes := r.table.Load().Routes()
+	plan := buildPlan(routes, maxSubs, r.uncovered)
 	if plan.Streams = streamPlan(routes); plan.Streams != nil {
 		plan.Consumer = r.lim.Load().serverID
 	}
 	if plan.Len() > max(maxSubs, 1) && plan.Len() > r.plan.Len() {
-		r.Logf("warn", "%d subscriptions for redis.max_subscriptions = %d: routes whose patterns start with a wildcard keep their own patterns (covering them would subscribe to every channel on the server)", plan.Len(), maxSubs)
+		r.Logf("warn", "%d subscriptions for redis.max_subscriptions = %d: routes whose patterns start with a wildcard, or whose covering pattern Redis refused, keep their own subscriptions (covering them would subscribe to every channel on the server, or be refused)", plan.Len(), maxSubs)
 	}
 	diff := Diff(r.plan, plan)
 	r.plan = plan
 	if r.backend != nil && !diff.Empty() {
 		r.backend.Update(diff)
+		// A Replace's old backend delivers until the new one is connected:
+		// it follows the plan too, or a route added meanwhile would get
+		// nothing from either.
+		if r.retiring != nil && r.retiring != r.backend {
+			subs := diff
+			subs.StreamsChanged = false // the streams are the new backend's to read
+			if !subs.Empty() {
+				r.retiring.Update(subs)
+			}
+		}
 	}
 	return diff
 }
@@ -640,9 +670,22 @@ func (r *Router) subscribeRefused(s *sink, name string, isPattern bool, reason s
 	}
 	var names []string
 	for _, rt := range r.table.Load().Routes() {
-		if serves(key, rt) {
+		if r.servesLocked(key, rt) {
 			names = append(names, rt.Name)
 		}
+	}
+	if reason != "" && isPattern && r.coveringLocked(name) {
+		// Redis refused a pattern that only covers routes: they
+		// subscribe on their own instead, each allowed or refused alone.
+		p, _ := pattern.Compile(name)
+		if r.uncovered == nil {
+			r.uncovered = map[string]bool{}
+		}
+		r.uncovered[p.Prefix()] = true
+		r.replanLocked()
+		r.mu.Unlock()
+		r.Logf("warn", "Redis refused the covering pattern %s: %s; routes %q subscribe on their own instead", quoteName(name), reason, names)
+		return
 	}
 	r.mu.Unlock()
 	kind := "channel"
@@ -656,13 +699,31 @@ func (r *Router) subscribeRefused(s *sink, name string, isPattern bool, reason s
 	r.Logf("error", "Redis refused the subscription to %s %s: %s; routes %q get no events, the others work", kind, quoteName(name), reason, names)
 }
 
+// coveringLocked reports whether pattern name is a covering pattern of the
+// plan ("prefix*" for several routes), not any route's own.
+func (r *Router) coveringLocked(name string) bool {
+	if _, ok := slices.BinarySearch(r.plan.Patterns, name); !ok {
+		return false
+	}
+	p, err := pattern.Compile(name)
+	if err != nil || name != pattern.Quote(p.Prefix())+"*" {
+		return false
+	}
+	for _, rt := range r.table.Load().Routes() {
+		if !rt.match.IsLiteral() && rt.match.String() == name {
+			return false
+		}
+	}
+	return true
+}
+
 // markRefusedLocked sets each route's Refused from the refused
 // subscriptions that serve it.
 func (r *Router) markRefusedLocked() {
 	for _, rt := range r.table.Load().Routes() {
 		why := ""
 		for key, reason := range r.refused {
-			if serves(key, rt) {
+			if r.servesLocked(key, rt) {
 				why = reason
 				break
 			}
@@ -673,19 +734,24 @@ func (r *Router) markRefusedLocked() {
 	}
 }
 
-// serves reports whether subscription key ("c:channel" or "p:pattern", as
-// BuildPlan makes them) carries rt's events: its own channel or pattern,
-// or a covering "prefix*" pattern.
-func serves(key string, rt *Route) bool {
+// servesLocked reports whether subscription key ("c:channel" or
+// "p:pattern", as BuildPlan makes them) carries rt's events: its own
+// channel or pattern, or, when the plan has not that, a covering
+// "prefix*" pattern.
+func (r *Router) servesLocked(key string, rt *Route) bool {
 	if rt.def.Stream != "" {
 		return false
 	}
 	name := key[2:]
-	if key[0] == 'c' {
-		return rt.match.IsLiteral() && rt.match.Literal() == name
+	own, list := "p:"+rt.match.String(), r.plan.Patterns
+	if rt.match.IsLiteral() {
+		own, list = "c:"+rt.match.Literal(), r.plan.Channels
 	}
-	if !rt.match.IsLiteral() && rt.match.String() == name {
+	if key == own {
 		return true
+	}
+	if _, subscribed := slices.BinarySearch(list, own[2:]); subscribed || key[0] == 'c' {
+		return false
 	}
 	p, err := pattern.Compile(name)
 	if err != nil || name != pattern.Quote(p.Prefix())+"*" {

@@ -32,6 +32,7 @@ var exampleChecks = map[string]func(t *testing.T, ex *example){
 	"kill-feed":         checkKillFeed,
 	"discord-relay":     checkDiscordRelay,
 	"server-status":     checkServerStatus,
+	"admin-commands":    checkAdminCommands,
 }
 
 // TestExamples runs every example; an example directory without a check
@@ -430,4 +431,38 @@ func commandPayload(t *testing.T, ex *example, channel string) string {
 	}
 	t.Fatalf("%s/README.md: no redis-cli PUBLISH %s in the Try it block", ex.dir, channel)
 	return ""
+}
+
+// checkAdminCommands: the server runs once (its consumer group is made)
+// and is killed; the README's command is sent while it is down; started
+// again, the server handles it: the chat line of the README, and one
+// answer on admin:results of the README's shape, for that entry.
+func checkAdminCommands(t *testing.T, ex *example) {
+	first := ex.server(t, "example_admin.lua", nil, "EXAMPLE_PHASE=first")
+	first.WaitLine(t, "example: ready", 30*time.Second)
+	waitFor(t, "the server's consumer group", func() bool {
+		groups, err := ex.rdb.XInfoGroups(context.Background(), "admin:commands").Result()
+		return err == nil && len(groups) == 1 && groups[0].Name == "realtime:ttt-1"
+	})
+	first.Kill()
+
+	ex.startTails(t)
+	ex.runCommands(t, 0)
+	entries, err := ex.rdb.XRange(context.Background(), "admin:commands", "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "the README's command, in the stream")
+
+	s := ex.server(t, "example_admin.lua", nil)
+	out := s.Wait(t)
+	for _, line := range ex.chat {
+		assert.Contains(t, out, "chat: "+line, "the README's chat line")
+	}
+	msgs := ex.tailed(t)
+	require.Len(t, msgs, 1, "one answer: %v", msgs)
+	got := ex.checkShape(t, msgs[0][0], "admin:results", msgs[0][1])
+	assert.Equal(t, entries[0].ID, got["id"], "the answer names the entry")
+	assert.Equal(t, true, got["ok"])
+	pending, err := ex.rdb.XPending(context.Background(), "admin:commands", "realtime:ttt-1").Result()
+	require.NoError(t, err)
+	assert.Zero(t, pending.Count, "the command is acknowledged")
 }

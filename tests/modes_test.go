@@ -106,15 +106,20 @@ func TestAutoEvents(t *testing.T) {
 }
 
 // TestMissingBinary: without the .dll the glue names the file it expected
-// and the server keeps running.
+// (the 32-bit branch's is gmsv_realtime_linux.dll) and the server keeps
+// running.
 func TestMissingBinary(t *testing.T) {
-	t.Parallel()
-	s := NewServer(t, luajit64, "")
-	require.NoError(t, os.Remove(filepath.Join(s.Root, "garrysmod/lua/bin", luajit64.Module)))
-	out := s.RunScript("missing.lua")
-	assert.Contains(t, out, "[realtime] could not load the binary module")
-	assert.Contains(t, out, "this server needs garrysmod/lua/bin/gmsv_realtime_linux64.dll")
-	assert.Contains(t, out, "missing: ok")
+	for _, h := range hosts(luajit64, luajit32) {
+		t.Run(h.Name, func(t *testing.T) {
+			t.Parallel()
+			s := NewServer(t, h, "")
+			require.NoError(t, os.Remove(filepath.Join(s.Root, "garrysmod/lua/bin", h.Module)))
+			out := s.RunScript("missing.lua")
+			assert.Contains(t, out, "[realtime] could not load the binary module")
+			assert.Contains(t, out, "this server needs garrysmod/lua/bin/"+h.Module+"\n")
+			assert.Contains(t, out, "missing: ok")
+		})
+	}
 }
 
 // TestExports checks every binary's export table: the GMod entry points

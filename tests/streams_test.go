@@ -47,9 +47,12 @@ func xadd(t *testing.T, rc *redis.Client, values ...any) string {
 }
 
 // pendingCount is how many entries of the server's group wait for an ack.
-func pendingCount(t *testing.T, rc *redis.Client) int64 {
+func pendingCount(t *testing.T, rc *redis.Client) int64 { return pendingOf(t, rc, "realtime:test-1") }
+
+// pendingOf is how many entries of group wait for an ack.
+func pendingOf(t *testing.T, rc *redis.Client, group string) int64 {
 	t.Helper()
-	p, err := rc.XPending(context.Background(), "cmds", "realtime:test-1").Result()
+	p, err := rc.XPending(context.Background(), "cmds", group).Result()
 	require.NoError(t, err)
 	return p.Count
 }
@@ -217,4 +220,72 @@ func TestStreamKillAndMapChange(t *testing.T) {
 
 	xadd(t, rc, "data", `{"stop":true}`)
 	b.Wait(t)
+}
+
+// TestStreamSharedGroup: two servers read one stream in a shared group
+// (group = "workers"): while both live, each entry is handled by one of
+// them, once. Then the slow one (one entry a frame, so it holds entries in
+// its queue) is killed (SIGKILL): the other takes over what it left
+// pending once it was idle for claim_after, and nothing is left pending.
+func TestStreamSharedGroup(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rc.Close()
+	route := streamRoute + "group = \"workers\"\nclaim_after = \"2s\"\n"
+	slowCfg := strings.Replace(redisConfig(srv, route+"\n[dispatch]\nmax_per_frame = 1\n"), `id = "test-1"`, `id = "slow"`, 1)
+	fastCfg := strings.Replace(redisConfig(srv, route), `id = "test-1"`, `id = "fast"`, 1)
+	slow := NewServer(t, luajit64, slowCfg).Start("streams.lua", 66, 120*time.Second)
+	fast := NewServer(t, luajit64, fastCfg).Start("streams.lua", 66, 120*time.Second)
+	slow.WaitLine(t, "streams: ready", 30*time.Second)
+	fast.WaitLine(t, "streams: ready", 30*time.Second)
+
+	const n = 400
+	for i := 1; i <= n; i++ {
+		xadd(t, rc, "data", fmt.Sprintf(`{"n":%d}`, i))
+	}
+	// Both take entries; the slow one holds most of what it read.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(deliveries(slow.Output())) < 20 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	slow.Kill()
+	before := deliveries(slow.Output())
+	require.GreaterOrEqual(t, len(before), 20)
+
+	handled := func() map[string]int {
+		m := map[string]int{}
+		for _, d := range before {
+			m[d.n]++
+		}
+		for _, d := range deliveries(fast.Output()) {
+			m[d.n]++
+		}
+		return m
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for (len(handled()) < n || pendingOf(t, rc, "workers") > 0) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	byFast := map[string]int{}
+	for _, d := range deliveries(fast.Output()) {
+		byFast[d.n]++
+	}
+	var missing, twice []string
+	for i := 1; i <= n; i++ {
+		k := strconv.Itoa(i)
+		if handled()[k] == 0 {
+			missing = append(missing, k)
+		}
+		if byFast[k] > 1 {
+			twice = append(twice, k)
+		}
+	}
+	t.Logf("slow handled %d before it was killed, fast %d", len(before), len(deliveries(fast.Output())))
+	assert.Empty(t, missing, "entries never handled")
+	assert.Empty(t, twice, "entries the live server handled twice")
+	assert.Zero(t, pendingOf(t, rc, "workers"), "entries left pending")
+	assert.Contains(t, fast.Output(), "claimed", "the live server took over the dead one's entries")
+
+	xadd(t, rc, "data", `{"stop":true}`)
+	fast.Wait(t)
 }

@@ -389,7 +389,11 @@ func (m *Module) noHandler(e *router.Event) {
 			m.log("warn", fmt.Sprintf("route %q was removed while events for it waited; they are dropped and counted as no_handler", e.Route.Name))
 			return
 		}
-		m.log("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); its events are dropped and counted", e.Route.Name, h, h))
+		what := "its events are dropped and counted"
+		if e.Entry != nil {
+			what = "its entries stay pending and come again, up to max_deliveries"
+		}
+		m.log("warn", fmt.Sprintf("route %q: no handler %q is registered (realtime.Handler(%q, fn)); %s", e.Route.Name, h, h, what))
 	}
 }
 
@@ -854,6 +858,19 @@ func (m *Module) Stats() *router.Doc {
 			"decode_errors", rs.DecodeErrors.Load(), "refused", rs.Refused())
 	}
 	b.close(ri, len(routes))
+	field("streams")
+	var ss map[string]redisbus.StreamStats
+	if rb, ok := m.r.Backend().(*redisbus.Bus); ok {
+		ss = rb.StreamStats()
+	}
+	si := b.open(router.KindObject)
+	for _, name := range slices.Sorted(maps.Keys(ss)) {
+		st := ss[name]
+		b.str(name)
+		b.counts("group", st.Group, "delivered", st.Delivered, "acked", st.Acked, "retried", st.Retried,
+			"dead_lettered", st.Dead, "claimed", st.Claimed, "in_flight", st.InFlight, "pending", st.Pending, "lag", st.Lag)
+	}
+	b.close(si, len(ss))
 	b.close(top, n)
 	return b.doc()
 }

@@ -40,7 +40,9 @@ func (b *Bus) applyStreams(streams []router.StreamPlan, consumer string) {
 		// the entries it handed over and Lua has yet to handle are
 		// acknowledged through it (closed, they would stay pending and
 		// come again if the route came back).
-		bs.r.Update(specs)
+		if err := bs.r.Update(specs); err != nil {
+			b.streamEvent("", "error", err.Error())
+		}
 		return
 	}
 	if len(specs) == 0 {
@@ -87,10 +89,10 @@ func (b *Bus) Nack(stream, group, id string) {
 }
 
 // Release leaves the entry pending, to be offered again, without counting
-// a failed delivery: no handler saw it.
+// a failed delivery: no handler saw it (router.Settler).
 func (b *Bus) Release(stream, group, id string) {
 	if r := b.reader(); r != nil {
-		r.Release(stream, group, id)
+		r.Requeue(stream, group, id)
 	}
 }
 

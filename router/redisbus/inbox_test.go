@@ -47,6 +47,7 @@ func (s *stalledSink) Drop(reason string) {
 
 func (s *stalledSink) PublishFailed(string, string)          {}
 func (s *stalledSink) SubscribeRefused(string, bool, string) {}
+func (s *stalledSink) Discarded(int)                         {}
 
 func (s *stalledSink) count() (delivered, dropped int) {
 	s.mu.Lock()

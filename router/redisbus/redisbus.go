@@ -25,6 +25,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +53,8 @@ type Stats struct {
 	Refused      atomic.Uint64          // PUBLISH commands Redis refused (dropped, not retried)
 	PublishRetry atomic.Uint64          // batches retried after a connection error
 	Late         atomic.Uint64          // copies ignored: duplicate or for a removed subscription
+	Resubscribed atomic.Uint64          // refused subscriptions sent again on the live connection
+	Discarded    atomic.Uint64          // published messages dropped at Close, with no HandOver to take them
 	InboxDropped atomic.Uint64          // messages dropped because routing fell behind the socket
 	Heartbeats   atomic.Uint64          // heartbeat hashes Redis acknowledged
 	HeartbeatErr atomic.Pointer[string] // why Redis refused the last heartbeat ("" once one is accepted)
@@ -104,12 +108,15 @@ type Bus struct {
 	// arrived yet; the writer publishes nothing until it is 0, so that
 	// their older messages go first and a batch in flight is never
 	// disturbed by one arriving.
-	handMu  sync.Mutex
-	next    *Bus
-	passed  bool
-	preds   atomic.Int64 // changed under handMu
-	handed  chan struct{}
-	writing atomic.Bool // the writer runs: it passes the outbox itself
+	handMu sync.Mutex
+	next   *Bus
+	passed bool
+	// discarding is set once the writer has stopped after Close with no
+	// HandOver: what reaches b is dropped and counted (Stats.Discarded).
+	discarding bool
+	preds      atomic.Int64 // changed under handMu
+	handed     chan struct{}
+	writing    atomic.Bool // the writer runs: it passes the outbox itself
 
 	streams busStreams // the stream routes' reader (bus_streams.go)
 
@@ -233,6 +240,38 @@ func (b *Bus) Drain(done func()) {
 	}()
 }
 
+// discard drops, counting them, the messages left in the outbox of a bus
+// closed without a HandOver (realtime.Disconnect), and those that reach
+// it later. Only the writer calls it, once it has stopped.
+func (b *Bus) discard() {
+	b.handMu.Lock()
+	if b.next != nil || !b.closed() {
+		b.handMu.Unlock()
+		return
+	}
+	b.discarding = true
+	msgs := b.outbox.takeAll() // Publish checks closed under handMu: nothing comes after
+	b.handMu.Unlock()
+	b.countDiscarded(msgs)
+}
+
+// countDiscarded counts the published messages of msgs as discarded
+// (heartbeats are not counted: the next server's beat replaces them).
+func (b *Bus) countDiscarded(msgs []outMsg) {
+	n := 0
+	for _, m := range msgs {
+		if m.ttl == 0 && m.drain == nil {
+			n++
+		}
+	}
+	if n > 0 {
+		b.Stats.Discarded.Add(uint64(n))
+		if b.sink != nil {
+			b.sink.Discarded(n)
+		}
+	}
+}
+
 // finishDrain runs the callback of Drain request req, if it is the
 // current one and has not run.
 func (b *Bus) finishDrain(req *drainReq) {
@@ -263,6 +302,11 @@ func (b *Bus) passOutbox() {
 func (b *Bus) arrive(msgs []outMsg, delta int64) {
 	for d := b; ; {
 		d.handMu.Lock()
+		if !d.passed && d.discarding {
+			d.handMu.Unlock()
+			d.countDiscarded(msgs)
+			return
+		}
 		if !d.passed {
 			d.outbox.prepend(msgs)
 			d.preds.Add(delta)
@@ -446,6 +490,25 @@ func (q *fifo) remove(n int) {
 	}
 }
 
+// replaceHead puts keep (copies of some of them, in order) in place of the
+// first n messages (n at most what peek returned).
+func (q *fifo) replaceHead(n int, keep []outMsg) {
+	if len(keep) == 0 {
+		q.remove(n)
+		return
+	}
+	q.mu.Lock()
+	q.inflight = 0
+	for _, m := range q.msgs[:n] {
+		q.bytes -= int64(len(m.channel) + len(m.payload))
+	}
+	for _, m := range keep {
+		q.bytes += int64(len(m.channel) + len(m.payload))
+	}
+	q.msgs = append(append(make([]outMsg, 0, len(keep)+len(q.msgs)-n), keep...), q.msgs[n:]...)
+	q.mu.Unlock()
+}
+
 func (q *fifo) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -505,7 +568,8 @@ func (b *Bus) OutboxLen() int { return b.outbox.len() }
 
 // Close stops the goroutines and closes the connections without waiting
 // for them: a hung network must not hang a map change. Queued publishes
-// are discarded. Idempotent.
+// are discarded, unless HandOver gave them to a successor, and counted
+// (Stats.Discarded and the sink's Discarded). Idempotent.
 func (b *Bus) Close() error {
 	b.closing.Do(func() {
 		close(b.done)
@@ -646,8 +710,16 @@ func (b *Bus) serve(ctx context.Context, c *subConn, onConnected func()) error {
 	if err := c.apply(ctx, d, gen, true); err != nil {
 		return err
 	}
+	// Redis keeps a connection when an ACL grants it more: what it
+	// refused is asked again now and then, on the live connection.
+	retry := time.NewTicker(max(time.Duration(b.reconnectMax.Load()), 100*time.Millisecond))
+	defer retry.Stop()
 	for {
 		select {
+		case <-retry.C:
+			if err := c.retryRefused(ctx, sent); err != nil {
+				return err
+			}
 		case <-c.live:
 			b.cur.Store(c)
 			onConnected()
@@ -794,6 +866,29 @@ func (c *subConn) apply(ctx context.Context, d router.PlanDiff, gen uint64, firs
 	return nil
 }
 
+// retryRefused sends again the subscriptions of plan that Redis refused.
+func (c *subConn) retryRefused(ctx context.Context, plan router.Plan) error {
+	c.b.refusedMu.Lock()
+	var rs []reply
+	for key := range c.b.refusals {
+		kind, list := "subscribe", plan.Channels
+		if key[0] == 'p' {
+			kind, list = "psubscribe", plan.Patterns
+		}
+		if _, ok := slices.BinarySearch(list, key[2:]); ok {
+			rs = append(rs, reply{kind: kind, name: key[2:]})
+		}
+	}
+	c.b.refusedMu.Unlock()
+	for _, r := range rs {
+		if err := c.send(ctx, r); err != nil {
+			return err
+		}
+		c.b.Stats.Resubscribed.Add(1)
+	}
+	return nil
+}
+
 // confirm records that the plan changes up to gen are in place.
 func (b *Bus) confirm(gen uint64) {
 	for {
@@ -879,6 +974,13 @@ func (c *subConn) answer(kind, name string, refused error) error {
 	if refused == nil && (r.kind != kind || r.name != name) {
 		return fmt.Errorf("reply %s %q from Redis where %s %q was due", kind, name, r.kind, r.name)
 	}
+	if transient(refused) && (r.kind != "ping" || r.gen > 0 || r.first) {
+		// Not a refusal: Redis cannot take the command now (BUSY, say).
+		// The subscriptions are not what the plan says, so the connection
+		// starts over, and subscribes once Redis can. A keepalive or
+		// Drain PING is answered all the same: Redis is there.
+		return fmt.Errorf("%s not taken now: %w", r.kind, refused)
+	}
 	switch r.kind {
 	case "subscribe":
 		if refused == nil {
@@ -924,9 +1026,9 @@ func (b *Bus) refused(isPattern bool, name string, err error) {
 		delete(b.refusals, key)
 	}
 	b.refusedMu.Unlock()
-	if err != nil {
+	if err != nil && !was { // reported once, not at every retry
 		b.sink.SubscribeRefused(name, isPattern, err.Error())
-	} else if was {
+	} else if err == nil && was {
 		b.sink.SubscribeRefused(name, isPattern, "")
 	}
 }
@@ -943,15 +1045,18 @@ const batchSize = 256
 // write pipelines the outbox to Redis in order. A message leaves the outbox
 // once Redis answered it: acknowledged, or refused (an ACL denial, a
 // command error), which is dropped and counted, since sending it again
-// would be refused again. Only a connection error is retried, from the
-// first message without an answer, after a backoff: a message whose
-// answer was lost may have been published, so such a message can arrive
-// twice, and an acknowledged one is never sent again.
+// would be refused again; a reply that says "not now" (BUSY from a long
+// script, say: see transient) keeps the message, to send again after a
+// backoff. A connection error is retried, from the first message without
+// an answer, after a backoff: a message whose answer was lost may have
+// been published, so such a message can arrive twice, and an
+// acknowledged one is never sent again.
 func (b *Bus) write() {
 	defer b.wg.Done()
 	defer func() { // after a HandOver, whatever ended the loop
 		b.writing.Store(false)
 		b.passOutbox()
+		b.discard()
 	}()
 	failures := 0
 	for {
@@ -981,9 +1086,9 @@ func (b *Bus) write() {
 			if len(batch) == 0 {
 				break
 			}
-			answered := b.publishBatch(batch)
-			b.outbox.remove(answered)
-			if answered < len(batch) {
+			answered, again := b.publishBatch(batch)
+			b.outbox.replaceHead(answered, again)
+			if answered < len(batch) || len(again) > 0 {
 				b.Stats.PublishRetry.Add(1)
 				t := time.NewTimer(b.backoff(failures))
 				select {
@@ -1004,8 +1109,11 @@ func (b *Bus) write() {
 }
 
 // publishBatch sends batch in one pipeline and returns how many leading
-// messages Redis answered; it counts them, acknowledged or refused.
-func (b *Bus) publishBatch(batch []outMsg) int {
+// messages Redis answered; it counts them, acknowledged or refused. again
+// are those of them Redis could not take now (see transient), to send
+// again ahead of the rest: the messages between them were published, and
+// are not sent twice.
+func (b *Bus) publishBatch(batch []outMsg) (answered int, again []outMsg) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D()+b.cfg.ReadTimeout.D())
 	defer cancel()
 	pipe := b.client.Pipeline()
@@ -1026,22 +1134,25 @@ func (b *Bus) publishBatch(batch []outMsg) int {
 			hset = hset[1:]
 			err := cmp.Or(h.Err(), c.Err())
 			if err != nil && !isReply(err) {
-				return i
+				return i, again
 			}
+			// Refused, or not now (LOADING, say): the next one will do.
 			b.heartbeatDone(err)
 			continue
 		}
 		switch err := c.Err(); {
 		case err == nil:
 			b.Stats.Published.Add(1)
+		case transient(err):
+			again = append(again, batch[i])
 		case isReply(err):
 			b.Stats.Refused.Add(1)
 			b.sink.PublishFailed(batch[i].channel, err.Error())
 		default:
-			return i
+			return i, again
 		}
 	}
-	return len(batch)
+	return len(batch), again
 }
 
 // heartbeatDone counts a heartbeat Redis answered: written, or refused
@@ -1056,6 +1167,24 @@ func (b *Bus) heartbeatDone(err error) {
 	if p := b.Stats.HeartbeatErr.Load(); p == nil || *p != msg {
 		b.Stats.HeartbeatErr.Store(&msg)
 	}
+}
+
+// transient reports whether err is an error reply by which Redis says it
+// cannot serve the command now, and will later: a script or function run
+// past busy-reply-threshold (BUSY), a dataset loading, no free client
+// slot, a Cluster or master failing over. Such a command is not refused:
+// it is sent again.
+func transient(err error) bool {
+	if !isReply(err) {
+		return false
+	}
+	msg := err.Error()
+	for _, p := range []string{"BUSY ", "LOADING ", "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ", "ERR max number of clients reached"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // isReply reports whether err is an error reply from Redis (NOPERM,

@@ -1,64 +1,5 @@
 package redisbus
 
-// StreamReader reads Redis Streams with consumer groups, at least once.
-//
-// Each stream (a StreamSpec: stream + group) has a reader goroutine with a
-// client of its own, since XREADGROUP BLOCK holds its connection. It
-// creates the group (XGROUP CREATE ... MKSTREAM at Start; BUSYGROUP is
-// fine), re-reads the consumer's own pending entries, then reads new ones
-// (XREADGROUP ... COUNT n BLOCK t STREAMS s ">"), a BLOCK timeout being
-// "nothing yet". After any connection error it backs off (reconnect_min ..
-// reconnect_max, with jitter) and starts over with the pending entries.
-// After NOGROUP (the stream or the group was deleted under the live group)
-// it recreates the group at the last id it read (Start if none, so entries
-// added since the deletion are delivered), reports StreamEvent "nogroup"
-// and logs it.
-//
-// Pending entries are re-read by listing them (XPENDING ... consumer) and
-// taking them again (XCLAIM to ourselves), not with XREADGROUP ... 0: that
-// would also re-deliver, and count a delivery of, every entry the sink
-// still holds. The reader keeps an in-flight set: every entry handed to
-// the sink (or held after the sink refused it) until its Ack, Nack or Dead
-// has been carried out on Redis. An entry in it is never offered again by
-// a re-read, and a reconnect does not lose it.
-//
-// A worker goroutine (one per StreamReader, on a second client) does
-// everything else: XACK in one pipeline per pass (many ids per stream),
-// the re-offer of Nacked entries after RetryDelay (XCLAIM to ourselves,
-// which counts a delivery; Entry.Deliveries is Redis's delivery counter,
-// read with XPENDING), dead-lettering, the re-offer of entries the sink
-// refused (from memory, at a pace doubling from 10ms to 500ms while it
-// refuses: no delivery is counted for a refusal), and for shared groups
-// (ClaimAfter > 0) the claim loop: XAUTOCLAIM of entries idle longer than
-// ClaimAfter (a dead server's), and an idle reset (XCLAIM ... JUSTID to
-// ourselves) of every entry in our in-flight set at ClaimAfter/4, so that
-// no other server claims what waits in our queue. Un-sent acks survive a
-// lost connection and go out after it; an ack lost with the connection
-// after Redis applied it is sent again, which is harmless.
-//
-// Dead-lettering: an entry whose handler failed MaxDeliveries times (on
-// Nack, or found pending with that many deliveries), or that the sink
-// declared malformed (Dead), is copied to "<stream>:dead" (its fields,
-// then rt_source_id, rt_deliveries and, for Dead, rt_reason) and
-// acknowledged; StreamEvent "dead" reports "<id> deliveries=<n>".
-//
-// Bounds: at most MaxInFlight entries per stream are in flight; the reader
-// stops reading while that many are, or while the sink refuses, so
-// entries wait in Redis (pending or unread), never in memory. The ack,
-// retry and dead-letter lists hold in-flight ids only, so they are bounded
-// by the same figure and Ack/Nack/Dead never need to drop or block: they
-// take a mutex held only for map updates, never across the network.
-//
-// Close returns at once: the readers' clients are closed in the
-// background, and the worker sends the acks it holds in one last pipeline
-// (bounded by write_timeout + read_timeout) before closing its own. An
-// entry acked by a closed reader whose last pipeline has not reached
-// Redis yet can be delivered again to a new reader: at-least-once.
-//
-// Delivery is at least once: an entry comes back after a crash, a lost
-// ack, or a claim by another server, and Entry.ID lets a handler drop a
-// duplicate.
-
 import (
 	"cmp"
 	"context"
@@ -130,6 +71,17 @@ type StreamOptions struct {
 	RetryDelay time.Duration
 	// MaxInFlight bounds the entries in flight per stream. Default: 10000.
 	MaxInFlight int
+	// DedupeField names the field that identifies an entry's content
+	// across copies: the spool sends an entry again with the same "rt_id"
+	// when a crash came between XADD and its delete. An entry whose value
+	// was seen on another entry of the stream among the last DedupeWindow
+	// values is acknowledged without being handed out (Duplicates counts
+	// them); the window is in memory, so a copy that arrives after a
+	// restart of the reader is handed out. Default: "rt_id".
+	DedupeField string
+	// DedupeWindow is how many values the duplicate check remembers per
+	// stream. Default: 10000; negative turns the check off.
+	DedupeWindow int
 	// Logf logs; nil logs nothing.
 	Logf func(format string, args ...any)
 }
@@ -144,6 +96,7 @@ type StreamStats struct {
 	Refused       uint64 // offers the sink refused (offered again later)
 	Claimed       uint64 // entries taken over from other consumers
 	Gone          uint64 // pending entries deleted from the stream before delivery (acked)
+	Duplicates    uint64 // copies dropped by the duplicate check (acked)
 	NoGroup       uint64 // groups recreated after NOGROUP
 	InFlight      int    // entries in the in-flight set now
 	Pending       int64  // the group's pending entries (XPENDING), -1 before known
@@ -156,7 +109,8 @@ type flight struct {
 	deliveries int64
 	at         time.Time // stRetry: when to offer it again
 	reason     string    // stDead
-	release    bool      // stRetry: no handler saw it; keep its delivery count
+	requeued   bool      // stRetry: no handler saw it; its delivery count is kept
+	tried      bool      // stDead: a transaction was sent and its reply lost
 }
 
 type flightState uint8
@@ -167,7 +121,7 @@ const (
 	stAck                        // Acked: XACK queued or in flight
 	stRetry                      // Nacked: offered again at .at
 	stDead                       // to dead-letter
-	stRelease                    // Release's argument to settle: stRetry, no delivery counted
+	stRequeue                    // Requeue's argument to settle: stRetry, no delivery counted
 )
 
 // stream is the reader's state for one StreamSpec.
@@ -183,35 +137,116 @@ type stream struct {
 	held     []Entry            // refused by the sink, in order
 	heldWait time.Duration      // the re-offer pace while refused
 	heldNext time.Time
-	// deadNext: a copy to "<stream>:dead" failed (deadFailing), the
-	// next try is not before then
-	deadNext    time.Time
-	deadFailing bool
-	// deadTried are the ids whose copy to "<stream>:dead" may have been
-	// written (its reply lost with the connection), since when: looked
-	// for before they are copied again
-	deadTried map[string]time.Time
+	lastID   string // the highest id read, where a lost group is recreated
+	removed  bool   // by Update: no more reads; goes once nothing is in flight
 	// ackFailing: the last XACK was refused (reported once a streak)
 	ackFailing bool
-	lastID     string // the highest id read, where a lost group is recreated
-	removed    bool   // by Update: no more reads; goes once nothing is in flight
-	client     redis.UniversalClient
-	stop       chan struct{} // closed to stop the reader goroutine
+	// deadNext: a dead letter was refused; the next try not before then
+	deadNext time.Time
+	client   redis.UniversalClient
+	stop     chan struct{} // closed to stop the reader goroutine
 
 	room chan struct{} // the in-flight set shrank or held drained
 
 	delivered, acked, retried, dead, refused, claimed, gone, nogroup atomic.Uint64
+	duplicates                                                       atomic.Uint64
 	claimPasses                                                      atomic.Uint64 // XAUTOCLAIM passes done
 	pending, lag                                                     atomic.Int64
+
+	// The duplicate check's window: DedupeField value -> the entry id that
+	// carried it first, and the values in the order seen (a ring).
+	seen      map[string]string
+	seenOrder []string
+	seenNext  int
+
+	reread atomic.Bool // Release: re-read the pending entries
 
 	// The worker's own timers; only the worker touches them.
 	nextKeep, nextClaim, nextStats time.Time
 	claimCursor                    string
+	lastRefusal                    string // the last error reply reported by refused
 }
 
-// StreamReader reads streams with consumer groups and hands their entries
-// to a StreamSink. Safe for concurrent use; Ack, Nack, Dead and Stats
-// never wait on the network.
+// StreamReader reads Redis Streams with consumer groups, at least once.
+//
+// Each stream (a StreamSpec: stream + group) has a reader goroutine with a
+// client of its own, since XREADGROUP BLOCK holds its connection. It
+// creates the group (XGROUP CREATE ... MKSTREAM at Start; BUSYGROUP is
+// fine), re-reads the consumer's own pending entries, then reads new ones
+// (XREADGROUP ... COUNT n BLOCK t STREAMS s ">"), a BLOCK timeout being
+// "nothing yet". After any connection error it backs off (reconnect_min ..
+// reconnect_max, with jitter) and starts over with the pending entries.
+// After NOGROUP (the stream or the group was deleted under the live group)
+// it recreates the group at the last id it read (Start if none, so entries
+// added since the deletion are delivered), reports StreamEvent "nogroup"
+// and logs it.
+//
+// Pending entries are re-read by listing them (XPENDING ... consumer) and
+// taking them again (XCLAIM to ourselves), not with XREADGROUP ... 0: that
+// would also re-deliver, and count a delivery of, every entry the sink
+// still holds. The reader keeps an in-flight set: every entry handed to
+// the sink (or held after the sink refused it) until its Ack, Nack or Dead
+// has been carried out on Redis. An entry in it is never offered again by
+// a re-read, and a reconnect does not lose it.
+//
+// A worker goroutine (one per StreamReader, on a second client) does
+// everything else: XACK in one pipeline per pass (many ids per stream),
+// the re-offer of Nacked entries after RetryDelay (XCLAIM to ourselves,
+// which counts a delivery; Entry.Deliveries is Redis's delivery counter,
+// read with XPENDING), dead-lettering, the re-offer of entries the sink
+// refused (from memory, 2ms after progress, doubling to 200ms while it
+// accepts nothing: no delivery is counted for a refusal), and for shared groups
+// (ClaimAfter > 0) the claim loop: XAUTOCLAIM of entries idle longer than
+// ClaimAfter (a dead server's), and an idle reset (XCLAIM ... JUSTID to
+// ourselves) of every entry in our in-flight set at ClaimAfter/4, so that
+// no other server claims what waits in our queue. Un-sent acks survive a
+// lost connection and go out after it; an ack lost with the connection
+// after Redis applied it is sent again, which is harmless.
+//
+// Dead-lettering: an entry whose handler failed MaxDeliveries times (on
+// Nack, or found pending with that many deliveries), or that the sink
+// declared malformed (Dead), is copied to "<stream>:dead" (its fields,
+// then rt_source_id, rt_deliveries and, for Dead, rt_reason) and
+// acknowledged; StreamEvent "dead" reports "<id> deliveries=<n>". The copy
+// and the XACK go in one MULTI, so a retry after a lost reply writes the
+// copy once (in a Cluster the two keys may be on different nodes: XADD,
+// then XACK, and a lost reply can write it twice). A copy Redis refuses
+// (an ACL without the dead-letter stream) leaves the entry pending and is
+// reported as "error".
+//
+// Order: a stream's entries are offered in stream order, refused ones
+// included; retried and claimed entries come when they are due.
+//
+// Commands used (for an ACL user): XGROUP CREATE, XREADGROUP, XPENDING,
+// XCLAIM, XAUTOCLAIM (shared groups), XACK, XRANGE, XADD and MULTI/EXEC
+// (dead letters), XINFO GROUPS (Lag).
+//
+// Bounds: at most MaxInFlight entries per stream are in flight; the reader
+// stops reading while that many are, or while the sink refuses, so
+// entries wait in Redis (pending or unread), never in memory. The ack,
+// retry and dead-letter lists hold in-flight ids only, so they are bounded
+// by the same figure and Ack/Nack/Dead never need to drop or block: they
+// take a mutex held only for map updates, never across the network.
+//
+// Close returns at once: the readers' clients are closed in the
+// background, and the worker sends the acks and dead letters it holds in one
+// last pass (bounded by write_timeout + read_timeout) before closing its
+// own. An
+// entry acked by a closed reader whose last pipeline has not reached
+// Redis yet can be delivered again to a new reader: at-least-once.
+//
+// Release forgets what the sink holds (its queue was cleared as the Lua
+// state closed): those entries are re-read from the pending list, as after
+// a reconnect, instead of waiting for a restart.
+//
+// Delivery is at least once: an entry comes back after a crash, a lost
+// ack, or a claim by another server, and Entry.ID lets a handler drop a
+// duplicate. Copies of one entry appended twice by the spool (same
+// "rt_id", different stream ids) are dropped by the reader itself within
+// a window of recent values (StreamOptions.DedupeField).
+//
+// Safe for concurrent use; Ack, Nack, Dead, Release, Update, Stats and
+// Close never wait on the network.
 type StreamReader struct {
 	cfg  config.Redis
 	opt  StreamOptions
@@ -236,6 +271,8 @@ func NewStreamReader(c config.Redis, o StreamOptions, specs []StreamSpec, sink S
 	o.Block = cmp.Or(o.Block, 2*time.Second)
 	o.RetryDelay = cmp.Or(o.RetryDelay, time.Second)
 	o.MaxInFlight = cmp.Or(o.MaxInFlight, 10000)
+	o.DedupeField = cmp.Or(o.DedupeField, "rt_id")
+	o.DedupeWindow = cmp.Or(o.DedupeWindow, 10000)
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
@@ -254,7 +291,7 @@ func NewStreamReader(c config.Redis, o StreamOptions, specs []StreamSpec, sink S
 	}
 	r.wg.Add(1)
 	go r.work()
-	r.Update(specs)
+	_ = r.Update(specs) // checked above
 	return r, nil
 }
 
@@ -276,10 +313,11 @@ func checkSpecs(specs []StreamSpec) error {
 // reading (what is in flight of them can still be acked; their held and
 // retried entries stay pending in Redis), and a changed spec's
 // MaxDeliveries and ClaimAfter apply at once (Start only matters to a
-// group not yet created). Invalid specs change nothing.
-func (r *StreamReader) Update(specs []StreamSpec) {
-	if checkSpecs(specs) != nil || r.closed() {
-		return
+// group not yet created). Invalid specs change nothing and return the
+// error; after Close, Update does nothing.
+func (r *StreamReader) Update(specs []StreamSpec) error {
+	if err := checkSpecs(specs); err != nil {
+		return err
 	}
 	want := map[string]StreamSpec{}
 	for _, s := range specs {
@@ -287,6 +325,9 @@ func (r *StreamReader) Update(specs []StreamSpec) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed() {
+		return nil
+	}
 	for k, s := range r.streams {
 		if _, ok := want[k]; !ok {
 			r.stopStream(s)
@@ -310,6 +351,7 @@ func (r *StreamReader) Update(specs []StreamSpec) {
 			}
 		}
 	}
+	return nil
 }
 
 // startStream starts s's reader goroutine on a client of its own; r.mu held.
@@ -373,16 +415,17 @@ func (r *StreamReader) Dead(streamName, group, id, reason string) {
 	r.settle(streamName, group, id, stDead, reason)
 }
 
-// Release is Nack for an entry no handler saw (the sink dropped it after
-// taking it): it is offered again after RetryDelay with the delivery count
-// it had (XCLAIM ... RETRYCOUNT), never dead-lettered for it.
-func (r *StreamReader) Release(streamName, group, id string) {
-	r.settle(streamName, group, id, stRelease, "")
+// Requeue is Nack for an entry no handler saw (the sink dropped it after
+// taking it: pushed out of its full queue): it is offered again after
+// RetryDelay with the delivery count it had (XCLAIM ... RETRYCOUNT), and
+// never dead-lettered for it.
+func (r *StreamReader) Requeue(streamName, group, id string) {
+	r.settle(streamName, group, id, stRequeue, "")
 }
 
 func (r *StreamReader) settle(streamName, group, id string, to flightState, reason string) {
-	release := to == stRelease
-	if release {
+	requeue := to == stRequeue
+	if requeue {
 		to = stRetry
 	}
 	s := r.lookup(streamName, group)
@@ -409,10 +452,10 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 		signal(s.room)
 		return
 	}
-	if to == stRetry && !release && s.spec.MaxDeliveries > 0 && f.deliveries >= s.spec.MaxDeliveries {
+	if to == stRetry && !requeue && s.spec.MaxDeliveries > 0 && f.deliveries >= s.spec.MaxDeliveries {
 		to, reason = stDead, ""
 	}
-	f.state, f.reason, f.release = to, reason, release
+	f.state, f.reason, f.requeued = to, reason, requeue
 	switch to {
 	case stAck:
 		s.acks = append(s.acks, id)
@@ -426,6 +469,32 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 	s.mu.Unlock()
 	if to != stRetry {
 		signal(r.wake)
+	}
+}
+
+// Release forgets every entry now with the sink (handed out and not yet
+// Acked, Nacked or Dead), for when the sink has discarded them: the queue
+// cleared as the Lua state closes. They are still pending in Redis, and
+// each reader re-reads its pending entries (within Block), as after a
+// reconnect: they come back, with a delivery counted. An Ack for one of
+// them that arrives after Release is ignored.
+func (r *StreamReader) Release() {
+	r.mu.Lock()
+	all := make([]*stream, 0, len(r.streams))
+	for _, s := range r.streams {
+		all = append(all, s)
+	}
+	r.mu.Unlock()
+	for _, s := range all {
+		s.mu.Lock()
+		for id, f := range s.tracked {
+			if f.state == stSink {
+				delete(s.tracked, id)
+			}
+		}
+		s.mu.Unlock()
+		s.reread.Store(true)
+		signal(s.room)
 	}
 }
 
@@ -453,7 +522,7 @@ func (r *StreamReader) Stats() map[string]StreamStats {
 			Stream: spec.Stream, Group: spec.Group,
 			Delivered: s.delivered.Load(), Acked: s.acked.Load(), Retried: s.retried.Load(),
 			Dead: s.dead.Load(), Refused: s.refused.Load(), Claimed: s.claimed.Load(),
-			Gone: s.gone.Load(), NoGroup: s.nogroup.Load(), InFlight: n,
+			Gone: s.gone.Load(), Duplicates: s.duplicates.Load(), NoGroup: s.nogroup.Load(), InFlight: n,
 			Pending: s.pending.Load(), Lag: s.lag.Load(),
 		}
 	}
@@ -466,16 +535,16 @@ func (r *StreamReader) Stats() map[string]StreamStats {
 	return out
 }
 
-// Close stops reading; it returns at once (see the package comment for the
+// Close stops reading; it returns at once (see the file comment for the
 // last acks). Idempotent.
 func (r *StreamReader) Close() {
 	r.closing.Do(func() {
 		r.mu.Lock()
+		close(r.done) // under mu: no Update starts a stream after this
 		for _, s := range r.streams {
 			r.stopStream(s)
 		}
 		r.mu.Unlock()
-		close(r.done)
 	})
 }
 
@@ -525,7 +594,7 @@ func isNoGroup(err error) bool {
 func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan struct{}) {
 	defer r.wg.Done()
 	ctx := context.Background()
-	failures := 0
+	failures, lost := 0, 0 // lost: NOGROUPs since the last read of new entries
 	needGroup, needPending := true, true
 	cursor := "-"
 	s.mu.Lock()
@@ -536,6 +605,9 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 		case <-stop:
 			return
 		default:
+		}
+		if s.reread.Swap(false) {
+			needPending, cursor = true, "-"
 		}
 		var err error
 		switch {
@@ -556,7 +628,9 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 			if !r.waitRoom(s, stop) {
 				return
 			}
-			err = r.readNew(ctx, s, client)
+			if err = r.readNew(ctx, s, client); err == nil {
+				lost = 0
+			}
 		}
 		if err == nil {
 			if failures > 0 {
@@ -571,6 +645,10 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 		default:
 		}
 		if isNoGroup(err) {
+			if lost > 0 && !sleepOr(r.backoff(lost-1), stop) { // lost again at once: not in a loop
+				return
+			}
+			lost++
 			s.nogroup.Add(1)
 			s.mu.Lock()
 			at := cmp.Or(s.lastID, cmp.Or(s.spec.Start, "$"))
@@ -642,7 +720,7 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 		return "-", false, nil
 	}
 	next := "(" + page[len(page)-1].ID
-	var take, spent []string
+	var take []string
 	counts := map[string]int64{}
 	s.mu.Lock()
 	for _, p := range page {
@@ -650,36 +728,14 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 			continue
 		}
 		if spec.MaxDeliveries > 0 && p.RetryCount >= spec.MaxDeliveries {
-			spent = append(spent, p.ID)
-			counts[p.ID] = p.RetryCount
+			s.tracked[p.ID] = &flight{state: stDead, deliveries: p.RetryCount}
+			s.deads = append(s.deads, p.ID)
 			continue
 		}
 		take = append(take, p.ID)
 		counts[p.ID] = p.RetryCount + 1
 	}
 	s.mu.Unlock()
-	if len(spent) > 0 {
-		// Still pending? The page was read before the lock: an entry
-		// acknowledged since (and so no longer tracked) is not ours to
-		// dead-letter. XCLAIM ... JUSTID counts no delivery.
-		args := []any{"xclaim", spec.Stream, spec.Group, r.opt.Consumer, 0}
-		for _, id := range spent {
-			args = append(args, id)
-		}
-		v, err := client.Do(ctx, append(args, "justid")...).Result()
-		if err != nil {
-			return cursor, true, err
-		}
-		list, _ := v.([]any)
-		s.mu.Lock()
-		for _, x := range list {
-			if id, _ := x.(string); id != "" && s.tracked[id] == nil {
-				s.tracked[id] = &flight{state: stDead, deliveries: counts[id]}
-				s.deads = append(s.deads, id)
-			}
-		}
-		s.mu.Unlock()
-	}
 	signal(r.wake)
 	if len(take) == 0 {
 		return next, int64(len(page)) == r.opt.Count, nil
@@ -771,6 +827,14 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 	if idLess(s.lastID, e.ID) {
 		s.lastID = e.ID
 	}
+	if r.duplicate(s, e) {
+		s.tracked[e.ID] = &flight{state: stAck, deliveries: e.Deliveries}
+		s.acks = append(s.acks, e.ID)
+		s.mu.Unlock()
+		s.duplicates.Add(1)
+		signal(r.wake)
+		return
+	}
 	f := &flight{state: stSink, deliveries: e.Deliveries}
 	s.tracked[e.ID] = f
 	if len(s.held) > 0 {
@@ -789,11 +853,49 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 	f.state = stHeld
 	s.held = append(s.held, e)
 	if s.heldWait == 0 {
-		s.heldWait = 10 * time.Millisecond
+		s.heldWait = minHeldWait
 		s.heldNext = time.Now().Add(s.heldWait)
 	}
 	s.mu.Unlock()
 	signal(r.wake)
+}
+
+// duplicate reports whether e is a copy of an entry handed out before: its
+// DedupeField value was seen on another entry of s within the window. It
+// remembers the value otherwise. s.mu held.
+func (r *StreamReader) duplicate(s *stream, e Entry) bool {
+	if r.opt.DedupeWindow <= 0 {
+		return false
+	}
+	key := fieldValue(e.Fields, r.opt.DedupeField)
+	if key == "" {
+		return false
+	}
+	if first, ok := s.seen[key]; ok {
+		return first != e.ID // the same entry again is a redelivery
+	}
+	if s.seen == nil {
+		s.seen = map[string]string{}
+	}
+	if len(s.seenOrder) < r.opt.DedupeWindow {
+		s.seenOrder = append(s.seenOrder, key)
+	} else {
+		delete(s.seen, s.seenOrder[s.seenNext])
+		s.seenOrder[s.seenNext] = key
+		s.seenNext = (s.seenNext + 1) % len(s.seenOrder)
+	}
+	s.seen[key] = e.ID
+	return false
+}
+
+// fieldValue returns the value of the first field name in pairs, or "".
+func fieldValue(pairs []string, name string) string {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i] == name {
+			return pairs[i+1]
+		}
+	}
+	return ""
 }
 
 // idLess compares stream ids "ms-seq"; "" is the least.
@@ -864,16 +966,19 @@ func xclaim(ctx context.Context, c redis.UniversalClient, spec StreamSpec, consu
 func (r *StreamReader) work() {
 	defer r.wg.Done()
 	defer func() { go r.cmd.Close() }()
-	tick := time.NewTicker(min(r.opt.RetryDelay/2, 100*time.Millisecond))
-	defer tick.Stop()
+	// A pass runs when woken (Ack, Nack, Dead, a refusal), every tick, and
+	// when the sink's refusals are due to be offered again.
+	tick := min(r.opt.RetryDelay/2, 100*time.Millisecond)
+	timer := time.NewTimer(tick)
+	defer timer.Stop()
 	failures := 0
 	var retryAt time.Time
 	for {
 		select {
 		case <-r.wake:
-		case <-tick.C:
+		case <-timer.C:
 		case <-r.done:
-			r.lastAcks()
+			r.lastFlush()
 			return
 		}
 		now := time.Now()
@@ -884,9 +989,14 @@ func (r *StreamReader) work() {
 		}
 		r.mu.Unlock()
 		sort.Slice(all, func(i, j int) bool { return all[i].key < all[j].key })
+		next := now.Add(tick)
 		for _, s := range all {
-			r.offerHeld(s, now)
+			if at, ok := r.offerHeld(s, now); ok && at.Before(next) {
+				next = at
+			}
 		}
+		timer.Stop()
+		timer.Reset(max(next.Sub(now), time.Millisecond))
 		if now.Before(retryAt) {
 			continue
 		}
@@ -929,22 +1039,24 @@ func (r *StreamReader) forgetRemoved(all []*stream) {
 	}
 }
 
-// offerHeld offers the entries the sink refused again, in order, at a
-// pace that doubles while it keeps refusing.
-func (r *StreamReader) offerHeld(s *stream, now time.Time) {
+// offerHeld offers the entries the sink refused again, in order, and
+// returns when to try next if some are still held. The pace is 2ms after
+// progress, doubling up to 200ms while the sink accepts nothing.
+func (r *StreamReader) offerHeld(s *stream, now time.Time) (time.Time, bool) {
 	s.mu.Lock()
 	if len(s.held) == 0 || now.Before(s.heldNext) {
-		s.mu.Unlock()
-		return
+		defer s.mu.Unlock()
+		return s.heldNext, len(s.held) > 0
 	}
 	s.mu.Unlock()
+	progress := false
 	for {
 		s.mu.Lock()
 		if len(s.held) == 0 {
 			s.heldWait = 0
 			s.mu.Unlock()
 			signal(s.room)
-			return
+			return time.Time{}, false
 		}
 		// Only the worker takes from held: e stays its head, unless
 		// Update empties it.
@@ -958,11 +1070,16 @@ func (r *StreamReader) offerHeld(s *stream, now time.Time) {
 		s.mu.Lock()
 		if f != nil && !ok {
 			f.state = stHeld
-			s.heldWait = min(2*s.heldWait, 500*time.Millisecond)
+			if progress {
+				s.heldWait = minHeldWait
+			} else {
+				s.heldWait = min(2*s.heldWait, maxHeldWait)
+			}
 			s.heldNext = now.Add(s.heldWait)
+			next := s.heldNext
 			s.mu.Unlock()
 			s.refused.Add(1)
-			return
+			return next, true
 		}
 		if len(s.held) > 0 && s.held[0].ID == e.ID { // not emptied by Update meanwhile
 			s.held = s.held[1:]
@@ -970,9 +1087,16 @@ func (r *StreamReader) offerHeld(s *stream, now time.Time) {
 		s.mu.Unlock()
 		if ok {
 			s.delivered.Add(1)
+			progress = true
 		}
 	}
 }
+
+// The pace of offering again what the sink refused.
+const (
+	minHeldWait = 2 * time.Millisecond
+	maxHeldWait = 200 * time.Millisecond
+)
 
 // serviceStream does s's network work due at now; it returns the first
 // connection error (reply errors are logged and dealt with).
@@ -1068,8 +1192,9 @@ func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
 	return nil
 }
 
-// lastAcks sends the acks held at Close, once, within the timeouts.
-func (r *StreamReader) lastAcks() {
+// lastFlush sends the acks and dead letters held at Close, once, within
+// the timeouts.
+func (r *StreamReader) lastFlush() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.WriteTimeout.D()+r.cfg.ReadTimeout.D())
 	defer cancel()
 	r.mu.Lock()
@@ -1079,14 +1204,25 @@ func (r *StreamReader) lastAcks() {
 	}
 	r.mu.Unlock()
 	for _, s := range all {
-		if r.flushAcks(ctx, s) != nil {
+		if r.flushAcks(ctx, s) != nil || r.flushDeads(ctx, s) != nil {
 			return
 		}
 	}
 }
 
-// flushDeads dead-letters s's queued entries: copy to "<stream>:dead",
-// then XACK (those copied).
+// dead is one entry to dead-letter.
+type dead struct {
+	id, reason string
+	n          int64 // deliveries
+	tried      bool  // a write whose reply was lost went before
+}
+
+// flushDeads dead-letters s's queued entries: the copy to
+// "<stream>:dead" and the XACK in one MULTI, for the entries still
+// pending. A transaction whose reply a lost connection took is either
+// applied (the entry is no longer pending: nothing to do) or not, so the
+// retry writes each dead letter once. (In a Cluster, with the two keys on
+// different nodes, the copy can be written twice.)
 func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	s.mu.Lock()
 	if time.Now().Before(s.deadNext) {
@@ -1095,14 +1231,10 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	}
 	ids, spec := s.deads, s.spec
 	s.deads = nil
-	type dead struct {
-		id, reason string
-		n          int64
-	}
 	list := make([]dead, len(ids))
 	for i, id := range ids {
 		if f := s.tracked[id]; f != nil {
-			list[i] = dead{id, f.reason, f.deliveries}
+			list[i] = dead{id, f.reason, f.deliveries, f.tried}
 		} else {
 			list[i] = dead{id: id}
 		}
@@ -1111,29 +1243,45 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	requeue := func(err error) error {
+	requeue := func(err error, sent []dead) error {
 		s.mu.Lock()
+		for _, d := range sent {
+			if f := s.tracked[d.id]; f != nil {
+				f.tried = true
+			}
+		}
 		s.deads = append(ids, s.deads...)
 		s.mu.Unlock()
 		return err
 	}
 	pipe := r.cmd.Pipeline()
+	// A key of another type in the dead letters' place fails the XADD
+	// only when it runs, and a MULTI goes on with the XACK: look first.
+	deadType := pipe.Type(ctx, spec.Stream+":dead")
 	ranges := make([]*redis.Cmd, len(list))
+	pending := make([]*redis.XPendingExtCmd, len(list))
 	for i, d := range list {
 		ranges[i] = pipe.Do(ctx, "xrange", spec.Stream, d.id, d.id)
+		pending[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: spec.Stream, Group: spec.Group, Start: d.id, End: d.id, Count: 1})
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
-		return requeue(err)
+		return requeue(err, nil)
 	}
-	written, err := r.deadWritten(ctx, s, spec, ids)
-	if err != nil {
-		return requeue(err)
-	}
-	pipe = r.cmd.Pipeline()
-	adds := make([]*redis.Cmd, len(list))
+	var argss [][]any
+	var written, earlier []dead
+	var again []string // refused: pending, tried again in a second
 	for i, d := range list {
-		if written[d.id] {
-			adds[i] = redis.NewCmd(ctx) // copied by an earlier try
+		if p, err := pending[i].Result(); err != nil || len(p) == 0 {
+			if d.tried {
+				earlier = append(earlier, d) // the lost reply's transaction was applied
+			}
+			continue
+		}
+		if t := deadType.Val(); t != "" && t != "none" && t != "stream" {
+			// not acknowledged: it stays pending and comes back
+			r.opt.Logf("realtime: stream %q: dead-lettering %s: %q is a %s, not a stream", spec.Stream, d.id, spec.Stream+":dead", t)
+			r.sink.StreamEvent(spec.Stream, "error", fmt.Sprintf("dead-lettering %s: %q is a %s, not a stream", d.id, spec.Stream+":dead", t))
+			again = append(again, d.id)
 			continue
 		}
 		args := []any{"xadd", spec.Stream + ":dead", "*"}
@@ -1150,97 +1298,92 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		if d.reason != "" {
 			args = append(args, "rt_reason", d.reason)
 		}
-		adds[i] = pipe.Do(ctx, args...)
+		argss = append(argss, args)
+		written = append(written, d)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
-		// some copies may be written: look for them before trying again
-		now := time.Now()
-		s.mu.Lock()
-		if s.deadTried == nil {
-			s.deadTried = map[string]time.Time{}
+	if len(written) > 0 {
+		adds, err := r.writeDead(ctx, spec, written, argss)
+		if err != nil {
+			return requeue(err, written)
 		}
-		for _, id := range ids {
-			if _, ok := s.deadTried[id]; !ok {
-				s.deadTried[id] = now
+		kept := written[:0]
+		for i, d := range written {
+			if err := adds[i].Err(); err != nil {
+				// Refused (an ACL without the dead-letter stream, say):
+				// not acknowledged, it stays pending and comes back.
+				r.opt.Logf("realtime: stream %q: dead-lettering %s: %v", spec.Stream, d.id, err)
+				r.sink.StreamEvent(spec.Stream, "error", fmt.Sprintf("dead-lettering %s: %v", d.id, err))
+				again = append(again, d.id)
+				continue
 			}
+			kept = append(kept, d)
 		}
-		s.mu.Unlock()
-		return requeue(err)
+		written = kept
 	}
-	// Acknowledged only once copied: an entry whose copy Redis refused
-	// (WRONGTYPE, NOPERM, OOM) stays pending and is tried again later.
-	var failed []string
-	var firstErr error
-	copied := 0
-	s.mu.Lock()
-	for i, d := range list {
-		if err := adds[i].Err(); err != nil {
-			failed = append(failed, d.id)
-			firstErr = cmp.Or(firstErr, err)
-			continue
-		}
-		copied++
-		delete(s.deadTried, d.id)
-		if f := s.tracked[d.id]; f != nil && f.state == stDead {
-			f.state = stAck
-		}
-		s.acks = append(s.acks, d.id)
-	}
-	s.deads = append(failed, s.deads...)
-	wasFailing := s.deadFailing
-	s.deadFailing = len(failed) > 0
-	if len(failed) > 0 {
-		s.deadNext = time.Now().Add(time.Second)
-	}
-	s.mu.Unlock()
-	if firstErr != nil && !wasFailing {
-		msg := fmt.Sprintf("cannot write %q, %d entries left pending until it can be: %v", spec.Stream+":dead", len(failed), firstErr)
-		r.opt.Logf("realtime: stream %q: %s", spec.Stream, msg)
-		r.sink.StreamEvent(spec.Stream, "error", msg)
-	}
-	for i, d := range list {
-		if adds[i].Err() != nil {
-			continue
-		}
+	written = append(written, earlier...)
+	for _, d := range written {
 		detail := fmt.Sprintf("%s deliveries=%d", d.id, d.n)
 		if d.reason != "" {
 			detail += " " + d.reason
 		}
 		r.sink.StreamEvent(spec.Stream, "dead", detail)
 	}
-	s.dead.Add(uint64(copied))
-	return r.flushAcks(ctx, s)
-}
-
-// deadWritten reports which of ids an earlier try whose reply was lost
-// has copied to "<stream>:dead" already: their rt_source_id among the dead
-// letters added since that try (a minute of clock skew allowed).
-func (r *StreamReader) deadWritten(ctx context.Context, s *stream, spec StreamSpec, ids []string) (map[string]bool, error) {
-	var since time.Time
 	s.mu.Lock()
+	retry := map[string]bool{}
+	for _, id := range again {
+		retry[id] = true
+	}
 	for _, id := range ids {
-		if t, ok := s.deadTried[id]; ok && (since.IsZero() || t.Before(since)) {
-			since = t
+		if f := s.tracked[id]; f != nil && f.state == stDead && !retry[id] {
+			delete(s.tracked, id)
 		}
+	}
+	if len(again) > 0 {
+		s.deads = append(again, s.deads...)
+		s.deadNext = time.Now().Add(time.Second)
 	}
 	s.mu.Unlock()
-	if since.IsZero() {
-		return nil, nil
+	s.dead.Add(uint64(len(written)))
+	signal(s.room)
+	return nil
+}
+
+// writeDead adds the dead letters and acknowledges their entries: in one
+// MULTI on a single server, so that a retry after a lost reply can tell
+// whether it was applied; in a Cluster (the two keys in different slots)
+// the XACKs follow the XADDs that succeeded.
+func (r *StreamReader) writeDead(ctx context.Context, spec StreamSpec, list []dead, argss [][]any) ([]*redis.Cmd, error) {
+	adds := make([]*redis.Cmd, len(list))
+	if _, cluster := r.cmd.(*redis.ClusterClient); !cluster {
+		tx := r.cmd.TxPipeline()
+		for i, d := range list {
+			adds[i] = tx.Do(ctx, argss[i]...)
+			tx.XAck(ctx, spec.Stream, spec.Group, d.id)
+		}
+		if _, err := tx.Exec(ctx); err != nil && !isReply(err) {
+			return nil, err
+		}
+		return adds, nil
 	}
-	from := strconv.FormatInt(max(since.Add(-time.Minute).UnixMilli(), 0), 10)
-	v, err := r.cmd.Do(ctx, "xrange", spec.Stream+":dead", from, "+").Result()
-	if err != nil && !isReply(err) {
+	pipe := r.cmd.Pipeline()
+	for i := range list {
+		adds[i] = pipe.Do(ctx, argss[i]...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
 		return nil, err
 	}
-	out := map[string]bool{}
-	for _, e := range parseEntries(v) {
-		for i := 0; i+1 < len(e.fields); i += 2 {
-			if e.fields[i] == "rt_source_id" {
-				out[e.fields[i+1]] = true
-			}
+	var ids []string
+	for i, d := range list {
+		if adds[i].Err() == nil {
+			ids = append(ids, d.id)
 		}
 	}
-	return out, nil
+	if len(ids) > 0 {
+		if err := r.cmd.XAck(ctx, spec.Stream, spec.Group, ids...).Err(); err != nil && !isReply(err) {
+			return nil, err
+		}
+	}
+	return adds, nil
 }
 
 // retryDue offers again the Nacked entries whose delay is over: XCLAIM to
@@ -1257,9 +1400,9 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 	}
 	ids := s.retries[:n:n]
 	s.retries = s.retries[n:]
-	keep := map[string]int64{} // released: the delivery count to keep
+	keep := map[string]int64{} // requeued: the delivery count to keep
 	for _, id := range ids {
-		if f := s.tracked[id]; f != nil && f.release && f.deliveries > 0 {
+		if f := s.tracked[id]; f != nil && f.requeued && f.deliveries > 0 {
 			keep[id] = f.deliveries
 		}
 	}
@@ -1268,6 +1411,20 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 		return nil
 	}
 	entries, counts, err := r.claimWithCounts(ctx, spec, ids, keep)
+	if isReply(err) {
+		// NOGROUP (the reader recreates the group), or an ACL without
+		// XCLAIM: they stay pending, for the next re-read.
+		r.opt.Logf("realtime: stream %q: retrying %d entries: %v", spec.Stream, len(ids), err)
+		s.mu.Lock()
+		for _, id := range ids {
+			if f := s.tracked[id]; f != nil && f.state == stRetry {
+				delete(s.tracked, id)
+			}
+		}
+		s.mu.Unlock()
+		signal(s.room)
+		return nil
+	}
 	if err != nil {
 		s.mu.Lock()
 		if !s.removed {
@@ -1296,14 +1453,14 @@ func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids
 	var entries []rawEntry
 	if len(counted) > 0 {
 		es, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, counted)
-		if err != nil && !isReply(err) {
+		if err != nil {
 			return nil, nil, err
 		}
 		entries = append(entries, es...)
 	}
 	for n, ids := range byCount {
 		es, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, ids, "retrycount", n)
-		if err != nil && !isReply(err) {
+		if err != nil {
 			return nil, nil, err
 		}
 		entries = append(entries, es...)
@@ -1357,8 +1514,11 @@ func (r *StreamReader) keepAlive(ctx context.Context, s *stream, spec StreamSpec
 		}
 		pipe.Do(ctx, append(args, "justid")...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
-		return err
+	if _, err := pipe.Exec(ctx); err != nil {
+		if !isReply(err) {
+			return err
+		}
+		r.refused(s, spec, "resetting idle times", err)
 	}
 	return nil
 }
@@ -1379,7 +1539,8 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 		spec.ClaimAfter.Milliseconds(), cursor, "count", min(room, r.opt.Count)).Result()
 	if err != nil {
 		if isReply(err) {
-			return nil // NOGROUP: the reader recreates the group
+			r.refused(s, spec, "claiming", err)
+			return nil
 		}
 		return err
 	}
@@ -1423,14 +1584,34 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	return nil
 }
 
+// refused logs and reports an error reply to the worker's periodic work,
+// once until a different one comes (NOGROUP is the reader's to handle).
+func (r *StreamReader) refused(s *stream, spec StreamSpec, what string, err error) {
+	if isNoGroup(err) {
+		return
+	}
+	msg := what + ": " + err.Error()
+	if s.lastRefusal == msg {
+		return
+	}
+	s.lastRefusal = msg
+	r.opt.Logf("realtime: stream %q: %s", spec.Stream, msg)
+	r.sink.StreamEvent(spec.Stream, "error", msg)
+}
+
 // refreshStats reads the group's pending count and lag; errors leave the
 // old figures.
 func (r *StreamReader) refreshStats(ctx context.Context, s *stream, spec StreamSpec) {
 	if p, err := r.cmd.XPending(ctx, spec.Stream, spec.Group).Result(); err == nil {
 		s.pending.Store(p.Count)
+	} else if isReply(err) {
+		r.refused(s, spec, "reading the pending count", err)
 	}
 	groups, err := r.cmd.XInfoGroups(ctx, spec.Stream).Result()
 	if err != nil {
+		if isReply(err) {
+			r.refused(s, spec, "reading the lag", err)
+		}
 		return
 	}
 	for _, g := range groups {

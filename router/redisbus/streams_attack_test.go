@@ -45,7 +45,7 @@ func TestStreamDeadLetterRefused(t *testing.T) {
 	})
 	var src []string
 	for _, d := range deadEntries(t, c, "cmds") {
-		src = append(src, fieldOf(d.fields, "rt_source_id"))
+		src = append(src, atkField(d.fields, "rt_source_id"))
 	}
 	assert.ElementsMatch(t, []string{bad, failing}, src)
 }
@@ -89,4 +89,14 @@ func TestStreamWrongType(t *testing.T) {
 	id := xadd(t, c, "cmds", "data", "1")
 	e := recv(t, sink, 10*time.Second)
 	assert.Equal(t, id, e.ID)
+}
+
+// atkField returns the value of field name in pairs.
+func atkField(pairs []string, name string) string {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i] == name {
+			return pairs[i+1]
+		}
+	}
+	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -133,16 +134,6 @@ func deadEntries(t testing.TB, c *redis.Client, stream string) []rawEntry {
 	}
 	require.NoError(t, err)
 	return parseEntries(v)
-}
-
-// fieldOf returns the value of field name in pairs.
-func fieldOf(pairs []string, name string) string {
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if pairs[i] == name {
-			return pairs[i+1]
-		}
-	}
-	return ""
 }
 
 // TestStreamRetryThenAck: a handler that fails twice then succeeds gets
@@ -479,13 +470,14 @@ func TestStreamUpdate(t *testing.T) {
 	e1 := recv(t, sink, 10*time.Second)
 	require.Equal(t, id1, e1.ID)
 
-	r.Update([]StreamSpec{one, two})
+	require.NoError(t, r.Update([]StreamSpec{one, two}))
 	id2 := xadd(t, c, "two", "n", "2")
 	e2 := recv(t, sink, 10*time.Second)
 	require.Equal(t, id2, e2.ID)
 	r.Ack(e2.Stream, e2.Group, e2.ID)
 
-	r.Update([]StreamSpec{two})
+	require.Error(t, r.Update([]StreamSpec{two, two}), "a stream given twice")
+	require.NoError(t, r.Update([]StreamSpec{two}))
 	_, listed := r.Stats()["one"]
 	assert.False(t, listed)
 	r.Ack(e1.Stream, e1.Group, e1.ID)
@@ -503,15 +495,19 @@ type modelEntry struct {
 	acked     bool  // the handler acknowledged it
 	deadAt    int64 // the handler Nacked it at MaxDeliveries or called Dead: deliveries then
 	deadWhy   string
+	settled   int   // the reader generation that was told (acked or dead)
 	last      int64 // the last delivery count seen
 	delivered int
 }
 
 // TestStreamRandomSchedule mixes appends, acks, nacks, dead letters, a
-// queue that refuses, and cut connections, against a model: an entry is
-// never handed out while the handler holds it or after it was
-// acknowledged; every appended entry ends acknowledged or dead-lettered,
-// none lost; nothing stays pending. REDISBUS_STREAM_SEED replays a seed.
+// queue that refuses, cut connections and restarts of the reader (Close
+// and a new one with the same consumer: a map change, whose queue is
+// lost), against a model: an entry is never handed out while the handler
+// holds it, nor after it was acknowledged or dead-lettered unless the
+// reader told of it was restarted since (its last flush can lose the
+// ack); every appended entry ends acknowledged or dead-lettered, none
+// lost; nothing stays pending. REDISBUS_STREAM_SEED replays a seed.
 func TestStreamRandomSchedule(t *testing.T) {
 	seed := rand.Uint64()
 	if s := os.Getenv("REDISBUS_STREAM_SEED"); s != "" {
@@ -526,9 +522,13 @@ func TestStreamRandomSchedule(t *testing.T) {
 	c := client(t, srv)
 	p := startProxy(t, srv.Addr(), func(int) faults { return faults{} })
 	const maxDel = 4
-	sink := newChanSink(1 + rng.IntN(16))
-	r := startReader(t, p.Addr(), "srv1", []StreamSpec{{Stream: "rnd", Group: "g", Start: "0", MaxDeliveries: maxDel}}, sink,
-		StreamOptions{Count: int64(1 + rng.IntN(20)), MaxInFlight: 5 + rng.IntN(40), RetryDelay: 20 * time.Millisecond})
+	spec := []StreamSpec{{Stream: "rnd", Group: "g", Start: "0", MaxDeliveries: maxDel}}
+	opts := StreamOptions{Count: int64(1 + rng.IntN(20)), MaxInFlight: 5 + rng.IntN(40), RetryDelay: 20 * time.Millisecond}
+	queue := 1 + rng.IntN(16)
+	sink := newChanSink(queue)
+	r := startReader(t, p.Addr(), "srv1", spec, sink, opts)
+	gen, restarts, comeBack := 0, 0, 0
+	var dead uint64 // dead letters counted by the readers closed
 
 	model := map[string]*modelEntry{}
 	var order []string
@@ -537,6 +537,11 @@ func TestStreamRandomSchedule(t *testing.T) {
 		m := model[e.ID]
 		require.NotNil(t, m, "entry %s was never appended", e.ID)
 		require.False(t, m.held, "entry %s handed out again while the handler holds it", e.ID)
+		if (m.acked || m.deadAt > 0) && m.settled < gen {
+			// The restarted reader's last flush lost it.
+			m.acked, m.deadAt, m.deadWhy = false, 0, ""
+			comeBack++
+		}
 		require.False(t, m.acked, "entry %s handed out again after its ack", e.ID)
 		require.Zero(t, m.deadAt, "entry %s handed out again after it was dead-lettered", e.ID)
 		require.Greater(t, e.Deliveries, m.last, "entry %s: the delivery count grows", e.ID)
@@ -545,7 +550,7 @@ func TestStreamRandomSchedule(t *testing.T) {
 		return m
 	}
 	answer := func(id string, m *modelEntry, ack bool) {
-		m.held = false
+		m.held, m.settled = false, gen
 		switch {
 		case ack:
 			m.acked = true
@@ -565,8 +570,22 @@ func TestStreamRandomSchedule(t *testing.T) {
 				model[id] = &modelEntry{}
 				order = append(order, id)
 			}
-		case x < 20:
+		case x < 19:
 			p.cut()
+		case x < 20:
+			// A map change: the queue and what the handler holds are lost.
+			st := r.lookup("rnd", "g") // Stats lists no closed stream
+			r.Close()
+			r.Wait()
+			dead += st.dead.Load()
+			for _, id := range holding {
+				model[id].held = false
+			}
+			holding = nil
+			sink = newChanSink(queue)
+			r = startReader(t, p.Addr(), "srv1", spec, sink, opts)
+			gen++
+			restarts++
 		case x < 70:
 			var e Entry
 			select {
@@ -581,7 +600,7 @@ func TestStreamRandomSchedule(t *testing.T) {
 			case y < 70:
 				answer(e.ID, m, false)
 			case y < 73:
-				m.deadAt, m.deadWhy = m.last, "malformed"
+				m.deadAt, m.deadWhy, m.settled = m.last, "malformed", gen
 				r.Dead("rnd", "g", e.ID, "malformed")
 			default:
 				m.held = true
@@ -616,11 +635,12 @@ func TestStreamRandomSchedule(t *testing.T) {
 	}
 	deads := map[string][]string{}
 	for _, d := range deadEntries(t, c, "rnd") {
-		id := fieldOf(d.fields, "rt_source_id")
+		id := fieldValue(d.fields, "rt_source_id")
 		require.NotContains(t, deads, id, "entry %s dead-lettered twice", id)
 		deads[id] = d.fields
 	}
-	var acked, dead, redelivered int
+	assert.Equal(t, uint64(len(deads)), dead+r.Stats()["rnd"].Dead, "dead letters counted")
+	var acked, redelivered int
 	for i, id := range order {
 		m := model[id]
 		d, isDead := deads[id]
@@ -629,11 +649,10 @@ func TestStreamRandomSchedule(t *testing.T) {
 			acked++
 			assert.False(t, isDead, "entry %s acknowledged and dead-lettered", id)
 		case isDead:
-			dead++
 			assert.Equal(t, []string{"n", strconv.Itoa(i)}, d[:2], "dead entry %s keeps its fields", id)
-			n, _ := strconv.ParseInt(fieldOf(d, "rt_deliveries"), 10, 64)
+			n, _ := strconv.ParseInt(fieldValue(d, "rt_deliveries"), 10, 64)
 			if m.deadWhy != "" {
-				assert.Equal(t, m.deadWhy, fieldOf(d, "rt_reason"))
+				assert.Equal(t, m.deadWhy, fieldValue(d, "rt_reason"))
 				assert.Equal(t, m.deadAt, n)
 			} else {
 				// Nacked at MaxDeliveries, or found pending with that
@@ -653,8 +672,8 @@ func TestStreamRandomSchedule(t *testing.T) {
 			redelivered++
 		}
 	}
-	t.Logf("%d entries: %d acknowledged, %d dead-lettered, %d delivered more than once; %d connections cut; stats %+v",
-		len(order), acked, dead, redelivered, p.Conns(), r.Stats()["rnd"])
+	t.Logf("%d entries: %d acknowledged, %d dead-lettered, %d delivered more than once; %d connections; %d restarts, %d entries settled before one came back; stats %+v",
+		len(order), acked, len(deads), redelivered, p.Conns(), restarts, comeBack, r.Stats()["rnd"])
 }
 
 // BenchmarkStreamReader is entries/s through the reader with a handler
@@ -680,6 +699,22 @@ func BenchmarkStreamReader(b *testing.B) {
 	waitUntil(b, "every ack", time.Minute, func() bool { return r.Stats()["bench"].Acked == uint64(b.N) })
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+	reportCalls(b, c)
+}
+
+// reportCalls reports the XREADGROUP and XACK calls Redis served per 1000
+// entries.
+func reportCalls(b *testing.B, c *redis.Client) {
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	require.NoError(b, err)
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, name := range []string{"xreadgroup", "xack"} {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"+name+":calls="); ok {
+				n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+				b.ReportMetric(float64(n)*1000/float64(b.N), name+"/1000")
+			}
+		}
+	}
 }
 
 // BenchmarkStreamPlainLoop is the baseline: XREADGROUP COUNT 100, then one
@@ -703,6 +738,7 @@ func BenchmarkStreamPlainLoop(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+	reportCalls(b, c)
 }
 
 func client2(b testing.TB, srv *redistest.Server) *redis.Client {
@@ -721,4 +757,223 @@ func fillStream(b testing.TB, c *redis.Client, stream string, n int) {
 		_, err := pipe.Exec(ctx)
 		require.NoError(b, err)
 	}
+}
+
+// TestStreamCluster: streams on several nodes of a Redis Cluster are read,
+// acknowledged and dead-lettered (the dead-letter stream may sit on
+// another node than its stream).
+func TestStreamCluster(t *testing.T) {
+	var addrs []string
+	for i := 0; i < 3; i++ {
+		s := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+		addrs = append(addrs, s.Addr())
+	}
+	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
+	require.NoError(t, err, "redis-cli --cluster create: %s", out)
+	ctx := context.Background()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2})
+	t.Cleanup(func() { _ = cc.Close() })
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a, Protocol: 2})
+		require.Eventually(t, func() bool {
+			info, _ := c.ClusterInfo(ctx).Result()
+			return strings.Contains(info, "cluster_state:ok")
+		}, 30*time.Second, 50*time.Millisecond)
+		_ = c.Close()
+	}
+	names := []string{"alpha", "beta", "gamma", "delta"}
+	nodes := map[string]bool{}
+	var specs []StreamSpec
+	for _, n := range names {
+		specs = append(specs, StreamSpec{Stream: n, Group: "g", Start: "0", MaxDeliveries: 1})
+		node, err := cc.MasterForKey(ctx, n)
+		require.NoError(t, err)
+		nodes[node.Options().Addr] = true
+	}
+	require.Greater(t, len(nodes), 1, "the streams sit on several nodes")
+
+	cfg := streamConfig(addrs[0])
+	cfg.URL, cfg.Addrs = "", addrs
+	sink := newChanSink(64)
+	r, err := NewStreamReader(cfg, StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond, Logf: t.Logf}, specs, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	want := map[string]string{} // id -> stream
+	waitUntil(t, "the entries added", 20*time.Second, func() bool {
+		for _, n := range names {
+			if id, err := cc.XAdd(ctx, &redis.XAddArgs{Stream: n, Values: []string{"n", n}}).Result(); err == nil {
+				want[id+" "+n] = n
+			}
+		}
+		return len(want) == 2*len(names)
+	})
+	got := map[string]bool{}
+	for len(got) < len(want) {
+		e := recv(t, sink, 20*time.Second)
+		require.Equal(t, []string{"n", e.Stream}, e.Fields)
+		got[e.ID+" "+e.Stream] = true
+		if e.Stream == "alpha" {
+			r.Nack(e.Stream, e.Group, e.ID) // MaxDeliveries 1: dead-lettered
+		} else {
+			r.Ack(e.Stream, e.Group, e.ID)
+		}
+	}
+	waitUntil(t, "everything acknowledged", 20*time.Second, func() bool {
+		for _, n := range names {
+			p, err := cc.XPending(ctx, n, "g").Result()
+			if err != nil || p.Count != 0 {
+				return false
+			}
+		}
+		return cc.XLen(ctx, "alpha:dead").Val() == 2
+	})
+}
+
+// TestStreamRelease: entries the sink discarded (the queue cleared at a
+// map change) come back after Release, in order, without a Nack.
+func TestStreamRelease(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	sink := newChanSink(16)
+	r := startReader(t, srv.Addr(), "srv1", []StreamSpec{{Stream: "rel", Group: "g", Start: "0"}}, sink, StreamOptions{})
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, xadd(t, c, "rel", "n", strconv.Itoa(i)))
+	}
+	for i := 0; i < 3; i++ {
+		require.Equal(t, ids[i], recv(t, sink, 10*time.Second).ID) // then discarded
+	}
+	r.Release()
+	for i := 0; i < 3; i++ {
+		e := recv(t, sink, 10*time.Second)
+		require.Equal(t, ids[i], e.ID)
+		require.Equal(t, int64(2), e.Deliveries)
+		r.Ack(e.Stream, e.Group, e.ID)
+	}
+	waitUntil(t, "all acknowledged", 10*time.Second, func() bool { return pendingCount(c, "rel", "g") == 0 })
+}
+
+// TestStreamDuplicateCheck: a second entry with the same rt_id (the
+// spool's copy after a crash between XADD and its delete) is acknowledged
+// without being handed out; the same entry delivered again is not a copy.
+func TestStreamDuplicateCheck(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	sink := newChanSink(16)
+	r := startReader(t, srv.Addr(), "srv1", []StreamSpec{{Stream: "dup", Group: "g", Start: "0"}}, sink, StreamOptions{})
+	a := xadd(t, c, "dup", "data", "x", "rt_id", "srv-1")
+	xadd(t, c, "dup", "data", "x", "rt_id", "srv-1")
+	b := xadd(t, c, "dup", "data", "y", "rt_id", "srv-2")
+	plain := xadd(t, c, "dup", "data", "z")
+	e := recv(t, sink, 10*time.Second)
+	require.Equal(t, a, e.ID)
+	r.Nack(e.Stream, e.Group, e.ID)
+	var got []string
+	for len(got) < 3 {
+		e := recv(t, sink, 10*time.Second)
+		got = append(got, e.ID)
+		r.Ack(e.Stream, e.Group, e.ID)
+	}
+	assert.ElementsMatch(t, []string{a, b, plain}, got, "the copy is not handed out; the retried entry is")
+	waitUntil(t, "all acknowledged", 10*time.Second, func() bool { return pendingCount(c, "dup", "g") == 0 })
+	assert.Equal(t, uint64(1), r.Stats()["dup"].Duplicates)
+}
+
+// TestStreamStatsFigures: Pending and Lag are Redis's (XPENDING, XINFO
+// GROUPS), and MaxInFlight bounds what is read ahead of the handler.
+func TestStreamStatsFigures(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	sink := newChanSink(16)
+	r := startReader(t, srv.Addr(), "srv1", []StreamSpec{{Stream: "st", Group: "g", Start: "0"}}, sink, StreamOptions{MaxInFlight: 2})
+	for i := 0; i < 5; i++ {
+		xadd(t, c, "st", "n", strconv.Itoa(i))
+	}
+	waitUntil(t, "two in flight, three unread", 10*time.Second, func() bool {
+		st := r.Stats()["st"]
+		return st.InFlight == 2 && st.Pending == 2 && st.Lag == 3
+	})
+	for i := 0; i < 5; i++ {
+		e := recv(t, sink, 10*time.Second)
+		r.Ack(e.Stream, e.Group, e.ID)
+	}
+	waitUntil(t, "all read and acknowledged", 10*time.Second, func() bool {
+		st := r.Stats()["st"]
+		return st.InFlight == 0 && st.Pending == 0 && st.Lag == 0 && st.Acked == 5 && st.Delivered == 5
+	})
+}
+
+// TestStreamACLCommands: a user allowed exactly the commands the
+// StreamReader's comment lists, on its streams only, can read, retry,
+// claim and dead-letter.
+func TestStreamACLCommands(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	require.NoError(t, c.Do(context.Background(), "ACL", "SETUSER", "game", "on", ">pw", "resetkeys", "~jobs", "~jobs:dead",
+		"-@all", "+xgroup|create", "+xreadgroup", "+xpending", "+xclaim", "+xautoclaim", "+xack", "+xrange",
+		"+xadd", "+multi", "+exec", "+xinfo|groups").Err())
+	cfg := streamConfig(srv.Addr())
+	cfg.URL = "redis://game:pw@" + srv.Addr()
+	sink := newChanSink(16)
+	r, err := NewStreamReader(cfg, StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond, Logf: t.Logf},
+		[]StreamSpec{{Stream: "jobs", Group: "g", Start: "0", MaxDeliveries: 2, ClaimAfter: 500 * time.Millisecond}}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	id := xadd(t, c, "jobs", "n", "1")
+	for i := 1; i <= 2; i++ {
+		e := recv(t, sink, 10*time.Second)
+		require.Equal(t, id, e.ID)
+		require.Equal(t, int64(i), e.Deliveries)
+		r.Nack(e.Stream, e.Group, e.ID)
+	}
+	waitUntil(t, "the dead letter and the figures", 10*time.Second, func() bool {
+		st := r.Stats()["jobs"]
+		return len(deadEntries(t, c, "jobs")) == 1 && pendingCount(c, "jobs", "g") == 0 && st.Pending == 0 && st.Lag == 0
+	})
+	waitUntil(t, "a claim pass", 10*time.Second, func() bool { return r.lookup("jobs", "g").claimPasses.Load() > 0 })
+	assert.False(t, sink.hasEvent("error"), "events: %v", sink.events)
+}
+
+// TestStreamRefusedClaimIsReported: a user without XAUTOCLAIM still reads,
+// and the refusal is reported once, not silently skipped.
+func TestStreamRefusedClaimIsReported(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	require.NoError(t, c.Do(context.Background(), "ACL", "SETUSER", "game", "on", ">pw", "~*", "+@all", "-xautoclaim").Err())
+	cfg := streamConfig(srv.Addr())
+	cfg.URL = "redis://game:pw@" + srv.Addr()
+	sink := newChanSink(16)
+	r, err := NewStreamReader(cfg, StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, Logf: t.Logf},
+		[]StreamSpec{{Stream: "jobs", Group: "g", Start: "0", ClaimAfter: 200 * time.Millisecond}}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	id := xadd(t, c, "jobs", "n", "1")
+	e := recv(t, sink, 10*time.Second)
+	require.Equal(t, id, e.ID)
+	r.Ack(e.Stream, e.Group, e.ID)
+	waitUntil(t, "the refusal reported", 10*time.Second, func() bool { return sink.hasEvent("error jobs claiming: NOPERM") })
+	waitUntil(t, "three refused claims", 10*time.Second, func() bool {
+		v, _ := c.Do(context.Background(), "ACL", "LOG").Result()
+		entries, _ := v.([]any)
+		for _, e := range entries {
+			kv, _ := e.([]any)
+			var count int64
+			var object string
+			for i := 0; i+1 < len(kv); i += 2 {
+				switch kv[i] {
+				case "count":
+					count, _ = kv[i+1].(int64)
+				case "object":
+					object, _ = kv[i+1].(string)
+				}
+			}
+			if object == "xautoclaim" && count >= 3 {
+				return true
+			}
+		}
+		return false
+	})
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	assert.Len(t, sink.events, 1, "reported once: %v", sink.events)
 }

@@ -48,15 +48,39 @@ T.eq(after_fns, before_fns, "functions in the registry after " .. 2 * cycles .. 
 T.ok(after <= before + 4, "registry size after " .. 2 * cycles .. " registrations: " .. after .. " entries, " .. before .. " before")
 
 -- Before the pump starts (this runs before Initialize), events queue up and
--- ProcessEvents(max) dispatches at most max of them.
+-- ProcessEvents(max) dispatches at most max of them, and ProcessEvents()
+-- (no max_per_frame here) more. A call may dispatch fewer on a loaded
+-- machine: the budget ends it, or an event is still on its way to the
+-- main thread, which ProcessEvents never waits for (a 2-core machine under
+-- load gave "ProcessEvents(3): got 0" on win32). So each call is held to
+-- "at most", and "exactly" is asked of one call out of several rounds.
 local early = 0
 rt.Subscribe("early", function() early = early + 1 end)
-local queued = rt.GetStats().queued
-for i = 1, 10 do rt.Publish("early", tostring(i)) end
-T.wait_queued(queued + 10)
-T.eq(rt.ProcessEvents(3), 3, "ProcessEvents(3)")
-T.eq(early, 3, "handler calls after ProcessEvents(3)")
-T.eq(rt.ProcessEvents(), 7, "ProcessEvents() drains the rest")
+-- round publishes 10 events and pumps them with ProcessEvents(max); it
+-- returns the most a call dispatched.
+local function round(max)
+	local queued, before, most = rt.GetStats().queued, early, 0
+	for i = 1, 10 do rt.Publish("early", tostring(i)) end
+	T.wait_queued(queued + 10)
+	local deadline = HOST.Time() + 10
+	repeat
+		local n = rt.ProcessEvents(max)
+		T.ok(n <= (max or 10), "ProcessEvents(" .. tostring(max) .. ") dispatched " .. n)
+		if n > most then most = n end
+		if HOST.Time() > deadline then error("ProcessEvents(" .. tostring(max) .. "): " .. early - before .. " of 10 events dispatched") end
+	until early - before == 10
+	return most
+end
+local reached = false
+for _ = 1, 5 do
+	if round(3) == 3 then reached = true break end
+end
+T.ok(reached, "a ProcessEvents(3) call dispatched 3 events")
+reached = false
+for _ = 1, 5 do
+	if round() > 3 then reached = true break end
+end
+T.ok(reached, "a ProcessEvents() call dispatched more than 3 events")
 T.eq(rt.ProcessEvents(), 0, "empty queue")
 
 -- Handlers registered on load.

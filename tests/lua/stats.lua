@@ -1,5 +1,6 @@
 -- Prints every key of GetStats() two levels deep ("stats: queue.depth";
--- the fields of routes[name] as "stats: routes[].matched"), for the Go test
+-- the fields of routes[name] as "stats: routes[].matched", of streams[name]
+-- likewise; the Go test's config has a stream route), for the Go test
 -- to compare with docs/API.md.
 local rt = realtime
 rt.On("x:*", "one", function() end)
@@ -7,9 +8,9 @@ HOST.Run(function()
 	HOST.WaitFor(rt.IsConnected, 5, "connected")
 	for k, v in pairs(rt.GetStats()) do
 		print("stats: " .. k)
-		if type(v) == "table" and k == "routes" then
+		if type(v) == "table" and (k == "routes" or k == "streams") then
 			for _, route in pairs(v) do
-				for f in pairs(route) do print("stats: routes[]." .. f) end
+				for f in pairs(route) do print("stats: " .. k .. "[]." .. f) end
 			end
 		elseif type(v) == "table" then
 			for f in pairs(v) do

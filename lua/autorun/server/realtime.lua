@@ -20,7 +20,9 @@ end
 
 local ok, err = pcall(require, "realtime")
 if not ok or type(realtime) ~= "table" then
-	ErrorNoHalt("[realtime] could not load the binary module (" .. tostring(err) .. "): this server needs garrysmod/lua/bin/"
+	-- require returned, yet the module did not open: it said why itself
+	local why = ok and "it loaded but did not open; its own line above says why" or tostring(err)
+	ErrorNoHalt("[realtime] could not load the binary module (" .. why .. "): this server needs garrysmod/lua/bin/"
 		.. binary_name() .. "\n")
 	return
 end

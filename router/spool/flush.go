@@ -1,0 +1,128 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Field names of a flushed entry.
+const (
+	FieldData = "data"  // the payload
+	FieldID   = "rt_id" // the entry's ID, for the consumer's duplicate check
+)
+
+// transient are the error replies that say "not now" rather than "never":
+// Flush stops at them and keeps the entry.
+var transient = []string{
+	"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY",
+	"NOREPLICAS", "OOM", "MISCONF", "NOAUTH", "WRONGPASS", "EXECABORT",
+	"MOVED", "ASK", "ERR max number of clients reached",
+}
+
+// Refused reports whether err is Redis refusing a command for good (an
+// error reply other than the transient ones: WRONGTYPE, NOPERM, ERR ...),
+// as opposed to a connection error or a reply that asks to try again later.
+func Refused(err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) || errors.Is(err, redis.Nil) {
+		return false
+	}
+	msg := re.Error()
+	for _, p := range transient {
+		if strings.HasPrefix(msg, p) && (len(msg) == len(p) || msg[len(p)] == ' ') {
+			return false
+		}
+	}
+	return true
+}
+
+// Flush sends the spooled entries to Redis, oldest first, Options.FlushBatch
+// per pipeline: each an XADD to its stream (MAXLEN ~ maxLen when maxLen >
+// 0) with the fields "data" (payload) and "rt_id" (ID). It deletes the
+// entries Redis acknowledged and those it refused for good (see Refused;
+// counted as DroppedRefused and logged), and stops at the first other error
+// (connection lost, LOADING, OOM ...), which it returns, leaving that entry
+// and the later ones spooled. It drains entries Added while it runs too,
+// and returns nil once the spool is empty. n counts the entries Redis
+// acknowledged.
+//
+// The client should not retry on its own (go-redis MaxRetries: -1): a
+// pipeline sent again after a lost connection duplicates the entries Redis
+// had already taken. Flushes are serialized.
+func (s *Spool) Flush(ctx context.Context, client redis.UniversalClient, maxLen int64) (n int, err error) {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		batch, err := s.Peek(s.o.FlushBatch)
+		if err != nil {
+			return n, err
+		}
+		if len(batch) == 0 {
+			s.mu.Lock()
+			more := len(s.pending) > 0 || len(s.inflight) > 0
+			s.mu.Unlock()
+			if !more {
+				return n, nil
+			}
+			if err := s.Sync(); err != nil {
+				return n, err
+			}
+			continue
+		}
+		cmds, _ := client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range batch {
+				e := &batch[i]
+				p.XAdd(ctx, &redis.XAddArgs{
+					Stream: e.Stream, MaxLen: maxLen, Approx: maxLen > 0,
+					Values: []any{FieldData, e.Payload, FieldID, e.ID},
+				})
+			}
+			return nil
+		})
+		var upto int64
+		var acked, refused uint64
+		var stop, firstRefusal error
+		for i, e := range batch {
+			var cerr error
+			if i < len(cmds) {
+				cerr = cmds[i].Err()
+			} else {
+				cerr = errors.New("no reply")
+			}
+			if cerr == nil {
+				upto, acked = e.Seq, acked+1
+				continue
+			}
+			if Refused(cerr) {
+				upto, refused = e.Seq, refused+1
+				if firstRefusal == nil {
+					firstRefusal = fmt.Errorf("stream %q, entry %s: %w", e.Stream, e.ID, cerr)
+				}
+				continue
+			}
+			stop = cerr
+			break
+		}
+		if refused > 0 {
+			s.o.Logf("spool %s: Redis refused %d entries, dropped (first: %v)", s.path, refused, firstRefusal)
+		}
+		if upto > 0 {
+			// Not ctx: what Redis took must be deleted even if the
+			// caller is giving up.
+			if err := s.delete(delReq{upto: upto, flushed: acked, refused: refused}); err != nil {
+				return n, err
+			}
+			n += int(acked)
+		}
+		if stop != nil {
+			return n, fmt.Errorf("spool %s: flush: %w", s.path, stop)
+		}
+	}
+}

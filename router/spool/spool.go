@@ -1,0 +1,663 @@
+// Package spool is the disk spool of durable sends: a bounded FIFO of Redis
+// Stream entries (stream name + payload) in a SQLite file, written while
+// Redis is unreachable or the outbox is full, and flushed to Redis in order
+// when it is back. It survives kill -9 of the process.
+//
+// # Model
+//
+// Add hands an entry to the spool's writer goroutine and returns at once:
+// it never touches the disk, and the mutex it takes is never held across
+// disk or network I/O, so the game's main thread may call it. The writer commits
+// whatever has accumulated in one transaction (batched), in SQLite's WAL
+// mode. Sync waits until every entry Added before it is committed: a
+// committed entry survives kill -9 of the process (and, with
+// Options.FullSync, a power loss).
+//
+// Every entry gets a sequence number and an ID "<server id>-<seq>"
+// (ParseID splits it). Sequences increase in Add order and across restarts,
+// with gaps: Open starts at the larger of the highest sequence the file has
+// committed (kept even after its entry is deleted) and the current Unix
+// time in microseconds. The file alone guarantees that an ID which may have
+// reached Redis (only committed entries are sent) is never handed out
+// again; the clock adds the IDs Add returned but a crash kept from the
+// disk, and a spool file lost or moved away, unless the clock went back or
+// more than a million IDs a second were handed out since the last Open.
+//
+// Peek reads the oldest committed entries, Delete removes them once Redis
+// has them. Flush does both against Redis: pipelined XADDs, oldest first,
+// each entry's payload in the field "data" and its ID in the field
+// "rt_id", and deletes exactly what Redis acknowledged.
+//
+// # Bounds and drops
+//
+// The spool holds at most Options.MaxBytes of entries, counting each as
+// len(stream) + len(payload) + EntryOverhead, whether it is still in memory
+// or already on disk (the file itself is larger: SQLite's pages and WAL).
+// When an entry does not fit, Add refuses it with ErrFull: the newest entry
+// is the one dropped, so what is spooled stays an unbroken prefix of what
+// was sent, in order, and the consumer sees no hole in the middle. Nothing
+// is dropped silently: every drop is counted in Stats and logged
+// (rate-limited) through Options.Logf:
+//   - DroppedFull: Add refused the entry (ErrFull).
+//   - DroppedRefused: Flush sent it and Redis refused it for good
+//     (WRONGTYPE, NOPERM: see Refused); it is deleted, not retried forever.
+//   - DroppedWrite: it was Added but could not be committed before Close
+//     (the disk failed); Close returns that error.
+//
+// # Duplicates
+//
+// Delivery is at least once. An entry is sent again, with the same rt_id,
+// when the process dies between Redis acknowledging an XADD and the spool
+// deleting the entry, and when a connection breaks after Redis executed an
+// XADD but before its reply arrived (the rest of the pipeline in flight at
+// that moment). A consumer drops a duplicate by its rt_id. Within one
+// stream, the entries of one spool arrive in sequence order, so remembering
+// the highest sequence seen per stream and server id is enough, provided
+// every entry carrying that server id went through this spool.
+//
+// # The file
+//
+// One process owns a spool file: it is opened in SQLite's exclusive locking
+// mode, so a second Open of the same path (two servers configured with one
+// spool path) fails instead of sending each other's entries. A file that is
+// not a spool, is corrupt, or cannot be created is an error naming the path.
+//
+// All methods are safe for concurrent use.
+package spool
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+)
+
+// EntryOverhead is what each entry counts against Options.MaxBytes beyond
+// its stream name and payload, so that empty payloads are bounded too.
+const EntryOverhead = 64
+
+// Defaults of Options.
+const (
+	DefaultMaxBytes   = 64 << 20 // 64 MiB
+	DefaultFlushBatch = 256      // entries per pipeline
+)
+
+// applicationID marks a SQLite file as a spool ("rtsp"), schemaVersion its layout.
+const (
+	applicationID = 0x72747370
+	schemaVersion = 1
+)
+
+// dropLogEvery is how often a run of drops is logged.
+const dropLogEvery = 10 * time.Second
+
+var (
+	// ErrFull is returned by Add when the entry would take the spool over
+	// Options.MaxBytes; the entry is dropped and counted.
+	ErrFull = errors.New("spool: full")
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("spool: closed")
+)
+
+// Options configure a Spool.
+type Options struct {
+	// ServerID is the prefix of entry IDs; required (IDs must differ
+	// between servers).
+	ServerID string
+	// MaxBytes bounds the entries held (see the package doc). default: 64 MiB
+	MaxBytes int64
+	// FullSync makes each commit survive a power loss too (SQLite's
+	// synchronous=FULL: an fsync per batch). default: false, a commit
+	// survives the death of the process but not of the machine.
+	FullSync bool
+	// FlushBatch is the number of XADDs Flush pipelines at once. default: 256
+	FlushBatch int
+	// Logf receives the spool's log lines (drops, write errors). default: none
+	Logf func(format string, args ...any)
+}
+
+// Entry is one spooled stream entry.
+type Entry struct {
+	Seq     int64     // position in the spool, increasing across restarts
+	ID      string    // "<server id>-<seq>", sent as the field rt_id
+	Stream  string    // the stream key
+	Payload []byte    // sent as the field data
+	At      time.Time // when it was Added (millisecond precision)
+}
+
+func (e *Entry) size() int64 { return int64(len(e.Stream)+len(e.Payload)) + EntryOverhead }
+
+// Stats are the spool's figures. Counters count since Open.
+type Stats struct {
+	Depth  int64     // entries held, in memory or on disk
+	Bytes  int64     // their size as counted against MaxBytes
+	Oldest time.Time // when the oldest held entry was Added; zero when empty
+
+	Added          uint64 // entries accepted by Add
+	Flushed        uint64 // entries Redis acknowledged, then deleted
+	DroppedFull    uint64 // refused by Add: over MaxBytes
+	DroppedRefused uint64 // refused by Redis for good during Flush, deleted
+	DroppedWrite   uint64 // not committed before Close because the disk failed
+	WriteErrors    uint64 // failed commits (retried with backoff)
+}
+
+// Dropped is the total of the drop counters.
+func (st Stats) Dropped() uint64 { return st.DroppedFull + st.DroppedRefused + st.DroppedWrite }
+
+// OldestAge is how long the oldest held entry has waited at now; 0 when empty.
+func (st Stats) OldestAge(now time.Time) time.Duration {
+	if st.Oldest.IsZero() {
+		return 0
+	}
+	return now.Sub(st.Oldest)
+}
+
+// Spool is an open spool file. Its zero value is not usable: call Open.
+type Spool struct {
+	path string
+	o    Options
+	db   *sql.DB
+
+	mu        sync.Mutex
+	cond      *sync.Cond // broadcast when committed, failed or stopped change
+	pending   []Entry    // Added, not yet taken by the writer, in seq order
+	inflight  []Entry    // taken by the writer, being committed
+	nextSeq   int64      // the next sequence Add assigns
+	lastAdded int64      // the last sequence Add assigned (committed at Open)
+	committed int64      // every seq <= committed is on disk (or deleted)
+	failed    error      // the last commit's error; nil once one succeeds
+	closed    bool       // Close was called: Add and friends refuse
+	stopped   bool       // the writer has exited
+	st        Stats
+	drops     uint64    // DroppedFull not yet logged
+	dropLog   time.Time // when drops were last logged
+
+	wake chan struct{} // Add -> writer, capacity 1
+	dels chan delReq   // Delete -> writer
+	quit chan struct{} // closed by Close
+	done chan struct{} // closed when the writer exits
+
+	flushMu sync.Mutex // one Flush at a time
+}
+
+type delReq struct {
+	upto             int64
+	flushed, refused uint64 // what the deleted entries count as
+	reply            chan error
+}
+
+// Open opens the spool at path, creating the file and its parent
+// directories if needed, and starts its writer goroutine. The error names
+// the path when the file cannot be created, is not a spool, is corrupt, or
+// is held by another process.
+func Open(path string, o Options) (*Spool, error) {
+	if o.ServerID == "" {
+		return nil, fmt.Errorf("spool %s: no server id", path)
+	}
+	if strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("spool %s: the path may not contain '?'", path)
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.FlushBatch <= 0 {
+		o.FlushBatch = DefaultFlushBatch
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", path, err)
+	}
+	syncMode := "NORMAL"
+	if o.FullSync {
+		syncMode = "FULL"
+	}
+	// Exclusive locking before WAL: no shared-memory index (nothing to
+	// recover in a -shm file after kill -9), and the lock keeps a second
+	// process out for as long as this one has the file open.
+	dsn := path + "?_pragma=locking_mode(EXCLUSIVE)&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(" + syncMode + ")&_pragma=busy_timeout(1000)" +
+		"&_auto_vacuum=incremental&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", path, err)
+	}
+	// One connection: it holds the exclusive lock, and every statement
+	// waits its turn instead of meeting SQLITE_BUSY.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	s := &Spool{
+		path: path, o: o, db: db,
+		wake: make(chan struct{}, 1), dels: make(chan delReq),
+		quit: make(chan struct{}), done: make(chan struct{}),
+	}
+	s.cond = sync.NewCond(&s.mu)
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("spool %s: %w", path, describe(err))
+	}
+	go s.run()
+	return s, nil
+}
+
+// describe adds what a server owner can do about the SQLite errors Open meets.
+func describe(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+		return fmt.Errorf("%w (the spool is open elsewhere, by another server or another Open: give each server its own spool path)", err)
+	case 11, 26: // SQLITE_CORRUPT, SQLITE_NOTADB
+		return fmt.Errorf("%w (the file is damaged or not a spool: move it away to start an empty spool)", err)
+	}
+	return err
+}
+
+// load creates or checks the schema and reads the spool's state.
+func (s *Spool) load() error {
+	tx, err := s.db.Begin() // immediate: takes the write lock now
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	var app, ver int64
+	if err := tx.QueryRow("PRAGMA application_id").Scan(&app); err != nil {
+		return err
+	}
+	if err := tx.QueryRow("PRAGMA user_version").Scan(&ver); err != nil {
+		return err
+	}
+	if app == 0 && ver == 0 {
+		var tables int
+		if err := tx.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&tables); err != nil {
+			return err
+		}
+		if tables > 0 {
+			return errors.New("not a spool: a SQLite database with other tables")
+		}
+		for _, q := range []string{
+			`CREATE TABLE entries (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, stream TEXT NOT NULL,
+				payload BLOB NOT NULL, at INTEGER NOT NULL, size INTEGER NOT NULL)`,
+			`CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
+			fmt.Sprintf("PRAGMA application_id = %d", applicationID),
+			fmt.Sprintf("PRAGMA user_version = %d", schemaVersion),
+		} {
+			if _, err := tx.Exec(q); err != nil {
+				return err
+			}
+		}
+	} else if app != applicationID {
+		return fmt.Errorf("not a spool: SQLite application_id %#x", app)
+	} else if ver != schemaVersion {
+		return fmt.Errorf("spool format %d, this build knows %d", ver, schemaVersion)
+	}
+	var last, maxSeq, depth, bytes sql.NullInt64
+	if err := tx.QueryRow("SELECT value FROM meta WHERE key = 'last_seq'").Scan(&last); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if err := tx.QueryRow("SELECT max(seq), count(*), sum(size) FROM entries").Scan(&maxSeq, &depth, &bytes); err != nil {
+		return err
+	}
+	var at sql.NullInt64
+	if err := tx.QueryRow("SELECT at FROM entries ORDER BY seq LIMIT 1").Scan(&at); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	// A write, so that the exclusive lock is taken here and a second
+	// process fails in its Open, not later.
+	if _, err := tx.Exec(`INSERT INTO meta (key, value) VALUES ('opens', 1)
+		ON CONFLICT (key) DO UPDATE SET value = value + 1`); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.committed = max(last.Int64, maxSeq.Int64)
+	// The clock covers what the file cannot: IDs handed out by Add but
+	// never committed before a crash, and a file lost or moved away.
+	s.nextSeq = max(s.committed, time.Now().UnixMicro()) + 1
+	s.lastAdded = s.committed
+	s.st.Depth, s.st.Bytes = depth.Int64, bytes.Int64
+	if at.Valid {
+		s.st.Oldest = time.UnixMilli(at.Int64)
+	}
+	return nil
+}
+
+// ParseID splits an entry ID into its server id and sequence number.
+func ParseID(id string) (server string, seq int64, ok bool) {
+	i := strings.LastIndexByte(id, '-')
+	if i < 0 {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseInt(id[i+1:], 10, 64)
+	if err != nil || seq <= 0 {
+		return "", 0, false
+	}
+	return id[:i], seq, true
+}
+
+// Add spools an entry for stream and returns its ID. It never waits for
+// the disk: the entry is committed by the writer goroutine soon after
+// (Sync waits for that). payload is copied. Over MaxBytes it returns
+// ErrFull and the entry is dropped and counted.
+func (s *Spool) Add(stream string, payload []byte) (string, error) {
+	now := time.Now()
+	// Never nil, even when empty: the column is NOT NULL.
+	e := Entry{Stream: stream, Payload: append(make([]byte, 0, len(payload)), payload...), At: time.UnixMilli(now.UnixMilli())}
+	size := e.size()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return "", ErrClosed
+	}
+	if s.st.Bytes+size > s.o.MaxBytes {
+		s.st.DroppedFull++
+		s.drops++
+		var logged uint64
+		if now.Sub(s.dropLog) >= dropLogEvery {
+			logged, s.drops, s.dropLog = s.drops, 0, now
+		}
+		held := s.st.Bytes
+		s.mu.Unlock()
+		if logged > 0 {
+			s.o.Logf("spool %s: full (%d of max_bytes %d bytes held): dropped %d new entries", s.path, held, s.o.MaxBytes, logged)
+		}
+		return "", ErrFull
+	}
+	e.Seq = s.nextSeq
+	s.nextSeq++
+	s.lastAdded = e.Seq
+	e.ID = s.o.ServerID + "-" + strconv.FormatInt(e.Seq, 10)
+	if s.st.Depth == 0 {
+		s.st.Oldest = e.At
+	}
+	s.st.Depth++
+	s.st.Bytes += size
+	s.st.Added++
+	s.pending = append(s.pending, e)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return e.ID, nil
+}
+
+// Sync waits until every entry Added before the call is committed, and
+// returns the writer's error if a commit fails meanwhile (the writer keeps
+// the entries and retries).
+func (s *Spool) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	target := s.lastAdded
+	for s.committed < target {
+		if s.failed != nil {
+			return s.failed
+		}
+		if s.stopped {
+			return ErrClosed
+		}
+		s.cond.Wait()
+	}
+	return nil
+}
+
+// Peek returns up to n of the oldest committed entries, oldest first.
+// Entries Added but not yet committed are not included.
+func (s *Spool) Peek(n int) ([]Entry, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	rows, err := s.db.Query("SELECT seq, id, stream, payload, at FROM entries ORDER BY seq LIMIT ?", n)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: read: %w", s.path, err)
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var e Entry
+		var at int64
+		if err := rows.Scan(&e.Seq, &e.ID, &e.Stream, &e.Payload, &at); err != nil {
+			return nil, fmt.Errorf("spool %s: read: %w", s.path, err)
+		}
+		e.At = time.UnixMilli(at)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("spool %s: read: %w", s.path, err)
+	}
+	return out, nil
+}
+
+// Delete removes the committed entries with Seq <= upto (those a caller
+// has sent to Redis), counting them as Flushed.
+func (s *Spool) Delete(upto int64) error {
+	return s.delete(delReq{upto: upto})
+}
+
+func (s *Spool) delete(r delReq) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	r.reply = make(chan error, 1)
+	select {
+	case s.dels <- r:
+		return <-r.reply
+	case <-s.done:
+		return ErrClosed
+	}
+}
+
+// Stats returns the spool's figures. It never touches the disk.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st
+}
+
+// Close commits what was Added, stops the writer and closes the file. It
+// waits for that last commit (a local disk write), never for the network.
+// If the commit fails, the entries not committed are counted as
+// DroppedWrite and the error is returned. Close is idempotent.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.done
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.quit)
+	<-s.done
+	s.mu.Lock()
+	err := s.failed
+	s.mu.Unlock()
+	if cerr := s.db.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("spool %s: close: %w", s.path, cerr)
+	}
+	return err
+}
+
+func (s *Spool) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// run is the writer goroutine: it owns every write to the file.
+func (s *Spool) run() {
+	defer close(s.done)
+	var retry <-chan time.Time
+	delay := time.Duration(0)
+	for {
+		select {
+		case <-s.wake:
+			if retry != nil {
+				continue // failing: wait for the backoff
+			}
+		case <-retry:
+			retry = nil
+		case r := <-s.dels:
+			r.reply <- s.applyDelete(r)
+			continue
+		case <-s.quit:
+			if err := s.commitPending(); err != nil {
+				s.dropAll(err)
+			}
+			s.mu.Lock()
+			s.stopped = true
+			s.cond.Broadcast()
+			s.mu.Unlock()
+			return
+		}
+		if err := s.commitPending(); err != nil {
+			delay = min(max(2*delay, 100*time.Millisecond), 5*time.Second)
+			retry = time.After(delay)
+			s.o.Logf("spool %s: write failed, retrying in %v: %v", s.path, delay, err)
+		} else {
+			delay = 0
+		}
+	}
+}
+
+// commitPending commits the pending entries, batch by batch, until none
+// are left. On an error the failed batch goes back in front of pending.
+func (s *Spool) commitPending() error {
+	for {
+		s.mu.Lock()
+		batch := s.pending
+		s.pending, s.inflight = nil, batch
+		s.mu.Unlock()
+		if len(batch) == 0 {
+			return nil
+		}
+		err := s.commit(batch)
+		s.mu.Lock()
+		s.inflight = nil
+		if err != nil {
+			s.pending = append(batch, s.pending...)
+			s.failed = fmt.Errorf("spool %s: write: %w", s.path, err)
+			s.st.WriteErrors++
+			s.cond.Broadcast()
+			s.mu.Unlock()
+			return err
+		}
+		s.committed = batch[len(batch)-1].Seq
+		s.failed = nil
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	}
+}
+
+func (s *Spool) commit(batch []Entry) error {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	ins, err := tx.Prepare("INSERT INTO entries (seq, id, stream, payload, at, size) VALUES (?, ?, ?, ?, ?, ?)")
+	if err != nil {
+		return err
+	}
+	for i := range batch {
+		e := &batch[i]
+		if _, err := ins.Exec(e.Seq, e.ID, e.Stream, e.Payload, e.At.UnixMilli(), e.size()); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Exec(`INSERT INTO meta (key, value) VALUES ('last_seq', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, batch[len(batch)-1].Seq); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// dropAll counts everything not committed at Close as lost.
+func (s *Spool) dropAll(err error) {
+	s.mu.Lock()
+	lost := append(s.inflight, s.pending...)
+	s.pending, s.inflight = nil, nil
+	for i := range lost {
+		s.st.Depth--
+		s.st.Bytes -= lost[i].size()
+	}
+	s.st.DroppedWrite += uint64(len(lost))
+	s.failed = fmt.Errorf("spool %s: write at close: %w (%d entries lost)", s.path, err, len(lost))
+	s.mu.Unlock()
+	s.o.Logf("spool %s: write at close failed, %d entries lost: %v", s.path, len(lost), err)
+}
+
+// applyDelete runs on the writer goroutine, so nothing is committed while
+// it reads the new oldest entry.
+func (s *Spool) applyDelete(r delReq) error {
+	n, bytes, at, err := s.deleteTx(r.upto)
+	if err != nil {
+		return fmt.Errorf("spool %s: delete: %w", s.path, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.Depth -= n
+	s.st.Bytes -= bytes
+	if r.flushed == 0 && r.refused == 0 {
+		s.st.Flushed += uint64(n)
+	} else {
+		s.st.Flushed += r.flushed
+		s.st.DroppedRefused += r.refused
+	}
+	switch {
+	case at.Valid:
+		s.st.Oldest = time.UnixMilli(at.Int64)
+	case len(s.pending) > 0:
+		s.st.Oldest = s.pending[0].At
+	default:
+		s.st.Oldest = time.Time{}
+	}
+	return nil
+}
+
+func (s *Spool) deleteTx(upto int64) (n, bytes int64, at sql.NullInt64, err error) {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return 0, 0, at, err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	var sum sql.NullInt64
+	if err := tx.QueryRow("SELECT count(*), sum(size) FROM entries WHERE seq <= ?", upto).Scan(&n, &sum); err != nil {
+		return 0, 0, at, err
+	}
+	if n == 0 {
+		err := tx.QueryRow("SELECT at FROM entries ORDER BY seq LIMIT 1").Scan(&at)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = nil
+		}
+		return 0, 0, at, err
+	}
+	if _, err := tx.Exec("DELETE FROM entries WHERE seq <= ?", upto); err != nil {
+		return 0, 0, at, err
+	}
+	if err := tx.QueryRow("SELECT at FROM entries ORDER BY seq LIMIT 1").Scan(&at); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, at, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, 0, at, err
+	}
+	if !at.Valid {
+		// Empty: give the space back (best effort; a failure here
+		// changes nothing the spool relies on).
+		_, _ = s.db.Exec("PRAGMA incremental_vacuum")
+		_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	}
+	return n, sum.Int64, at, nil
+}
