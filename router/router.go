@@ -602,7 +602,7 @@ func (r *Router) push(e *Event) {
 	}
 	for _, dropped := range r.queue.Push(e) {
 		if dropped.Entry != nil { // pushed out of the queue: pending, not lost
-			r.Settle(dropped, false)
+			r.release(dropped)
 			continue
 		}
 		r.Stats.Drop(DropQueueFull)

@@ -1,7 +1,7 @@
 package router
 
 import (
-	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +39,11 @@ type Settler interface {
 	// Dead moves the entry to "<stream>:dead" at once (it cannot be
 	// decoded, so delivering it again would fail again).
 	Dead(stream, group, id, reason string)
+	// Release leaves the entry pending, to be offered again later, as
+	// Nack does, but no handler saw it (it was pushed out of the full
+	// queue): not a failed delivery, so it does not count towards
+	// max_deliveries.
+	Release(stream, group, id string)
 }
 
 // EntrySink is a Sink that takes stream entries: the router's sinks are.
@@ -119,37 +124,53 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 		return true
 	}
 	lim := r.lim.Load()
-	size := len(e.Stream)
-	for _, f := range e.Fields {
-		size += len(f)
+	ev := &Event{Kind: KindMessage, Channel: e.Stream, Route: rt, Received: now.UnixNano(),
+		Entry: &Entry{ID: e.ID, Group: e.Group, Deliveries: e.Deliveries}}
+	payload := 0 // what counts against queue.max_payload
+	why := ""
+	if rt.Decode == config.DecodeFields {
+		ev.JSON = fieldsDoc(e.Fields)
+		for _, f := range e.Fields {
+			payload += len(f)
+		}
+	} else {
+		var data string
+		data, why = entryData(e.Fields)
+		payload = len(data)
+		switch {
+		case why != "" || payload > lim.maxPayload:
+		case rt.Decode == config.DecodeRaw:
+			ev.Payload = data
+		default:
+			doc, err := ParseJSON(data, lim.jsonDepth)
+			if err != nil {
+				why = err.Error()
+			}
+			ev.Payload, ev.JSON = data, doc
+		}
 	}
-	if r.queue.Pending() >= lim.maxEvents || int64(size)+r.queue.Bytes() > lim.maxBytes {
+	switch {
+	case why != "":
+		rt.Stats.DecodeErrors.Add(1)
+		r.Stats.DecodeErrors.Add(1)
+	case payload > lim.maxPayload || ev.size() > lim.maxBytes:
+		// it would never fit: refused, it would stay at the head of
+		// its stream and stop every entry after it
+		why = fmt.Sprintf("too big: %d bytes, over queue.max_payload (%d bytes) or, decoded, queue.max_bytes (%d bytes)", payload, lim.maxPayload, lim.maxBytes)
+	}
+	if why != "" {
+		s.Dead(e.Stream, e.Group, e.ID, why) // logged when done (StreamEvent "dead")
+		return true
+	}
+	// ev.size() as Push counts it (JSON tape included): an entry refused
+	// here waits in Redis, one Push turns away is a delivery lost
+	if r.queue.Pending() >= lim.maxEvents || ev.size()+r.queue.Bytes() > lim.maxBytes {
 		return false
 	}
 	if !rt.allow(now) {
 		return false
 	}
 	rt.Stats.Matched.Add(1)
-	ev := &Event{Kind: KindMessage, Channel: e.Stream, Route: rt, Received: now.UnixNano(),
-		Entry: &Entry{ID: e.ID, Group: e.Group, Deliveries: e.Deliveries}}
-	data, why := entryData(e.Fields, rt.Decode)
-	switch {
-	case why != "":
-	case rt.Decode == config.DecodeRaw:
-		ev.Payload = data
-	default:
-		doc, err := ParseJSON(data, lim.jsonDepth)
-		if err != nil {
-			why = err.Error()
-		}
-		ev.Payload, ev.JSON = data, doc
-	}
-	if why != "" {
-		rt.Stats.DecodeErrors.Add(1)
-		r.Stats.DecodeErrors.Add(1)
-		s.Dead(e.Stream, e.Group, e.ID, why) // logged when done (StreamEvent "dead")
-		return true
-	}
 	r.entriesMu.Lock()
 	r.entries[key] = struct{}{}
 	r.entriesMu.Unlock()
@@ -157,20 +178,9 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 	return true
 }
 
-// entryData is what a route's handler gets of an entry's fields: the
-// "data" field (raw, json), or all fields as a JSON object (fields).
-func entryData(fields []string, decode string) (data, why string) {
-	if decode == config.DecodeFields {
-		m := make(map[string]string, len(fields)/2)
-		for i := 0; i+1 < len(fields); i += 2 {
-			m[fields[i]] = fields[i+1]
-		}
-		b, err := json.Marshal(m)
-		if err != nil {
-			return "", err.Error()
-		}
-		return string(b), ""
-	}
+// entryData is what a raw or json route's handler gets of an entry's
+// fields: its "data" field.
+func entryData(fields []string) (data, why string) {
 	for i := 0; i+1 < len(fields); i += 2 {
 		if fields[i] == "data" {
 			return fields[i+1], ""
@@ -182,6 +192,20 @@ func entryData(fields []string, decode string) (data, why string) {
 	}
 	slices.Sort(names)
 	return "", "it has no \"data\" field (its fields: " + joinMax(names, 8) + `; decode = "fields" hands a handler all of them)`
+}
+
+// fieldsDoc is an entry's fields as a table for a "fields" route, byte
+// for byte (a JSON round trip would rewrite invalid UTF-8); a name given
+// twice keeps its last value, as a Lua table would.
+func fieldsDoc(fields []string) *Doc {
+	nodes := make([]Node, 1, 1+len(fields)&^1)
+	var bytes int64
+	for i := 0; i+1 < len(fields); i += 2 {
+		nodes = append(nodes, Node{Kind: KindString, Str: fields[i]}, Node{Kind: KindString, Str: fields[i+1]})
+		bytes += int64(len(fields[i]) + len(fields[i+1]))
+	}
+	nodes[0] = Node{Kind: KindObject, Len: int32(len(nodes) / 2)}
+	return &Doc{Nodes: nodes, Bytes: int64(cap(nodes))*nodeSize + bytes}
 }
 
 func joinMax(names []string, n int) string {
@@ -205,6 +229,16 @@ func joinMax(names []string, n int) string {
 // for other events): acknowledged when its handler returned (ok), left
 // pending to be delivered again otherwise.
 func (r *Router) Settle(e *Event, ok bool) {
+	r.settle(e, ok, false)
+}
+
+// release gives back stream entry event e, which never reached its
+// handler (pushed out of the queue): offered again, no delivery counted.
+func (r *Router) release(e *Event) {
+	r.settle(e, false, true)
+}
+
+func (r *Router) settle(e *Event, ok, release bool) {
 	if e == nil || e.Entry == nil {
 		return
 	}
@@ -218,9 +252,12 @@ func (r *Router) Settle(e *Event, ok bool) {
 	if !has {
 		return
 	}
-	if ok {
+	switch {
+	case release:
+		s.Release(e.Channel, e.Entry.Group, e.Entry.ID)
+	case ok:
 		s.Ack(e.Channel, e.Entry.Group, e.Entry.ID)
-	} else {
+	default:
 		s.Nack(e.Channel, e.Entry.Group, e.Entry.ID)
 	}
 }

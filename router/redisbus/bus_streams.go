@@ -31,17 +31,21 @@ func (b *Bus) applyStreams(streams []router.StreamPlan, consumer string) {
 	if bs.closed {
 		return
 	}
-	if bs.r != nil && (len(specs) == 0 || consumer != bs.consumer) {
+	if bs.r != nil && len(specs) > 0 && consumer != bs.consumer {
 		bs.r.Close()
 		bs.r = nil
 	}
-	if len(specs) == 0 {
-		return
-	}
 	if bs.r != nil {
+		// With no stream routes left the reader stays, reading nothing:
+		// the entries it handed over and Lua has yet to handle are
+		// acknowledged through it (closed, they would stay pending and
+		// come again if the route came back).
 		if err := bs.r.Update(specs); err != nil {
 			b.streamEvent("", "error", err.Error())
 		}
+		return
+	}
+	if len(specs) == 0 {
 		return
 	}
 	r, err := NewStreamReader(b.cfg, StreamOptions{Consumer: consumer, Logf: b.streamLog}, specs, busEntries{b})
@@ -81,6 +85,14 @@ func (b *Bus) Ack(stream, group, id string) {
 func (b *Bus) Nack(stream, group, id string) {
 	if r := b.reader(); r != nil {
 		r.Nack(stream, group, id)
+	}
+}
+
+// Release leaves the entry pending, to be offered again, without counting
+// a failed delivery: no handler saw it (router.Settler).
+func (b *Bus) Release(stream, group, id string) {
+	if r := b.reader(); r != nil {
+		r.Requeue(stream, group, id)
 	}
 }
 

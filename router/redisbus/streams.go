@@ -109,17 +109,19 @@ type flight struct {
 	deliveries int64
 	at         time.Time // stRetry: when to offer it again
 	reason     string    // stDead
+	requeued   bool      // stRetry: no handler saw it; its delivery count is kept
 	tried      bool      // stDead: a transaction was sent and its reply lost
 }
 
 type flightState uint8
 
 const (
-	stSink  flightState = iota // with the sink
-	stHeld                     // refused by the sink: in held, offered again
-	stAck                      // Acked: XACK queued or in flight
-	stRetry                    // Nacked: offered again at .at
-	stDead                     // to dead-letter
+	stSink    flightState = iota // with the sink
+	stHeld                       // refused by the sink: in held, offered again
+	stAck                        // Acked: XACK queued or in flight
+	stRetry                      // Nacked: offered again at .at
+	stDead                       // to dead-letter
+	stRequeue                    // Requeue's argument to settle: stRetry, no delivery counted
 )
 
 // stream is the reader's state for one StreamSpec.
@@ -137,6 +139,10 @@ type stream struct {
 	heldNext time.Time
 	lastID   string // the highest id read, where a lost group is recreated
 	removed  bool   // by Update: no more reads; goes once nothing is in flight
+	// ackFailing: the last XACK was refused (reported once a streak)
+	ackFailing bool
+	// deadNext: a dead letter was refused; the next try not before then
+	deadNext time.Time
 	client   redis.UniversalClient
 	stop     chan struct{} // closed to stop the reader goroutine
 
@@ -409,7 +415,19 @@ func (r *StreamReader) Dead(streamName, group, id, reason string) {
 	r.settle(streamName, group, id, stDead, reason)
 }
 
+// Requeue is Nack for an entry no handler saw (the sink dropped it after
+// taking it: pushed out of its full queue): it is offered again after
+// RetryDelay with the delivery count it had (XCLAIM ... RETRYCOUNT), and
+// never dead-lettered for it.
+func (r *StreamReader) Requeue(streamName, group, id string) {
+	r.settle(streamName, group, id, stRequeue, "")
+}
+
 func (r *StreamReader) settle(streamName, group, id string, to flightState, reason string) {
+	requeue := to == stRequeue
+	if requeue {
+		to = stRetry
+	}
 	s := r.lookup(streamName, group)
 	if s == nil {
 		return
@@ -434,10 +452,10 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 		signal(s.room)
 		return
 	}
-	if to == stRetry && s.spec.MaxDeliveries > 0 && f.deliveries >= s.spec.MaxDeliveries {
+	if to == stRetry && !requeue && s.spec.MaxDeliveries > 0 && f.deliveries >= s.spec.MaxDeliveries {
 		to, reason = stDead, ""
 	}
-	f.state, f.reason = to, reason
+	f.state, f.reason, f.requeued = to, reason, requeue
 	switch to {
 	case stAck:
 		s.acks = append(s.acks, id)
@@ -931,12 +949,12 @@ func parseEntries(v any) []rawEntry {
 
 // xclaim takes ids to consumer (min idle 0: they are ours or meant to be),
 // counting a delivery, and returns them with their fields.
-func xclaim(ctx context.Context, c redis.UniversalClient, spec StreamSpec, consumer string, ids []string) ([]rawEntry, error) {
+func xclaim(ctx context.Context, c redis.UniversalClient, spec StreamSpec, consumer string, ids []string, opts ...any) ([]rawEntry, error) {
 	args := []any{"xclaim", spec.Stream, spec.Group, consumer, 0}
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	v, err := c.Do(ctx, args...).Result()
+	v, err := c.Do(ctx, append(args, opts...)...).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -1136,13 +1154,21 @@ func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
 		pipe.XAck(ctx, spec.Stream, spec.Group, ids[i:min(i+1000, len(ids))]...)
 	}
 	cmds, _ := pipe.Exec(ctx)
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && !isReply(err) {
+	var refused error
+	n := 0
+	for i, c := range cmds {
+		err := c.Err()
+		if err != nil && !isReply(err) {
 			s.mu.Lock()
 			s.acks = append(ids, s.acks...)
 			s.mu.Unlock()
 			return err
 		}
+		if err != nil {
+			refused = cmp.Or(refused, err)
+			continue
+		}
+		n += min(len(ids)-1000*i, 1000)
 	}
 	s.mu.Lock()
 	for _, id := range ids {
@@ -1150,8 +1176,18 @@ func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
 			delete(s.tracked, id)
 		}
 	}
+	wasFailing := s.ackFailing
+	s.ackFailing = refused != nil
 	s.mu.Unlock()
-	s.acked.Add(uint64(len(ids)))
+	if refused != nil && !wasFailing {
+		// NOPERM (an ACL user without XACK), or the stream replaced:
+		// the entries stay pending in Redis and come again when the
+		// group is read anew; never counted as acknowledged
+		msg := fmt.Sprintf("XACK refused, entries left pending (they come again after a reconnect or restart): %v", refused)
+		r.opt.Logf("realtime: stream %q: %s", spec.Stream, msg)
+		r.sink.StreamEvent(spec.Stream, "error", msg)
+	}
+	s.acked.Add(uint64(n))
 	signal(s.room)
 	return nil
 }
@@ -1189,6 +1225,10 @@ type dead struct {
 // different nodes, the copy can be written twice.)
 func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	s.mu.Lock()
+	if time.Now().Before(s.deadNext) {
+		s.mu.Unlock()
+		return nil
+	}
 	ids, spec := s.deads, s.spec
 	s.deads = nil
 	list := make([]dead, len(ids))
@@ -1215,6 +1255,9 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		return err
 	}
 	pipe := r.cmd.Pipeline()
+	// A key of another type in the dead letters' place fails the XADD
+	// only when it runs, and a MULTI goes on with the XACK: look first.
+	deadType := pipe.Type(ctx, spec.Stream+":dead")
 	ranges := make([]*redis.Cmd, len(list))
 	pending := make([]*redis.XPendingExtCmd, len(list))
 	for i, d := range list {
@@ -1226,11 +1269,19 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	}
 	var argss [][]any
 	var written, earlier []dead
+	var again []string // refused: pending, tried again in a second
 	for i, d := range list {
 		if p, err := pending[i].Result(); err != nil || len(p) == 0 {
 			if d.tried {
 				earlier = append(earlier, d) // the lost reply's transaction was applied
 			}
+			continue
+		}
+		if t := deadType.Val(); t != "" && t != "none" && t != "stream" {
+			// not acknowledged: it stays pending and comes back
+			r.opt.Logf("realtime: stream %q: dead-lettering %s: %q is a %s, not a stream", spec.Stream, d.id, spec.Stream+":dead", t)
+			r.sink.StreamEvent(spec.Stream, "error", fmt.Sprintf("dead-lettering %s: %q is a %s, not a stream", d.id, spec.Stream+":dead", t))
+			again = append(again, d.id)
 			continue
 		}
 		args := []any{"xadd", spec.Stream + ":dead", "*"}
@@ -1262,6 +1313,7 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 				// not acknowledged, it stays pending and comes back.
 				r.opt.Logf("realtime: stream %q: dead-lettering %s: %v", spec.Stream, d.id, err)
 				r.sink.StreamEvent(spec.Stream, "error", fmt.Sprintf("dead-lettering %s: %v", d.id, err))
+				again = append(again, d.id)
 				continue
 			}
 			kept = append(kept, d)
@@ -1277,10 +1329,18 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		r.sink.StreamEvent(spec.Stream, "dead", detail)
 	}
 	s.mu.Lock()
+	retry := map[string]bool{}
+	for _, id := range again {
+		retry[id] = true
+	}
 	for _, id := range ids {
-		if f := s.tracked[id]; f != nil && f.state == stDead {
+		if f := s.tracked[id]; f != nil && f.state == stDead && !retry[id] {
 			delete(s.tracked, id)
 		}
+	}
+	if len(again) > 0 {
+		s.deads = append(again, s.deads...)
+		s.deadNext = time.Now().Add(time.Second)
 	}
 	s.mu.Unlock()
 	s.dead.Add(uint64(len(written)))
@@ -1340,11 +1400,17 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 	}
 	ids := s.retries[:n:n]
 	s.retries = s.retries[n:]
+	keep := map[string]int64{} // requeued: the delivery count to keep
+	for _, id := range ids {
+		if f := s.tracked[id]; f != nil && f.requeued && f.deliveries > 0 {
+			keep[id] = f.deliveries
+		}
+	}
 	s.mu.Unlock()
 	if len(ids) == 0 {
 		return nil
 	}
-	entries, counts, err := r.claimWithCounts(ctx, spec, ids)
+	entries, counts, err := r.claimWithCounts(ctx, spec, ids, keep)
 	if isReply(err) {
 		// NOGROUP (the reader recreates the group), or an ACL without
 		// XCLAIM: they stay pending, for the next re-read.
@@ -1372,10 +1438,32 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 }
 
 // claimWithCounts takes ids to ourselves and reads their delivery counts.
-func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids []string) ([]rawEntry, map[string]int64, error) {
-	entries, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, ids)
-	if err != nil {
-		return nil, nil, err
+// The ids in keep are claimed with their delivery count set to keep's
+// (XCLAIM ... RETRYCOUNT: not counted again).
+func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids []string, keep map[string]int64) ([]rawEntry, map[string]int64, error) {
+	var counted []string
+	byCount := map[int64][]string{}
+	for _, id := range ids {
+		if n, ok := keep[id]; ok {
+			byCount[n] = append(byCount[n], id)
+		} else {
+			counted = append(counted, id)
+		}
+	}
+	var entries []rawEntry
+	if len(counted) > 0 {
+		es, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, counted)
+		if err != nil {
+			return nil, nil, err
+		}
+		entries = append(entries, es...)
+	}
+	for n, ids := range byCount {
+		es, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, ids, "retrycount", n)
+		if err != nil {
+			return nil, nil, err
+		}
+		entries = append(entries, es...)
 	}
 	return r.withCounts(ctx, spec, entries)
 }
