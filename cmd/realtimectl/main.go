@@ -84,7 +84,7 @@ else ./realtime.toml; then the .env beside it and the REDIS_* environment.`,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVarP(&e.configFile, "config", "c", "", "the realtime.toml to read (default: found as the module finds it)")
-	root.AddCommand(checkCmd(e), pubCmd(e), tailCmd(e), serversCmd(e), webCmd(e))
+	root.AddCommand(checkCmd(e), pubCmd(e), tailCmd(e), serversCmd(e), webCmd(e), appendCmd(e), streamsCmd(e))
 	return root
 }
 

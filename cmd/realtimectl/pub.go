@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 )
@@ -16,14 +15,9 @@ one, or with "-", it is all of standard input, byte for byte (NUL bytes and a
 trailing newline included). It prints how many subscribers Redis delivered it to.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var payload []byte
-			if len(args) == 2 && args[1] != "-" {
-				payload = []byte(args[1])
-			} else {
-				var err error
-				if payload, err = io.ReadAll(e.stdin); err != nil {
-					return fmt.Errorf("reading standard input: %w", err)
-				}
+			payload, err := payloadArg(e, args)
+			if err != nil {
+				return err
 			}
 			_, c, err := e.client(cmd.Context())
 			if err != nil {

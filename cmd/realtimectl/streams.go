@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/gmod-realtime/realtime/router"
+)
+
+// deadFields are the fields a dead letter adds to the entry's own.
+var deadFields = []string{"rt_source_id", "rt_deliveries", "rt_reason"}
+
+func appendCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "append STREAM [PAYLOAD|-]",
+		Short: "Add one entry to a stream (its data field from the argument, or standard input)",
+		Long: `append adds an entry to STREAM (XADD) with the payload in its "data" field, the
+field a stream route hands to its handler. The payload is the second argument;
+without one, or with "-", it is all of standard input, byte for byte. It prints
+the entry's id.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			payload, err := payloadArg(e, args)
+			if err != nil {
+				return err
+			}
+			_, c, err := e.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			id, err := c.XAdd(cmd.Context(), &redis.XAddArgs{Stream: args[0], Values: []any{"data", payload}}).Result()
+			if err != nil {
+				return fmt.Errorf("append to %q: %w", args[0], err)
+			}
+			fmt.Fprintf(e.stdout, "appended %d bytes to %s as %s\n", len(payload), escape([]byte(args[0])), id)
+			return nil
+		},
+	}
+}
+
+// payloadArg is the payload of pub and append: the second argument, or
+// standard input without one or with "-".
+func payloadArg(e *env, args []string) ([]byte, error) {
+	if len(args) == 2 && args[1] != "-" {
+		return []byte(args[1]), nil
+	}
+	payload, err := io.ReadAll(e.stdin)
+	if err != nil {
+		return nil, fmt.Errorf("reading standard input: %w", err)
+	}
+	return payload, nil
+}
+
+func streamsCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "streams",
+		Short: "Show the stream routes' streams: groups, pending entries, lag, dead letters",
+		Long: `streams lists each stream the configuration's stream routes read, with every
+consumer group Redis has on it (one per server with the default group), its
+pending entries (delivered, not acknowledged), its lag (entries not read yet;
+"?" where Redis cannot tell) and its consumers, and the stream's length and
+dead letters (<stream>:dead).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, c, err := e.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			r, err := router.New(cfg)
+			if err != nil {
+				return err
+			}
+			plan := r.Plan()
+			_ = r.Close()
+			var names []string
+			for _, s := range plan.Streams {
+				if !slices.Contains(names, s.Stream) {
+					names = append(names, s.Stream)
+				}
+			}
+			if len(names) == 0 {
+				fmt.Fprintf(e.stdout, "no stream routes in %s\n", cfgName(cfg.File))
+				return nil
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "STREAM\tLENGTH\tDEAD\tGROUP\tPENDING\tLAG\tCONSUMERS")
+			ctx := cmd.Context()
+			for _, name := range names {
+				length, err := c.XLen(ctx, name).Result()
+				if err != nil {
+					return fmt.Errorf("xlen %s: %w", name, err)
+				}
+				dead, err := c.XLen(ctx, name+":dead").Result()
+				if err != nil {
+					return fmt.Errorf("xlen %s:dead: %w", name, err)
+				}
+				groups, err := c.XInfoGroups(ctx, name).Result()
+				if err != nil && !strings.Contains(err.Error(), "no such key") {
+					return fmt.Errorf("xinfo groups %s: %w", name, err)
+				}
+				if len(groups) == 0 {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t-\t-\t-\t-\n", escape([]byte(name)), length, dead)
+				}
+				for _, g := range groups {
+					lag := "?"
+					if g.Lag >= 0 {
+						lag = fmt.Sprint(g.Lag)
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\n", escape([]byte(name)), length, dead, escape([]byte(g.Name)), g.Pending, lag, g.Consumers)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.AddCommand(requeueDeadCmd(e))
+	return cmd
+}
+
+func requeueDeadCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "requeue-dead STREAM",
+		Short: "Move STREAM's dead letters back to STREAM",
+		Long: `requeue-dead moves every entry of STREAM:dead back to STREAM, oldest first, with
+its own fields (the rt_source_id, rt_deliveries and rt_reason the dead letter
+added are left out), as new entries that every group reads again. Each entry is
+added to STREAM before it is deleted from STREAM:dead: an interrupted run can
+add one entry twice, never lose one. It prints its progress every 1,000
+entries on standard error.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, c, err := e.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, stream := cmd.Context(), args[0]
+			dead := stream + ":dead"
+			moved := 0
+			for {
+				batch, err := xrange(ctx, c, dead, 100)
+				if err != nil {
+					return fmt.Errorf("xrange %s: %w", dead, err)
+				}
+				if len(batch) == 0 {
+					break
+				}
+				for _, m := range batch {
+					values := make([]any, 0, len(m.fields))
+					for i := 0; i+1 < len(m.fields); i += 2 {
+						if !slices.Contains(deadFields, m.fields[i]) {
+							values = append(values, m.fields[i], m.fields[i+1])
+						}
+					}
+					if len(values) == 0 {
+						return fmt.Errorf("%s entry %s has no fields of its own", dead, m.id)
+					}
+					if err := c.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: values}).Err(); err != nil {
+						return fmt.Errorf("xadd %s (after %d moved): %w", stream, moved, err)
+					}
+					if err := c.XDel(ctx, dead, m.id).Err(); err != nil {
+						return fmt.Errorf("xdel %s %s (after %d moved): %w", dead, m.id, moved, err)
+					}
+					moved++
+					if moved%1000 == 0 {
+						fmt.Fprintf(e.stderr, "%d moved\n", moved)
+					}
+				}
+			}
+			if moved == 0 {
+				return errors.New("no dead letters in " + string(escape([]byte(dead))))
+			}
+			fmt.Fprintf(e.stdout, "moved %d entries from %s back to %s\n", moved, escape([]byte(dead)), escape([]byte(stream)))
+			return nil
+		},
+	}
+}
+
+// entry is a stream entry with its fields in order (go-redis's XMessage
+// keeps them in a map).
+type entry struct {
+	id     string
+	fields []string
+}
+
+// xrange returns the first n entries of stream, fields in order.
+func xrange(ctx context.Context, c redis.UniversalClient, stream string, n int) ([]entry, error) {
+	v, err := c.Do(ctx, "XRANGE", stream, "-", "+", "COUNT", n).Slice()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]entry, 0, len(v))
+	for _, item := range v {
+		pair, ok := item.([]any)
+		if !ok || len(pair) != 2 {
+			return nil, fmt.Errorf("unexpected XRANGE reply %v", item)
+		}
+		id, _ := pair[0].(string)
+		raw, _ := pair[1].([]any)
+		e := entry{id: id, fields: make([]string, 0, len(raw))}
+		for _, f := range raw {
+			s, _ := f.(string)
+			e.fields = append(e.fields, s)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
