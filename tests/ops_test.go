@@ -71,9 +71,9 @@ func TestServersHeartbeat(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 3, out)
-	assert.Regexp(t, `^ID +MAP +STATUS +VERSION +UPTIME +IN/S +OUT/S +QUEUE +DROPS +P99 +LAST SEEN$`, lines[0])
-	assert.Regexp(t, `^hb-a +gm_construct +connected +\S+ +\S+ +[0-9.]+ +[0-9.]+ +\d+ +rate_limited=2 `, lines[1])
-	assert.Regexp(t, `^hb-b +gm_construct +connected +\S+ +\S+ +[0-9.]+ +[0-9.]+ +\d+ +0 `, lines[2])
+	assert.Regexp(t, `^ID +MAP +STATUS +VERSION +UPTIME +IN/S +OUT/S +QUEUE +DROPS +P99 +STREAM LAG +LAST SEEN$`, lines[0])
+	assert.Regexp(t, `^hb-a +gm_construct +connected +\S+ +\S+ +[0-9.]+ +[0-9.]+ +\d+ +rate_limited=2 +\S+ +0 `, lines[1])
+	assert.Regexp(t, `^hb-b +gm_construct +connected +\S+ +\S+ +[0-9.]+ +[0-9.]+ +\d+ +0 +\S+ +0 `, lines[2])
 	assert.NotContains(t, out, "(late)")
 
 	// The servers stop: their hashes expire three intervals after its last beat.

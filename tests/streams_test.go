@@ -69,7 +69,7 @@ func TestStreamRoutes(t *testing.T) {
 	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rc.Close()
 	ctx := context.Background()
-	s := NewServer(t, luajit64, redisConfig(srv, streamRoute))
+	s := NewServer(t, luajit64, redisConfig(srv, streamRoute+"\n[metrics]\nheartbeat = \"200ms\"\n"))
 	r := s.Start("streams.lua", 66, 60*time.Second)
 	r.WaitLine(t, "streams: ready", 30*time.Second)
 
@@ -111,6 +111,11 @@ func TestStreamRoutes(t *testing.T) {
 	assert.Equal(t, `{"n":3,"fail":99}`, src[broken]["data"])
 	assert.Contains(t, src[notJSON]["rt_reason"], "JSON", "why it is dead")
 	assert.Contains(t, src[noData]["rt_reason"], `no "data" field`)
+	// the heartbeat says it too (pending as Redis said it, every 2 s)
+	waitFor(t, "the heartbeat's dead_lettered 3 and stream_pending 0", func() bool {
+		beat, err := rc.HGetAll(ctx, "realtime:server:test-1").Result()
+		return err == nil && beat["dead_lettered"] == "3" && beat["stream_pending"] == "0"
+	})
 
 	xadd(t, rc, "data", `{"stop":true}`)
 	out := r.Wait(t)

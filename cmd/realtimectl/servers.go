@@ -110,7 +110,7 @@ func printServers(w io.Writer, beats []heartbeat, prefix string, now time.Time) 
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tMAP\tSTATUS\tVERSION\tUPTIME\tIN/S\tOUT/S\tQUEUE\tDROPS\tP99\tLAST SEEN")
+	fmt.Fprintln(tw, "ID\tMAP\tSTATUS\tVERSION\tUPTIME\tIN/S\tOUT/S\tQUEUE\tDROPS\tP99\tSTREAM LAG\tLAST SEEN")
 	for _, b := range beats {
 		f := b.fields
 		id := f["id"]
@@ -134,8 +134,8 @@ func printServers(w io.Writer, beats []heartbeat, prefix string, now time.Time) 
 		if us, err := strconv.ParseInt(f["latency_p99_us"], 10, 64); err == nil && us > 0 {
 			p99 = shortDuration(time.Duration(us) * time.Microsecond)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", escape([]byte(id)), orDash(f["map"]), status, orDash(f["version"]),
-			uptime, orDash(f["in_per_s"]), orDash(f["out_per_s"]), orDash(f["queue_depth"]), drops(f), p99, seen)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", escape([]byte(id)), orDash(f["map"]), status, orDash(f["version"]),
+			uptime, orDash(f["in_per_s"]), orDash(f["out_per_s"]), orDash(f["queue_depth"]), drops(f), p99, orDash(f["stream_lag"]), seen)
 	}
 	_ = tw.Flush()
 }

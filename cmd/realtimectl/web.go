@@ -96,6 +96,7 @@ type serverJSON struct {
 	Queue     int64            `json:"queue_depth"`
 	Dropped   map[string]int64 `json:"dropped"`
 	P99us     int64            `json:"latency_p99_us"`
+	StreamLag int64            `json:"stream_lag"`
 	AgeMillis int64            `json:"age_ms"`
 }
 
@@ -131,7 +132,7 @@ func serverInfo(b heartbeat, prefix string, now time.Time) serverJSON {
 	s := serverJSON{
 		ID: f["id"], Map: f["map"], Status: f["status"], Version: f["version"],
 		UptimeS: num("uptime_s"), InPerS: flt("in_per_s"), OutPerS: flt("out_per_s"),
-		Queue: num("queue_depth"), P99us: num("latency_p99_us"), Dropped: map[string]int64{},
+		Queue: num("queue_depth"), P99us: num("latency_p99_us"), StreamLag: num("stream_lag"), Dropped: map[string]int64{},
 	}
 	if s.ID == "" {
 		s.ID = strings.TrimPrefix(b.key, prefix)

@@ -18,7 +18,7 @@ var HeartbeatFields = []string{
 	"in_per_s", "out_per_s", "dispatched_per_s", "received", "published", "dispatched", "publish_failed",
 	"queue_depth", "queue_bytes", "outbox", "dropped", "dropped_queue_full", "dropped_rate_limited",
 	"dropped_too_big", "dropped_no_route", "dropped_no_handler", "dropped_handler_error", "dropped_internal",
-	"latency_p99_us", "reconnects", "routes",
+	"latency_p99_us", "reconnects", "routes", "stream_pending", "stream_lag", "dead_lettered",
 }
 
 // heartbeat writes the server's heartbeat hash on its own goroutine: the
@@ -106,9 +106,21 @@ func (h *heartbeat) fields(r *router.Router, rb *redisbus.Bus, cfg *config.Confi
 		u(dropped[router.DropInternal]),
 		i(s.Latency.Quantile(0.99).Microseconds()), u(rb.Stats.Reconnects.Load()), i(int64(len(r.Table().Routes()))),
 	}
+	pending, lag := streamBacklog(rb.StreamStats())
+	vals = append(vals, i(pending), i(lag), u(s.DeadLettered.Load()))
 	kv := make([]string, 0, 2*len(vals))
 	for j, v := range vals {
 		kv = append(kv, HeartbeatFields[j], v)
 	}
 	return kv
+}
+
+// streamBacklog sums the stream routes' pending entries and lag, as Redis
+// last said them (a figure not read yet counts 0).
+func streamBacklog(ss map[string]redisbus.StreamStats) (pending, lag int64) {
+	for _, st := range ss {
+		pending += max(st.Pending, 0)
+		lag += max(st.Lag, 0)
+	}
+	return pending, lag
 }

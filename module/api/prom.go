@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,6 +167,23 @@ func (m *Module) WriteMetrics(w io.Writer) {
 		p.counter("realtime_outages_total", "Times the connection to Redis was lost.", float64(rb.Stats.Outages.Load()))
 		p.counter("realtime_inbox_dropped_total", "Messages dropped because routing fell behind the socket.", float64(rb.Stats.InboxDropped.Load()))
 		p.counter("realtime_heartbeats_total", "Heartbeat hashes Redis acknowledged.", float64(rb.Stats.Heartbeats.Load()))
+		streams := rb.StreamStats()
+		names := slices.Sorted(maps.Keys(streams))
+		for _, f := range []struct {
+			name, kind, help string
+			get              func(redisbus.StreamStats) float64
+		}{
+			{"realtime_stream_pending", "gauge", "A stream route's entries delivered and not acknowledged (XPENDING, read every 2s; -1 before).", func(st redisbus.StreamStats) float64 { return float64(st.Pending) }},
+			{"realtime_stream_lag", "gauge", "A stream route's entries not read yet by its group (XINFO GROUPS, read every 2s; -1 unknown).", func(st redisbus.StreamStats) float64 { return float64(st.Lag) }},
+			{"realtime_stream_acked_total", "counter", "A stream route's entries acknowledged.", func(st redisbus.StreamStats) float64 { return float64(st.Acked) }},
+			{"realtime_stream_retried_total", "counter", "A stream route's entries delivered again after their handler failed.", func(st redisbus.StreamStats) float64 { return float64(st.Retried) }},
+			{"realtime_stream_dead_lettered_total", "counter", "A stream route's entries moved to <stream>:dead.", func(st redisbus.StreamStats) float64 { return float64(st.Dead) }},
+		} {
+			p.family(f.name, f.kind, f.help)
+			for _, name := range names {
+				p.sample(f.name, f.get(streams[name]), "stream", name, "group", streams[name].Group)
+			}
+		}
 	}
 
 	routes := r.Table().Routes()
