@@ -293,20 +293,23 @@ func need(d *api.Dispatch) (bytes, nodes int) {
 	return bytes, nodes
 }
 
-// strs are an event's channel, pattern and route name in a slot's tape.
-// An event whose string equals the previous event's shares its bytes: the
-// pump then pushes the Lua string it made for that one (push_last in
-// shim.c) instead of making it again.
-type strs struct {
-	channel, pattern, route string
-	ch, pat, rt             C.rt_str
+// strs are the last event's channel, pattern and route name in a slot's
+// tape. An event whose string equals the previous event's shares its
+// bytes: the pump then pushes the Lua string it made for that one
+// (push_last in shim.c) instead of making it again.
+type strs struct{ channel, pattern, route lastStr }
+
+type lastStr struct {
+	s  string
+	at C.rt_str
 }
 
-func (l *strs) put(t *C.rt_tape, s string, last *string, at *C.rt_str) C.rt_str {
-	if s != *last || s == "" {
-		*last, *at = s, putStrIn(t, s)
+// put returns s in t: where the last one put is, when it is the same.
+func (l *lastStr) put(t *C.rt_tape, s string) C.rt_str {
+	if s != l.s {
+		l.s, l.at = s, putStrIn(t, s)
 	}
-	return *at
+	return l.at
 }
 
 // put appends d to slot b (free or open) and publishes it; false when b
@@ -340,9 +343,9 @@ func put(m *api.Module, b *C.rt_batch, d *api.Dispatch) (ok bool) {
 		ev.reason = putStrIn(t, e.Note)
 	} else {
 		l := &feed.last[i]
-		ev.channel = l.put(t, e.Channel, &l.channel, &l.ch)
-		ev.pattern = l.put(t, e.Route.Pattern(), &l.pattern, &l.pat)
-		ev.route = l.put(t, e.Route.Name, &l.route, &l.rt)
+		ev.channel = l.channel.put(t, e.Channel)
+		ev.pattern = l.pattern.put(t, e.Route.Pattern())
+		ev.route = l.route.put(t, e.Route.Name)
 		switch {
 		case d.Hook != "":
 		case e.Route.Dynamic:
