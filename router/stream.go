@@ -116,13 +116,23 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 	if rt == nil {
 		return false
 	}
+	// Taken at once, as it is checked: two readers may offer it together.
 	key := entryKey{e.Stream, e.Group, e.ID}
 	r.entriesMu.Lock()
 	_, dup := r.entries[key]
+	r.entries[key] = struct{}{}
 	r.entriesMu.Unlock()
 	if dup {
 		return true
 	}
+	queued := false
+	defer func() {
+		if !queued { // refused or dead: not in flight after all
+			r.entriesMu.Lock()
+			delete(r.entries, key)
+			r.entriesMu.Unlock()
+		}
+	}()
 	lim := r.lim.Load()
 	ev := &Event{Kind: KindMessage, Channel: e.Stream, Route: rt, Received: now.UnixNano(),
 		Entry: &Entry{ID: e.ID, Group: e.Group, Deliveries: e.Deliveries}}
@@ -171,9 +181,7 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 		return false
 	}
 	rt.Stats.Matched.Add(1)
-	r.entriesMu.Lock()
-	r.entries[key] = struct{}{}
-	r.entriesMu.Unlock()
+	queued = true
 	r.push(ev)
 	return true
 }
@@ -191,7 +199,13 @@ func entryData(fields []string) (data, why string) {
 		names = append(names, strconv.Quote(fields[i]))
 	}
 	slices.Sort(names)
-	return "", "it has no \"data\" field (its fields: " + joinMax(names, 8) + `; decode = "fields" hands a handler all of them)`
+	switch {
+	case len(names) == 0:
+		names = []string{"none"}
+	case len(names) > 8:
+		names = append(names[:8], "...")
+	}
+	return "", "it has no \"data\" field (its fields: " + strings.Join(names, ", ") + `; decode = "fields" hands a handler all of them)`
 }
 
 // fieldsDoc is an entry's fields as a table for a "fields" route, byte
@@ -206,23 +220,6 @@ func fieldsDoc(fields []string) *Doc {
 	}
 	nodes[0] = Node{Kind: KindObject, Len: int32(len(nodes) / 2)}
 	return &Doc{Nodes: nodes, Bytes: int64(cap(nodes))*nodeSize + bytes}
-}
-
-func joinMax(names []string, n int) string {
-	out := ""
-	for i, s := range names {
-		if i == n {
-			return out + ", ..."
-		}
-		if i > 0 {
-			out += ", "
-		}
-		out += s
-	}
-	if out == "" {
-		return "none"
-	}
-	return out
 }
 
 // Settle tells the backend what became of stream entry event e (a no-op
