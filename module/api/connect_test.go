@@ -14,18 +14,16 @@ import (
 	"github.com/gmod-realtime/realtime/internal/redistest"
 )
 
-// TestConnectKeepsTheHeldPublishes: Redis is unreachable at the configured
-// address, so realtime.Publish holds 5 messages in the outbox (returning
-// true: "sent again after the reconnect"). The admin calls
-// realtime.Connect(url) with the right address: the held messages reach
-// Redis, as with a Reload (they were thrown away with the old bus, which
-// attach closes, reaching neither Redis nor any counter).
-func TestConnectKeepsTheHeldPublishes(t *testing.T) {
+// heldPublishes starts a module whose configured Redis address is
+// unreachable and publishes "0".."4" on "held", which wait in its outbox;
+// ps is subscribed to "held" on srv, the Redis to Connect to.
+func heldPublishes(t *testing.T) (*redistest.Server, *redis.PubSub, *Module) {
+	t.Helper()
 	srv := redistest.Start(t)
 	sub := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2})
-	defer sub.Close()
+	t.Cleanup(func() { _ = sub.Close() })
 	ps := sub.Subscribe(context.Background(), "held")
-	defer ps.Close()
+	t.Cleanup(func() { _ = ps.Close() })
 	_, err := ps.Receive(context.Background())
 	require.NoError(t, err)
 
@@ -37,6 +35,17 @@ func TestConnectKeepsTheHeldPublishes(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		require.NoError(t, m.Publish("held", fmt.Sprint(i)), "held in the outbox")
 	}
+	return srv, ps, m
+}
+
+// TestConnectKeepsTheHeldPublishes: Redis is unreachable at the configured
+// address, so realtime.Publish holds 5 messages in the outbox (returning
+// true: "sent again after the reconnect"). The admin calls
+// realtime.Connect(url) with the right address: the held messages reach
+// Redis, as with a Reload (they were thrown away with the old bus, which
+// attach closes, reaching neither Redis nor any counter).
+func TestConnectKeepsTheHeldPublishes(t *testing.T) {
+	srv, ps, m := heldPublishes(t)
 	require.NoError(t, m.Connect(srv.URL()))
 
 	got := map[string]bool{}
@@ -59,22 +68,7 @@ func TestConnectKeepsTheHeldPublishes(t *testing.T) {
 // messages in order, so the held ones, had they been kept, would arrive
 // before "after".
 func TestDisconnectDiscardsTheHeldPublishes(t *testing.T) {
-	srv := redistest.Start(t)
-	sub := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2})
-	defer sub.Close()
-	ps := sub.Subscribe(context.Background(), "held")
-	defer ps.Close()
-	_, err := ps.Receive(context.Background())
-	require.NoError(t, err)
-
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := dead.Addr().String()
-	require.NoError(t, dead.Close())
-	m, _ := start(t, "[redis]\nurl = \"redis://"+addr+"\"\nconnect_timeout = \"200ms\"\nreconnect_min = \"50ms\"\nreconnect_max = \"100ms\"\n")
-	for i := 0; i < 5; i++ {
-		require.NoError(t, m.Publish("held", fmt.Sprint(i)), "held in the outbox")
-	}
+	srv, ps, m := heldPublishes(t)
 	m.Disconnect()
 	require.NoError(t, m.Connect(srv.URL()))
 	require.NoError(t, m.Publish("held", "after"))
