@@ -155,11 +155,10 @@ entries on standard error.`,
 					break
 				}
 				for _, m := range batch {
-					values := make([]any, 0, len(m.fields))
-					for i := 0; i+1 < len(m.fields); i += 2 {
-						if !slices.Contains(deadFields, m.fields[i]) {
-							values = append(values, m.fields[i], m.fields[i+1])
-						}
+					own := ownFields(m.fields)
+					values := make([]any, 0, len(own))
+					for _, f := range own {
+						values = append(values, f)
 					}
 					if len(values) == 0 {
 						return fmt.Errorf("%s entry %s has no fields of its own", dead, m.id)
@@ -183,6 +182,20 @@ entries on standard error.`,
 			return nil
 		},
 	}
+}
+
+// ownFields is a dead letter's fields without those the dead letter
+// appended after the entry's own (rt_source_id, rt_deliveries and maybe
+// rt_reason): an own field with one of those names stays.
+func ownFields(fields []string) []string {
+	end := len(fields) - len(fields)%2
+	for end >= 2 && slices.Contains(deadFields, fields[end-2]) {
+		end -= 2
+		if fields[end] == "rt_source_id" {
+			return fields[:end]
+		}
+	}
+	return fields[:len(fields)-len(fields)%2] // not one the module wrote: all its fields
 }
 
 // entry is a stream entry with its fields in order (go-redis's XMessage
