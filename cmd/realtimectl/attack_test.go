@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -159,4 +160,88 @@ func TestWebErrorHidesPassword(t *testing.T) {
 		assert.Equal(t, http.StatusBadGateway, resp.StatusCode, path)
 		assert.NotContains(t, string(b[:k]), "s3cretpw", path)
 	}
+}
+
+// TestWebShutdownWithOpenTails: web returns on Ctrl-C (its context ends)
+// while pages follow a tail, and their subscriptions end with it.
+func TestWebShutdownWithOpenTails(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCtl(t, redisTOML(srv, ""))
+	ctx := ctxFor(t)
+	rc := client(t, srv)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan result, 1)
+	go func() { done <- c.run(t, wctx, nil, "web", "--listen", addr) }()
+	var bodies []*http.Response
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/api/tail?pattern=x*")
+		if err != nil {
+			return false
+		}
+		bodies = append(bodies, resp)
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond)
+	for i := 0; i < 3; i++ {
+		resp, err := http.Get("http://" + addr + "/api/tail?pattern=y*")
+		require.NoError(t, err)
+		bodies = append(bodies, resp)
+	}
+	defer func() {
+		for _, b := range bodies {
+			_ = b.Body.Close()
+		}
+	}()
+	psubs := func() int {
+		s, err := rc.ClientList(ctx).Result()
+		require.NoError(t, err)
+		return strings.Count(s, "cmd=psubscribe")
+	}
+	require.Equal(t, 4, psubs())
+	stop()
+	select {
+	case res := <-done:
+		assert.Equal(t, 0, res.code, res.stderr)
+	case <-ctx.Done():
+		t.Fatal("web did not return after its context ended, with tails open")
+	}
+	require.Eventually(t, func() bool { return psubs() == 0 }, 10*time.Second, 20*time.Millisecond)
+}
+
+// TestWebRefusesRebinding: on loopback, web answers only requests for
+// localhost or an address, not a page of another site whose name was made
+// to resolve to 127.0.0.1 (DNS rebinding) reading /api/tail.
+func TestWebRefusesRebinding(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCtl(t, redisTOML(srv, ""))
+	ctx := ctxFor(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	require.NoError(t, ln.Close())
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan result, 1)
+	go func() { done <- c.run(t, wctx, nil, "web", "--listen", addr) }()
+	defer func() { stop(); <-done }()
+	get := func(host string) int {
+		req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/api/servers", nil)
+		require.NoError(t, err)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Eventually(t, func() bool { return get(addr) == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, http.StatusOK, get("localhost:"+port))
+	assert.Equal(t, http.StatusOK, get("[::1]:"+port))
+	assert.Equal(t, http.StatusMisdirectedRequest, get("evil.example:"+port))
+	assert.Equal(t, http.StatusMisdirectedRequest, get("127.0.0.1.evil.example"))
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -48,7 +49,9 @@ func webCmd(e *env) *cobra.Command {
 every server from its heartbeat, with its rates, queue and drops, refreshed every
 second, and follows a pattern live (server-sent events). It listens on loopback by
 default: the page shows what is published on your Redis, so put it behind your
-own authentication before you listen elsewhere.
+own authentication before you listen elsewhere. On loopback it answers only
+requests for localhost or an address (not another site's name made to resolve
+to 127.0.0.1).
 
   GET /              the page
   GET /api/servers   the heartbeats as JSON
@@ -64,7 +67,11 @@ own authentication before you listen elsewhere.
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: webHandler(cfg, c), ReadHeaderTimeout: 10 * time.Second}
+			handler := webHandler(cfg, c)
+			if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && ap.Addr().IsLoopback() {
+				handler = loopbackOnly(handler)
+			}
+			srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 			fmt.Fprintf(e.stdout, "dashboard on http://%s/ (Redis %s)\n", ln.Addr(), cfg.Redis.Target())
 			go func() {
 				<-cmd.Context().Done()
@@ -81,6 +88,25 @@ own authentication before you listen elsewhere.
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve the dashboard on")
 	return cmd
+}
+
+// loopbackOnly refuses a request whose Host is a name other than
+// localhost: on a loopback address, that is a page of another site that
+// had its name resolve to 127.0.0.1 (DNS rebinding) to read the dashboard,
+// and through /api/tail everything published on Redis.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if _, err := netip.ParseAddr(host); err != nil && !strings.EqualFold(host, "localhost") {
+			http.Error(w, "the dashboard listens on loopback: open it as localhost or by its address", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // serverJSON is one server of /api/servers.
