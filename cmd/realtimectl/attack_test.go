@@ -43,7 +43,7 @@ func TestRequeueDeadKeepsOwnRtFields(t *testing.T) {
 	}
 	res := c.run(t, ctx, nil, "streams", "requeue-dead", "cmds")
 	require.Equal(t, 0, res.code, res.stderr)
-	got, err := xrange(ctx, rc, "cmds", 10)
+	got, err := xrange(ctx, rc, "cmds", "+", 10)
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	for i, f := range own {
@@ -244,4 +244,43 @@ func TestWebRefusesRebinding(t *testing.T) {
 	assert.Equal(t, http.StatusOK, get("[::1]:"+port))
 	assert.Equal(t, http.StatusMisdirectedRequest, get("evil.example:"+port))
 	assert.Equal(t, http.StatusMisdirectedRequest, get("127.0.0.1.evil.example"))
+}
+
+// TestRequeueDeadPoisonEnds: requeue-dead moves the dead letters there when
+// it starts; an entry that dies again at once (a consumer that fails every
+// entry, here up to 500 times) waits for the next run instead of keeping
+// requeue-dead going round.
+func TestRequeueDeadPoisonEnds(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCtl(t, redisTOML(srv, streamRoutesTOML))
+	ctx := ctxFor(t)
+	rc := client(t, srv)
+	for i := 0; i < 3; i++ {
+		require.NoError(t, rc.XAdd(ctx, &redis.XAddArgs{Stream: "cmds:dead", Values: []any{"data", "poison", "rt_source_id", "1-1", "rt_deliveries", "5"}}).Err())
+	}
+	require.NoError(t, rc.XGroupCreateMkStream(ctx, "cmds", "g", "$").Err())
+	cctx, stop := context.WithCancel(ctx)
+	echoed := make(chan int, 1)
+	go func() { // the failing consumer: every entry straight back to cmds:dead
+		n := 0
+		defer func() { echoed <- n }()
+		for n < 500 {
+			res, err := rc.XReadGroup(cctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{"cmds", ">"}, Count: 10, Block: time.Second}).Result()
+			if cctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				continue
+			}
+			for _, m := range res[0].Messages {
+				_ = rc.XAdd(cctx, &redis.XAddArgs{Stream: "cmds:dead", Values: []any{"data", m.Values["data"], "rt_source_id", m.ID, "rt_deliveries", "5"}}).Err()
+				n++
+			}
+		}
+	}()
+	res := c.run(t, ctx, nil, "streams", "requeue-dead", "cmds")
+	stop()
+	<-echoed
+	require.Equal(t, 0, res.code, res.stderr)
+	assert.Equal(t, "moved 3 entries from cmds:dead back to cmds\n", res.stdout)
 }

@@ -130,7 +130,8 @@ func requeueDeadCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "requeue-dead STREAM",
 		Short: "Move STREAM's dead letters back to STREAM",
-		Long: `requeue-dead moves every entry of STREAM:dead back to STREAM, oldest first, with
+		Long: `requeue-dead moves every entry STREAM:dead has when it starts back to STREAM
+(one that dies again meanwhile waits for the next run), oldest first, with
 its own fields (the rt_source_id, rt_deliveries and rt_reason the dead letter
 added are left out), as new entries that every group reads again. Each entry is
 added to STREAM before it is deleted from STREAM:dead: an interrupted run can
@@ -146,8 +147,14 @@ entries on standard error.`,
 			ctx, stream := cmd.Context(), args[0]
 			dead := stream + ":dead"
 			moved := 0
-			for {
-				batch, err := xrange(ctx, c, dead, 100)
+			// the dead letters there now: one that dies again while this
+			// runs waits for the next run instead of going round forever
+			last, err := c.XRevRangeN(ctx, dead, "+", "-", 1).Result()
+			if err != nil {
+				return fmt.Errorf("xrevrange %s: %w", dead, err)
+			}
+			for len(last) > 0 {
+				batch, err := xrange(ctx, c, dead, last[0].ID, 100)
 				if err != nil {
 					return fmt.Errorf("xrange %s: %w", dead, err)
 				}
@@ -205,9 +212,10 @@ type entry struct {
 	fields []string
 }
 
-// xrange returns the first n entries of stream, fields in order.
-func xrange(ctx context.Context, c redis.UniversalClient, stream string, n int) ([]entry, error) {
-	v, err := c.Do(ctx, "XRANGE", stream, "-", "+", "COUNT", n).Slice()
+// xrange returns the first n entries of stream up to the id end ("+" for
+// all), fields in order.
+func xrange(ctx context.Context, c redis.UniversalClient, stream, end string, n int) ([]entry, error) {
+	v, err := c.Do(ctx, "XRANGE", stream, "-", end, "COUNT", n).Slice()
 	if err != nil {
 		return nil, err
 	}
