@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -112,6 +113,7 @@ func TestWebTailClientsGone(t *testing.T) {
 	ctx := ctxFor(t)
 	rc := client(t, srv)
 	const n = 20
+	base := runtime.NumGoroutine()
 	var cancels []context.CancelFunc
 	for i := 0; i < n; i++ {
 		rctx, cancel := context.WithCancel(ctx)
@@ -137,6 +139,9 @@ func TestWebTailClientsGone(t *testing.T) {
 		cancel()
 	}
 	require.Eventually(t, func() bool { return clients() == 0 }, 10*time.Second, 20*time.Millisecond, "subscriptions left: %d", clients())
+	http.DefaultClient.CloseIdleConnections()
+	hs.CloseClientConnections()
+	require.Eventually(t, func() bool { return runtime.NumGoroutine() <= base+2 }, 10*time.Second, 20*time.Millisecond, "goroutines: %d, before the tails: %d", runtime.NumGoroutine(), base)
 }
 
 // TestWebErrorHidesPassword: when Redis refuses, /api/servers says so
