@@ -289,3 +289,19 @@ func TestRequeueDeadPoisonEnds(t *testing.T) {
 	require.Equal(t, 0, res.code, res.stderr)
 	assert.Equal(t, "moved 3 entries from cmds:dead back to cmds\n", res.stdout)
 }
+
+// TestWebPagePolicy: the page runs its own script only (the hash in the
+// policy is the page's script's) and no other site may frame it.
+func TestWebPagePolicy(t *testing.T) {
+	srv := redistest.Start(t)
+	hs := webTest(t, srv)
+	resp, err := http.Get(hs.URL + "/")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	csp := resp.Header.Get("Content-Security-Policy")
+	assert.Contains(t, csp, "frame-ancestors 'none'")
+	assert.Regexp(t, `script-src 'sha256-[A-Za-z0-9+/]{43}='`, csp)
+	assert.NotContains(t, csp, "unsafe-eval")
+	assert.NotContains(t, csp, "script-src 'unsafe-inline'")
+}

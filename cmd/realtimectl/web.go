@@ -28,12 +28,13 @@ var indexHTML []byte
 
 // pagePolicy lets the page run its own script and nothing else: no inline
 // event handler, no other script, no other origin (defence in depth: the
-// page writes everything from Redis as text).
+// page writes everything from Redis as text), and no other site frame it
+// (its follow form under someone else's buttons).
 var pagePolicy = func() string {
 	_, rest, _ := bytes.Cut(indexHTML, []byte("<script>"))
 	script, _, _ := bytes.Cut(rest, []byte("</script>"))
 	sum := sha256.Sum256(script)
-	return "default-src 'self'; style-src 'unsafe-inline'; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	return "default-src 'self'; style-src 'unsafe-inline'; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; frame-ancestors 'none'"
 }()
 
 // tailBuffer is how many messages a page may be behind on its live tail;
