@@ -72,13 +72,17 @@ to 127.0.0.1).
 			if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && ap.Addr().IsLoopback() {
 				handler = loopbackOnly(handler)
 			}
-			srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+			// the live tails end as shutdown starts, not after its timeout
+			base, endTails := context.WithCancel(context.Background())
+			defer endTails()
+			srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
+			srv.RegisterOnShutdown(endTails)
 			fmt.Fprintf(e.stdout, "dashboard on http://%s/ (Redis %s)\n", ln.Addr(), cfg.Redis.Target())
 			go func() {
 				<-cmd.Context().Done()
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				defer cancel()
-				_ = srv.Shutdown(ctx) // the live tails end with their requests' contexts
+				_ = srv.Shutdown(ctx)
 				_ = srv.Close()
 			}()
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
