@@ -130,7 +130,8 @@ func requeueDeadCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "requeue-dead STREAM",
 		Short: "Move STREAM's dead letters back to STREAM",
-		Long: `requeue-dead moves every entry of STREAM:dead back to STREAM, oldest first, with
+		Long: `requeue-dead moves every entry STREAM:dead has when it starts back to STREAM
+(one that dies again meanwhile waits for the next run), oldest first, with
 its own fields (the rt_source_id, rt_deliveries and rt_reason the dead letter
 added are left out), as new entries that every group reads again. Each entry is
 added to STREAM before it is deleted from STREAM:dead: an interrupted run can
@@ -146,8 +147,14 @@ entries on standard error.`,
 			ctx, stream := cmd.Context(), args[0]
 			dead := stream + ":dead"
 			moved := 0
-			for {
-				batch, err := xrange(ctx, c, dead, 100)
+			// the dead letters there now: one that dies again while this
+			// runs waits for the next run instead of going round forever
+			last, err := c.XRevRangeN(ctx, dead, "+", "-", 1).Result()
+			if err != nil {
+				return fmt.Errorf("xrevrange %s: %w", dead, err)
+			}
+			for len(last) > 0 {
+				batch, err := xrange(ctx, c, dead, last[0].ID, 100)
 				if err != nil {
 					return fmt.Errorf("xrange %s: %w", dead, err)
 				}
@@ -155,11 +162,10 @@ entries on standard error.`,
 					break
 				}
 				for _, m := range batch {
-					values := make([]any, 0, len(m.fields))
-					for i := 0; i+1 < len(m.fields); i += 2 {
-						if !slices.Contains(deadFields, m.fields[i]) {
-							values = append(values, m.fields[i], m.fields[i+1])
-						}
+					own := ownFields(m.fields)
+					values := make([]any, 0, len(own))
+					for _, f := range own {
+						values = append(values, f)
 					}
 					if len(values) == 0 {
 						return fmt.Errorf("%s entry %s has no fields of its own", dead, m.id)
@@ -185,6 +191,20 @@ entries on standard error.`,
 	}
 }
 
+// ownFields is a dead letter's fields without those the dead letter
+// appended after the entry's own (rt_source_id, rt_deliveries and maybe
+// rt_reason): an own field with one of those names stays.
+func ownFields(fields []string) []string {
+	end := len(fields) - len(fields)%2
+	for end >= 2 && slices.Contains(deadFields, fields[end-2]) {
+		end -= 2
+		if fields[end] == "rt_source_id" {
+			return fields[:end]
+		}
+	}
+	return fields[:len(fields)-len(fields)%2] // not one the module wrote: all its fields
+}
+
 // entry is a stream entry with its fields in order (go-redis's XMessage
 // keeps them in a map).
 type entry struct {
@@ -192,9 +212,10 @@ type entry struct {
 	fields []string
 }
 
-// xrange returns the first n entries of stream, fields in order.
-func xrange(ctx context.Context, c redis.UniversalClient, stream string, n int) ([]entry, error) {
-	v, err := c.Do(ctx, "XRANGE", stream, "-", "+", "COUNT", n).Slice()
+// xrange returns the first n entries of stream up to the id end ("+" for
+// all), fields in order.
+func xrange(ctx context.Context, c redis.UniversalClient, stream, end string, n int) ([]entry, error) {
+	v, err := c.Do(ctx, "XRANGE", stream, "-", end, "COUNT", n).Slice()
 	if err != nil {
 		return nil, err
 	}

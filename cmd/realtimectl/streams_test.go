@@ -26,7 +26,7 @@ func TestAppendBinaryStdin(t *testing.T) {
 	res = c.run(t, ctx, nil, "append", "cmds", `{"cmd":"kick"}`)
 	require.Equal(t, 0, res.code, res.stderr)
 
-	got, err := xrange(ctx, client(t, srv), "cmds", 10)
+	got, err := xrange(ctx, client(t, srv), "cmds", "+", 10)
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	assert.Equal(t, []string{"data", string(payload)}, got[0].fields)
@@ -84,7 +84,7 @@ func TestRequeueDead(t *testing.T) {
 	require.Equal(t, 0, res.code, res.stderr)
 	assert.Equal(t, "moved 3 entries from cmds:dead back to cmds\n", res.stdout)
 
-	got, err := xrange(ctx, rc, "cmds", 10)
+	got, err := xrange(ctx, rc, "cmds", "+", 10)
 	require.NoError(t, err)
 	require.Len(t, got, 3)
 	for i, data := range []string{`{"n":1}`, `{"n":2}`, "\x00\xff"} {

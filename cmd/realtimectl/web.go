@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -27,12 +28,13 @@ var indexHTML []byte
 
 // pagePolicy lets the page run its own script and nothing else: no inline
 // event handler, no other script, no other origin (defence in depth: the
-// page writes everything from Redis as text).
+// page writes everything from Redis as text), and no other site frame it
+// (its follow form under someone else's buttons).
 var pagePolicy = func() string {
 	_, rest, _ := bytes.Cut(indexHTML, []byte("<script>"))
 	script, _, _ := bytes.Cut(rest, []byte("</script>"))
 	sum := sha256.Sum256(script)
-	return "default-src 'self'; style-src 'unsafe-inline'; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	return "default-src 'self'; style-src 'unsafe-inline'; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; frame-ancestors 'none'"
 }()
 
 // tailBuffer is how many messages a page may be behind on its live tail;
@@ -48,7 +50,9 @@ func webCmd(e *env) *cobra.Command {
 every server from its heartbeat, with its rates, queue and drops, refreshed every
 second, and follows a pattern live (server-sent events). It listens on loopback by
 default: the page shows what is published on your Redis, so put it behind your
-own authentication before you listen elsewhere.
+own authentication before you listen elsewhere. On loopback it answers only
+requests for localhost or an address (not another site's name made to resolve
+to 127.0.0.1).
 
   GET /              the page
   GET /api/servers   the heartbeats as JSON
@@ -64,13 +68,21 @@ own authentication before you listen elsewhere.
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: webHandler(cfg, c), ReadHeaderTimeout: 10 * time.Second}
+			handler := webHandler(cfg, c)
+			if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && ap.Addr().IsLoopback() {
+				handler = loopbackOnly(handler)
+			}
+			// the live tails end as shutdown starts, not after its timeout
+			base, endTails := context.WithCancel(context.Background())
+			defer endTails()
+			srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
+			srv.RegisterOnShutdown(endTails)
 			fmt.Fprintf(e.stdout, "dashboard on http://%s/ (Redis %s)\n", ln.Addr(), cfg.Redis.Target())
 			go func() {
 				<-cmd.Context().Done()
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				defer cancel()
-				_ = srv.Shutdown(ctx) // the live tails end with their requests' contexts
+				_ = srv.Shutdown(ctx)
 				_ = srv.Close()
 			}()
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -81,6 +93,25 @@ own authentication before you listen elsewhere.
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve the dashboard on")
 	return cmd
+}
+
+// loopbackOnly refuses a request whose Host is a name other than
+// localhost: on a loopback address, that is a page of another site that
+// had its name resolve to 127.0.0.1 (DNS rebinding) to read the dashboard,
+// and through /api/tail everything published on Redis.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if _, err := netip.ParseAddr(host); err != nil && !strings.EqualFold(host, "localhost") {
+			http.Error(w, "the dashboard listens on loopback: open it as localhost or by its address", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // serverJSON is one server of /api/servers.
