@@ -1,35 +1,24 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 )
 
 func pubCmd(e *env) *cobra.Command {
-	return &cobra.Command{
-		Use:   "pub CHANNEL [PAYLOAD|-]",
-		Short: "Publish one message (the payload from the argument, or standard input)",
-		Long: `pub publishes one message on CHANNEL. The payload is the second argument; without
+	return sendCmd(e, "pub CHANNEL [PAYLOAD|-]",
+		"Publish one message (the payload from the argument, or standard input)",
+		`pub publishes one message on CHANNEL. The payload is the second argument; without
 one, or with "-", it is all of standard input, byte for byte (NUL bytes and a
 trailing newline included). It prints how many subscribers Redis delivered it to.`,
-		Args: cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			payload, err := payloadArg(e, args)
+		func(ctx context.Context, c redis.UniversalClient, channel string, payload []byte) (string, error) {
+			n, err := c.Publish(ctx, channel, payload).Result()
 			if err != nil {
-				return err
+				return "", fmt.Errorf("publish to %q: %w", channel, err)
 			}
-			_, c, err := e.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			n, err := c.Publish(cmd.Context(), args[0], payload).Result()
-			if err != nil {
-				return fmt.Errorf("publish to %q: %w", args[0], err)
-			}
-			fmt.Fprintf(e.stdout, "published %d bytes to %s (%d subscribers)\n", len(payload), escape([]byte(args[0])), n)
-			return nil
-		},
-	}
+			return fmt.Sprintf("published %d bytes to %s (%d subscribers)", len(payload), escape([]byte(channel)), n), nil
+		})
 }

@@ -19,13 +19,26 @@ import (
 var deadFields = []string{"rt_source_id", "rt_deliveries", "rt_reason"}
 
 func appendCmd(e *env) *cobra.Command {
-	return &cobra.Command{
-		Use:   "append STREAM [PAYLOAD|-]",
-		Short: "Add one entry to a stream (its data field from the argument, or standard input)",
-		Long: `append adds an entry to STREAM (XADD) with the payload in its "data" field, the
+	return sendCmd(e, "append STREAM [PAYLOAD|-]",
+		"Add one entry to a stream (its data field from the argument, or standard input)",
+		`append adds an entry to STREAM (XADD) with the payload in its "data" field, the
 field a stream route hands to its handler. The payload is the second argument;
 without one, or with "-", it is all of standard input, byte for byte. It prints
 the entry's id.`,
+		func(ctx context.Context, c redis.UniversalClient, stream string, payload []byte) (string, error) {
+			id, err := c.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"data", payload}}).Result()
+			if err != nil {
+				return "", fmt.Errorf("append to %q: %w", stream, err)
+			}
+			return fmt.Sprintf("appended %d bytes to %s as %s", len(payload), escape([]byte(stream)), id), nil
+		})
+}
+
+// sendCmd is pub and append: send the payload (the second argument, or
+// standard input) to the first argument, and print the line send returns.
+func sendCmd(e *env, use, short, long string, send func(ctx context.Context, c redis.UniversalClient, to string, payload []byte) (string, error)) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Long: long,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			payload, err := payloadArg(e, args)
@@ -37,11 +50,11 @@ the entry's id.`,
 				return err
 			}
 			defer c.Close()
-			id, err := c.XAdd(cmd.Context(), &redis.XAddArgs{Stream: args[0], Values: []any{"data", payload}}).Result()
+			line, err := send(cmd.Context(), c, args[0], payload)
 			if err != nil {
-				return fmt.Errorf("append to %q: %w", args[0], err)
+				return err
 			}
-			fmt.Fprintf(e.stdout, "appended %d bytes to %s as %s\n", len(payload), escape([]byte(args[0])), id)
+			fmt.Fprintln(e.stdout, line)
 			return nil
 		},
 	}
