@@ -62,7 +62,7 @@ var precedenceRows = []struct {
 		toml: `password = "filepw"` + "\ndb = 5", environ: []string{"REDIS_URL=redis://h:6379"},
 		want: "url=redis://:filepw@h:6379/5"},
 	{rule: "`username`, `password` or `db` below or beside a `url` fill in what the URL leaves out, and only that",
-		toml: `password = "filepw"` + "\ndb = 5\ntls = true", environ: []string{"REDIS_URL=redis://:envpw@h:6379/1"},
+		toml: `password = "filepw"` + "\ndb = 5\ntls = false", environ: []string{"REDIS_URL=redis://:envpw@h:6379/1"},
 		want: "url=redis://:envpw@h:6379/1"},
 	{rule: "`username`, `password` or `db` below or beside a `url` fill in what the URL leaves out, and only that",
 		toml: `url = "redis://h:6379"` + "\n" + `password = "pw"` + "\ndb = 5",
@@ -70,6 +70,12 @@ var precedenceRows = []struct {
 	{rule: "`username`, `password` or `db` below or beside a `url` fill in what the URL leaves out, and only that",
 		toml: `password = "filepw"` + "\ndb = 5", environ: []string{"REDIS_URL=unix:///run/redis.sock"},
 		want: "url=unix://:filepw@/run/redis.sock?db=5"},
+	{rule: "`tls = true` below a plain `redis://` URL is an error: TLS is never dropped silently",
+		toml: `tls = true`, environ: []string{"REDIS_URL=redis://:envpw@h:6379/1"},
+		want: "error: environment: REDIS_URL: \"redis://:***@h:6379/1\" is plain text (redis://), but redis.tls = true (from "},
+	{rule: "`tls = true` below a plain `redis://` URL is an error: TLS is never dropped silently",
+		toml: `tls = true`, environ: []string{"REDIS_URL=rediss://h:6379/1"},
+		want: "url=rediss://h:6379/1"},
 	{rule: "a `url` and a field in the same source that disagree are an error",
 		toml: `url = "redis://h:6379/1"` + "\ndb = 2",
 		want: "error: contradicts redis.db = 2"},
@@ -265,6 +271,22 @@ func model(src [4]*redisSettings) resolved {
 	return r
 }
 
+// droppedTLS reports whether the sources hold the error docs/CONFIG.md
+// names: tls = true (the highest tls set) below a redis:// URL.
+func droppedTLS(src [4]*redisSettings) bool {
+	lu, lt := -1, -1
+	for i, s := range src {
+		switch {
+		case s == nil:
+		case s.url:
+			lu = i
+		case s.tls != nil:
+			lt = i
+		}
+	}
+	return lu >= 0 && lt >= 0 && lt < lu && *src[lt].tls && src[lu].scheme == "redis"
+}
+
 func randomSettings(rng *rand.Rand) *redisSettings {
 	if rng.IntN(3) == 0 {
 		return nil
@@ -375,6 +397,10 @@ func TestPrecedenceProperty(t *testing.T) {
 			files["realtime.toml"] = "[redis]\n" + f
 		}
 		cfg, err := load(t, files, environ, over)
+		if droppedTLS(src) {
+			require.ErrorContains(t, err, "is plain text (redis://), but redis.tls = true", "seed %d round %d: %v", seed, round, desc)
+			continue
+		}
 		require.NoError(t, err, "seed %d round %d: %v", seed, round, desc)
 		if src[0] == nil && src[1] == nil && src[2] == nil && src[3] == nil {
 			continue

@@ -136,7 +136,8 @@ func (l *loader) validateRedis(c *Config) {
 // the URL's TLS, password or db), and fills in from the sources below it,
 // or the URL's own, the username, password and db the URL leaves out. A
 // unix:// URL has no host, port or TLS to change: a host or port above or
-// beside it, or tls = true above it, is an error.
+// beside it, or tls = true above it, is an error. tls = true below a
+// redis:// URL is an error too: the URL would silently drop the TLS.
 func (l *loader) resolveURL(r *Redis) {
 	u, err := url.Parse(r.URL)
 	if err != nil || u.Opaque != "" {
@@ -217,6 +218,17 @@ func (l *loader) resolveURL(r *Redis) {
 		if r.TLS {
 			u.Scheme = "rediss"
 		}
+	}
+	if below := l.set("redis.tls") && l.where("redis.tls").level < o.level; below && r.TLS && u.Scheme == "redis" {
+		// The URL would win and drop the TLS the source below asked for:
+		// a plain-text connection the owner never chose.
+		t := l.where("redis.tls")
+		tfrom := t.source
+		if t.name != "" {
+			tfrom += " " + t.name
+		}
+		l.fail("redis.url", "%s is plain text (redis://), but redis.tls = true (from %s); use a rediss:// URL, or set redis.tls = false to connect without TLS",
+			strconv.Quote(RedactURL(r.URL)), tfrom)
 	}
 	if changed {
 		r.URL = u.String()
