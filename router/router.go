@@ -59,6 +59,10 @@ type Router struct {
 	dynamic      []*Route
 	plan         Plan
 	backend      Backend
+	// starting is the backend between Attach/Replace releasing mu and its
+	// Start returning: plan changes meanwhile are not sent to it (a
+	// Backend takes no Update before Start) but applied once it started.
+	starting Backend
 	refused      map[string]string // the active sink's: "c:channel" or "p:pattern" its server refused -> why
 	// uncovered are the literal prefixes whose covering pattern
 	// ("prefix*") Redis refused: the routes under them keep their own
@@ -170,11 +174,34 @@ func (r *Router) Attach(b Backend) {
 	r.retiring, r.retiringSink = nil, nil
 	r.stopDrainingLocked()
 	plan := r.plan
+	r.starting = b
 	r.mu.Unlock()
 	if retiring != nil {
 		_ = retiring.Close()
 	}
+	r.start(b, s, plan)
+}
+
+// start starts b with plan, then sends it the plan changes made by other
+// goroutines while it was starting.
+func (r *Router) start(b Backend, s *sink, plan Plan) {
 	b.Start(s, plan)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.starting == b {
+		r.starting = nil
+	}
+	if d := Diff(plan, r.plan); !d.Empty() {
+		switch b {
+		case r.backend:
+			b.Update(d)
+		case r.retiring: // replaced again meanwhile: it delivers until its successor connects
+			d.StreamsChanged = false
+			if !d.Empty() {
+				b.Update(d)
+			}
+		}
+	}
 }
 
 // Replace starts b beside the attached backend and hands over to it without
@@ -203,8 +230,9 @@ func (r *Router) Replace(b Backend) {
 	r.backend = b
 	s := r.newSinkLocked(b)
 	plan := r.plan
+	r.starting = b
 	r.mu.Unlock()
-	b.Start(s, plan)
+	r.start(b, s, plan)
 }
 
 // newSinkLocked returns a sink for a new backend; pending is the backend
@@ -450,7 +478,9 @@ func (r *Router) replanLocked() PlanDiff {
 	diff := Diff(r.plan, plan)
 	r.plan = plan
 	if r.backend != nil && !diff.Empty() {
-		r.backend.Update(diff)
+		if r.backend != r.starting {
+			r.backend.Update(diff)
+		}
 		// A Replace's old backend delivers until the new one is connected:
 		// it follows the plan too, or a route added meanwhile would get
 		// nothing from either.
