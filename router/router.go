@@ -63,7 +63,7 @@ type Router struct {
 	// Start returning: plan changes meanwhile are not sent to it (a
 	// Backend takes no Update before Start) but applied once it started.
 	starting Backend
-	refused      map[string]string // the active sink's: "c:channel" or "p:pattern" its server refused -> why
+	refused  map[string]string // the active sink's: "c:channel" or "p:pattern" its server refused -> why
 	// uncovered are the literal prefixes whose covering pattern
 	// ("prefix*") Redis refused: the routes under them keep their own
 	// subscriptions (an ACL checks PSUBSCRIBE patterns literally, so a
