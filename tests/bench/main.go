@@ -5,7 +5,7 @@
 // no module). It prints one line per figure and ends with a markdown table,
 // also written to build/bench.md, that states the machine and versions.
 //
-//	go run ./tests/bench [-only throughput,latency,memory,cpu,maincost,soak] [-soak 2m]
+//	go run ./tests/bench [-only throughput,latency,frames,memory,cpu,maincost,streams,spool,soak] [-soak 2m]
 package main
 
 import (
@@ -32,7 +32,7 @@ import (
 )
 
 var (
-	only    = flag.String("only", "throughput,latency,frames,memory,cpu,maincost,soak", "scenarios to run")
+	only    = flag.String("only", "throughput,latency,frames,memory,cpu,maincost,streams,spool,soak", "scenarios to run")
 	events  = flag.Int("n", 1_000_000, "events per throughput run")
 	soakFor = flag.Duration("soak", envDuration("SOAK", 2*time.Minute), "soak duration ($SOAK)")
 	cpuFor  = flag.Duration("cpu", envDuration("BENCH_CPU", 30*time.Second), "each CPU measurement ($BENCH_CPU)")
@@ -66,6 +66,7 @@ func main() {
 	scenarios := map[string]func() error{
 		"throughput": b.throughput, "latency": b.latency, "memory": b.memory,
 		"cpu": b.cpu, "maincost": b.maincost, "soak": b.soak, "frames": b.frames,
+		"streams": b.streams, "spool": b.spoolRates,
 	}
 	for _, name := range strings.Split(*only, ",") {
 		run, ok := scenarios[name]

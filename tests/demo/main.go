@@ -1,7 +1,9 @@
 // Command demo is `make demo`: it runs the module in the GMod-like host
 // against a throwaway redis-server, with the routes of realtime.toml.example
 // and the example addon, publishes a burst with redis-cli, and shows the
-// handlers, a rate limit, a live Reload and the stats. Without
+// handlers, a rate limit, a live Reload and the stats. Then, the server
+// stopped, it sends an admin command to a stream with realtimectl append
+// and starts the server again, which handles it: durable delivery. Without
 // redis-server it runs in local mode and says so.
 package main
 
@@ -38,13 +40,15 @@ func run() error {
 	_ = os.RemoveAll(root)
 	srv, err := gmodserver.New(repo, root, gmodserver.LuaJIT64, map[string]string{
 		"lua/autorun/server/realtime_example.lua": "examples/realtime_example.lua",
+		"lua/autorun/server/admin_commands.lua":   "examples/admin-commands/lua/autorun/server/admin_commands.lua",
 		"cfg/realtime.toml":                       "realtime.toml.example",
 	})
 	if err != nil {
 		return err
 	}
 	say("server directory %s: the module in garrysmod/lua/bin, lua/autorun/server/realtime.lua,", root)
-	say("  the example addon examples/realtime_example.lua, and realtime.toml.example as garrysmod/cfg/realtime.toml")
+	say("  the example addons examples/realtime_example.lua and examples/admin-commands, and realtime.toml.example")
+	say("  as garrysmod/cfg/realtime.toml, with the admin-commands stream route of examples/admin-commands added")
 
 	port := 0
 	redis, err := redistest.Launch(root)
@@ -57,6 +61,7 @@ func run() error {
 		data, _ := os.ReadFile(srv.ConfigPath())
 		data = bytes.Replace(data, []byte("\n[redis]\n"), []byte(fmt.Sprintf("\n[redis]\nurl = %q\n", redis.URL())), 1)
 		data = bytes.Replace(data, []byte("\n[metrics]\n"), []byte("\n[metrics]\nheartbeat = \"1s\"\n"), 1)
+		data = append(data, adminRoute...)
 		if err := srv.WriteConfig(string(data)); err != nil {
 			return err
 		}
@@ -116,7 +121,69 @@ func run() error {
 	if err := host.Wait(); err != nil {
 		return fmt.Errorf("the server failed: %v", err)
 	}
+	if port != 0 {
+		if err := durable(repo, srv); err != nil {
+			return err
+		}
+	} else {
+		say("(no Redis: the durable delivery part, a command sent while the server is down, needs redis-server)")
+	}
 	say("the server directory is in %s", root)
+	return nil
+}
+
+// adminRoute is the stream route of examples/admin-commands/realtime.toml.
+const adminRoute = `
+[[routes]]
+name = "admin-commands"
+stream = "admin:commands"
+handler = "OnAdminCommand"
+decode = "json"
+max_deliveries = 3
+`
+
+// durable shows durable delivery: with the server stopped, a command is
+// appended to the admin:commands stream (realtimectl append), waits there
+// (realtimectl streams), and the server handles it when it starts again.
+func durable(repo string, srv *gmodserver.Server) error {
+	ctl := func(args ...string) error {
+		cmd := exec.Command(filepath.Join(repo, "build", "realtimectl"), args...)
+		cmd.Env = append(os.Environ(), "REALTIME_CONFIG="+srv.ConfigPath())
+		out, err := cmd.CombinedOutput()
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			fmt.Println("realtimectl | " + l)
+		}
+		if err != nil {
+			return fmt.Errorf("realtimectl %s: %v", args[0], err)
+		}
+		return nil
+	}
+	fmt.Println()
+	say("durable delivery: the server is stopped now. A web panel sends an admin command to the stream")
+	say("  admin:commands (a stream route, not a channel, so it is kept for the server):")
+	say(`realtimectl append admin:commands '{"cmd":"say","text":"restart in 5 minutes"}'`)
+	if err := ctl("append", "admin:commands", `{"cmd":"say","text":"restart in 5 minutes"}`); err != nil {
+		return err
+	}
+	say("realtimectl streams   (the command waits: not yet read by the server's group realtime:<server id>)")
+	if err := ctl("streams"); err != nil {
+		return err
+	}
+	say("starting the server again")
+	host := srv.Command(filepath.Join(srv.Repo, "tests/demo/durable.lua"), 66, time.Minute)
+	host.Args = append(host.Args[:len(host.Args)-1], "-map", "ttt_demo", host.Args[len(host.Args)-1])
+	out, err := host.CombinedOutput()
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fmt.Println("server | " + l)
+	}
+	if err != nil {
+		return fmt.Errorf("the server failed: %v", err)
+	}
+	say("realtimectl streams   (handled and acknowledged: nothing pending)")
+	if err := ctl("streams"); err != nil {
+		return err
+	}
+	say("the command sent while the server was down was handled when it came back")
 	return nil
 }
 
