@@ -62,8 +62,16 @@ type StreamOptions struct {
 	// (server.id), never random, or a restart orphans the pending entries.
 	// Required.
 	Consumer string
-	// Count is the most entries one XREADGROUP returns. Default: 100.
+	// Count is the most entries one XREADGROUP returns at first, and
+	// the page of a re-read of the pending entries. Default: 100.
 	Count int64
+	// MaxCount is how far a reader's COUNT of new entries grows: it
+	// doubles after a read that came back full and was all taken by the
+	// sink (a backlog), up to MaxCount, and falls back to Count when the
+	// sink refuses an entry or a read comes back short. Fewer, larger
+	// reads cost less per entry; the in-flight bound still applies.
+	// Default: 1000 (at least Count).
+	MaxCount int64
 	// Block is how long one XREADGROUP waits for new entries. Default: 2s.
 	Block time.Duration
 	// RetryDelay is the wait before a Nacked entry is offered again.
@@ -268,6 +276,7 @@ func NewStreamReader(c config.Redis, o StreamOptions, specs []StreamSpec, sink S
 		return nil, errors.New("redisbus: stream reader needs a consumer name")
 	}
 	o.Count = cmp.Or(o.Count, 100)
+	o.MaxCount = max(cmp.Or(o.MaxCount, 1000), o.Count)
 	o.Block = cmp.Or(o.Block, 2*time.Second)
 	o.RetryDelay = cmp.Or(o.RetryDelay, time.Second)
 	o.MaxInFlight = cmp.Or(o.MaxInFlight, 10000)
@@ -597,6 +606,7 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 	failures, lost := 0, 0 // lost: NOGROUPs since the last read of new entries
 	needGroup, needPending := true, true
 	cursor := "-"
+	count := r.opt.Count // the next read's COUNT (see StreamOptions.MaxCount)
 	s.mu.Lock()
 	name := s.spec.Stream
 	s.mu.Unlock()
@@ -628,7 +638,7 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 			if !r.waitRoom(s, stop) {
 				return
 			}
-			if err = r.readNew(ctx, s, client); err == nil {
+			if err = r.readNew(ctx, s, client, &count); err == nil {
 				lost = 0
 			}
 		}
@@ -780,20 +790,24 @@ func (r *StreamReader) offerClaimed(s *stream, spec StreamSpec, ids []string, en
 	signal(r.wake)
 }
 
-// readNew reads and offers new entries, waiting up to Block for some.
-func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.UniversalClient) error {
+// readNew reads and offers new entries, waiting up to Block for some;
+// *next is the read's COUNT, adapted for the next read.
+func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.UniversalClient, next *int64) error {
 	s.mu.Lock()
 	spec := s.spec
-	count := min(r.opt.Count, int64(r.opt.MaxInFlight-len(s.tracked)))
+	count := max(min(*next, int64(r.opt.MaxInFlight-len(s.tracked))), 1)
 	s.mu.Unlock()
-	v, err := client.Do(ctx, "xreadgroup", "group", spec.Group, r.opt.Consumer, "count", max(count, 1),
+	v, err := client.Do(ctx, "xreadgroup", "group", spec.Group, r.opt.Consumer, "count", count,
 		"block", r.opt.Block.Milliseconds(), "streams", spec.Stream, ">").Result()
 	if err == redis.Nil {
+		*next = r.opt.Count
 		return nil // nothing yet
 	}
 	if err != nil {
+		*next = r.opt.Count
 		return err
 	}
+	n := 0
 	streams, _ := v.([]any)
 	for _, st := range streams {
 		pair, _ := st.([]any)
@@ -801,12 +815,22 @@ func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.Univ
 			continue
 		}
 		entries := parseEntries(pair[1])
+		n += len(entries)
 		for _, e := range entries {
 			if e.fields == nil {
 				continue
 			}
 			r.offer(s, Entry{Stream: spec.Stream, Group: spec.Group, ID: e.id, Fields: e.fields, Deliveries: 1})
 		}
+	}
+	s.mu.Lock()
+	refused := len(s.held) > 0
+	s.mu.Unlock()
+	switch {
+	case refused || int64(n) < count:
+		*next = r.opt.Count
+	case count == *next: // not cut by the in-flight bound: a backlog
+		*next = min(2**next, r.opt.MaxCount)
 	}
 	return nil
 }
