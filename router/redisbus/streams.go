@@ -1195,11 +1195,7 @@ func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
 		n += min(len(ids)-1000*i, 1000)
 	}
 	s.mu.Lock()
-	for _, id := range ids {
-		if f := s.tracked[id]; f != nil && f.state == stAck {
-			delete(s.tracked, id)
-		}
-	}
+	s.forget(ids, stAck, nil)
 	wasFailing := s.ackFailing
 	s.ackFailing = refused != nil
 	s.mu.Unlock()
@@ -1230,6 +1226,16 @@ func (r *StreamReader) lastFlush() {
 	for _, s := range all {
 		if r.flushAcks(ctx, s) != nil || r.flushDeads(ctx, s) != nil {
 			return
+		}
+	}
+}
+
+// forget drops from the in-flight set the ids still in state st (settled
+// there), but those in except; s.mu held.
+func (s *stream) forget(ids []string, st flightState, except map[string]bool) {
+	for _, id := range ids {
+		if f := s.tracked[id]; f != nil && f.state == st && !except[id] {
+			delete(s.tracked, id)
 		}
 	}
 }
@@ -1357,11 +1363,7 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	for _, id := range again {
 		retry[id] = true
 	}
-	for _, id := range ids {
-		if f := s.tracked[id]; f != nil && f.state == stDead && !retry[id] {
-			delete(s.tracked, id)
-		}
-	}
+	s.forget(ids, stDead, retry)
 	if len(again) > 0 {
 		s.deads = append(again, s.deads...)
 		s.deadNext = time.Now().Add(time.Second)
@@ -1440,11 +1442,7 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 		// XCLAIM: they stay pending, for the next re-read.
 		r.opt.Logf("realtime: stream %q: retrying %d entries: %v", spec.Stream, len(ids), err)
 		s.mu.Lock()
-		for _, id := range ids {
-			if f := s.tracked[id]; f != nil && f.state == stRetry {
-				delete(s.tracked, id)
-			}
-		}
+		s.forget(ids, stRetry, nil)
 		s.mu.Unlock()
 		signal(s.room)
 		return nil
