@@ -23,8 +23,9 @@ var (
 	streamRounds = flag.Int("rounds", 3, "interleaved rounds of the streams and spool scenarios")
 )
 
-// streamReadCount is the COUNT of the module's XREADGROUP
-// (redisbus.StreamOptions.Count's default); the reference reads as many.
+// streamReadCount is the reference's COUNT: a plain consumer's, and the
+// module's first read (redisbus.StreamOptions.Count's default; in a
+// backlog the module's reads grow to StreamOptions.MaxCount, 1000).
 const streamReadCount = 100
 
 func median(xs []float64) float64 {
