@@ -239,9 +239,12 @@ type stream struct {
 // Close returns at once: the readers' clients are closed in the
 // background, and the worker sends the acks and dead letters it holds in one
 // last pass (bounded by write_timeout + read_timeout) before closing its
-// own. An
-// entry acked by a closed reader whose last pipeline has not reached
-// Redis yet can be delivered again to a new reader: at-least-once.
+// own. Acks that come later (a handler that returns after Disconnect or a
+// map change) are sent in the background on a short-lived client of
+// their own (lateAcks); Nacks and dead letters after Close leave the entry
+// pending. An entry acked by a closed reader whose pipeline has not
+// reached Redis yet (Redis unreachable) can be delivered again to a new
+// reader: at-least-once.
 //
 // Release forgets what the sink holds (its queue was cleared as the Lua
 // state closed): those entries are re-read from the pending list, as after
@@ -268,6 +271,12 @@ type StreamReader struct {
 	done    chan struct{}
 	closing sync.Once
 	wg      sync.WaitGroup
+
+	// late: a goroutine sends the acks that come after Close (lateAcks);
+	// lateDone is broadcast when it stops.
+	lateMu   sync.Mutex
+	late     bool
+	lateDone *sync.Cond
 }
 
 // NewStreamReader validates the specs and starts reading them.
@@ -298,6 +307,7 @@ func NewStreamReader(c config.Redis, o StreamOptions, specs []StreamSpec, sink S
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
+	r.lateDone = sync.NewCond(&r.lateMu)
 	r.wg.Add(1)
 	go r.work()
 	_ = r.Update(specs) // checked above
@@ -476,9 +486,79 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 		s.retried.Add(1)
 	}
 	s.mu.Unlock()
+	if to == stAck && r.closed() {
+		r.lateAcks()
+		return
+	}
 	if to != stRetry {
 		signal(r.wake)
 	}
+}
+
+// lateAcks sends the acks that come after Close (a handler that returned
+// after Disconnect, a map change or a Reload's hand-over), so that their
+// entries are not delivered again: in the background, on a client of its
+// own (the worker's is closed), one goroutine at a time, each pass within
+// write_timeout + read_timeout. After a connection error it gives up:
+// those entries stay pending and come again, as before.
+func (r *StreamReader) lateAcks() {
+	r.lateMu.Lock()
+	defer r.lateMu.Unlock()
+	if r.late {
+		return // the running one looks again before it stops
+	}
+	r.late = true
+	go func() {
+		c, err := NewClient(r.cfg)
+		for err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.WriteTimeout.D()+r.cfg.ReadTimeout.D())
+			for _, s := range r.all() {
+				if err = r.flushAcksOn(ctx, c, s); err != nil {
+					break
+				}
+			}
+			cancel()
+			r.lateMu.Lock()
+			if !r.acksQueued() {
+				break // with lateMu: a later Ack starts another
+			}
+			r.lateMu.Unlock()
+		}
+		if err != nil {
+			r.opt.Logf("realtime: streams: acknowledging after the reader closed: %v (those entries come again)", err)
+			r.lateMu.Lock()
+		}
+		r.late = false
+		r.lateDone.Broadcast()
+		r.lateMu.Unlock()
+		if c != nil {
+			_ = c.Close()
+		}
+	}()
+}
+
+// all returns the streams.
+func (r *StreamReader) all() []*stream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	all := make([]*stream, 0, len(r.streams))
+	for _, s := range r.streams {
+		all = append(all, s)
+	}
+	return all
+}
+
+// acksQueued reports whether a stream has acks not yet sent.
+func (r *StreamReader) acksQueued() bool {
+	for _, s := range r.all() {
+		s.mu.Lock()
+		n := len(s.acks)
+		s.mu.Unlock()
+		if n > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Release forgets every entry now with the sink (handed out and not yet
@@ -558,7 +638,15 @@ func (r *StreamReader) Close() {
 }
 
 // Wait blocks until the goroutines have exited after Close; for tests.
-func (r *StreamReader) Wait() { r.wg.Wait() }
+// Acks sent after Close (lateAcks) included.
+func (r *StreamReader) Wait() {
+	r.wg.Wait()
+	r.lateMu.Lock()
+	for r.late {
+		r.lateDone.Wait()
+	}
+	r.lateMu.Unlock()
+}
 
 func (r *StreamReader) closed() bool {
 	select {
@@ -1166,6 +1254,11 @@ func (r *StreamReader) serviceStream(s *stream, now time.Time) error {
 // flushAcks sends s's queued acks in one XACK; on a connection error they
 // stay queued.
 func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
+	return r.flushAcksOn(ctx, r.cmd, s)
+}
+
+// flushAcksOn is flushAcks on client c.
+func (r *StreamReader) flushAcksOn(ctx context.Context, c redis.UniversalClient, s *stream) error {
 	s.mu.Lock()
 	ids, spec := s.acks, s.spec
 	s.acks = nil
@@ -1173,7 +1266,7 @@ func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	pipe := r.cmd.Pipeline()
+	pipe := c.Pipeline()
 	for i := 0; i < len(ids); i += 1000 {
 		pipe.XAck(ctx, spec.Stream, spec.Group, ids[i:min(i+1000, len(ids))]...)
 	}

@@ -977,3 +977,27 @@ func TestStreamRefusedClaimIsReported(t *testing.T) {
 	defer sink.mu.Unlock()
 	assert.Len(t, sink.events, 1, "reported once: %v", sink.events)
 }
+
+// TestStreamAckAfterClose: a handler that returns after the reader was
+// closed (Disconnect, a map change) still has its entry acknowledged, in
+// the background: it is not delivered again later.
+func TestStreamAckAfterClose(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	sink := newChanSink(16)
+	r := startReader(t, srv.Addr(), "srv1", []StreamSpec{{Stream: "late", Group: "g", Start: "0"}}, sink, StreamOptions{})
+	for i := 0; i < 3; i++ {
+		xadd(t, c, "late", "n", strconv.Itoa(i))
+	}
+	var got []Entry
+	for len(got) < 3 {
+		got = append(got, recv(t, sink, 10*time.Second))
+	}
+	r.Close()
+	r.Wait() // its worker has sent its last acks and stopped
+	for _, e := range got {
+		r.Ack(e.Stream, e.Group, e.ID) // the handlers return after Close
+	}
+	waitUntil(t, "the late acks", 10*time.Second, func() bool { return pendingCount(c, "late", "g") == 0 })
+	r.Wait()
+}
