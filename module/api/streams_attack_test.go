@@ -100,10 +100,16 @@ func TestStreamPushedOutIsNotAFailure(t *testing.T) {
 		"[[routes]]\nname = \"chat\"\nchannel = \"chat\"\nhandler = \"OnChat\"\n")
 	require.NoError(t, m.Handler("OnChat", true))
 	ctx := context.Background()
-	id, err := rc.XAdd(ctx, &redis.XAddArgs{Stream: "cmds", Values: []any{"data", "once"}}).Result()
-	require.NoError(t, err)
+	add := func() string {
+		id, err := rc.XAdd(ctx, &redis.XAddArgs{Stream: "cmds", Values: []any{"data", "once"}}).Result()
+		require.NoError(t, err)
+		return id
+	}
+	id := add()
 	// Each time the entry is queued, two messages push it out (the pump
-	// does not run meanwhile), a few times over.
+	// does not run meanwhile), a few times over. The reader may offer it
+	// again between the pushes and the pump: then it is handled, and a
+	// new entry starts over.
 	pushes := 0
 	deadline := time.Now().Add(20 * time.Second)
 	for pushes < 4 && time.Now().Before(deadline) {
@@ -114,7 +120,11 @@ func TestStreamPushedOutIsNotAFailure(t *testing.T) {
 			m.Router().Deliver("chat", "a")
 			m.Router().Deliver("chat", "b")
 			pushes++
-			require.Empty(t, pump(m, nil), "only chat messages were queued")
+			for _, d := range pump(m, nil) {
+				if d.Event.Entry.ID == id {
+					id, pushes = add(), 0
+				}
+			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
