@@ -7,7 +7,7 @@
 // memory, which each stream route reading it (each consumer group, once)
 // gets with an id like Redis's ("<ms>-<seq>") and a delivery count. An
 // entry stays held until its handler returned (Ack); a failed handler
-// (Nack) gets it again after RetryDelay, until the route's max_deliveries,
+// (Nack) gets it again after a delay (SetRetryDelay), until the route's max_deliveries,
 // then it is discarded and counted as dead-lettered: there is no
 // "<stream>:dead" stream in memory. Held entries are bounded (the bus's
 // capacity, shared by all streams); an Append over it fails and is
@@ -43,9 +43,7 @@ type Bus struct {
 	stopped   chan struct{}
 	closeOnce sync.Once
 
-	// RetryDelay is the wait before a Nacked entry is offered again (1s
-	// by default, as the Redis reader's); set it before Start.
-	RetryDelay time.Duration
+	retryDelay atomic.Int64 // SetRetryDelay
 	// Stats count the stream entries.
 	Stats Stats
 
@@ -98,19 +96,24 @@ type entry struct {
 	at          time.Time // not offered again before
 }
 
+// SetRetryDelay sets the wait before a Nacked entry is offered again: 1s
+// by default, as the Redis reader's.
+func (b *Bus) SetRetryDelay(d time.Duration) { b.retryDelay.Store(int64(d)) }
+
 // New returns a bus whose outbox holds at most capacity messages, and
 // which holds at most capacity stream entries.
 func New(capacity int) *Bus {
-	return &Bus{
-		outbox:     make(chan message, max(capacity, 1)),
-		done:       make(chan struct{}),
-		stopped:    make(chan struct{}),
-		wake:       make(chan struct{}, 1),
-		capacity:   max(capacity, 1),
-		RetryDelay: time.Second,
-		groups:     map[groupKey]*group{},
-		byStream:   map[string][]*group{},
+	b := &Bus{
+		outbox:   make(chan message, max(capacity, 1)),
+		done:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		capacity: max(capacity, 1),
+		groups:   map[groupKey]*group{},
+		byStream: map[string][]*group{},
 	}
+	b.SetRetryDelay(time.Second)
+	return b
 }
 
 // Start reports StatusLocal and starts delivering published messages and
@@ -408,7 +411,7 @@ func (b *Bus) Ack(stream, groupName, id string) {
 	b.Stats.Acked.Add(1)
 }
 
-// Nack offers the entry again after RetryDelay, or, once it had its
+// Nack offers the entry again after the retry delay, or, once it had its
 // route's max_deliveries, discards it and counts it as dead-lettered
 // (router.Settler).
 func (b *Bus) Nack(stream, groupName, id string) {
@@ -422,7 +425,7 @@ func (b *Bus) Nack(stream, groupName, id string) {
 		b.deadLocked(g, e, "deliveries="+strconv.FormatInt(e.deliveries, 10)) // unlocks
 		return
 	}
-	e.at = time.Now().Add(b.RetryDelay)
+	e.at = time.Now().Add(time.Duration(b.retryDelay.Load()))
 	b.waitLocked(g, e)
 	g.stats.Retried++
 	b.mu.Unlock()
@@ -499,6 +502,22 @@ func (b *Bus) StreamStats() map[string]StreamStats {
 		out[name] = s
 	}
 	return out
+}
+
+// Ready is how many held entries wait to be offered now: their route
+// reads their stream, and a retry delay is not running.
+func (b *Bus) Ready() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now, n := time.Now(), 0
+	for _, g := range b.groups {
+		for _, e := range g.waiting {
+			if g.planned && !e.at.After(now) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // Held is how many stream entries the bus holds, for all groups.
