@@ -118,3 +118,15 @@ func TestLuaStreamRoute(t *testing.T) {
 	xadd(t, rc, "data", `{"stop":true}`)
 	assert.Contains(t, r.Wait(t), "stream: stopped, dead_lettered 1")
 }
+
+// TestLuaStreamArgs: realtime.Stream's argument and option errors, as Lua
+// sees them, its valid forms, Off, and the one-group conflict
+// (tests/lua/stream_args.lua).
+func TestLuaStreamArgs(t *testing.T) {
+	for _, h := range hosts(luajit64, lua51) {
+		t.Run(h.Name, func(t *testing.T) {
+			t.Parallel()
+			assert.Contains(t, NewServer(t, h, "").RunScript("stream_args.lua"), "stream_args: ok")
+		})
+	}
+}
