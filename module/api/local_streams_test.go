@@ -70,11 +70,10 @@ type modelRoute struct {
 }
 
 type modelEntry struct {
-	fails     map[string]int // by route name: how often its handler raises
-	calls     map[string]int // by route name: handler calls so far
-	done      map[string]bool
-	appended  map[string]bool // routes registered when it was appended
-	anyReader bool
+	fails    map[string]int // by route name: how often its handler raises
+	calls    map[string]int // by route name: handler calls so far
+	done     map[string]bool
+	appended map[string]bool // routes registered when it was appended
 }
 
 func localStreamModel(t *testing.T, seed uint64) {
