@@ -120,10 +120,10 @@ func TestLuaStreamRoute(t *testing.T) {
 }
 
 // TestLuaStreamArgs: realtime.Stream's argument and option errors, as Lua
-// sees them, its valid forms, Off, and the one-group conflict
-// (tests/lua/stream_args.lua).
+// sees them (LuaJIT, Lua 5.1, the Windows DLL), its valid forms, Off, and
+// the one-group conflict (tests/lua/stream_args.lua).
 func TestLuaStreamArgs(t *testing.T) {
-	for _, h := range hosts(luajit64, lua51) {
+	for _, h := range hosts(luajit64, lua51, win64) {
 		t.Run(h.Name, func(t *testing.T) {
 			t.Parallel()
 			assert.Contains(t, NewServer(t, h, "").RunScript("stream_args.lua"), "stream_args: ok")
