@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -8,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/internal/redistest"
 )
 
 // realtime.Stream's options are checked as the config file's stream route
@@ -153,4 +156,56 @@ func TestStreamGroupFollowsServerID(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte("[server]\nid = \"s2\"\n[[routes]]\nname = \"x [jobs]\"\nchannel = \"c\"\nhandler = \"h\"\n"), 0o644))
 	_, err = m.Reload()
 	require.ErrorContains(t, err, "a realtime.On registration has that name")
+}
+
+// Entries queued for a realtime.Stream route that goes away before they
+// are dispatched (realtime.Off, or a map change whose state does not make
+// it again) reach no handler: they stay pending in Redis, their delivery
+// not counted, and come when the route is registered again. With
+// max_deliveries = 1 a counted delivery would send them to cmds:dead.
+func TestStreamOffWithQueuedEntries(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2})
+	t.Cleanup(func() { _ = rc.Close() })
+	m, _ := start(t, "[server]\nid = \"s1\"\n[redis]\nurl = \""+srv.URL()+"\"\nreconnect_min = \"50ms\"\nreconnect_max = \"200ms\"\n")
+	o := StreamOptions{Start: "0", MaxDeliveries: 1, HasMaxDeliveries: true}
+	_, name, err := m.Stream("cmds", "x", o)
+	require.NoError(t, err)
+	ctx := context.Background()
+	registered := true
+	has := func(route string) bool { return registered && route == name }
+	handled := map[string]int{}
+	handle := func(d Dispatch) bool { handled[d.Event.Payload]++; return true }
+	const n = 30
+	for round, leave := range []func(){
+		func() { require.NotEmpty(t, m.Off("x")) },
+		func() { m.Close(); m.Open() }, // a map change; the new state does not make it again
+	} {
+		for i := range n {
+			require.NoError(t, rc.XAdd(ctx, &redis.XAddArgs{Stream: "cmds", Values: []any{"data", fmt.Sprint(round, "-", i)}}).Err())
+		}
+		waitQueued(t, m, n)
+		leave()
+		registered = false
+		assert.Zero(t, pumpLocal(m, has, handle), "round %d: entries handled with no route", round)
+		assert.Nil(t, m.Router().Table().Route(name), "round %d: the route is still there", round)
+		_, _, err = m.Stream("cmds", "x", o)
+		require.NoError(t, err)
+		registered = true
+		deadline := time.Now().Add(20 * time.Second)
+		for (len(handled) < n*(round+1) || pendingOf(t, rc, "realtime:s1") != 0) && time.Now().Before(deadline) {
+			if pumpLocal(m, has, handle) == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		dead, _ := rc.XLen(ctx, "cmds:dead").Result()
+		require.Len(t, handled, n*(round+1), "round %d: entries never handled (%d in cmds:dead)", round, dead)
+	}
+	for k, c := range handled {
+		assert.Equal(t, 1, c, "entry %s handled %d times", k, c)
+	}
+	dead, err := rc.XLen(ctx, "cmds:dead").Result()
+	require.NoError(t, err)
+	assert.Zero(t, dead, "entries no handler saw went to cmds:dead")
+	assert.Zero(t, pendingOf(t, rc, "realtime:s1"), "entries left pending")
 }
