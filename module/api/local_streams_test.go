@@ -202,6 +202,19 @@ func localStreamModel(t *testing.T, seed uint64) {
 	assert.Equal(t, dead, m.Router().Stats.DeadLettered.Load(), "seed %d: GetStats().dead_lettered", seed)
 	assert.Equal(t, overflow, lb.Stats.Overflow.Load(), "seed %d: overflow", seed)
 	assert.Equal(t, unread, lb.Stats.Unread.Load(), "seed %d: unread", seed)
+	// GetStats().streams: one row per group, counting since the group was
+	// last added (a route Off and On again starts over, as with Redis)
+	var sumAcked, sumDead uint64
+	rows := lb.StreamStats()
+	assert.Len(t, rows, 2, "seed %d: streams rows %v", seed, rows)
+	for name, st := range rows {
+		sumAcked += st.Acked
+		sumDead += st.Dead
+		assert.Zero(t, st.Pending, "seed %d: %s pending", seed, name)
+		assert.True(t, st.Reading, "seed %d: %s read", seed, name)
+	}
+	assert.LessOrEqual(t, sumAcked, acked, "seed %d: acked by group", seed)
+	assert.LessOrEqual(t, sumDead, dead, "seed %d: dead by group", seed)
 	t.Logf("seed %d: %d entries, %d acked, %d dead, %d overflow, %d unread", seed, len(order), acked, dead, overflow, unread)
 }
 
