@@ -343,7 +343,7 @@ func (m *Module) Stream(stream, id string, o StreamOptions) (string, string, err
 	if o.HasMaxDeliveries {
 		n := o.MaxDeliveries
 		if n != math.Trunc(n) || n < math.MinInt32 || n > math.MaxInt32 {
-			return "", "", &OptionError{"max_deliveries", fmt.Sprintf("%v is not a whole number", n)}
+			return "", "", &OptionError{"max_deliveries", fmt.Sprintf("%v is not a whole number from 1 to %d", n, math.MaxInt32)}
 		}
 		if n == 0 {
 			return "", "", &OptionError{"max_deliveries", "0 must be at least 1"}

@@ -16,7 +16,7 @@ HOST.Run(function()
 		{ function() rt.Stream("s", "id", fn, 5) end, "bad argument #4 to 'Stream' (table of options expected, got number)" },
 		{ function() rt.Stream("s", fn, { max_deliveries = 0 }) end, "bad argument #3 to 'Stream' (max_deliveries: 0 must be at least 1)" },
 		{ function() rt.Stream("s", "id", fn, { max_deliveries = -2 }) end, "bad argument #4 to 'Stream' (max_deliveries: -2 must be at least 1)" },
-		{ function() rt.Stream("s", fn, { max_deliveries = 2.5 }) end, "bad argument #3 to 'Stream' (max_deliveries: 2.5 is not a whole number)" },
+		{ function() rt.Stream("s", fn, { max_deliveries = 2.5 }) end, "bad argument #3 to 'Stream' (max_deliveries: 2.5 is not a whole number from 1 to 2147483647)" },
 		{ function() rt.Stream("s", fn, { max_deliveries = "3" }) end, "bad argument #3 to 'Stream' (max_deliveries: number expected, got string)" },
 		{ function() rt.Stream("s", fn, { decode = "xml" }) end, "bad argument #3 to 'Stream' (decode: \"xml\" is not one of \"fields\", \"json\", \"raw\")" },
 		{ function() rt.Stream("s", fn, { start = "new" }) end, "bad argument #3 to 'Stream' (start: \"new\" is not \"$\" (new entries) or \"0\" (every entry kept))" },
