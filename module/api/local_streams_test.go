@@ -236,3 +236,43 @@ func waitUntil(d time.Duration, cond func() bool) {
 		time.Sleep(200 * time.Microsecond)
 	}
 }
+
+// GetStats() in local mode with stream routes: a well-formed table whose
+// streams rows are the in-memory groups, and whose redis table counts the
+// Appends (taken, unread).
+func TestLocalStreamStats(t *testing.T) {
+	m, _ := start(t, "[server]\nid = \"s1\"\n")
+	lb := localBus(t, m)
+	_, a, err := m.Stream("s", "a", StreamOptions{})
+	require.NoError(t, err)
+	_, _, err = m.Stream("t", "", StreamOptions{Group: "workers"})
+	require.NoError(t, err)
+	for range 3 {
+		_, err := lb.Append("s", "x")
+		require.NoError(t, err)
+	}
+	_, err = lb.Append("nobody", "x")
+	require.NoError(t, err)
+	handled := 0
+	has := func(route string) bool { return route == a }
+	deadline := time.Now().Add(10 * time.Second)
+	for handled < 3 && time.Now().Before(deadline) {
+		handled += pumpLocal(m, has, func(Dispatch) bool { return true })
+	}
+	require.Equal(t, 3, handled)
+
+	st := docMap(t, m.Stats())
+	streams := st["streams"].(map[string]any)
+	require.Len(t, streams, 2, "%v", streams)
+	s := streams["s"].(map[string]any)
+	assert.Equal(t, "realtime:s1", s["group"])
+	assert.Equal(t, 3.0, s["acked"])
+	assert.Equal(t, 3.0, s["delivered"])
+	assert.Equal(t, 0.0, s["pending"])
+	assert.Equal(t, "workers", streams["t"].(map[string]any)["group"])
+	r := st["redis"].(map[string]any)
+	assert.Equal(t, 4.0, r["appended"])
+	assert.Equal(t, 1.0, r["append_unread"])
+	assert.Equal(t, 0.0, r["append_overflow"])
+	assert.Equal(t, 0.0, r["entries_held"])
+}

@@ -968,6 +968,12 @@ func (m *Module) Stats() *router.Doc {
 	var ss map[string]redisbus.StreamStats
 	if rb, ok := m.r.Backend().(*redisbus.Bus); ok {
 		ss = rb.StreamStats()
+	} else if lb, ok := m.r.Backend().(*localbus.Bus); ok {
+		ss = map[string]redisbus.StreamStats{}
+		for name, st := range lb.StreamStats() { // local mode: the in-memory groups
+			ss[name] = redisbus.StreamStats{Group: st.Group, Delivered: st.Delivered, Acked: st.Acked, Retried: st.Retried,
+				Dead: st.Dead, Pending: st.Pending}
+		}
 	}
 	si := b.open(router.KindObject)
 	for _, name := range slices.Sorted(maps.Keys(ss)) {
@@ -975,13 +981,6 @@ func (m *Module) Stats() *router.Doc {
 		b.str(name)
 		b.counts("group", st.Group, "delivered", st.Delivered, "acked", st.Acked, "retried", st.Retried,
 			"dead_lettered", st.Dead, "claimed", st.Claimed, "in_flight", st.InFlight, "pending", st.Pending, "lag", st.Lag)
-	}
-	if lb, ok := m.r.Backend().(*localbus.Bus); ok {
-		ss = map[string]redisbus.StreamStats{}
-		for name, st := range lb.StreamStats() {
-			ss[name] = redisbus.StreamStats{Group: st.Group, Delivered: st.Delivered, Acked: st.Acked, Retried: st.Retried,
-				Dead: st.Dead, Pending: st.Pending}
-		}
 	}
 	b.close(si, len(ss))
 	b.close(top, n)
