@@ -474,3 +474,25 @@ func (l *loader) oneOf(path, v string, allowed []string) {
 	}
 	l.fail(path, "%q is not one of %s%s", v, knownList(allowed), suggest(v, allowed))
 }
+
+// CheckStreamRoute checks a stream route made outside the file
+// (realtime.Stream's options) as the file's stream routes are checked, and
+// fills in the defaults. The error, if any, is a *FieldError whose Key is
+// the setting ("max_deliveries", "stream").
+func CheckStreamRoute(r *Route) error {
+	l := &loader{}
+	if r.Stream == "" {
+		l.fail("stream", "is empty")
+	}
+	l.validateStream("", r)
+	if r.Decode == "" {
+		r.Decode = DecodeRaw
+	}
+	l.oneOf(".decode", r.Decode, []string{DecodeRaw, DecodeJSON, DecodeFields})
+	if len(l.errs) == 0 {
+		return nil
+	}
+	e := *l.errs[0]
+	e.Key = strings.TrimPrefix(e.Key, ".")
+	return &e
+}

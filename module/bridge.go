@@ -255,10 +255,27 @@ func on(out *C.rt_out, pattern, id string, exact bool, decode, rate string, burs
 	return C.RT_OK // the shim has the id and name from onName
 }
 
+func stream(out *C.rt_out, name, id string, o api.StreamOptions) C.int {
+	_, _, err := mod.Stream(name, id, o)
+	var oe *api.OptionError
+	switch {
+	case errors.As(err, &oe):
+		return argError(out, 0, err.Error())
+	case err != nil:
+		return argError(out, 1, err.Error())
+	}
+	return C.RT_OK
+}
+
 // onName gives On's id (made when id is "") and its route's name, under
 // which the shim keeps the function before on registers it.
-func onName(out *C.rt_out, pattern, id string) C.int {
-	id, name := mod.OnName(pattern, id)
+func onName(out *C.rt_out, pattern, id string, stream bool) C.int {
+	var name string
+	if stream {
+		id, name = mod.StreamName(pattern, id)
+	} else {
+		id, name = mod.OnName(pattern, id)
+	}
 	out.str = putStr(out, id)
 	out.name = putStr(out, name)
 	return C.RT_OK

@@ -9,6 +9,8 @@ package main
 */
 import "C"
 
+import "github.com/gmod-realtime/realtime/module/api"
+
 //export rtgo_open
 func rtgo_open(out *C.rt_out) C.int { return guard(out, func() C.int { return open(out) }) }
 
@@ -42,8 +44,17 @@ func rtgo_on(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t, 
 }
 
 //export rtgo_on_name
-func rtgo_on_name(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t) C.int {
-	return guard(out, func() C.int { return onName(out, goString(pat, pn), goString(id, idn)) })
+func rtgo_on_name(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t, stream C.int) C.int {
+	return guard(out, func() C.int { return onName(out, goString(pat, pn), goString(id, idn), stream != 0) })
+}
+
+//export rtgo_stream
+func rtgo_stream(out *C.rt_out, st *C.char, sn C.size_t, id *C.char, idn C.size_t, decode *C.char, dn C.size_t, group *C.char, gn C.size_t,
+	start *C.char, stn C.size_t, claim *C.char, cn C.size_t, maxDeliveries C.double, hasMax C.int) C.int {
+	return guard(out, func() C.int {
+		return stream(out, goString(st, sn), goString(id, idn), api.StreamOptions{Decode: goString(decode, dn), Group: goString(group, gn),
+			Start: goString(start, stn), ClaimAfter: goString(claim, cn), MaxDeliveries: float64(maxDeliveries), HasMaxDeliveries: hasMax != 0})
+	})
 }
 
 //export rtgo_off

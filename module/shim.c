@@ -444,10 +444,35 @@ static const char *option(lua_State *L, int oidx, const char *fn, const char *na
 	return want == LUA_TSTRING ? lua.tolstring(L, -1, len) : "";
 }
 
-static int on(lua_State *L, const char *fn, int exact) {
+/* stream_options are the keys realtime.Stream's options table may have:
+ * any other is a mistake (a typo of one of these) and raises. */
+static const char *const stream_options[] = {"group", "start", "decode", "max_deliveries", "claim_after", NULL};
+
+/* check_stream_keys raises for a key of the options table at oidx that is
+ * not a realtime.Stream option. The walk is raw and allocates nothing
+ * until the error. */
+static void check_stream_keys(lua_State *L, int oidx) {
+	lua.pushnil(L);
+	while (lua.next(L, oidx)) {
+		lua.settop(L, -2);
+		size_t len = 0;
+		const char *key = lua.type(L, -1) == LUA_TSTRING ? lua.tolstring(L, -1, &len) : NULL;
+		int known = 0;
+		for (int i = 0; key && stream_options[i]; i++)
+			known |= strlen(stream_options[i]) == len && !memcmp(stream_options[i], key, len);
+		if (!known) {
+			char msg[240];
+			snprintf(msg, sizeof msg, "unknown option %s%.40s%s (the options are group, start, decode, max_deliveries and claim_after)",
+			         key ? "\"" : "", key ? key : lua.typename(L, lua.type(L, -1)), key ? "\"" : " key");
+			argerror(L, oidx, "Stream", msg);
+		}
+	}
+}
+
+static int on(lua_State *L, const char *fn, int exact, int stream) {
 	rt_out *out = body_out(L, RT_OUT_MAGIC);
 	check_tables(L);
-	size_t pn, idn = 0, dn = 0, rn = 0;
+	size_t pn, idn = 0, dn = 0, rn = 0, gn = 0, sn = 0, cn = 0;
 	const char *pat = checkstring(L, 1, fn, &pn);
 	const char *id = "";
 	int fidx = 2;
@@ -457,8 +482,9 @@ static int on(lua_State *L, const char *fn, int exact) {
 		fidx = 3;
 	}
 	checkfunction(L, fidx, fn);
-	const char *decode = "", *rate = "";
-	double burst = 0;
+	const char *decode = "", *rate = "", *group = "", *start = "", *claim = "";
+	double burst = 0, max_deliveries = 0;
+	int has_max = 0;
 	int oidx = fidx + 1;
 	switch (lua.type(L, oidx)) {
 	case LUA_TNONE:
@@ -467,6 +493,15 @@ static int on(lua_State *L, const char *fn, int exact) {
 	case LUA_TTABLE:
 		/* raw reads: an options table's metamethods are not ours to run */
 		decode = option(L, oidx, fn, "decode", LUA_TSTRING, &dn);
+		if (stream) {
+			check_stream_keys(L, oidx);
+			group = option(L, oidx, fn, "group", LUA_TSTRING, &gn);
+			start = option(L, oidx, fn, "start", LUA_TSTRING, &sn);
+			claim = option(L, oidx, fn, "claim_after", LUA_TSTRING, &cn);
+			if (option(L, oidx, fn, "max_deliveries", LUA_TNUMBER, NULL))
+				max_deliveries = lua.tonumber(L, -1), has_max = 1;
+			break;
+		}
 		lua.pushstring(L, "json");
 		lua.rawget(L, oidx);
 		if (lua.toboolean(L, -1))
@@ -482,7 +517,7 @@ static int on(lua_State *L, const char *fn, int exact) {
 	 * and nothing that allocates comes after: an allocation may run a
 	 * finalizer that raises, and a raise must find both sides as they were
 	 * or both changed. */
-	int code = rtgo_on_name(out, (char *)pat, pn, (char *)id, idn);
+	int code = rtgo_on_name(out, (char *)pat, pn, (char *)id, idn, stream);
 	if (code != RT_OK)
 		return check(L, out, code, fn);
 	pushstr(L, out, out->str);
@@ -496,7 +531,11 @@ static int on(lua_State *L, const char *fn, int exact) {
 	lua.pushvalue(L, fidx);
 	lua.rawset(L, ON_HANDLERS);
 	id = lua.tolstring(L, idslot, &idn);
-	code = rtgo_on(out, (char *)pat, pn, (char *)id, idn, exact, (char *)decode, dn, (char *)rate, rn, burst);
+	if (stream)
+		code = rtgo_stream(out, (char *)pat, pn, (char *)id, idn, (char *)decode, dn, (char *)group, gn, (char *)start, sn,
+		                   (char *)claim, cn, max_deliveries, has_max);
+	else
+		code = rtgo_on(out, (char *)pat, pn, (char *)id, idn, exact, (char *)decode, dn, (char *)rate, rn, burst);
 	if (code != RT_OK) {
 		lua.pushvalue(L, name); /* the key exists now: setting it allocates nothing */
 		lua.pushvalue(L, old);
@@ -509,9 +548,10 @@ static int on(lua_State *L, const char *fn, int exact) {
 	return 1;
 }
 
-static int l_on(lua_State *L) { return on(L, "On", 0); }
-static int l_subscribe(lua_State *L) { return on(L, "Subscribe", 1); }
-static int l_subscribe_pattern(lua_State *L) { return on(L, "SubscribePattern", 0); }
+static int l_on(lua_State *L) { return on(L, "On", 0, 0); }
+static int l_subscribe(lua_State *L) { return on(L, "Subscribe", 1, 0); }
+static int l_subscribe_pattern(lua_State *L) { return on(L, "SubscribePattern", 0, 0); }
+static int l_stream(lua_State *L) { return on(L, "Stream", 1, 1); }
 
 /* removed reports whether the string on top of the stack is one of the
  * names in out->tape. */
@@ -1029,6 +1069,7 @@ static const entry_fn functions[] = {
     {"On", l_on, 1},
     {"Subscribe", l_subscribe, 1},
     {"SubscribePattern", l_subscribe_pattern, 1},
+    {"Stream", l_stream, 1},
     {"Off", l_off, 1},
     {"Handler", l_handler, 1},
     {"Config", l_config, 0},

@@ -436,6 +436,16 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 			sum.Removed = append(sum.Removed, rt.Name)
 		}
 	}
+	dynamic, err := r.regroupLocked(cfg.Server.ID, now)
+	if err != nil {
+		return Summary{}, err
+	}
+	for _, d := range dynamic {
+		if err := streamConflict(d, append(routes[:len(routes):len(routes)], dynamic...)); err != nil {
+			return Summary{}, err
+		}
+	}
+	r.dynamic = dynamic
 	r.queue.SetLimits(cfg.Queue.MaxEvents, int64(cfg.Queue.MaxBytes), cfg.Queue.Overflow != config.OverflowDropNewest)
 	r.lim.Store(&limits{maxBytes: int64(cfg.Queue.MaxBytes), maxEvents: cfg.Queue.MaxEvents, maxPayload: int(cfg.Queue.MaxPayload),
 		jsonDepth: cfg.Queue.JSONMaxDepth, maxSubs: cfg.Redis.MaxSubscriptions, serverID: cfg.Server.ID})
@@ -513,6 +523,9 @@ func (r *Router) On(def config.Route) (*Route, error) {
 		return nil, err
 	}
 	rt.Dynamic = true
+	if err := streamConflict(rt, old.Routes()); err != nil {
+		return nil, err
+	}
 	replaced := false
 	for i, d := range r.dynamic {
 		if d.Name == def.Name {
@@ -524,6 +537,48 @@ func (r *Router) On(def config.Route) (*Route, error) {
 	}
 	r.swapLocked(r.withDynamic(old))
 	return rt, nil
+}
+
+// streamConflict reports an error when stream route rt would read the
+// stream and consumer group that another of routes reads: each entry would
+// reach only one of them.
+func streamConflict(rt *Route, routes []*Route) error {
+	if rt.def.Stream == "" {
+		return nil
+	}
+	for _, o := range routes {
+		if o.Name == rt.Name || o.def.Stream != rt.def.Stream || o.group != rt.group {
+			continue
+		}
+		kind := func(r *Route) string {
+			if r.Dynamic {
+				return "realtime.Stream registration"
+			}
+			return "config route"
+		}
+		return fmt.Errorf("stream %s: group %s is read by the %s %q and the %s %q, so each entry would reach only one of them (give one of them another group)",
+			strconv.Quote(rt.def.Stream), strconv.Quote(rt.group), kind(o), o.Name, kind(rt), rt.Name)
+	}
+	return nil
+}
+
+// regroupLocked returns the dynamic routes for server id: the stream
+// routes whose group names the server ({server}) compiled again for its
+// group, the others as they are. r.dynamic is not changed.
+func (r *Router) regroupLocked(serverID string, now time.Time) ([]*Route, error) {
+	out := slices.Clone(r.dynamic)
+	for i, d := range out {
+		if d.def.Stream == "" || d.group == d.def.GroupName(serverID) {
+			continue
+		}
+		rt, err := compileRoute(d.def, d, now, serverID)
+		if err != nil {
+			return nil, err
+		}
+		rt.Dynamic = true
+		out[i] = rt
+	}
+	return out, nil
 }
 
 // Off removes the dynamic routes names, with one rebuild of the table; it

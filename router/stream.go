@@ -52,6 +52,8 @@ type EntrySink interface {
 	// false leaves it pending, to be offered again later. s settles it.
 	DeliverEntry(e StreamEntry, s Settler) bool
 	// StreamEvent reports "dead" (detail: "<id> deliveries=<n>"),
+	// "discarded" (local mode: dead, and no dead-letter stream; detail
+	// "" after the first),
 	// "nogroup" (the group was recreated), "error" or "log" (a line to
 	// log) about stream (or "" for the reader as a whole).
 	StreamEvent(stream, kind, detail string)
@@ -73,6 +75,13 @@ func (r *Router) streamEvent(stream, kind, detail string) {
 	case "dead":
 		r.Stats.DeadLettered.Add(1)
 		r.Logf("warn", "stream %s: moved to %s: entry %s", quoteName(stream), quoteName(stream+":dead"), detail)
+	case "discarded":
+		// local mode: no dead-letter stream to move it to; logged once
+		r.Stats.DeadLettered.Add(1)
+		if detail != "" {
+			r.Logf("warn", "stream %s: entry %s discarded after its route's max_deliveries (or undecodable): local mode has no dead-letter stream; "+
+				"GetStats().dead_lettered counts them (logged once)", quoteName(stream), detail)
+		}
 	case "nogroup":
 		r.Logf("warn", "stream %s: its consumer group was gone (the stream deleted?), made again: %s", quoteName(stream), detail)
 	case "error":
@@ -228,6 +237,11 @@ func fieldsDoc(fields []string) *Doc {
 func (r *Router) Settle(e *Event, ok bool) {
 	r.settle(e, ok, false)
 }
+
+// Release gives back stream entry event e, which never reached a
+// handler (its route was removed while it waited): offered again, no
+// delivery counted.
+func (r *Router) Release(e *Event) { r.release(e) }
 
 // release gives back stream entry event e, which never reached its
 // handler (pushed out of the queue): offered again, no delivery counted.

@@ -100,11 +100,15 @@ type Module struct {
 type onReg struct {
 	id, pattern string
 	exact       bool   // realtime.Subscribe: pattern is a channel
+	stream      bool   // realtime.Stream: pattern is a stream
 	gen         uint64 // Open count when last registered
 }
 
 func (r *onReg) kind() string {
-	if r.exact {
+	switch {
+	case r.stream:
+		return "realtime.Stream registration"
+	case r.exact:
 		return "realtime.Subscribe registration"
 	}
 	return "registration"
@@ -235,7 +239,7 @@ func (m *Module) Handler(name string, has bool) error {
 
 // OptionError is an invalid realtime.On option.
 type OptionError struct {
-	Name string // "decode", "rate" or "burst"
+	Name string // "decode", "rate", "burst", or a realtime.Stream option
 	Msg  string
 }
 
@@ -262,7 +266,7 @@ func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 	}
 	id, name := m.OnName(pat, id)
 	def := config.Route{Name: name, Handler: name, Burst: int(o.Burst)}
-	if reg := m.dynamic[def.Name]; reg != nil && (reg.id != id || reg.pattern != pat || reg.exact != o.Exact) {
+	if reg := m.dynamic[def.Name]; reg != nil && (reg.id != id || reg.pattern != pat || reg.exact != o.Exact || reg.stream) {
 		// "a (b) (c)" is On("b) (c", "a") and On("c", "a (b)"); "x (a*)" is
 		// On("a*", "x") and Subscribe("a*", "x"), which match differently:
 		// the events queued for one must not reach the other's function.
@@ -299,6 +303,84 @@ func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 }
 
 func routeName(pattern, id string) string { return id + " (" + pattern + ")" }
+
+// streamRouteName is the name of realtime.Stream(stream, id)'s route: in
+// brackets, so it is never the name of an On route, whose ends in ")".
+func streamRouteName(stream, id string) string { return id + " [" + stream + "]" }
+
+// StreamOptions are realtime.Stream's optional settings, as the config's
+// stream route keys.
+type StreamOptions struct {
+	Group  string // consumer group, "{server}" for server.id; default "realtime:{server}"
+	Start  string // "$" (default) or "0"
+	Decode string // "raw" (default), "json" or "fields"
+	// ClaimAfter is a duration ("60s"), or a number of seconds.
+	ClaimAfter string
+	// MaxDeliveries, when HasMaxDeliveries.
+	MaxDeliveries    float64
+	HasMaxDeliveries bool
+}
+
+// StreamName returns the id of Stream(stream, id), made when id is "",
+// and the name of its route.
+func (m *Module) StreamName(stream, id string) (string, string) {
+	if id == "" {
+		m.nextID++
+		id = "realtime.Stream#" + strconv.Itoa(m.nextID)
+	}
+	return id, streamRouteName(stream, id)
+}
+
+// Stream registers a handler for the entries of stream under id, as On
+// does for a channel: a second Stream with the same stream and id
+// replaces the first. With id "" it makes a new id. It returns the id and
+// the route's name. An invalid option is an *OptionError.
+func (m *Module) Stream(stream, id string, o StreamOptions) (string, string, error) {
+	if stream == "" {
+		return "", "", errors.New("stream is empty")
+	}
+	def := config.Route{Stream: stream, Group: o.Group, Start: o.Start, Decode: o.Decode}
+	if o.HasMaxDeliveries {
+		n := o.MaxDeliveries
+		if n != math.Trunc(n) || n < math.MinInt32 || n > math.MaxInt32 {
+			return "", "", &OptionError{"max_deliveries", fmt.Sprintf("%v is not a whole number from 1 to %d", n, math.MaxInt32)}
+		}
+		if n == 0 {
+			return "", "", &OptionError{"max_deliveries", "0 must be at least 1"}
+		}
+		def.MaxDeliveries = int(n)
+	}
+	if o.ClaimAfter != "" {
+		if secs, err := strconv.ParseFloat(o.ClaimAfter, 64); err == nil && !math.IsInf(secs, 0) && !math.IsNaN(secs) && math.Abs(secs) < 1e9 {
+			def.ClaimAfter = config.Duration(secs * float64(time.Second)) // a number: seconds, as GMod counts time
+			if def.ClaimAfter == 0 {
+				return "", "", &OptionError{"claim_after", fmt.Sprintf("%q is too short (want at least 1s: an entry still waiting for its handler would be taken over)", o.ClaimAfter)}
+			}
+		} else if err := def.ClaimAfter.UnmarshalText([]byte(o.ClaimAfter)); err != nil {
+			return "", "", &OptionError{"claim_after", err.Error()}
+		}
+	}
+	if err := config.CheckStreamRoute(&def); err != nil {
+		var fe *config.FieldError
+		if errors.As(err, &fe) && fe.Key != "stream" {
+			return "", "", &OptionError{fe.Key, fe.Msg}
+		}
+		return "", "", err
+	}
+	id, name := m.StreamName(stream, id)
+	def.Name, def.Handler = name, name
+	if reg := m.dynamic[name]; reg != nil && (reg.id != id || reg.pattern != stream || !reg.stream) {
+		// "a [b] [c]" is Stream("b] [c", "a") and Stream("c", "a [b]"):
+		// the entries queued for one must not reach the other's function.
+		return "", "", fmt.Errorf("the route name %q is already that of the %s with id %q for %q; choose another id", name, reg.kind(), reg.id, reg.pattern)
+	}
+	if _, err := m.r.On(def); err != nil {
+		return "", "", err
+	}
+	m.unwarn(name)
+	m.dynamic[name] = &onReg{id: id, pattern: stream, stream: true, gen: m.gen}
+	return id, name, nil
+}
 
 // OnName returns the id of On(pattern, id), made when id is "", and the
 // name of its route.
@@ -386,6 +468,10 @@ func (m *Module) noHandler(e *router.Event) {
 	m.warnMu.Unlock()
 	if !warned {
 		if e.Route.Dynamic || m.r.Table().Route(e.Route.Name) == nil {
+			if e.Entry != nil {
+				m.log("warn", fmt.Sprintf("route %q was removed while entries for it waited; they stay pending in their stream, counted as no_handler", e.Route.Name))
+				return
+			}
 			m.log("warn", fmt.Sprintf("route %q was removed while events for it waited; they are dropped and counted as no_handler", e.Route.Name))
 			return
 		}
@@ -435,7 +521,7 @@ func (m *Module) Take() (Dispatch, bool) {
 // shim found no handler for it (noHandler), or dispatched it at (unix ns),
 // and it failed (RT_FAIL_HANDLER 1, RT_FAIL_BUILDING 2) with msg.
 func (m *Module) Finish(d *Dispatch, noHandler bool, at int64, failed int, msg string) {
-	m.r.Settle(d.Event, !noHandler && failed == 0) // a stream entry: acknowledged, or delivered again
+	m.settle(d.Event, !noHandler && failed == 0)
 	if noHandler {
 		m.noHandler(d.Event)
 		return
@@ -448,10 +534,26 @@ func (m *Module) Finish(d *Dispatch, noHandler bool, at int64, failed int, msg s
 	}
 }
 
+// settle tells the backend what became of stream entry e (nothing for
+// other events): acknowledged when its handler returned (ok), else
+// delivered again; an entry of a realtime.Stream route removed meanwhile
+// (realtime.Off, a map change) no handler saw: it waits, its delivery not
+// counted.
+func (m *Module) settle(e *router.Event, ok bool) {
+	if e == nil || e.Entry == nil {
+		return
+	}
+	if !ok && e.Route.Dynamic && m.r.Table().Route(e.Route.Name) == nil {
+		m.r.Release(e)
+		return
+	}
+	m.r.Settle(e, ok)
+}
+
 // NoHandler counts an event of a batch whose handler was removed (by an
 // earlier handler of the batch, or a map change) before it was dispatched.
 func (m *Module) NoHandler(d *Dispatch) {
-	m.r.Settle(d.Event, false)
+	m.settle(d.Event, false)
 	m.r.Undispatched(d.Event)
 	m.noHandler(d.Event)
 }
@@ -828,6 +930,10 @@ func (m *Module) Stats() *router.Doc {
 			"outage_ms", rb.Stats.OutageNanos.Load()/1e6, "outbox", rb.OutboxLen(),
 			"acknowledged", rb.Stats.Published.Load(), "inbox_dropped", rb.Stats.InboxDropped.Load(),
 			"target", m.cfg.Redis.Target())
+	} else if lb, ok := m.r.Backend().(*localbus.Bus); ok {
+		// local mode: the in-memory streams' Appends
+		b.counts("target", m.cfg.Redis.Target(), "appended", lb.Stats.Appended.Load(),
+			"append_overflow", lb.Stats.Overflow.Load(), "append_unread", lb.Stats.Unread.Load(), "entries_held", lb.Held())
 	} else {
 		b.counts("target", m.cfg.Redis.Target())
 	}
@@ -862,6 +968,12 @@ func (m *Module) Stats() *router.Doc {
 	var ss map[string]redisbus.StreamStats
 	if rb, ok := m.r.Backend().(*redisbus.Bus); ok {
 		ss = rb.StreamStats()
+	} else if lb, ok := m.r.Backend().(*localbus.Bus); ok {
+		ss = map[string]redisbus.StreamStats{}
+		for name, st := range lb.StreamStats() { // local mode: the in-memory groups
+			ss[name] = redisbus.StreamStats{Group: st.Group, Delivered: st.Delivered, Acked: st.Acked, Retried: st.Retried,
+				Dead: st.Dead, Pending: st.Pending}
+		}
 	}
 	si := b.open(router.KindObject)
 	for _, name := range slices.Sorted(maps.Keys(ss)) {

@@ -2,7 +2,11 @@ package localbus_test
 
 import (
 	"bytes"
+	"regexp"
 	"runtime"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,4 +73,69 @@ func TestLocalOutboxFull(t *testing.T) {
 	require.NoError(t, bus.Publish("a", "1"))
 	require.NoError(t, bus.Publish("a", "2"))
 	assert.ErrorIs(t, bus.Publish("a", "3"), localbus.ErrFull)
+}
+
+// Local stream entries: ids like Redis's ("<ms>-<seq>"), strictly
+// increasing however fast they come; an entry its route cannot decode is
+// discarded at once (no dead-letter stream in memory), counted as
+// dead-lettered, and only the first such entry is logged.
+func TestLocalStreamIDsAndUndecodable(t *testing.T) {
+	cfg, err := config.Parse("t.toml", []byte("[server]\nid = \"s\"\n[[routes]]\nstream = \"jobs\"\nhandler = \"h\"\ndecode = \"json\"\n"))
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var lines []string
+	r, err := router.New(cfg, router.WithLog(func(_, line string) {
+		mu.Lock()
+		lines = append(lines, line)
+		mu.Unlock()
+	}))
+	require.NoError(t, err)
+	bus := localbus.New(4000)
+	r.Attach(bus)
+	defer r.Close()
+
+	idRE := regexp.MustCompile(`^[0-9]+-[0-9]+$`)
+	var ids []string
+	for i := range 3000 {
+		payload := `{"n":1}`
+		if i%1000 == 999 {
+			payload = `{"n":` // not JSON
+		}
+		id, err := bus.Append("jobs", payload)
+		require.NoError(t, err)
+		require.Regexp(t, idRE, id)
+		ids = append(ids, id)
+	}
+	for i := 1; i < len(ids); i++ {
+		a, b := strings.Split(ids[i-1], "-"), strings.Split(ids[i], "-")
+		am, _ := strconv.ParseUint(a[0], 10, 64)
+		bm, _ := strconv.ParseUint(b[0], 10, 64)
+		as, _ := strconv.ParseUint(a[1], 10, 64)
+		bs, _ := strconv.ParseUint(b[1], 10, 64)
+		require.True(t, bm > am || bm == am && bs > as, "id %s after %s", ids[i], ids[i-1])
+	}
+	handled := 0
+	require.Eventually(t, func() bool {
+		r.Drain(1000, 0, func(e *router.Event) {
+			if e.Entry != nil {
+				handled++
+				r.Settle(e, true)
+			}
+		})
+		return bus.Held() == 0
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, 2997, handled)
+	assert.Equal(t, uint64(3), bus.Stats.Dead.Load())
+	assert.Equal(t, uint64(3), r.Stats.DeadLettered.Load())
+	assert.Equal(t, uint64(2997), bus.Stats.Acked.Load())
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, l := range lines {
+		if strings.Contains(l, "local mode has no dead-letter stream") {
+			n++
+			assert.Contains(t, l, "JSON", "why it was discarded")
+		}
+	}
+	assert.Equal(t, 1, n, "discarded entries logged once: %q", lines)
 }

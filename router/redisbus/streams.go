@@ -266,6 +266,12 @@ type StreamReader struct {
 
 	mu      sync.Mutex
 	streams map[string]*stream
+	// kept are the delivery counts of entries given back (Requeue) after
+	// their stream was removed, by stream key and id: no handler saw
+	// them, so the re-read when the stream is read again does not count
+	// that delivery (at most maxKept in all).
+	kept  map[string]map[string]int64
+	nkept int
 
 	wake    chan struct{}
 	done    chan struct{}
@@ -410,6 +416,55 @@ func (r *StreamReader) stopStream(s *stream) {
 	s.held, s.retries = nil, nil
 }
 
+// maxKept bounds StreamReader.kept: past it, an entry given back after
+// its stream was removed has that delivery counted after all.
+const maxKept = 10000
+
+// keep records the delivery count of entry id of stream key, given back
+// while the stream was removed; r.mu not held.
+func (r *StreamReader) keep(key, id string, deliveries int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.nkept >= maxKept {
+		return
+	}
+	if r.kept == nil {
+		r.kept = map[string]map[string]int64{}
+	}
+	m := r.kept[key]
+	if m == nil {
+		m = map[string]int64{}
+		r.kept[key] = m
+	}
+	if _, dup := m[id]; !dup {
+		r.nkept++
+	}
+	m[id] = deliveries
+}
+
+// takeKept returns and forgets the kept delivery counts of stream key's
+// ids; r.mu not held.
+func (r *StreamReader) takeKept(key string, ids []string) map[string]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.kept[key]
+	if len(m) == 0 {
+		return nil
+	}
+	out := map[string]int64{}
+	for _, id := range ids {
+		if d, ok := m[id]; ok {
+			out[id] = d
+			delete(m, id)
+			r.nkept--
+		}
+	}
+	if len(m) == 0 {
+		delete(r.kept, key)
+	}
+	return out
+}
+
 func (r *StreamReader) lookup(streamName, group string) *stream {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -467,8 +522,12 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 	}
 	if to == stRetry && s.removed {
 		delete(s.tracked, id) // stays pending in Redis
+		deliveries := f.deliveries
 		s.mu.Unlock()
 		signal(s.room)
+		if requeue && deliveries > 0 {
+			r.keep(s.key, id, deliveries)
+		}
 		return
 	}
 	if to == stRetry && !requeue && s.spec.MaxDeliveries > 0 && f.deliveries >= s.spec.MaxDeliveries {
@@ -820,9 +879,19 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 	next := "(" + page[len(page)-1].ID
 	var take []string
 	counts := map[string]int64{}
+	ids := make([]string, len(page))
+	for i, p := range page {
+		ids[i] = p.ID
+	}
+	kept := r.takeKept(s.key, ids) // given back uncounted while the stream was removed
 	s.mu.Lock()
 	for _, p := range page {
 		if s.tracked[p.ID] != nil {
+			continue
+		}
+		if d, ok := kept[p.ID]; ok {
+			take = append(take, p.ID)
+			counts[p.ID] = d
 			continue
 		}
 		if spec.MaxDeliveries > 0 && p.RetryCount >= spec.MaxDeliveries {
@@ -838,9 +907,29 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 	if len(take) == 0 {
 		return next, int64(len(page)) == r.opt.Count, nil
 	}
-	entries, err := xclaim(ctx, client, spec, r.opt.Consumer, take)
-	if err != nil {
-		return cursor, true, err
+	var entries []rawEntry
+	byCount := map[int64][]string{} // kept: claimed with their count (RETRYCOUNT), not counted again
+	var counted []string
+	for _, id := range take {
+		if d, ok := kept[id]; ok {
+			byCount[d] = append(byCount[d], id)
+		} else {
+			counted = append(counted, id)
+		}
+	}
+	if len(counted) > 0 {
+		es, err := xclaim(ctx, client, spec, r.opt.Consumer, counted)
+		if err != nil {
+			return cursor, true, err
+		}
+		entries = append(entries, es...)
+	}
+	for d, kids := range byCount {
+		es, err := xclaim(ctx, client, spec, r.opt.Consumer, kids, "retrycount", d)
+		if err != nil {
+			return cursor, true, err
+		}
+		entries = append(entries, es...)
 	}
 	r.offerClaimed(s, spec, take, entries, counts)
 	return next, int64(len(page)) == r.opt.Count, nil
