@@ -153,6 +153,7 @@ type stream struct {
 	deadNext time.Time
 	client   redis.UniversalClient
 	stop     chan struct{} // closed to stop the reader goroutine
+	exited   chan struct{} // closed when that goroutine has returned
 
 	room chan struct{} // the in-flight set shrank or held drained
 
@@ -355,7 +356,7 @@ func (r *StreamReader) Update(specs []StreamSpec) error {
 	}
 	for k, s := range r.streams {
 		if _, ok := want[k]; !ok {
-			r.stopStream(s)
+			r.stopStream(s, false)
 		}
 	}
 	for k, spec := range want {
@@ -389,28 +390,60 @@ func (r *StreamReader) startStream(s *stream) error {
 		return err
 	}
 	s.mu.Lock()
+	prev := s.exited
 	s.removed, s.client, s.stop, s.room = false, client, make(chan struct{}), make(chan struct{}, 1)
-	stop := s.stop
+	s.exited = make(chan struct{})
+	stop, exited := s.stop, s.exited
 	s.mu.Unlock()
 	r.wg.Add(1)
-	go r.read(s, client, stop)
+	go func() {
+		defer close(exited)
+		defer client.Close()
+		if prev != nil { // the goroutine of the route removed before: its last read offers first
+			select {
+			case <-prev:
+			case <-stop:
+				r.wg.Done()
+				return
+			}
+		}
+		r.read(s, client, stop)
+	}()
 	return nil
 }
 
 // stopStream stops s's reader; r.mu held.
-func (r *StreamReader) stopStream(s *stream) {
+//
+// A read in progress is not cut short when only the route went (abort
+// false): Redis may have served it already, counting a delivery, and the
+// reply is then offered (its entries kept uncounted, or handed out if the
+// stream is read again meanwhile) before the goroutine returns and closes
+// its client. At Close (abort) the client is closed at once.
+func (r *StreamReader) stopStream(s *stream, abort bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed {
+		if abort && s.client != nil { // a read of the removed route may be in progress
+			go s.client.Close()
+		}
 		return
 	}
 	s.removed = true
 	close(s.stop)
-	go s.client.Close() // ends a BLOCK in progress; never wait here
+	if abort {
+		go s.client.Close() // ends a BLOCK in progress; never wait here
+	}
+	// Held entries were read (Redis counted a delivery) but no handler saw
+	// them, nor the requeued retries' last delivery: kept, so that the
+	// re-read when the stream is read again does not count it.
 	for _, e := range s.held {
 		delete(s.tracked, e.ID)
+		r.keepLocked(s.key, e.ID, e.Deliveries)
 	}
 	for _, id := range s.retries {
+		if f := s.tracked[id]; f != nil && f.requeued {
+			r.keepLocked(s.key, id, f.deliveries)
+		}
 		delete(s.tracked, id)
 	}
 	s.held, s.retries = nil, nil
@@ -425,7 +458,12 @@ const maxKept = 10000
 func (r *StreamReader) keep(key, id string, deliveries int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.nkept >= maxKept {
+	r.keepLocked(key, id, deliveries)
+}
+
+// keepLocked is keep with r.mu held.
+func (r *StreamReader) keepLocked(key, id string, deliveries int64) {
+	if deliveries <= 0 || r.nkept >= maxKept {
 		return
 	}
 	if r.kept == nil {
@@ -525,7 +563,7 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 		deliveries := f.deliveries
 		s.mu.Unlock()
 		signal(s.room)
-		if requeue && deliveries > 0 {
+		if requeue {
 			r.keep(s.key, id, deliveries)
 		}
 		return
@@ -690,7 +728,7 @@ func (r *StreamReader) Close() {
 		r.mu.Lock()
 		close(r.done) // under mu: no Update starts a stream after this
 		for _, s := range r.streams {
-			r.stopStream(s)
+			r.stopStream(s, true)
 		}
 		r.mu.Unlock()
 	})
@@ -1017,9 +1055,12 @@ func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.Univ
 func (r *StreamReader) offer(s *stream, e Entry) {
 	s.mu.Lock()
 	if s.removed {
+		// Read just as its route went: stays pending, and the delivery
+		// Redis counted reached no handler.
 		delete(s.tracked, e.ID)
 		s.mu.Unlock()
-		return // stays pending
+		r.keep(s.key, e.ID, e.Deliveries)
+		return
 	}
 	if f := s.tracked[e.ID]; f != nil && f.state != stRetry {
 		s.mu.Unlock()
