@@ -368,6 +368,9 @@ func put(m *api.Module, b *C.rt_batch, d *api.Dispatch) (ok bool) {
 	size := int64(len(e.Payload) + len(e.Channel))
 	feed.bytes[i] += size
 	feed.held += size
+	// The tape holds the payload now; the outcome's counting needs neither
+	// copy's bytes: the Go heap lets go of them while the event waits.
+	e.Payload, e.JSON = "", nil
 	feed.published.Add(1)
 	published(b).Store(uint32(b.n) + 1)
 	if state(b).Load() == C.RT_SLOT_FREE {
