@@ -691,7 +691,7 @@ func (b *bench) maincost() error {
 	if err != nil {
 		return err
 	}
-	h, err := start(s, "publish.lua", 0, "BENCH_N="+strconv.Itoa(n))
+	h, err := start(s, "publish.lua", 1000, "BENCH_N="+strconv.Itoa(n))
 	if err != nil {
 		return err
 	}
