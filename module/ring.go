@@ -248,26 +248,28 @@ func fillLocked(m *api.Module) (full bool) {
 		case C.RT_SLOT_FREE:
 			b.n, b.cur = 0, 0
 		}
-		d := feed.carry
-		if d == nil {
+		var next api.Dispatch // on the stack: the heap has a copy only while carried
+		if feed.carry != nil {
+			next = *feed.carry
+		} else {
 			if m.Router().Queue().Pending() == 0 {
 				return false
 			}
 			// counted by inFlight from before it leaves the queue until
 			// it is in the ring (a moment counted twice, never missed)
 			feed.carried.Store(true)
-			next, ok := take(m)
-			if !ok {
+			var ok bool
+			if next, ok = take(m); !ok {
 				feed.carried.Store(false)
 				return false
 			}
-			d = &next
 		}
 		feed.carry = nil
-		if put(m, b, d) {
+		if put(m, b, &next) {
 			feed.carried.Store(false)
 		} else { // no room left in the slot: seal it, the event goes in the next
-			feed.carry = d
+			carry := next
+			feed.carry = &carry
 			state(b).Store(C.RT_SLOT_SEALED)
 			feed.tail++
 		}
@@ -368,6 +370,9 @@ func put(m *api.Module, b *C.rt_batch, d *api.Dispatch) (ok bool) {
 	size := int64(len(e.Payload) + len(e.Channel))
 	feed.bytes[i] += size
 	feed.held += size
+	// The tape holds the payload now; the outcome's counting needs neither
+	// copy's bytes: the Go heap lets go of them while the event waits.
+	e.Payload, e.JSON = "", nil
 	feed.published.Add(1)
 	published(b).Store(uint32(b.n) + 1)
 	if state(b).Load() == C.RT_SLOT_FREE {

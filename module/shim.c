@@ -759,7 +759,8 @@ static void pushev(lua_State *L, const rt_batch *b, rt_str s) { lua.pushlstring(
 #define LAST_ROUTE 6
 #define LAST_PATTERN 7
 #define LAST_CHANNEL 8
-#define DISPATCH_BASE 8
+#define ARITY 9 /* handler function -> whether it can see a third argument */
+#define DISPATCH_BASE 9
 
 static int same_str(rt_str a, rt_str b) { return a.off == b.off && a.len == b.len; }
 
@@ -787,6 +788,41 @@ static void push_last(lua_State *L, const rt_batch *b, rt_str s, last_str *c, in
 	lua.pushvalue(L, -1);
 	lua.replace(L, idx);
 	c->b = b, c->head = rt_events.head, c->s = s;
+}
+
+/* wants_meta tells whether the handler at fn can see a third argument:
+ * a function that declares fewer parameters and no "..." never sees meta,
+ * so none is made for it (building it was most of a string event's cost).
+ * debug.getinfo's nparams and isvararg (LuaJIT) tell, once per function and
+ * ProcessEvents call (cached at ARITY); without them, or on any error, meta
+ * is made. */
+static int wants_meta(lua_State *L, int fn) {
+	lua.pushvalue(L, fn);
+	lua.rawget(L, ARITY);
+	if (lua.type(L, -1) == LUA_TBOOLEAN) {
+		int r = lua.toboolean(L, -1);
+		lua.settop(L, -2);
+		return r;
+	}
+	lua.settop(L, -2);
+	int r = 1, top = lua.gettop(L);
+	lua.getfield(L, LUA_GLOBALSINDEX, "debug");
+	if (lua.type(L, -1) == LUA_TTABLE) {
+		lua.getfield(L, -1, "getinfo");
+		lua.pushvalue(L, fn);
+		lua.pushstring(L, "u");
+		if (lua.pcall(L, 2, 1, 0) == 0 && lua.type(L, -1) == LUA_TTABLE) {
+			lua.getfield(L, -1, "nparams");
+			lua.getfield(L, -2, "isvararg");
+			if (lua.type(L, -2) == LUA_TNUMBER && lua.type(L, -1) == LUA_TBOOLEAN)
+				r = lua.tonumber(L, -2) >= 3 || lua.toboolean(L, -1);
+		}
+	}
+	lua.settop(L, top);
+	lua.pushvalue(L, fn);
+	lua.pushboolean(L, r);
+	lua.rawset(L, ARITY);
+	return r;
 }
 
 /* push_event pushes the route's name (or nil), then the handler and its
@@ -830,6 +866,7 @@ static int push_event(lua_State *L, rt_batch *b, rt_event *ev, last_strs *last) 
 		}
 		return nargs;
 	}
+	int meta = ev->hook.len || wants_meta(L, route + 1);
 	push_last(L, b, ev->channel, &last->channel, LAST_CHANNEL);
 	if (ev->json) {
 		uint32_t i = ev->node;
@@ -837,6 +874,8 @@ static int push_event(lua_State *L, rt_batch *b, rt_event *ev, last_strs *last) 
 	} else {
 		pushev(L, b, ev->payload);
 	}
+	if (!meta)
+		return nargs + 2;
 	lua.createtable(L, 0, ev->id.len ? 5 : 3);
 	if (ev->id.len) { /* a stream entry */
 		lua.pushstring(L, "id");
@@ -937,6 +976,7 @@ static int l_dispatch(lua_State *L) {
 	lua.pushnil(L);
 	lua.pushnil(L);
 	lua.pushnil(L);
+	lua.createtable(L, 0, 4); /* ARITY */
 	last_strs last;
 	memset(&last, 0, sizeof last);
 	for (;;) {

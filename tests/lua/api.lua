@@ -99,7 +99,18 @@ rt.On("err:*", "good", function()
 	nested = nested + rt.ProcessEvents() -- re-entry returns 0
 end)
 
+-- meta is made only for a handler that can see it (three parameters, or
+-- "..."): a vararg handler still gets it, a two-parameter one its two.
+local vararg_meta, two_args
+rt.On("arity:*", "va", function(...) vararg_meta = select(3, ...) end)
+rt.On("arity:*", "two", function(ch, data) two_args = ch .. "=" .. data end)
+
 HOST.Run(function()
+	rt.Publish("arity:x", "p")
+	HOST.WaitFor(function() return vararg_meta ~= nil and two_args ~= nil end, 5, "the arity events")
+	T.eq(type(vararg_meta), "table", "a vararg handler's third argument")
+	T.eq(vararg_meta.route, "va (arity:*)", "a vararg handler's meta.route")
+	T.eq(two_args, "arity:x=p", "a two-parameter handler's arguments")
 	rt.Publish("rep:x", "1")
 	rt.Publish("exact:a", "not for the exact subscriber")
 	rt.Publish("exact:*", "for it")
