@@ -54,6 +54,13 @@ func Refused(err error) bool {
 // pipeline sent again after a lost connection duplicates the entries Redis
 // had already taken. Flushes are serialized.
 func (s *Spool) Flush(ctx context.Context, client redis.UniversalClient, maxLen int64) (n int, err error) {
+	return s.FlushWith(ctx, client, func(*Entry) (int64, string) { return maxLen, "" })
+}
+
+// FlushWith is Flush with the trimming of each XADD chosen by trim: MAXLEN
+// ~ maxLen when maxLen > 0, else MINID ~ minID when minID != "" (entries
+// older than a retention), else none.
+func (s *Spool) FlushWith(ctx context.Context, client redis.UniversalClient, trim func(e *Entry) (maxLen int64, minID string)) (n int, err error) {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	for {
@@ -79,8 +86,12 @@ func (s *Spool) Flush(ctx context.Context, client redis.UniversalClient, maxLen 
 		cmds, _ := client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i := range batch {
 				e := &batch[i]
+				maxLen, minID := trim(e)
+				if maxLen > 0 {
+					minID = ""
+				}
 				p.XAdd(ctx, &redis.XAddArgs{
-					Stream: e.Stream, MaxLen: maxLen, Approx: maxLen > 0,
+					Stream: e.Stream, MaxLen: maxLen, MinID: minID, Approx: maxLen > 0 || minID != "",
 					Values: []any{FieldData, e.Payload, FieldID, e.ID},
 				})
 			}

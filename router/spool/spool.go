@@ -130,6 +130,8 @@ type Entry struct {
 	Stream  string    // the stream key
 	Payload []byte    // sent as the field data
 	At      time.Time // when it was Added (millisecond precision)
+
+	n uint64 // the Add count when it was added, for Sync
 }
 
 func (e *Entry) size() int64 { return int64(len(e.Stream)+len(e.Payload)) + EntryOverhead }
@@ -165,19 +167,19 @@ type Spool struct {
 	o    Options
 	db   *sql.DB
 
-	mu        sync.Mutex
-	cond      *sync.Cond // broadcast when committed, failed or stopped change
-	pending   []Entry    // Added, not yet taken by the writer, in seq order
-	inflight  []Entry    // taken by the writer, being committed
-	nextSeq   int64      // the next sequence Add assigns
-	lastAdded int64      // the last sequence Add assigned (committed at Open)
-	committed int64      // every seq <= committed is on disk (or deleted)
-	failed    error      // the last commit's error; nil once one succeeds
-	closed    bool       // Close was called: Add and friends refuse
-	stopped   bool       // the writer has exited
-	st        Stats
-	drops     uint64    // DroppedFull not yet logged
-	dropLog   time.Time // when drops were last logged
+	mu         sync.Mutex
+	cond       *sync.Cond // broadcast when committed, failed or stopped change
+	pending    []Entry    // Added, not yet taken by the writer, in seq order
+	inflight   []Entry    // taken by the writer, being committed
+	nextSeq    int64      // the next sequence Add assigns
+	added      uint64     // entries Added (Add and AddID) since Open
+	committedN uint64     // every entry with n <= committedN is on disk (or deleted)
+	failed     error      // the last commit's error; nil once one succeeds
+	closed     bool       // Close was called: Add and friends refuse
+	stopped    bool       // the writer has exited
+	st         Stats
+	drops      uint64    // DroppedFull not yet logged
+	dropLog    time.Time // when drops were last logged
 
 	wake chan struct{} // Add -> writer, capacity 1
 	dels chan delReq   // Delete -> writer
@@ -322,11 +324,9 @@ func (s *Spool) load() error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	s.committed = max(last.Int64, maxSeq.Int64)
 	// The clock covers what the file cannot: IDs handed out by Add but
 	// never committed before a crash, and a file lost or moved away.
-	s.nextSeq = max(s.committed, time.Now().UnixMicro()) + 1
-	s.lastAdded = s.committed
+	s.nextSeq = max(last.Int64, maxSeq.Int64, time.Now().UnixMicro()) + 1
 	s.st.Depth, s.st.Bytes = depth.Int64, bytes.Int64
 	if at.Valid {
 		s.st.Oldest = time.UnixMilli(at.Int64)
@@ -352,7 +352,24 @@ func ParseID(id string) (server string, seq int64, ok bool) {
 // (Sync waits for that). payload is copied. Over MaxBytes it returns
 // ErrFull and the entry is dropped and counted.
 func (s *Spool) Add(stream string, payload []byte) (string, error) {
-	now := time.Now()
+	return s.add(0, stream, payload, time.Now())
+}
+
+// AddID spools an entry whose sequence seq the caller took earlier from a
+// Sequence seeded with Floor (so that an ID is never handed out twice), at
+// the time at it was sent; otherwise it is Add. The ID is
+// "<server id>-<seq>", as Add makes it. Entries may be added out of
+// sequence order (a sender hands over older entries it held in memory):
+// the spool keeps and flushes them in sequence order, so the caller must
+// not add an entry older than one a Flush may already have sent.
+func (s *Spool) AddID(seq int64, stream string, payload []byte, at time.Time) (string, error) {
+	if seq <= 0 {
+		return "", fmt.Errorf("spool %s: sequence %d is not positive", s.path, seq)
+	}
+	return s.add(seq, stream, payload, at)
+}
+
+func (s *Spool) add(seq int64, stream string, payload []byte, now time.Time) (string, error) {
 	// Never nil, even when empty: the column is NOT NULL.
 	e := Entry{Stream: stream, Payload: append(make([]byte, 0, len(payload)), payload...), At: time.UnixMilli(now.UnixMilli())}
 	size := e.size()
@@ -375,11 +392,15 @@ func (s *Spool) Add(stream string, payload []byte) (string, error) {
 		}
 		return "", ErrFull
 	}
-	e.Seq = s.nextSeq
-	s.nextSeq++
-	s.lastAdded = e.Seq
+	if seq == 0 {
+		seq = s.nextSeq
+	}
+	e.Seq = seq
+	s.nextSeq = max(s.nextSeq, seq+1)
+	s.added++
+	e.n = s.added
 	e.ID = s.o.ServerID + "-" + strconv.FormatInt(e.Seq, 10)
-	if s.st.Depth == 0 {
+	if s.st.Depth == 0 || e.At.Before(s.st.Oldest) {
 		s.st.Oldest = e.At
 	}
 	s.st.Depth++
@@ -394,14 +415,22 @@ func (s *Spool) Add(stream string, payload []byte) (string, error) {
 	return e.ID, nil
 }
 
+// Floor is the highest sequence the spool may have handed out or kept:
+// a Sequence that feeds AddID starts above it.
+func (s *Spool) Floor() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextSeq - 1
+}
+
 // Sync waits until every entry Added before the call is committed, and
 // returns the writer's error if a commit fails meanwhile (the writer keeps
 // the entries and retries).
 func (s *Spool) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	target := s.lastAdded
-	for s.committed < target {
+	target := s.added
+	for s.committedN < target {
 		if s.failed != nil {
 			return s.failed
 		}
@@ -554,7 +583,7 @@ func (s *Spool) commitPending() error {
 			s.mu.Unlock()
 			return err
 		}
-		s.committed = batch[len(batch)-1].Seq
+		s.committedN = batch[len(batch)-1].n
 		s.failed = nil
 		s.cond.Broadcast()
 		s.mu.Unlock()
@@ -571,14 +600,16 @@ func (s *Spool) commit(batch []Entry) error {
 	if err != nil {
 		return err
 	}
+	var last int64
 	for i := range batch {
 		e := &batch[i]
 		if _, err := ins.Exec(e.Seq, e.ID, e.Stream, e.Payload, e.At.UnixMilli(), e.size()); err != nil {
 			return err
 		}
+		last = max(last, e.Seq)
 	}
 	if _, err := tx.Exec(`INSERT INTO meta (key, value) VALUES ('last_seq', ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, batch[len(batch)-1].Seq); err != nil {
+		ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)`, last); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -660,4 +691,28 @@ func (s *Spool) deleteTx(upto int64) (n, bytes int64, at sql.NullInt64, err erro
 		_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	}
 	return n, sum.Int64, at, nil
+}
+
+// Sequence hands out increasing sequence numbers for AddID: the larger of
+// one more than the last and the current Unix time in microseconds, so
+// that numbers keep increasing across restarts, as the spool's own do.
+// Raise it to a spool's Floor when the spool opens. Safe for concurrent use.
+type Sequence struct {
+	mu   sync.Mutex
+	last int64
+}
+
+// Next returns the next sequence number.
+func (q *Sequence) Next() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.last = max(q.last+1, time.Now().UnixMicro())
+	return q.last
+}
+
+// Raise makes every later number greater than floor.
+func (q *Sequence) Raise(floor int64) {
+	q.mu.Lock()
+	q.last = max(q.last, floor)
+	q.mu.Unlock()
 }
