@@ -71,6 +71,12 @@ func (b *Bus) Publish(channel, payload string) error {
 	}
 }
 
+// ErrNoStreams is returned by Append: streams need Redis.
+var ErrNoStreams = errors.New("localbus: streams need Redis (local mode has no streams)")
+
+// Append is not supported in local mode.
+func (b *Bus) Append(stream, payload string) (string, error) { return "", ErrNoStreams }
+
 // Close stops the delivering goroutine; queued messages are discarded.
 // It is idempotent.
 func (b *Bus) Close() error {
