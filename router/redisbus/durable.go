@@ -62,7 +62,8 @@ func NewDurable(serverID string, sp *spool.Spool, seq *spool.Sequence) *Durable 
 	if sp != nil {
 		seq.Raise(sp.Floor())
 	}
-	return &Durable{serverID: serverID, spool: sp, seq: seq}
+	// Entries left by the last run are older than any appended now.
+	return &Durable{serverID: serverID, spool: sp, seq: seq, spooling: sp != nil && sp.Stats().Depth > 0}
 }
 
 // SetTrim sets the trimming of every XADD: MAXLEN ~ maxLen when maxLen >
@@ -276,3 +277,6 @@ func (q *fifo) takeDurable(all bool) []outMsg {
 	}
 	return out
 }
+
+// Durable is b's durable-send state, nil when none.
+func (b *Bus) Durable() *Durable { return b.durable }

@@ -349,6 +349,9 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 	// "local", which is connected) is no longer true.
 	sink.SetStatus(router.StatusConnecting, "")
 	b.writing.Store(true)
+	if b.durable != nil && b.durable.Spooling() {
+		signal(b.outbox.sig) // flush what the last run spooled
+	}
 	b.wg.Add(3)
 	go b.supervise()
 	go b.write()

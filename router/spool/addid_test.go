@@ -59,4 +59,3 @@ func TestAddIDOutOfOrder(t *testing.T) {
 		t.Fatalf("depth %d, want 4", st.Depth)
 	}
 }
-
