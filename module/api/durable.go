@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/gmod-realtime/realtime/router"
 	"github.com/gmod-realtime/realtime/router/redisbus"
@@ -20,7 +21,11 @@ func (m *Module) durableFor() *redisbus.Durable {
 		var sp *spool.Spool
 		if c.Spool.Path != "" {
 			var err error
-			sp, err = spool.Open(c.Spool.Path, spool.Options{
+			path := c.Spool.Path
+			if m.opts.Root != "" && !filepath.IsAbs(path) {
+				path = filepath.Join(m.opts.Root, path)
+			}
+			sp, err = spool.Open(path, spool.Options{
 				ServerID: c.Server.ID, MaxBytes: int64(c.Spool.MaxBytes),
 				Logf: func(format string, args ...any) { m.r.Logf("warn", format, args...) },
 			})

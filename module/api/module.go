@@ -55,6 +55,10 @@ type Options struct {
 	Queued func()
 	// Version is the module's version, for the heartbeat.
 	Version string
+	// Root is the game's folder: a relative spool.path is taken from
+	// there. Default: the process's working directory (the game's folder
+	// under srcds).
+	Root string
 }
 
 // Frames are the pump's own figures: the ProcessEvents calls that had work
