@@ -119,4 +119,3 @@ func TestAppendFaultModel(t *testing.T) {
 		})
 	}
 }
-
