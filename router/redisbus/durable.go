@@ -160,9 +160,12 @@ func (b *Bus) appendLocked(stream, payload string) (string, error) {
 	return m.id, nil
 }
 
-// Persist moves the durable entries waiting in b's outbox (not those of a
-// batch in flight) and in the outboxes b handed over to into the spool,
-// and reports how many; with no spool it does nothing. It never waits on
+// Persist moves the durable entries waiting in b's outbox and in the
+// outboxes b handed over to into the spool, and reports how many; with no
+// spool it does nothing. Those of a batch in flight are copied: the writer
+// still sends them, and if the process dies first, the spool has them (a
+// copy that also reached Redis is dropped by the consumer, by rt_id; one
+// the writer moves to the spool later is ignored there). It never waits on
 // the network or the disk (Spool.Sync does that): gmod13_close,
 // Disconnect.
 func (b *Bus) Persist() int {
@@ -187,6 +190,13 @@ func (b *Bus) spoolOutbox(all bool) int {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if !all {
+		for _, m := range b.outbox.inflightDurable() {
+			if d.toSpool(&m) == nil {
+				d.spooling = true
+			}
+		}
+	}
 	msgs := b.outbox.takeDurable(all)
 	for i := range msgs {
 		if err := d.toSpool(&msgs[i]); err != nil {
@@ -251,6 +261,19 @@ func (b *Bus) flushSpool() error {
 		signal(b.outbox.sig)
 	}
 	return nil
+}
+
+// inflightDurable copies the durable entries of the batch in flight.
+func (q *fifo) inflightDurable() []outMsg {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []outMsg
+	for _, m := range q.msgs[:q.inflight] {
+		if m.id != "" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // takeDurable removes and returns the durable entries, skipping a batch

@@ -38,6 +38,19 @@ func TestAddIDOutOfOrder(t *testing.T) {
 	if got[0].ID != "srv-"+strconv.FormatInt(a, 10) {
 		t.Fatalf("id %q", got[0].ID)
 	}
+	// A copy of a held entry is ignored, and not counted twice.
+	if _, err := s.AddID(b, "st", []byte{1}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Depth != 3 || st.Added != 3 {
+		t.Fatalf("after a copy: depth %d, added %d; want 3, 3", st.Depth, st.Added)
+	}
+	if got, _ := s.Peek(10); len(got) != 3 || got[1].Payload[0] != byte(b%251) {
+		t.Fatalf("after a copy: %+v", got)
+	}
 	if _, err := s.AddID(0, "st", nil, time.Now()); err == nil {
 		t.Fatal("AddID(0) accepted")
 	}

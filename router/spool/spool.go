@@ -187,6 +187,10 @@ type Spool struct {
 	done chan struct{} // closed when the writer exits
 
 	flushMu sync.Mutex // one Flush at a time
+	// readMu is held by Peek while it reads the file, and taken by Close
+	// before it closes it: a read in progress (a local one, never the
+	// network) ends first, and the file's lock goes with the connection.
+	readMu sync.RWMutex
 }
 
 type delReq struct {
@@ -361,7 +365,8 @@ func (s *Spool) Add(stream string, payload []byte) (string, error) {
 // "<server id>-<seq>", as Add makes it. Entries may be added out of
 // sequence order (a sender hands over older entries it held in memory):
 // the spool keeps and flushes them in sequence order, so the caller must
-// not add an entry older than one a Flush may already have sent.
+// not add an entry older than one a Flush may already have sent. A copy
+// of an entry the file holds (the same seq) is ignored when committed.
 func (s *Spool) AddID(seq int64, stream string, payload []byte, at time.Time) (string, error) {
 	if seq <= 0 {
 		return "", fmt.Errorf("spool %s: sequence %d is not positive", s.path, seq)
@@ -445,6 +450,8 @@ func (s *Spool) Sync() error {
 // Peek returns up to n of the oldest committed entries, oldest first.
 // Entries Added but not yet committed are not included.
 func (s *Spool) Peek(n int) ([]Entry, error) {
+	s.readMu.RLock()
+	defer s.readMu.RUnlock()
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
@@ -513,6 +520,8 @@ func (s *Spool) Close() error {
 	s.mu.Lock()
 	err := s.failed
 	s.mu.Unlock()
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
 	if cerr := s.db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("spool %s: close: %w", s.path, cerr)
 	}
@@ -572,7 +581,7 @@ func (s *Spool) commitPending() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		err := s.commit(batch)
+		dups, dupBytes, err := s.commit(batch)
 		s.mu.Lock()
 		s.inflight = nil
 		if err != nil {
@@ -584,35 +593,47 @@ func (s *Spool) commitPending() error {
 			return err
 		}
 		s.committedN = batch[len(batch)-1].n
+		// Copies of entries the file holds (AddID of one sequence twice)
+		// were ignored: they are not held twice.
+		s.st.Depth -= dups
+		s.st.Bytes -= dupBytes
+		s.st.Added -= uint64(dups)
 		s.failed = nil
 		s.cond.Broadcast()
 		s.mu.Unlock()
 	}
 }
 
-func (s *Spool) commit(batch []Entry) error {
+// commit writes batch in one transaction; an entry whose sequence the
+// file holds already (a copy) is ignored, and counted in dups.
+func (s *Spool) commit(batch []Entry) (dups, dupBytes int64, err error) {
 	tx, err := s.db.Begin()
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	ins, err := tx.Prepare("INSERT INTO entries (seq, id, stream, payload, at, size) VALUES (?, ?, ?, ?, ?, ?)")
+	ins, err := tx.Prepare("INSERT OR IGNORE INTO entries (seq, id, stream, payload, at, size) VALUES (?, ?, ?, ?, ?, ?)")
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	var last int64
 	for i := range batch {
 		e := &batch[i]
-		if _, err := ins.Exec(e.Seq, e.ID, e.Stream, e.Payload, e.At.UnixMilli(), e.size()); err != nil {
-			return err
+		res, err := ins.Exec(e.Seq, e.ID, e.Stream, e.Payload, e.At.UnixMilli(), e.size())
+		if err != nil {
+			return 0, 0, err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			dups++
+			dupBytes += e.size()
 		}
 		last = max(last, e.Seq)
 	}
 	if _, err := tx.Exec(`INSERT INTO meta (key, value) VALUES ('last_seq', ?)
 		ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)`, last); err != nil {
-		return err
+		return 0, 0, err
 	}
-	return tx.Commit()
+	return dups, dupBytes, tx.Commit()
 }
 
 // dropAll counts everything not committed at Close as lost.
