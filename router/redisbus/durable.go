@@ -51,6 +51,11 @@ type Durable struct {
 	queued   int64 // durable entries waiting in an outbox (or in flight)
 
 	lost atomic.Uint64 // durable entries dropped: outbox gone with no spool to take them
+
+	// wake tells the live writer that the spool may be ready to flush
+	// (entries spooled, or the last durable entry of the outboxes gone):
+	// the writer of whichever bus sends now, not the one that changed it.
+	wake chan struct{}
 }
 
 // NewDurable returns the durable-send state for server id serverID; sp may
@@ -63,7 +68,7 @@ func NewDurable(serverID string, sp *spool.Spool, seq *spool.Sequence) *Durable 
 		seq.Raise(sp.Floor())
 	}
 	// Entries left by the last run are older than any appended now.
-	return &Durable{serverID: serverID, spool: sp, seq: seq, spooling: sp != nil && sp.Stats().Depth > 0}
+	return &Durable{serverID: serverID, spool: sp, seq: seq, spooling: sp != nil && sp.Stats().Depth > 0, wake: make(chan struct{}, 1)}
 }
 
 // SetTrim sets the trimming of every XADD: MAXLEN ~ maxLen when maxLen >
@@ -156,7 +161,7 @@ func (b *Bus) appendLocked(stream, payload string) (string, error) {
 		return "", fmt.Errorf("redisbus: Redis unreachable or outbox full, and the spool refused the entry: %w", err)
 	}
 	d.spooling = true
-	signal(b.outbox.sig) // the writer flushes once Redis is there
+	signal(d.wake) // the writer flushes once Redis is there
 	return m.id, nil
 }
 
@@ -180,9 +185,13 @@ func (b *Bus) Persist() int {
 	return n
 }
 
-// spoolOutbox moves the durable entries of the outbox into the spool
-// (those in flight too when all is set: only the writer, between batches),
-// under d.mu.
+// spoolOutbox moves the durable entries of the outbox into the spool,
+// under d.mu. With all (the writer, between batches: nothing in flight)
+// it moves those of the buses b handed over to as well: they are newer,
+// and must not be sent before what b spools now. Their writers send
+// nothing until b has passed its outbox on, so none has a batch in
+// flight. Without all (Persist, from another goroutine) a batch in flight
+// is copied, not moved: the writer still sends it.
 func (b *Bus) spoolOutbox(all bool) int {
 	d := b.durable
 	if d == nil || d.spool == nil {
@@ -198,6 +207,11 @@ func (b *Bus) spoolOutbox(all bool) int {
 		}
 	}
 	msgs := b.outbox.takeDurable(all)
+	if all {
+		for c := b.successor(); c != nil; c = c.successor() {
+			msgs = append(msgs, c.outbox.takeDurable(true)...)
+		}
+	}
 	for i := range msgs {
 		if err := d.toSpool(&msgs[i]); err != nil {
 			d.lost.Add(1)
@@ -208,7 +222,17 @@ func (b *Bus) spoolOutbox(all bool) int {
 	if len(msgs) > 0 {
 		d.spooling = true
 	}
+	if d.spooling {
+		signal(d.wake)
+	}
 	return len(msgs)
+}
+
+// successor is the bus HandOver named, nil when none.
+func (b *Bus) successor() *Bus {
+	b.handMu.Lock()
+	defer b.handMu.Unlock()
+	return b.next
 }
 
 // answered uncounts n durable entries that left the outboxes (sent,
@@ -219,7 +243,19 @@ func (d *Durable) answered(n int) {
 	}
 	d.mu.Lock()
 	d.queued -= int64(n)
+	if d.queued == 0 && d.spooling {
+		signal(d.wake) // the spool's turn
+	}
 	d.mu.Unlock()
+}
+
+// wakeChan is what the writer waits on besides its outbox: nil (never)
+// without durable sends.
+func (b *Bus) wakeChan() chan struct{} {
+	if b.durable == nil {
+		return nil
+	}
+	return b.durable.wake
 }
 
 // flushSpool sends the spool to Redis if appends are being spooled and no
@@ -246,7 +282,12 @@ func (b *Bus) flushSpool() error {
 		}
 		cancel()
 	}()
-	n, err := d.spool.FlushWith(ctx, b.client, func(*spool.Entry) (int64, string) { return d.trim() })
+	n, err := d.spool.FlushWith(ctx, b.client, func(e *spool.Entry) (int64, string) {
+		if debugSend != nil {
+			debugSend(b, "flush", []string{e.ID})
+		}
+		return d.trim()
+	})
 	b.Stats.Flushed.Add(uint64(n))
 	if err != nil {
 		return err
@@ -258,7 +299,7 @@ func (b *Bus) flushSpool() error {
 	again := d.spooling
 	d.mu.Unlock()
 	if again {
-		signal(b.outbox.sig)
+		signal(d.wake)
 	}
 	return nil
 }

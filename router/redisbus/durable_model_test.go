@@ -1,10 +1,13 @@
 package redisbus
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,11 +60,40 @@ func TestAppendFaultModel(t *testing.T) {
 			r.Attach(bus)
 			t.Cleanup(func() { _ = r.Close() })
 
+			state := func() string {
+				d.mu.Lock()
+				q, sp2 := d.queued, d.spooling
+				d.mu.Unlock()
+				return fmt.Sprintf("queued %d spooling %v spool %+v; bus live %v down %v preds %d outbox %d gens %d/%d writing %v",
+					q, sp2, sp.Stats(), bus.live.Load(), bus.down.Load(), bus.preds.Load(), bus.OutboxLen(),
+					bus.doneGen.Load(), bus.wantGen.Load(), bus.writing.Load())
+			}
+			wait := func(what string, cond func() bool) {
+				t.Helper()
+				deadline := time.Now().Add(30 * time.Second)
+				for !cond() {
+					if time.Now().After(deadline) {
+						t.Fatalf("seed %d: timed out waiting for %s: %s", seed, what, state())
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			var logMu sync.Mutex
+			var sendLog []string
+			debugSend = func(b *Bus, path string, ids []string) {
+				logMu.Lock()
+				sendLog = append(sendLog, fmt.Sprintf("%s %p %s %v", time.Now().Format("05.000000"), b, path, ids))
+				logMu.Unlock()
+			}
+			t.Cleanup(func() { debugSend = nil })
 			want := map[string][]string{}
 			paused, appended := false, 0
 			for step := range 40 {
 				switch op := rng.IntN(11); {
 				case op < 5:
+					logMu.Lock()
+					sendLog = append(sendLog, fmt.Sprintf("step %d append", step))
+					logMu.Unlock()
 					s := streams[rng.IntN(2)]
 					for range 1 + rng.IntN(60) {
 						id, err := r.Append(s, fmt.Sprintf("%d", appended))
@@ -70,26 +102,41 @@ func TestAppendFaultModel(t *testing.T) {
 						appended++
 					}
 				case op == 5 && !paused:
+					logMu.Lock()
+					sendLog = append(sendLog, fmt.Sprintf("%s step %d pause", time.Now().Format("05.000000"), step))
+					logMu.Unlock()
 					srv.Pause()
 					paused = true
 					if rng.IntN(2) == 0 { // until the outage is reported: appends go to the spool
 						waitUntil(t, "the outage reported", 10*time.Second, bus.down.Load)
 					}
 				case op == 6 && paused:
+					logMu.Lock()
+					sendLog = append(sendLog, fmt.Sprintf("%s step %d resume", time.Now().Format("05.000000"), step))
+					logMu.Unlock()
 					srv.Resume()
 					paused = false
 				case op == 7:
+					logMu.Lock()
+					sendLog = append(sendLog, fmt.Sprintf("%s step %d cut", time.Now().Format("05.000000"), step))
+					logMu.Unlock()
 					p.cut()
 				case op == 8: // Reload with new [redis] settings
+					logMu.Lock()
+					sendLog = append(sendLog, fmt.Sprintf("%s step %d handover", time.Now().Format("05.000000"), step))
+					logMu.Unlock()
 					next := newBus()
 					bus.HandOver(next)
 					r.Replace(next)
 					bus = next
 				case op == 9: // gmod13_close
+					logMu.Lock()
+					sendLog = append(sendLog, fmt.Sprintf("%s step %d persist", time.Now().Format("05.000000"), step))
+					logMu.Unlock()
 					bus.Persist()
 					require.NoError(t, sp.Sync())
 				case op == 10 && !paused: // Redis back for good: appends go through the outbox again
-					waitUntil(t, "connected with the spool flushed", 30*time.Second, func() bool {
+					wait("connected with the spool flushed", func() bool {
 						return bus.live.Load() && !d.Spooling()
 					})
 				}
@@ -99,10 +146,27 @@ func TestAppendFaultModel(t *testing.T) {
 			}
 			p.heal()
 			for _, s := range streams {
-				waitUntil(t, "every entry of "+s, 30*time.Second, func() bool {
+				deadline := time.Now().Add(30 * time.Second)
+				for {
 					ids, _, _ := entries(t, c, s)
-					return len(ids) == len(want[s])
-				})
+					if len(ids) == len(want[s]) {
+						break
+					}
+					if time.Now().After(deadline) {
+						xs, _ := c.XRange(context.Background(), s, "-", "+").Result()
+						var raw []string
+						for _, x := range xs {
+							raw = append(raw, fmt.Sprint(x.Values["rt_id"]))
+						}
+						logMu.Lock()
+						for _, l := range sendLog {
+							fmt.Fprintln(os.Stderr, "SEND", l)
+						}
+						logMu.Unlock()
+						t.Fatalf("seed %d: stream %s: %d of %d entries after dedupe: %s\nwant %v\nraw  %v", seed, s, len(ids), len(want[s]), state(), want[s], raw)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
 				ids, data, dups := entries(t, c, s)
 				require.Equal(t, want[s], ids, "stream %s: every entry once after dropping %d copies, in order (seed %d)", s, dups, seed)
 				require.Len(t, data, len(ids))

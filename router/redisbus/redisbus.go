@@ -350,7 +350,7 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 	sink.SetStatus(router.StatusConnecting, "")
 	b.writing.Store(true)
 	if b.durable != nil && b.durable.Spooling() {
-		signal(b.outbox.sig) // flush what the last run spooled
+		signal(b.durable.wake) // flush what the last run spooled
 	}
 	b.wg.Add(3)
 	go b.supervise()
@@ -1074,6 +1074,9 @@ func reason(err error) string {
 
 const batchSize = 256
 
+// debugSend, set by tests, sees every pipeline of durable entries sent.
+var debugSend func(b *Bus, path string, ids []string)
+
 // write pipelines the outbox to Redis in order. A message leaves the outbox
 // once Redis answered it: acknowledged, or refused (an ACL denial, a
 // command error), which is dropped and counted, since sending it again
@@ -1087,6 +1090,9 @@ func (b *Bus) write() {
 	defer b.wg.Done()
 	defer func() { // after a HandOver, whatever ended the loop
 		b.writing.Store(false)
+		if d := b.durable; d != nil {
+			signal(d.wake) // a wake this writer took goes to the next one
+		}
 		b.passOutbox()
 		if b.closed() && !b.handedOver() {
 			b.spoolOutbox(true) // closed: durable entries to disk, not discarded
@@ -1094,9 +1100,11 @@ func (b *Bus) write() {
 		b.discard()
 	}()
 	failures := 0
+	wake := b.wakeChan()
 	for {
 		select {
 		case <-b.outbox.sig:
+		case <-wake:
 		case <-b.done:
 			return
 		case <-b.handed:
@@ -1179,6 +1187,17 @@ func (b *Bus) publishBatch(batch []outMsg) (answered int, again []outMsg) {
 		cmds[i] = pipe.Publish(ctx, m.channel, m.payload)
 	}
 	_, _ = pipe.Exec(ctx)
+	if debugSend != nil {
+		var ids []string
+		for i, m := range batch {
+			if m.id != "" {
+				ids = append(ids, fmt.Sprintf("%s:%v", m.id, cmds[i].Err()))
+			}
+		}
+		if len(ids) > 0 {
+			debugSend(b, "outbox", ids)
+		}
+	}
 	for i, c := range cmds {
 		if batch[i].ttl > 0 {
 			h := hset[0]

@@ -67,6 +67,11 @@ func (s *Spool) FlushWith(ctx context.Context, client redis.UniversalClient, tri
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
+		// Everything Added so far on disk first, so that the batch is the
+		// oldest of all (AddID may add older entries late).
+		if err := s.Sync(); err != nil {
+			return n, err
+		}
 		batch, err := s.Peek(s.o.FlushBatch)
 		if err != nil {
 			return n, err
@@ -98,6 +103,7 @@ func (s *Spool) FlushWith(ctx context.Context, client redis.UniversalClient, tri
 			return nil
 		})
 		var upto int64
+		var sent []int64
 		var acked, refused uint64
 		var stop, firstRefusal error
 		for i, e := range batch {
@@ -109,10 +115,12 @@ func (s *Spool) FlushWith(ctx context.Context, client redis.UniversalClient, tri
 			}
 			if cerr == nil {
 				upto, acked = e.Seq, acked+1
+				sent = append(sent, e.Seq)
 				continue
 			}
 			if Refused(cerr) {
 				upto, refused = e.Seq, refused+1
+				sent = append(sent, e.Seq)
 				if firstRefusal == nil {
 					firstRefusal = fmt.Errorf("stream %q, entry %s: %w", e.Stream, e.ID, cerr)
 				}
@@ -127,7 +135,7 @@ func (s *Spool) FlushWith(ctx context.Context, client redis.UniversalClient, tri
 		if upto > 0 {
 			// Not ctx: what Redis took must be deleted even if the
 			// caller is giving up.
-			if err := s.delete(delReq{upto: upto, flushed: acked, refused: refused}); err != nil {
+			if err := s.delete(delReq{upto: upto, seqs: sent, flushed: acked, refused: refused}); err != nil {
 				return n, err
 			}
 			n += int(acked)

@@ -195,6 +195,7 @@ type Spool struct {
 
 type delReq struct {
 	upto             int64
+	seqs             []int64 // if set: exactly these (Flush), not all <= upto
 	flushed, refused uint64 // what the deleted entries count as
 	reply            chan error
 }
@@ -654,7 +655,7 @@ func (s *Spool) dropAll(err error) {
 // applyDelete runs on the writer goroutine, so nothing is committed while
 // it reads the new oldest entry.
 func (s *Spool) applyDelete(r delReq) error {
-	n, bytes, at, err := s.deleteTx(r.upto)
+	n, bytes, at, err := s.deleteTx(r.upto, r.seqs)
 	if err != nil {
 		return fmt.Errorf("spool %s: delete: %w", s.path, err)
 	}
@@ -679,12 +680,40 @@ func (s *Spool) applyDelete(r delReq) error {
 	return nil
 }
 
-func (s *Spool) deleteTx(upto int64) (n, bytes int64, at sql.NullInt64, err error) {
+func (s *Spool) deleteTx(upto int64, seqs []int64) (n, bytes int64, at sql.NullInt64, err error) {
 	tx, err := s.db.Begin()
 	if err != nil {
 		return 0, 0, at, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	if seqs != nil {
+		// Exactly what Flush sent: an entry committed since its Peek with
+		// a lower sequence (AddID) is not deleted unsent.
+		var sum sql.NullInt64
+		for _, seq := range seqs {
+			var size int64
+			err := tx.QueryRow("DELETE FROM entries WHERE seq = ? RETURNING size", seq).Scan(&size)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return 0, 0, at, err
+			}
+			n++
+			sum.Int64 += size
+		}
+		if err := tx.QueryRow("SELECT at FROM entries ORDER BY seq LIMIT 1").Scan(&at); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, 0, at, err
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, 0, at, err
+		}
+		if !at.Valid {
+			_, _ = s.db.Exec("PRAGMA incremental_vacuum")
+			_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		}
+		return n, sum.Int64, at, nil
+	}
 	var sum sql.NullInt64
 	if err := tx.QueryRow("SELECT count(*), sum(size) FROM entries WHERE seq <= ?", upto).Scan(&n, &sum); err != nil {
 		return 0, 0, at, err
