@@ -196,7 +196,7 @@ type Spool struct {
 type delReq struct {
 	upto             int64
 	seqs             []int64 // if set: exactly these (Flush), not all <= upto
-	flushed, refused uint64 // what the deleted entries count as
+	flushed, refused uint64  // what the deleted entries count as
 	reply            chan error
 }
 
