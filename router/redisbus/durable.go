@@ -197,6 +197,22 @@ func (b *Bus) spoolOutbox(all bool) int {
 	if d == nil || d.spool == nil {
 		return 0
 	}
+	var chain []*Bus // b's successors, handMu held: no HandOver meanwhile
+	if all {
+		// Lock order: handMu along the chain, then d.mu (Append takes
+		// one bus's handMu, then d.mu).
+		b.handMu.Lock()
+		for c := b; c.next != nil; c = c.next {
+			c.next.handMu.Lock()
+			chain = append(chain, c.next)
+		}
+		defer func() {
+			for i := len(chain) - 1; i >= 0; i-- {
+				chain[i].handMu.Unlock()
+			}
+			b.handMu.Unlock()
+		}()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !all {
@@ -207,10 +223,8 @@ func (b *Bus) spoolOutbox(all bool) int {
 		}
 	}
 	msgs := b.outbox.takeDurable(all)
-	if all {
-		for c := b.successor(); c != nil; c = c.successor() {
-			msgs = append(msgs, c.outbox.takeDurable(true)...)
-		}
+	for _, c := range chain {
+		msgs = append(msgs, c.outbox.takeDurable(true)...)
 	}
 	for i := range msgs {
 		if err := d.toSpool(&msgs[i]); err != nil {
@@ -226,13 +240,6 @@ func (b *Bus) spoolOutbox(all bool) int {
 		signal(d.wake)
 	}
 	return len(msgs)
-}
-
-// successor is the bus HandOver named, nil when none.
-func (b *Bus) successor() *Bus {
-	b.handMu.Lock()
-	defer b.handMu.Unlock()
-	return b.next
 }
 
 // answered uncounts n durable entries that left the outboxes (sent,
