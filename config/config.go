@@ -28,6 +28,8 @@ type Config struct {
 	Dispatch Dispatch `koanf:"dispatch"`
 	Log      Log      `koanf:"log"`
 	Events   Events   `koanf:"events"`
+	Streams  Streams  `koanf:"streams"`
+	Spool    Spool    `koanf:"spool"`
 	Metrics  Metrics  `koanf:"metrics"`
 	Routes   []Route  `koanf:"routes"`
 
@@ -145,6 +147,33 @@ type Events struct {
 	// ("!login hunter2", "/vote"), never published by Auto. An empty list
 	// publishes every line. Default: ["!", "/"].
 	ChatSkipPrefixes []string `koanf:"chat_skip_prefixes"`
+	// Stream sends game events as stream entries (XADD through the durable
+	// path of realtime.Append, spooled while Redis is down) to streams
+	// named like the channels they would be published to. Default: false.
+	Stream bool `koanf:"stream"`
+}
+
+// Streams configures the entries this server adds to streams
+// (realtime.Append, game events with events.stream).
+type Streams struct {
+	// MaxLen trims each stream to about this many entries at every XADD
+	// (MAXLEN ~). Default: 0, no trimming. Not with Retention.
+	MaxLen int `koanf:"max_len"`
+	// Retention trims entries older than this at every XADD (MINID ~
+	// now-retention). Default: 0, no trimming. Not with MaxLen.
+	Retention Duration `koanf:"retention"`
+}
+
+// Spool configures the disk spool of durable sends, used while Redis is
+// unreachable or the outbox is full.
+type Spool struct {
+	// Path of the SQLite file, relative to the game's folder (the
+	// process's working directory); "" turns the spool off.
+	// Default: "data/realtime/spool.db".
+	Path string `koanf:"path"`
+	// MaxBytes bounds the spooled entries; past it appends fail and are
+	// counted. Default: "64MiB".
+	MaxBytes Size `koanf:"max_bytes"`
 }
 
 // Route sends the events of matching channels to a Lua handler.
@@ -202,6 +231,9 @@ func (r *Route) GroupName(serverID string) string {
 	return strings.ReplaceAll(r.Group, ServerPlaceholder, serverID)
 }
 
+// DefaultSpoolPath is spool.path's default.
+const DefaultSpoolPath = "data/realtime/spool.db"
+
 // Default returns the built-in defaults: local mode, no routes.
 func Default() *Config {
 	host, err := os.Hostname()
@@ -231,6 +263,7 @@ func Default() *Config {
 		Dispatch: Dispatch{Budget: Duration(2 * time.Millisecond), MaxPerFrame: 0},
 		Log:      Log{Level: "info", Rate: Rate{PerSecond: 10}},
 		Events:   Events{ChatSkipPrefixes: []string{"!", "/"}},
+		Spool:    Spool{Path: DefaultSpoolPath, MaxBytes: 64 * MiB},
 		Metrics:  defaultMetrics(),
 	}
 }

@@ -24,6 +24,21 @@ func (l *loader) validate(c *Config) {
 	l.validateRedis(c)
 	l.validateQueue(c)
 	l.validateMetrics(c)
+	if c.Streams.MaxLen < 0 {
+		l.fail("streams.max_len", "%d must not be negative (0: no trimming)", c.Streams.MaxLen)
+	}
+	if c.Streams.Retention < 0 {
+		l.fail("streams.retention", "%q must not be negative (0s: no trimming)", c.Streams.Retention)
+	}
+	if c.Streams.MaxLen > 0 && c.Streams.Retention > 0 {
+		l.fail("streams.retention", "%q is set, and so is streams.max_len (%d): trim by length or by age, not both", c.Streams.Retention, c.Streams.MaxLen)
+	}
+	if c.Spool.Path != "" && strings.ContainsRune(c.Spool.Path, '?') {
+		l.fail("spool.path", "%q: the path may not contain '?'", c.Spool.Path)
+	}
+	if c.Spool.MaxBytes < 1*KiB {
+		l.fail("spool.max_bytes", "%q is too small (want at least 1KiB)", c.Spool.MaxBytes)
+	}
 
 	if b := c.Dispatch.Budget.D(); b < 10*time.Microsecond || b > 100*time.Millisecond {
 		l.fail("dispatch.budget", "%q is out of range (want 10µs to 100ms: the server's frame waits for it)", c.Dispatch.Budget)

@@ -318,6 +318,25 @@ func publish(out *C.rt_out, channel, payload string, table bool) C.int {
 	return C.RT_OK
 }
 
+func appendEntry(out *C.rt_out, stream, payload string, table bool) C.int {
+	if table {
+		s, err := api.EncodeJSON(argsDoc(out, false), "payload")
+		if err != nil {
+			return argError(out, 2, err.Error())
+		}
+		payload = s
+	}
+	if stream == "" {
+		return argError(out, 1, "stream is empty")
+	}
+	id, err := mod.Append(stream, payload)
+	if err != nil {
+		return fail(out, err)
+	}
+	out.str = putStr(out, id)
+	return C.RT_OK
+}
+
 func gameEvent(out *C.rt_out, fn string) C.int {
 	if err := mod.GameEvent(fn, argsDoc(out, false)); err != nil {
 		return fail(out, err)

@@ -67,6 +67,11 @@ func rtgo_publish(out *C.rt_out, ch *C.char, chn C.size_t, payload *C.char, pn C
 	return guard(out, func() C.int { return publish(out, goString(ch, chn), goString(payload, pn), table != 0) })
 }
 
+//export rtgo_append
+func rtgo_append(out *C.rt_out, st *C.char, sn C.size_t, payload *C.char, pn C.size_t, table C.int) C.int {
+	return guard(out, func() C.int { return appendEntry(out, goString(st, sn), goString(payload, pn), table != 0) })
+}
+
 //export rtgo_game_event
 func rtgo_game_event(out *C.rt_out, fn *C.char, n C.size_t) C.int {
 	return guard(out, func() C.int { return gameEvent(out, goString(fn, n)) })

@@ -345,6 +345,36 @@ static int l_publish(lua_State *L) {
 	return 1;
 }
 
+/* realtime.Append(stream, payload): payload as Publish's; returns the
+ * entry's rt_id, or false, err. */
+static int l_append(lua_State *L) {
+	rt_out *out = body_out(L, RT_OUT_MAGIC);
+	size_t sn, pn = 0;
+	const char *st = checkstring(L, 1, "Append", &sn);
+	const char *payload = NULL;
+	int table = 0;
+	switch (lua.type(L, 2)) {
+	case LUA_TSTRING:
+	case LUA_TNUMBER:
+		payload = lua.tolstring(L, 2, &pn);
+		break;
+	case LUA_TTABLE:
+	case LUA_TUSERDATA:
+		rt_tape_value(L, &out->args, 2);
+		if (out->args.full)
+			return argerror(L, 2, "Append", RT_TOO_LARGE);
+		table = 1;
+		break;
+	default:
+		typeerror(L, 2, "Append", "string or table");
+	}
+	int n = check(L, out, rtgo_append(out, (char *)st, sn, (char *)payload, pn, table), "Append");
+	if (n)
+		return n;
+	pushstr(L, out, out->str);
+	return 1;
+}
+
 /* Game events: one function per event, its fields checked by type:
  * 's' string, 'n' number, 'b' boolean, 'p' position (Vector, {x=,y=,z=},
  * {x,y,z} or three numbers), 'v' any JSON value; '?' after one makes it
@@ -1106,6 +1136,7 @@ typedef struct entry_fn {
 
 static const entry_fn functions[] = {
     {"Publish", l_publish, 0},
+    {"Append", l_append, 0},
     {"On", l_on, 1},
     {"Subscribe", l_subscribe, 1},
     {"SubscribePattern", l_subscribe_pattern, 1},

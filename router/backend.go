@@ -19,6 +19,11 @@ type Backend interface {
 	// Publish queues payload for channel; it fails only when the outbox is
 	// full or the backend is closed.
 	Publish(channel, payload string) error
+	// Append queues payload as a new entry of stream (XADD with the fields
+	// "data" and "rt_id") and returns the entry's rt_id, "<server
+	// id>-<sequence>"; it fails only when the entry can be neither queued
+	// nor spooled, or the backend cannot append (closed, no streams).
+	Append(stream, payload string) (string, error)
 	// Close stops the backend's goroutines. It is idempotent and never
 	// waits long: a hung connection is abandoned, not joined.
 	Close() error

@@ -17,7 +17,8 @@ type failingBackend struct{ sinkBackend }
 
 var errFull = errors.New("outbox full")
 
-func (b *failingBackend) Publish(string, string) error { return errFull }
+func (b *failingBackend) Publish(string, string) error          { return errFull }
+func (b *failingBackend) Append(string, string) (string, error) { return "", errFull }
 
 // TestPublishCounts: GetStats' published counts what the backend accepted,
 // publish_failed what it refused; with no backend Publish says so.
@@ -211,4 +212,23 @@ func TestEventCopiesShareBytes(t *testing.T) {
 	}
 	assert.Equal(t, int64(0), q.Bytes(), "all copies gone: nothing counted")
 	assert.Equal(t, 0, q.Pending())
+}
+
+// TestAppendCounts: GetStats' appended counts what the backend accepted,
+// append_failed what it refused; the backend's rt_id is returned.
+func TestAppendCounts(t *testing.T) {
+	r, err := New(parseConfig(t, ""))
+	require.NoError(t, err)
+	_, err = r.Append("s", "x")
+	assert.ErrorIs(t, err, ErrNoBackend)
+	r.Attach(&sinkBackend{})
+	id, err := r.Append("s", "x")
+	require.NoError(t, err)
+	assert.Equal(t, "srv-1", id)
+	r.Attach(&failingBackend{})
+	_, err = r.Append("s", "x")
+	assert.ErrorIs(t, err, errFull)
+	assert.Equal(t, uint64(1), r.Stats.Appended.Load())
+	assert.Equal(t, uint64(1), r.Stats.AppendFails.Load())
+	assert.Zero(t, r.Stats.Published.Load()+r.Stats.PublishFails.Load(), "appends are not publishes")
 }

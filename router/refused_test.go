@@ -12,10 +12,11 @@ import (
 // sinkBackend keeps the sink it is started with.
 type sinkBackend struct{ sink Sink }
 
-func (b *sinkBackend) Start(s Sink, _ Plan)         { b.sink = s }
-func (b *sinkBackend) Update(PlanDiff)              {}
-func (b *sinkBackend) Publish(string, string) error { return nil }
-func (b *sinkBackend) Close() error                 { return nil }
+func (b *sinkBackend) Start(s Sink, _ Plan)                  { b.sink = s }
+func (b *sinkBackend) Update(PlanDiff)                       {}
+func (b *sinkBackend) Publish(string, string) error          { return nil }
+func (b *sinkBackend) Append(string, string) (string, error) { return "srv-1", nil }
+func (b *sinkBackend) Close() error                          { return nil }
 
 // TestRefusedSubscriptionMarksTheRoutesItServes: a refused channel marks
 // its route, a refused covering pattern every route under it, and a later

@@ -745,6 +745,24 @@ func (r *Router) Publish(channel, payload string) error {
 	return nil
 }
 
+// Append hands a stream entry to the backend without blocking and returns
+// its rt_id.
+func (r *Router) Append(stream, payload string) (string, error) {
+	r.mu.Lock()
+	b := r.backend
+	r.mu.Unlock()
+	if b == nil {
+		return "", ErrNoBackend
+	}
+	id, err := b.Append(stream, payload)
+	if err != nil {
+		r.Stats.AppendFails.Add(1)
+		return "", err
+	}
+	r.Stats.Appended.Add(1)
+	return id, nil
+}
+
 // subscribeRefused records a subscription the server refused (or, with
 // reason "", no longer refuses), marks the routes it serves and logs them.
 //

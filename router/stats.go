@@ -24,6 +24,8 @@ type Stats struct {
 	Published    atomic.Uint64 // Publish calls accepted by the backend
 	PublishFails atomic.Uint64 // Publish calls refused (outbox full, closed) or messages the server refused
 	Refused      atomic.Uint64 // of PublishFails, messages the server refused (dropped, not retried)
+	Appended     atomic.Uint64 // Append calls accepted by the backend (queued or spooled)
+	AppendFails  atomic.Uint64 // Append calls refused (outbox and spool full, closed) or entries dropped later (refused by the server, discarded)
 	Queued       atomic.Uint64 // events queued (one per matching route)
 	Dispatched   atomic.Uint64
 	DecodeErrors atomic.Uint64    // JSON routes' payloads delivered raw

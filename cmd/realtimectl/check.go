@@ -75,6 +75,23 @@ func printPlan(w io.Writer, cfg *config.Config) error {
 	} else {
 		fmt.Fprintln(w, "heartbeat: off")
 	}
+	if !cfg.Local() {
+		switch {
+		case cfg.Spool.Path == "":
+			fmt.Fprintln(w, "spool:     off (durable sends wait in memory while Redis is unreachable)")
+		default:
+			fmt.Fprintf(w, "spool:     %s, up to %s\n", cfg.Spool.Path, cfg.Spool.MaxBytes)
+		}
+		switch {
+		case cfg.Streams.MaxLen > 0:
+			fmt.Fprintf(w, "streams:   XADD trims to about %d entries (MAXLEN ~)\n", cfg.Streams.MaxLen)
+		case cfg.Streams.Retention > 0:
+			fmt.Fprintf(w, "streams:   XADD trims entries older than %s (MINID ~)\n", cfg.Streams.Retention)
+		}
+		if cfg.Events.Stream {
+			fmt.Fprintln(w, "events:    game events are added to streams (durable), not published")
+		}
+	}
 	if cfg.Metrics.Listen != "" {
 		fmt.Fprintf(w, "metrics:   http://%s/metrics\n", cfg.Metrics.Listen)
 	}

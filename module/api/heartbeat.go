@@ -19,6 +19,7 @@ var HeartbeatFields = []string{
 	"queue_depth", "queue_bytes", "outbox", "dropped", "dropped_queue_full", "dropped_rate_limited",
 	"dropped_too_big", "dropped_no_route", "dropped_no_handler", "dropped_handler_error", "dropped_internal",
 	"latency_p99_us", "reconnects", "routes", "stream_pending", "stream_lag", "dead_lettered",
+	"appended", "append_failed", "spool_entries", "spool_bytes", "spool_oldest_age_ms", "spool_dropped",
 }
 
 // heartbeat writes the server's heartbeat hash on its own goroutine: the
@@ -108,6 +109,9 @@ func (h *heartbeat) fields(r *router.Router, rb *redisbus.Bus, cfg *config.Confi
 	}
 	pending, lag := streamBacklog(rb.StreamStats())
 	vals = append(vals, i(pending), i(lag), u(s.DeadLettered.Load()))
+	sp, lost, _, _ := spoolStats(r)
+	vals = append(vals, u(s.Appended.Load()), u(s.AppendFails.Load()), i(sp.Depth), i(sp.Bytes),
+		i(sp.OldestAge(now).Milliseconds()), u(sp.Dropped()+lost))
 	kv := make([]string, 0, 2*len(vals))
 	for j, v := range vals {
 		kv = append(kv, HeartbeatFields[j], v)

@@ -32,7 +32,7 @@ func TestHeartbeat(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "realtime.toml")
 	require.NoError(t, os.WriteFile(file, []byte(base+"[metrics]\nheartbeat = \"200ms\"\n[[routes]]\npattern = \"in:*\"\nhandler = \"H\"\nrate = \"1/h\"\nburst = 1\n"), 0o644))
-	m := Start(Options{Config: config.Options{File: file, Dir: dir, Environ: []string{}}, Version: "v-test"})
+	m := Start(Options{Config: config.Options{File: file, Dir: dir, Environ: []string{}}, Version: "v-test", Root: dir})
 	t.Cleanup(m.Stop)
 
 	require.NoError(t, m.Configure(luaTape(map[any]any{"map": "gm_flatgrass"})))

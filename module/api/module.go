@@ -32,6 +32,7 @@ import (
 	"github.com/gmod-realtime/realtime/router/localbus"
 	"github.com/gmod-realtime/realtime/router/pattern"
 	"github.com/gmod-realtime/realtime/router/redisbus"
+	"github.com/gmod-realtime/realtime/router/spool"
 )
 
 // Options configure a Module.
@@ -54,6 +55,10 @@ type Options struct {
 	Queued func()
 	// Version is the module's version, for the heartbeat.
 	Version string
+	// Root is the game's folder: a relative spool.path is taken from
+	// there. Default: the process's working directory (the game's folder
+	// under srcds).
+	Root string
 }
 
 // Frames are the pump's own figures: the ProcessEvents calls that had work
@@ -85,6 +90,12 @@ type Module struct {
 	logs      logQueue
 	hb        *heartbeat
 	prom      promServer
+
+	// Durable sends: the spool and the sequence of rt_ids, kept across
+	// Reload; the spool is closed at Disconnect.
+	durable   *redisbus.Durable
+	seq       spool.Sequence
+	spoolPath string
 
 	// Lua side, per state.
 	gen      uint64            // Open count
@@ -170,7 +181,9 @@ func (m *Module) Config() *config.Config { return m.cfg }
 func (m *Module) Stop() {
 	m.hb.close()
 	m.prom.stop()
+	m.persist()
 	_ = m.r.Close()
+	m.closeDurable()
 }
 
 // attach starts a backend for m.cfg, replacing the current one. The
@@ -186,6 +199,7 @@ func (m *Module) attach() error {
 		if err != nil {
 			return fmt.Errorf("connect to %s: %w", m.cfg.Redis.Target(), err)
 		}
+		rb.SetDurable(m.durableFor())
 		if old, ok := m.r.Backend().(*redisbus.Bus); ok {
 			old.HandOver(rb)
 		}
@@ -214,8 +228,14 @@ func (m *Module) Open() {
 
 // Close forgets the Lua state's handlers (gmod13_close). It never blocks
 // and never logs.
+//
+// Durable entries (realtime.Append) still waiting in the outbox go to the
+// spool, which is local and fast, and Close waits until it has them on
+// disk: the process may be exiting (the module cannot tell a map change
+// from a shutdown). It never waits on the network.
 func (m *Module) Close() {
 	m.handlers = map[string]bool{}
+	m.persist()
 }
 
 // Handler records that the Lua state has (has) or no longer has a handler
@@ -600,10 +620,7 @@ func (m *Module) BatchFailed(batch []Dispatch, msg string) {
 func (m *Module) Publish(channel, payload string) error {
 	err := m.r.Publish(channel, payload)
 	if errors.Is(err, router.ErrNoBackend) {
-		if m.cfgErr != nil {
-			return errors.New("not connected: the config has errors (see the log; fix it and call realtime.Reload())")
-		}
-		return errors.New("not connected (realtime.Disconnect() was called; realtime.Connect() reconnects)")
+		return m.notConnected()
 	}
 	return err
 }
@@ -643,6 +660,10 @@ func (m *Module) GameEvent(fn string, doc *router.Doc) error {
 		return appendString(b, m.cfg.Server.ID)
 	})
 	if err != nil {
+		return err
+	}
+	if m.cfg.Events.Stream {
+		_, err := m.Append(m.cfg.Events.Prefix+channel, s)
 		return err
 	}
 	return m.Publish(m.cfg.Events.Prefix+channel, s)
@@ -767,7 +788,9 @@ func (m *Module) Disconnect() {
 	if m.r.Backend() == nil {
 		return
 	}
+	m.persist()
 	_ = m.r.Close()
+	m.closeDurable()
 	m.r.SetStatus(router.StatusDisconnected, "realtime.Disconnect()")
 }
 
@@ -800,6 +823,9 @@ func (m *Module) Reload() (ReloadResult, error) {
 	}
 	res := ReloadResult{Summary: sum}
 	old := m.cfg
+	if m.durable != nil {
+		m.durable.SetTrim(int64(cfg.Streams.MaxLen), cfg.Streams.Retention.D())
+	}
 	broken := m.cfgErr != nil
 	m.cfg, m.cfgErr = cfg, nil
 	m.hb.cfg.Store(cfg)
@@ -824,6 +850,7 @@ func (m *Module) reconnect(old *config.Config, res *ReloadResult) error {
 		res.Reconnected = true
 		return m.attach()
 	}
+	d := m.durableFor() // the trimming settings, live
 	if rb.Reconfigure(m.cfg.Redis) {
 		return nil
 	}
@@ -831,6 +858,7 @@ func (m *Module) reconnect(old *config.Config, res *ReloadResult) error {
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", m.cfg.Redis.Target(), err)
 	}
+	next.SetDurable(d)
 	res.Reconnected = true
 	rb.HandOver(next)
 	m.r.Replace(next)
@@ -883,6 +911,8 @@ func (m *Module) Stats() *router.Doc {
 		{"received", s.Received.Load()},
 		{"published", s.Published.Load()},
 		{"publish_failed", s.PublishFails.Load()},
+		{"appended", s.Appended.Load()},
+		{"append_failed", s.AppendFails.Load()},
 		{"queued", s.Queued.Load()},
 		{"dispatched", s.Dispatched.Load()},
 		{"decode_errors", s.DecodeErrors.Load()},
@@ -937,6 +967,29 @@ func (m *Module) Stats() *router.Doc {
 	} else {
 		b.counts("target", m.cfg.Redis.Target())
 	}
+	field("spool")
+	spi := b.open(router.KindObject)
+	sn := 0
+	kv := func(k string, v float64) { b.str(k); b.num(v); sn++ }
+	b.str("path")
+	b.str("")
+	sn++
+	if st, lost, spooling, ok := spoolStats(m.r); ok {
+		b.nodes[len(b.nodes)-1].Str = m.spoolPath
+		kv("entries", float64(st.Depth))
+		kv("bytes", float64(st.Bytes))
+		kv("max_bytes", float64(m.cfg.Spool.MaxBytes))
+		kv("oldest_age_ms", float64(st.OldestAge(time.Now()).Milliseconds()))
+		kv("added", float64(st.Added))
+		kv("flushed", float64(st.Flushed))
+		kv("write_errors", float64(st.WriteErrors))
+		b.str("spooling")
+		b.boolean(spooling)
+		b.str("dropped")
+		b.counts("full", st.DroppedFull, "refused", st.DroppedRefused, "write", st.DroppedWrite, "lost", lost)
+		sn += 2
+	}
+	b.close(spi, sn)
 	field("events")
 	i := b.open(router.KindObject)
 	b.str("auto")

@@ -26,7 +26,7 @@ func start(t *testing.T, toml string) (*Module, string) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "realtime.toml")
 	require.NoError(t, os.WriteFile(file, []byte(toml), 0o644))
-	m := Start(Options{Config: config.Options{File: file, Dir: dir, Environ: []string{}}, Pending: new(atomic.Int64), Logs: new(atomic.Int64)})
+	m := Start(Options{Config: config.Options{File: file, Dir: dir, Environ: []string{}}, Pending: new(atomic.Int64), Logs: new(atomic.Int64), Root: dir})
 	t.Cleanup(m.Stop)
 	return m, file
 }
@@ -332,7 +332,7 @@ func TestLogQueueBound(t *testing.T) {
 func TestStatsFrames(t *testing.T) {
 	dir := t.TempDir()
 	calls := 0
-	m := Start(Options{Config: config.Options{Dir: dir, Environ: []string{}}, Frames: func() Frames {
+	m := Start(Options{Root: dir, Config: config.Options{Dir: dir, Environ: []string{}}, Frames: func() Frames {
 		calls++
 		recent := make([]time.Duration, 100)
 		for i := range recent {

@@ -145,6 +145,8 @@ func (m *Module) WriteMetrics(w io.Writer) {
 		{"realtime_received_total", "Messages received from Redis.", s.Received.Load()},
 		{"realtime_published_total", "Publish calls accepted into the outbox.", s.Published.Load()},
 		{"realtime_publish_failed_total", "Publish calls refused (outbox full, closed) and messages Redis refused.", s.PublishFails.Load()},
+		{"realtime_appended_total", "Append calls accepted (queued or spooled).", s.Appended.Load()},
+		{"realtime_append_failed_total", "Append calls refused (outbox and spool full, closed).", s.AppendFails.Load()},
 		{"realtime_queued_total", "Events queued for the main thread (one per matching route).", s.Queued.Load()},
 		{"realtime_dispatched_total", "Events handed to Lua handlers.", s.Dispatched.Load()},
 		{"realtime_decode_errors_total", "JSON routes' payloads delivered raw because they were not JSON.", s.DecodeErrors.Load()},
@@ -167,6 +169,18 @@ func (m *Module) WriteMetrics(w io.Writer) {
 		p.counter("realtime_outages_total", "Times the connection to Redis was lost.", float64(rb.Stats.Outages.Load()))
 		p.counter("realtime_inbox_dropped_total", "Messages dropped because routing fell behind the socket.", float64(rb.Stats.InboxDropped.Load()))
 		p.counter("realtime_heartbeats_total", "Heartbeat hashes Redis acknowledged.", float64(rb.Stats.Heartbeats.Load()))
+		if st, lost, _, ok := spoolStats(r); ok {
+			p.gauge("realtime_spool_entries", "Durable entries waiting in the spool file.", float64(st.Depth))
+			p.gauge("realtime_spool_bytes", "Their size as counted against spool.max_bytes.", float64(st.Bytes))
+			p.gauge("realtime_spool_oldest_age_seconds", "How long the oldest spooled entry has waited (0 when empty).", st.OldestAge(time.Now()).Seconds())
+			p.family("realtime_spool_dropped_total", "counter", "Durable entries dropped, by reason: full (over spool.max_bytes), refused (by Redis), write (disk failed at close), lost (neither sent nor spooled).")
+			for _, d := range []struct {
+				reason string
+				n      uint64
+			}{{"full", st.DroppedFull}, {"refused", st.DroppedRefused}, {"write", st.DroppedWrite}, {"lost", lost}} {
+				p.sample("realtime_spool_dropped_total", float64(d.n), "reason", d.reason)
+			}
+		}
 		streams := rb.StreamStats()
 		names := slices.Sorted(maps.Keys(streams))
 		for _, f := range []struct {

@@ -58,6 +58,9 @@ type Stats struct {
 	InboxDropped atomic.Uint64          // messages dropped because routing fell behind the socket
 	Heartbeats   atomic.Uint64          // heartbeat hashes Redis acknowledged
 	HeartbeatErr atomic.Pointer[string] // why Redis refused the last heartbeat ("" once one is accepted)
+	Appended     atomic.Uint64          // XADDs of Append Redis acknowledged from the outbox
+	Flushed      atomic.Uint64          // spooled entries Redis acknowledged (spool flushes)
+	DurableLost  atomic.Uint64          // durable entries neither sent nor spooled (the spool refused them)
 }
 
 // Bus is the Redis backend. Safe for concurrent use.
@@ -120,6 +123,9 @@ type Bus struct {
 
 	streams busStreams // the stream routes' reader (bus_streams.go)
 
+	durable *Durable    // durable sends (durable.go); nil: Append fails
+	down    atomic.Bool // an outage is reported: appends go to the spool
+
 	wg sync.WaitGroup
 }
 
@@ -129,6 +135,11 @@ type outMsg struct {
 	// A heartbeat, not a message: HSET channel hash..., PEXPIRE channel ttl.
 	hash []string
 	ttl  time.Duration
+	// A durable entry (Append), not a message: XADD channel with the
+	// fields data=payload and rt_id=id; seq is id's sequence.
+	id  string
+	seq int64
+	at  time.Time
 }
 
 // drainReq is one Drain call: its marker in the inbox runs done.
@@ -258,11 +269,19 @@ func (b *Bus) discard() {
 // countDiscarded counts the published messages of msgs as discarded
 // (heartbeats are not counted: the next server's beat replaces them).
 func (b *Bus) countDiscarded(msgs []outMsg) {
-	n := 0
+	n, durable := 0, 0
 	for _, m := range msgs {
 		if m.ttl == 0 && m.drain == nil {
 			n++
 		}
+		if m.id != "" {
+			durable++
+		}
+	}
+	if durable > 0 {
+		b.durable.answered(durable)
+		b.durable.lost.Add(uint64(durable))
+		b.Stats.DurableLost.Add(uint64(durable))
 	}
 	if n > 0 {
 		b.Stats.Discarded.Add(uint64(n))
@@ -330,6 +349,9 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 	// "local", which is connected) is no longer true.
 	sink.SetStatus(router.StatusConnecting, "")
 	b.writing.Store(true)
+	if b.durable != nil && b.durable.Spooling() {
+		signal(b.durable.wake) // flush what the last run spooled
+	}
 	b.wg.Add(3)
 	go b.supervise()
 	go b.write()
@@ -563,6 +585,13 @@ func (b *Bus) Heartbeat(key string, fields []string, ttl time.Duration) bool {
 	return next.Heartbeat(key, fields, ttl)
 }
 
+// handedOver reports whether HandOver named a successor.
+func (b *Bus) handedOver() bool {
+	b.handMu.Lock()
+	defer b.handMu.Unlock()
+	return b.next != nil
+}
+
 // OutboxLen is the number of messages waiting to be published.
 func (b *Bus) OutboxLen() int { return b.outbox.len() }
 
@@ -666,6 +695,7 @@ func (b *Bus) supervise() {
 			// the takeover and drop it, and an old connection that was
 			// down would not have it either.
 			b.sink.SetStatus(router.StatusConnected, "")
+			b.down.Store(false)
 			b.live.Store(true)
 			signal(b.liveSig)
 		})
@@ -691,6 +721,8 @@ func (b *Bus) supervise() {
 		if !down {
 			b.sink.SetStatus(router.StatusDisconnected, reason(err))
 			down = true
+			b.down.Store(true)
+			signal(b.liveSig) // the writer spools its durable entries
 		}
 		if !b.sleep(b.backoff(failures)) {
 			return
@@ -1064,6 +1096,9 @@ func reason(err error) string {
 
 const batchSize = 256
 
+// debugSend, set by tests, sees every pipeline of durable entries sent.
+var debugSend func(b *Bus, path string, ids []string)
+
 // write pipelines the outbox to Redis in order. A message leaves the outbox
 // once Redis answered it: acknowledged, or refused (an ACL denial, a
 // command error), which is dropped and counted, since sending it again
@@ -1077,13 +1112,21 @@ func (b *Bus) write() {
 	defer b.wg.Done()
 	defer func() { // after a HandOver, whatever ended the loop
 		b.writing.Store(false)
+		if d := b.durable; d != nil {
+			signal(d.wake) // a wake this writer took goes to the next one
+		}
 		b.passOutbox()
+		if b.closed() && !b.handedOver() {
+			b.spoolOutbox(true) // closed: durable entries to disk, not discarded
+		}
 		b.discard()
 	}()
 	failures := 0
+	wake := b.wakeChan()
 	for {
 		select {
 		case <-b.outbox.sig:
+		case <-wake:
 		case <-b.done:
 			return
 		case <-b.handed:
@@ -1091,6 +1134,9 @@ func (b *Bus) write() {
 		}
 		for !b.closed() {
 			for !b.live.Load() || b.doneGen.Load() < b.wantGen.Load() || b.preds.Load() > 0 {
+				if b.down.Load() {
+					b.spoolOutbox(true) // Redis unreachable: durable entries to disk
+				}
 				select {
 				case <-b.liveSig:
 				case <-b.done:
@@ -1105,12 +1151,21 @@ func (b *Bus) write() {
 			default:
 			}
 			batch := b.outbox.peek(batchSize)
+			var flushErr error
 			if len(batch) == 0 {
-				break
+				if flushErr = b.flushSpool(); flushErr == nil {
+					break
+				}
 			}
-			answered, again := b.publishBatch(batch)
-			b.outbox.replaceHead(answered, again)
-			if answered < len(batch) || len(again) > 0 {
+			answered, again := 0, []outMsg(nil)
+			if flushErr == nil {
+				answered, again = b.publishBatch(batch)
+				b.outbox.replaceHead(answered, again)
+				if answered < len(batch) {
+					b.spoolOutbox(true) // connection lost: durable entries to disk
+				}
+			}
+			if flushErr != nil || answered < len(batch) || len(again) > 0 {
 				b.Stats.PublishRetry.Add(1)
 				t := time.NewTimer(b.backoff(failures))
 				select {
@@ -1147,9 +1202,24 @@ func (b *Bus) publishBatch(batch []outMsg) (answered int, again []outMsg) {
 			cmds[i] = pipe.PExpire(ctx, m.channel, m.ttl)
 			continue
 		}
+		if m.id != "" {
+			cmds[i] = pipe.XAdd(ctx, b.durable.xaddArgs(&batch[i]))
+			continue
+		}
 		cmds[i] = pipe.Publish(ctx, m.channel, m.payload)
 	}
 	_, _ = pipe.Exec(ctx)
+	if debugSend != nil {
+		var ids []string
+		for i, m := range batch {
+			if m.id != "" {
+				ids = append(ids, fmt.Sprintf("%s:%v", m.id, cmds[i].Err()))
+			}
+		}
+		if len(ids) > 0 {
+			debugSend(b, "outbox", ids)
+		}
+	}
 	for i, c := range cmds {
 		if batch[i].ttl > 0 {
 			h := hset[0]
@@ -1163,11 +1233,17 @@ func (b *Bus) publishBatch(batch []outMsg) (answered int, again []outMsg) {
 			continue
 		}
 		switch err := c.Err(); {
+		case err == nil && batch[i].id != "":
+			b.Stats.Appended.Add(1)
+			b.durable.answered(1)
 		case err == nil:
 			b.Stats.Published.Add(1)
 		case transient(err):
 			again = append(again, batch[i])
 		case isReply(err):
+			if batch[i].id != "" {
+				b.durable.answered(1)
+			}
 			b.Stats.Refused.Add(1)
 			b.sink.PublishFailed(batch[i].channel, err.Error())
 		default:

@@ -54,10 +54,22 @@ func Refused(err error) bool {
 // pipeline sent again after a lost connection duplicates the entries Redis
 // had already taken. Flushes are serialized.
 func (s *Spool) Flush(ctx context.Context, client redis.UniversalClient, maxLen int64) (n int, err error) {
+	return s.FlushWith(ctx, client, func(*Entry) (int64, string) { return maxLen, "" })
+}
+
+// FlushWith is Flush with the trimming of each XADD chosen by trim: MAXLEN
+// ~ maxLen when maxLen > 0, else MINID ~ minID when minID != "" (entries
+// older than a retention), else none.
+func (s *Spool) FlushWith(ctx context.Context, client redis.UniversalClient, trim func(e *Entry) (maxLen int64, minID string)) (n int, err error) {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	for {
 		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		// Everything Added so far on disk first, so that the batch is the
+		// oldest of all (AddID may add older entries late).
+		if err := s.Sync(); err != nil {
 			return n, err
 		}
 		batch, err := s.Peek(s.o.FlushBatch)
@@ -79,14 +91,19 @@ func (s *Spool) Flush(ctx context.Context, client redis.UniversalClient, maxLen 
 		cmds, _ := client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i := range batch {
 				e := &batch[i]
+				maxLen, minID := trim(e)
+				if maxLen > 0 {
+					minID = ""
+				}
 				p.XAdd(ctx, &redis.XAddArgs{
-					Stream: e.Stream, MaxLen: maxLen, Approx: maxLen > 0,
+					Stream: e.Stream, MaxLen: maxLen, MinID: minID, Approx: maxLen > 0 || minID != "",
 					Values: []any{FieldData, e.Payload, FieldID, e.ID},
 				})
 			}
 			return nil
 		})
 		var upto int64
+		var sent []int64
 		var acked, refused uint64
 		var stop, firstRefusal error
 		for i, e := range batch {
@@ -98,10 +115,12 @@ func (s *Spool) Flush(ctx context.Context, client redis.UniversalClient, maxLen 
 			}
 			if cerr == nil {
 				upto, acked = e.Seq, acked+1
+				sent = append(sent, e.Seq)
 				continue
 			}
 			if Refused(cerr) {
 				upto, refused = e.Seq, refused+1
+				sent = append(sent, e.Seq)
 				if firstRefusal == nil {
 					firstRefusal = fmt.Errorf("stream %q, entry %s: %w", e.Stream, e.ID, cerr)
 				}
@@ -116,7 +135,7 @@ func (s *Spool) Flush(ctx context.Context, client redis.UniversalClient, maxLen 
 		if upto > 0 {
 			// Not ctx: what Redis took must be deleted even if the
 			// caller is giving up.
-			if err := s.delete(delReq{upto: upto, flushed: acked, refused: refused}); err != nil {
+			if err := s.delete(delReq{upto: upto, seqs: sent, flushed: acked, refused: refused}); err != nil {
 				return n, err
 			}
 			n += int(acked)

@@ -130,6 +130,8 @@ type Entry struct {
 	Stream  string    // the stream key
 	Payload []byte    // sent as the field data
 	At      time.Time // when it was Added (millisecond precision)
+
+	n uint64 // the Add count when it was added, for Sync
 }
 
 func (e *Entry) size() int64 { return int64(len(e.Stream)+len(e.Payload)) + EntryOverhead }
@@ -165,19 +167,19 @@ type Spool struct {
 	o    Options
 	db   *sql.DB
 
-	mu        sync.Mutex
-	cond      *sync.Cond // broadcast when committed, failed or stopped change
-	pending   []Entry    // Added, not yet taken by the writer, in seq order
-	inflight  []Entry    // taken by the writer, being committed
-	nextSeq   int64      // the next sequence Add assigns
-	lastAdded int64      // the last sequence Add assigned (committed at Open)
-	committed int64      // every seq <= committed is on disk (or deleted)
-	failed    error      // the last commit's error; nil once one succeeds
-	closed    bool       // Close was called: Add and friends refuse
-	stopped   bool       // the writer has exited
-	st        Stats
-	drops     uint64    // DroppedFull not yet logged
-	dropLog   time.Time // when drops were last logged
+	mu         sync.Mutex
+	cond       *sync.Cond // broadcast when committed, failed or stopped change
+	pending    []Entry    // Added, not yet taken by the writer, in seq order
+	inflight   []Entry    // taken by the writer, being committed
+	nextSeq    int64      // the next sequence Add assigns
+	added      uint64     // entries Added (Add and AddID) since Open
+	committedN uint64     // every entry with n <= committedN is on disk (or deleted)
+	failed     error      // the last commit's error; nil once one succeeds
+	closed     bool       // Close was called: Add and friends refuse
+	stopped    bool       // the writer has exited
+	st         Stats
+	drops      uint64    // DroppedFull not yet logged
+	dropLog    time.Time // when drops were last logged
 
 	wake chan struct{} // Add -> writer, capacity 1
 	dels chan delReq   // Delete -> writer
@@ -185,11 +187,16 @@ type Spool struct {
 	done chan struct{} // closed when the writer exits
 
 	flushMu sync.Mutex // one Flush at a time
+	// readMu is held by Peek while it reads the file, and taken by Close
+	// before it closes it: a read in progress (a local one, never the
+	// network) ends first, and the file's lock goes with the connection.
+	readMu sync.RWMutex
 }
 
 type delReq struct {
 	upto             int64
-	flushed, refused uint64 // what the deleted entries count as
+	seqs             []int64 // if set: exactly these (Flush), not all <= upto
+	flushed, refused uint64  // what the deleted entries count as
 	reply            chan error
 }
 
@@ -322,11 +329,9 @@ func (s *Spool) load() error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	s.committed = max(last.Int64, maxSeq.Int64)
 	// The clock covers what the file cannot: IDs handed out by Add but
 	// never committed before a crash, and a file lost or moved away.
-	s.nextSeq = max(s.committed, time.Now().UnixMicro()) + 1
-	s.lastAdded = s.committed
+	s.nextSeq = max(last.Int64, maxSeq.Int64, time.Now().UnixMicro()) + 1
 	s.st.Depth, s.st.Bytes = depth.Int64, bytes.Int64
 	if at.Valid {
 		s.st.Oldest = time.UnixMilli(at.Int64)
@@ -352,7 +357,25 @@ func ParseID(id string) (server string, seq int64, ok bool) {
 // (Sync waits for that). payload is copied. Over MaxBytes it returns
 // ErrFull and the entry is dropped and counted.
 func (s *Spool) Add(stream string, payload []byte) (string, error) {
-	now := time.Now()
+	return s.add(0, stream, payload, time.Now())
+}
+
+// AddID spools an entry whose sequence seq the caller took earlier from a
+// Sequence seeded with Floor (so that an ID is never handed out twice), at
+// the time at it was sent; otherwise it is Add. The ID is
+// "<server id>-<seq>", as Add makes it. Entries may be added out of
+// sequence order (a sender hands over older entries it held in memory):
+// the spool keeps and flushes them in sequence order, so the caller must
+// not add an entry older than one a Flush may already have sent. A copy
+// of an entry the file holds (the same seq) is ignored when committed.
+func (s *Spool) AddID(seq int64, stream string, payload []byte, at time.Time) (string, error) {
+	if seq <= 0 {
+		return "", fmt.Errorf("spool %s: sequence %d is not positive", s.path, seq)
+	}
+	return s.add(seq, stream, payload, at)
+}
+
+func (s *Spool) add(seq int64, stream string, payload []byte, now time.Time) (string, error) {
 	// Never nil, even when empty: the column is NOT NULL.
 	e := Entry{Stream: stream, Payload: append(make([]byte, 0, len(payload)), payload...), At: time.UnixMilli(now.UnixMilli())}
 	size := e.size()
@@ -375,11 +398,15 @@ func (s *Spool) Add(stream string, payload []byte) (string, error) {
 		}
 		return "", ErrFull
 	}
-	e.Seq = s.nextSeq
-	s.nextSeq++
-	s.lastAdded = e.Seq
+	if seq == 0 {
+		seq = s.nextSeq
+	}
+	e.Seq = seq
+	s.nextSeq = max(s.nextSeq, seq+1)
+	s.added++
+	e.n = s.added
 	e.ID = s.o.ServerID + "-" + strconv.FormatInt(e.Seq, 10)
-	if s.st.Depth == 0 {
+	if s.st.Depth == 0 || e.At.Before(s.st.Oldest) {
 		s.st.Oldest = e.At
 	}
 	s.st.Depth++
@@ -394,14 +421,22 @@ func (s *Spool) Add(stream string, payload []byte) (string, error) {
 	return e.ID, nil
 }
 
+// Floor is the highest sequence the spool may have handed out or kept:
+// a Sequence that feeds AddID starts above it.
+func (s *Spool) Floor() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextSeq - 1
+}
+
 // Sync waits until every entry Added before the call is committed, and
 // returns the writer's error if a commit fails meanwhile (the writer keeps
 // the entries and retries).
 func (s *Spool) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	target := s.lastAdded
-	for s.committed < target {
+	target := s.added
+	for s.committedN < target {
 		if s.failed != nil {
 			return s.failed
 		}
@@ -416,6 +451,8 @@ func (s *Spool) Sync() error {
 // Peek returns up to n of the oldest committed entries, oldest first.
 // Entries Added but not yet committed are not included.
 func (s *Spool) Peek(n int) ([]Entry, error) {
+	s.readMu.RLock()
+	defer s.readMu.RUnlock()
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
@@ -484,6 +521,8 @@ func (s *Spool) Close() error {
 	s.mu.Lock()
 	err := s.failed
 	s.mu.Unlock()
+	s.readMu.Lock()
+	defer s.readMu.Unlock()
 	if cerr := s.db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("spool %s: close: %w", s.path, cerr)
 	}
@@ -543,7 +582,7 @@ func (s *Spool) commitPending() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		err := s.commit(batch)
+		dups, dupBytes, err := s.commit(batch)
 		s.mu.Lock()
 		s.inflight = nil
 		if err != nil {
@@ -554,34 +593,48 @@ func (s *Spool) commitPending() error {
 			s.mu.Unlock()
 			return err
 		}
-		s.committed = batch[len(batch)-1].Seq
+		s.committedN = batch[len(batch)-1].n
+		// Copies of entries the file holds (AddID of one sequence twice)
+		// were ignored: they are not held twice.
+		s.st.Depth -= dups
+		s.st.Bytes -= dupBytes
+		s.st.Added -= uint64(dups)
 		s.failed = nil
 		s.cond.Broadcast()
 		s.mu.Unlock()
 	}
 }
 
-func (s *Spool) commit(batch []Entry) error {
+// commit writes batch in one transaction; an entry whose sequence the
+// file holds already (a copy) is ignored, and counted in dups.
+func (s *Spool) commit(batch []Entry) (dups, dupBytes int64, err error) {
 	tx, err := s.db.Begin()
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	ins, err := tx.Prepare("INSERT INTO entries (seq, id, stream, payload, at, size) VALUES (?, ?, ?, ?, ?, ?)")
+	ins, err := tx.Prepare("INSERT OR IGNORE INTO entries (seq, id, stream, payload, at, size) VALUES (?, ?, ?, ?, ?, ?)")
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
+	var last int64
 	for i := range batch {
 		e := &batch[i]
-		if _, err := ins.Exec(e.Seq, e.ID, e.Stream, e.Payload, e.At.UnixMilli(), e.size()); err != nil {
-			return err
+		res, err := ins.Exec(e.Seq, e.ID, e.Stream, e.Payload, e.At.UnixMilli(), e.size())
+		if err != nil {
+			return 0, 0, err
 		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			dups++
+			dupBytes += e.size()
+		}
+		last = max(last, e.Seq)
 	}
 	if _, err := tx.Exec(`INSERT INTO meta (key, value) VALUES ('last_seq', ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, batch[len(batch)-1].Seq); err != nil {
-		return err
+		ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)`, last); err != nil {
+		return 0, 0, err
 	}
-	return tx.Commit()
+	return dups, dupBytes, tx.Commit()
 }
 
 // dropAll counts everything not committed at Close as lost.
@@ -602,7 +655,7 @@ func (s *Spool) dropAll(err error) {
 // applyDelete runs on the writer goroutine, so nothing is committed while
 // it reads the new oldest entry.
 func (s *Spool) applyDelete(r delReq) error {
-	n, bytes, at, err := s.deleteTx(r.upto)
+	n, bytes, at, err := s.deleteTx(r.upto, r.seqs)
 	if err != nil {
 		return fmt.Errorf("spool %s: delete: %w", s.path, err)
 	}
@@ -627,12 +680,40 @@ func (s *Spool) applyDelete(r delReq) error {
 	return nil
 }
 
-func (s *Spool) deleteTx(upto int64) (n, bytes int64, at sql.NullInt64, err error) {
+func (s *Spool) deleteTx(upto int64, seqs []int64) (n, bytes int64, at sql.NullInt64, err error) {
 	tx, err := s.db.Begin()
 	if err != nil {
 		return 0, 0, at, err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	if seqs != nil {
+		// Exactly what Flush sent: an entry committed since its Peek with
+		// a lower sequence (AddID) is not deleted unsent.
+		var sum sql.NullInt64
+		for _, seq := range seqs {
+			var size int64
+			err := tx.QueryRow("DELETE FROM entries WHERE seq = ? RETURNING size", seq).Scan(&size)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return 0, 0, at, err
+			}
+			n++
+			sum.Int64 += size
+		}
+		if err := tx.QueryRow("SELECT at FROM entries ORDER BY seq LIMIT 1").Scan(&at); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, 0, at, err
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, 0, at, err
+		}
+		if !at.Valid {
+			_, _ = s.db.Exec("PRAGMA incremental_vacuum")
+			_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		}
+		return n, sum.Int64, at, nil
+	}
 	var sum sql.NullInt64
 	if err := tx.QueryRow("SELECT count(*), sum(size) FROM entries WHERE seq <= ?", upto).Scan(&n, &sum); err != nil {
 		return 0, 0, at, err
@@ -660,4 +741,28 @@ func (s *Spool) deleteTx(upto int64) (n, bytes int64, at sql.NullInt64, err erro
 		_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	}
 	return n, sum.Int64, at, nil
+}
+
+// Sequence hands out increasing sequence numbers for AddID: the larger of
+// one more than the last and the current Unix time in microseconds, so
+// that numbers keep increasing across restarts, as the spool's own do.
+// Raise it to a spool's Floor when the spool opens. Safe for concurrent use.
+type Sequence struct {
+	mu   sync.Mutex
+	last int64
+}
+
+// Next returns the next sequence number.
+func (q *Sequence) Next() int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.last = max(q.last+1, time.Now().UnixMicro())
+	return q.last
+}
+
+// Raise makes every later number greater than floor.
+func (q *Sequence) Raise(floor int64) {
+	q.mu.Lock()
+	q.last = max(q.last, floor)
+	q.mu.Unlock()
 }

@@ -1,0 +1,254 @@
+package redisbus
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/internal/redistest"
+	"github.com/gmod-realtime/realtime/router"
+	"github.com/gmod-realtime/realtime/router/spool"
+)
+
+// durableHarness is a harness whose bus has durable sends, with a spool
+// at path ("" none).
+func durableHarness(t *testing.T, srv *redistest.Server, path string, extra ...string) (*harness, *Durable) {
+	t.Helper()
+	var sp *spool.Spool
+	if path != "" {
+		var err error
+		sp, err = spool.Open(path, spool.Options{ServerID: "srv", Logf: t.Logf})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = sp.Close() })
+	}
+	d := NewDurable("srv", sp, nil)
+	base := fmt.Sprintf("[redis]\nurl = %q\nreconnect_min = \"50ms\"\nreconnect_max = \"300ms\"\n", srv.URL())
+	rt := "read_timeout = \"300ms\"\n"
+	for _, e := range extra {
+		if strings.HasPrefix(e, "read_timeout") {
+			rt = ""
+		}
+		base += e + "\n"
+	}
+	base += rt
+	cfg, err := config.Parse("test.toml", []byte(base))
+	require.NoError(t, err)
+	r, err := router.New(cfg)
+	require.NoError(t, err)
+	bus, err := New(cfg.Redis)
+	require.NoError(t, err)
+	bus.SetDurable(d)
+	h := &harness{t: t, r: r, bus: bus}
+	r.Attach(bus)
+	t.Cleanup(func() { _ = r.Close() })
+	return h, d
+}
+
+// entries reads stream's entries as their rt_id, after dropping the
+// copies a consumer drops (a sequence not above the highest seen).
+func entries(t *testing.T, c *redis.Client, stream string) (ids []string, data []string, dups int) {
+	t.Helper()
+	xs, err := c.XRange(context.Background(), stream, "-", "+").Result()
+	require.NoError(t, err)
+	var high int64
+	for _, x := range xs {
+		id, _ := x.Values["rt_id"].(string)
+		_, seq, ok := spool.ParseID(id)
+		require.True(t, ok, "entry %v has no rt_id", x)
+		if seq <= high {
+			dups++
+			continue
+		}
+		high = seq
+		ids = append(ids, id)
+		data = append(data, x.Values["data"].(string))
+	}
+	return ids, data, dups
+}
+
+func waitLen(t *testing.T, c *redis.Client, stream string, n int64) {
+	t.Helper()
+	waitUntil(t, fmt.Sprintf("%d entries in %s", n, stream), 20*time.Second, func() bool {
+		l, _ := c.XLen(context.Background(), stream).Result()
+		return l >= n
+	})
+}
+
+// TestAppendConnected: entries arrive with their rt_id, in order; the
+// router counts them.
+func TestAppendConnected(t *testing.T) {
+	srv := redistest.Start(t)
+	h, _ := durableHarness(t, srv, "")
+	h.waitStatus("connected")
+	var want []string
+	for i := range 50 {
+		id, err := h.r.Append("s", "p"+strconv.Itoa(i))
+		require.NoError(t, err)
+		want = append(want, id)
+	}
+	c := client(t, srv)
+	waitLen(t, c, "s", 50)
+	ids, data, dups := entries(t, c, "s")
+	require.Equal(t, want, ids)
+	require.Equal(t, "p0", data[0])
+	require.Zero(t, dups)
+	require.Equal(t, uint64(50), h.r.Stats.Appended.Load())
+	waitUntil(t, "acknowledged", 5*time.Second, func() bool { return h.bus.Stats.Appended.Load() == 50 })
+}
+
+// TestAppendWhileDownIsSpooledAndFlushedInOrder: appends before, during
+// and after an outage reach the stream once each, in order; the middle
+// ones went through the spool, which ends empty.
+func TestAppendWhileDownIsSpooledAndFlushedInOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	path := filepath.Join(t.TempDir(), "spool.db")
+	h, d := durableHarness(t, srv, path)
+	h.waitStatus("connected")
+	var want []string
+	add := func(n int) {
+		for range n {
+			id, err := h.r.Append("s", strconv.Itoa(len(want)))
+			require.NoError(t, err)
+			want = append(want, id)
+		}
+	}
+	add(100)
+	srv.Kill()
+	h.waitStatus("disconnected")
+	add(300)
+	require.True(t, d.Spooling())
+	require.NoError(t, d.Spool().Sync())
+	require.GreaterOrEqual(t, d.Spool().Stats().Depth, int64(300))
+	srv.Restart()
+	add(100) // while reconnecting: behind the spooled ones
+	c := client(t, srv)
+	// The server restarted without persistence: what was sent before the
+	// kill is gone, the rest arrives.
+	waitUntil(t, "the spool flushed and the outbox sent", 20*time.Second, func() bool {
+		ids, _, _ := entries(t, c, "s")
+		return len(ids) > 0 && ids[len(ids)-1] == want[len(want)-1] && d.Spool().Stats().Depth == 0
+	})
+	ids, data, _ := entries(t, c, "s")
+	require.Equal(t, want[len(want)-len(ids):], ids, "in order, none missing after the restart")
+	require.GreaterOrEqual(t, len(ids), 400)
+	require.Equal(t, strconv.Itoa(len(want)-len(ids)), data[0])
+	waitUntil(t, "spooling ends", 5*time.Second, func() bool { return !d.Spooling() })
+	require.Zero(t, d.Spool().Stats().Dropped())
+}
+
+// TestAppendOutboxFullSpillsToSpool: with a small outbox and Redis
+// paused, appends past the outbox go to the spool; once Redis answers,
+// every entry arrives once, in order (the outbox first).
+func TestAppendOutboxFullSpillsToSpool(t *testing.T) {
+	srv := redistest.Start(t)
+	h, d := durableHarness(t, srv, filepath.Join(t.TempDir(), "spool.db"), "outbox_events = 5", `read_timeout = "30s"`)
+	h.waitStatus("connected")
+	srv.Pause()
+	var want []string
+	for i := range 200 {
+		id, err := h.r.Append("s", strconv.Itoa(i))
+		require.NoError(t, err)
+		want = append(want, id)
+	}
+	require.True(t, d.Spooling(), "the outbox filled up")
+	srv.Resume()
+	c := client(t, srv)
+	waitLen(t, c, "s", 200)
+	ids, _, dups := entries(t, c, "s")
+	require.Equal(t, want, ids)
+	require.Zero(t, dups)
+	waitUntil(t, "spooling ends", 10*time.Second, func() bool { return !d.Spooling() })
+}
+
+// TestAppendNoSpoolWaitsInOutbox: with no spool, entries wait in the
+// outbox like publishes; past its bound Append fails and is counted.
+func TestAppendNoSpoolWaitsInOutbox(t *testing.T) {
+	srv := redistest.Start(t)
+	h, _ := durableHarness(t, srv, "", "outbox_events = 3")
+	h.waitStatus("connected")
+	srv.Kill()
+	h.waitStatus("disconnected")
+	for range 3 {
+		_, err := h.r.Append("s", "x")
+		require.NoError(t, err)
+	}
+	_, err := h.r.Append("s", "x")
+	require.ErrorIs(t, err, ErrOutboxFull)
+	require.Equal(t, uint64(1), h.r.Stats.AppendFails.Load())
+	srv.Restart()
+	waitLen(t, client(t, srv), "s", 3)
+}
+
+// TestPersistThenNextOpenSends: entries waiting in the outbox at close go
+// to the spool file (Persist, then the spool closed), and the next
+// process's spool sends them.
+func TestPersistThenNextOpenSends(t *testing.T) {
+	srv := redistest.Start(t)
+	path := filepath.Join(t.TempDir(), "spool.db")
+	sp, err := spool.Open(path, spool.Options{ServerID: "srv"})
+	require.NoError(t, err)
+	cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf("[redis]\nurl = %q\n", srv.URL())))
+	require.NoError(t, err)
+	bus, err := New(cfg.Redis) // never started: what is appended waits in the outbox
+	require.NoError(t, err)
+	bus.SetDurable(NewDurable("srv", sp, nil))
+	var want []string
+	for i := range 20 {
+		id, err := bus.Append("s", strconv.Itoa(i))
+		require.NoError(t, err)
+		want = append(want, id)
+	}
+	require.Equal(t, 20, bus.OutboxLen())
+	require.Equal(t, 20, bus.Persist())
+	require.Zero(t, bus.OutboxLen())
+	require.NoError(t, bus.Close())
+	require.NoError(t, sp.Close())
+
+	h, d := durableHarness(t, srv, path)
+	require.Equal(t, int64(20), d.Spool().Stats().Depth, "the file kept them")
+	h.waitStatus("connected")
+	id, err := h.r.Append("s", "after")
+	require.NoError(t, err)
+	want = append(want, id)
+	c := client(t, srv)
+	waitLen(t, c, "s", 21)
+	ids, _, _ := entries(t, c, "s")
+	require.Equal(t, want, ids, "the spooled ones first")
+}
+
+// TestAppendTrimming: max_len and retention trim the stream at XADD.
+func TestAppendTrimming(t *testing.T) {
+	srv := redistest.Start(t)
+	h, d := durableHarness(t, srv, "")
+	h.waitStatus("connected")
+	c := client(t, srv)
+	ctx := context.Background()
+	d.SetTrim(10, 0)
+	for range 1000 {
+		_, err := h.r.Append("len", "x")
+		require.NoError(t, err)
+	}
+	waitUntil(t, "acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == 1000 })
+	n, err := c.XLen(ctx, "len").Result()
+	require.NoError(t, err)
+	require.Less(t, n, int64(1000), "MAXLEN ~ 10 trimmed")
+
+	for i := 1; i <= 300; i++ { // old entries, from 1970
+		require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "age", ID: fmt.Sprintf("%d-0", i), Values: []any{"data", "old"}}).Err())
+	}
+	d.SetTrim(0, time.Hour)
+	_, err = h.r.Append("age", "new")
+	require.NoError(t, err)
+	waitUntil(t, "acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == 1001 })
+	n, err = c.XLen(ctx, "age").Result()
+	require.NoError(t, err)
+	require.Less(t, n, int64(301), "MINID ~ now-1h trimmed the old entries")
+}
