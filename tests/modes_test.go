@@ -161,3 +161,13 @@ func TestExports(t *testing.T) {
 		assert.NotContains(t, table[:i], "lua_shared", f)
 	}
 }
+
+// Stream routes in local mode (tests/lua/stream_local.lua): realtime.Append
+// reaches each group's realtime.Stream handler once, in order; a failing
+// handler gets max_deliveries tries, then the entry is counted as discarded.
+func TestLocalStreams(t *testing.T) {
+	eachRuntime(t, func(t *testing.T, h Host) {
+		s := NewServer(t, h, "")
+		assert.Contains(t, s.RunScript("stream_local.lua"), "stream_local: ok")
+	})
+}
