@@ -93,26 +93,43 @@ func TestAppendFromLua(t *testing.T) {
 	assert.Equal(t, oneToN(n), got, "the other server's stream route handled each entry once, in order")
 }
 
-// TestAppendSpoolSurvivesKill: with Redis down, a server appends 1,000
-// entries (to its spool) and changes map, then is killed (SIGKILL); Redis
-// comes back, the server is started again: every entry arrives once, in
-// order, and the spool ends empty.
+// TestAppendSpoolSurvivesKill (issue 13's test 4): with Redis down, a
+// server appends 10,000 entries and a game event after every 100th (with
+// events.stream, to the stream player:death), all to its spool, and
+// changes map, then is killed (SIGKILL); it is started again while Redis
+// is still down, then Redis comes back: every entry and every game event
+// arrives once, in order per stream, and the spool ends empty.
 func TestAppendSpoolSurvivesKill(t *testing.T) {
 	srv := redistest.Start(t)
 	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rc.Close()
 	srv.Kill()
-	const n = 1000
-	s := NewServer(t, luajit64, redisConfig(srv, ""))
+	const n = 10000
+	s := NewServer(t, luajit64, redisConfig(srv, "[events]\nstream = true\n"))
 	a := s.Start("append.lua", 66, 60*time.Second, "MODE=down", "N="+strconv.Itoa(n))
 	a.WaitLine(t, "append: persisted", 30*time.Second)
-	require.Contains(t, a.Output(), "append: persisted "+strconv.Itoa(n), "every entry spooled")
+	require.Contains(t, a.Output(), "append: persisted "+strconv.Itoa(n+n/100), "every entry and game event spooled")
 	a.Kill()
 
+	b := s.Start("append.lua", 66, 90*time.Second, "MODE=resume")
+	b.WaitLine(t, "[realtime]", 30*time.Second) // up, with Redis still down
 	srv.Restart()
-	out := s.RunScript("append.lua", "MODE=resume")
+	out := b.Wait(t)
 	require.Contains(t, out, "append: flushed")
 	ns, dups, stopped := streamNs(t, rc)
 	assert.True(t, stopped)
+	deaths, err := rc.XRange(context.Background(), "player:death", "-", "+").Result()
+	require.NoError(t, err)
+	var victims []string
+	for _, x := range deaths {
+		var v struct{ Victim string }
+		require.NoError(t, json.Unmarshal([]byte(fmt.Sprint(x.Values["data"])), &v))
+		victims = append(victims, v.Victim)
+	}
+	var want []string
+	for i := 1; i <= n/100; i++ {
+		want = append(want, "v"+strconv.Itoa(i))
+	}
+	assert.Equal(t, want, victims, "every game event, once, in order")
 	assert.Equal(t, oneToN(n), ns, "every spooled entry, once, in order (%d copies dropped)", dups)
 }

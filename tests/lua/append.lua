@@ -3,7 +3,8 @@
 --     cmds, printing "id <rt_id>" for each, then {"stop":true}; checks the
 --     argument errors; exits once the outbox and the spool are empty.
 --   down: Redis is not running. Appends N entries once the module has
---     reported the outage (they go to the spool), then changes map
+--     reported the outage (they go to the spool), and a game event
+--     PlayerDeath("v<i/100>", "a", "w") after every 100th, then changes map
 --     (gmod13_close writes what the outbox holds to the spool); in the
 --     next map prints "append: persisted <spool entries>" and runs until
 --     killed.
@@ -38,6 +39,9 @@ HOST.Run(function()
 			HOST.WaitFor(function() return rt.Status() == "disconnected" end, 10, "disconnected")
 			for i = 1, n do
 				assert(rt.Append("cmds", { n = i }))
+				if i % 100 == 0 then -- a game event (events.stream: to the stream player:death)
+					assert(rt.PlayerDeath("v" .. (i / 100), "a", "w"))
+				end
 			end
 			HOST.ChangeLevel("gm_map2")
 			while true do HOST.Yield() end
@@ -45,8 +49,8 @@ HOST.Run(function()
 		print("append: persisted " .. rt.GetStats().spool.entries)
 		while true do HOST.Yield() end
 	else
-		HOST.WaitFor(rt.IsConnected, 10, "connected")
-		HOST.WaitFor(sent, 20, "the spool flushed")
+		HOST.WaitFor(rt.IsConnected, 60, "connected")
+		HOST.WaitFor(sent, 30, "the spool flushed")
 		assert(rt.Append("cmds", '{"stop":true}'))
 		HOST.WaitFor(sent, 10, "sent")
 		print("append: flushed")
