@@ -158,3 +158,42 @@ func TestMetricsOffByDefault(t *testing.T) {
 	assert.Empty(t, m2.MetricsAddr())
 	assert.Equal(t, "local", m2.Status())
 }
+
+// TestSpoolDepthReported: while Redis is down, what Append spooled shows
+// in /metrics (realtime_spool_entries, _bytes, _oldest_age_seconds) and in
+// GetStats; once Redis is back and the spool flushed, the heartbeat says
+// the spool is empty and the entries are in the stream.
+func TestSpoolDepthReported(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rc.Close()
+	ctx := context.Background()
+	srv.Kill()
+	m, _ := start(t, "[server]\nid = \"sp-1\"\n[redis]\nurl = \""+srv.URL()+"\"\nreconnect_min = \"50ms\"\nreconnect_max = \"100ms\"\n"+
+		"[metrics]\nlisten = \"127.0.0.1:0\"\nheartbeat = \"1s\"\n")
+	require.Eventually(t, func() bool { return m.MetricsAddr() != "" && m.Status() == "disconnected" }, 10*time.Second, time.Millisecond)
+	const n = 7
+	for i := range n {
+		_, err := m.Append("jobs", strings.Repeat("x", i))
+		require.NoError(t, err)
+	}
+	var fams map[string]*dto.MetricFamily
+	require.Eventually(t, func() bool {
+		fams = scrape(t, m.MetricsAddr())
+		return fams["realtime_spool_entries"] != nil && value(t, fams, "realtime_spool_entries") == n
+	}, 10*time.Second, 5*time.Millisecond, "the spool's depth in /metrics")
+	assert.Greater(t, value(t, fams, "realtime_spool_bytes"), float64(n*(len("jobs"))))
+	assert.Equal(t, float64(n), value(t, fams, "realtime_appended_total"))
+	assert.Equal(t, 0.0, value(t, fams, "realtime_spool_dropped_total", "reason", "full"))
+	assert.GreaterOrEqual(t, value(t, fams, "realtime_spool_oldest_age_seconds"), 0.0)
+
+	srv.Restart()
+	require.Eventually(t, func() bool {
+		h, err := rc.HGetAll(ctx, "realtime:server:sp-1").Result()
+		return err == nil && h["spool_entries"] == "0" && h["spool_bytes"] == "0" && h["appended"] == "7"
+	}, 15*time.Second, 10*time.Millisecond, "the heartbeat after the flush")
+	l, err := rc.XLen(ctx, "jobs").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(n), l)
+	assert.Equal(t, 0.0, value(t, scrape(t, m.MetricsAddr()), "realtime_spool_entries"))
+}
