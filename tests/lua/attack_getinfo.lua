@@ -5,12 +5,12 @@
 -- handler once, with meta, and none be failed or lost.
 local T = require "testlib"
 local rt = realtime
-local real = debug.getinfo
+local real, real_traceback = debug.getinfo, debug.traceback
 local got = {}
 rt.On("a:x", "h3", function(ch, data, meta)
 	got[#got + 1] = data
 	T.eq(type(meta), "table", "meta of " .. data)
-	T.eq(meta.route, "h3", "meta.route of " .. data)
+	T.eq(meta.route, "h3 (a:x)", "meta.route of " .. data)
 end)
 
 local function boom() error("hostile getinfo", 0) end
@@ -19,7 +19,8 @@ local cases = {
 		debug.getinfo = function() return setmetatable({}, { __index = boom }) end
 	end },
 	{ "debug with an __index that raises", function()
-		debug = setmetatable({}, { __index = boom })
+		-- (traceback kept: the host's error handlers use it)
+		debug = setmetatable({ traceback = real_traceback }, { __index = boom })
 	end },
 	{ "a result whose __index calls ProcessEvents", function()
 		debug.getinfo = function() return setmetatable({}, { __index = function() rt.ProcessEvents(); error("after", 0) end }) end
