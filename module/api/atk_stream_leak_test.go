@@ -23,7 +23,18 @@ import (
 // exactly once, none is pending or dead, and the process has no more
 // goroutines nor Redis connections than after the first registration: one
 // left behind per cycle would grow without bound over a server's life.
-func TestAttackStreamCyclesLeakNothing(t *testing.T) {
+func TestAttackStreamCyclesLeakNothing(t *testing.T) { streamCycles(t, 0, 1) }
+
+// Attack: as TestAttackStreamCyclesLeakNothing, with Disconnect/Connect
+// (Off first, then the connection replaced with entries queued). The
+// docs: entries waiting in the queue when the server loses Redis "stay
+// pending in Redis and are delivered again when it comes back". With
+// max_deliveries = 1 they are dead-lettered instead: the new reader's
+// pending re-read sees Redis's delivery count (1, counted by the read no
+// handler saw) and copies them to cmds:dead unhandled.
+func TestAttackStreamDisconnectMaxDeliveriesOne(t *testing.T) { streamCycles(t, 2) }
+
+func streamCycles(t *testing.T, ops ...int) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 7))
@@ -63,11 +74,7 @@ func TestAttackStreamCyclesLeakNothing(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			pumpLocal(m, has, handle)
 		}
-		k := rng.IntN(3)
-		if only := os.Getenv("ATK_ONLY"); only != "" {
-			k = int(only[0] - '0')
-		}
-		switch k {
+		switch ops[rng.IntN(len(ops))] {
 		case 0:
 			require.NotEmpty(t, m.Off("x"), "cycle %d", i)
 		case 1:
@@ -100,9 +107,10 @@ func TestAttackStreamCyclesLeakNothing(t *testing.T) {
 		assert.Equal(t, 1, c, "seed %d: entry %s handled %d times", seed, k, c)
 	}
 	assert.Zero(t, dead, "seed %d: entries in cmds:dead", seed)
-	require.EventuallyWithT(t, func(c *assert.CollectT) {
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
 		assert.LessOrEqual(c, runtime.NumGoroutine(), gBefore+2, "seed %d: goroutines after %d cycles (before %d)", seed, cycles, gBefore)
-		assert.LessOrEqual(c, clients(), cBefore+1, "seed %d: Redis connections after %d cycles (before %d)", seed, cycles, cBefore)
+		// +2: the worker's pool may open a second connection (bounded: 6 after 10 and after 200 cycles)
+		assert.LessOrEqual(c, clients(), cBefore+2, "seed %d: Redis connections after %d cycles (before %d)", seed, cycles, cBefore)
 	}, 20*time.Second, 20*time.Millisecond)
 	if t.Failed() {
 		cl, _ := rc.ClientList(ctx).Result()
