@@ -836,14 +836,21 @@ static int wants_meta(lua_State *L, int fn) {
 	}
 	lua.settop(L, -2);
 	int r = 1, top = lua.gettop(L);
-	lua.getfield(L, LUA_GLOBALSINDEX, "debug");
+	/* raw reads: debug may be an addon's table with metamethods, and
+	 * getinfo an addon's function; a metamethod raising here would fail
+	 * the event (only the call is protected) */
+	lua.pushstring(L, "debug");
+	lua.rawget(L, LUA_GLOBALSINDEX);
 	if (lua.type(L, -1) == LUA_TTABLE) {
-		lua.getfield(L, -1, "getinfo");
+		lua.pushstring(L, "getinfo");
+		lua.rawget(L, -2);
 		lua.pushvalue(L, fn);
 		lua.pushstring(L, "u");
 		if (lua.pcall(L, 2, 1, 0) == 0 && lua.type(L, -1) == LUA_TTABLE) {
-			lua.getfield(L, -1, "nparams");
-			lua.getfield(L, -2, "isvararg");
+			lua.pushstring(L, "nparams");
+			lua.rawget(L, -2);
+			lua.pushstring(L, "isvararg");
+			lua.rawget(L, -3);
 			if (lua.type(L, -2) == LUA_TNUMBER && lua.type(L, -1) == LUA_TBOOLEAN)
 				r = lua.tonumber(L, -2) >= 3 || lua.toboolean(L, -1);
 		}

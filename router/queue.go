@@ -43,6 +43,10 @@ type Event struct {
 type Entry struct {
 	ID, Group  string
 	Deliveries int64 // this delivery included
+	// settler is the backend that delivered it: it settles the entry when
+	// no backend is attached any more (realtime.Disconnect), its reader
+	// acknowledging late.
+	settler Settler
 }
 
 // Copies ties together the events of one message, one per matching route,

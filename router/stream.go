@@ -144,7 +144,7 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 	}()
 	lim := r.lim.Load()
 	ev := &Event{Kind: KindMessage, Channel: e.Stream, Route: rt, Received: now.UnixNano(),
-		Entry: &Entry{ID: e.ID, Group: e.Group, Deliveries: e.Deliveries}}
+		Entry: &Entry{ID: e.ID, Group: e.Group, Deliveries: e.Deliveries, settler: s}}
 	payload := 0 // what counts against queue.max_payload
 	why := ""
 	if rt.Decode == config.DecodeFields {
@@ -260,6 +260,9 @@ func (r *Router) settle(e *Event, ok, release bool) {
 	b := r.backend
 	r.mu.Unlock()
 	s, has := b.(Settler)
+	if b == nil { // closed (Disconnect): the backend that delivered it settles it late
+		s, has = e.Entry.settler, e.Entry.settler != nil
+	}
 	if !has {
 		return
 	}

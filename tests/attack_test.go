@@ -18,11 +18,13 @@ func TestAttack(t *testing.T) {
 		name  string
 		hosts []Host
 	}{
-		{"attack_printloop", all},  // print calling Reload: ProcessEvents prints forever
-		{"attack_statusloop", all}, // a status hook that reconnects: ProcessEvents(1) never returns
-		{"attack_gcnumber", all},   // finalizers raising numbers: an error escapes, the pump is stuck
-		{"attack_routename", all},  // colliding handler names: an event reaches another route's handler
-		{"attack_optargs", all},    // an On option of the wrong type blames argument #5, #7 or #8
+		{"attack_printloop", all},   // print calling Reload: ProcessEvents prints forever
+		{"attack_statusloop", all},  // a status hook that reconnects: ProcessEvents(1) never returns
+		{"attack_gcnumber", all},    // finalizers raising numbers: an error escapes, the pump is stuck
+		{"attack_routename", all},   // colliding handler names: an event reaches another route's handler
+		{"attack_optargs", all},     // an On option of the wrong type blames argument #5, #7 or #8
+		{"attack_getinfo", all},     // a hostile debug.getinfo: events failed, never handled
+		{"attack_stream_args", all}, // hostile realtime.Stream arguments, finalizers, storms
 		// PUC Lua 5.1's debug.getupvalue does not touch C closures; LuaJIT's (GMod's) does.
 		{"attack_upvalue_event", luajit},    // debug.setupvalue on a game event's body: out-of-bounds read
 		{"attack_upvalue_handlers", luajit}, // debug.setupvalue on On's body: a string used as a table

@@ -838,11 +838,18 @@ func (c *subConn) put(m *redis.Message) {
 	}
 }
 
+// maxInterned is the longest channel name intern keeps.
+const maxInterned = 256
+
 // intern returns the first copy read of a channel's name, so that the
 // queued events of one channel share one string where go-redis makes one
 // per message (16 bytes each of a queue's 10,000 events); the reader's
-// only, at most 256 names kept.
+// only, at most 256 names kept, none longer than maxInterned (a name is
+// the publisher's choice: a long one is not kept past its messages).
 func (c *subConn) intern(s string) string {
+	if len(s) > maxInterned {
+		return s
+	}
 	if s == c.lastChan {
 		return c.lastChan
 	}

@@ -403,6 +403,11 @@ func (r *StreamReader) startStream(s *stream) error {
 			select {
 			case <-prev:
 			case <-stop:
+				// Removed again before it read: it still exits after
+				// prev, so that a reader started next waits for prev's
+				// last read too (else its pending re-read takes prev's
+				// entries, Redis counting a delivery no handler saw).
+				<-prev
 				r.wg.Done()
 				return
 			}
