@@ -3,6 +3,7 @@ package redisbus
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -71,4 +72,45 @@ func TestSpoolCopyAfterRestartIsDropped(t *testing.T) {
 		}
 		require.NotEqual(t, id, got, "the copy of an entry handled before the restart was handed out again (stream id %s)", e.ID)
 	}
+}
+
+// TestAppendKeptThroughOOM: Redis over maxmemory (noeviction) answers
+// XADD with "OOM command not allowed", a "not now" reply: the spool keeps
+// its entries through it (spool.Refused), and an appended entry must not
+// be dropped either. Once memory is freed, every entry arrives, in order.
+func TestAppendKeptThroughOOM(t *testing.T) {
+	srv := redistest.Start(t)
+	path := filepath.Join(t.TempDir(), "spool.db")
+	h, _ := durableHarness(t, srv, path)
+	h.waitStatus("connected")
+	c := client(t, srv)
+	ctx := context.Background()
+	big := make([]byte, 6<<20)
+	require.NoError(t, c.Set(ctx, "ballast", big, 0).Err())
+	require.NoError(t, c.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	require.NoError(t, c.ConfigSet(ctx, "maxmemory", "4mb").Err())
+	require.ErrorContains(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "probe", Values: []any{"a", "b"}}).Err(), "OOM")
+
+	var want []string
+	for i := range 20 {
+		id, err := h.r.Append("s", strconv.Itoa(i))
+		require.NoError(t, err)
+		want = append(want, id)
+	}
+	// The writer has tried them (a retry or a refusal is counted).
+	waitUntil(t, "the writer tried the entries", 10*time.Second, func() bool {
+		return h.bus.Stats.PublishRetry.Load() > 0 || h.bus.Stats.Refused.Load() > 0
+	})
+	require.NoError(t, c.Del(ctx, "ballast").Err())
+	require.NoError(t, c.ConfigSet(ctx, "maxmemory", "0").Err())
+	// A marker behind them: once it is there, the others had their turn.
+	id, err := h.r.Append("s", "marker")
+	require.NoError(t, err)
+	want = append(want, id)
+	waitUntil(t, "the marker", 20*time.Second, func() bool {
+		ids, _, _ := entries(t, c, "s")
+		return len(ids) > 0 && ids[len(ids)-1] == id
+	})
+	ids, _, _ := entries(t, c, "s")
+	require.Equal(t, want, ids, "entries appended while Redis was out of memory were dropped (refused %d, durable lost %d)", h.bus.Stats.Refused.Load(), h.bus.Stats.DurableLost.Load())
 }
