@@ -116,6 +116,14 @@ func (d *Durable) toSpool(m *outMsg) error {
 	return err
 }
 
+// durableAgain reports whether m is a durable entry Redis answered with
+// a "not now" reply that the spool keeps its own entries through (OOM,
+// READONLY, MISCONF, NOAUTH ...: see spool.Refused): it is sent again,
+// not dropped as refused.
+func durableAgain(m *outMsg, err error) bool {
+	return m.id != "" && isReply(err) && !spool.Refused(err)
+}
+
 // ErrNoDurable is returned by Append on a bus given no Durable.
 var ErrNoDurable = errors.New("redisbus: no durable-send settings (SetDurable)")
 

@@ -1238,7 +1238,7 @@ func (b *Bus) publishBatch(batch []outMsg) (answered int, again []outMsg) {
 			b.durable.answered(1)
 		case err == nil:
 			b.Stats.Published.Add(1)
-		case transient(err):
+		case transient(err) || durableAgain(&batch[i], err):
 			again = append(again, batch[i])
 		case isReply(err):
 			if batch[i].id != "" {
