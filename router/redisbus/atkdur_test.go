@@ -2,15 +2,21 @@ package redisbus
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gmod-realtime/realtime/config"
 	"github.com/gmod-realtime/realtime/internal/redistest"
+	"github.com/gmod-realtime/realtime/router"
 	"github.com/gmod-realtime/realtime/router/spool"
 )
 
@@ -113,4 +119,133 @@ func TestAppendKeptThroughOOM(t *testing.T) {
 	})
 	ids, _, _ := entries(t, c, "s")
 	require.Equal(t, want, ids, "entries appended while Redis was out of memory were dropped (refused %d, durable lost %d)", h.bus.Stats.Refused.Load(), h.bus.Stats.DurableLost.Load())
+}
+
+// latencyProxy forwards TCP connections to target, holding every chunk
+// of the server's replies for delay (a Redis across a WAN).
+func latencyProxy(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			cl, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			sv, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = cl.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, cl, sv)
+			mu.Unlock()
+			type chunk struct {
+				at time.Time
+				b  []byte
+			}
+			q := make(chan chunk, 1024)
+			wg.Add(3)
+			go func() { defer wg.Done(); _, _ = io.Copy(sv, cl); _ = sv.Close() }()
+			go func() {
+				defer wg.Done()
+				defer close(q)
+				for {
+					buf := make([]byte, 64<<10)
+					n, err := sv.Read(buf)
+					if n > 0 {
+						q <- chunk{time.Now().Add(delay), buf[:n]}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				defer cl.Close()
+				for c := range q {
+					time.Sleep(time.Until(c.at))
+					if _, err := cl.Write(c.b); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestSpoolFlushedWhilePublishing: once appends went to the spool (the
+// outbox was full for a moment), a steady flow of plain publishes (a few
+// per round trip to a distant Redis: the outbox is never empty when the
+// writer looks) must not keep the spool from being flushed: the spooled
+// entries, and every append after them, would wait for a quiet moment
+// that a busy server never has, until the spool is full.
+func TestSpoolFlushedWhilePublishing(t *testing.T) {
+	srv := redistest.Start(t)
+	addr := latencyProxy(t, srv.Addr(), 20*time.Millisecond)
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{ServerID: "srv", Logf: t.Logf})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sp.Close() })
+	d := NewDurable("srv", sp, nil)
+	cfg, err := config.Parse("test.toml", []byte(fmt.Sprintf("[redis]\nurl = \"redis://%s\"\nread_timeout = \"5s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"300ms\"\noutbox_events = 50\n", addr)))
+	require.NoError(t, err)
+	r, err := router.New(cfg)
+	require.NoError(t, err)
+	bus, err := New(cfg.Redis)
+	require.NoError(t, err)
+	bus.SetDurable(d)
+	h := &harness{t: t, r: r, bus: bus}
+	r.Attach(bus)
+	t.Cleanup(func() { _ = r.Close() })
+	h.waitStatus("connected")
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // a few publishes per round trip, far below what Redis takes
+		defer wg.Done()
+		tk := time.NewTicker(2 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				_ = h.r.Publish("chat", "hello")
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+
+	var want []string
+	for i := range 200 { // past the outbox: the rest is spooled
+		id, err := h.r.Append("s", strconv.Itoa(i))
+		require.NoError(t, err)
+		want = append(want, id)
+	}
+	require.True(t, d.Spooling(), "the outbox filled up")
+	c := client(t, srv)
+	waitUntil(t, "the spooled appends sent while publishes flow", 20*time.Second, func() bool {
+		l, _ := c.XLen(context.Background(), "s").Result()
+		return l >= int64(len(want))
+	})
+	ids, _, _ := entries(t, c, "s")
+	require.Equal(t, want, ids)
 }
