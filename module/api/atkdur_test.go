@@ -1,0 +1,89 @@
+package api
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/internal/redistest"
+)
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(es)
+}
+
+// TestAppendAcrossConnectCycles: appends around many Disconnect/Connect
+// and Connect-while-connected cycles, some while Redis hangs, all arrive,
+// each once after dropping copies, in order; the spool ends empty; the
+// file descriptors and goroutines come back to where they were.
+func TestAppendAcrossConnectCycles(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	srv := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	dir := t.TempDir()
+	toml := fmt.Sprintf("[server]\nid = \"s1\"\n[redis]\nurl = %q\nread_timeout = \"300ms\"\nwrite_timeout = \"300ms\"\nreconnect_min = \"20ms\"\nreconnect_max = \"100ms\"\n", srv.URL())
+	m := startIn(t, dir, toml)
+	connected := func() {
+		t.Helper()
+		require.Eventually(t, func() bool { return m.Status() == "connected" }, 10*time.Second, time.Millisecond)
+	}
+	connected()
+	var want []string
+	add := func(n int) {
+		for range n {
+			id, err := m.Append("s", strconv.Itoa(len(want)))
+			require.NoError(t, err)
+			want = append(want, id)
+		}
+	}
+	sent := func() {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			st, _, _, _ := spoolStats(m.r)
+			return len(rtIDs(t, c, "s")) == len(want) && st.Depth == 0
+		}, 20*time.Second, 5*time.Millisecond, "stream %d of %d", len(rtIDs(t, c, "s")), len(want))
+	}
+	add(10)
+	sent()
+	fds, gs := openFDs(t), runtime.NumGoroutine()
+	for round := range 12 {
+		add(20)
+		paused := round%3 == 1
+		if paused {
+			srv.Pause()
+		}
+		add(20)
+		if round%2 == 0 {
+			m.Disconnect()
+			_, err := m.Append("s", "x")
+			require.Error(t, err, "appending while disconnected")
+		}
+		require.NoError(t, m.Connect(""))
+		add(20)
+		if paused {
+			srv.Resume()
+		}
+		connected()
+		add(5)
+		sent()
+	}
+	require.Equal(t, want, rtIDs(t, c, "s"))
+	st, lost, _, _ := spoolStats(m.r)
+	require.Zero(t, lost)
+	require.Zero(t, st.Dropped())
+	require.Eventually(t, func() bool {
+		return openFDs(t) <= fds+2 && runtime.NumGoroutine() <= gs+5
+	}, 10*time.Second, 10*time.Millisecond, "fds %d -> %d, goroutines %d -> %d", fds, openFDs(t), gs, runtime.NumGoroutine())
+}
