@@ -87,3 +87,41 @@ func TestAppendAcrossConnectCycles(t *testing.T) {
 		return openFDs(t) <= fds+2 && runtime.NumGoroutine() <= gs+5
 	}, 10*time.Second, 10*time.Millisecond, "fds %d -> %d, goroutines %d -> %d", fds, openFDs(t), gs, runtime.NumGoroutine())
 }
+
+// TestAppendStormWhileDown: 100,000 appends while Redis is down, into a
+// spool of 1MiB: each either returns an rt_id or fails with "full"; every
+// refusal is counted; once Redis is back, exactly the accepted ones
+// arrive, in order, and the spool ends empty.
+func TestAppendStormWhileDown(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	dir := t.TempDir()
+	toml := fmt.Sprintf("[server]\nid = \"s1\"\n[redis]\nurl = %q\nread_timeout = \"300ms\"\nreconnect_min = \"20ms\"\nreconnect_max = \"100ms\"\n[spool]\nmax_bytes = \"1MiB\"\n", srv.URL())
+	m := startIn(t, dir, toml)
+	require.Eventually(t, func() bool { return m.Status() == "connected" }, 10*time.Second, time.Millisecond)
+	srv.Kill()
+	require.Eventually(t, func() bool { return m.Status() == "disconnected" }, 10*time.Second, time.Millisecond)
+	var want []string
+	failed := 0
+	for i := range 100000 {
+		id, err := m.Append("s", strconv.Itoa(i))
+		if err != nil {
+			require.ErrorContains(t, err, "full")
+			failed++
+			continue
+		}
+		want = append(want, id)
+	}
+	require.NotZero(t, failed, "1MiB holds fewer than 100,000 entries")
+	st, lost, _, ok := spoolStats(m.r)
+	require.True(t, ok)
+	require.EqualValues(t, failed, st.DroppedFull)
+	require.Zero(t, lost)
+	srv.Restart()
+	require.Eventually(t, func() bool {
+		st, _, _, _ := spoolStats(m.r)
+		return st.Depth == 0 && len(rtIDs(t, c, "s")) == len(want)
+	}, 30*time.Second, 10*time.Millisecond)
+	require.Equal(t, want, rtIDs(t, c, "s"))
+}
