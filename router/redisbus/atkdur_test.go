@@ -249,3 +249,44 @@ func TestSpoolFlushedWhilePublishing(t *testing.T) {
 	ids, _, _ := entries(t, c, "s")
 	require.Equal(t, want, ids)
 }
+
+// TestAppendWrongTypeDoesNotBlock: the stream key holds a string
+// (WRONGTYPE): its entries are refused, counted and reported, from the
+// outbox and from the spool alike, and the entries of another stream
+// behind them arrive, in order.
+func TestAppendWrongTypeDoesNotBlock(t *testing.T) {
+	srv := redistest.Start(t)
+	h, d := durableHarness(t, srv, filepath.Join(t.TempDir(), "spool.db"))
+	h.waitStatus("connected")
+	c := client(t, srv)
+	ctx := context.Background()
+	require.NoError(t, c.Set(ctx, "bad", "a string", 0).Err())
+	var want []string
+	for i := range 10 {
+		_, err := h.r.Append("bad", strconv.Itoa(i))
+		require.NoError(t, err)
+		id, err := h.r.Append("good", strconv.Itoa(i))
+		require.NoError(t, err)
+		want = append(want, id)
+	}
+	waitLen(t, c, "good", 10)
+	srv.Pause()
+	t.Cleanup(srv.Resume)
+	h.waitStatus("disconnected")
+	for i := range 10 { // spooled
+		_, err := h.r.Append("bad", strconv.Itoa(i))
+		require.NoError(t, err)
+		id, err := h.r.Append("good", strconv.Itoa(i))
+		require.NoError(t, err)
+		want = append(want, id)
+	}
+	require.True(t, d.Spooling())
+	srv.Resume()
+	waitUntil(t, "the spool flushed", 20*time.Second, func() bool {
+		return d.Spool().Stats().Depth == 0 && !d.Spooling()
+	})
+	ids, _, _ := entries(t, c, "good")
+	require.Equal(t, want, ids)
+	require.EqualValues(t, 10, h.bus.Stats.Refused.Load())
+	require.EqualValues(t, 10, d.Spool().Stats().DroppedRefused)
+}
