@@ -3,8 +3,10 @@ package api
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,4 +126,25 @@ func TestAppendStormWhileDown(t *testing.T) {
 		return st.Depth == 0 && len(rtIDs(t, c, "s")) == len(want)
 	}, 30*time.Second, 10*time.Millisecond)
 	require.Equal(t, want, rtIDs(t, c, "s"))
+}
+
+// TestAppendIDFollowsServerID: docs/API.md and OPERATIONS.md say an
+// entry's rt_id is "<server.id>-<sequence>"; after a Reload that changes
+// server.id, Append's rt_id must carry the new one.
+func TestAppendIDFollowsServerID(t *testing.T) {
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	toml := "[server]\nid = \"%s\"\n[redis]\nurl = %q\n"
+	m := startIn(t, dir, fmt.Sprintf(toml, "s1", srv.URL()))
+	require.Eventually(t, func() bool { return m.Status() == "connected" }, 10*time.Second, time.Millisecond)
+	id, err := m.Append("s", "x")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(id, "s1-"), id)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "realtime.toml"), []byte(fmt.Sprintf(toml, "s2", srv.URL())), 0o644))
+	_, err = m.Reload()
+	require.NoError(t, err)
+	require.Equal(t, "s2", m.Config().Server.ID)
+	id, err = m.Append("s", "x")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(id, "s2-"), "after server.id became s2, Append returned %s", id)
 }
