@@ -41,6 +41,7 @@ func (m *Module) durableFor() *redisbus.Durable {
 	} else if c.Spool.Path != m.spoolPath {
 		m.log("warn", fmt.Sprintf("spool.path changed to %q: it takes effect at the next realtime.Connect (or restart); %q stays in use", c.Spool.Path, m.spoolPath))
 	}
+	m.durable.SetServerID(c.Server.ID)
 	m.durable.SetTrim(int64(c.Streams.MaxLen), c.Streams.Retention.D())
 	return m.durable
 }

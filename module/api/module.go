@@ -824,6 +824,7 @@ func (m *Module) Reload() (ReloadResult, error) {
 	res := ReloadResult{Summary: sum}
 	old := m.cfg
 	if m.durable != nil {
+		m.durable.SetServerID(cfg.Server.ID)
 		m.durable.SetTrim(int64(cfg.Streams.MaxLen), cfg.Streams.Retention.D())
 	}
 	broken := m.cfgErr != nil

@@ -71,6 +71,15 @@ func NewDurable(serverID string, sp *spool.Spool, seq *spool.Sequence) *Durable 
 	return &Durable{serverID: serverID, spool: sp, seq: seq, spooling: sp != nil && sp.Stats().Depth > 0, wake: make(chan struct{}, 1)}
 }
 
+// SetServerID makes the rt_ids of the entries appended from now on
+// "<id>-<seq>" (server.id changed by a Reload); entries appended before
+// keep theirs, in the outbox and in the spool.
+func (d *Durable) SetServerID(id string) {
+	d.mu.Lock()
+	d.serverID = id
+	d.mu.Unlock()
+}
+
 // SetTrim sets the trimming of every XADD: MAXLEN ~ maxLen when maxLen >
 // 0, else MINID ~ (now - retention) when retention > 0, else none.
 func (d *Durable) SetTrim(maxLen int64, retention time.Duration) {
@@ -112,8 +121,16 @@ func (d *Durable) xaddArgs(m *outMsg) *redis.XAddArgs {
 
 // toSpool spools m (under d.mu); false when the spool refused it.
 func (d *Durable) toSpool(m *outMsg) error {
-	_, err := d.spool.AddID(m.seq, m.channel, []byte(m.payload), m.at)
+	_, err := d.spool.AddWithID(m.id, m.seq, m.channel, []byte(m.payload), m.at)
 	return err
+}
+
+// durableAgain reports whether m is a durable entry Redis answered with
+// a "not now" reply that the spool keeps its own entries through (OOM,
+// READONLY, MISCONF, NOAUTH ...: see spool.Refused): it is sent again,
+// not dropped as refused.
+func durableAgain(m *outMsg, err error) bool {
+	return m.id != "" && isReply(err) && !spool.Refused(err)
 }
 
 // ErrNoDurable is returned by Append on a bus given no Durable.

@@ -1157,10 +1157,13 @@ func (b *Bus) write() {
 				return
 			default:
 			}
-			batch := b.outbox.peek(batchSize)
-			var flushErr error
-			if len(batch) == 0 {
-				if flushErr = b.flushSpool(); flushErr == nil {
+			// The spool first when its turn has come (no durable entry
+			// waits in an outbox), whatever publishes wait: a steady flow
+			// of them must not keep it waiting for an empty outbox.
+			flushErr := b.flushSpool()
+			var batch []outMsg
+			if flushErr == nil {
+				if batch = b.outbox.peek(batchSize); len(batch) == 0 {
 					break
 				}
 			}
@@ -1245,7 +1248,7 @@ func (b *Bus) publishBatch(batch []outMsg) (answered int, again []outMsg) {
 			b.durable.answered(1)
 		case err == nil:
 			b.Stats.Published.Add(1)
-		case transient(err):
+		case transient(err) || durableAgain(&batch[i], err):
 			again = append(again, batch[i])
 		case isReply(err):
 			if batch[i].id != "" {

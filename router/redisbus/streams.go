@@ -84,8 +84,9 @@ type StreamOptions struct {
 	// when a crash came between XADD and its delete. An entry whose value
 	// was seen on another entry of the stream among the last DedupeWindow
 	// values is acknowledged without being handed out (Duplicates counts
-	// them); the window is in memory, so a copy that arrives after a
-	// restart of the reader is handed out. Default: "rt_id".
+	// them); the window is in memory, filled at start with the values of
+	// the stream's last entries (up to 2,000), so that a copy sent after
+	// a restart of the reader is dropped too. Default: "rt_id".
 	DedupeField string
 	// DedupeWindow is how many values the duplicate check remembers per
 	// stream. Default: 10000; negative turns the check off.
@@ -795,6 +796,7 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 	ctx := context.Background()
 	failures, lost := 0, 0 // lost: NOGROUPs since the last read of new entries
 	needGroup, needPending := true, true
+	needSeed := r.opt.DedupeWindow > 0
 	cursor := "-"
 	count := r.opt.Count // the next read's COUNT (see StreamOptions.MaxCount)
 	s.mu.Lock()
@@ -814,6 +816,9 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 		case needGroup:
 			err = r.createGroup(ctx, s, client)
 			needGroup = err != nil
+		case needSeed:
+			err = r.seedSeen(ctx, s, client)
+			needSeed = err != nil
 		case needPending:
 			if !r.waitRoom(s, stop) {
 				return
@@ -1121,6 +1126,13 @@ func (r *StreamReader) duplicate(s *stream, e Entry) bool {
 	if first, ok := s.seen[key]; ok {
 		return first != e.ID // the same entry again is a redelivery
 	}
+	r.remember(s, key, e.ID)
+	return false
+}
+
+// remember ties key to the entry id in s's window, forgetting the oldest
+// value when it is full. s.mu held.
+func (r *StreamReader) remember(s *stream, key, id string) {
 	if s.seen == nil {
 		s.seen = map[string]string{}
 	}
@@ -1131,8 +1143,46 @@ func (r *StreamReader) duplicate(s *stream, e Entry) bool {
 		s.seenOrder[s.seenNext] = key
 		s.seenNext = (s.seenNext + 1) % len(s.seenOrder)
 	}
-	s.seen[key] = e.ID
-	return false
+	s.seen[key] = id
+}
+
+// seedLimit bounds the entries seedSeen reads: copies come from the last
+// spool flush or outbox batch of a server that died (256 entries each),
+// beside what other servers added meanwhile.
+const seedLimit = 2000
+
+// seedSeen fills s's duplicate window, before s is read for the first
+// time, with the DedupeField values of the stream's last entries (oldest
+// first, so that each value is tied to its first entry): a copy that a
+// server's spool sends after this reader restarted (the server died
+// between Redis taking an entry and the spool forgetting it) is dropped
+// like one that comes while it runs, even if the first was handled and
+// acknowledged before the restart.
+func (r *StreamReader) seedSeen(ctx context.Context, s *stream, client redis.UniversalClient) error {
+	s.mu.Lock()
+	name := s.spec.Stream
+	s.mu.Unlock()
+	v, err := client.Do(ctx, "xrevrange", name, "+", "-", "count", min(r.opt.DedupeWindow, seedLimit)).Result()
+	if err != nil && isReply(err) {
+		// Refused (an ACL without XREVRANGE, say): read without it;
+		// copies are then dropped only within one run of the reader.
+		r.opt.Logf("realtime: stream %q: cannot read its last entries for the duplicate check (%v): a copy sent after a restart may be handed out", name, err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	es := parseEntries(v)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(es) - 1; i >= 0; i-- {
+		if key := fieldValue(es[i].fields, r.opt.DedupeField); key != "" {
+			if _, ok := s.seen[key]; !ok {
+				r.remember(s, key, es[i].id)
+			}
+		}
+	}
+	return nil
 }
 
 // fieldValue returns the value of the first field name in pairs, or "".

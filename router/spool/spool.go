@@ -66,6 +66,7 @@
 package spool
 
 import (
+	"cmp"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -357,7 +358,7 @@ func ParseID(id string) (server string, seq int64, ok bool) {
 // (Sync waits for that). payload is copied. Over MaxBytes it returns
 // ErrFull and the entry is dropped and counted.
 func (s *Spool) Add(stream string, payload []byte) (string, error) {
-	return s.add(0, stream, payload, time.Now())
+	return s.add(0, "", stream, payload, time.Now())
 }
 
 // AddID spools an entry whose sequence seq the caller took earlier from a
@@ -372,10 +373,20 @@ func (s *Spool) AddID(seq int64, stream string, payload []byte, at time.Time) (s
 	if seq <= 0 {
 		return "", fmt.Errorf("spool %s: sequence %d is not positive", s.path, seq)
 	}
-	return s.add(seq, stream, payload, at)
+	return s.add(seq, "", stream, payload, at)
 }
 
-func (s *Spool) add(seq int64, stream string, payload []byte, now time.Time) (string, error) {
+// AddWithID is AddID with the entry's ID given, "<server id>-<seq>" with
+// the server id it had when the caller made it (a copy of an entry sent
+// before server.id changed keeps its rt_id).
+func (s *Spool) AddWithID(id string, seq int64, stream string, payload []byte, at time.Time) (string, error) {
+	if seq <= 0 {
+		return "", fmt.Errorf("spool %s: sequence %d is not positive", s.path, seq)
+	}
+	return s.add(seq, id, stream, payload, at)
+}
+
+func (s *Spool) add(seq int64, id, stream string, payload []byte, now time.Time) (string, error) {
 	// Never nil, even when empty: the column is NOT NULL.
 	e := Entry{Stream: stream, Payload: append(make([]byte, 0, len(payload)), payload...), At: time.UnixMilli(now.UnixMilli())}
 	size := e.size()
@@ -405,7 +416,7 @@ func (s *Spool) add(seq int64, stream string, payload []byte, now time.Time) (st
 	s.nextSeq = max(s.nextSeq, seq+1)
 	s.added++
 	e.n = s.added
-	e.ID = s.o.ServerID + "-" + strconv.FormatInt(e.Seq, 10)
+	e.ID = cmp.Or(id, s.o.ServerID+"-"+strconv.FormatInt(e.Seq, 10))
 	if s.st.Depth == 0 || e.At.Before(s.st.Oldest) {
 		s.st.Oldest = e.At
 	}
