@@ -93,7 +93,10 @@ type Module struct {
 
 	// Durable sends: the spool and the sequence of rt_ids, kept across
 	// Reload; the spool is closed at Disconnect.
-	durable   *redisbus.Durable
+	durable *redisbus.Durable
+	// kept are the stream entries' uncounted deliveries, across the
+	// connections (Disconnect/Connect, Reload) of this module
+	kept      *redisbus.Kept
 	seq       spool.Sequence
 	spoolPath string
 
@@ -129,7 +132,7 @@ func (r *onReg) kind() string {
 // config is logged and leaves the module disconnected with no routes until
 // Reload succeeds; the Lua API works either way.
 func Start(opts Options) *Module {
-	m := &Module{opts: opts, overrides: map[string]any{}}
+	m := &Module{opts: opts, overrides: map[string]any{}, kept: redisbus.NewKept()}
 	m.logs.counter = opts.Logs
 	if m.logs.counter == nil {
 		m.logs.counter = new(atomic.Int64)
@@ -200,6 +203,7 @@ func (m *Module) attach() error {
 			return fmt.Errorf("connect to %s: %w", m.cfg.Redis.Target(), err)
 		}
 		rb.SetDurable(m.durableFor())
+		rb.SetKept(m.kept)
 		if old, ok := m.r.Backend().(*redisbus.Bus); ok {
 			old.HandOver(rb)
 		}
@@ -860,6 +864,7 @@ func (m *Module) reconnect(old *config.Config, res *ReloadResult) error {
 		return fmt.Errorf("connect to %s: %w", m.cfg.Redis.Target(), err)
 	}
 	next.SetDurable(d)
+	next.SetKept(m.kept)
 	res.Reconnected = true
 	rb.HandOver(next)
 	m.r.Replace(next)

@@ -48,7 +48,7 @@ func (b *Bus) applyStreams(streams []router.StreamPlan, consumer string) {
 	if len(specs) == 0 {
 		return
 	}
-	r, err := NewStreamReader(b.cfg, StreamOptions{Consumer: consumer, Logf: b.streamLog}, specs, busEntries{b})
+	r, err := NewStreamReader(b.cfg, StreamOptions{Consumer: consumer, Logf: b.streamLog, Kept: b.kept}, specs, busEntries{b})
 	if err != nil {
 		b.streamEvent("", "error", err.Error())
 		return
@@ -131,3 +131,7 @@ func (e busEntries) Entry(en Entry) bool {
 }
 
 func (e busEntries) StreamEvent(stream, kind, detail string) { e.b.streamEvent(stream, kind, detail) }
+
+// SetKept gives b's stream reader a Kept that outlives it (see Kept);
+// call it before Start.
+func (b *Bus) SetKept(k *Kept) { b.kept = k }

@@ -74,6 +74,7 @@ type Bus struct {
 	mu     sync.Mutex
 	want   router.Plan
 	outbox *fifo // Publish -> write
+	kept   *Kept // the stream reader's uncounted deliveries (SetKept)
 	inbox  *fifo // read -> deliver
 
 	update chan struct{} // plan changed

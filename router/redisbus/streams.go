@@ -79,6 +79,9 @@ type StreamOptions struct {
 	RetryDelay time.Duration
 	// MaxInFlight bounds the entries in flight per stream. Default: 10000.
 	MaxInFlight int
+	// Kept, when set, holds the uncounted deliveries across readers (see
+	// Kept); default: the reader's own.
+	Kept *Kept
 	// DedupeField names the field that identifies an entry's content
 	// across copies: the spool sends an entry again with the same "rt_id"
 	// when a crash came between XADD and its delete. An entry whose value
@@ -154,7 +157,6 @@ type stream struct {
 	deadNext time.Time
 	client   redis.UniversalClient
 	stop     chan struct{} // closed to stop the reader goroutine
-	exited   chan struct{} // closed when that goroutine has returned
 
 	room chan struct{} // the in-flight set shrank or held drained
 
@@ -268,12 +270,7 @@ type StreamReader struct {
 
 	mu      sync.Mutex
 	streams map[string]*stream
-	// kept are the delivery counts of entries given back (Requeue) after
-	// their stream was removed, by stream key and id: no handler saw
-	// them, so the re-read when the stream is read again does not count
-	// that delivery (at most maxKept in all).
-	kept  map[string]map[string]int64
-	nkept int
+	kept    *Kept // StreamOptions.Kept, or the reader's own
 
 	wake    chan struct{}
 	done    chan struct{}
@@ -312,6 +309,7 @@ func NewStreamReader(c config.Redis, o StreamOptions, specs []StreamSpec, sink S
 	r := &StreamReader{
 		cfg: c, opt: o, sink: sink, cmd: cmd,
 		streams: map[string]*stream{},
+		kept:    cmp.Or(o.Kept, NewKept()),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
@@ -357,7 +355,7 @@ func (r *StreamReader) Update(specs []StreamSpec) error {
 	}
 	for k, s := range r.streams {
 		if _, ok := want[k]; !ok {
-			r.stopStream(s, false)
+			r.stopStream(s)
 		}
 	}
 	for k, spec := range want {
@@ -391,16 +389,15 @@ func (r *StreamReader) startStream(s *stream) error {
 		return err
 	}
 	s.mu.Lock()
-	prev := s.exited
 	s.removed, s.client, s.stop, s.room = false, client, make(chan struct{}), make(chan struct{}, 1)
-	s.exited = make(chan struct{})
-	stop, exited := s.stop, s.exited
+	stop, exited := s.stop, make(chan struct{})
 	s.mu.Unlock()
+	prev := r.kept.follow(s.key, exited)
 	r.wg.Add(1)
 	go func() {
-		defer close(exited)
+		defer r.kept.exit(s.key, exited)
 		defer client.Close()
-		if prev != nil { // the goroutine of the route removed before: its last read offers first
+		if prev != nil { // the goroutine of the route removed before (by this reader or one closed): its last read offers first
 			select {
 			case <-prev:
 			case <-stop:
@@ -420,78 +417,103 @@ func (r *StreamReader) startStream(s *stream) error {
 
 // stopStream stops s's reader; r.mu held.
 //
-// A read in progress is not cut short when only the route went (abort
-// false): Redis may have served it already, counting a delivery, and the
-// reply is then offered (its entries kept uncounted, or handed out if the
-// stream is read again meanwhile) before the goroutine returns and closes
-// its client. At Close (abort) the client is closed at once.
-func (r *StreamReader) stopStream(s *stream, abort bool) {
+// A read in progress is not cut short: Redis may have served it already,
+// counting a delivery, and the reply is then offered (its entries kept
+// uncounted, or handed out if the stream is read again meanwhile) before
+// the goroutine returns, within Block, and closes its client. The next
+// goroutine to read that stream, of this reader or of the next one sharing
+// its Kept, waits for that.
+func (r *StreamReader) stopStream(s *stream) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.removed {
-		if abort && s.client != nil { // a read of the removed route may be in progress
-			go s.client.Close()
-		}
 		return
 	}
 	s.removed = true
 	close(s.stop)
-	if abort {
-		go s.client.Close() // ends a BLOCK in progress; never wait here
-	}
 	// Held entries were read (Redis counted a delivery) but no handler saw
 	// them, nor the requeued retries' last delivery: kept, so that the
 	// re-read when the stream is read again does not count it.
 	for _, e := range s.held {
 		delete(s.tracked, e.ID)
-		r.keepLocked(s.key, e.ID, e.Deliveries)
+		r.kept.keep(s.key, e.ID, e.Deliveries)
 	}
 	for _, id := range s.retries {
 		if f := s.tracked[id]; f != nil && f.requeued {
-			r.keepLocked(s.key, id, f.deliveries)
+			r.kept.keep(s.key, id, f.deliveries)
 		}
 		delete(s.tracked, id)
 	}
 	s.held, s.retries = nil, nil
 }
 
-// maxKept bounds StreamReader.kept: past it, an entry given back after
-// its stream was removed has that delivery counted after all.
-const maxKept = 10000
-
-// keep records the delivery count of entry id of stream key, given back
-// while the stream was removed; r.mu not held.
-func (r *StreamReader) keep(key, id string, deliveries int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.keepLocked(key, id, deliveries)
+// Kept holds the delivery counts of entries handed out that no handler
+// saw (given back after their route was removed, or read as it went), by
+// stream key and id, so that the re-read when the stream is read again
+// does not count that delivery: claimed with their count (XCLAIM
+// RETRYCOUNT). One Kept may outlive a reader (StreamOptions.Kept): the
+// module keeps one across Disconnect/Connect and Reloads. Safe for
+// concurrent use; at most maxKept entries.
+type Kept struct {
+	mu    sync.Mutex
+	m     map[string]map[string]int64
+	n     int
+	exits map[string]chan struct{} // by stream key: closed when its last reader goroutine returned
 }
 
-// keepLocked is keep with r.mu held.
-func (r *StreamReader) keepLocked(key, id string, deliveries int64) {
-	if deliveries <= 0 || r.nkept >= maxKept {
+// NewKept returns an empty Kept.
+func NewKept() *Kept {
+	return &Kept{m: map[string]map[string]int64{}, exits: map[string]chan struct{}{}}
+}
+
+// exit closes exited, and forgets it if no goroutine followed it.
+func (k *Kept) exit(key string, exited chan struct{}) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	close(exited)
+	if k.exits[key] == exited {
+		delete(k.exits, key)
+	}
+}
+
+// follow records exited as the channel of stream key's newest reader
+// goroutine and returns the one before it (nil if none), which it must
+// wait for before it reads.
+func (k *Kept) follow(key string, exited chan struct{}) chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	prev := k.exits[key]
+	k.exits[key] = exited
+	return prev
+}
+
+// maxKept bounds a Kept: past it, an entry given back after its stream
+// was removed has that delivery counted after all.
+const maxKept = 10000
+
+// keep records the delivery count of entry id of stream key.
+func (k *Kept) keep(key, id string, deliveries int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if deliveries <= 0 || k.n >= maxKept {
 		return
 	}
-	if r.kept == nil {
-		r.kept = map[string]map[string]int64{}
-	}
-	m := r.kept[key]
+	m := k.m[key]
 	if m == nil {
 		m = map[string]int64{}
-		r.kept[key] = m
+		k.m[key] = m
 	}
 	if _, dup := m[id]; !dup {
-		r.nkept++
+		k.n++
 	}
 	m[id] = deliveries
 }
 
-// takeKept returns and forgets the kept delivery counts of stream key's
-// ids; r.mu not held.
-func (r *StreamReader) takeKept(key string, ids []string) map[string]int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	m := r.kept[key]
+// take returns and forgets the kept delivery counts of stream key's ids.
+func (k *Kept) take(key string, ids []string) map[string]int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	m := k.m[key]
 	if len(m) == 0 {
 		return nil
 	}
@@ -500,11 +522,11 @@ func (r *StreamReader) takeKept(key string, ids []string) map[string]int64 {
 		if d, ok := m[id]; ok {
 			out[id] = d
 			delete(m, id)
-			r.nkept--
+			k.n--
 		}
 	}
 	if len(m) == 0 {
-		delete(r.kept, key)
+		delete(k.m, key)
 	}
 	return out
 }
@@ -570,7 +592,7 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 		s.mu.Unlock()
 		signal(s.room)
 		if requeue {
-			r.keep(s.key, id, deliveries)
+			r.kept.keep(s.key, id, deliveries)
 		}
 		return
 	}
@@ -734,7 +756,7 @@ func (r *StreamReader) Close() {
 		r.mu.Lock()
 		close(r.done) // under mu: no Update starts a stream after this
 		for _, s := range r.streams {
-			r.stopStream(s, true)
+			r.stopStream(s)
 		}
 		r.mu.Unlock()
 	})
@@ -931,7 +953,7 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 	for i, p := range page {
 		ids[i] = p.ID
 	}
-	kept := r.takeKept(s.key, ids) // given back uncounted while the stream was removed
+	kept := r.kept.take(s.key, ids) // given back uncounted while the stream was removed
 	s.mu.Lock()
 	for _, p := range page {
 		if s.tracked[p.ID] != nil {
@@ -1069,7 +1091,7 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 		// Redis counted reached no handler.
 		delete(s.tracked, e.ID)
 		s.mu.Unlock()
-		r.keep(s.key, e.ID, e.Deliveries)
+		r.kept.keep(s.key, e.ID, e.Deliveries)
 		return
 	}
 	if f := s.tracked[e.ID]; f != nil && f.state != stRetry {
