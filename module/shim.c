@@ -316,6 +316,7 @@ static void check_tables(lua_State *L) {
  * string, a route's name too). */
 #define HANDLERS lua_upvalueindex(1)
 #define ON_HANDLERS lua_upvalueindex(2)
+#define GETINFO lua_upvalueindex(3) /* l_dispatch's: debug.getinfo at open, or nil */
 
 static int l_publish(lua_State *L) {
 	rt_out *out = body_out(L, RT_OUT_MAGIC);
@@ -823,7 +824,7 @@ static void push_last(lua_State *L, const rt_batch *b, rt_str s, last_str *c, in
 /* wants_meta tells whether the handler at fn can see a third argument:
  * a function that declares fewer parameters and no "..." never sees meta,
  * so none is made for it (building it was most of a string event's cost).
- * debug.getinfo's nparams and isvararg (LuaJIT) tell, once per function and
+ * debug.getinfo's nparams and isvararg (LuaJIT; the getinfo of the module's open) tell, once per function and
  * ProcessEvents call (cached at ARITY); without them, or on any error, meta
  * is made. */
 static int wants_meta(lua_State *L, int fn) {
@@ -836,14 +837,12 @@ static int wants_meta(lua_State *L, int fn) {
 	}
 	lua.settop(L, -2);
 	int r = 1, top = lua.gettop(L);
-	/* raw reads: debug may be an addon's table with metamethods, and
-	 * getinfo an addon's function; a metamethod raising here would fail
-	 * the event (only the call is protected) */
-	lua.pushstring(L, "debug");
-	lua.rawget(L, LUA_GLOBALSINDEX);
-	if (lua.type(L, -1) == LUA_TTABLE) {
-		lua.pushstring(L, "getinfo");
-		lua.rawget(L, -2);
+	/* debug.getinfo as it was when the module opened (GETINFO), not the
+	 * global: an addon may replace it later (anti-cheats detour it), and
+	 * one that lies would take meta from a handler that wants it; the
+	 * result's fields are read raw, the call protected */
+	if (lua.type(L, GETINFO) == LUA_TFUNCTION) {
+		lua.pushvalue(L, GETINFO);
 		lua.pushvalue(L, fn);
 		lua.pushstring(L, "u");
 		if (lua.pcall(L, 2, 1, 0) == 0 && lua.type(L, -1) == LUA_TTABLE) {
@@ -1170,6 +1169,21 @@ static void pin(void) {
 
 /* l_open builds the realtime table and sets the global; a body run by
  * lua_cpcall, so that open fails with a Lua error and leaks nothing. */
+/* push_getinfo pushes debug.getinfo, read raw, or nil. */
+static void push_getinfo(lua_State *L) {
+	lua.pushstring(L, "debug");
+	lua.rawget(L, LUA_GLOBALSINDEX);
+	if (lua.type(L, -1) == LUA_TTABLE) {
+		lua.pushstring(L, "getinfo");
+		lua.rawget(L, -2);
+		lua.replace(L, -2);
+	}
+	if (lua.type(L, -1) != LUA_TFUNCTION) {
+		lua.settop(L, -2);
+		lua.pushnil(L);
+	}
+}
+
 static int l_open(lua_State *L) {
 	rt_out *out = lua.touserdata(L, 1);
 	lua.settop(L, 0);
@@ -1199,7 +1213,8 @@ static int l_open(lua_State *L) {
 	}
 	lua.pushvalue(L, 2);
 	lua.pushvalue(L, 3);
-	lua.pushcclosure(L, l_dispatch, 2);
+	push_getinfo(L);
+	lua.pushcclosure(L, l_dispatch, 3);
 	lua.pushcclosure(L, l_flush_logs, 0);
 	lua.pushcclosure(L, l_process_events, 2);
 	lua.setfield(L, 1, "ProcessEvents");

@@ -1,7 +1,7 @@
 -- Hostile debug.getinfo (anti-cheats replace it): the pump asks it whether
 -- a handler can see meta. Whatever the global does (raises through a
 -- metamethod of what it returns, raises through debug's own __index,
--- returns garbage, calls ProcessEvents or Off), every event must reach its
+-- returns garbage or lies, calls ProcessEvents or Off), every event must reach its
 -- handler once, with meta, and none be failed or lost.
 local T = require "testlib"
 local rt = realtime
@@ -27,6 +27,10 @@ local cases = {
 	end },
 	{ "a number", function() debug.getinfo = function() return 5 end end },
 	{ "nparams a string", function() debug.getinfo = function() return { nparams = "9", isvararg = "yes" } end end },
+	{ "a liar: no parameters, no ...", function()
+		-- the module asks the getinfo it found at open, not this one
+		debug.getinfo = function() return { nparams = 0, isvararg = false } end
+	end },
 	{ "getinfo calling ProcessEvents", function()
 		debug.getinfo = function(...) rt.ProcessEvents(); return real(...) end
 	end },
