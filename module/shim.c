@@ -318,27 +318,32 @@ static void check_tables(lua_State *L) {
 #define ON_HANDLERS lua_upvalueindex(2)
 #define GETINFO lua_upvalueindex(3) /* l_dispatch's: debug.getinfo at open, or nil */
 
+/* payload_arg reads argument 2 of Publish or Append (fn): a string or
+ * number into *payload, or a table (or userdata) onto out->args, when it
+ * returns 1. Anything else raises. */
+static int payload_arg(lua_State *L, rt_out *out, const char *fn, const char **payload, size_t *len) {
+	switch (lua.type(L, 2)) {
+	case LUA_TSTRING:
+	case LUA_TNUMBER:
+		*payload = lua.tolstring(L, 2, len);
+		return 0;
+	case LUA_TTABLE:
+	case LUA_TUSERDATA:
+		rt_tape_value(L, &out->args, 2);
+		if (out->args.full)
+			argerror(L, 2, fn, RT_TOO_LARGE);
+		return 1;
+	}
+	typeerror(L, 2, fn, "string or table");
+	return 0;
+}
+
 static int l_publish(lua_State *L) {
 	rt_out *out = body_out(L, RT_OUT_MAGIC);
 	size_t chn, pn = 0;
 	const char *ch = checkstring(L, 1, "Publish", &chn);
 	const char *payload = NULL;
-	int table = 0;
-	switch (lua.type(L, 2)) {
-	case LUA_TSTRING:
-	case LUA_TNUMBER:
-		payload = lua.tolstring(L, 2, &pn);
-		break;
-	case LUA_TTABLE:
-	case LUA_TUSERDATA:
-		rt_tape_value(L, &out->args, 2);
-		if (out->args.full)
-			return argerror(L, 2, "Publish", RT_TOO_LARGE);
-		table = 1;
-		break;
-	default:
-		typeerror(L, 2, "Publish", "string or table");
-	}
+	int table = payload_arg(L, out, "Publish", &payload, &pn);
 	int n = check(L, out, rtgo_publish(out, (char *)ch, chn, (char *)payload, pn, table), "Publish");
 	if (n)
 		return n;
@@ -353,22 +358,7 @@ static int l_append(lua_State *L) {
 	size_t sn, pn = 0;
 	const char *st = checkstring(L, 1, "Append", &sn);
 	const char *payload = NULL;
-	int table = 0;
-	switch (lua.type(L, 2)) {
-	case LUA_TSTRING:
-	case LUA_TNUMBER:
-		payload = lua.tolstring(L, 2, &pn);
-		break;
-	case LUA_TTABLE:
-	case LUA_TUSERDATA:
-		rt_tape_value(L, &out->args, 2);
-		if (out->args.full)
-			return argerror(L, 2, "Append", RT_TOO_LARGE);
-		table = 1;
-		break;
-	default:
-		typeerror(L, 2, "Append", "string or table");
-	}
+	int table = payload_arg(L, out, "Append", &payload, &pn);
 	int n = check(L, out, rtgo_append(out, (char *)st, sn, (char *)payload, pn, table), "Append");
 	if (n)
 		return n;

@@ -700,7 +700,6 @@ func (s *Spool) deleteTx(upto int64, seqs []int64) (n, bytes int64, at sql.NullI
 	if seqs != nil {
 		// Exactly what Flush sent: an entry committed since its Peek with
 		// a lower sequence (AddID) is not deleted unsent.
-		var sum sql.NullInt64
 		for _, seq := range seqs {
 			var size int64
 			err := tx.QueryRow("DELETE FROM entries WHERE seq = ? RETURNING size", seq).Scan(&size)
@@ -711,36 +710,25 @@ func (s *Spool) deleteTx(upto int64, seqs []int64) (n, bytes int64, at sql.NullI
 				return 0, 0, at, err
 			}
 			n++
-			sum.Int64 += size
+			bytes += size
 		}
-		if err := tx.QueryRow("SELECT at FROM entries ORDER BY seq LIMIT 1").Scan(&at); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	} else {
+		var sum sql.NullInt64
+		if err := tx.QueryRow("SELECT count(*), sum(size) FROM entries WHERE seq <= ?", upto).Scan(&n, &sum); err != nil {
 			return 0, 0, at, err
 		}
-		if err := tx.Commit(); err != nil {
-			return 0, 0, at, err
+		if n > 0 {
+			if _, err := tx.Exec("DELETE FROM entries WHERE seq <= ?", upto); err != nil {
+				return 0, 0, at, err
+			}
 		}
-		if !at.Valid {
-			_, _ = s.db.Exec("PRAGMA incremental_vacuum")
-			_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
-		}
-		return n, sum.Int64, at, nil
-	}
-	var sum sql.NullInt64
-	if err := tx.QueryRow("SELECT count(*), sum(size) FROM entries WHERE seq <= ?", upto).Scan(&n, &sum); err != nil {
-		return 0, 0, at, err
-	}
-	if n == 0 {
-		err := tx.QueryRow("SELECT at FROM entries ORDER BY seq LIMIT 1").Scan(&at)
-		if errors.Is(err, sql.ErrNoRows) {
-			err = nil
-		}
-		return 0, 0, at, err
-	}
-	if _, err := tx.Exec("DELETE FROM entries WHERE seq <= ?", upto); err != nil {
-		return 0, 0, at, err
+		bytes = sum.Int64
 	}
 	if err := tx.QueryRow("SELECT at FROM entries ORDER BY seq LIMIT 1").Scan(&at); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, at, err
+	}
+	if n == 0 {
+		return 0, 0, at, nil // nothing deleted: nothing to commit or give back
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, 0, at, err
@@ -751,7 +739,7 @@ func (s *Spool) deleteTx(upto int64, seqs []int64) (n, bytes int64, at sql.NullI
 		_, _ = s.db.Exec("PRAGMA incremental_vacuum")
 		_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	}
-	return n, sum.Int64, at, nil
+	return n, bytes, at, nil
 }
 
 // Sequence hands out increasing sequence numbers for AddID: the larger of
