@@ -301,13 +301,23 @@ func off(out *C.rt_out, pattern, id string, byPattern bool) C.int {
 	return C.RT_OK
 }
 
+// payloadArg is argument 2 of Publish and Append: payload, or the table
+// the shim put in out.args (table) encoded as JSON.
+func payloadArg(out *C.rt_out, payload string, table bool) (string, C.int) {
+	if !table {
+		return payload, C.RT_OK
+	}
+	s, err := api.EncodeJSON(argsDoc(out, false), "payload")
+	if err != nil {
+		return "", argError(out, 2, err.Error())
+	}
+	return s, C.RT_OK
+}
+
 func publish(out *C.rt_out, channel, payload string, table bool) C.int {
-	if table {
-		s, err := api.EncodeJSON(argsDoc(out, false), "payload")
-		if err != nil {
-			return argError(out, 2, err.Error())
-		}
-		payload = s
+	payload, code := payloadArg(out, payload, table)
+	if code != C.RT_OK {
+		return code
 	}
 	if channel == "" {
 		return argError(out, 1, "channel is empty")
@@ -319,12 +329,9 @@ func publish(out *C.rt_out, channel, payload string, table bool) C.int {
 }
 
 func appendEntry(out *C.rt_out, stream, payload string, table bool) C.int {
-	if table {
-		s, err := api.EncodeJSON(argsDoc(out, false), "payload")
-		if err != nil {
-			return argError(out, 2, err.Error())
-		}
-		payload = s
+	payload, code := payloadArg(out, payload, table)
+	if code != C.RT_OK {
+		return code
 	}
 	if stream == "" {
 		return argError(out, 1, "stream is empty")

@@ -84,15 +84,6 @@ func (m *Module) Append(stream, payload string) (string, error) {
 	return id, err
 }
 
-// AppendTable encodes a Lua value tape as JSON and appends it.
-func (m *Module) AppendTable(stream string, doc *router.Doc) (string, error) {
-	s, err := EncodeJSON(doc, "payload")
-	if err != nil {
-		return "", err
-	}
-	return m.Append(stream, s)
-}
-
 func (m *Module) notConnected() error {
 	if m.cfgErr != nil {
 		return errors.New("not connected: the config has errors (see the log; fix it and call realtime.Reload())")
