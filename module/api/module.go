@@ -290,11 +290,10 @@ func (m *Module) On(pat, id string, o OnOptions) (string, string, error) {
 	}
 	id, name := m.OnName(pat, id)
 	def := config.Route{Name: name, Handler: name, Burst: int(o.Burst)}
-	if reg := m.dynamic[def.Name]; reg != nil && (reg.id != id || reg.pattern != pat || reg.exact != o.Exact || reg.stream) {
-		// "a (b) (c)" is On("b) (c", "a") and On("c", "a (b)"); "x (a*)" is
-		// On("a*", "x") and Subscribe("a*", "x"), which match differently:
-		// the events queued for one must not reach the other's function.
-		return "", "", fmt.Errorf("the route name %q is already that of the %s with id %q for %q; choose another id", def.Name, reg.kind(), reg.id, reg.pattern)
+	// "a (b) (c)" is On("b) (c", "a") and On("c", "a (b)"); "x (a*)" is
+	// On("a*", "x") and Subscribe("a*", "x"), which match differently.
+	if err := m.nameFree(def.Name, onReg{id: id, pattern: pat, exact: o.Exact}); err != nil {
+		return "", "", err
 	}
 	if o.Exact {
 		def.Channel = pat
@@ -355,6 +354,18 @@ func (m *Module) StreamName(stream, id string) (string, string) {
 	return id, streamRouteName(stream, id)
 }
 
+// nameFree reports an error when route name is that of a registration
+// other than want (another id, pattern or kind): the events queued for one
+// must not reach the other's function. The same registration may replace
+// itself.
+func (m *Module) nameFree(name string, want onReg) error {
+	reg := m.dynamic[name]
+	if reg == nil || (reg.id == want.id && reg.pattern == want.pattern && reg.exact == want.exact && reg.stream == want.stream) {
+		return nil
+	}
+	return fmt.Errorf("the route name %q is already that of the %s with id %q for %q; choose another id", name, reg.kind(), reg.id, reg.pattern)
+}
+
 // Stream registers a handler for the entries of stream under id, as On
 // does for a channel: a second Stream with the same stream and id
 // replaces the first. With id "" it makes a new id. It returns the id and
@@ -393,10 +404,9 @@ func (m *Module) Stream(stream, id string, o StreamOptions) (string, string, err
 	}
 	id, name := m.StreamName(stream, id)
 	def.Name, def.Handler = name, name
-	if reg := m.dynamic[name]; reg != nil && (reg.id != id || reg.pattern != stream || !reg.stream) {
-		// "a [b] [c]" is Stream("b] [c", "a") and Stream("c", "a [b]"):
-		// the entries queued for one must not reach the other's function.
-		return "", "", fmt.Errorf("the route name %q is already that of the %s with id %q for %q; choose another id", name, reg.kind(), reg.id, reg.pattern)
+	// "a [b] [c]" is Stream("b] [c", "a") and Stream("c", "a [b]").
+	if err := m.nameFree(name, onReg{id: id, pattern: stream, stream: true}); err != nil {
+		return "", "", err
 	}
 	if _, err := m.r.On(def); err != nil {
 		return "", "", err
