@@ -333,9 +333,12 @@ func (q *fifo) inflightDurable() []outMsg {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []outMsg
-	for _, m := range q.msgs[:q.inflight] {
+	for i, m := range q.q.all() {
+		if i >= q.inflight {
+			break
+		}
 		if m.id != "" {
-			out = append(out, m)
+			out = append(out, *m)
 		}
 	}
 	return out
@@ -350,18 +353,27 @@ func (q *fifo) takeDurable(all bool) []outMsg {
 	if all {
 		from = 0
 	}
-	var out []outMsg
-	keep := q.msgs[:from:from]
-	for _, m := range q.msgs[from:] {
-		if m.id != "" {
-			out = append(out, m)
-			q.bytes -= int64(len(m.channel) + len(m.payload))
-		} else {
-			keep = append(keep, m)
+	found := false
+	for i, m := range q.q.all() {
+		if i >= from && m.id != "" {
+			found = true
+			break
 		}
 	}
-	if len(out) > 0 {
-		q.msgs = keep
+	if !found {
+		return nil
+	}
+	msgs := q.q.appendTo(nil, q.q.n)
+	q.q.reset()
+	var out []outMsg
+	for i := range msgs {
+		m := &msgs[i]
+		if i >= from && m.id != "" {
+			out = append(out, *m)
+			q.bytes -= msgSize(m)
+		} else {
+			q.q.pushBack(m)
+		}
 	}
 	return out
 }

@@ -14,18 +14,21 @@ func TestInboxBoundCoversTheTakenBacklog(t *testing.T) {
 	assert.True(t, q.put("a", "1"))
 	assert.True(t, q.put("b", "2"))
 	assert.False(t, q.put("c", "3"), "full by count")
-	batch := q.take(nil)
-	assert.Len(t, batch, 2)
+	var batch deque
+	q.take(&batch)
+	assert.Equal(t, 2, batch.n)
 	assert.False(t, q.put("c", "3"), "the taken messages are still held")
-	q.release(batch[0])
+	m := batch.popFront()
+	q.release(&m)
 	assert.True(t, q.put("c", "3"))
 	assert.False(t, q.put("d", "4"))
 
 	q = newFIFO(100, 10)
 	assert.True(t, q.put("ch", "12345678"))
-	batch = q.take(nil)
+	q.take(&batch)
 	assert.False(t, q.put("x", "y"), "full by bytes while the batch is held")
-	q.release(batch[0])
+	m = batch.popFront()
+	q.release(&m)
 	assert.True(t, q.put("x", "y"))
 }
 

@@ -368,174 +368,24 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 // everything in that buffer is lost.
 func (b *Bus) deliver() {
 	defer b.wg.Done()
-	var batch []outMsg
+	var batch deque
 	for {
 		select {
 		case <-b.inbox.sig:
 		case <-b.done:
 			return
 		}
-		batch = b.inbox.take(batch)
-		for i, m := range batch {
+		b.inbox.take(&batch)
+		for batch.n > 0 {
+			m := batch.popFront()
 			if m.drain != nil {
 				b.finishDrain(m.drain)
 			} else {
 				b.sink.Deliver(m.channel, m.payload)
 			}
-			b.inbox.release(m)
-			batch[i] = outMsg{}
-		}
-		if cap(batch) > 4096 { // let a burst's memory go
-			batch = nil
+			b.inbox.release(&m)
 		}
 	}
-}
-
-// fifo is a queue of messages bounded by count and bytes: the outbox
-// (Publish to the writer) and the inbox (the reader to deliver). Safe for
-// concurrent use.
-type fifo struct {
-	mu       sync.Mutex
-	msgs     []outMsg // head at index 0
-	taken    int      // messages handed out by take and not yet released
-	inflight int      // messages at the head handed out by peek, until remove
-	bytes    int64    // of msgs and the taken ones
-	maxMsgs  int
-	maxBytes int64
-	sig      chan struct{} // not empty
-}
-
-func newFIFO(maxMsgs int, maxBytes int64) *fifo {
-	return &fifo{maxMsgs: maxMsgs, maxBytes: maxBytes, sig: make(chan struct{}, 1)}
-}
-
-// put appends a message; false when the bounds are reached.
-func (q *fifo) put(channel, payload string) bool {
-	return q.putMsg(outMsg{channel: channel, payload: payload})
-}
-
-func (q *fifo) putMsg(m outMsg) bool {
-	size := int64(len(m.channel) + len(m.payload))
-	q.mu.Lock()
-	if len(q.msgs)+q.taken >= q.maxMsgs || q.bytes+size > q.maxBytes {
-		q.mu.Unlock()
-		return false
-	}
-	q.msgs = append(q.msgs, m)
-	q.bytes += size
-	q.mu.Unlock()
-	signal(q.sig)
-	return true
-}
-
-// setBounds changes the bounds; messages beyond new ones stay.
-func (q *fifo) setBounds(maxMsgs int, maxBytes int64) {
-	q.mu.Lock()
-	q.maxMsgs, q.maxBytes = maxMsgs, maxBytes
-	q.mu.Unlock()
-}
-
-// takeAll removes and returns every waiting message (not for a fifo that
-// uses take).
-func (q *fifo) takeAll() []outMsg {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	msgs := q.msgs
-	q.msgs, q.bytes = nil, 0
-	return msgs
-}
-
-// prepend puts msgs, already accepted elsewhere, ahead of the waiting
-// messages, whatever the bounds; behind a batch peek handed out, which
-// remove will take off the head.
-func (q *fifo) prepend(msgs []outMsg) {
-	if len(msgs) == 0 {
-		return
-	}
-	q.mu.Lock()
-	for _, m := range msgs {
-		q.bytes += int64(len(m.channel) + len(m.payload))
-	}
-	q.msgs = append(q.msgs[:q.inflight:q.inflight], append(msgs, q.msgs[q.inflight:]...)...)
-	q.mu.Unlock()
-	signal(q.sig)
-}
-
-// force appends m whatever the bounds.
-func (q *fifo) force(m outMsg) {
-	q.mu.Lock()
-	q.msgs = append(q.msgs, m)
-	q.bytes += int64(len(m.channel) + len(m.payload))
-	q.mu.Unlock()
-	signal(q.sig)
-}
-
-// take swaps all waiting messages for spare (emptied) and returns them.
-// They still count against the bounds until released one by one, so that
-// a consumer's backlog and the queue together stay within them.
-func (q *fifo) take(spare []outMsg) []outMsg {
-	q.mu.Lock()
-	msgs := q.msgs
-	q.msgs = spare[:0]
-	q.taken += len(msgs)
-	q.mu.Unlock()
-	return msgs
-}
-
-// release uncounts a message from take, once it is dealt with.
-func (q *fifo) release(m outMsg) {
-	q.mu.Lock()
-	q.taken--
-	q.bytes -= int64(len(m.channel) + len(m.payload))
-	q.mu.Unlock()
-}
-
-// peek copies up to n messages from the head; they stay at the head
-// until remove.
-func (q *fifo) peek(n int) []outMsg {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.inflight = min(len(q.msgs), n)
-	return append([]outMsg(nil), q.msgs[:q.inflight]...)
-}
-
-// remove drops the first n messages (n at most what peek returned).
-func (q *fifo) remove(n int) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.inflight = 0
-	for _, m := range q.msgs[:n] {
-		q.bytes -= int64(len(m.channel) + len(m.payload))
-	}
-	q.msgs = q.msgs[n:]
-	if len(q.msgs) == 0 {
-		q.msgs = nil // let a burst's memory go
-	}
-}
-
-// replaceHead puts keep (copies of some of them, in order) in place of the
-// first n messages (n at most what peek returned).
-func (q *fifo) replaceHead(n int, keep []outMsg) {
-	if len(keep) == 0 {
-		q.remove(n)
-		return
-	}
-	q.mu.Lock()
-	q.inflight = 0
-	for _, m := range q.msgs[:n] {
-		q.bytes -= int64(len(m.channel) + len(m.payload))
-	}
-	for _, m := range keep {
-		q.bytes += int64(len(m.channel) + len(m.payload))
-	}
-	q.msgs = append(append(make([]outMsg, 0, len(keep)+len(q.msgs)-n), keep...), q.msgs[n:]...)
-	q.mu.Unlock()
-}
-
-func (q *fifo) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.msgs)
 }
 
 // Update applies a plan diff on the live connection (or at the next one).
