@@ -981,6 +981,8 @@ func (b *Bus) write() {
 	}()
 	failures := 0
 	wake := b.wakeChan()
+	batch := make([]outMsg, 0, batchSize) // reused: peek copies into it
+	cmds := make([]redis.Cmder, batchSize)
 	for {
 		select {
 		case <-b.outbox.sig:
@@ -1012,16 +1014,18 @@ func (b *Bus) write() {
 			// waits in an outbox), whatever publishes wait: a steady flow
 			// of them must not keep it waiting for an empty outbox.
 			flushErr := b.flushSpool()
-			var batch []outMsg
+			batch = batch[:0]
 			if flushErr == nil {
-				if batch = b.outbox.peek(batchSize); len(batch) == 0 {
+				if batch = b.outbox.peekInto(batch, batchSize); len(batch) == 0 {
 					break
 				}
 			}
 			answered, again := 0, []outMsg(nil)
 			if flushErr == nil {
-				answered, again = b.publishBatch(batch)
+				answered, again = b.publishBatch(batch, cmds)
 				b.outbox.replaceHead(answered, again)
+				clear(batch) // let its strings go
+				clear(cmds)
 				if answered < len(batch) {
 					b.spoolOutbox(true) // connection lost: durable entries to disk
 				}
@@ -1051,11 +1055,12 @@ func (b *Bus) write() {
 // are those of them Redis could not take now (see transient), to send
 // again ahead of the rest: the messages between them were published, and
 // are not sent twice.
-func (b *Bus) publishBatch(batch []outMsg) (answered int, again []outMsg) {
+// cmds, of at least len(batch), is the caller's to reuse.
+func (b *Bus) publishBatch(batch []outMsg, cmds []redis.Cmder) (answered int, again []outMsg) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D()+b.cfg.ReadTimeout.D())
 	defer cancel()
 	pipe := b.client.Pipeline()
-	cmds := make([]redis.Cmder, len(batch))
+	cmds = cmds[:len(batch)]
 	var hset []*redis.IntCmd // of the heartbeats, in order
 	for i, m := range batch {
 		if m.ttl > 0 {
