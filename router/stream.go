@@ -313,7 +313,7 @@ func (r *Router) SettleMany(outs []Settled) {
 	b := r.backend
 	r.mu.Unlock()
 	attached, _ := b.(Settler)
-	var run []Settlement
+	run := make([]Settlement, 0, n)
 	var cur Settler // the Settler of run
 	for _, o := range outs {
 		e := o.Event

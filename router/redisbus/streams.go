@@ -141,17 +141,19 @@ const (
 type stream struct {
 	key string
 
-	mu       sync.Mutex
-	spec     StreamSpec
-	tracked  map[string]*flight // the in-flight set
-	acks     []string           // ids in stAck not yet sent
-	deads    []string           // ids in stDead not yet carried out
-	retries  []string           // ids in stRetry, in the order of .at
-	held     []Entry            // refused by the sink, in order
-	heldWait time.Duration      // the re-offer pace while refused
-	heldNext time.Time
-	lastID   string // the highest id read, where a lost group is recreated
-	removed  bool   // by Update: no more reads; goes once nothing is in flight
+	mu      sync.Mutex
+	spec    StreamSpec
+	tracked map[string]*flight // the in-flight set
+	acks    []string           // ids in stAck not yet sent
+	// spareAcks: a sent acks list, emptied, for acks once it is taken
+	spareAcks []string
+	deads     []string      // ids in stDead not yet carried out
+	retries   []string      // ids in stRetry, in the order of .at
+	held      []Entry       // refused by the sink, in order
+	heldWait  time.Duration // the re-offer pace while refused
+	heldNext  time.Time
+	lastID    string // the highest id read, where a lost group is recreated
+	removed   bool   // by Update: no more reads; goes once nothing is in flight
 	// ackFailing: the last XACK was refused (reported once a streak)
 	ackFailing bool
 	// deadNext: a dead letter was refused; the next try not before then
@@ -1528,7 +1530,7 @@ func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
 func (r *StreamReader) flushAcksOn(ctx context.Context, c redis.UniversalClient, s *stream) error {
 	s.mu.Lock()
 	ids, spec := s.acks, s.spec
-	s.acks = nil
+	s.acks, s.spareAcks = s.spareAcks, nil
 	s.mu.Unlock()
 	if len(ids) == 0 {
 		return nil
@@ -1556,6 +1558,10 @@ func (r *StreamReader) flushAcksOn(ctx context.Context, c redis.UniversalClient,
 	}
 	s.mu.Lock()
 	s.forget(ids, stAck, nil)
+	if cap(ids) > cap(s.spareAcks) && cap(ids) <= r.opt.MaxInFlight {
+		clear(ids)
+		s.spareAcks = ids[:0] // the next flush's list: no growing it again
+	}
 	wasFailing := s.ackFailing
 	s.ackFailing = refused != nil
 	s.mu.Unlock()
