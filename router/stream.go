@@ -134,8 +134,9 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 	// Taken at once, as it is checked: two readers may offer it together.
 	key := entryKey{e.Stream, e.Group, e.ID}
 	r.entriesMu.Lock()
-	_, dup := r.entries[key]
-	r.entries[key] = struct{}{}
+	had := len(r.entries)
+	r.entries[key] = struct{}{} // one hash look-up: it was there if the map did not grow
+	dup := len(r.entries) == had
 	r.entriesMu.Unlock()
 	if dup {
 		return true
