@@ -29,7 +29,8 @@ type StreamEntry struct {
 }
 
 // Settler settles stream entries once their handler ran: a backend with
-// stream routes implements it. Every method returns at once.
+// stream routes implements it. Every method returns at once. SettleMany
+// compares Settlers (==) to group outcomes: implement it on a pointer.
 type Settler interface {
 	// Ack acknowledges the entry: its handler returned.
 	Ack(stream, group, id string)
