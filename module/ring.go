@@ -45,10 +45,13 @@ var feed struct {
 	tail  uint32 // the slot Go appends to
 	calls [C.RT_SLOTS][C.RT_SLOT_EVENTS]api.Dispatch
 	done  [C.RT_SLOTS]uint32 // events of the slot whose outcome was counted
-	bytes [C.RT_SLOTS]int64  // payload bytes of the slot's events
-	last  [C.RT_SLOTS]strs   // the slot's last event's strings
-	held  int64              // payload bytes in the ring
-	carry *api.Dispatch      // taken from the queue, waiting for room
+	// events of the slot whose stream entries were settled
+	settled [C.RT_SLOTS]uint32
+	bytes   [C.RT_SLOTS]int64 // payload bytes of the slot's events
+	last    [C.RT_SLOTS]strs  // the slot's last event's strings
+	held    int64             // payload bytes in the ring
+	carry   *api.Dispatch     // taken from the queue, waiting for room
+	outs    []api.Outcome     // count's stream entries, reused
 
 	// carried: an event has left the queue and is not in the ring yet (the
 	// carry, or one being put), for inFlight: the main thread must not take
@@ -184,7 +187,7 @@ func reap(m *api.Module) {
 		}
 		count(m, i, uint32(b.n))
 		clear(feed.calls[i][:b.n])
-		feed.done[i] = 0
+		feed.done[i], feed.settled[i] = 0, 0
 		feed.held -= feed.bytes[i]
 		feed.bytes[i] = 0
 		b.n, b.cur, b.tape.n, b.tape.nbytes = 0, 0, 0, 0
@@ -204,6 +207,22 @@ func count(m *api.Module, i, upto uint32) {
 		return
 	}
 	events := unsafe.Slice(b.events, b.cap)
+	// The stream entries' outcomes first, in one batch, settled once even
+	// if settling them panics
+	outs := feed.outs[:0]
+	from := max(feed.done[i], feed.settled[i])
+	feed.settled[i] = max(from, upto)
+	for k := from; k < upto; k++ {
+		if d := &feed.calls[i][k]; d.Event != nil && d.Event.Entry != nil {
+			ev := &events[k]
+			outs = append(outs, api.Outcome{D: d, NoHandler: ev.outcome == C.RT_EV_NO_HANDLER, Failed: int(ev.failed)})
+		}
+	}
+	if len(outs) > 0 {
+		m.Settle(outs)
+		clear(outs)
+	}
+	feed.outs = outs[:0]
 	for k := feed.done[i]; k < upto; k++ {
 		feed.done[i] = k + 1 // counted once, even if counting it panics
 		ev := &events[k]
@@ -213,7 +232,7 @@ func count(m *api.Module, i, upto uint32) {
 			C.free(unsafe.Pointer(ev.err))
 			ev.err = nil
 		}
-		m.Finish(&feed.calls[i][k], ev.outcome == C.RT_EV_NO_HANDLER, int64(ev.at), int(ev.failed), msg)
+		m.Count(&feed.calls[i][k], ev.outcome == C.RT_EV_NO_HANDLER, int64(ev.at), int(ev.failed), msg)
 	}
 	feed.done[i] = max(feed.done[i], upto)
 }

@@ -29,7 +29,8 @@ type StreamEntry struct {
 }
 
 // Settler settles stream entries once their handler ran: a backend with
-// stream routes implements it. Every method returns at once.
+// stream routes implements it. Every method returns at once. SettleMany
+// compares Settlers (==) to group outcomes: implement it on a pointer.
 type Settler interface {
 	// Ack acknowledges the entry: its handler returned.
 	Ack(stream, group, id string)
@@ -91,6 +92,12 @@ func (r *Router) streamEvent(stream, kind, detail string) {
 	}
 }
 
+// entryEvent is a stream entry's Event and its Entry, allocated together.
+type entryEvent struct {
+	ev Event
+	en Entry
+}
+
 // entryKey names an entry in flight.
 type entryKey struct{ stream, group, id string }
 
@@ -128,8 +135,9 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 	// Taken at once, as it is checked: two readers may offer it together.
 	key := entryKey{e.Stream, e.Group, e.ID}
 	r.entriesMu.Lock()
-	_, dup := r.entries[key]
-	r.entries[key] = struct{}{}
+	had := len(r.entries)
+	r.entries[key] = struct{}{} // one hash look-up: it was there if the map did not grow
+	dup := len(r.entries) == had
 	r.entriesMu.Unlock()
 	if dup {
 		return true
@@ -143,8 +151,12 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 		}
 	}()
 	lim := r.lim.Load()
-	ev := &Event{Kind: KindMessage, Channel: e.Stream, Route: rt, Received: now.UnixNano(),
-		Entry: &Entry{ID: e.ID, Group: e.Group, Deliveries: e.Deliveries, settler: s}}
+	both := &entryEvent{ // one allocation for the two
+		ev: Event{Kind: KindMessage, Channel: e.Stream, Route: rt, Received: now.UnixNano()},
+		en: Entry{ID: e.ID, Group: e.Group, Deliveries: e.Deliveries, settler: s},
+	}
+	ev := &both.ev
+	ev.Entry = &both.en
 	payload := 0 // what counts against queue.max_payload
 	why := ""
 	if rt.Decode == config.DecodeFields {
@@ -250,28 +262,106 @@ func (r *Router) release(e *Event) {
 }
 
 func (r *Router) settle(e *Event, ok, release bool) {
-	if e == nil || e.Entry == nil {
+	r.SettleMany([]Settled{{Event: e, OK: ok, Release: release}})
+}
+
+// Settled is what became of a stream entry event, for SettleMany: its
+// handler returned (OK), failed (neither), or no handler saw it
+// (Release: offered again, no delivery counted).
+type Settled struct {
+	Event       *Event
+	OK, Release bool
+}
+
+// Outcome is a Settlement's kind.
+type Outcome uint8
+
+const (
+	OutcomeAck     Outcome = iota // Settler.Ack
+	OutcomeNack                   // Settler.Nack
+	OutcomeRelease                // Settler.Release
+)
+
+// Settlement is one entry's outcome for a BatchSettler.
+type Settlement struct {
+	Stream, Group, ID string
+	Outcome           Outcome
+}
+
+// BatchSettler is a Settler that takes many outcomes in one call, each as
+// the matching Ack, Nack or Release would, in order.
+type BatchSettler interface {
+	Settler
+	SettleMany(batch []Settlement)
+}
+
+// SettleMany settles stream entry events as Settle and Release would, one
+// after the other (events that are not entries are skipped), handing each
+// backend its run of outcomes in one call when it is a BatchSettler.
+func (r *Router) SettleMany(outs []Settled) {
+	n := 0
+	r.entriesMu.Lock()
+	for _, o := range outs {
+		if e := o.Event; e != nil && e.Entry != nil {
+			delete(r.entries, entryKey{e.Channel, e.Entry.Group, e.Entry.ID})
+			n++
+		}
+	}
+	r.entriesMu.Unlock()
+	if n == 0 {
 		return
 	}
-	r.entriesMu.Lock()
-	delete(r.entries, entryKey{e.Channel, e.Entry.Group, e.Entry.ID})
-	r.entriesMu.Unlock()
 	r.mu.Lock()
 	b := r.backend
 	r.mu.Unlock()
-	s, has := b.(Settler)
-	if b == nil { // closed (Disconnect): the backend that delivered it settles it late
-		s, has = e.Entry.settler, e.Entry.settler != nil
+	attached, _ := b.(Settler)
+	run := make([]Settlement, 0, n)
+	var cur Settler // the Settler of run
+	for _, o := range outs {
+		e := o.Event
+		if e == nil || e.Entry == nil {
+			continue
+		}
+		s := attached
+		if b == nil { // closed (Disconnect): the backend that delivered it settles it late
+			s = e.Entry.settler
+		}
+		if s == nil {
+			continue
+		}
+		if len(run) > 0 && s != cur {
+			settleRun(cur, run)
+			run = run[:0]
+		}
+		cur = s
+		k := OutcomeNack
+		switch {
+		case o.Release:
+			k = OutcomeRelease
+		case o.OK:
+			k = OutcomeAck
+		}
+		run = append(run, Settlement{Stream: e.Channel, Group: e.Entry.Group, ID: e.Entry.ID, Outcome: k})
 	}
-	if !has {
+	if len(run) > 0 {
+		settleRun(cur, run)
+	}
+}
+
+// settleRun hands s its outcomes: in one call, or one by one.
+func settleRun(s Settler, run []Settlement) {
+	if bs, ok := s.(BatchSettler); ok {
+		bs.SettleMany(run)
 		return
 	}
-	switch {
-	case release:
-		s.Release(e.Channel, e.Entry.Group, e.Entry.ID)
-	case ok:
-		s.Ack(e.Channel, e.Entry.Group, e.Entry.ID)
-	default:
-		s.Nack(e.Channel, e.Entry.Group, e.Entry.ID)
+	for _, x := range run {
+		switch x.Outcome {
+		case OutcomeRelease:
+			s.Release(x.Stream, x.Group, x.ID)
+		case OutcomeAck:
+			s.Ack(x.Stream, x.Group, x.ID)
+		default:
+			s.Nack(x.Stream, x.Group, x.ID)
+		}
 	}
 }

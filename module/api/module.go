@@ -556,6 +556,37 @@ func (m *Module) Take() (Dispatch, bool) {
 // and it failed (RT_FAIL_HANDLER 1, RT_FAIL_BUILDING 2) with msg.
 func (m *Module) Finish(d *Dispatch, noHandler bool, at int64, failed int, msg string) {
 	m.settle(d.Event, !noHandler && failed == 0)
+	m.Count(d, noHandler, at, failed, msg)
+}
+
+// Outcome is what became of a call from Take, for Settle: the shim found
+// no handler for it (NoHandler), or dispatched it and it failed (Failed,
+// as Finish's failed), or its handler returned.
+type Outcome struct {
+	D         *Dispatch
+	NoHandler bool
+	Failed    int
+}
+
+// Settle settles the stream entries of outs (other events are skipped) as
+// Finish does one by one, handing them to the router in one batch; on any
+// goroutine. Count then counts each call.
+func (m *Module) Settle(outs []Outcome) {
+	batch := make([]router.Settled, 0, len(outs))
+	for _, o := range outs {
+		e := o.D.Event
+		if e == nil || e.Entry == nil {
+			continue
+		}
+		ok := !o.NoHandler && o.Failed == 0
+		batch = append(batch, router.Settled{Event: e, OK: ok, Release: m.released(e, ok)})
+	}
+	m.r.SettleMany(batch)
+}
+
+// Count counts what became of a call from Take, as Finish does, but for
+// settling its stream entry (Settle).
+func (m *Module) Count(d *Dispatch, noHandler bool, at int64, failed int, msg string) {
 	if noHandler {
 		m.noHandler(d.Event)
 		return
@@ -577,11 +608,17 @@ func (m *Module) settle(e *router.Event, ok bool) {
 	if e == nil || e.Entry == nil {
 		return
 	}
-	if !ok && e.Route.Dynamic && m.r.Table().Route(e.Route.Name) == nil {
+	if m.released(e, ok) {
 		m.r.Release(e)
 		return
 	}
 	m.r.Settle(e, ok)
+}
+
+// released reports whether stream entry e, handled (ok) or not, is given
+// back as no handler saw it: its realtime.Stream route was removed.
+func (m *Module) released(e *router.Event, ok bool) bool {
+	return !ok && e.Route.Dynamic && m.r.Table().Route(e.Route.Name) == nil
 }
 
 // NoHandler counts an event of a batch whose handler was removed (by an

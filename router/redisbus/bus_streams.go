@@ -96,6 +96,13 @@ func (b *Bus) Release(stream, group, id string) {
 	}
 }
 
+// SettleMany settles a batch of entries (router.BatchSettler).
+func (b *Bus) SettleMany(batch []router.Settlement) {
+	if r := b.reader(); r != nil {
+		r.SettleMany(batch)
+	}
+}
+
 // Dead moves the entry to the stream's dead letters.
 func (b *Bus) Dead(stream, group, id, reason string) {
 	if r := b.reader(); r != nil {

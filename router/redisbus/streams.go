@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/router"
 )
 
 // StreamSpec is one stream read with a consumer group.
@@ -140,17 +141,19 @@ const (
 type stream struct {
 	key string
 
-	mu       sync.Mutex
-	spec     StreamSpec
-	tracked  map[string]*flight // the in-flight set
-	acks     []string           // ids in stAck not yet sent
-	deads    []string           // ids in stDead not yet carried out
-	retries  []string           // ids in stRetry, in the order of .at
-	held     []Entry            // refused by the sink, in order
-	heldWait time.Duration      // the re-offer pace while refused
-	heldNext time.Time
-	lastID   string // the highest id read, where a lost group is recreated
-	removed  bool   // by Update: no more reads; goes once nothing is in flight
+	mu      sync.Mutex
+	spec    StreamSpec
+	tracked map[string]*flight // the in-flight set
+	acks    []string           // ids in stAck not yet sent
+	// spareAcks: a sent acks list, emptied, for acks once it is taken
+	spareAcks []string
+	deads     []string      // ids in stDead not yet carried out
+	retries   []string      // ids in stRetry, in the order of .at
+	held      []Entry       // refused by the sink, in order
+	heldWait  time.Duration // the re-offer pace while refused
+	heldNext  time.Time
+	lastID    string // the highest id read, where a lost group is recreated
+	removed   bool   // by Update: no more reads; goes once nothing is in flight
 	// ackFailing: the last XACK was refused (reported once a streak)
 	ackFailing bool
 	// deadNext: a dead letter was refused; the next try not before then
@@ -564,15 +567,36 @@ func (r *StreamReader) Requeue(streamName, group, id string) {
 }
 
 func (r *StreamReader) settle(streamName, group, id string, to flightState, reason string) {
-	requeue := to == stRequeue
-	if requeue {
-		to = stRetry
-	}
 	s := r.lookup(streamName, group)
 	if s == nil {
 		return
 	}
+	var late settled
 	s.mu.Lock()
+	r.settleLocked(s, id, to, reason, &late)
+	s.mu.Unlock()
+	r.settledAll(s, &late)
+}
+
+// settled is what settleLocked leaves to do once the stream's lock is let
+// go.
+type settled struct {
+	room, wake, acked bool
+	kept              []keptEntry // Requeued entries of a removed stream
+}
+
+type keptEntry struct {
+	id         string
+	deliveries int64
+}
+
+// settleLocked settles entry id of s (s.mu held) as settle does, and notes
+// in late what is to be done after.
+func (r *StreamReader) settleLocked(s *stream, id string, to flightState, reason string, late *settled) {
+	requeue := to == stRequeue
+	if requeue {
+		to = stRetry
+	}
 	f := s.tracked[id]
 	if f == nil && !s.removed && (to != stRetry || len(s.tracked) < r.opt.MaxInFlight) {
 		// An entry another reader of this consumer handed over (the one
@@ -583,16 +607,13 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 		s.tracked[id] = f
 	}
 	if f == nil || f.state != stSink {
-		s.mu.Unlock()
 		return
 	}
 	if to == stRetry && s.removed {
 		delete(s.tracked, id) // stays pending in Redis
-		deliveries := f.deliveries
-		s.mu.Unlock()
-		signal(s.room)
+		late.room = true
 		if requeue {
-			r.kept.keep(s.key, id, deliveries)
+			late.kept = append(late.kept, keptEntry{id, f.deliveries})
 		}
 		return
 	}
@@ -603,20 +624,61 @@ func (r *StreamReader) settle(streamName, group, id string, to flightState, reas
 	switch to {
 	case stAck:
 		s.acks = append(s.acks, id)
+		late.acked = true
 	case stDead:
 		s.deads = append(s.deads, id)
+		late.wake = true
 	case stRetry:
 		f.at = time.Now().Add(r.opt.RetryDelay)
 		s.retries = append(s.retries, id)
 		s.retried.Add(1)
 	}
-	s.mu.Unlock()
-	if to == stAck && r.closed() {
-		r.lateAcks()
-		return
+}
+
+// settledAll does what settleLocked left to do for s, s.mu let go.
+func (r *StreamReader) settledAll(s *stream, late *settled) {
+	if late.room {
+		signal(s.room)
 	}
-	if to != stRetry {
+	for _, k := range late.kept {
+		r.kept.keep(s.key, k.id, k.deliveries)
+	}
+	if late.acked && r.closed() {
+		r.lateAcks()
+	} else if late.acked {
 		signal(r.wake)
+	}
+	if late.wake {
+		signal(r.wake)
+	}
+}
+
+// SettleMany settles a batch of entries as Ack, Nack and Requeue would one
+// by one, taking each stream's lock once for each run of its entries
+// (router.BatchSettler).
+func (r *StreamReader) SettleMany(batch []router.Settlement) {
+	for i := 0; i < len(batch); {
+		j := i + 1
+		for j < len(batch) && batch[j].Stream == batch[i].Stream && batch[j].Group == batch[i].Group {
+			j++
+		}
+		if s := r.lookup(batch[i].Stream, batch[i].Group); s != nil {
+			var late settled
+			s.mu.Lock()
+			for _, x := range batch[i:j] {
+				to := stRetry
+				switch x.Outcome {
+				case router.OutcomeAck:
+					to = stAck
+				case router.OutcomeRelease:
+					to = stRequeue
+				}
+				r.settleLocked(s, x.ID, to, "", &late)
+			}
+			s.mu.Unlock()
+			r.settledAll(s, &late)
+		}
+		i = j
 	}
 }
 
@@ -1468,7 +1530,7 @@ func (r *StreamReader) flushAcks(ctx context.Context, s *stream) error {
 func (r *StreamReader) flushAcksOn(ctx context.Context, c redis.UniversalClient, s *stream) error {
 	s.mu.Lock()
 	ids, spec := s.acks, s.spec
-	s.acks = nil
+	s.acks, s.spareAcks = s.spareAcks, nil
 	s.mu.Unlock()
 	if len(ids) == 0 {
 		return nil
@@ -1496,6 +1558,10 @@ func (r *StreamReader) flushAcksOn(ctx context.Context, c redis.UniversalClient,
 	}
 	s.mu.Lock()
 	s.forget(ids, stAck, nil)
+	if cap(ids) > cap(s.spareAcks) && cap(ids) <= r.opt.MaxInFlight {
+		clear(ids)
+		s.spareAcks = ids[:0] // the next flush's list: no growing it again
+	}
 	wasFailing := s.ackFailing
 	s.ackFailing = refused != nil
 	s.mu.Unlock()
