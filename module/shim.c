@@ -91,13 +91,32 @@ void rt_ring_wait(uint64_t until) {
 	sem_down();
 }
 
-/* consume counts one more event started, and wakes the feeder if due. */
-static void consume(void) {
-	uint64_t c = rt_events.consumed + 1;
-	__atomic_store_n(&rt_events.consumed, c, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&feeder_waits, __ATOMIC_SEQ_CST) && c >= __atomic_load_n(&wake_at, __ATOMIC_SEQ_CST) &&
+/* wake_if_due wakes the feeder if it sleeps and the pump has started
+ * the events it waits for. */
+static void wake_if_due(uint64_t c) {
+	if (__atomic_load_n(&feeder_waits, __ATOMIC_RELAXED) && c >= __atomic_load_n(&wake_at, __ATOMIC_RELAXED) &&
 	    __atomic_exchange_n(&feeder_waits, 0, __ATOMIC_SEQ_CST))
 		sem_up();
+}
+
+/* consume counts one more event started, and wakes the feeder if due. The
+ * count is stored with release, not a full barrier (an x86 store that
+ * need not wait for the feeder's reading core to give the line back), so
+ * the pump may miss a feeder that has just gone to sleep: the next event
+ * sees it, and after the last one of a call consumed_fence does. */
+static void consume(void) {
+	uint64_t c = rt_events.consumed + 1;
+	__atomic_store_n(&rt_events.consumed, c, __ATOMIC_RELEASE);
+	wake_if_due(c);
+}
+
+/* consumed_fence ends a pump's run of consume calls: with the full
+ * barrier, either the feeder saw the last count before it slept
+ * (rt_ring_wait stores feeder_waits, then loads consumed, both seq_cst),
+ * or the pump sees it sleeping now. */
+static void consumed_fence(void) {
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	wake_if_due(rt_events.consumed);
 }
 
 static int slot_state(const rt_batch *b) { return __atomic_load_n(&b->state, __ATOMIC_ACQUIRE); }
@@ -945,6 +964,7 @@ static int push_event(lua_State *L, rt_batch *b, rt_event *ev, last_strs *last, 
 typedef struct pump {
 	rt_out out;
 	int64_t start, max;
+	int64_t budget; /* rt_budget_ns when the call started (Go writes beside it) */
 	int dispatched, started;
 	int report;        /* an event failed or had no handler: Go hears of it before the call returns */
 	int64_t spun;      /* ns spent waiting for events in transit */
@@ -980,9 +1000,10 @@ static void set_failed(pump *p, rt_event *ev, int kind, const char *msg, size_t 
  * in Go, or being moved by a goroutine), spinning: at most 50 us at a time
  * and 200 us in a call, within the budget. Never in Go. */
 static rt_batch *wait_ready(pump *p) {
+	consumed_fence(); /* the feeder may sleep on a wake-up consume missed */
 	int64_t t0 = now_ns(), until = t0 + 50000;
-	if (rt_budget_ns > 0 && p->start + rt_budget_ns < until)
-		until = p->start + rt_budget_ns;
+	if (p->budget > 0 && p->start + p->budget < until)
+		until = p->start + p->budget;
 	rt_batch *b = NULL;
 	int64_t t = t0;
 	while (p->spun + (t - t0) < 200000 && t < until &&
@@ -1027,7 +1048,7 @@ static int l_dispatch(lua_State *L) {
 	for (;;) {
 		int64_t t = now_ns();
 		if ((p->max > 0 && p->dispatched >= p->max) ||
-		    (p->started > 0 && rt_budget_ns > 0 && t - p->start >= rt_budget_ns))
+		    (p->started > 0 && p->budget > 0 && t - p->start >= p->budget))
 			break;
 		rt_batch *b = ready_slot();
 		if (!b && (b = wait_ready(p)) != NULL)
@@ -1103,6 +1124,7 @@ static int l_process_events(lua_State *L) {
 		rt_need_begin = 0;
 		rtgo_begin();
 	}
+	p.budget = rt_budget_ns;
 	for (int errors = 0;; errors++) {
 		uint32_t progress = p.progress;
 		if (run(L, 1, &p) == 0)
@@ -1121,6 +1143,7 @@ static int l_process_events(lua_State *L) {
 		if (p.progress == progress || errors >= 1000)
 			break; /* no event moved: it would fail again */
 	}
+	consumed_fence();
 	if (p.report) /* counted and logged before the log lines are printed */
 		rtgo_finish();
 	p.out.magic = RT_OUT_MAGIC; /* the log lines need only an rt_out */
