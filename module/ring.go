@@ -250,6 +250,10 @@ func fillLocked(m *api.Module) (full bool) {
 		}
 	}()
 	reap(m)
+	// consumed as last read: the pump writes it once per event, and a
+	// read on every put would take its cache line from the pump each
+	// time; it only grows, so an old value only makes the ring look fuller
+	seen := consumed()
 	for {
 		b := slot(feed.tail)
 		if feed.held >= feed.limit.Load() && state(b).Load() == C.RT_SLOT_OPEN {
@@ -258,7 +262,12 @@ func fillLocked(m *api.Module) (full bool) {
 			feed.tail++
 			return true
 		}
-		if int64(feed.published.Load()-consumed()) >= feed.ahead.Load() || feed.held >= feed.limit.Load() {
+		if int64(feed.published.Load()-seen) >= feed.ahead.Load() {
+			if seen = consumed(); int64(feed.published.Load()-seen) >= feed.ahead.Load() {
+				return true
+			}
+		}
+		if feed.held >= feed.limit.Load() {
 			return true
 		}
 		switch state(b).Load() {

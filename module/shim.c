@@ -91,13 +91,32 @@ void rt_ring_wait(uint64_t until) {
 	sem_down();
 }
 
-/* consume counts one more event started, and wakes the feeder if due. */
-static void consume(void) {
-	uint64_t c = rt_events.consumed + 1;
-	__atomic_store_n(&rt_events.consumed, c, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&feeder_waits, __ATOMIC_SEQ_CST) && c >= __atomic_load_n(&wake_at, __ATOMIC_SEQ_CST) &&
+/* wake_if_due wakes the feeder if it sleeps and the pump has started
+ * the events it waits for. */
+static void wake_if_due(uint64_t c) {
+	if (__atomic_load_n(&feeder_waits, __ATOMIC_RELAXED) && c >= __atomic_load_n(&wake_at, __ATOMIC_RELAXED) &&
 	    __atomic_exchange_n(&feeder_waits, 0, __ATOMIC_SEQ_CST))
 		sem_up();
+}
+
+/* consume counts one more event started, and wakes the feeder if due. The
+ * count is stored with release, not a full barrier (an x86 store that
+ * need not wait for the feeder's reading core to give the line back), so
+ * the pump may miss a feeder that has just gone to sleep: the next event
+ * sees it, and after the last one of a call consumed_fence does. */
+static void consume(void) {
+	uint64_t c = rt_events.consumed + 1;
+	__atomic_store_n(&rt_events.consumed, c, __ATOMIC_RELEASE);
+	wake_if_due(c);
+}
+
+/* consumed_fence ends a pump's run of consume calls: with the full
+ * barrier, either the feeder saw the last count before it slept
+ * (rt_ring_wait stores feeder_waits, then loads consumed, both seq_cst),
+ * or the pump sees it sleeping now. */
+static void consumed_fence(void) {
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	wake_if_due(rt_events.consumed);
 }
 
 static int slot_state(const rt_batch *b) { return __atomic_load_n(&b->state, __ATOMIC_ACQUIRE); }
@@ -780,7 +799,7 @@ static void pushev(lua_State *L, const rt_batch *b, rt_str s) { lua.pushlstring(
 #define LAST_ROUTE 6
 #define LAST_PATTERN 7
 #define LAST_CHANNEL 8
-#define ARITY 9 /* handler function -> whether it can see a third argument */
+#define ARITY 9 /* handler function -> how many of its arguments it can see */
 #define DISPATCH_BASE 9
 
 static int same_str(rt_str a, rt_str b) { return a.off == b.off && a.len == b.len; }
@@ -811,26 +830,37 @@ static void push_last(lua_State *L, const rt_batch *b, rt_str s, last_str *c, in
 	c->b = b, c->head = rt_events.head, c->s = s;
 }
 
-/* wants_meta tells whether the handler at fn can see a third argument:
- * a function that declares fewer parameters and no "..." never sees meta,
- * so none is made for it (building it was most of a string event's cost).
- * debug.getinfo's nparams and isvararg (LuaJIT; the getinfo of the module's open) tell, once per function and
- * ProcessEvents call (cached at ARITY); without them, or on any error, meta
- * is made. */
-static int wants_meta(lua_State *L, int fn) {
+/* handler_args is how many of (channel, data, meta) the handler at fn can
+ * see: a function that declares fewer parameters and no "..." never sees
+ * the others, so none is made for it (building meta was most of a string
+ * event's cost, and a payload is a new Lua string to hash and collect).
+ * debug.getinfo's nparams and isvararg (LuaJIT; the getinfo of the module's
+ * open) tell, once per function and ProcessEvents call (cached at ARITY,
+ * which keeps the function alive, so the last one's address in *last
+ * stays its own); without them, or on any error, all three are made. */
+typedef struct arity {
+	const void *fn;
+	int n;
+} arity;
+
+static int handler_args(lua_State *L, int fn, arity *last) {
+	const void *ptr = lua.topointer(L, fn);
+	if (ptr && ptr == last->fn)
+		return last->n;
 	lua.pushvalue(L, fn);
 	lua.rawget(L, ARITY);
-	if (lua.type(L, -1) == LUA_TBOOLEAN) {
-		int r = lua.toboolean(L, -1);
+	if (lua.type(L, -1) == LUA_TNUMBER) {
+		int r = (int)lua.tonumber(L, -1);
 		lua.settop(L, -2);
+		last->fn = ptr, last->n = r;
 		return r;
 	}
 	lua.settop(L, -2);
-	int r = 1, top = lua.gettop(L);
+	int r = 3, top = lua.gettop(L);
 	/* debug.getinfo as it was when the module opened (GETINFO), not the
 	 * global: an addon may replace it later (anti-cheats detour it), and
-	 * one that lies would take meta from a handler that wants it; the
-	 * result's fields are read raw, the call protected */
+	 * one that lies would take arguments from a handler that wants them;
+	 * the result's fields are read raw, the call protected */
 	if (lua.type(L, GETINFO) == LUA_TFUNCTION) {
 		lua.pushvalue(L, GETINFO);
 		lua.pushvalue(L, fn);
@@ -840,14 +870,17 @@ static int wants_meta(lua_State *L, int fn) {
 			lua.rawget(L, -2);
 			lua.pushstring(L, "isvararg");
 			lua.rawget(L, -3);
-			if (lua.type(L, -2) == LUA_TNUMBER && lua.type(L, -1) == LUA_TBOOLEAN)
-				r = lua.tonumber(L, -2) >= 3 || lua.toboolean(L, -1);
+			if (lua.type(L, -2) == LUA_TNUMBER && lua.type(L, -1) == LUA_TBOOLEAN && !lua.toboolean(L, -1)) {
+				double np = lua.tonumber(L, -2);
+				r = np >= 3 ? 3 : np >= 2 ? 2 : np >= 1 ? 1 : 0;
+			}
 		}
 	}
 	lua.settop(L, top);
 	lua.pushvalue(L, fn);
-	lua.pushboolean(L, r);
+	lua.pushnumber(L, r);
 	lua.rawset(L, ARITY);
+	last->fn = ptr, last->n = r;
 	return r;
 }
 
@@ -855,7 +888,7 @@ static int wants_meta(lua_State *L, int fn) {
  * arguments; it returns the number of arguments, or -1 (the handler not
  * pushed) when there is nothing to call: no handler of that name, or a
  * status hook with no hook.Run. */
-static int push_event(lua_State *L, rt_batch *b, rt_event *ev, last_strs *last) {
+static int push_event(lua_State *L, rt_batch *b, rt_event *ev, last_strs *last, arity *ar) {
 	int nargs = 0;
 	int route = lua.gettop(L) + 1;
 	if (ev->status)
@@ -892,15 +925,19 @@ static int push_event(lua_State *L, rt_batch *b, rt_event *ev, last_strs *last) 
 		}
 		return nargs;
 	}
-	int meta = ev->hook.len || wants_meta(L, route + 1);
+	int want = ev->hook.len ? 3 : handler_args(L, route + 1, ar); /* hook.Run passes them on */
+	if (want < 1)
+		return nargs;
 	push_last(L, b, ev->channel, &last->channel, LAST_CHANNEL);
+	if (want < 2)
+		return nargs + 1;
 	if (ev->json) {
 		uint32_t i = ev->node;
 		rt_push_node(L, &b->tape, &i, 0);
 	} else {
 		pushev(L, b, ev->payload);
 	}
-	if (!meta)
+	if (want < 3)
 		return nargs + 2;
 	lua.createtable(L, 0, ev->id.len ? 5 : 3);
 	if (ev->id.len) { /* a stream entry */
@@ -927,6 +964,7 @@ static int push_event(lua_State *L, rt_batch *b, rt_event *ev, last_strs *last) 
 typedef struct pump {
 	rt_out out;
 	int64_t start, max;
+	int64_t budget; /* rt_budget_ns when the call started (Go writes beside it) */
 	int dispatched, started;
 	int report;        /* an event failed or had no handler: Go hears of it before the call returns */
 	int64_t spun;      /* ns spent waiting for events in transit */
@@ -962,9 +1000,10 @@ static void set_failed(pump *p, rt_event *ev, int kind, const char *msg, size_t 
  * in Go, or being moved by a goroutine), spinning: at most 50 us at a time
  * and 200 us in a call, within the budget. Never in Go. */
 static rt_batch *wait_ready(pump *p) {
+	consumed_fence(); /* the feeder may sleep on a wake-up consume missed */
 	int64_t t0 = now_ns(), until = t0 + 50000;
-	if (rt_budget_ns > 0 && p->start + rt_budget_ns < until)
-		until = p->start + rt_budget_ns;
+	if (p->budget > 0 && p->start + p->budget < until)
+		until = p->start + p->budget;
 	rt_batch *b = NULL;
 	int64_t t = t0;
 	while (p->spun + (t - t0) < 200000 && t < until &&
@@ -1005,10 +1044,11 @@ static int l_dispatch(lua_State *L) {
 	lua.createtable(L, 0, 4); /* ARITY */
 	last_strs last;
 	memset(&last, 0, sizeof last);
+	arity ar = {NULL, 0};
 	for (;;) {
 		int64_t t = now_ns();
 		if ((p->max > 0 && p->dispatched >= p->max) ||
-		    (p->started > 0 && rt_budget_ns > 0 && t - p->start >= rt_budget_ns))
+		    (p->started > 0 && p->budget > 0 && t - p->start >= p->budget))
 			break;
 		rt_batch *b = ready_slot();
 		if (!b && (b = wait_ready(p)) != NULL)
@@ -1023,7 +1063,7 @@ static int l_dispatch(lua_State *L) {
 		/* An error from here to the end of the event, outside the
 		 * handler's own pcall, is reported for ev by the caller. */
 		set_building(p, ev);
-		int nargs = push_event(L, b, ev, &last);
+		int nargs = push_event(L, b, ev, &last, &ar);
 		if (nargs < 0) {
 			if (ev->outcome == RT_EV_NO_HANDLER)
 				p->report = 1;
@@ -1084,6 +1124,7 @@ static int l_process_events(lua_State *L) {
 		rt_need_begin = 0;
 		rtgo_begin();
 	}
+	p.budget = rt_budget_ns;
 	for (int errors = 0;; errors++) {
 		uint32_t progress = p.progress;
 		if (run(L, 1, &p) == 0)
@@ -1102,6 +1143,7 @@ static int l_process_events(lua_State *L) {
 		if (p.progress == progress || errors >= 1000)
 			break; /* no event moved: it would fail again */
 	}
+	consumed_fence();
 	if (p.report) /* counted and logged before the log lines are printed */
 		rtgo_finish();
 	p.out.magic = RT_OUT_MAGIC; /* the log lines need only an rt_out */

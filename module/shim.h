@@ -115,12 +115,18 @@ typedef struct rt_batch {
 	int32_t state;
 } rt_batch;
 
+/* head and busy, consumed, and filling each have a cache line of their
+ * own: the pump writes busy twice and consumed once per event, and Go's
+ * goroutines read consumed and write filling meanwhile; sharing a line,
+ * every event of a drain would wait for the line to come back from the
+ * other core. */
+#define RT_LINE 64
 typedef struct rt_ring {
 	rt_batch slots[RT_SLOTS];
-	uint32_t head;     /* the pump's slot; the main thread's */
-	uint64_t consumed __attribute__((aligned(8))); /* events the pump has started, stored by C */
-	int32_t filling;   /* Go is moving events from its queue into the ring */
-	int32_t busy;      /* the pump is in events[cur-1] of the head slot (its outcome unknown); the main thread's */
+	uint32_t head __attribute__((aligned(RT_LINE))); /* the pump's slot; the main thread's */
+	int32_t busy; /* the pump is in events[cur-1] of the head slot (its outcome unknown); the main thread's */
+	uint64_t consumed __attribute__((aligned(RT_LINE))); /* events the pump has started, stored by C */
+	int32_t filling __attribute__((aligned(RT_LINE)));   /* Go is moving events from its queue into the ring */
 } rt_ring;
 
 /* The pump's own time: each ProcessEvents call that had work, since Go

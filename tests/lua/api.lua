@@ -101,9 +101,13 @@ end)
 
 -- meta is made only for a handler that can see it (three parameters, or
 -- "..."): a vararg handler still gets it, a two-parameter one its two.
-local vararg_meta, two_args
+-- A handler with fewer parameters gets those (the module builds no value
+-- it cannot see), and one with none is still called.
+local vararg_meta, two_args, one_arg, no_args = nil, nil, nil, 0
 rt.On("arity:*", "va", function(...) vararg_meta = select(3, ...) end)
 rt.On("arity:*", "two", function(ch, data) two_args = ch .. "=" .. data end)
+rt.On("arity:*", "one", function(ch) one_arg = ch end)
+rt.On("arity:*", "none", function() no_args = no_args + 1 end)
 
 HOST.Run(function()
 	rt.Publish("arity:x", "p")
@@ -111,6 +115,9 @@ HOST.Run(function()
 	T.eq(type(vararg_meta), "table", "a vararg handler's third argument")
 	T.eq(vararg_meta.route, "va (arity:*)", "a vararg handler's meta.route")
 	T.eq(two_args, "arity:x=p", "a two-parameter handler's arguments")
+	HOST.WaitFor(function() return one_arg ~= nil and no_args > 0 end, 5, "the one- and no-parameter handlers")
+	T.eq(one_arg, "arity:x", "a one-parameter handler's channel")
+	T.eq(no_args, 1, "a handler with no parameters is called once")
 	rt.Publish("rep:x", "1")
 	rt.Publish("exact:a", "not for the exact subscriber")
 	rt.Publish("exact:*", "for it")
