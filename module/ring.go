@@ -21,7 +21,7 @@ import (
 // entering Go needs a P, and while the reader and router goroutines held
 // both of a small machine's, the pump waited up to 12 ms for one (make
 // bench, frames). fill runs on the goroutine that queued an event
-// (Options.Queued) and on the feeder goroutine, which sleeps in C until
+// (Options.Queued) and on the feeder goroutine, which sleeps (ringWait) until
 // the pump has made room. The main thread enters Go only to count the
 // outcomes that must be logged before ProcessEvents returns (finish), and
 // for GetStats.
@@ -78,6 +78,7 @@ func startFeeder(m *api.Module) {
 		if C.rt_ring_init(0) == 0 {
 			panic("cannot make the event ring's semaphore")
 		}
+		ringWaitInit()
 		go feedLoop()
 	})
 	setAhead(m)
@@ -99,7 +100,7 @@ func feedLoop() {
 			feed.mu.Unlock()
 			fill() // an event queued while the lock was held
 		}
-		C.rt_ring_wait(C.uint64_t(max(until, consumed()+1)))
+		ringWait(uint64(max(until, consumed()+1)))
 	}
 }
 
