@@ -76,7 +76,7 @@ var feeder sync.Once
 func startFeeder(m *api.Module) {
 	feeder.Do(func() {
 		if C.rt_ring_init(0) == 0 {
-			panic("cannot make the event ring's semaphore")
+			panic("cannot make the event ring's wake-up (eventfd or semaphore)")
 		}
 		ringWaitInit()
 		go feedLoop()
