@@ -39,8 +39,8 @@ int rt_reserve_events(rt_batch *b, uint32_t n) {
 }
 
 /* ---- The ring's wake-up --------------------------------------------------
- * Go's feeder sleeps in rt_ring_wait until the pump has started wake_at
- * events in all (room in the ring) or used a slot (to free); the pump
+ * Go's feeder sleeps (rt_ring_arm, then a wait) until the pump has started
+ * wake_at events in all (room in the ring) or used a slot (to free); the pump
  * checks after each event whether it sleeps and is due (a store and a
  * load). */
 #ifdef _WIN32
