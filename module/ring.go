@@ -21,7 +21,7 @@ import (
 // entering Go needs a P, and while the reader and router goroutines held
 // both of a small machine's, the pump waited up to 12 ms for one (make
 // bench, frames). fill runs on the goroutine that queued an event
-// (Options.Queued) and on the feeder goroutine, which sleeps in C until
+// (Options.Queued) and on the feeder goroutine, which sleeps (ringWait) until
 // the pump has made room. The main thread enters Go only to count the
 // outcomes that must be logged before ProcessEvents returns (finish), and
 // for GetStats.
@@ -79,8 +79,9 @@ var feeder sync.Once
 func startFeeder(m *api.Module) {
 	feeder.Do(func() {
 		if C.rt_ring_init(0) == 0 {
-			panic("cannot make the event ring's semaphore")
+			panic("cannot make the event ring's wake-up (eventfd or semaphore)")
 		}
+		ringWaitInit()
 		go feedLoop()
 	})
 	setAhead(m)
@@ -102,7 +103,7 @@ func feedLoop() {
 			feed.mu.Unlock()
 			fill() // an event queued while the lock was held
 		}
-		C.rt_ring_wait(C.uint64_t(max(until, consumed()+1)))
+		ringWait(uint64(max(until, consumed()+1)))
 	}
 }
 

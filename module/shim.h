@@ -152,9 +152,17 @@ extern int64_t rt_max_per_frame;  /* dispatch.max_per_frame, 0: no limit, set by
 int rt_reserve(rt_tape *t, uint32_t n, uint32_t b);
 int rt_reserve_events(rt_batch *b, uint32_t n);
 
-/* rt_ring_init prepares the ring's wake-up; rt_ring_wait blocks Go's feeder
- * until the pump has started more events than seen. */
+/* rt_ring_init prepares the ring's wake-up. rt_ring_arm asks the pump to
+ * wake Go's feeder once it has started until events in all (or given back
+ * a slot): 1 when that is so already and nobody will post, else 0, and the
+ * feeder waits for the post: in rt_ring_wait on Windows, on the eventfd
+ * rt_ring_fd elsewhere (read by Go's netpoller). */
 int rt_ring_init(int unused);
-void rt_ring_wait(uint64_t seen);
+int rt_ring_arm(uint64_t until);
+#ifdef _WIN32
+void rt_ring_wait(uint64_t until);
+#else
+int rt_ring_fd(void);
+#endif
 
 #endif
