@@ -151,36 +151,83 @@ func buildPlan(routes []*Route, limit int, uncovered map[string]bool) Plan {
 // wildcard): covering those would take `*`, every channel of the Redis
 // server, keyspace notifications included; as does an item marked keep. When even one-byte prefixes
 // leave more than max groups, it returns those groups, over the bound.
+//
+// The number of groups only grows with d, so d is found by bisection, each
+// step counting groups from the neighbours' common prefixes in sorted
+// order: a registration's cost does not grow with the longest prefix (a
+// 100 KB channel name took seconds per call when d was tried one by one).
 func cover(items []planItem, limit int) []planItem {
-	longest := 0
+	fixed := 0
+	var prefixes []string
 	for _, it := range items {
-		longest = max(longest, len(it.prefix))
+		if it.prefix == "" || it.keep {
+			fixed++
+		} else {
+			prefixes = append(prefixes, it.prefix)
+		}
 	}
-	out := items
-	for d := longest; d >= 1; d-- {
-		groups := map[string][]planItem{}
-		var order []string
-		out = out[:0:0]
-		for _, it := range items {
-			if it.prefix == "" || it.keep {
-				out = append(out, it)
-				continue
-			}
-			k := it.prefix[:min(d, len(it.prefix))]
-			if _, ok := groups[k]; !ok {
-				order = append(order, k)
-			}
-			groups[k] = append(groups[k], it)
+	if len(prefixes) == 0 {
+		return items
+	}
+	sort.Strings(prefixes)
+	common := make([]int, len(prefixes)-1) // common prefix length of neighbours
+	longest := len(prefixes[len(prefixes)-1])
+	for i := range common {
+		a, b := prefixes[i], prefixes[i+1]
+		n := 0
+		for n < len(a) && n < len(b) && a[n] == b[n] {
+			n++
 		}
-		for _, k := range order {
-			if g := groups[k]; len(g) == 1 {
-				out = append(out, g[0])
-			} else {
-				out = append(out, planItem{sub: pattern.Quote(k) + "*", prefix: k})
+		common[i] = n
+		longest = max(longest, len(a))
+	}
+	// groups is the number of distinct d-byte prefixes: neighbours in sorted
+	// order fall in one group when their prefixes cut to d bytes are equal
+	groups := func(d int) int {
+		n := 1
+		for i, c := range common {
+			la, lb := min(d, len(prefixes[i])), min(d, len(prefixes[i+1]))
+			if la != lb || c < la {
+				n++
 			}
 		}
-		if len(out) <= limit {
-			break
+		return n
+	}
+	lo, hi := 1, longest // the largest d in [1, longest] within limit, else 1
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		if fixed+groups(mid) <= limit {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return group(items, lo)
+}
+
+// group is cover's output for prefixes cut to d bytes: the items that keep
+// their own subscription, then one item per group, in the order the groups
+// first appear.
+func group(items []planItem, d int) []planItem {
+	groups := map[string][]planItem{}
+	var order []string
+	var out []planItem
+	for _, it := range items {
+		if it.prefix == "" || it.keep {
+			out = append(out, it)
+			continue
+		}
+		k := it.prefix[:min(d, len(it.prefix))]
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], it)
+	}
+	for _, k := range order {
+		if g := groups[k]; len(g) == 1 {
+			out = append(out, g[0])
+		} else {
+			out = append(out, planItem{sub: pattern.Quote(k) + "*", prefix: k})
 		}
 	}
 	return out
