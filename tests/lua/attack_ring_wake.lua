@@ -59,8 +59,13 @@ for r = 1, ROUNDS do
 	while got < want do
 		if HOST.Time() > deadline then
 			local s = rt.GetStats()
-			error(string.format("stalled in round %d (seed %d): %d of %d events handled, none for 5 s; queue.depth %d, dispatched %d",
-				r, SEED, got, want, s.queue.depth, s.dispatched))
+			-- diagnosis: does one more event queued (queued() fills the ring itself) free the stuck ones?
+			local before = got
+			rt.Publish("unrelated", "x")
+			local t2 = HOST.Time() + 2
+			while HOST.Time() < t2 and got < want do rt.ProcessEvents() end
+			error(string.format("stalled in round %d (seed %d): %d of %d events handled, none for 5 s; queue.depth %d, dispatched %d; after one more Publish: %d more handled",
+				r, SEED, before, want, s.queue.depth, s.dispatched, got - before))
 		end
 		local t = HOST.Time() + rand(200) / 1e6
 		while HOST.Time() < t do end
