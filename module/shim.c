@@ -1016,6 +1016,12 @@ static void set_failed(pump *p, rt_event *ev, int kind, const char *msg, size_t 
  * and 200 us in a call, within the budget. Never in Go. */
 static rt_batch *wait_ready(pump *p) {
 	consumed_fence(); /* the feeder may sleep on a wake-up consume missed */
+	/* Nothing ready but events queued: the feeder may sleep waiting for an
+	 * event the ring no longer holds (it armed for one more consumed after
+	 * the pump took the last one, and the goroutine that queued saw the
+	 * ring not yet empty and left the filling to it): wake it. */
+	if (load64(&rt_pending_events) > 0 && __atomic_exchange_n(&feeder_waits, 0, __ATOMIC_SEQ_CST))
+		sem_up();
 	int64_t t0 = now_ns(), until = t0 + 50000;
 	if (p->budget > 0 && p->start + p->budget < until)
 		until = p->start + p->budget;

@@ -18,6 +18,8 @@ func TestAttackRing(t *testing.T) {
 		// events over a slot's 64 KiB and 1,024 JSON nodes, mixed with small ones
 		{"attack_ring_big", ""},
 		{"attack_ring_errtext", ""}, // a handler's error text over 4 KiB: cut
+		// the smallest ring, one event per call, bursts up to the queue's size, handlers of every arity swapped mid-call
+		{"attack_ring_wake", "[queue]\nmax_events = 8\n[dispatch]\nmax_per_frame = 1\nbudget = \"100ms\"\n"},
 	} {
 		for _, h := range hosts(luajit64, lua51, luajit32) {
 			t.Run(c.name+"/"+h.Name, func(t *testing.T) {
