@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gmod-realtime/realtime/router/pattern"
 )
 
 // coverModel is cover as it was first written: every d from the longest
@@ -19,28 +17,7 @@ func coverModel(items []planItem, limit int) []planItem {
 	}
 	out := items
 	for d := longest; d >= 1; d-- {
-		groups := map[string][]planItem{}
-		var order []string
-		out = out[:0:0]
-		for _, it := range items {
-			if it.prefix == "" || it.keep {
-				out = append(out, it)
-				continue
-			}
-			k := it.prefix[:min(d, len(it.prefix))]
-			if _, ok := groups[k]; !ok {
-				order = append(order, k)
-			}
-			groups[k] = append(groups[k], it)
-		}
-		for _, k := range order {
-			if g := groups[k]; len(g) == 1 {
-				out = append(out, g[0])
-			} else {
-				out = append(out, planItem{sub: pattern.Quote(k) + "*", prefix: k})
-			}
-		}
-		if len(out) <= limit {
+		if out = group(items, d); len(out) <= limit {
 			break
 		}
 	}
