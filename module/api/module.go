@@ -555,7 +555,7 @@ func (m *Module) Take() (Dispatch, bool) {
 // shim found no handler for it (noHandler), or dispatched it at (unix ns),
 // and it failed (RT_FAIL_HANDLER 1, RT_FAIL_BUILDING 2) with msg.
 func (m *Module) Finish(d *Dispatch, noHandler bool, at int64, failed int, msg string) {
-	m.settle(d.Event, !noHandler && failed == 0)
+	m.Settle([]Outcome{{D: d, NoHandler: noHandler, Failed: failed}})
 	m.Count(d, noHandler, at, failed, msg)
 }
 
@@ -568,9 +568,12 @@ type Outcome struct {
 	Failed    int
 }
 
-// Settle settles the stream entries of outs (other events are skipped) as
-// Finish does one by one, handing them to the router in one batch; on any
-// goroutine. Count then counts each call.
+// Settle tells the backend what became of the stream entries of outs
+// (other events are skipped), in one batch, on any goroutine: acknowledged
+// when the handler returned, else delivered again; an entry of a
+// realtime.Stream route removed meanwhile (realtime.Off, a map change) no
+// handler saw: it waits, its delivery not counted. Count then counts each
+// call.
 func (m *Module) Settle(outs []Outcome) {
 	batch := make([]router.Settled, 0, len(outs))
 	for _, o := range outs {
@@ -579,9 +582,12 @@ func (m *Module) Settle(outs []Outcome) {
 			continue
 		}
 		ok := !o.NoHandler && o.Failed == 0
-		batch = append(batch, router.Settled{Event: e, OK: ok, Release: m.released(e, ok)})
+		released := !ok && e.Route.Dynamic && m.r.Table().Route(e.Route.Name) == nil
+		batch = append(batch, router.Settled{Event: e, OK: ok, Release: released})
 	}
-	m.r.SettleMany(batch)
+	if len(batch) > 0 {
+		m.r.SettleMany(batch)
+	}
 }
 
 // Count counts what became of a call from Take, as Finish does, but for
@@ -599,32 +605,10 @@ func (m *Module) Count(d *Dispatch, noHandler bool, at int64, failed int, msg st
 	}
 }
 
-// settle tells the backend what became of stream entry e (nothing for
-// other events): acknowledged when its handler returned (ok), else
-// delivered again; an entry of a realtime.Stream route removed meanwhile
-// (realtime.Off, a map change) no handler saw: it waits, its delivery not
-// counted.
-func (m *Module) settle(e *router.Event, ok bool) {
-	if e == nil || e.Entry == nil {
-		return
-	}
-	if m.released(e, ok) {
-		m.r.Release(e)
-		return
-	}
-	m.r.Settle(e, ok)
-}
-
-// released reports whether stream entry e, handled (ok) or not, is given
-// back as no handler saw it: its realtime.Stream route was removed.
-func (m *Module) released(e *router.Event, ok bool) bool {
-	return !ok && e.Route.Dynamic && m.r.Table().Route(e.Route.Name) == nil
-}
-
 // NoHandler counts an event of a batch whose handler was removed (by an
 // earlier handler of the batch, or a map change) before it was dispatched.
 func (m *Module) NoHandler(d *Dispatch) {
-	m.settle(d.Event, false)
+	m.Settle([]Outcome{{D: d, NoHandler: true}})
 	m.r.Undispatched(d.Event)
 	m.noHandler(d.Event)
 }
