@@ -699,7 +699,7 @@ func (r *Router) push(e *Event) {
 	}
 	for _, dropped := range r.queue.Push(e) {
 		if dropped.Entry != nil { // pushed out of the queue: pending, not lost
-			r.release(dropped)
+			r.Release(dropped)
 			continue
 		}
 		r.Stats.Drop(DropQueueFull)

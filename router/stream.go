@@ -247,22 +247,14 @@ func fieldsDoc(fields []string) *Doc {
 // for other events): acknowledged when its handler returned (ok), left
 // pending to be delivered again otherwise.
 func (r *Router) Settle(e *Event, ok bool) {
-	r.settle(e, ok, false)
+	r.SettleMany([]Settled{{Event: e, OK: ok}})
 }
 
-// Release gives back stream entry event e, which never reached a
-// handler (its route was removed while it waited): offered again, no
-// delivery counted.
-func (r *Router) Release(e *Event) { r.release(e) }
-
-// release gives back stream entry event e, which never reached its
-// handler (pushed out of the queue): offered again, no delivery counted.
-func (r *Router) release(e *Event) {
-	r.settle(e, false, true)
-}
-
-func (r *Router) settle(e *Event, ok, release bool) {
-	r.SettleMany([]Settled{{Event: e, OK: ok, Release: release}})
+// Release gives back stream entry event e, which never reached a handler
+// (its route was removed while it waited, or it was pushed out of the
+// queue): offered again, no delivery counted.
+func (r *Router) Release(e *Event) {
+	r.SettleMany([]Settled{{Event: e, Release: true}})
 }
 
 // Settled is what became of a stream entry event, for SettleMany: its
