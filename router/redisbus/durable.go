@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,13 @@ type Durable struct {
 
 	maxLen    atomic.Int64 // XADD MAXLEN ~ (0: none)
 	retention atomic.Int64 // XADD MINID ~ now-retention (0: none); maxLen wins
+	// skew is Redis's clock minus ours in ms, as the ids of the last
+	// answered XADDs tell it (skewKnown); retention trims by Redis's
+	// clock, which gave the stream's ids: a game server's clock hours
+	// ahead would have trimmed fresh entries. now is ours (tests move it).
+	skew      atomic.Int64
+	skewKnown atomic.Bool
+	now       func() time.Time
 
 	mu       sync.Mutex
 	spooling bool  // entries are spooled until the spool is flushed empty
@@ -68,7 +76,7 @@ func NewDurable(serverID string, sp *spool.Spool, seq *spool.Sequence) *Durable 
 		seq.Raise(sp.Floor())
 	}
 	// Entries left by the last run are older than any appended now.
-	return &Durable{serverID: serverID, spool: sp, seq: seq, spooling: sp != nil && sp.Stats().Depth > 0, wake: make(chan struct{}, 1)}
+	return &Durable{serverID: serverID, spool: sp, seq: seq, spooling: sp != nil && sp.Stats().Depth > 0, wake: make(chan struct{}, 1), now: time.Now}
 }
 
 // SetServerID makes the rt_ids of the entries appended from now on
@@ -105,10 +113,31 @@ func (d *Durable) trim() (int64, string) {
 	if n := d.maxLen.Load(); n > 0 {
 		return n, ""
 	}
-	if r := time.Duration(d.retention.Load()); r > 0 {
-		return 0, strconv.FormatInt(time.Now().Add(-r).UnixMilli(), 10) + "-0"
+	if r := time.Duration(d.retention.Load()); r > 0 && d.skewKnown.Load() {
+		return 0, strconv.FormatInt(d.now().Add(-r).UnixMilli()+d.skew.Load(), 10) + "-0"
 	}
 	return 0, ""
+}
+
+// sawIDs learns Redis's clock from the ids XADD answered with ("<ms>-<seq>",
+// Redis's time, or a little later if a stream's last id was ahead of it:
+// the smallest of them is taken).
+func (d *Durable) sawIDs(ids []string) {
+	if d == nil || len(ids) == 0 {
+		return
+	}
+	now := d.now().UnixMilli()
+	skew, ok := int64(0), false
+	for _, id := range ids {
+		ms, _, _ := strings.Cut(id, "-")
+		if t, err := strconv.ParseInt(ms, 10, 64); err == nil && (!ok || t-now < skew) {
+			skew, ok = t-now, true
+		}
+	}
+	if ok {
+		d.skew.Store(skew)
+		d.skewKnown.Store(true)
+	}
 }
 
 func (d *Durable) xaddArgs(m *outMsg) *redis.XAddArgs {
