@@ -154,13 +154,14 @@ type Events struct {
 }
 
 // Streams configures the entries this server adds to streams
-// (realtime.Append, game events with events.stream).
+// (realtime.Append, game events with events.stream, dead letters).
 type Streams struct {
 	// MaxLen trims each stream to about this many entries at every XADD
 	// (MAXLEN ~). Default: 0, no trimming. Not with Retention.
 	MaxLen int `koanf:"max_len"`
 	// Retention trims entries older than this at every XADD (MINID ~
-	// now-retention). Default: 0, no trimming. Not with MaxLen.
+	// now-retention, now by Redis's clock). Default: 0, no trimming. Not
+	// with MaxLen.
 	Retention Duration `koanf:"retention"`
 }
 

@@ -48,7 +48,7 @@ func (b *Bus) applyStreams(streams []router.StreamPlan, consumer string) {
 	if len(specs) == 0 {
 		return
 	}
-	r, err := NewStreamReader(b.cfg, StreamOptions{Consumer: consumer, Logf: b.streamLog, Kept: b.kept}, specs, busEntries{b})
+	r, err := NewStreamReader(b.cfg, StreamOptions{Consumer: consumer, Logf: b.streamLog, Kept: b.kept, Trim: func() (int64, string) { return b.durable.trim() }}, specs, busEntries{b})
 	if err != nil {
 		b.streamEvent("", "error", err.Error())
 		return

@@ -110,6 +110,9 @@ func (d *Durable) Spooling() bool {
 }
 
 func (d *Durable) trim() (int64, string) {
+	if d == nil {
+		return 0, ""
+	}
 	if n := d.maxLen.Load(); n > 0 {
 		return n, ""
 	}
