@@ -353,7 +353,8 @@ func (c *Config) String() string {
 // between the first ':' after "://" and the last '@', read from the raw
 // text rather than a parsed URL, so that a password holding '#', '/' or
 // '?' (which url.Parse takes for a fragment, a path or a query) is hidden
-// too. The username stays, for diagnosis. Without an '@', a port that is
+// too. The username stays, for diagnosis, unless it stands alone (then it
+// may be a password missing its ':'). Without an '@', a port that is
 // not a number may be a password (the host left out): it is hidden too.
 func RedactURL(raw string) string {
 	return redactQuery(redactUserinfo(raw))
@@ -411,6 +412,11 @@ func redactUserinfo(raw string) string {
 	}
 	user := raw[i+3 : j]
 	k := strings.IndexByte(user, ':')
+	if k < 0 && user != "" {
+		// A lone name: Redis needs a password with a user name, so this
+		// is most likely a password written without its ':'.
+		return raw[:i+3] + "***" + raw[j:]
+	}
 	if k < 0 {
 		return raw
 	}
