@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
@@ -148,8 +150,10 @@ func requeueDeadCmd(e *env) *cobra.Command {
 its own fields (the rt_source_id, rt_deliveries and rt_reason the dead letter
 added are left out), as new entries that every group reads again. Each entry is
 added to STREAM before it is deleted from STREAM:dead: an interrupted run can
-add one entry twice, never lose one. It prints its progress every 1,000
-entries on standard error.`,
+add one entry twice, never lose one. One run at a time per stream: a second
+one started meanwhile (elsewhere too) stops at once, since both would add the
+same entries (STREAM:dead:requeue holds the run's claim, for 15 s past its
+last batch). It prints its progress every 1,000 entries on standard error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, c, err := e.client(cmd.Context())
@@ -160,6 +164,11 @@ entries on standard error.`,
 			ctx, stream := cmd.Context(), args[0]
 			dead := stream + ":dead"
 			moved := 0
+			release, err := claimRequeue(ctx, c, dead)
+			if err != nil {
+				return err
+			}
+			defer release()
 			// the dead letters there now: one that dies again while this
 			// runs waits for the next run instead of going round forever
 			last, err := c.XRevRangeN(ctx, dead, "+", "-", 1).Result()
@@ -173,6 +182,9 @@ entries on standard error.`,
 				}
 				if len(batch) == 0 {
 					break
+				}
+				if err := c.PExpire(ctx, dead+requeueClaim, requeueClaimFor).Err(); err != nil {
+					return fmt.Errorf("pexpire %s%s: %w", dead, requeueClaim, err)
 				}
 				for _, m := range batch {
 					own := ownFields(m.fields)
@@ -202,6 +214,36 @@ entries on standard error.`,
 			return nil
 		},
 	}
+}
+
+// requeueClaim (after "<stream>:dead") is the key a requeue-dead run
+// holds while it moves entries, for requeueClaimFor past its last batch.
+const (
+	requeueClaim    = ":requeue"
+	requeueClaimFor = 15 * time.Second
+)
+
+// claimRequeue takes dead's requeue claim, or says who holds it; release
+// gives it back if it is still this run's.
+func claimRequeue(ctx context.Context, c redis.UniversalClient, dead string) (release func(), err error) {
+	key := dead + requeueClaim
+	host, _ := os.Hostname()
+	token := fmt.Sprintf("%s pid %d at %s", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	ok, err := c.SetNX(ctx, key, token, requeueClaimFor).Result()
+	if err != nil {
+		return nil, fmt.Errorf("set %s: %w", key, err)
+	}
+	if !ok {
+		holder, _ := c.Get(ctx, key).Result()
+		return nil, fmt.Errorf("another requeue-dead is moving %s (%s); running both would add its entries twice (%s ends %s after its last batch)",
+			escape([]byte(dead)), escape([]byte(holder)), escape([]byte(key)), requeueClaimFor)
+	}
+	return func() {
+		ctx := context.WithoutCancel(ctx)
+		if v, err := c.Get(ctx, key).Result(); err == nil && v == token {
+			_ = c.Del(ctx, key).Err()
+		}
+	}, nil
 }
 
 // ownFields is a dead letter's fields without those the dead letter
