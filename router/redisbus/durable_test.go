@@ -3,6 +3,7 @@ package redisbus
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -289,5 +290,44 @@ func TestAppendRetentionRedisClock(t *testing.T) {
 			require.NoError(t, err)
 			require.Less(t, left, int64(n+300), "the entries 90 minutes old were not trimmed")
 		})
+	}
+}
+
+// TestAppendRetentionStreamAhead: a stream whose last id was set ahead of
+// Redis's clock (XADD with an explicit id) answers XADD * with ids past it;
+// those must not be taken for Redis's clock, or the next append elsewhere
+// trims that stream's fresh entries (MINID ~ far ahead). The appends go
+// to the streams in a random order (seed logged), one batch each.
+func TestAppendRetentionStreamAhead(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	srv := redistest.Start(t)
+	h, d := durableHarness(t, srv, "")
+	h.waitStatus("connected")
+	c := client(t, srv)
+	ctx := context.Background()
+	redisNow, err := c.Time(ctx).Result()
+	require.NoError(t, err)
+	ahead := redisNow.Add(time.Duration(1+rng.IntN(1000)) * time.Hour).UnixMilli()
+	require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "ahead", ID: fmt.Sprintf("%d-%d", ahead, rng.IntN(5)), Values: []any{"data", "set"}}).Err())
+	d.SetTrim(0, time.Hour)
+	streams := []string{"ahead", "s1", "s2", "s3"}
+	sent := map[string]int{}
+	const n = 150
+	for i := range n {
+		s := streams[rng.IntN(len(streams))]
+		if i == 0 {
+			s = "s1" // Redis's clock known first
+		}
+		_, err := h.r.Append(s, "new")
+		require.NoError(t, err)
+		sent[s]++
+		waitUntil(t, "acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == uint64(i+1) })
+	}
+	for _, s := range streams[1:] {
+		left, err := c.XLen(ctx, s).Result()
+		require.NoError(t, err)
+		require.Equal(t, int64(sent[s]), left, "fresh entries of %s trimmed (seed %d)", s, seed)
 	}
 }
