@@ -122,24 +122,42 @@ func (d *Durable) trim() (int64, string) {
 	return 0, ""
 }
 
-// sawIDs learns Redis's clock from the ids XADD answered with ("<ms>-<seq>",
-// Redis's time, or a little later if a stream's last id was ahead of it:
-// the smallest of them is taken).
+// sawIDs learns Redis's clock from the ids XADD answered with ("<ms>-<seq>").
+// An id "<ms>-0" is Redis's time: a stream whose last id was ahead of it
+// (set explicitly, by another writer or Redis) answers past that last id,
+// "<its ms>-<its seq+1>", which could be hours ahead and would trim every
+// other stream's fresh entries. So only ids with seq 0 set the skew (the
+// smallest of them); the others, at or after Redis's time, can only lower
+// it.
 func (d *Durable) sawIDs(ids []string) {
 	if d == nil || len(ids) == 0 {
 		return
 	}
 	now := d.now().UnixMilli()
-	skew, ok := int64(0), false
+	exact, bound, haveExact, haveBound := int64(0), int64(0), false, false
 	for _, id := range ids {
-		ms, _, _ := strings.Cut(id, "-")
-		if t, err := strconv.ParseInt(ms, 10, 64); err == nil && (!ok || t-now < skew) {
-			skew, ok = t-now, true
+		ms, seq, _ := strings.Cut(id, "-")
+		t, err := strconv.ParseInt(ms, 10, 64)
+		if err != nil {
+			continue
+		}
+		if seq == "0" {
+			if !haveExact || t-now < exact {
+				exact, haveExact = t-now, true
+			}
+		} else if !haveBound || t-now < bound {
+			bound, haveBound = t-now, true
 		}
 	}
-	if ok {
-		d.skew.Store(skew)
+	switch {
+	case haveExact:
+		if haveBound {
+			exact = min(exact, bound)
+		}
+		d.skew.Store(exact)
 		d.skewKnown.Store(true)
+	case haveBound && d.skewKnown.Load() && bound < d.skew.Load():
+		d.skew.Store(bound)
 	}
 }
 
