@@ -218,10 +218,9 @@ last batch). It prints its progress every 1,000 entries on standard error.`,
 
 // requeueClaim (after "<stream>:dead") is the key a requeue-dead run
 // holds while it moves entries, for requeueClaimFor past its last batch.
-const (
-	requeueClaim    = ":requeue"
-	requeueClaimFor = 15 * time.Second
-)
+const requeueClaim = ":requeue"
+
+var requeueClaimFor = 15 * time.Second // tests shorten it
 
 // claimRequeue takes dead's requeue claim, or says who holds it; release
 // gives it back if it is still this run's.
