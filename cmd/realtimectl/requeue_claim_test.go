@@ -78,8 +78,8 @@ func (p *stallProxy) pipe(dst, src net.Conn) {
 	}
 }
 
-func (p *stallProxy) stall() { p.gate.Lock() }
-func (p *stallProxy) resume()   { p.gate.Unlock() }
+func (p *stallProxy) stall()  { p.gate.Lock() }
+func (p *stallProxy) resume() { p.gate.Unlock() }
 
 // TestRequeueDeadClaimLostInStall: a requeue-dead run whose connection
 // stalls past its claim, while a second run takes the claim and moves the
