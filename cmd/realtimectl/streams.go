@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -152,8 +153,8 @@ added are left out), as new entries that every group reads again. Each entry is
 added to STREAM before it is deleted from STREAM:dead: an interrupted run can
 add one entry twice, never lose one. One run at a time per stream: a second
 one started meanwhile (elsewhere too) stops at once, since both would add the
-same entries (STREAM:dead:requeue holds the run's claim, for 15 s past its
-last batch). It prints its progress every 1,000 entries on standard error.`,
+same entries (STREAM:dead:requeue holds the run's claim, renewed every 5 s,
+for 15 s); a run stalled past its claim stops. It prints its progress every 1,000 entries on standard error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, c, err := e.client(cmd.Context())
@@ -164,11 +165,11 @@ last batch). It prints its progress every 1,000 entries on standard error.`,
 			ctx, stream := cmd.Context(), args[0]
 			dead := stream + ":dead"
 			moved := 0
-			release, err := claimRequeue(ctx, c, dead)
+			claim, err := claimRequeue(ctx, c, dead)
 			if err != nil {
 				return err
 			}
-			defer release()
+			defer claim.release(ctx)
 			// the dead letters there now: one that dies again while this
 			// runs waits for the next run instead of going round forever
 			last, err := c.XRevRangeN(ctx, dead, "+", "-", 1).Result()
@@ -183,9 +184,6 @@ last batch). It prints its progress every 1,000 entries on standard error.`,
 				if len(batch) == 0 {
 					break
 				}
-				if err := c.PExpire(ctx, dead+requeueClaim, requeueClaimFor).Err(); err != nil {
-					return fmt.Errorf("pexpire %s%s: %w", dead, requeueClaim, err)
-				}
 				for _, m := range batch {
 					own := ownFields(m.fields)
 					values := make([]any, 0, len(own))
@@ -194,6 +192,9 @@ last batch). It prints its progress every 1,000 entries on standard error.`,
 					}
 					if len(values) == 0 {
 						return fmt.Errorf("%s entry %s has no fields of its own", dead, m.id)
+					}
+					if err := claim.hold(ctx); err != nil {
+						return fmt.Errorf("%w; stopped after %d moved", err, moved)
 					}
 					if err := c.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: values}).Err(); err != nil {
 						return fmt.Errorf("xadd %s (after %d moved): %w", stream, moved, err)
@@ -217,17 +218,36 @@ last batch). It prints its progress every 1,000 entries on standard error.`,
 }
 
 // requeueClaim (after "<stream>:dead") is the key a requeue-dead run
-// holds while it moves entries, for requeueClaimFor past its last batch.
+// holds while it moves entries, for requeueClaimFor past its last renewal.
 const requeueClaim = ":requeue"
 
 var requeueClaimFor = 15 * time.Second // tests shorten it
 
-// claimRequeue takes dead's requeue claim, or says who holds it; release
-// gives it back if it is still this run's.
-func claimRequeue(ctx context.Context, c redis.UniversalClient, dead string) (release func(), err error) {
+// requeueRenew renews a claim (KEYS[1]) still holding this run's token
+// (ARGV[1]) for ARGV[2] ms; requeueRelease deletes it. Both answer 0 when
+// another run holds it now: a GET then a PEXPIRE or DEL could extend or
+// end that run's claim.
+var (
+	requeueRenew   = redis.NewScript(`if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0`)
+	requeueRelease = redis.NewScript(`if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`)
+)
+
+// requeueLease is a requeue-dead run's claim on a dead-letter stream.
+type requeueLease struct {
+	c          redis.UniversalClient
+	key, token string
+	renewed    time.Time // when the last renewal was sent
+}
+
+// claimRequeue takes dead's requeue claim, or says who holds it.
+func claimRequeue(ctx context.Context, c redis.UniversalClient, dead string) (*requeueLease, error) {
 	key := dead + requeueClaim
 	host, _ := os.Hostname()
-	token := fmt.Sprintf("%s pid %d at %s", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:])
+	// the nonce: two runs with one host name and pid (containers) differ
+	token := fmt.Sprintf("%s pid %d at %s (%x)", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339), nonce)
+	sent := time.Now()
 	ok, err := c.SetNX(ctx, key, token, requeueClaimFor).Result()
 	if err != nil {
 		return nil, fmt.Errorf("set %s: %w", key, err)
@@ -237,12 +257,39 @@ func claimRequeue(ctx context.Context, c redis.UniversalClient, dead string) (re
 		return nil, fmt.Errorf("another requeue-dead is moving %s (%s); running both would add its entries twice (%s ends %s after its last batch)",
 			escape([]byte(dead)), escape([]byte(holder)), escape([]byte(key)), requeueClaimFor)
 	}
-	return func() {
-		ctx := context.WithoutCancel(ctx)
-		if v, err := c.Get(ctx, key).Result(); err == nil && v == token {
-			_ = c.Del(ctx, key).Err()
+	return &requeueLease{c: c, key: key, token: token, renewed: sent}, nil
+}
+
+// hold makes sure the claim is still this run's before an entry is added:
+// once a third of its time has passed it is renewed, and a claim that
+// ran out during a stall (another run may have taken it and moved the
+// same entries) stops the run.
+func (l *requeueLease) hold(ctx context.Context) error {
+	if time.Since(l.renewed) < requeueClaimFor/3 {
+		return nil
+	}
+	sent := time.Now()
+	n, err := requeueRenew.Run(ctx, l.c, []string{l.key}, l.token, requeueClaimFor.Milliseconds()).Int64()
+	if err != nil {
+		return fmt.Errorf("renew %s: %w", escape([]byte(l.key)), err)
+	}
+	if n == 0 {
+		holder, _ := l.c.Get(ctx, l.key).Result()
+		if holder == "" {
+			holder = "nobody now"
 		}
-	}, nil
+		return fmt.Errorf("lost the claim %s (held by %s) in a stall of more than %s: another run may be moving the same entries, so this one stops rather than add them twice",
+			escape([]byte(l.key)), escape([]byte(holder)), requeueClaimFor)
+	}
+	l.renewed = sent
+	return nil
+}
+
+// release gives the claim back if it is still this run's.
+func (l *requeueLease) release(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = requeueRelease.Run(ctx, l.c, []string{l.key}, l.token).Err()
 }
 
 // ownFields is a dead letter's fields without those the dead letter
