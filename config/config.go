@@ -412,9 +412,11 @@ func redactUserinfo(raw string) string {
 	}
 	user := raw[i+3 : j]
 	k := strings.IndexByte(user, ':')
-	if k < 0 && user != "" {
+	if user != "" && (k < 0 || strings.IndexByte(user[:k], '@') >= 0) {
 		// A lone name: Redis needs a password with a user name, so this
-		// is most likely a password written without its ':'.
+		// is most likely a password written without its ':'. An '@'
+		// before the first ':' ends a lone name too (the ':' and the
+		// last '@' coming later: "u@host:6379/0#@").
 		return raw[:i+3] + "***" + raw[j:]
 	}
 	if k < 0 {

@@ -36,6 +36,7 @@ func TestURLWithoutHostOrAsTableHidesThePassword(t *testing.T) {
 		// a lone name may be a password missing its ':'
 		"redis://hunter2pw@h:6379":   "redis://***@h:6379",
 		"rediss://hunter2pw@h/0":     "rediss://***@h/0",
+		"redis://hunter2pw@h:1/0#@":  "redis://***@",
 		"redis://@h:6379":            "redis://@h:6379",
 		"redis://user:p@ss@h:6379/0": "redis://user:***@h:6379/0",
 	} {
