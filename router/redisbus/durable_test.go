@@ -331,3 +331,47 @@ func TestAppendRetentionStreamAhead(t *testing.T) {
 		require.Equal(t, int64(sent[s]), left, "fresh entries of %s trimmed (seed %d)", s, seed)
 	}
 }
+
+// TestDeadLetterRetentionWithoutAppends: a server that reads a stream and
+// dead-letters its entries but appends nothing still trims the dead
+// letters by retention (by Redis's clock): entries 90 minutes old go with
+// a retention of 1 hour.
+func TestDeadLetterRetentionWithoutAppends(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	redisNow, err := c.Time(ctx).Result()
+	require.NoError(t, err)
+	old := redisNow.Add(-90 * time.Minute).UnixMilli()
+	for i := range 300 {
+		require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "cmds:dead", ID: fmt.Sprintf("%d-%d", old, i+1), Values: []any{"data", "old"}}).Err())
+	}
+	h, d := durableHarness(t, srv, "", "read_timeout = \"300ms\"", "[[routes]]\nstream = \"cmds\"\nhandler = \"OnCmd\"\nstart = \"0\"")
+	d.SetTrim(0, time.Hour)
+	h.waitStatus("connected")
+	const n = 200
+	ids := make([]string, n)
+	for i := range n {
+		ids[i], err = c.XAdd(ctx, &redis.XAddArgs{Stream: "cmds", Values: []any{"data", "bad"}}).Result()
+		require.NoError(t, err)
+	}
+	var group string
+	waitUntil(t, "the entries read", 10*time.Second, func() bool {
+		gs, err := c.XInfoGroups(ctx, "cmds").Result()
+		if err != nil || len(gs) == 0 {
+			return false
+		}
+		group = gs[0].Name
+		return gs[0].Pending == n
+	})
+	for _, id := range ids {
+		h.bus.Dead("cmds", group, id, "bad")
+	}
+	waitUntil(t, "every entry dead-lettered", 20*time.Second, func() bool { return h.bus.StreamStats()["cmds"].Dead == n })
+	left, err := c.XLen(ctx, "cmds:dead").Result()
+	require.NoError(t, err)
+	require.Less(t, left, int64(300+n), "the dead letters 90 minutes old were not trimmed")
+	fresh, err := c.XRange(ctx, "cmds:dead", strconv.FormatInt(old+1, 10), "+").Result()
+	require.NoError(t, err)
+	require.Len(t, fresh, n, "fresh dead letters trimmed")
+}
