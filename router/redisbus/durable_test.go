@@ -375,3 +375,54 @@ func TestDeadLetterRetentionWithoutAppends(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, fresh, n, "fresh dead letters trimmed")
 }
+
+// TestSpoolFlushRetentionAtStart: the entries a new process flushes from
+// the spool the last one left are trimmed by retention as appends are,
+// though nothing was appended yet to tell Redis's clock.
+func TestSpoolFlushRetentionAtStart(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	redisNow, err := c.Time(ctx).Result()
+	require.NoError(t, err)
+	old := redisNow.Add(-90 * time.Minute).UnixMilli()
+	for i := range 300 {
+		require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "s", ID: fmt.Sprintf("%d-%d", old, i+1), Values: []any{"data", "old"}}).Err())
+	}
+	path := filepath.Join(t.TempDir(), "spool.db")
+	sp, err := spool.Open(path, spool.Options{ServerID: "srv"})
+	require.NoError(t, err)
+	cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf("[redis]\nurl = %q\nreconnect_min = \"50ms\"\n", srv.URL())))
+	require.NoError(t, err)
+	bus, err := New(cfg.Redis) // never started: the appends go to the spool
+	require.NoError(t, err)
+	bus.SetDurable(NewDurable("srv", sp, nil))
+	const n = 200
+	for i := range n {
+		_, err := bus.Append("s", strconv.Itoa(i))
+		require.NoError(t, err)
+	}
+	require.Equal(t, n, bus.Persist())
+	require.NoError(t, bus.Close())
+	require.NoError(t, sp.Close())
+
+	sp, err = spool.Open(path, spool.Options{ServerID: "srv"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sp.Close() })
+	d := NewDurable("srv", sp, nil)
+	d.SetTrim(0, time.Hour)
+	r, err := router.New(cfg)
+	require.NoError(t, err)
+	bus, err = New(cfg.Redis)
+	require.NoError(t, err)
+	bus.SetDurable(d)
+	r.Attach(bus)
+	t.Cleanup(func() { _ = r.Close() })
+	waitUntil(t, "the spool flushed", 10*time.Second, func() bool { return bus.Stats.Flushed.Load() == n })
+	left, err := c.XLen(ctx, "s").Result()
+	require.NoError(t, err)
+	require.Less(t, left, int64(300+n), "the entries 90 minutes old were not trimmed")
+	fresh, err := c.XRange(ctx, "s", strconv.FormatInt(old+1, 10), "+").Result()
+	require.NoError(t, err)
+	require.Len(t, fresh, n, "fresh entries trimmed")
+}
