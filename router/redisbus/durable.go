@@ -52,6 +52,7 @@ type Durable struct {
 	// ahead would have trimmed fresh entries. now is ours (tests move it).
 	skew      atomic.Int64
 	skewKnown atomic.Bool
+	timeTried atomic.Int64 // when learnClock last asked (unix ns)
 	now       func() time.Time
 
 	mu       sync.Mutex
@@ -158,6 +159,32 @@ func (d *Durable) sawIDs(ids []string) {
 		d.skewKnown.Store(true)
 	case haveBound && d.skewKnown.Load() && bound < d.skew.Load():
 		d.skew.Store(bound)
+	}
+}
+
+// learnClock asks Redis's clock (TIME) when retention needs it and no
+// XADD answer told it yet: a new process flushing its spool, or a server
+// that only dead-letters, would otherwise give no MINID at all. At most
+// one try a second (an ACL may refuse TIME); an XADD's answer wins.
+func (d *Durable) learnClock(ctx context.Context, c redis.UniversalClient) {
+	if d == nil || c == nil || d.skewKnown.Load() || d.retention.Load() <= 0 {
+		return
+	}
+	now := d.now().UnixNano()
+	last := d.timeTried.Load()
+	if (last != 0 && now-last < int64(time.Second)) || !d.timeTried.CompareAndSwap(last, now) {
+		return
+	}
+	t, err := c.Time(ctx).Result()
+	if err != nil {
+		return
+	}
+	// read after the answer: the skew comes out a little low, trimming
+	// a little less, never fresh entries
+	skew := t.UnixMilli() - d.now().UnixMilli()
+	if !d.skewKnown.Load() {
+		d.skew.Store(skew)
+		d.skewKnown.Store(true)
 	}
 }
 
@@ -356,6 +383,7 @@ func (b *Bus) flushSpool() error {
 		}
 		cancel()
 	}()
+	d.learnClock(ctx, b.client)
 	n, err := d.spool.FlushWith(ctx, b.client, func(e *spool.Entry) (int64, string) {
 		if debugSend != nil {
 			debugSend(b, "flush", []string{e.ID})
