@@ -426,3 +426,23 @@ func TestSpoolFlushRetentionAtStart(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, fresh, n, "fresh entries trimmed")
 }
+
+// TestAppendRetentionLongerThanTheEpoch: a retention reaching before 1970
+// (a "keep everything" figure) trims nothing, and the appends arrive: a
+// MINID below 0 is not a stream id and Redis refused every XADD.
+func TestAppendRetentionLongerThanTheEpoch(t *testing.T) {
+	srv := redistest.Start(t)
+	h, d := durableHarness(t, srv, "")
+	h.waitStatus("connected")
+	d.SetTrim(0, 1_000_000*time.Hour)
+	const n = 20
+	for i := range n {
+		_, err := h.r.Append("s", strconv.Itoa(i))
+		require.NoError(t, err)
+		if i == 0 { // the first one tells Redis's clock
+			waitUntil(t, "the first acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == 1 })
+		}
+	}
+	waitUntil(t, "acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == n })
+	waitLen(t, client(t, srv), "s", n)
+}
