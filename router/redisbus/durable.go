@@ -118,7 +118,11 @@ func (d *Durable) trim() (int64, string) {
 		return n, ""
 	}
 	if r := time.Duration(d.retention.Load()); r > 0 && d.skewKnown.Load() {
-		return 0, strconv.FormatInt(d.now().Add(-r).UnixMilli()+d.skew.Load(), 10) + "-0"
+		// before 1970 nothing is older: a negative MINID is no stream id,
+		// and Redis would refuse the XADD
+		if ms := d.now().Add(-r).UnixMilli() + d.skew.Load(); ms > 0 {
+			return 0, strconv.FormatInt(ms, 10) + "-0"
+		}
 	}
 	return 0, ""
 }
