@@ -145,3 +145,48 @@ func waitFor(t *testing.T, ctx context.Context, cond func() bool) {
 		}
 	}
 }
+
+// TestRequeueDeadInterruptedThenRerun: a requeue-dead stopped midway
+// (Ctrl-C) gives its claim back, so the next run starts at once and moves
+// the rest; no entry is lost and at most the one in flight is added twice.
+func TestRequeueDeadInterruptedThenRerun(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := ctxFor(t)
+	rc := client(t, srv)
+	const n = 1000
+	pipe := rc.Pipeline()
+	for i := range n {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: "cmds:dead", Values: []any{"data", strconv.Itoa(i), "rt_source_id", "1-1", "rt_deliveries", "5"}})
+	}
+	_, err := pipe.Exec(ctx)
+	require.NoError(t, err)
+	c := newCtl(t, redisTOML(srv, ""))
+	runCtx, interrupt := context.WithCancel(ctx)
+	first := make(chan result, 1)
+	go func() { first <- c.run(t, runCtx, nil, "streams", "requeue-dead", "cmds") }()
+	waitFor(t, ctx, func() bool { m, _ := rc.XLen(ctx, "cmds").Result(); return m >= 50 })
+	interrupt()
+	r := <-first
+	t.Logf("interrupted run: code %d, %s%s", r.code, r.stdout, r.stderr)
+
+	again := c.run(t, ctx, nil, "streams", "requeue-dead", "cmds")
+	require.Equal(t, 0, again.code, again.stderr)
+	got, err := xrange(ctx, rc, "cmds", "+", 2*n)
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	twice := 0
+	for _, e := range got {
+		if seen[e.fields[1]] {
+			twice++
+		}
+		seen[e.fields[1]] = true
+	}
+	assert.Len(t, seen, n, "entries lost")
+	assert.LessOrEqual(t, twice, 1, "entries added twice")
+	left, err := rc.XLen(ctx, "cmds:dead").Result()
+	require.NoError(t, err)
+	assert.Zero(t, left, "dead letters left")
+	claim, err := rc.Exists(ctx, "cmds:dead:requeue").Result()
+	require.NoError(t, err)
+	assert.Zero(t, claim, "the claim left")
+}
