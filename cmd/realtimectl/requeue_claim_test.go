@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,4 +190,36 @@ func TestRequeueDeadInterruptedThenRerun(t *testing.T) {
 	claim, err := rc.Exists(ctx, "cmds:dead:requeue").Result()
 	require.NoError(t, err)
 	assert.Zero(t, claim, "the claim left")
+}
+
+// TestRequeueDeadClaimRefused: with an ACL that refuses the claim (no SET,
+// or no EVALSHA/EVAL to renew it), requeue-dead moves nothing, says what
+// Redis refused, does not show the password, and leaves no claim behind.
+func TestRequeueDeadClaimRefused(t *testing.T) {
+	for _, refuse := range []string{"-set", "-evalsha -eval"} {
+		t.Run(refuse, func(t *testing.T) {
+			srv := redistest.Start(t)
+			ctx := ctxFor(t)
+			rc := client(t, srv)
+			args := []any{"acl", "setuser", "ops", "on", ">hunter2pw", "~*", "&*", "+@all"}
+			for _, r := range strings.Fields(refuse) {
+				args = append(args, r)
+			}
+			require.NoError(t, rc.Do(ctx, args...).Err())
+			for i := range 3000 {
+				require.NoError(t, rc.XAdd(ctx, &redis.XAddArgs{Stream: "cmds:dead", Values: []any{"data", strconv.Itoa(i), "rt_source_id", "1-1", "rt_deliveries", "5"}}).Err())
+			}
+			c := newCtl(t, "[redis]\nurl = \"redis://ops:hunter2pw@"+srv.Addr()+"\"\n")
+			r := c.run(t, ctx, nil, "streams", "requeue-dead", "cmds")
+			assert.Equal(t, 1, r.code)
+			assert.Contains(t, r.stderr, "NOPERM")
+			assert.NotContains(t, r.stdout+r.stderr, "hunter2pw")
+			moved, err := rc.XLen(ctx, "cmds").Result()
+			require.NoError(t, err)
+			assert.Zero(t, moved, "entries moved with a claim that cannot be renewed")
+			claim, err := rc.Exists(ctx, "cmds:dead:requeue").Result()
+			require.NoError(t, err)
+			assert.Zero(t, claim, "the claim left: a rerun would be refused")
+		})
+	}
 }
