@@ -247,7 +247,6 @@ func claimRequeue(ctx context.Context, c redis.UniversalClient, dead string) (*r
 	_, _ = rand.Read(nonce[:])
 	// the nonce: two runs with one host name and pid (containers) differ
 	token := fmt.Sprintf("%s pid %d at %s (%x)", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339), nonce)
-	sent := time.Now()
 	ok, err := c.SetNX(ctx, key, token, requeueClaimFor).Result()
 	if err != nil {
 		return nil, fmt.Errorf("set %s: %w", key, err)
@@ -257,7 +256,14 @@ func claimRequeue(ctx context.Context, c redis.UniversalClient, dead string) (*r
 		return nil, fmt.Errorf("another requeue-dead is moving %s (%s); running both would add its entries twice (%s ends %s after its last batch)",
 			escape([]byte(dead)), escape([]byte(holder)), escape([]byte(key)), requeueClaimFor)
 	}
-	return &requeueLease{c: c, key: key, token: token, renewed: sent}, nil
+	l := &requeueLease{c: c, key: key, token: token}
+	// renewed once now: an ACL refusing the script stops the run before
+	// it moves anything with a claim it could not keep
+	if err := l.hold(ctx); err != nil {
+		l.release(ctx)
+		return nil, err
+	}
+	return l, nil
 }
 
 // hold makes sure the claim is still this run's before an entry is added:
@@ -265,7 +271,7 @@ func claimRequeue(ctx context.Context, c redis.UniversalClient, dead string) (*r
 // ran out during a stall (another run may have taken it and moved the
 // same entries) stops the run.
 func (l *requeueLease) hold(ctx context.Context) error {
-	if time.Since(l.renewed) < requeueClaimFor/3 {
+	if !l.renewed.IsZero() && time.Since(l.renewed) < requeueClaimFor/3 {
 		return nil
 	}
 	sent := time.Now()
@@ -289,7 +295,13 @@ func (l *requeueLease) hold(ctx context.Context) error {
 func (l *requeueLease) release(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	_ = requeueRelease.Run(ctx, l.c, []string{l.key}, l.token).Err()
+	if err := requeueRelease.Run(ctx, l.c, []string{l.key}, l.token).Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// scripts refused: compared here instead, a claim taken between
+		// the GET and the DEL (this one just ran out) is the only risk
+		if v, err := l.c.Get(ctx, l.key).Result(); err == nil && v == l.token {
+			_ = l.c.Del(ctx, l.key).Err()
+		}
+	}
 }
 
 // ownFields is a dead letter's fields without those the dead letter
