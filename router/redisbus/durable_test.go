@@ -446,3 +446,28 @@ func TestAppendRetentionLongerThanTheEpoch(t *testing.T) {
 	waitUntil(t, "acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == n })
 	waitLen(t, client(t, srv), "s", n)
 }
+
+// TestAppendRetentionOurClockSteps: the game server's clock stepping 2
+// hours ahead while it runs (NTP setting it at boot, a VM resumed) does
+// not make the next append trim fresh entries by the stale skew.
+func TestAppendRetentionOurClockSteps(t *testing.T) {
+	srv := redistest.Start(t)
+	h, d := durableHarness(t, srv, "")
+	h.waitStatus("connected")
+	c := client(t, srv)
+	ctx := context.Background()
+	for i := range 300 {
+		require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "s", Values: []any{"data", strconv.Itoa(i)}}).Err())
+	}
+	d.SetTrim(0, time.Hour)
+	_, err := h.r.Append("other", "tells Redis's clock")
+	require.NoError(t, err)
+	waitUntil(t, "acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == 1 })
+	d.now = func() time.Time { return time.Now().Add(2 * time.Hour) } // the step
+	_, err = h.r.Append("s", "after the step")
+	require.NoError(t, err)
+	waitUntil(t, "acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == 2 })
+	n, err := c.XLen(ctx, "s").Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(301), n, "fresh entries trimmed after our clock stepped")
+}
