@@ -46,14 +46,16 @@ type Durable struct {
 
 	maxLen    atomic.Int64 // XADD MAXLEN ~ (0: none)
 	retention atomic.Int64 // XADD MINID ~ now-retention (0: none); maxLen wins
-	// skew is Redis's clock minus ours in ms, as the ids of the last
+	// skew is Redis's clock minus ms(), in ms, as the ids of the last
 	// answered XADDs tell it (skewKnown); retention trims by Redis's
 	// clock, which gave the stream's ids: a game server's clock hours
-	// ahead would have trimmed fresh entries. now is ours (tests move it).
+	// ahead would have trimmed fresh entries. ms is our monotonic clock,
+	// not the wall clock, which may step (NTP at boot, a VM resumed) and
+	// make the next XADD trim by a stale skew.
 	skew      atomic.Int64
 	skewKnown atomic.Bool
-	timeTried atomic.Int64 // when learnClock last asked (unix ns)
-	now       func() time.Time
+	timeTried atomic.Int64 // ms() when learnClock last asked, plus 1
+	start     time.Time    // ms() counts from it
 
 	mu       sync.Mutex
 	spooling bool  // entries are spooled until the spool is flushed empty
@@ -77,7 +79,7 @@ func NewDurable(serverID string, sp *spool.Spool, seq *spool.Sequence) *Durable 
 		seq.Raise(sp.Floor())
 	}
 	// Entries left by the last run are older than any appended now.
-	return &Durable{serverID: serverID, spool: sp, seq: seq, spooling: sp != nil && sp.Stats().Depth > 0, wake: make(chan struct{}, 1), now: time.Now}
+	return &Durable{serverID: serverID, spool: sp, seq: seq, spooling: sp != nil && sp.Stats().Depth > 0, wake: make(chan struct{}, 1), start: time.Now()}
 }
 
 // SetServerID makes the rt_ids of the entries appended from now on
@@ -110,6 +112,9 @@ func (d *Durable) Spooling() bool {
 	return d.spooling
 }
 
+// ms is our monotonic clock in ms (since the Durable was made).
+func (d *Durable) ms() int64 { return time.Since(d.start).Milliseconds() }
+
 func (d *Durable) trim() (int64, string) {
 	if d == nil {
 		return 0, ""
@@ -120,7 +125,7 @@ func (d *Durable) trim() (int64, string) {
 	if r := time.Duration(d.retention.Load()); r > 0 && d.skewKnown.Load() {
 		// before 1970 nothing is older: a negative MINID is no stream id,
 		// and Redis would refuse the XADD
-		if ms := d.now().Add(-r).UnixMilli() + d.skew.Load(); ms > 0 {
+		if ms := d.ms() - r.Milliseconds() + d.skew.Load(); ms > 0 {
 			return 0, strconv.FormatInt(ms, 10) + "-0"
 		}
 	}
@@ -138,7 +143,7 @@ func (d *Durable) sawIDs(ids []string) {
 	if d == nil || len(ids) == 0 {
 		return
 	}
-	now := d.now().UnixMilli()
+	now := d.ms()
 	exact, bound, haveExact, haveBound := int64(0), int64(0), false, false
 	for _, id := range ids {
 		ms, seq, _ := strings.Cut(id, "-")
@@ -174,9 +179,9 @@ func (d *Durable) learnClock(ctx context.Context, c redis.UniversalClient) {
 	if d == nil || c == nil || d.skewKnown.Load() || d.retention.Load() <= 0 {
 		return
 	}
-	now := d.now().UnixNano()
+	now := d.ms() + 1
 	last := d.timeTried.Load()
-	if (last != 0 && now-last < int64(time.Second)) || !d.timeTried.CompareAndSwap(last, now) {
+	if (last != 0 && now-last < time.Second.Milliseconds()) || !d.timeTried.CompareAndSwap(last, now) {
 		return
 	}
 	t, err := c.Time(ctx).Result()
@@ -185,7 +190,7 @@ func (d *Durable) learnClock(ctx context.Context, c redis.UniversalClient) {
 	}
 	// read after the answer: the skew comes out a little low, trimming
 	// a little less, never fresh entries
-	skew := t.UnixMilli() - d.now().UnixMilli()
+	skew := t.UnixMilli() - d.ms()
 	if !d.skewKnown.Load() {
 		d.skew.Store(skew)
 		d.skewKnown.Store(true)
