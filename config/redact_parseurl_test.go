@@ -15,7 +15,8 @@ import (
 // TestRedactURLAgainstParseURL: for URLs generated from pieces (seed
 // logged), whenever go-redis's ParseURL would send a password, or a user
 // name alone (maybe a password missing its ':'), RedactURL's text does not
-// hold it, neither as written nor percent-decoded.
+// hold it, neither as written nor percent-decoded; nor does the loader's
+// error for it, or its Config.String and Redis.Target.
 func TestRedactURLAgainstParseURL(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
@@ -24,7 +25,7 @@ func TestRedactURLAgainstParseURL(t *testing.T) {
 	pieces := []string{"USMARK", "PWMARK", "%50WMARK", "U%53MARK", ":", ":", "@", "@", "/", "/0", "?", "#",
 		"client_name=", "&", "host", "127.0.0.1", ":6379", "[::1]", "%40", "%3A", "db=1", "a", "=", "protocol=2"}
 	mark := regexp.MustCompile(`(US|PW)MARK[0-9]+X`)
-	const n = 200000
+	const n = 100000
 	leaks := 0
 	for range n {
 		var b strings.Builder
@@ -60,6 +61,24 @@ func TestRedactURLAgainstParseURL(t *testing.T) {
 			leaks++
 			if leaks <= 5 {
 				t.Errorf("RedactURL(%q) = %q: ParseURL uses user %q, password %q (seed %d)", raw, red, opt.Username, opt.Password, seed)
+			}
+			continue
+		}
+		// what the config loader says about it, or shows of it
+		var said string
+		if cfg, err := Parse("t.toml", []byte("[redis]\nurl = "+strconv.Quote(raw)+"\n")); err != nil {
+			said = err.Error()
+		} else {
+			said = cfg.String() + "\n" + cfg.Redis.Target()
+		}
+		red, dec = said, said
+		if d, err := url.PathUnescape(said); err == nil {
+			dec = d
+		}
+		if shows(opt.Password) || (!hasPassword && shows(opt.Username)) {
+			leaks++
+			if leaks <= 5 {
+				t.Errorf("url = %q: the loader says %q (seed %d)", raw, said, seed)
 			}
 		}
 	}
