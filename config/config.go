@@ -154,13 +154,14 @@ type Events struct {
 }
 
 // Streams configures the entries this server adds to streams
-// (realtime.Append, game events with events.stream).
+// (realtime.Append, game events with events.stream, dead letters).
 type Streams struct {
 	// MaxLen trims each stream to about this many entries at every XADD
 	// (MAXLEN ~). Default: 0, no trimming. Not with Retention.
 	MaxLen int `koanf:"max_len"`
 	// Retention trims entries older than this at every XADD (MINID ~
-	// now-retention). Default: 0, no trimming. Not with MaxLen.
+	// now-retention, now by Redis's clock). Default: 0, no trimming. Not
+	// with MaxLen.
 	Retention Duration `koanf:"retention"`
 }
 
@@ -352,7 +353,8 @@ func (c *Config) String() string {
 // between the first ':' after "://" and the last '@', read from the raw
 // text rather than a parsed URL, so that a password holding '#', '/' or
 // '?' (which url.Parse takes for a fragment, a path or a query) is hidden
-// too. The username stays, for diagnosis. Without an '@', a port that is
+// too. The username stays, for diagnosis, unless it stands alone (then it
+// may be a password missing its ':'). Without an '@', a port that is
 // not a number may be a password (the host left out): it is hidden too.
 func RedactURL(raw string) string {
 	return redactQuery(redactUserinfo(raw))
@@ -410,6 +412,13 @@ func redactUserinfo(raw string) string {
 	}
 	user := raw[i+3 : j]
 	k := strings.IndexByte(user, ':')
+	if user != "" && (k < 0 || strings.IndexByte(user[:k], '@') >= 0) {
+		// A lone name: Redis needs a password with a user name, so this
+		// is most likely a password written without its ':'. An '@'
+		// before the first ':' ends a lone name too (the ':' and the
+		// last '@' coming later: "u@host:6379/0#@").
+		return raw[:i+3] + "***" + raw[j:]
+	}
 	if k < 0 {
 		return raw
 	}

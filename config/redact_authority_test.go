@@ -33,6 +33,12 @@ func TestURLWithoutHostOrAsTableHidesThePassword(t *testing.T) {
 		"redis://[::1]:6379":          "redis://[::1]:6379",
 		"redis://h:x/0":               "redis://h:***",
 		"redis://default:hunter2pw/0": "redis://default:***",
+		// a lone name may be a password missing its ':'
+		"redis://hunter2pw@h:6379":   "redis://***@h:6379",
+		"rediss://hunter2pw@h/0":     "rediss://***@h/0",
+		"redis://hunter2pw@h:1/0#@":  "redis://***@",
+		"redis://@h:6379":            "redis://@h:6379",
+		"redis://user:p@ss@h:6379/0": "redis://user:***@h:6379/0",
 	} {
 		assert.Equal(t, want, RedactURL(raw), raw)
 	}

@@ -229,10 +229,11 @@ func TestTOMLSyntaxErrorHidesTheToken(t *testing.T) {
 // a fragment, path or query is hidden too.
 func TestRedactURLHidesOddPasswords(t *testing.T) {
 	for raw, want := range map[string]string{
-		"redis://u:pa#ss@h:1/0":   "redis://u:***@h:1/0",
-		"redis://u:p/a?s@h:1":     "redis://u:***@h:1",
-		"rediss://:pw@h":          "rediss://:***@h",
-		"redis://user@h:1/2":      "redis://user@h:1/2",
+		"redis://u:pa#ss@h:1/0": "redis://u:***@h:1/0",
+		"redis://u:p/a?s@h:1":   "redis://u:***@h:1",
+		"rediss://:pw@h":        "rediss://:***@h",
+		"redis://user@h:1/2":    "redis://***@h:1/2", // a lone name may be a password missing its ':'
+
 		"redis://h:1/2":           "redis://h:1/2",
 		"redis://u:a@b@c@h:6379/": "redis://u:***@h:6379/",
 	} {

@@ -86,9 +86,15 @@ func (l *loader) validateRedis(c *Config) {
 	}
 	l.atLeast("redis.db", r.DB, 0)
 	for i, a := range r.Addrs {
-		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+		switch _, port, err := net.SplitHostPort(a); {
+		case strings.Contains(a, "@"): // a URL's "user:pass@" carried over
+			l.fail(fmt.Sprintf("redis.addrs[%d]", i), "%s holds credentials: write host:port, and the user and password in redis.username and redis.password", strconv.Quote(RedactURL(a)))
+		case err != nil || port == "":
 			l.fail(fmt.Sprintf("redis.addrs[%d]", i), "%q is not host:port", a)
 		}
+	}
+	if strings.Contains(r.Host, "@") {
+		l.fail("redis.host", "%s holds credentials: write the host alone, and the user and password in redis.username and redis.password", strconv.Quote(RedactURL(r.Host)))
 	}
 	if len(r.Addrs) > 0 && r.URL == "" {
 		// addrs replaced the host and port below them: these are beside
@@ -325,7 +331,7 @@ func (l *loader) validateURL(r *Redis) {
 	level := l.where("redis.url").level
 	same := func(key string) bool { return l.set(key) && l.where(key).level == level }
 	if same("redis.host") && u.Scheme != "unix" && u.Hostname() != r.Host {
-		contradiction("redis.host", strconv.Quote(r.Host))
+		contradiction("redis.host", strconv.Quote(RedactURL(r.Host)))
 	}
 	if same("redis.port") && u.Scheme != "unix" {
 		port := u.Port()

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -106,13 +107,14 @@ func webTest(t *testing.T, srv *redistest.Server) *httptest.Server {
 
 // TestWebTailClientsGone: each /api/tail holds one subscription while its
 // client is connected, and gives it back when the client goes (many
-// clients, some with messages flowing).
+// clients, some with messages flowing); past maxTails at once, one more is
+// refused (429) instead of holding another connection.
 func TestWebTailClientsGone(t *testing.T) {
 	srv := redistest.Start(t)
 	hs := webTest(t, srv)
 	ctx := ctxFor(t)
 	rc := client(t, srv)
-	const n = 20
+	const n = maxTails
 	base := runtime.NumGoroutine()
 	var cancels []context.CancelFunc
 	for i := 0; i < n; i++ {
@@ -135,9 +137,23 @@ func TestWebTailClientsGone(t *testing.T) {
 		return strings.Count(s, "cmd=psubscribe")
 	}
 	require.Equal(t, n, clients())
+	over, err := http.Get(hs.URL + "/api/tail?pattern=chan*")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(over.Body)
+	_ = over.Body.Close()
+	require.Equal(t, http.StatusTooManyRequests, over.StatusCode, string(body))
+	assert.Contains(t, string(body), "close one first")
+	require.Equal(t, n, clients())
 	for _, cancel := range cancels {
 		cancel()
 	}
+	require.Eventually(t, func() bool { return clients() == 0 }, 10*time.Second, 20*time.Millisecond, "subscriptions left: %d", clients())
+	again, err := http.NewRequestWithContext(ctx, "GET", hs.URL+"/api/tail?pattern=chan*", nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(again)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "a tail refused after the others went")
+	_ = resp.Body.Close()
 	require.Eventually(t, func() bool { return clients() == 0 }, 10*time.Second, 20*time.Millisecond, "subscriptions left: %d", clients())
 	http.DefaultClient.CloseIdleConnections()
 	hs.CloseClientConnections()

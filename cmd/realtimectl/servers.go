@@ -134,8 +134,12 @@ func printServers(w io.Writer, beats []heartbeat, prefix string, now time.Time) 
 		if us, err := strconv.ParseInt(f["latency_p99_us"], 10, 64); err == nil && us > 0 {
 			p99 = shortDuration(time.Duration(us) * time.Microsecond)
 		}
+		lag := orDash(f["stream_lag"])
+		if strings.HasPrefix(lag, "-") && lag != "-" {
+			lag = "?" // Redis cannot tell
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", escape([]byte(id)), orDash(f["map"]), status, orDash(f["version"]),
-			uptime, orDash(f["in_per_s"]), orDash(f["out_per_s"]), orDash(f["queue_depth"]), drops(f), p99, orDash(f["stream_lag"]), seen)
+			uptime, orDash(f["in_per_s"]), orDash(f["out_per_s"]), orDash(f["queue_depth"]), drops(f), p99, lag, seen)
 	}
 	_ = tw.Flush()
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
@@ -148,8 +151,10 @@ func requeueDeadCmd(e *env) *cobra.Command {
 its own fields (the rt_source_id, rt_deliveries and rt_reason the dead letter
 added are left out), as new entries that every group reads again. Each entry is
 added to STREAM before it is deleted from STREAM:dead: an interrupted run can
-add one entry twice, never lose one. It prints its progress every 1,000
-entries on standard error.`,
+add one entry twice, never lose one. One run at a time per stream: a second
+one started meanwhile (elsewhere too) stops at once, since both would add the
+same entries (STREAM:dead:requeue holds the run's claim, renewed every 5 s,
+for 15 s); a run stalled past its claim stops. It prints its progress every 1,000 entries on standard error.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, c, err := e.client(cmd.Context())
@@ -160,6 +165,11 @@ entries on standard error.`,
 			ctx, stream := cmd.Context(), args[0]
 			dead := stream + ":dead"
 			moved := 0
+			claim, err := claimRequeue(ctx, c, dead)
+			if err != nil {
+				return err
+			}
+			defer claim.release(ctx)
 			// the dead letters there now: one that dies again while this
 			// runs waits for the next run instead of going round forever
 			last, err := c.XRevRangeN(ctx, dead, "+", "-", 1).Result()
@@ -183,6 +193,9 @@ entries on standard error.`,
 					if len(values) == 0 {
 						return fmt.Errorf("%s entry %s has no fields of its own", dead, m.id)
 					}
+					if err := claim.hold(ctx); err != nil {
+						return fmt.Errorf("%w; stopped after %d moved", err, moved)
+					}
 					if err := c.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: values}).Err(); err != nil {
 						return fmt.Errorf("xadd %s (after %d moved): %w", stream, moved, err)
 					}
@@ -201,6 +214,93 @@ entries on standard error.`,
 			fmt.Fprintf(e.stdout, "moved %d entries from %s back to %s\n", moved, escape([]byte(dead)), escape([]byte(stream)))
 			return nil
 		},
+	}
+}
+
+// requeueClaim (after "<stream>:dead") is the key a requeue-dead run
+// holds while it moves entries, for requeueClaimFor past its last renewal.
+const requeueClaim = ":requeue"
+
+var requeueClaimFor = 15 * time.Second // tests shorten it
+
+// requeueRenew renews a claim (KEYS[1]) still holding this run's token
+// (ARGV[1]) for ARGV[2] ms; requeueRelease deletes it. Both answer 0 when
+// another run holds it now: a GET then a PEXPIRE or DEL could extend or
+// end that run's claim.
+var (
+	requeueRenew   = redis.NewScript(`if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0`)
+	requeueRelease = redis.NewScript(`if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`)
+)
+
+// requeueLease is a requeue-dead run's claim on a dead-letter stream.
+type requeueLease struct {
+	c          redis.UniversalClient
+	key, token string
+	renewed    time.Time // when the last renewal was sent
+}
+
+// claimRequeue takes dead's requeue claim, or says who holds it.
+func claimRequeue(ctx context.Context, c redis.UniversalClient, dead string) (*requeueLease, error) {
+	key := dead + requeueClaim
+	host, _ := os.Hostname()
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:])
+	// the nonce: two runs with one host name and pid (containers) differ
+	token := fmt.Sprintf("%s pid %d at %s (%x)", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339), nonce)
+	ok, err := c.SetNX(ctx, key, token, requeueClaimFor).Result()
+	if err != nil {
+		return nil, fmt.Errorf("set %s: %w", key, err)
+	}
+	if !ok {
+		holder, _ := c.Get(ctx, key).Result()
+		return nil, fmt.Errorf("another requeue-dead is moving %s (%s); running both would add its entries twice (%s ends %s after its last batch)",
+			escape([]byte(dead)), escape([]byte(holder)), escape([]byte(key)), requeueClaimFor)
+	}
+	l := &requeueLease{c: c, key: key, token: token}
+	// renewed once now: an ACL refusing the script stops the run before
+	// it moves anything with a claim it could not keep
+	if err := l.hold(ctx); err != nil {
+		l.release(ctx)
+		return nil, err
+	}
+	return l, nil
+}
+
+// hold makes sure the claim is still this run's before an entry is added:
+// once a third of its time has passed it is renewed, and a claim that
+// ran out during a stall (another run may have taken it and moved the
+// same entries) stops the run.
+func (l *requeueLease) hold(ctx context.Context) error {
+	if !l.renewed.IsZero() && time.Since(l.renewed) < requeueClaimFor/3 {
+		return nil
+	}
+	sent := time.Now()
+	n, err := requeueRenew.Run(ctx, l.c, []string{l.key}, l.token, requeueClaimFor.Milliseconds()).Int64()
+	if err != nil {
+		return fmt.Errorf("renew %s: %w", escape([]byte(l.key)), err)
+	}
+	if n == 0 {
+		holder, _ := l.c.Get(ctx, l.key).Result()
+		if holder == "" {
+			holder = "nobody now"
+		}
+		return fmt.Errorf("lost the claim %s (held by %s) in a stall of more than %s: another run may be moving the same entries, so this one stops rather than add them twice",
+			escape([]byte(l.key)), escape([]byte(holder)), requeueClaimFor)
+	}
+	l.renewed = sent
+	return nil
+}
+
+// release gives the claim back if it is still this run's.
+func (l *requeueLease) release(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := requeueRelease.Run(ctx, l.c, []string{l.key}, l.token).Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		// scripts refused: compared here instead, a claim taken between
+		// the GET and the DEL (this one just ran out) is the only risk
+		if v, err := l.c.Get(ctx, l.key).Result(); err == nil && v == l.token {
+			_ = l.c.Del(ctx, l.key).Err()
+		}
 	}
 }
 

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -97,4 +99,54 @@ func TestRequeueDead(t *testing.T) {
 	res = c.run(t, ctx, nil, "streams", "requeue-dead", "cmds")
 	assert.Equal(t, 1, res.code)
 	assert.Equal(t, "realtimectl: no dead letters in cmds:dead\n", res.stderr)
+}
+
+// TestRequeueDeadOneAtATime: two requeue-dead runs of one stream at once
+// do not add its dead letters twice: one moves them all and the other
+// stops (or finds none left); a run while another holds the claim stops
+// at once, naming it; the claim is given back at the end.
+func TestRequeueDeadOneAtATime(t *testing.T) {
+	srv := redistest.Start(t)
+	c := newCtl(t, redisTOML(srv, streamRoutesTOML))
+	ctx := ctxFor(t)
+	rc := client(t, srv)
+	const n = 2000
+	pipe := rc.Pipeline()
+	for i := range n {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: "cmds:dead", Values: []any{"data", strconv.Itoa(i), "rt_source_id", "1-1", "rt_deliveries", "5"}})
+	}
+	_, err := pipe.Exec(ctx)
+	require.NoError(t, err)
+
+	require.NoError(t, rc.Set(ctx, "cmds:dead:requeue", "ops-box pid 7", time.Minute).Err())
+	res := c.run(t, ctx, nil, "streams", "requeue-dead", "cmds")
+	assert.Equal(t, 1, res.code)
+	assert.Contains(t, res.stderr, "another requeue-dead is moving cmds:dead (ops-box pid 7)")
+	require.NoError(t, rc.Del(ctx, "cmds:dead:requeue").Err())
+
+	results := make(chan result, 2)
+	for range 2 {
+		go func() { results <- c.run(t, ctx, nil, "streams", "requeue-dead", "cmds") }()
+	}
+	ok := 0
+	for range 2 {
+		r := <-results
+		if r.code == 0 {
+			ok++
+			continue
+		}
+		assert.True(t, strings.Contains(r.stderr, "another requeue-dead") || strings.Contains(r.stderr, "no dead letters"), r.stderr)
+	}
+	assert.Equal(t, 1, ok, "runs that moved entries")
+	got, err := xrange(ctx, rc, "cmds", "+", 2*n)
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	for _, e := range got {
+		require.False(t, seen[e.fields[1]], "entry %s added twice", e.fields[1])
+		seen[e.fields[1]] = true
+	}
+	assert.Len(t, seen, n)
+	exists, err := rc.Exists(ctx, "cmds:dead:requeue").Result()
+	require.NoError(t, err)
+	assert.Zero(t, exists, "the claim was not given back")
 }

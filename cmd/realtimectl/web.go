@@ -56,7 +56,8 @@ to 127.0.0.1).
 
   GET /              the page
   GET /api/servers   the heartbeats as JSON
-  GET /api/tail?pattern=GLOB   server-sent events, one per message`,
+  GET /api/tail?pattern=GLOB   server-sent events, one per message (at most 16
+                               followed at once)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, c, err := e.client(cmd.Context())
@@ -152,9 +153,24 @@ func webHandler(cfg *config.Config, c redis.UniversalClient) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)
 	})
-	mux.HandleFunc("GET /api/tail", func(w http.ResponseWriter, r *http.Request) { tailEvents(w, r, c) })
+	tails := make(chan struct{}, maxTails)
+	mux.HandleFunc("GET /api/tail", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case tails <- struct{}{}:
+			defer func() { <-tails }()
+		default:
+			http.Error(w, fmt.Sprintf("%d live tails already follow Redis (each holds a connection): close one first", maxTails), http.StatusTooManyRequests)
+			return
+		}
+		tailEvents(w, r, c)
+	})
 	return mux
 }
+
+// maxTails bounds the live /api/tail requests: each holds a Redis
+// connection (its PSUBSCRIBE), and a page reloaded in a loop, or left open
+// in many tabs, would otherwise hold any number.
+const maxTails = 16
 
 func serverInfo(b heartbeat, prefix string, now time.Time) serverJSON {
 	f := b.fields

@@ -120,11 +120,19 @@ func (h *heartbeat) fields(r *router.Router, rb *redisbus.Bus, cfg *config.Confi
 }
 
 // streamBacklog sums the stream routes' pending entries and lag, as Redis
-// last said them (a figure not read yet counts 0).
+// last said them; a sum is -1 when a stream's figure is not known (not
+// read yet; a lag Redis cannot tell), since 0 would read "caught up".
 func streamBacklog(ss map[string]redisbus.StreamStats) (pending, lag int64) {
 	for _, st := range ss {
-		pending += max(st.Pending, 0)
-		lag += max(st.Lag, 0)
+		pending = sumKnown(pending, st.Pending)
+		lag = sumKnown(lag, st.Lag)
 	}
 	return pending, lag
+}
+
+func sumKnown(sum, n int64) int64 {
+	if sum < 0 || n < 0 {
+		return -1
+	}
+	return sum + n
 }

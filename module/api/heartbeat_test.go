@@ -16,6 +16,7 @@ import (
 
 	"github.com/gmod-realtime/realtime/config"
 	"github.com/gmod-realtime/realtime/internal/redistest"
+	"github.com/gmod-realtime/realtime/router/redisbus"
 )
 
 // TestHeartbeat: a connected module writes its heartbeat hash, with every
@@ -138,4 +139,23 @@ func TestHeartbeatDocumented(t *testing.T) {
 		}
 	}
 	assert.ElementsMatch(t, HeartbeatFields, documented)
+}
+
+// TestStreamBacklogUnknown: the heartbeat's stream_pending and stream_lag
+// are -1 when one stream's figure is not known, never a sum that reads as
+// caught up.
+func TestStreamBacklogUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		stats        map[string]redisbus.StreamStats
+		pending, lag int64
+	}{
+		{nil, 0, 0},
+		{map[string]redisbus.StreamStats{"a": {Pending: 3, Lag: 4}, "b": {Pending: 5, Lag: 0}}, 8, 4},
+		{map[string]redisbus.StreamStats{"a": {Pending: 3, Lag: 4}, "b": {Pending: 5, Lag: -1}}, 8, -1},
+		{map[string]redisbus.StreamStats{"a": {Pending: -1, Lag: -1}, "b": {Pending: 5, Lag: 2}}, -1, -1},
+	} {
+		pending, lag := streamBacklog(tc.stats)
+		assert.Equal(t, tc.pending, pending, "%v", tc.stats)
+		assert.Equal(t, tc.lag, lag, "%v", tc.stats)
+	}
 }

@@ -1,6 +1,7 @@
 package redisbus
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -48,7 +49,10 @@ func (b *Bus) applyStreams(streams []router.StreamPlan, consumer string) {
 	if len(specs) == 0 {
 		return
 	}
-	r, err := NewStreamReader(b.cfg, StreamOptions{Consumer: consumer, Logf: b.streamLog, Kept: b.kept}, specs, busEntries{b})
+	r, err := NewStreamReader(b.cfg, StreamOptions{Consumer: consumer, Logf: b.streamLog, Kept: b.kept, Trim: func() (int64, string) {
+		b.durable.learnClock(context.Background(), b.client) // a server that only dead-letters
+		return b.durable.trim()
+	}}, specs, busEntries{b})
 	if err != nil {
 		b.streamEvent("", "error", err.Error())
 		return

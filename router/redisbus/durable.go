@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,16 @@ type Durable struct {
 
 	maxLen    atomic.Int64 // XADD MAXLEN ~ (0: none)
 	retention atomic.Int64 // XADD MINID ~ now-retention (0: none); maxLen wins
+	// skew is Redis's clock minus ms(), in ms, as the ids of the last
+	// answered XADDs tell it (skewKnown); retention trims by Redis's
+	// clock, which gave the stream's ids: a game server's clock hours
+	// ahead would have trimmed fresh entries. ms is our monotonic clock,
+	// not the wall clock, which may step (NTP at boot, a VM resumed) and
+	// make the next XADD trim by a stale skew.
+	skew      atomic.Int64
+	skewKnown atomic.Bool
+	timeTried atomic.Int64 // ms() when learnClock last asked, plus 1
+	start     time.Time    // ms() counts from it
 
 	mu       sync.Mutex
 	spooling bool  // entries are spooled until the spool is flushed empty
@@ -68,7 +79,7 @@ func NewDurable(serverID string, sp *spool.Spool, seq *spool.Sequence) *Durable 
 		seq.Raise(sp.Floor())
 	}
 	// Entries left by the last run are older than any appended now.
-	return &Durable{serverID: serverID, spool: sp, seq: seq, spooling: sp != nil && sp.Stats().Depth > 0, wake: make(chan struct{}, 1)}
+	return &Durable{serverID: serverID, spool: sp, seq: seq, spooling: sp != nil && sp.Stats().Depth > 0, wake: make(chan struct{}, 1), start: time.Now()}
 }
 
 // SetServerID makes the rt_ids of the entries appended from now on
@@ -101,14 +112,89 @@ func (d *Durable) Spooling() bool {
 	return d.spooling
 }
 
+// ms is our monotonic clock in ms (since the Durable was made).
+func (d *Durable) ms() int64 { return time.Since(d.start).Milliseconds() }
+
 func (d *Durable) trim() (int64, string) {
+	if d == nil {
+		return 0, ""
+	}
 	if n := d.maxLen.Load(); n > 0 {
 		return n, ""
 	}
-	if r := time.Duration(d.retention.Load()); r > 0 {
-		return 0, strconv.FormatInt(time.Now().Add(-r).UnixMilli(), 10) + "-0"
+	if r := time.Duration(d.retention.Load()); r > 0 && d.skewKnown.Load() {
+		// before 1970 nothing is older: a negative MINID is no stream id,
+		// and Redis would refuse the XADD
+		if ms := d.ms() - r.Milliseconds() + d.skew.Load(); ms > 0 {
+			return 0, strconv.FormatInt(ms, 10) + "-0"
+		}
 	}
 	return 0, ""
+}
+
+// sawIDs learns Redis's clock from the ids XADD answered with ("<ms>-<seq>").
+// An id "<ms>-0" is Redis's time: a stream whose last id was ahead of it
+// (set explicitly, by another writer or Redis) answers past that last id,
+// "<its ms>-<its seq+1>", which could be hours ahead and would trim every
+// other stream's fresh entries. So only ids with seq 0 set the skew (the
+// smallest of them); the others, at or after Redis's time, can only lower
+// it.
+func (d *Durable) sawIDs(ids []string) {
+	if d == nil || len(ids) == 0 {
+		return
+	}
+	now := d.ms()
+	exact, bound, haveExact, haveBound := int64(0), int64(0), false, false
+	for _, id := range ids {
+		ms, seq, _ := strings.Cut(id, "-")
+		t, err := strconv.ParseInt(ms, 10, 64)
+		if err != nil {
+			continue
+		}
+		if seq == "0" {
+			if !haveExact || t-now < exact {
+				exact, haveExact = t-now, true
+			}
+		} else if !haveBound || t-now < bound {
+			bound, haveBound = t-now, true
+		}
+	}
+	switch {
+	case haveExact:
+		if haveBound {
+			exact = min(exact, bound)
+		}
+		d.skew.Store(exact)
+		d.skewKnown.Store(true)
+	case haveBound && d.skewKnown.Load() && bound < d.skew.Load():
+		d.skew.Store(bound)
+	}
+}
+
+// learnClock asks Redis's clock (TIME) when retention needs it and no
+// XADD answer told it yet: a new process flushing its spool, or a server
+// that only dead-letters, would otherwise give no MINID at all. At most
+// one try a second (an ACL may refuse TIME); an XADD's answer wins.
+func (d *Durable) learnClock(ctx context.Context, c redis.UniversalClient) {
+	if d == nil || c == nil || d.skewKnown.Load() || d.retention.Load() <= 0 {
+		return
+	}
+	now := d.ms() + 1
+	last := d.timeTried.Load()
+	if (last != 0 && now-last < time.Second.Milliseconds()) || !d.timeTried.CompareAndSwap(last, now) {
+		return
+	}
+	t, err := c.Time(ctx).Result()
+	if err != nil {
+		return
+	}
+	// read after the answer: the skew comes out a little low, trimming
+	// a little less, never fresh entries
+	skew := t.UnixMilli() - d.ms()
+	if !d.skewKnown.Load() {
+		d.skew.Store(skew)
+		d.skewKnown.Store(true)
+	}
 }
 
 func (d *Durable) xaddArgs(m *outMsg) *redis.XAddArgs {
@@ -306,6 +392,7 @@ func (b *Bus) flushSpool() error {
 		}
 		cancel()
 	}()
+	d.learnClock(ctx, b.client)
 	n, err := d.spool.FlushWith(ctx, b.client, func(e *spool.Entry) (int64, string) {
 		if debugSend != nil {
 			debugSend(b, "flush", []string{e.ID})

@@ -3,6 +3,7 @@ package redisbus
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -251,4 +252,192 @@ func TestAppendTrimming(t *testing.T) {
 	n, err = c.XLen(ctx, "age").Result()
 	require.NoError(t, err)
 	require.Less(t, n, int64(301), "MINID ~ now-1h trimmed the old entries")
+}
+
+// TestAppendRetentionRedisClock: retention trims by Redis's clock (the ids
+// it gives), not the game server's, which is not read at all (it may be
+// hours off, or step while running): entries 90 minutes old by Redis's
+// clock go with a retention of 1 hour, and the fresh ones stay.
+func TestAppendRetentionRedisClock(t *testing.T) {
+	srv := redistest.Start(t)
+	h, d := durableHarness(t, srv, "")
+	h.waitStatus("connected")
+	c := client(t, srv)
+	ctx := context.Background()
+	redisNow, err := c.Time(ctx).Result()
+	require.NoError(t, err)
+	old := redisNow.Add(-90 * time.Minute).UnixMilli()
+	for i := range 300 {
+		require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "s", ID: fmt.Sprintf("%d-%d", old, i+1), Values: []any{"data", "old"}}).Err())
+	}
+	d.SetTrim(0, time.Hour)
+	const n = 1000
+	for i := range n {
+		_, err := h.r.Append("s", "new")
+		require.NoError(t, err)
+		if i == 0 { // the first one tells Redis's clock
+			waitUntil(t, "the first acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == 1 })
+		}
+	}
+	waitUntil(t, "acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == n })
+	fresh, err := c.XRange(ctx, "s", strconv.FormatInt(old+1, 10), "+").Result()
+	require.NoError(t, err)
+	require.Len(t, fresh, n, "fresh entries trimmed")
+	left, err := c.XLen(ctx, "s").Result()
+	require.NoError(t, err)
+	require.Less(t, left, int64(n+300), "the entries 90 minutes old were not trimmed")
+}
+
+// TestAppendRetentionStreamAhead: a stream whose last id was set ahead of
+// Redis's clock (XADD with an explicit id) answers XADD * with ids past it;
+// those must not be taken for Redis's clock, or the next append elsewhere
+// trims that stream's fresh entries (MINID ~ far ahead). The appends go
+// to the streams in a random order (seed logged), one batch each.
+func TestAppendRetentionStreamAhead(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	srv := redistest.Start(t)
+	h, d := durableHarness(t, srv, "")
+	h.waitStatus("connected")
+	c := client(t, srv)
+	ctx := context.Background()
+	redisNow, err := c.Time(ctx).Result()
+	require.NoError(t, err)
+	ahead := redisNow.Add(time.Duration(1+rng.IntN(1000)) * time.Hour).UnixMilli()
+	require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "ahead", ID: fmt.Sprintf("%d-%d", ahead, rng.IntN(5)), Values: []any{"data", "set"}}).Err())
+	d.SetTrim(0, time.Hour)
+	streams := []string{"ahead", "s1", "s2", "s3"}
+	sent := map[string]int{}
+	const n = 150
+	for i := range n {
+		s := streams[rng.IntN(len(streams))]
+		if i == 0 {
+			s = "s1" // Redis's clock known first
+		}
+		_, err := h.r.Append(s, "new")
+		require.NoError(t, err)
+		sent[s]++
+		waitUntil(t, "acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == uint64(i+1) })
+	}
+	for _, s := range streams[1:] {
+		left, err := c.XLen(ctx, s).Result()
+		require.NoError(t, err)
+		require.Equal(t, int64(sent[s]), left, "fresh entries of %s trimmed (seed %d)", s, seed)
+	}
+}
+
+// TestDeadLetterRetentionWithoutAppends: a server that reads a stream and
+// dead-letters its entries but appends nothing still trims the dead
+// letters by retention (by Redis's clock): entries 90 minutes old go with
+// a retention of 1 hour.
+func TestDeadLetterRetentionWithoutAppends(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	redisNow, err := c.Time(ctx).Result()
+	require.NoError(t, err)
+	old := redisNow.Add(-90 * time.Minute).UnixMilli()
+	for i := range 300 {
+		require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "cmds:dead", ID: fmt.Sprintf("%d-%d", old, i+1), Values: []any{"data", "old"}}).Err())
+	}
+	h, d := durableHarness(t, srv, "", "read_timeout = \"300ms\"", "[[routes]]\nstream = \"cmds\"\nhandler = \"OnCmd\"\nstart = \"0\"")
+	d.SetTrim(0, time.Hour)
+	h.waitStatus("connected")
+	const n = 200
+	ids := make([]string, n)
+	for i := range n {
+		ids[i], err = c.XAdd(ctx, &redis.XAddArgs{Stream: "cmds", Values: []any{"data", "bad"}}).Result()
+		require.NoError(t, err)
+	}
+	var group string
+	waitUntil(t, "the entries read", 10*time.Second, func() bool {
+		gs, err := c.XInfoGroups(ctx, "cmds").Result()
+		if err != nil || len(gs) == 0 {
+			return false
+		}
+		group = gs[0].Name
+		return gs[0].Pending == n
+	})
+	for _, id := range ids {
+		h.bus.Dead("cmds", group, id, "bad")
+	}
+	waitUntil(t, "every entry dead-lettered", 20*time.Second, func() bool { return h.bus.StreamStats()["cmds"].Dead == n })
+	left, err := c.XLen(ctx, "cmds:dead").Result()
+	require.NoError(t, err)
+	require.Less(t, left, int64(300+n), "the dead letters 90 minutes old were not trimmed")
+	fresh, err := c.XRange(ctx, "cmds:dead", strconv.FormatInt(old+1, 10), "+").Result()
+	require.NoError(t, err)
+	require.Len(t, fresh, n, "fresh dead letters trimmed")
+}
+
+// TestSpoolFlushRetentionAtStart: the entries a new process flushes from
+// the spool the last one left are trimmed by retention as appends are,
+// though nothing was appended yet to tell Redis's clock.
+func TestSpoolFlushRetentionAtStart(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	redisNow, err := c.Time(ctx).Result()
+	require.NoError(t, err)
+	old := redisNow.Add(-90 * time.Minute).UnixMilli()
+	for i := range 300 {
+		require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "s", ID: fmt.Sprintf("%d-%d", old, i+1), Values: []any{"data", "old"}}).Err())
+	}
+	path := filepath.Join(t.TempDir(), "spool.db")
+	sp, err := spool.Open(path, spool.Options{ServerID: "srv"})
+	require.NoError(t, err)
+	cfg, err := config.Parse("t.toml", []byte(fmt.Sprintf("[redis]\nurl = %q\nreconnect_min = \"50ms\"\n", srv.URL())))
+	require.NoError(t, err)
+	bus, err := New(cfg.Redis) // never started: the appends go to the spool
+	require.NoError(t, err)
+	bus.SetDurable(NewDurable("srv", sp, nil))
+	const n = 200
+	for i := range n {
+		_, err := bus.Append("s", strconv.Itoa(i))
+		require.NoError(t, err)
+	}
+	require.Equal(t, n, bus.Persist())
+	require.NoError(t, bus.Close())
+	require.NoError(t, sp.Close())
+
+	sp, err = spool.Open(path, spool.Options{ServerID: "srv"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sp.Close() })
+	d := NewDurable("srv", sp, nil)
+	d.SetTrim(0, time.Hour)
+	r, err := router.New(cfg)
+	require.NoError(t, err)
+	bus, err = New(cfg.Redis)
+	require.NoError(t, err)
+	bus.SetDurable(d)
+	r.Attach(bus)
+	t.Cleanup(func() { _ = r.Close() })
+	waitUntil(t, "the spool flushed", 10*time.Second, func() bool { return bus.Stats.Flushed.Load() == n })
+	left, err := c.XLen(ctx, "s").Result()
+	require.NoError(t, err)
+	require.Less(t, left, int64(300+n), "the entries 90 minutes old were not trimmed")
+	fresh, err := c.XRange(ctx, "s", strconv.FormatInt(old+1, 10), "+").Result()
+	require.NoError(t, err)
+	require.Len(t, fresh, n, "fresh entries trimmed")
+}
+
+// TestAppendRetentionLongerThanTheEpoch: a retention reaching before 1970
+// (a "keep everything" figure) trims nothing, and the appends arrive: a
+// MINID below 0 is not a stream id and Redis refused every XADD.
+func TestAppendRetentionLongerThanTheEpoch(t *testing.T) {
+	srv := redistest.Start(t)
+	h, d := durableHarness(t, srv, "")
+	h.waitStatus("connected")
+	d.SetTrim(0, 1_000_000*time.Hour)
+	const n = 20
+	for i := range n {
+		_, err := h.r.Append("s", strconv.Itoa(i))
+		require.NoError(t, err)
+		if i == 0 { // the first one tells Redis's clock
+			waitUntil(t, "the first acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == 1 })
+		}
+	}
+	waitUntil(t, "acknowledged", 10*time.Second, func() bool { return h.bus.Stats.Appended.Load() == n })
+	waitLen(t, client(t, srv), "s", n)
 }

@@ -1086,6 +1086,8 @@ func (b *Bus) publishBatch(batch []outMsg, cmds []redis.Cmder) (answered int, ag
 			debugSend(b, "outbox", ids)
 		}
 	}
+	var xids []string // the answered XADDs' ids: Redis's clock for retention
+	defer func() { b.durable.sawIDs(xids) }()
 	for i, c := range cmds {
 		if batch[i].ttl > 0 {
 			h := hset[0]
@@ -1102,6 +1104,9 @@ func (b *Bus) publishBatch(batch []outMsg, cmds []redis.Cmder) (answered int, ag
 		case err == nil && batch[i].id != "":
 			b.Stats.Appended.Add(1)
 			b.durable.answered(1)
+			if sc, ok := c.(*redis.StringCmd); ok {
+				xids = append(xids, sc.Val())
+			}
 		case err == nil:
 			b.Stats.Published.Add(1)
 		case transient(err) || durableAgain(&batch[i], err):

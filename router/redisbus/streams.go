@@ -95,6 +95,10 @@ type StreamOptions struct {
 	// DedupeWindow is how many values the duplicate check remembers per
 	// stream. Default: 10000; negative turns the check off.
 	DedupeWindow int
+	// Trim gives the trimming of the dead-letter streams' XADDs: MAXLEN ~
+	// maxLen when maxLen > 0, else MINID ~ minID when minID != "" (the
+	// durable appends' [streams] max_len or retention); nil: none.
+	Trim func() (maxLen int64, minID string)
 	// Logf logs; nil logs nothing.
 	Logf func(format string, args ...any)
 }
@@ -1680,7 +1684,15 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 			again = append(again, d.id)
 			continue
 		}
-		args := []any{"xadd", spec.Stream + ":dead", "*"}
+		args := []any{"xadd", spec.Stream + ":dead"}
+		if r.opt.Trim != nil {
+			if maxLen, minID := r.opt.Trim(); maxLen > 0 {
+				args = append(args, "maxlen", "~", maxLen)
+			} else if minID != "" {
+				args = append(args, "minid", "~", minID)
+			}
+		}
+		args = append(args, "*")
 		var fields []string
 		if v, err := ranges[i].Result(); err == nil {
 			if es := parseEntries(v); len(es) == 1 {

@@ -1001,3 +1001,27 @@ func TestStreamAckAfterClose(t *testing.T) {
 	waitUntil(t, "the late acks", 10*time.Second, func() bool { return pendingCount(c, "late", "g") == 0 })
 	r.Wait()
 }
+
+// TestStreamDeadLetterTrimmed: the dead-letter stream is trimmed as the
+// durable appends are (StreamOptions.Trim: [streams] max_len), so poison
+// entries cannot grow it without bound.
+func TestStreamDeadLetterTrimmed(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	sink := newChanSink(1024)
+	const n = 600
+	r := startReader(t, srv.Addr(), "srv1", []StreamSpec{{Stream: "cmds", Group: "g", Start: "0"}}, sink,
+		StreamOptions{Trim: func() (int64, string) { return 10, "" }})
+	for range n {
+		xadd(t, c, "cmds", "data", "{not json")
+	}
+	for range n {
+		e := recv(t, sink, 10*time.Second)
+		r.Dead(e.Stream, e.Group, e.ID, "bad")
+	}
+	waitUntil(t, "every entry dead-lettered", 20*time.Second, func() bool { return r.Stats()["cmds"].Dead == n })
+	left, err := c.XLen(context.Background(), "cmds:dead").Result()
+	require.NoError(t, err)
+	require.Less(t, left, int64(n), "MAXLEN ~ 10 did not trim the dead letters")
+	require.Greater(t, left, int64(0))
+}
