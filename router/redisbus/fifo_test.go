@@ -81,3 +81,65 @@ func TestInboxHandOffAllocatesNothing(t *testing.T) {
 		assert.Zero(t, q.len())
 	}
 }
+
+// TestInboxClaimKeepsOrder: the reader routes a message itself (claim)
+// only when nothing waits and nothing is being routed; while it routes,
+// the consumer takes nothing, and what arrived meanwhile is taken, woken
+// by unclaim, after it. The claimed message counts against the bounds.
+func TestInboxClaimKeepsOrder(t *testing.T) {
+	q := newFIFO(3, 100)
+	var batch deque
+	first := outMsg{channel: "c", payload: "1"}
+	assert.True(t, q.claim(&first), "empty and idle: the reader routes it")
+	second := outMsg{channel: "c", payload: "2"}
+	assert.False(t, q.claim(&second), "one claim at a time")
+	assert.True(t, q.put("c", "2"))
+	assert.True(t, q.put("c", "3"))
+	assert.False(t, q.put("c", "4"), "the claimed message counts against the bound")
+	<-q.sig // the put of 2 woke the consumer
+	q.takeRoute(&batch)
+	assert.Zero(t, batch.n, "nothing taken while the reader routes 1")
+	q.unclaim(&first)
+	select {
+	case <-q.sig:
+	default:
+		t.Fatal("unclaim left messages waiting without a wake-up")
+	}
+	q.takeRoute(&batch)
+	assert.Equal(t, 2, batch.n)
+	third := outMsg{channel: "c", payload: "5"}
+	assert.False(t, q.claim(&third), "not while a batch is routed")
+	assert.True(t, q.put("c", "5"))
+	var got []string
+	for batch.n > 0 {
+		m := batch.popFront()
+		got = append(got, m.payload)
+		q.release(&m)
+	}
+	q.routed()
+	select {
+	case <-q.sig:
+	default:
+		t.Fatal("routed left a message waiting without a wake-up")
+	}
+	assert.False(t, q.claim(&third), "5 waits: a claim would pass it")
+	q.takeRoute(&batch)
+	m := batch.popFront()
+	got = append(got, m.payload)
+	q.release(&m)
+	q.routed()
+	assert.Equal(t, []string{"2", "3", "5"}, got)
+	assert.True(t, q.claim(&third), "idle again")
+	q.unclaim(&third)
+	assert.Zero(t, q.taken)
+	assert.Zero(t, q.bytes)
+	select {
+	case <-q.sig:
+		t.Fatal("a wake-up with nothing waiting")
+	default:
+	}
+
+	q = newFIFO(10, 4)
+	big := outMsg{channel: "c", payload: "12345"}
+	assert.False(t, q.claim(&big), "over the byte bound: put, which drops it")
+}

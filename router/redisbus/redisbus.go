@@ -128,6 +128,9 @@ type Bus struct {
 	down    atomic.Bool // an outage is reported: appends go to the spool
 
 	wg sync.WaitGroup
+	// inlineWG counts the messages the reader routes itself (route), for
+	// Wait: the supervisor seals every connection before it exits.
+	inlineWG sync.WaitGroup
 }
 
 type outMsg struct {
@@ -365,7 +368,8 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 // deliver routes what the reader put in the inbox, so that routing (matching,
 // rate limits, JSON) never slows reading the socket: a reader that falls
 // behind makes Redis close the connection at its output-buffer limit, and
-// everything in that buffer is lost.
+// everything in that buffer is lost. (A message that comes alone the
+// reader routes itself, see subConn.route; then deliver waits for it.)
 func (b *Bus) deliver() {
 	defer b.wg.Done()
 	var batch deque
@@ -375,7 +379,9 @@ func (b *Bus) deliver() {
 		case <-b.done:
 			return
 		}
-		b.inbox.take(&batch)
+		if b.inbox.takeRoute(&batch); batch.n == 0 {
+			continue // the reader routes a message itself; unclaim wakes us
+		}
 		for batch.n > 0 {
 			m := batch.popFront()
 			if m.drain != nil {
@@ -385,6 +391,7 @@ func (b *Bus) deliver() {
 			}
 			b.inbox.release(&m)
 		}
+		b.inbox.routed()
 	}
 }
 
@@ -462,6 +469,7 @@ func (b *Bus) Close() error {
 // Wait blocks until the goroutines have exited after Close; for tests.
 func (b *Bus) Wait() {
 	b.wg.Wait()
+	b.inlineWG.Wait()
 	if r := b.reader(); r != nil {
 		r.Wait()
 	}
@@ -659,33 +667,102 @@ type subConn struct {
 	// chans and lastChan intern channel names (intern); the reader's only.
 	chans    map[string]string
 	lastChan string
+	// A message routed by the reader itself (route): inline is its number
+	// while it is routed (0: none), inlineAt when that began; the reader's
+	// count is inlineN. stall fires takeOver if the call lasts.
+	inline   atomic.Uint64
+	inlineAt atomic.Int64
+	inlineN  uint64
+	stall    *time.Timer
 	live     chan struct{} // one value once the initial subscriptions are answered
 	errc     chan error    // the first error
 }
 
 func (b *Bus) newSubConn() *subConn {
-	return &subConn{b: b, ps: b.client.Subscribe(context.Background()), active: router.NewActive(),
+	c := &subConn{b: b, ps: b.client.Subscribe(context.Background()), active: router.NewActive(),
 		live: make(chan struct{}, 1), errc: make(chan error, 1)}
+	c.stall = time.AfterFunc(time.Hour, c.takeOver)
+	c.stall.Stop()
+	return c
 }
 
 // seal stops the reader handing messages to the inbox; once it returns,
-// every message the reader handed over is in the inbox.
+// every message the reader handed over is in the inbox, or being routed by
+// the reader itself (route), which deliver waits for before it routes any
+// other (a claim).
 func (c *subConn) seal() {
 	c.readMu.Lock()
 	c.sealed = true
 	c.readMu.Unlock()
 }
 
-// put hands a message read to the inbox, unless sealed.
-func (c *subConn) put(m *redis.Message) {
+// put hands a message read to the inbox, unless sealed. When the reader
+// waited for it (alone) is true and nothing else waits or is being routed,
+// it routes the message itself (route), which saves waking the deliver
+// goroutine: one goroutine hand-off less per message that comes alone.
+// false: another goroutine reads the connection now (takeOver).
+func (c *subConn) put(m *redis.Message, alone bool) bool {
 	c.readMu.Lock()
-	defer c.readMu.Unlock()
-	switch {
-	case c.sealed: // read after the connection was given up: not routed
+	if c.sealed { // read after the connection was given up: not routed
+		c.readMu.Unlock()
 		c.b.Stats.Late.Add(1)
-	case !c.b.inbox.put(c.intern(m.Channel), m.Payload):
+		return true
+	}
+	om := outMsg{channel: c.intern(m.Channel), payload: m.Payload}
+	if alone && c.b.inbox.claim(&om) {
+		c.b.inlineWG.Add(1) // before seal, so before Wait
+		c.readMu.Unlock()
+		return c.route(&om)
+	}
+	if !c.b.inbox.putMsg(om) {
 		c.b.Stats.InboxDropped.Add(1)
 		c.b.sink.Drop(router.DropQueueFull)
+	}
+	c.readMu.Unlock()
+	return true
+}
+
+// aloneAfter: a message the reader waited this long for came alone (one
+// already buffered is returned in well under a microsecond).
+const aloneAfter = 20 * time.Microsecond
+
+// stallAfter is how long the reader may route a message itself before
+// another goroutine takes over reading the connection (takeOver).
+const stallAfter = time.Millisecond
+
+// route routes a claimed message on the reader's goroutine. Routing never holds up reading the socket for long: if
+// it lasts stallAfter, takeOver starts another reader, which puts what it
+// reads in the inbox behind m (the claim keeps deliver from routing it
+// before m), and route reports false: this goroutine stops reading.
+func (c *subConn) route(m *outMsg) bool {
+	c.inlineN++
+	n := c.inlineN
+	c.inlineAt.Store(time.Now().UnixNano())
+	c.inline.Store(n)
+	c.stall.Reset(stallAfter)
+	c.b.sink.Deliver(m.channel, m.payload)
+	c.b.inbox.unclaim(m)
+	c.b.inlineWG.Done()
+	if !c.inline.CompareAndSwap(n, 0) {
+		return false // taken over
+	}
+	c.stall.Stop()
+	return true
+}
+
+// takeOver runs when a routing call of the reader's (route) has lasted
+// stallAfter: it starts a new reader unless the call has ended.
+func (c *subConn) takeOver() {
+	n := c.inline.Load()
+	if n == 0 || c.dead.Load() {
+		return
+	}
+	if left := stallAfter - time.Duration(time.Now().UnixNano()-c.inlineAt.Load()); left > 0 {
+		c.stall.Reset(left) // fired for an earlier call
+		return
+	}
+	if c.inline.CompareAndSwap(n, 0) {
+		go c.read()
 	}
 }
 
@@ -820,7 +897,12 @@ func (c *subConn) read() {
 	interval := max(c.b.cfg.ReadTimeout.D(), 100*time.Millisecond)
 	pinged := false
 	for {
+		t0 := time.Now()
 		msg, err := c.ps.ReceiveTimeout(ctx, interval)
+		// alone: the reader waited for it, so no other message was
+		// buffered; in a burst, the inbox and deliver keep reading and
+		// routing apart.
+		alone := time.Since(t0) >= aloneAfter
 		if c.dead.Load() {
 			return
 		}
@@ -853,8 +935,8 @@ func (c *subConn) read() {
 		case *redis.Message:
 			if !c.active.Owns(m.Pattern, m.Channel) {
 				c.b.Stats.Late.Add(1)
-			} else {
-				c.put(m)
+			} else if !c.put(m, alone) {
+				return // another goroutine reads now (takeOver)
 			}
 		case *redis.Subscription:
 			err = c.answer(m.Kind, m.Channel, nil)
