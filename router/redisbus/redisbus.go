@@ -668,14 +668,18 @@ type subConn struct {
 	chans    map[string]string
 	lastChan string
 	// A message routed by the reader itself (route): inline is its number
-	// while it is routed (0: none), inlineAt when that began; the reader's
-	// count is inlineN. stall fires takeOver if the call lasts.
-	inline   atomic.Uint64
-	inlineAt atomic.Int64
-	inlineN  uint64
-	stall    *time.Timer
-	live     chan struct{} // one value once the initial subscriptions are answered
-	errc     chan error    // the first error
+	// while it is routed (0: none), started the last number given; the
+	// reader's count is inlineN. stall runs the watchdog (takeOver) while
+	// armed; seen and lastStarted are the watchdog's own.
+	inline      atomic.Uint64
+	started     atomic.Uint64
+	inlineN     uint64
+	stall       *time.Timer
+	armed       atomic.Bool
+	seen        atomic.Uint64
+	lastStarted atomic.Uint64
+	live        chan struct{} // one value once the initial subscriptions are answered
+	errc        chan error    // the first error
 }
 
 func (b *Bus) newSubConn() *subConn {
@@ -726,43 +730,53 @@ func (c *subConn) put(m *redis.Message, alone bool) bool {
 // already buffered is returned in well under a microsecond).
 const aloneAfter = 20 * time.Microsecond
 
-// stallAfter is how long the reader may route a message itself before
-// another goroutine takes over reading the connection (takeOver).
-const stallAfter = time.Millisecond
+// stallCheck is the period of the watchdog (stall, takeOver) while the
+// reader routes messages itself: a routing call in progress at two of its
+// checks in a row (so lasting stallCheck to twice that) has another
+// goroutine take over reading the connection. The watchdog is not reset
+// per message: a timer armed per message woke the netpoller each time
+// (about one more context switch per message at 1,000 messages/s).
+const stallCheck = 10 * time.Millisecond
 
-// route routes a claimed message on the reader's goroutine. Routing never holds up reading the socket for long: if
-// it lasts stallAfter, takeOver starts another reader, which puts what it
-// reads in the inbox behind m (the claim keeps deliver from routing it
-// before m), and route reports false: this goroutine stops reading.
+// route routes a claimed message on the reader's goroutine. Routing never
+// holds up reading the socket for long: if the call stalls, takeOver
+// starts another reader, which puts what it reads in the inbox behind m
+// (the claim keeps deliver from routing it before m), and route reports
+// false: this goroutine stops reading.
 func (c *subConn) route(m *outMsg) bool {
 	c.inlineN++
 	n := c.inlineN
-	c.inlineAt.Store(time.Now().UnixNano())
 	c.inline.Store(n)
-	c.stall.Reset(stallAfter)
+	c.started.Store(n)
+	if c.armed.CompareAndSwap(false, true) {
+		c.stall.Reset(stallCheck)
+	}
 	c.b.sink.Deliver(m.channel, m.payload)
 	c.b.inbox.unclaim(m)
 	c.b.inlineWG.Done()
-	if !c.inline.CompareAndSwap(n, 0) {
-		return false // taken over
-	}
-	c.stall.Stop()
-	return true
+	return c.inline.CompareAndSwap(n, 0) // false: taken over
 }
 
-// takeOver runs when a routing call of the reader's (route) has lasted
-// stallAfter: it starts a new reader unless the call has ended.
+// takeOver is the watchdog's check (stallCheck): a routing call of the
+// reader's still in progress since the last check loses the connection to
+// a new reader. It checks again while the reader routes messages itself,
+// and disarms when it has routed none since the last check.
 func (c *subConn) takeOver() {
 	n := c.inline.Load()
-	if n == 0 || c.dead.Load() {
-		return
-	}
-	if left := stallAfter - time.Duration(time.Now().UnixNano()-c.inlineAt.Load()); left > 0 {
-		c.stall.Reset(left) // fired for an earlier call
-		return
-	}
-	if c.inline.CompareAndSwap(n, 0) {
+	if n != 0 && n == c.seen.Load() && !c.dead.Load() && c.inline.CompareAndSwap(n, 0) {
 		go c.read()
+		n = 0
+	}
+	c.seen.Store(n)
+	if started := c.started.Load(); n != 0 || started != c.lastStarted.Load() {
+		c.lastStarted.Store(started)
+		c.stall.Reset(stallCheck)
+		return
+	}
+	c.armed.Store(false)
+	// A call that began as the watchdog disarmed found it armed.
+	if c.inline.Load() != 0 && c.armed.CompareAndSwap(false, true) {
+		c.stall.Reset(stallCheck)
 	}
 }
 
