@@ -368,8 +368,9 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 // deliver routes what the reader put in the inbox, so that routing (matching,
 // rate limits, JSON) never slows reading the socket: a reader that falls
 // behind makes Redis close the connection at its output-buffer limit, and
-// everything in that buffer is lost. (A message that comes alone the
-// reader routes itself, see subConn.route; then deliver waits for it.)
+// everything in that buffer is lost. (A message or short burst that comes
+// after a wait the reader routes itself, see subConn.put; then deliver
+// waits for it.)
 func (b *Bus) deliver() {
 	defer b.wg.Done()
 	var batch deque
@@ -700,12 +701,12 @@ func (c *subConn) seal() {
 	c.readMu.Unlock()
 }
 
-// put hands a message read to the inbox, unless sealed. When the reader
-// waited for it (alone) is true and nothing else waits or is being routed,
-// it routes the message itself (route), which saves waking the deliver
-// goroutine: one goroutine hand-off less per message that comes alone.
-// false: another goroutine reads the connection now (takeOver).
-func (c *subConn) put(m *redis.Message, alone bool) bool {
+// put hands a message read to the inbox, unless sealed. With inline (see
+// read), when nothing else waits or is being routed, the reader routes the
+// message itself (route), which saves waking the deliver goroutine: one
+// goroutine hand-off less per message or short burst. false: another
+// goroutine reads the connection now (takeOver).
+func (c *subConn) put(m *redis.Message, inline bool) bool {
 	c.readMu.Lock()
 	if c.sealed { // read after the connection was given up: not routed
 		c.readMu.Unlock()
@@ -713,7 +714,7 @@ func (c *subConn) put(m *redis.Message, alone bool) bool {
 		return true
 	}
 	om := outMsg{channel: c.intern(m.Channel), payload: m.Payload}
-	if alone && c.b.inbox.claim(&om) {
+	if inline && c.b.inbox.claim(&om) {
 		c.b.inlineWG.Add(1) // before seal, so before Wait
 		c.readMu.Unlock()
 		return c.route(&om)
@@ -726,9 +727,17 @@ func (c *subConn) put(m *redis.Message, alone bool) bool {
 	return true
 }
 
-// aloneAfter: a message the reader waited this long for came alone (one
-// already buffered is returned in well under a microsecond).
-const aloneAfter = 20 * time.Microsecond
+// A run is what the reader reads from a wait for the socket on (a read
+// that took waitedAfter: one already buffered returns in well under a
+// microsecond). The reader routes a run's messages itself while the run
+// is shorter than runInline messages and runFor; the rest of a longer run
+// (a flood) goes through the inbox, so that reading and routing go on
+// side by side.
+const (
+	waitedAfter = 20 * time.Microsecond
+	runInline   = 64
+	runFor      = 50 * time.Microsecond
+)
 
 // stallCheck is the period of the watchdog (stall, takeOver) while the
 // reader routes messages itself: a routing call in progress at two of its
@@ -910,13 +919,17 @@ func (c *subConn) read() {
 	ctx := context.Background()
 	interval := max(c.b.cfg.ReadTimeout.D(), 100*time.Millisecond)
 	pinged := false
+	var runStart time.Time // the run's (see runInline)
+	runN := 0
 	for {
 		t0 := time.Now()
 		msg, err := c.ps.ReceiveTimeout(ctx, interval)
-		// alone: the reader waited for it, so no other message was
-		// buffered; in a burst, the inbox and deliver keep reading and
-		// routing apart.
-		alone := time.Since(t0) >= aloneAfter
+		now := time.Now()
+		if now.Sub(t0) >= waitedAfter {
+			runStart, runN = now, 0
+		}
+		runN++
+		inline := runN <= runInline && now.Sub(runStart) < runFor
 		if c.dead.Load() {
 			return
 		}
@@ -949,7 +962,7 @@ func (c *subConn) read() {
 		case *redis.Message:
 			if !c.active.Owns(m.Pattern, m.Channel) {
 				c.b.Stats.Late.Add(1)
-			} else if !c.put(m, alone) {
+			} else if !c.put(m, inline) {
 				return // another goroutine reads now (takeOver)
 			}
 		case *redis.Subscription:
