@@ -26,10 +26,6 @@ type fifo struct {
 	// prepend and force): a consumer that waits on it takes or peeks until
 	// the queue is empty before waiting again.
 	sig chan struct{}
-	// routing is set while the inbox's messages are being routed, by the
-	// consumer (takeRoute to routed) or by the reader itself (claim to
-	// unclaim): one routes at a time, so messages reach the sink in order.
-	routing bool
 }
 
 func newFIFO(maxMsgs int, maxBytes int64) *fifo {
@@ -122,72 +118,13 @@ func (q *fifo) force(m outMsg) {
 // garbage collections they cost showed as tail latency.
 func (q *fifo) take(d *deque) {
 	q.mu.Lock()
-	q.takeLocked(d)
-	q.mu.Unlock()
-}
-
-func (q *fifo) takeLocked(d *deque) {
 	d.head, d.tail, d.hi, d.ti, d.n = q.q.head, q.q.tail, q.q.hi, q.q.ti, q.q.n
 	q.q.head, q.q.tail, q.q.hi, q.q.ti, q.q.n = nil, nil, 0, 0, 0
 	if q.q.spare == nil {
 		q.q.spare, d.spare = d.spare, nil
 	}
 	q.taken += d.n
-}
-
-// takeRoute is take for the inbox's consumer: it takes nothing while the
-// reader routes a message it claimed (unclaim signals when that is done
-// and messages wait); what it takes, it routes until routed.
-func (q *fifo) takeRoute(d *deque) {
-	q.mu.Lock()
-	if !q.routing {
-		q.takeLocked(d)
-		q.routing = d.n > 0
-	}
 	q.mu.Unlock()
-}
-
-// routed ends a takeRoute batch, every message of it released; it signals
-// when messages arrived meanwhile.
-func (q *fifo) routed() {
-	q.mu.Lock()
-	q.routing = false
-	more := q.q.n > 0
-	q.mu.Unlock()
-	if more {
-		signal(q.sig)
-	}
-}
-
-// claim lets the reader route m itself, skipping the queue: only when
-// nothing waits and nothing is being routed, so that m is next in order,
-// and within the bounds, where m counts until unclaim. false: put it.
-func (q *fifo) claim(m *outMsg) bool {
-	size := msgSize(m)
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.routing || q.q.n > 0 || q.taken >= q.maxMsgs || q.bytes+size > q.maxBytes {
-		return false
-	}
-	q.routing = true
-	q.taken++
-	q.bytes += size
-	return true
-}
-
-// unclaim ends a claim once m is routed; it signals when messages arrived
-// meanwhile (they waited for m).
-func (q *fifo) unclaim(m *outMsg) {
-	size := msgSize(m)
-	q.mu.Lock()
-	q.routing = false
-	q.taken--
-	q.bytes -= size
-	more := q.q.n > 0
-	q.mu.Unlock()
-	if more {
-		signal(q.sig)
-	}
 }
 
 // release uncounts a message from take, once it is dealt with.

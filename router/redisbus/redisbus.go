@@ -128,9 +128,6 @@ type Bus struct {
 	down    atomic.Bool // an outage is reported: appends go to the spool
 
 	wg sync.WaitGroup
-	// inlineWG counts the messages the reader routes itself (route), for
-	// Wait: the supervisor seals every connection before it exits.
-	inlineWG sync.WaitGroup
 }
 
 type outMsg struct {
@@ -368,9 +365,7 @@ func (b *Bus) Start(sink router.Sink, plan router.Plan) {
 // deliver routes what the reader put in the inbox, so that routing (matching,
 // rate limits, JSON) never slows reading the socket: a reader that falls
 // behind makes Redis close the connection at its output-buffer limit, and
-// everything in that buffer is lost. (A message or short burst that comes
-// after a wait the reader routes itself, see subConn.put; then deliver
-// waits for it.)
+// everything in that buffer is lost.
 func (b *Bus) deliver() {
 	defer b.wg.Done()
 	var batch deque
@@ -380,9 +375,7 @@ func (b *Bus) deliver() {
 		case <-b.done:
 			return
 		}
-		if b.inbox.takeRoute(&batch); batch.n == 0 {
-			continue // the reader routes a message itself; unclaim wakes us
-		}
+		b.inbox.take(&batch)
 		for batch.n > 0 {
 			m := batch.popFront()
 			if m.drain != nil {
@@ -392,7 +385,6 @@ func (b *Bus) deliver() {
 			}
 			b.inbox.release(&m)
 		}
-		b.inbox.routed()
 	}
 }
 
@@ -470,7 +462,6 @@ func (b *Bus) Close() error {
 // Wait blocks until the goroutines have exited after Close; for tests.
 func (b *Bus) Wait() {
 	b.wg.Wait()
-	b.inlineWG.Wait()
 	if r := b.reader(); r != nil {
 		r.Wait()
 	}
@@ -668,124 +659,33 @@ type subConn struct {
 	// chans and lastChan intern channel names (intern); the reader's only.
 	chans    map[string]string
 	lastChan string
-	// A message routed by the reader itself (route): inline is its number
-	// while it is routed (0: none), started the last number given; the
-	// reader's count is inlineN. stall runs the watchdog (takeOver) while
-	// armed; seen and lastStarted are the watchdog's own.
-	inline      atomic.Uint64
-	started     atomic.Uint64
-	inlineN     uint64
-	stall       *time.Timer
-	armed       atomic.Bool
-	seen        atomic.Uint64
-	lastStarted atomic.Uint64
-	live        chan struct{} // one value once the initial subscriptions are answered
-	errc        chan error    // the first error
+	live     chan struct{} // one value once the initial subscriptions are answered
+	errc     chan error    // the first error
 }
 
 func (b *Bus) newSubConn() *subConn {
-	c := &subConn{b: b, ps: b.client.Subscribe(context.Background()), active: router.NewActive(),
+	return &subConn{b: b, ps: b.client.Subscribe(context.Background()), active: router.NewActive(),
 		live: make(chan struct{}, 1), errc: make(chan error, 1)}
-	c.stall = time.AfterFunc(time.Hour, c.takeOver)
-	c.stall.Stop()
-	return c
 }
 
 // seal stops the reader handing messages to the inbox; once it returns,
-// every message the reader handed over is in the inbox, or being routed by
-// the reader itself (route), which deliver waits for before it routes any
-// other (a claim).
+// every message the reader handed over is in the inbox.
 func (c *subConn) seal() {
 	c.readMu.Lock()
 	c.sealed = true
 	c.readMu.Unlock()
 }
 
-// put hands a message read to the inbox, unless sealed. With inline (see
-// read), when nothing else waits or is being routed, the reader routes the
-// message itself (route), which saves waking the deliver goroutine: one
-// goroutine hand-off less per message or short burst. false: another
-// goroutine reads the connection now (takeOver).
-func (c *subConn) put(m *redis.Message, inline bool) bool {
+// put hands a message read to the inbox, unless sealed.
+func (c *subConn) put(m *redis.Message) {
 	c.readMu.Lock()
-	if c.sealed { // read after the connection was given up: not routed
-		c.readMu.Unlock()
+	defer c.readMu.Unlock()
+	switch {
+	case c.sealed: // read after the connection was given up: not routed
 		c.b.Stats.Late.Add(1)
-		return true
-	}
-	om := outMsg{channel: c.intern(m.Channel), payload: m.Payload}
-	if inline && c.b.inbox.claim(&om) {
-		c.b.inlineWG.Add(1) // before seal, so before Wait
-		c.readMu.Unlock()
-		return c.route(&om)
-	}
-	if !c.b.inbox.putMsg(om) {
+	case !c.b.inbox.put(c.intern(m.Channel), m.Payload):
 		c.b.Stats.InboxDropped.Add(1)
 		c.b.sink.Drop(router.DropQueueFull)
-	}
-	c.readMu.Unlock()
-	return true
-}
-
-// A run is what the reader reads from a wait for the socket on (a read
-// that took waitedAfter: one already buffered returns in well under a
-// microsecond). The reader routes a run's messages itself while the run
-// is shorter than runInline messages and runFor; the rest of a longer run
-// (a flood) goes through the inbox, so that reading and routing go on
-// side by side.
-const (
-	waitedAfter = 20 * time.Microsecond
-	runInline   = 64
-	runFor      = 50 * time.Microsecond
-)
-
-// stallCheck is the period of the watchdog (stall, takeOver) while the
-// reader routes messages itself: a routing call in progress at two of its
-// checks in a row (so lasting stallCheck to twice that) has another
-// goroutine take over reading the connection. The watchdog is not reset
-// per message: a timer armed per message woke the netpoller each time
-// (about one more context switch per message at 1,000 messages/s).
-const stallCheck = 10 * time.Millisecond
-
-// route routes a claimed message on the reader's goroutine. Routing never
-// holds up reading the socket for long: if the call stalls, takeOver
-// starts another reader, which puts what it reads in the inbox behind m
-// (the claim keeps deliver from routing it before m), and route reports
-// false: this goroutine stops reading.
-func (c *subConn) route(m *outMsg) bool {
-	c.inlineN++
-	n := c.inlineN
-	c.inline.Store(n)
-	c.started.Store(n)
-	if c.armed.CompareAndSwap(false, true) {
-		c.stall.Reset(stallCheck)
-	}
-	c.b.sink.Deliver(m.channel, m.payload)
-	c.b.inbox.unclaim(m)
-	c.b.inlineWG.Done()
-	return c.inline.CompareAndSwap(n, 0) // false: taken over
-}
-
-// takeOver is the watchdog's check (stallCheck): a routing call of the
-// reader's still in progress since the last check loses the connection to
-// a new reader. It checks again while the reader routes messages itself,
-// and disarms when it has routed none since the last check.
-func (c *subConn) takeOver() {
-	n := c.inline.Load()
-	if n != 0 && n == c.seen.Load() && !c.dead.Load() && c.inline.CompareAndSwap(n, 0) {
-		go c.read()
-		n = 0
-	}
-	c.seen.Store(n)
-	if started := c.started.Load(); n != 0 || started != c.lastStarted.Load() {
-		c.lastStarted.Store(started)
-		c.stall.Reset(stallCheck)
-		return
-	}
-	c.armed.Store(false)
-	// A call that began as the watchdog disarmed found it armed.
-	if c.inline.Load() != 0 && c.armed.CompareAndSwap(false, true) {
-		c.stall.Reset(stallCheck)
 	}
 }
 
@@ -919,17 +819,8 @@ func (c *subConn) read() {
 	ctx := context.Background()
 	interval := max(c.b.cfg.ReadTimeout.D(), 100*time.Millisecond)
 	pinged := false
-	var runStart time.Time // the run's (see runInline)
-	runN := 0
 	for {
-		t0 := time.Now()
 		msg, err := c.ps.ReceiveTimeout(ctx, interval)
-		now := time.Now()
-		if now.Sub(t0) >= waitedAfter {
-			runStart, runN = now, 0
-		}
-		runN++
-		inline := runN <= runInline && now.Sub(runStart) < runFor
 		if c.dead.Load() {
 			return
 		}
@@ -962,8 +853,8 @@ func (c *subConn) read() {
 		case *redis.Message:
 			if !c.active.Owns(m.Pattern, m.Channel) {
 				c.b.Stats.Late.Add(1)
-			} else if !c.put(m, inline) {
-				return // another goroutine reads now (takeOver)
+			} else {
+				c.put(m)
 			}
 		case *redis.Subscription:
 			err = c.answer(m.Kind, m.Channel, nil)
