@@ -110,10 +110,19 @@ func (q *fifo) force(m outMsg) {
 // step whatever their number. They still count against the bounds until
 // released one by one, so that a consumer's backlog and the queue
 // together stay within them.
+//
+// d's spare chunk (the last one it emptied) goes to the queue, so that
+// the next put after a take reuses it: a consumer that takes a few
+// messages at a time otherwise left every put after a take to allocate a
+// new 15 KiB chunk, thousands a second at 10,000 messages/s, and the
+// garbage collections they cost showed as tail latency.
 func (q *fifo) take(d *deque) {
 	q.mu.Lock()
 	d.head, d.tail, d.hi, d.ti, d.n = q.q.head, q.q.tail, q.q.hi, q.q.ti, q.q.n
 	q.q.head, q.q.tail, q.q.hi, q.q.ti, q.q.n = nil, nil, 0, 0, 0
+	if q.q.spare == nil {
+		q.q.spare, d.spare = d.spare, nil
+	}
 	q.taken += d.n
 	q.mu.Unlock()
 }

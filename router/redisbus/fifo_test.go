@@ -57,3 +57,27 @@ func TestPrependKeepsTheBatchInFlight(t *testing.T) {
 	q.prepend([]outMsg{{channel: "c", payload: "old3"}})
 	assert.Equal(t, "old3", q.peek(1)[0].payload)
 }
+
+// TestInboxHandOffAllocatesNothing: a reader putting a few messages at a
+// time and a consumer taking them (the inbox at a steady rate) reuse the
+// same chunks; before, every put after a take allocated a new 15 KiB
+// chunk, and at 10,000 messages/s the collections they caused showed as
+// tail latency.
+func TestInboxHandOffAllocatesNothing(t *testing.T) {
+	q := newFIFO(65536, 32<<20)
+	var batch deque
+	for _, n := range []int{1, 3, chunkLen - 1} {
+		allocs := testing.AllocsPerRun(200, func() {
+			for range n {
+				q.put("ch", "payload")
+			}
+			q.take(&batch)
+			for batch.n > 0 {
+				m := batch.popFront()
+				q.release(&m)
+			}
+		})
+		assert.Zero(t, allocs, "allocations per hand-off of %d messages", n)
+		assert.Zero(t, q.len())
+	}
+}

@@ -2,6 +2,7 @@ package redisbus
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -114,4 +115,113 @@ func TestInboxOverflow(t *testing.T) {
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	assert.NotContains(t, sink.statuses, router.StatusDisconnected, "the connection never dropped")
+}
+
+// gateSink records what it is handed, in order; a payload named in stall
+// blocks its Deliver until the test closes its channel.
+type gateSink struct {
+	stalledSink
+	stall   map[string]chan struct{}
+	entered chan string
+	mu2     sync.Mutex
+	got     []string
+}
+
+func (s *gateSink) Deliver(_ string, payload string) {
+	if release := s.stall[payload]; release != nil {
+		s.entered <- payload
+		<-release
+	}
+	s.mu2.Lock()
+	s.got = append(s.got, payload)
+	s.mu2.Unlock()
+}
+
+func (s *gateSink) delivered() []string {
+	s.mu2.Lock()
+	defer s.mu2.Unlock()
+	return append([]string(nil), s.got...)
+}
+
+// TestReaderRoutingKeepsOrder: a message that comes alone is routed by the
+// reader itself; when that routing stalls, another goroutine goes on
+// reading the socket into the inbox, and what it read is routed after the
+// stalled message, never before; a Redis cut meanwhile is reported at
+// once. Messages that come alone, in bursts and behind stalls all arrive,
+// each once, in the order they were published.
+func TestReaderRoutingKeepsOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg, err := config.Parse("test.toml", []byte("[redis]\nurl = \""+srv.URL()+"\"\n"))
+	require.NoError(t, err)
+	bus, err := New(cfg.Redis)
+	require.NoError(t, err)
+	sink := &gateSink{stalledSink: stalledSink{drops: map[string]int{}},
+		stall: map[string]chan struct{}{"s0": make(chan struct{}), "s1": make(chan struct{})}, entered: make(chan string)}
+	bus.Start(sink, router.Plan{Channels: []string{"c"}})
+	t.Cleanup(func() { _ = bus.Close(); bus.Wait() })
+	released := map[string]bool{}
+	t.Cleanup(func() { // a failed test leaves no Deliver stalled
+		for p, release := range sink.stall {
+			if !released[p] {
+				close(release)
+			}
+		}
+	})
+
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2})
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+	require.Eventually(t, func() bool { return bus.live.Load() }, 15*time.Second, time.Millisecond)
+	var want []string
+	publish := func(p string) {
+		require.NoError(t, c.Publish(ctx, "c", p).Err())
+		want = append(want, p)
+	}
+	settled := func() {
+		require.Eventually(t, func() bool { return len(sink.delivered()) == len(want) }, 15*time.Second, time.Millisecond,
+			"delivered %d of %d", len(sink.delivered()), len(want))
+	}
+	burst := func(tag string, n int) {
+		pipe := c.Pipeline()
+		for i := range n {
+			p := fmt.Sprintf("%s%d", tag, i)
+			pipe.Publish(ctx, "c", p)
+			want = append(want, p)
+		}
+		_, err := pipe.Exec(ctx)
+		require.NoError(t, err)
+	}
+	for i := range 20 { // alone: each waits for the one before
+		publish(fmt.Sprint("a", i))
+		settled()
+	}
+	for round, stalled := range []string{"s0", "s1"} {
+		publish(stalled) // alone, routed by the reader, which stalls
+		require.Equal(t, stalled, <-sink.entered)
+		burst(fmt.Sprint("b", round, "-"), 100)
+		require.Eventually(t, func() bool { return bus.inbox.len() == 100 }, 15*time.Second, time.Millisecond,
+			"the burst read into the inbox while routing is stalled")
+		if round == 1 {
+			// Redis restarts while routing is stalled: the outage is
+			// reported, the messages read before it are kept.
+			srv.Restart()
+			require.Eventually(t, func() bool {
+				sink.mu.Lock()
+				defer sink.mu.Unlock()
+				return len(sink.statuses) > 0 && sink.statuses[len(sink.statuses)-1] == router.StatusDisconnected
+			}, 15*time.Second, time.Millisecond, "the cut reported while routing is stalled")
+		}
+		close(sink.stall[stalled])
+		released[stalled] = true
+		settled()
+		require.Eventually(t, func() bool { return bus.live.Load() }, 15*time.Second, time.Millisecond)
+		for i := range 5 {
+			publish(fmt.Sprint("c", round, "-", i))
+			settled()
+		}
+		burst(fmt.Sprint("d", round, "-"), 300)
+		settled()
+	}
+	assert.Equal(t, want, sink.delivered(), "every message once, in order")
+	assert.Zero(t, bus.Stats.InboxDropped.Load())
 }
