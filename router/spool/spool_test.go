@@ -357,7 +357,8 @@ func TestWriteFailure(t *testing.T) {
 	st := s.Stats()
 	assert.EqualValues(t, 4, st.Depth, "the uncommitted entries are still held")
 	assert.GreaterOrEqual(t, st.WriteErrors, uint64(1))
-	assert.Contains(t, log.String(), "write failed, retrying")
+	// logged by the writer after it woke Sync's caller
+	assert.Eventually(t, func() bool { return strings.Contains(log.String(), "write failed, retrying") }, 10*time.Second, time.Millisecond, "log: %s", log.String())
 
 	err = s.Close()
 	require.Error(t, err)
