@@ -1006,7 +1006,7 @@ func (b *Bus) write() {
 	failures := 0
 	wake := b.wakeChan()
 	batch := make([]outMsg, 0, batchSize) // reused: peek copies into it
-	cmds := make([]redis.Cmder, batchSize)
+	bufs := newBatchBufs()
 	for {
 		select {
 		case <-b.outbox.sig:
@@ -1046,10 +1046,10 @@ func (b *Bus) write() {
 			}
 			answered, again := 0, []outMsg(nil)
 			if flushErr == nil {
-				answered, again = b.publishBatch(batch, cmds)
+				answered, again = b.publishBatch(batch, bufs)
 				b.outbox.replaceHead(answered, again)
 				clear(batch) // let its strings go
-				clear(cmds)
+				bufs.clear()
 				if answered < len(batch) {
 					b.spoolOutbox(true) // connection lost: durable entries to disk
 				}
@@ -1079,25 +1079,48 @@ func (b *Bus) write() {
 // are those of them Redis could not take now (see transient), to send
 // again ahead of the rest: the messages between them were published, and
 // are not sent twice.
-// cmds, of at least len(batch), is the caller's to reuse.
-func (b *Bus) publishBatch(batch []outMsg, cmds []redis.Cmder) (answered int, again []outMsg) {
+// bufs is the caller's to reuse.
+func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again []outMsg) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D()+b.cfg.ReadTimeout.D())
 	defer cancel()
 	pipe := b.client.Pipeline()
-	cmds = cmds[:len(batch)]
+	var side redis.Pipeliner // builds the heartbeats' and XADDs' commands; never run itself
+	cmds := bufs.cmds[:len(batch)]
 	var hset []*redis.IntCmd // of the heartbeats, in order
-	for i, m := range batch {
-		if m.heartbeat() {
-			hset = append(hset, pipe.HSet(ctx, m.channel, m.x.hash))
-			cmds[i] = pipe.PExpire(ctx, m.channel, m.x.ttl)
-			continue
+	var channel string       // of the last PUBLISH, and boxed:
+	var chanArg any          // a run of messages to one channel boxes it once
+	args := bufs.args[:0]
+	for i := range batch {
+		m := &batch[i]
+		switch {
+		case m.heartbeat():
+			if side == nil {
+				side = b.client.Pipeline()
+			}
+			h := side.HSet(ctx, m.channel, m.x.hash)
+			hset = append(hset, h)
+			bufs.sent = append(bufs.sent, h)
+			cmds[i] = side.PExpire(ctx, m.channel, m.x.ttl)
+		case m.durableID() != "":
+			if side == nil {
+				side = b.client.Pipeline()
+			}
+			cmds[i] = side.XAdd(ctx, b.durable.xaddArgs(m))
+		default:
+			// What pipe.Publish builds, without its two allocations per
+			// message for the arguments (a slice of three, the channel
+			// boxed): the arguments are slices of one reused array.
+			if chanArg == nil || m.channel != channel {
+				channel, chanArg = m.channel, m.channel
+			}
+			n := len(args)
+			args = append(args, "publish", chanArg, m.payload)
+			cmds[i] = redis.NewIntCmd(ctx, args[n:n+3:n+3]...)
 		}
-		if m.durableID() != "" {
-			cmds[i] = pipe.XAdd(ctx, b.durable.xaddArgs(&batch[i]))
-			continue
-		}
-		cmds[i] = pipe.Publish(ctx, m.channel, m.payload)
+		bufs.sent = append(bufs.sent, cmds[i])
 	}
+	bufs.args = args
+	_ = pipe.BatchProcess(ctx, bufs.sent...)
 	_, _ = pipe.Exec(ctx)
 	if debugSend != nil {
 		var ids []string
@@ -1148,6 +1171,31 @@ func (b *Bus) publishBatch(batch []outMsg, cmds []redis.Cmder) (answered int, ag
 		}
 	}
 	return len(batch), again
+}
+
+// batchBufs are the writer's buffers for publishBatch, reused from one
+// batch to the next.
+type batchBufs struct {
+	cmds []redis.Cmder // one per message of the batch, in order
+	sent []redis.Cmder // the pipeline's commands (a heartbeat is two)
+	args []any         // the PUBLISHes' arguments, three each
+}
+
+func newBatchBufs() *batchBufs {
+	return &batchBufs{
+		cmds: make([]redis.Cmder, batchSize),
+		sent: make([]redis.Cmder, 0, 2*batchSize),
+		args: make([]any, 0, 3*batchSize),
+	}
+}
+
+// clear lets the last batch's commands and strings go.
+func (w *batchBufs) clear() {
+	clear(w.cmds)
+	clear(w.sent)
+	w.sent = w.sent[:0]
+	clear(w.args)
+	w.args = w.args[:0]
 }
 
 // heartbeatDone counts a heartbeat Redis answered: written, or refused
