@@ -51,6 +51,26 @@ func goString(p *C.char, n C.size_t) string {
 	return C.GoStringN(p, C.int(n))
 }
 
+// lastChannel is the channel of the last Publish. A server publishes to a
+// few channels, mostly the same one again: channelString does not copy
+// (nor allocate) a channel equal to the last one, and the writer boxes a
+// run of one channel's messages once.
+var lastChannel atomic.Pointer[string]
+
+// channelString is goString for Publish's channel.
+func channelString(p *C.char, n C.size_t) string {
+	if n == 0 {
+		return ""
+	}
+	b := unsafe.String((*byte)(unsafe.Pointer(p)), int(n)) // compared, not kept
+	if last := lastChannel.Load(); last != nil && *last == b {
+		return *last
+	}
+	s := strings.Clone(b)
+	lastChannel.Store(&s)
+	return s
+}
+
 // guard runs one call from C: it clears out's results and turns a Go panic
 // into RT_PANIC, which the shim raises as a Lua error.
 func guard(out *C.rt_out, f func() C.int) (code C.int) {

@@ -64,7 +64,7 @@ func rtgo_off(out *C.rt_out, pat *C.char, pn C.size_t, id *C.char, idn C.size_t,
 
 //export rtgo_publish
 func rtgo_publish(out *C.rt_out, ch *C.char, chn C.size_t, payload *C.char, pn C.size_t, table C.int) C.int {
-	return guard(out, func() C.int { return publish(out, goString(ch, chn), goString(payload, pn), table != 0) })
+	return guard(out, func() C.int { return publish(out, channelString(ch, chn), goString(payload, pn), table != 0) })
 }
 
 //export rtgo_append

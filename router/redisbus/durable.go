@@ -201,13 +201,13 @@ func (d *Durable) xaddArgs(m *outMsg) *redis.XAddArgs {
 	maxLen, minID := d.trim()
 	return &redis.XAddArgs{
 		Stream: m.channel, MaxLen: maxLen, MinID: minID, Approx: maxLen > 0 || minID != "",
-		Values: []any{spool.FieldData, m.payload, spool.FieldID, m.id},
+		Values: []any{spool.FieldData, m.payload, spool.FieldID, m.x.id},
 	}
 }
 
 // toSpool spools m (under d.mu); false when the spool refused it.
 func (d *Durable) toSpool(m *outMsg) error {
-	_, err := d.spool.AddWithID(m.id, m.seq, m.channel, []byte(m.payload), m.at)
+	_, err := d.spool.AddWithID(m.x.id, m.x.seq, m.channel, []byte(m.payload), m.x.at)
 	return err
 }
 
@@ -216,7 +216,7 @@ func (d *Durable) toSpool(m *outMsg) error {
 // READONLY, MISCONF, NOAUTH ...: see spool.Refused): it is sent again,
 // not dropped as refused.
 func durableAgain(m *outMsg, err error) bool {
-	return m.id != "" && isReply(err) && !spool.Refused(err)
+	return m.durableID() != "" && isReply(err) && !spool.Refused(err)
 }
 
 // ErrNoDurable is returned by Append on a bus given no Durable.
@@ -250,11 +250,11 @@ func (b *Bus) appendLocked(stream, payload string) (string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	seq := d.seq.Next()
-	m := outMsg{channel: stream, payload: payload, seq: seq, id: d.serverID + "-" + strconv.FormatInt(seq, 10), at: time.Now()}
+	m := outMsg{channel: stream, payload: payload, x: &outExtra{seq: seq, id: d.serverID + "-" + strconv.FormatInt(seq, 10), at: time.Now()}}
 	if d.spool == nil || (!d.spooling && !b.down.Load()) {
 		if b.outbox.putMsg(m) {
 			d.queued++
-			return m.id, nil
+			return m.x.id, nil
 		}
 		if d.spool == nil {
 			return "", ErrOutboxFull
@@ -265,7 +265,7 @@ func (b *Bus) appendLocked(stream, payload string) (string, error) {
 	}
 	d.spooling = true
 	signal(d.wake) // the writer flushes once Redis is there
-	return m.id, nil
+	return m.x.id, nil
 }
 
 // Persist moves the durable entries waiting in b's outbox and in the
@@ -424,7 +424,7 @@ func (q *fifo) inflightDurable() []outMsg {
 		if i >= q.inflight {
 			break
 		}
-		if m.id != "" {
+		if m.durableID() != "" {
 			out = append(out, *m)
 		}
 	}
@@ -442,7 +442,7 @@ func (q *fifo) takeDurable(all bool) []outMsg {
 	}
 	found := false
 	for i, m := range q.q.all() {
-		if i >= from && m.id != "" {
+		if i >= from && m.durableID() != "" {
 			found = true
 			break
 		}
@@ -455,7 +455,7 @@ func (q *fifo) takeDurable(all bool) []outMsg {
 	var out []outMsg
 	for i := range msgs {
 		m := &msgs[i]
-		if i >= from && m.id != "" {
+		if i >= from && m.durableID() != "" {
 			out = append(out, *m)
 			q.bytes -= msgSize(m)
 		} else {

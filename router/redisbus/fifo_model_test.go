@@ -86,7 +86,7 @@ func (r *refFIFO) takeDurable(all bool) []outMsg {
 	var out, keep []outMsg
 	keep = append(keep, r.msgs[:from]...)
 	for _, m := range r.msgs[from:] {
-		if m.id != "" {
+		if m.durableID() != "" {
 			out = append(out, m)
 			r.bytes -= msgSize(&m)
 		} else {
@@ -100,7 +100,7 @@ func (r *refFIFO) takeDurable(all bool) []outMsg {
 func (r *refFIFO) inflightDurable() []outMsg {
 	var out []outMsg
 	for _, m := range r.msgs[:r.inflight] {
-		if m.id != "" {
+		if m.durableID() != "" {
 			out = append(out, m)
 		}
 	}
@@ -143,9 +143,9 @@ func TestFIFOModel(t *testing.T) {
 				m := outMsg{channel: strings.Repeat("c", rng.IntN(12)), payload: strconv.Itoa(serial) + strings.Repeat("p", rng.IntN(30))}
 				switch rng.IntN(4) {
 				case 0:
-					m.id = "srv-" + strconv.Itoa(serial)
+					m.x = &outExtra{id: "srv-" + strconv.Itoa(serial)}
 				case 1:
-					m.ttl = time.Second
+					m.x = &outExtra{ttl: time.Second}
 				}
 				return m
 			}
@@ -308,7 +308,7 @@ func requireSameMsgs(t *testing.T, want, got []outMsg, format string, args ...an
 	same := len(want) == len(got)
 	for i := 0; same && i < len(want); i++ {
 		w, g := want[i], got[i]
-		same = w.channel == g.channel && w.payload == g.payload && w.id == g.id && w.ttl == g.ttl
+		same = w.channel == g.channel && w.payload == g.payload && w.durableID() == g.durableID() && w.heartbeat() == g.heartbeat()
 	}
 	if !same {
 		require.Equal(t, want, got, append([]any{format}, args...)...)

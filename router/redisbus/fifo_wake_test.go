@@ -30,7 +30,7 @@ func TestFIFONoLostWakeUp(t *testing.T) {
 					serial++
 					m := outMsg{channel: "c", payload: strconv.Itoa(serial)}
 					if rng.IntN(3) == 0 {
-						m.id = "srv-" + strconv.Itoa(serial)
+						m.x = &outExtra{id: "srv-" + strconv.Itoa(serial)}
 					}
 					return m
 				}
