@@ -1,0 +1,72 @@
+package redisbus
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/internal/redistest"
+)
+
+// offRefusingSink refuses its first entry after removing the stream from
+// its reader, as realtime.Off does when it runs while the reader offers:
+// the router's table no longer has the route, so DeliverEntry refuses.
+type offRefusingSink struct {
+	r    atomic.Pointer[StreamReader]
+	once sync.Once
+	err  error
+	done chan struct{}
+}
+
+func (s *offRefusingSink) Entry(Entry) bool {
+	s.once.Do(func() {
+		s.err = s.r.Load().Update(nil) // the route removed under the offer
+		close(s.done)
+	})
+	return false
+}
+
+func (s *offRefusingSink) StreamEvent(string, string, string) {}
+
+// TestStreamRemovedWhileOffered: the stream's route is removed (Update
+// without it) while the reader offers an entry it has just read, and the
+// sink then refuses it (no route). Redis counted that read, no handler saw
+// it: the next reader of the stream sharing the Kept (realtime.Connect
+// after realtime.Disconnect) must deliver it uncounted, not dead-letter it
+// at max_deliveries = 1. The refused entry was held by the removed stream
+// after stopStream had moved its held entries to the Kept.
+func TestStreamRemovedWhileOffered(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	spec := []StreamSpec{{Stream: "off", Group: "g", Start: "0", MaxDeliveries: 1}}
+	kept := NewKept()
+	hook := &offRefusingSink{done: make(chan struct{})}
+	r1 := startReader(t, srv.Addr(), "srv1", nil, hook, StreamOptions{Kept: kept})
+	hook.r.Store(r1)
+	require.NoError(t, r1.Update(spec))
+	id := xadd(t, c, "off", "data", "1")
+	select {
+	case <-hook.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the entry was never offered")
+	}
+	require.NoError(t, hook.err)
+	r1.Close()
+
+	sink := newChanSink(16)
+	r2 := startReader(t, srv.Addr(), "srv1", spec, sink, StreamOptions{Kept: kept})
+	waitUntil(t, "the entry delivered or dead-lettered", 10*time.Second, func() bool {
+		return len(sink.ch) > 0 || len(deadEntries(t, c, "off")) > 0
+	})
+	require.Empty(t, deadEntries(t, c, "off"), "dead-lettered at its first counted delivery, never handled")
+	e := recv(t, sink, 10*time.Second)
+	require.Equal(t, id, e.ID)
+	assert.Equal(t, int64(1), e.Deliveries, "the read no handler saw is not counted")
+	r2.Ack(e.Stream, e.Group, e.ID)
+	waitUntil(t, "acknowledged", 10*time.Second, func() bool { return pendingCount(c, "off", "g") == 0 })
+	assert.Empty(t, deadEntries(t, c, "off"))
+}
