@@ -1186,6 +1186,19 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 	}
 	s.refused.Add(1)
 	s.mu.Lock()
+	if s.removed {
+		// Removed while the sink had it (realtime.Off: the route went,
+		// so the sink refused it): stopStream kept the held entries
+		// already, and this one is not among them. Kept too, or the
+		// next reader's pending re-read counts a delivery no handler saw.
+		if s.tracked[e.ID] == f {
+			delete(s.tracked, e.ID)
+		}
+		s.mu.Unlock()
+		r.kept.keep(s.key, e.ID, e.Deliveries)
+		signal(s.room)
+		return
+	}
 	f.state = stHeld
 	s.held = append(s.held, e)
 	if s.heldWait == 0 {
