@@ -1,11 +1,13 @@
 package redisbus
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -69,4 +71,38 @@ func TestStreamRemovedWhileOffered(t *testing.T) {
 	r2.Ack(e.Stream, e.Group, e.ID)
 	waitUntil(t, "acknowledged", 10*time.Second, func() bool { return pendingCount(c, "off", "g") == 0 })
 	assert.Empty(t, deadEntries(t, c, "off"))
+}
+
+// TestStreamKeptSurvivesFailedClaim: the re-read of a pending entry kept
+// uncounted (read by a reader whose stream went before any handler saw
+// it) fails at its XCLAIM (here an ACL without XCLAIM; a lost connection
+// does the same). The kept count must survive for the next try: the entry
+// is delivered once XCLAIM works, its delivery not counted, instead of
+// being dead-lettered unhandled at max_deliveries = 1 by the next re-read.
+func TestStreamKeptSurvivesFailedClaim(t *testing.T) {
+	srv, admin := aclServer(t, "-xclaim")
+	ctx := context.Background()
+	spec := StreamSpec{Stream: "kc", Group: "g", Start: "0", MaxDeliveries: 1}
+	id := xadd(t, admin, "kc", "data", "1")
+	require.NoError(t, admin.XGroupCreate(ctx, "kc", "g", "0").Err())
+	// the read no handler saw: Redis counts a delivery
+	require.NoError(t, admin.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "srv1", Streams: []string{"kc", ">"}, Count: 1}).Err())
+	kept := NewKept()
+	kept.keep(spec.key(), id, 1)
+
+	sink := newChanSink(16)
+	cfg := streamConfig(srv.Addr())
+	cfg.URL = "redis://game:pw@" + srv.Addr()
+	r, err := NewStreamReader(cfg, StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, Kept: kept, Logf: t.Logf}, []StreamSpec{spec}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	waitUntil(t, "the refused XCLAIM reported", 10*time.Second, func() bool { return sink.hasEvent("error kc") })
+	require.NoError(t, admin.Do(ctx, "ACL", "SETUSER", "game", "+xclaim").Err())
+	waitUntil(t, "the entry delivered or dead-lettered", 10*time.Second, func() bool {
+		return len(sink.ch) > 0 || len(deadEntries(t, admin, "kc")) > 0
+	})
+	require.Empty(t, deadEntries(t, admin, "kc"), "dead-lettered at its first counted delivery, never handled")
+	e := recv(t, sink, 10*time.Second)
+	require.Equal(t, id, e.ID)
+	assert.Equal(t, int64(1), e.Deliveries, "the read no handler saw is not counted")
 }

@@ -1049,17 +1049,28 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 			counted = append(counted, id)
 		}
 	}
+	// On an error nothing is offered: the kept counts go back to the
+	// Kept for the next try, or it would count the delivery they stand
+	// for (and dead-letter the entry at max_deliveries = 1).
+	unclaimed := func(err error) (string, bool, error) {
+		for d, kids := range byCount {
+			for _, id := range kids {
+				r.kept.keep(s.key, id, d)
+			}
+		}
+		return cursor, true, err
+	}
 	if len(counted) > 0 {
 		es, err := xclaim(ctx, client, spec, r.opt.Consumer, counted)
 		if err != nil {
-			return cursor, true, err
+			return unclaimed(err)
 		}
 		entries = append(entries, es...)
 	}
 	for d, kids := range byCount {
 		es, err := xclaim(ctx, client, spec, r.opt.Consumer, kids, "retrycount", d)
 		if err != nil {
-			return cursor, true, err
+			return unclaimed(err)
 		}
 		entries = append(entries, es...)
 	}
