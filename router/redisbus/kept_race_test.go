@@ -106,3 +106,42 @@ func TestStreamKeptSurvivesFailedClaim(t *testing.T) {
 	require.Equal(t, id, e.ID)
 	assert.Equal(t, int64(1), e.Deliveries, "the read no handler saw is not counted")
 }
+
+// TestStreamRequeueSurvivesRefusedClaim: an entry given back uncounted
+// (Requeue: pushed out of the queue, no handler saw it) whose re-offer's
+// XCLAIM is refused (an ACL without XCLAIM) stays pending with its
+// delivery uncounted: the next reader (sharing the Kept) delivers it once
+// XCLAIM works, instead of dead-lettering it unhandled at max_deliveries = 1.
+func TestStreamRequeueSurvivesRefusedClaim(t *testing.T) {
+	srv, admin := aclServer(t, "-xclaim")
+	ctx := context.Background()
+	spec := []StreamSpec{{Stream: "rq", Group: "g", Start: "0", MaxDeliveries: 1}}
+	cfg := streamConfig(srv.Addr())
+	cfg.URL = "redis://game:pw@" + srv.Addr()
+	kept := NewKept()
+	open := func(sink StreamSink) *StreamReader {
+		r, err := NewStreamReader(cfg, StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 20 * time.Millisecond, Kept: kept, Logf: t.Logf}, spec, sink)
+		require.NoError(t, err)
+		t.Cleanup(func() { r.Close(); r.Wait() })
+		return r
+	}
+	sink := newChanSink(16)
+	r1 := open(sink)
+	id := xadd(t, admin, "rq", "data", "1")
+	e := recv(t, sink, 10*time.Second)
+	require.Equal(t, id, e.ID)
+	r1.Requeue(e.Stream, e.Group, e.ID)
+	waitUntil(t, "the refused re-offer dropped from the in-flight set", 10*time.Second, func() bool { return r1.Stats()["rq"].InFlight == 0 })
+	r1.Close()
+	require.NoError(t, admin.Do(ctx, "ACL", "SETUSER", "game", "+xclaim").Err())
+
+	sink2 := newChanSink(16)
+	open(sink2)
+	waitUntil(t, "the entry delivered or dead-lettered", 10*time.Second, func() bool {
+		return len(sink2.ch) > 0 || len(deadEntries(t, admin, "rq")) > 0
+	})
+	require.Empty(t, deadEntries(t, admin, "rq"), "dead-lettered at its first counted delivery, never handled")
+	e = recv(t, sink2, 10*time.Second)
+	require.Equal(t, id, e.ID)
+	assert.Equal(t, int64(1), e.Deliveries, "the requeued delivery is not counted")
+}

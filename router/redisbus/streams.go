@@ -1829,24 +1829,41 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 	entries, counts, err := r.claimWithCounts(ctx, spec, ids, keep)
 	if isReply(err) {
 		// NOGROUP (the reader recreates the group), or an ACL without
-		// XCLAIM: they stay pending, for the next re-read.
+		// XCLAIM: they stay pending, for the next re-read, the requeued
+		// ones' last delivery uncounted (kept).
 		r.opt.Logf("realtime: stream %q: retrying %d entries: %v", spec.Stream, len(ids), err)
 		s.mu.Lock()
 		s.forget(ids, stRetry, nil)
 		s.mu.Unlock()
+		r.keepAll(s, keep)
 		signal(s.room)
 		return nil
 	}
 	if err != nil {
 		s.mu.Lock()
-		if !s.removed {
+		removed := s.removed
+		if removed {
+			s.forget(ids, stRetry, nil) // as stopStream does with the retries
+		} else {
 			s.retries = append(ids, s.retries...)
 		}
 		s.mu.Unlock()
+		if removed {
+			r.keepAll(s, keep)
+			signal(s.room)
+		}
 		return err
 	}
 	r.offerClaimed(s, spec, ids, entries, counts)
 	return nil
+}
+
+// keepAll records the delivery counts of s's entries in counts (by id) in
+// the Kept.
+func (r *StreamReader) keepAll(s *stream, counts map[string]int64) {
+	for id, d := range counts {
+		r.kept.keep(s.key, id, d)
+	}
 }
 
 // claimWithCounts takes ids to ourselves and reads their delivery counts.
