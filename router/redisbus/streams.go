@@ -364,7 +364,8 @@ func (r *StreamReader) Update(specs []StreamSpec) error {
 	for k, spec := range want {
 		s := r.streams[k]
 		if s == nil {
-			s = &stream{key: k, tracked: map[string]*flight{}}
+			// room is made once: the worker signals it without s.mu
+			s = &stream{key: k, tracked: map[string]*flight{}, room: make(chan struct{}, 1)}
 			s.pending.Store(-1)
 			s.lag.Store(-1)
 			r.streams[k] = s
@@ -392,7 +393,7 @@ func (r *StreamReader) startStream(s *stream) error {
 		return err
 	}
 	s.mu.Lock()
-	s.removed, s.client, s.stop, s.room = false, client, make(chan struct{}), make(chan struct{}, 1)
+	s.removed, s.client, s.stop = false, client, make(chan struct{})
 	stop, exited := s.stop, make(chan struct{})
 	s.mu.Unlock()
 	prev := r.kept.follow(s.key, exited)
