@@ -368,7 +368,8 @@ func (r *StreamReader) Update(specs []StreamSpec) error {
 	for k, spec := range want {
 		s := r.streams[k]
 		if s == nil {
-			s = &stream{key: k, tracked: map[string]*flight{}}
+			// room is made once: the worker signals it without s.mu
+			s = &stream{key: k, tracked: map[string]*flight{}, room: make(chan struct{}, 1)}
 			s.pending.Store(-1)
 			s.lag.Store(-1)
 			r.streams[k] = s
@@ -396,7 +397,7 @@ func (r *StreamReader) startStream(s *stream) error {
 		return err
 	}
 	s.mu.Lock()
-	s.removed, s.client, s.stop, s.room = false, client, make(chan struct{}), make(chan struct{}, 1)
+	s.removed, s.client, s.stop = false, client, make(chan struct{})
 	stop, exited := s.stop, make(chan struct{})
 	s.mu.Unlock()
 	prev := r.kept.follow(s.key, exited)
@@ -1053,17 +1054,28 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 			counted = append(counted, id)
 		}
 	}
+	// On an error nothing is offered: the kept counts go back to the
+	// Kept for the next try, or it would count the delivery they stand
+	// for (and dead-letter the entry at max_deliveries = 1).
+	unclaimed := func(err error) (string, bool, error) {
+		for d, kids := range byCount {
+			for _, id := range kids {
+				r.kept.keep(s.key, id, d)
+			}
+		}
+		return cursor, true, err
+	}
 	if len(counted) > 0 {
 		es, err := xclaim(ctx, client, spec, r.opt.Consumer, counted)
 		if err != nil {
-			return cursor, true, err
+			return unclaimed(err)
 		}
 		entries = append(entries, es...)
 	}
 	for d, kids := range byCount {
 		es, err := xclaim(ctx, client, spec, r.opt.Consumer, kids, "retrycount", d)
 		if err != nil {
-			return cursor, true, err
+			return unclaimed(err)
 		}
 		entries = append(entries, es...)
 	}
@@ -1190,6 +1202,19 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 	}
 	s.refused.Add(1)
 	s.mu.Lock()
+	if s.removed {
+		// Removed while the sink had it (realtime.Off: the route went,
+		// so the sink refused it): stopStream kept the held entries
+		// already, and this one is not among them. Kept too, or the
+		// next reader's pending re-read counts a delivery no handler saw.
+		if s.tracked[e.ID] == f {
+			delete(s.tracked, e.ID)
+		}
+		s.mu.Unlock()
+		r.kept.keep(s.key, e.ID, e.Deliveries)
+		signal(s.room)
+		return
+	}
 	f.state = stHeld
 	s.held = append(s.held, e)
 	if s.heldWait == 0 {
@@ -1817,24 +1842,41 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 	entries, counts, err := r.claimWithCounts(ctx, spec, ids, keep)
 	if isReply(err) {
 		// NOGROUP (the reader recreates the group), or an ACL without
-		// XCLAIM: they stay pending, for the next re-read.
+		// XCLAIM: they stay pending, for the next re-read, the requeued
+		// ones' last delivery uncounted (kept).
 		r.opt.Logf("realtime: stream %q: retrying %d entries: %v", spec.Stream, len(ids), err)
 		s.mu.Lock()
 		s.forget(ids, stRetry, nil)
 		s.mu.Unlock()
+		r.keepAll(s, keep)
 		signal(s.room)
 		return nil
 	}
 	if err != nil {
 		s.mu.Lock()
-		if !s.removed {
+		removed := s.removed
+		if removed {
+			s.forget(ids, stRetry, nil) // as stopStream does with the retries
+		} else {
 			s.retries = append(ids, s.retries...)
 		}
 		s.mu.Unlock()
+		if removed {
+			r.keepAll(s, keep)
+			signal(s.room)
+		}
 		return err
 	}
 	r.offerClaimed(s, spec, ids, entries, counts)
 	return nil
+}
+
+// keepAll records the delivery counts of s's entries in counts (by id) in
+// the Kept.
+func (r *StreamReader) keepAll(s *stream, counts map[string]int64) {
+	for id, d := range counts {
+		r.kept.keep(s.key, id, d)
+	}
 }
 
 // claimWithCounts takes ids to ourselves and reads their delivery counts.
