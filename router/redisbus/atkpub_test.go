@@ -1,0 +1,161 @@
+package redisbus
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/router"
+	"github.com/gmod-realtime/realtime/router/spool"
+)
+
+// TestPublishBatchModel runs random mixes of PUBLISHes (to channels of
+// one length and of several, some refused by an ACL), heartbeats and
+// Appends through the writer's batches, over a proxy that cuts, stalls
+// and splits the first connections, and checks against a model (seeds
+// printed; replay one with REDISBUS_FAULT_SEED=n):
+//   - every allowed message reaches Redis on its own channel with its own
+//     payload (the payload names its channel and number), at least once,
+//     first copies in order, more copies only after retried batches;
+//   - refused messages never reach Redis and are counted once each;
+//   - Published counts each allowed message once, Heartbeats each
+//     heartbeat once;
+//   - every Append is in its stream.
+func TestPublishBatchModel(t *testing.T) {
+	srv, admin := aclServer(t)
+	ctx := context.Background()
+	for _, seed := range faultSeeds(t, 6) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Logf("seed %d (replay: REDISBUS_FAULT_SEED=%d)", seed, seed)
+			rng := rand.New(rand.NewPCG(seed, 7))
+			tag := fmt.Sprintf("game:m%d:", seed)
+			got := collect(t, admin, "*")
+			faulty := rng.IntN(12)
+			frng := rand.New(rand.NewPCG(seed, 1))
+			base := randomFaults(frng, faulty)
+			p := startProxy(t, srv.Addr(), func(n int) faults {
+				f := base(n) // cuts anywhere in a batch of up to 1,024
+				if f.cutDown > 0 {
+					f.cutDown *= 1 + int64(n%4)*50
+				}
+				if f.cutUp > 0 {
+					f.cutUp *= 1 + int64(n%4)*50
+				}
+				return f
+			})
+			sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{ServerID: "srv", Logf: t.Logf})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = sp.Close() })
+			cfg, err := config.Parse("test.toml", []byte(fmt.Sprintf(`[redis]
+url = "redis://game:pw@%s"
+read_timeout = "150ms"
+write_timeout = "150ms"
+reconnect_min = "10ms"
+reconnect_max = "50ms"
+outbox_events = 100000
+outbox_bytes = "64MiB"
+[[routes]]
+name = "g"
+pattern = "%s*"
+handler = "h"
+`, p.Addr(), tag)))
+			require.NoError(t, err)
+			r, err := router.New(cfg)
+			require.NoError(t, err)
+			bus, err := New(cfg.Redis)
+			require.NoError(t, err)
+			bus.SetDurable(NewDurable("srv", sp, nil))
+			h := &harness{t: t, r: r, bus: bus}
+			r.Attach(bus)
+			t.Cleanup(func() { _ = r.Close() })
+
+			// Channels of one length that differ in one byte, and others.
+			allowed := []string{tag + "aa", tag + "ab", tag + "ba", tag + "a", tag + "aaa", tag + "b\x00"}
+			refused := []string{"other:aa", "other:ab"}
+			var want []string // allowed channel=payload, in order
+			nRefused, nBeats, nAppends := 0, 0, 0
+			lastBeat := map[string]string{}
+			var appendIDs []string
+			n := 500 + rng.IntN(3000)
+			for i := range n {
+				pad := strings.Repeat(string(rune('a'+rng.IntN(26))), rng.IntN(200))
+				switch k := rng.IntN(20); {
+				case k == 0:
+					key := fmt.Sprintf("%shb%d", tag, rng.IntN(3))
+					v := fmt.Sprint(i)
+					require.True(t, bus.Heartbeat(key, []string{"n", v}, time.Minute))
+					lastBeat[key] = v
+					nBeats++
+				case k == 1:
+					id, err := bus.Append(tag+"stream", fmt.Sprintf("%d|%s", i, pad))
+					require.NoError(t, err)
+					appendIDs = append(appendIDs, id)
+					nAppends++
+				case k == 2:
+					require.NoError(t, bus.Publish(refused[rng.IntN(len(refused))], fmt.Sprintf("%d|%s", i, pad)))
+					nRefused++
+				default:
+					ch := allowed[rng.IntN(len(allowed))]
+					if rng.IntN(3) == 0 && len(want) > 0 { // runs of one channel
+						ch = want[len(want)-1][:strings.IndexByte(want[len(want)-1], '=')]
+					}
+					payload := fmt.Sprintf("%s|%d|%s", ch, i, pad)
+					require.NoError(t, bus.Publish(ch, payload))
+					want = append(want, ch+"="+payload)
+				}
+				if rng.IntN(300) == 0 {
+					time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
+				}
+				if rng.IntN(700) == 0 {
+					p.cut() // mid-batch, or between
+				}
+			}
+			h.waitFor("the outbox sent", 60*time.Second, func() bool {
+				return bus.OutboxLen() == 0 && got.get(want[len(want)-1]) > 0 &&
+					bus.Stats.Published.Load() >= uint64(len(want))
+			})
+			p.heal()
+			waitLen(t, admin, tag+"stream", int64(nAppends))
+
+			retries := int(bus.Stats.PublishRetry.Load())
+			t.Logf("%d messages, %d refused, %d heartbeats, %d appends, %d retried batches, %d connections", len(want), nRefused, nBeats, nAppends, retries, p.Conns())
+			got.mu.Lock()
+			counts := map[string]int{}
+			var order []string
+			for _, s := range got.order {
+				ch, payload, _ := strings.Cut(s, "=")
+				if !strings.HasPrefix(ch, tag) && !strings.HasPrefix(ch, "other:") {
+					continue
+				}
+				require.True(t, strings.HasPrefix(payload, ch+"|"), "message %q on channel %q", payload, ch)
+				if counts[s] == 0 {
+					order = append(order, s)
+				}
+				counts[s]++
+			}
+			got.mu.Unlock()
+			for _, w := range want {
+				assert.GreaterOrEqual(t, counts[w], 1, "%q published", w)
+				assert.LessOrEqual(t, counts[w], 1+retries, "%q: copies beyond the %d retried batches", w, retries)
+			}
+			require.Equal(t, want, order, "first copies, in order (seed %d)", seed)
+			assert.Equal(t, uint64(len(want)), bus.Stats.Published.Load(), "published")
+			assert.Equal(t, uint64(nRefused), bus.Stats.Refused.Load(), "refused")
+			assert.Equal(t, uint64(nRefused), r.Stats.PublishFails.Load(), "publish fails")
+			assert.Equal(t, uint64(nBeats), bus.Stats.Heartbeats.Load(), "heartbeats")
+			for key, v := range lastBeat {
+				assert.Equal(t, v, admin.HGet(ctx, key, "n").Val(), key)
+			}
+			ids, _, _ := entries(t, admin, tag+"stream")
+			assert.Equal(t, appendIDs, ids, "appended")
+		})
+	}
+}
