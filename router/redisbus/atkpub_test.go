@@ -3,9 +3,12 @@ package redisbus
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/internal/redistest"
 	"github.com/gmod-realtime/realtime/router"
 	"github.com/gmod-realtime/realtime/router/spool"
 )
@@ -158,4 +162,108 @@ handler = "h"
 			assert.Equal(t, appendIDs, ids, "appended")
 		})
 	}
+}
+
+// slowUplinkProxy forwards TCP connections to target, the client's
+// commands at about rate bytes a second (a server's uplink to a distant
+// Redis), the replies at once.
+func slowUplinkProxy(t *testing.T, target string, rate int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			cl, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			sv, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = cl.Close()
+				continue
+			}
+			_ = cl.(*net.TCPConn).SetReadBuffer(16 << 10)
+			mu.Lock()
+			conns = append(conns, cl, sv)
+			mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); _, _ = io.Copy(cl, sv); _ = cl.Close() }()
+			go func() {
+				defer wg.Done()
+				defer sv.Close()
+				const piece = 4 << 10
+				buf := make([]byte, piece)
+				start, sent := time.Now(), 0
+				for {
+					n, err := cl.Read(buf)
+					if n > 0 {
+						if _, werr := sv.Write(buf[:n]); werr != nil {
+							return
+						}
+						sent += n
+						time.Sleep(time.Until(start.Add(time.Duration(sent) * time.Second / time.Duration(rate))))
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestBigBatchOnSlowUplink: a batch is as many messages as wait, up to
+// 1,024, whatever their bytes. Over an uplink on which a batch takes
+// longer to send than write_timeout, the write times out every time: the
+// writer sends the same batch again and again, Redis publishes its first
+// messages at every attempt, and nothing after it is ever published.
+// Here 1,024 messages of 4 KiB (4 MiB) over about 4 MiB/s with a 300 ms
+// write timeout.
+func TestBigBatchOnSlowUplink(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	got := collect(t, c, "big:*")
+	addr := slowUplinkProxy(t, srv.Addr(), 4<<20)
+	h := startHarness(t, fmt.Sprintf(`[redis]
+url = "redis://%s"
+read_timeout = "300ms"
+write_timeout = "300ms"
+reconnect_min = "10ms"
+reconnect_max = "50ms"
+outbox_events = 100000
+outbox_bytes = "64MiB"
+`, addr))
+	body := strings.Repeat("x", 4<<10)
+	const n = 1024
+	for i := range n {
+		require.NoError(t, h.bus.Publish("big:x", fmt.Sprintf("%d|%s", i, body)))
+	}
+	h.waitFor("the outbox sent", 60*time.Second, func() bool {
+		last := got.get(fmt.Sprintf("big:x=%d|%s", n-1, body)) > 0 // the copies before it are in
+		return h.bus.OutboxLen() == 0 && last || h.bus.Stats.PublishRetry.Load() > 20
+	})
+	retries := h.bus.Stats.PublishRetry.Load()
+	assert.Zero(t, h.bus.OutboxLen(), "messages never sent (%d retried batches)", retries)
+	most := 0
+	for i := range n {
+		k := got.get(fmt.Sprintf("big:x=%d|%s", i, body))
+		assert.Positive(t, k, "message %d published", i)
+		most = max(most, k)
+	}
+	t.Logf("%d retried batches, a message published up to %d times", retries, most)
 }
