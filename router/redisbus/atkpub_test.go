@@ -267,3 +267,25 @@ outbox_bytes = "64MiB"
 	}
 	t.Logf("%d retried batches, a message published up to %d times", retries, most)
 }
+
+// TestPeekBatchBytes: a batch stops before the message that would take it
+// past its bytes, takes one message however big, and is what remove and
+// Persist count as in flight.
+func TestPeekBatchBytes(t *testing.T) {
+	q := newFIFO(1000, 1<<30)
+	for i := range 300 {
+		require.True(t, q.put("c", strings.Repeat("x", 99+i%2))) // 100 or 101 bytes
+	}
+	b := q.peekBatch(nil, 1024, 1000)
+	require.Equal(t, 9, len(b)) // 100+101+... : 9 make 904, 10 make 1005
+	assert.Equal(t, 9, q.inflight)
+	q.remove(len(b))
+	assert.Equal(t, 5, len(q.peekBatch(nil, 5, 1<<20)), "the count bounds it too")
+	q.remove(5)
+	require.True(t, q.put("c", strings.Repeat("y", 5000)))
+	assert.Equal(t, 287, len(q.peekBatch(nil, 1024, 1<<20)), "the big one last")
+	q.remove(286)
+	b = q.peekBatch(nil, 1024, 1000)
+	assert.Equal(t, 1, len(b), "one too big for a batch goes alone")
+	assert.Equal(t, 5001, int(msgSize(&b[0])))
+}

@@ -978,6 +978,14 @@ func reason(err error) string {
 // reference).
 const batchSize = 1024
 
+// batchBytes bounds a batch's channels and payloads (a batch is at least
+// one message, whatever its size): the whole pipeline must be written
+// within write_timeout, else the writer sends it again, and its first
+// messages, which Redis did get, are published once more at every
+// attempt. 1,024 messages of a few KiB are megabytes, more than a slow
+// uplink carries in the 3 s default; 1 MiB is what 256 of 4 KiB were.
+const batchBytes = 1 << 20
+
 // debugSend, set by tests, sees every pipeline of durable entries sent.
 var debugSend func(b *Bus, path string, ids []string)
 
@@ -1040,7 +1048,7 @@ func (b *Bus) write() {
 			flushErr := b.flushSpool()
 			batch = batch[:0]
 			if flushErr == nil {
-				if batch = b.outbox.peekInto(batch, batchSize); len(batch) == 0 {
+				if batch = b.outbox.peekBatch(batch, batchSize, batchBytes); len(batch) == 0 {
 					break
 				}
 			}
