@@ -149,17 +149,20 @@ func (q *fifo) peekBatch(dst []outMsg, n int, maxBytes int64) []outMsg {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n = min(q.q.n, n)
-	if maxBytes > 0 {
-		var size int64
-		for i, m := range q.q.all() {
-			if size += msgSize(m); i >= n || i > 0 && size > maxBytes {
-				n = i
-				break
-			}
-		}
+	if maxBytes <= 0 {
+		q.inflight = n
+		return q.q.appendTo(dst[:0], n)
 	}
-	q.inflight = n
-	return q.q.appendTo(dst[:0], q.inflight)
+	dst = dst[:0]
+	var size int64
+	for i, m := range q.q.all() {
+		if size += msgSize(m); i >= n || i > 0 && size > maxBytes {
+			break
+		}
+		dst = append(dst, *m)
+	}
+	q.inflight = len(dst)
+	return dst
 }
 
 // remove drops the first n messages (n at most what peek returned).
