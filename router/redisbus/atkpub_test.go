@@ -6,12 +6,15 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -288,4 +291,73 @@ func TestPeekBatchBytes(t *testing.T) {
 	b = q.peekBatch(nil, 1024, 1000)
 	assert.Equal(t, 1, len(b), "one too big for a batch goes alone")
 	assert.Equal(t, 5001, int(msgSize(&b[0])))
+}
+
+// TestClusterPublishOrder: messages this server publishes reach a
+// subscriber of a Redis Cluster in the order they were published. A
+// PUBLISH has no key, so go-redis's cluster pipeline sends each one of a
+// batch to a node of its choice, the nodes' parts of the batch running
+// side by side.
+func TestClusterPublishOrder(t *testing.T) {
+	var nodes []*redistest.Server
+	var addrs []string
+	for range 3 {
+		s := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+		nodes = append(nodes, s)
+		addrs = append(addrs, s.Addr())
+	}
+	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
+	require.NoError(t, err, "redis-cli --cluster create: %s", out)
+	ctx := context.Background()
+	for _, n := range nodes {
+		c := redis.NewClient(&redis.Options{Addr: n.Addr(), Protocol: 2})
+		require.Eventually(t, func() bool {
+			info, _ := c.ClusterInfo(ctx).Result()
+			return strings.Contains(info, "cluster_state:ok")
+		}, 30*time.Second, 50*time.Millisecond)
+		c.Close()
+	}
+	sub := redis.NewClient(&redis.Options{Addr: addrs[0], Protocol: 2})
+	t.Cleanup(func() { _ = sub.Close() })
+	got := collect(t, sub, "order:*")
+	// Cluster-bus links come up after the cluster forms: wait until each
+	// node's PUBLISH reaches the subscriber.
+	for i, n := range nodes {
+		c := redis.NewClient(&redis.Options{Addr: n.Addr(), Protocol: 2})
+		waitUntil(t, "node's link", 10*time.Second, func() bool {
+			c.Publish(ctx, "order:probe", fmt.Sprint(i))
+			return got.get("order:probe="+fmt.Sprint(i)) > 0
+		})
+		c.Close()
+	}
+	h := startHarness(t, fmt.Sprintf("[redis]\naddrs = [%q, %q, %q]\nread_timeout = \"1s\"\n", addrs[0], addrs[1], addrs[2]))
+	h.waitStatus("connected")
+	const n = 3000
+	for i := range n {
+		require.NoError(t, h.bus.Publish("order:x", fmt.Sprint(i)))
+	}
+	waitUntil(t, "every message", 30*time.Second, func() bool {
+		for i := range n {
+			if got.get(fmt.Sprintf("order:x=%d", i)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	got.mu.Lock()
+	order := got.order
+	got.mu.Unlock()
+	var first []string
+	for _, s := range order {
+		if strings.HasPrefix(s, "order:x=") && !slices.Contains(first, s) {
+			first = append(first, s)
+		}
+	}
+	misplaced := 0
+	for i, s := range first {
+		if s != fmt.Sprintf("order:x=%d", i) {
+			misplaced++
+		}
+	}
+	assert.Zero(t, misplaced, "messages out of place, of %d: %v", n, first[:min(len(first), 40)])
 }
