@@ -141,11 +141,28 @@ func (q *fifo) release(m *outMsg) {
 func (q *fifo) peek(n int) []outMsg { return q.peekInto(nil, n) }
 
 // peekInto is peek appending to dst[:0].
-func (q *fifo) peekInto(dst []outMsg, n int) []outMsg {
+func (q *fifo) peekInto(dst []outMsg, n int) []outMsg { return q.peekBatch(dst, n, 0) }
+
+// peekBatch is peekInto of no more messages than fit in maxBytes (0: any
+// number), and at least one.
+func (q *fifo) peekBatch(dst []outMsg, n int, maxBytes int64) []outMsg {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.inflight = min(q.q.n, n)
-	return q.q.appendTo(dst[:0], q.inflight)
+	n = min(q.q.n, n)
+	if maxBytes <= 0 {
+		q.inflight = n
+		return q.q.appendTo(dst[:0], n)
+	}
+	dst = dst[:0]
+	var size int64
+	for i, m := range q.q.all() {
+		if size += msgSize(m); i >= n || i > 0 && size > maxBytes {
+			break
+		}
+		dst = append(dst, *m)
+	}
+	q.inflight = len(dst)
+	return dst
 }
 
 // remove drops the first n messages (n at most what peek returned).

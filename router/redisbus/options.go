@@ -20,6 +20,14 @@ import (
 // unanswered message.
 const noRetries = -1
 
+// firstShard sends every keyless command (PUBLISH above all) to the same
+// master. go-redis's default turns from one master to the next at each
+// command, and runs the masters' parts of a pipeline side by side: the
+// messages of a batch reached subscribers interleaved, out of order.
+type firstShard struct{}
+
+func (firstShard) Next(int) int { return 0 }
+
 // NewClient builds the go-redis client for a validated config: a single
 // server (URL or fields), Sentinel (master_name + addrs) or Cluster (addrs).
 func NewClient(c config.Redis) (redis.UniversalClient, error) {
@@ -41,6 +49,7 @@ func NewClient(c config.Redis) (redis.UniversalClient, error) {
 			Addrs: c.Addrs, Username: c.Username, Password: c.Password, TLSConfig: tlsConfig,
 			DialTimeout: c.ConnectTimeout.D(), ReadTimeout: c.ReadTimeout.D(), WriteTimeout: c.WriteTimeout.D(),
 			Protocol: 2, DisableIdentity: true, MaintNotificationsConfig: maint, MaxRetries: noRetries,
+			ShardPicker: firstShard{},
 		}), nil
 	}
 	opt := &redis.Options{}

@@ -92,6 +92,9 @@ type Bus struct {
 	doneGen atomic.Uint64
 	done    chan struct{}
 	closing sync.Once
+	// closeClient closes the go-redis client, once: at Close, or, when
+	// the writer was running then, once the writer has stopped.
+	closeClient func()
 
 	refusedMu sync.Mutex
 	refusals  map[string]bool // "c:channel" or "p:pattern" that Redis refused
@@ -185,6 +188,9 @@ func New(c config.Redis) (*Bus, error) {
 		liveSig: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
+	b.closeClient = sync.OnceFunc(func() {
+		go client.Close() // may wait on a dial in progress
+	})
 	b.reconnectMin.Store(int64(c.ReconnectMin.D()))
 	b.reconnectMax.Store(int64(c.ReconnectMax.D()))
 	return b, nil
@@ -473,7 +479,14 @@ func (b *Bus) OutboxLen() int { return b.outbox.len() }
 func (b *Bus) Close() error {
 	b.closing.Do(func() {
 		close(b.done)
-		go b.client.Close() // may wait on a dial in progress
+		// A batch the writer has in flight is let finish (it stops at
+		// the next one, and closes the client then): cut, it stayed in
+		// the outbox, and was passed on to the next bus at a Reload, or
+		// counted as discarded, although Redis had published all or part
+		// of it. It takes at most write_timeout + read_timeout.
+		if !b.writing.Load() {
+			b.closeClient()
+		}
 		b.closeStreams()
 	})
 	return nil
@@ -978,6 +991,14 @@ func reason(err error) string {
 // reference).
 const batchSize = 1024
 
+// batchBytes bounds a batch's channels and payloads (a batch is at least
+// one message, whatever its size): the whole pipeline must be written
+// within write_timeout, else the writer sends it again, and its first
+// messages, which Redis did get, are published once more at every
+// attempt. 1,024 messages of a few KiB are megabytes, more than a slow
+// uplink carries in the 3 s default; 1 MiB is what 256 of 4 KiB were.
+const batchBytes = 1 << 20
+
 // debugSend, set by tests, sees every pipeline of durable entries sent.
 var debugSend func(b *Bus, path string, ids []string)
 
@@ -994,6 +1015,9 @@ func (b *Bus) write() {
 	defer b.wg.Done()
 	defer func() { // after a HandOver, whatever ended the loop
 		b.writing.Store(false)
+		if b.closed() { // Close left the client to this writer (see Close)
+			b.closeClient()
+		}
 		if d := b.durable; d != nil {
 			signal(d.wake) // a wake this writer took goes to the next one
 		}
@@ -1040,7 +1064,7 @@ func (b *Bus) write() {
 			flushErr := b.flushSpool()
 			batch = batch[:0]
 			if flushErr == nil {
-				if batch = b.outbox.peekInto(batch, batchSize); len(batch) == 0 {
+				if batch = b.outbox.peekBatch(batch, batchSize, batchBytes); len(batch) == 0 {
 					break
 				}
 			}
