@@ -3,7 +3,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,27 +14,6 @@ import (
 
 	"github.com/gmod-realtime/realtime/internal/redistest"
 )
-
-// startCluster starts a 3-node Redis Cluster on loopback and returns its
-// addresses once every node reports cluster_state:ok.
-func startCluster(t *testing.T) []string {
-	t.Helper()
-	var addrs []string
-	for i := 0; i < 3; i++ {
-		addrs = append(addrs, redistest.Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000").Addr())
-	}
-	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
-	require.NoError(t, err, "redis-cli --cluster create: %s", out)
-	for _, a := range addrs {
-		c := redis.NewClient(&redis.Options{Addr: a, Protocol: 2})
-		require.Eventually(t, func() bool {
-			info, _ := c.ClusterInfo(context.Background()).Result()
-			return strings.Contains(info, "cluster_state:ok")
-		}, 30*time.Second, 50*time.Millisecond)
-		_ = c.Close()
-	}
-	return addrs
-}
 
 // clusterEntry is tests/lua/streams_cluster.lua's line for one delivery.
 var clusterEntry = regexp.MustCompile(`(?m)^entry (\S+) (\S+) (\d+) (\S+)$`)
@@ -61,7 +39,7 @@ func handled(out string) (map[string]int, map[string]int) {
 // was killed (SIGKILL, its main thread stuck in a handler) are still
 // pending and come back, delivered a second time, to the restarted server.
 func TestStreamRoutesCluster(t *testing.T) {
-	addrs := startCluster(t)
+	addrs := redistest.StartCluster(t, 3)
 	ctx := context.Background()
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2})
 	defer cc.Close()

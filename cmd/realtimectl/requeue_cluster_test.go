@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,12 +16,7 @@ import (
 // claim in different slots) requeue-dead moves every dead letter once,
 // and a second run meanwhile stops at the claim.
 func TestRequeueDeadCluster(t *testing.T) {
-	var addrs []string
-	for range 3 {
-		addrs = append(addrs, redistest.Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000").Addr())
-	}
-	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
-	require.NoError(t, err, "redis-cli --cluster create: %s", out)
+	addrs := redistest.StartCluster(t, 3)
 	ctx := ctxFor(t)
 	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
 	t.Cleanup(func() { _ = rc.Close() })

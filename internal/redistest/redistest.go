@@ -237,3 +237,32 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// StartCluster starts a Redis Cluster of n masters on loopback
+// (redis-cli --cluster create) and returns their addresses once every node
+// reports cluster_state:ok.
+func StartCluster(t testing.TB, n int) []string {
+	t.Helper()
+	var addrs []string
+	for range n {
+		addrs = append(addrs, Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000").Addr())
+	}
+	if out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v: %s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, a := range addrs {
+		host, port, _ := net.SplitHostPort(a)
+		for {
+			out, _ := exec.Command("redis-cli", "-h", host, "-p", port, "cluster", "info").Output()
+			if strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redis cluster %v: node %s not ok after 30 s: %s", addrs, a, out)
+			}
+			time.Sleep(50 * time.Millisecond) // polling the condition
+		}
+	}
+	return addrs
+}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -301,31 +300,15 @@ func TestPeekBatchBytes(t *testing.T) {
 // batch to a node of its choice, the nodes' parts of the batch running
 // side by side.
 func TestClusterPublishOrder(t *testing.T) {
-	var nodes []*redistest.Server
-	var addrs []string
-	for range 3 {
-		s := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
-		nodes = append(nodes, s)
-		addrs = append(addrs, s.Addr())
-	}
-	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
-	require.NoError(t, err, "redis-cli --cluster create: %s", out)
+	addrs := redistest.StartCluster(t, 3)
 	ctx := context.Background()
-	for _, n := range nodes {
-		c := redis.NewClient(&redis.Options{Addr: n.Addr(), Protocol: 2})
-		require.Eventually(t, func() bool {
-			info, _ := c.ClusterInfo(ctx).Result()
-			return strings.Contains(info, "cluster_state:ok")
-		}, 30*time.Second, 50*time.Millisecond)
-		c.Close()
-	}
 	sub := redis.NewClient(&redis.Options{Addr: addrs[0], Protocol: 2})
 	t.Cleanup(func() { _ = sub.Close() })
 	got := collect(t, sub, "order:*")
 	// Cluster-bus links come up after the cluster forms: wait until each
 	// node's PUBLISH reaches the subscriber.
-	for i, n := range nodes {
-		c := redis.NewClient(&redis.Options{Addr: n.Addr(), Protocol: 2})
+	for i, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a, Protocol: 2})
 		waitUntil(t, "node's link", 10*time.Second, func() bool {
 			c.Publish(ctx, "order:probe", fmt.Sprint(i))
 			return got.get("order:probe="+fmt.Sprint(i)) > 0

@@ -3,9 +3,7 @@ package redisbus
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,24 +17,8 @@ import (
 // receives what is published to any node (classic pub/sub is broadcast
 // across the cluster).
 func TestCluster(t *testing.T) {
-	var nodes []*redistest.Server
-	var addrs []string
-	for i := 0; i < 3; i++ {
-		s := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
-		nodes = append(nodes, s)
-		addrs = append(addrs, s.Addr())
-	}
-	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
-	require.NoError(t, err, "redis-cli --cluster create: %s", out)
+	addrs := redistest.StartCluster(t, 3)
 	ctx := context.Background()
-	for _, n := range nodes {
-		c := redis.NewClient(&redis.Options{Addr: n.Addr(), Protocol: 2})
-		require.Eventually(t, func() bool {
-			info, _ := c.ClusterInfo(ctx).Result()
-			return strings.Contains(info, "cluster_state:ok")
-		}, 30*time.Second, 50*time.Millisecond)
-		c.Close()
-	}
 
 	h := startHarness(t, fmt.Sprintf(`
 [redis]
@@ -50,11 +32,11 @@ handler = "h"
 	h.waitStatus("connected")
 
 	h.waitSubscribed()
-	for i, n := range nodes {
+	for i, a := range addrs {
 		// A node forwards a PUBLISH only over the cluster-bus links it has
 		// up, and links are still being made just after the cluster forms:
 		// publish again until this node's message has come through.
-		c := redis.NewClient(&redis.Options{Addr: n.Addr(), Protocol: 2})
+		c := redis.NewClient(&redis.Options{Addr: a, Protocol: 2})
 		ch, want := fmt.Sprintf("player:%d", i), fmt.Sprintf("players<-player:%d=via node", i)
 		h.waitFor(want, 10*time.Second, func() bool {
 			if slices.Contains(h.msgs, want) {
@@ -68,7 +50,7 @@ handler = "h"
 	// Publishing through the module reaches the cluster too.
 	sub := redis.NewClient(&redis.Options{Addr: addrs[2], Protocol: 2}).Subscribe(ctx, "out")
 	defer sub.Close()
-	_, err = sub.Receive(ctx)
+	_, err := sub.Receive(ctx)
 	require.NoError(t, err)
 	require.NoError(t, h.r.Publish("out", "from module"))
 	m, err := sub.ReceiveMessage(ctx)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -763,24 +762,10 @@ func fillStream(b testing.TB, c *redis.Client, stream string, n int) {
 // acknowledged and dead-lettered (the dead-letter stream may sit on
 // another node than its stream).
 func TestStreamCluster(t *testing.T) {
-	var addrs []string
-	for i := 0; i < 3; i++ {
-		s := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
-		addrs = append(addrs, s.Addr())
-	}
-	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
-	require.NoError(t, err, "redis-cli --cluster create: %s", out)
+	addrs := redistest.StartCluster(t, 3)
 	ctx := context.Background()
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2})
 	t.Cleanup(func() { _ = cc.Close() })
-	for _, a := range addrs {
-		c := redis.NewClient(&redis.Options{Addr: a, Protocol: 2})
-		require.Eventually(t, func() bool {
-			info, _ := c.ClusterInfo(ctx).Result()
-			return strings.Contains(info, "cluster_state:ok")
-		}, 30*time.Second, 50*time.Millisecond)
-		_ = c.Close()
-	}
 	names := []string{"alpha", "beta", "gamma", "delta"}
 	nodes := map[string]bool{}
 	var specs []StreamSpec
