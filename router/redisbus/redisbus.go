@@ -92,9 +92,6 @@ type Bus struct {
 	doneGen atomic.Uint64
 	done    chan struct{}
 	closing sync.Once
-	// closeClient closes the go-redis client, once: at Close, or, when
-	// the writer was running then, once the writer has stopped.
-	closeClient func()
 
 	refusedMu sync.Mutex
 	refusals  map[string]bool // "c:channel" or "p:pattern" that Redis refused
@@ -188,9 +185,6 @@ func New(c config.Redis) (*Bus, error) {
 		liveSig: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
-	b.closeClient = sync.OnceFunc(func() {
-		go client.Close() // may wait on a dial in progress
-	})
 	b.reconnectMin.Store(int64(c.ReconnectMin.D()))
 	b.reconnectMax.Store(int64(c.ReconnectMax.D()))
 	return b, nil
@@ -479,14 +473,7 @@ func (b *Bus) OutboxLen() int { return b.outbox.len() }
 func (b *Bus) Close() error {
 	b.closing.Do(func() {
 		close(b.done)
-		// A batch the writer has in flight is let finish (it stops at
-		// the next one, and closes the client then): cut, it stayed in
-		// the outbox, and was passed on to the next bus at a Reload, or
-		// counted as discarded, although Redis had published all or part
-		// of it. It takes at most write_timeout + read_timeout.
-		if !b.writing.Load() {
-			b.closeClient()
-		}
+		go b.client.Close() // may wait on a dial in progress
 		b.closeStreams()
 	})
 	return nil
@@ -1015,9 +1002,6 @@ func (b *Bus) write() {
 	defer b.wg.Done()
 	defer func() { // after a HandOver, whatever ended the loop
 		b.writing.Store(false)
-		if b.closed() { // Close left the client to this writer (see Close)
-			b.closeClient()
-		}
 		if d := b.durable; d != nil {
 			signal(d.wake) // a wake this writer took goes to the next one
 		}
