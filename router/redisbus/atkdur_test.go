@@ -121,9 +121,11 @@ func TestAppendKeptThroughOOM(t *testing.T) {
 	require.Equal(t, want, ids, "entries appended while Redis was out of memory were dropped (refused %d, durable lost %d)", h.bus.Stats.Refused.Load(), h.bus.Stats.DurableLost.Load())
 }
 
-// latencyProxy forwards TCP connections to target, holding every chunk
-// of the server's replies for delay (a Redis across a WAN).
-func latencyProxy(t *testing.T, target string, delay time.Duration) string {
+// pipeProxy forwards TCP connections to target through pipe, which runs
+// on a goroutine per connection and copies both ways between the client
+// cl and the server sv as it likes, closing each side it is done writing
+// to; the connections are closed at the test's end.
+func pipeProxy(t *testing.T, target string, pipe func(cl, sv net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -155,40 +157,48 @@ func latencyProxy(t *testing.T, target string, delay time.Duration) string {
 			mu.Lock()
 			conns = append(conns, cl, sv)
 			mu.Unlock()
-			type chunk struct {
-				at time.Time
-				b  []byte
-			}
-			q := make(chan chunk, 1024)
-			wg.Add(3)
-			go func() { defer wg.Done(); _, _ = io.Copy(sv, cl); _ = sv.Close() }()
-			go func() {
-				defer wg.Done()
-				defer close(q)
-				for {
-					buf := make([]byte, 64<<10)
-					n, err := sv.Read(buf)
-					if n > 0 {
-						q <- chunk{time.Now().Add(delay), buf[:n]}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-			go func() {
-				defer wg.Done()
-				defer cl.Close()
-				for c := range q {
-					time.Sleep(time.Until(c.at))
-					if _, err := cl.Write(c.b); err != nil {
-						return
-					}
-				}
-			}()
+			wg.Add(1)
+			go func() { defer wg.Done(); pipe(cl, sv) }()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// latencyProxy forwards TCP connections to target, holding every chunk
+// of the server's replies for delay (a Redis across a WAN).
+func latencyProxy(t *testing.T, target string, delay time.Duration) string {
+	return pipeProxy(t, target, func(cl, sv net.Conn) {
+		type chunk struct {
+			at time.Time
+			b  []byte
+		}
+		q := make(chan chunk, 1024)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); _, _ = io.Copy(sv, cl); _ = sv.Close() }()
+		go func() {
+			defer wg.Done()
+			defer close(q)
+			for {
+				buf := make([]byte, 64<<10)
+				n, err := sv.Read(buf)
+				if n > 0 {
+					q <- chunk{time.Now().Add(delay), buf[:n]}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		defer wg.Wait()
+		defer cl.Close()
+		for c := range q {
+			time.Sleep(time.Until(c.at))
+			if _, err := cl.Write(c.b); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // TestSpoolFlushedWhilePublishing: once appends went to the spool (the

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -172,63 +171,29 @@ handler = "h"
 // commands at about rate bytes a second (a server's uplink to a distant
 // Redis), the replies at once.
 func slowUplinkProxy(t *testing.T, target string, rate int) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return pipeProxy(t, target, func(cl, sv net.Conn) {
+		_ = cl.(*net.TCPConn).SetReadBuffer(16 << 10)
+		done := make(chan struct{})
+		go func() { defer close(done); _, _ = io.Copy(cl, sv); _ = cl.Close() }()
+		defer func() { <-done }()
+		defer sv.Close()
+		const piece = 4 << 10
+		buf := make([]byte, piece)
+		start, sent := time.Now(), 0
 		for {
-			cl, err := ln.Accept()
+			n, err := cl.Read(buf)
+			if n > 0 {
+				if _, werr := sv.Write(buf[:n]); werr != nil {
+					return
+				}
+				sent += n
+				time.Sleep(time.Until(start.Add(time.Duration(sent) * time.Second / time.Duration(rate))))
+			}
 			if err != nil {
 				return
 			}
-			sv, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = cl.Close()
-				continue
-			}
-			_ = cl.(*net.TCPConn).SetReadBuffer(16 << 10)
-			mu.Lock()
-			conns = append(conns, cl, sv)
-			mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); _, _ = io.Copy(cl, sv); _ = cl.Close() }()
-			go func() {
-				defer wg.Done()
-				defer sv.Close()
-				const piece = 4 << 10
-				buf := make([]byte, piece)
-				start, sent := time.Now(), 0
-				for {
-					n, err := cl.Read(buf)
-					if n > 0 {
-						if _, werr := sv.Write(buf[:n]); werr != nil {
-							return
-						}
-						sent += n
-						time.Sleep(time.Until(start.Add(time.Duration(sent) * time.Second / time.Duration(rate))))
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // TestBigBatchOnSlowUplink: a batch is as many messages as wait, up to
