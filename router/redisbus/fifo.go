@@ -138,13 +138,10 @@ func (q *fifo) release(m *outMsg) {
 
 // peek copies up to n messages from the head; they stay at the head
 // until remove.
-func (q *fifo) peek(n int) []outMsg { return q.peekInto(nil, n) }
+func (q *fifo) peek(n int) []outMsg { return q.peekBatch(nil, n, 0) }
 
-// peekInto is peek appending to dst[:0].
-func (q *fifo) peekInto(dst []outMsg, n int) []outMsg { return q.peekBatch(dst, n, 0) }
-
-// peekBatch is peekInto of no more messages than fit in maxBytes (0: any
-// number), and at least one.
+// peekBatch is peek appending to dst[:0], of no more messages than fit in
+// maxBytes (0: any number), and at least one.
 func (q *fifo) peekBatch(dst []outMsg, n int, maxBytes int64) []outMsg {
 	q.mu.Lock()
 	defer q.mu.Unlock()
