@@ -632,6 +632,12 @@ func (b *bench) frames() error {
 		ref("max", "max", "<= 5000")
 		b.add(row{"frames", v.name + fmt.Sprintf(": frames over 3 ms of %.0f (ref: the 2 ms Lua loop's)", res["frames"]),
 			us("over3ms"), fmt.Sprintf("%.0f", spin["over3ms"]), "-", ""})
+		// How often the OS took the core during a call, beside the same
+		// share of the Lua loop's calls: a module whose own threads crowded
+		// out the main thread would be preempted more than the loop.
+		preemptedPct := func(r map[string]float64) float64 { return 100 * (r["frames"] - r["calm"]) / max(r["frames"], 1) }
+		b.add(row{"frames", v.name + ": % of calls preempted by the OS (ref: the 2 ms Lua loop's)",
+			fmt.Sprintf("%.0f", preemptedPct(res)), fmt.Sprintf("%.0f", preemptedPct(spin)), ratio(preemptedPct(res), preemptedPct(spin)), ""})
 		calm("p99", "p99")
 		calm("max", "max")
 		b.add(row{"frames", v.name + ": frames over 3 ms among those not preempted", us("calm_over3ms"), "-", "-", ""})
