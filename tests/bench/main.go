@@ -368,6 +368,26 @@ func redisTOML(srv *redistest.Server, rest string) string {
 	return fmt.Sprintf("[server]\nid = \"bench\"\n\n[redis]\nurl = %q\n\n%s", srv.URL(), rest)
 }
 
+// spinner starts a host with the module connected to srv, spinning its
+// frames at a full core and subscribed to nothing that is published: run
+// beside a reference, it leaves the reference the CPU a module's spinning
+// host leaves the module (on 2 cores, one).
+func (b *bench) spinner(srv *redistest.Server) (*gmodserver.Process, error) {
+	spin, err := b.server("spin", redisTOML(srv, "[[routes]]\npattern = \"idle:*\"\nhandler = \"H\"\n"))
+	if err != nil {
+		return nil, err
+	}
+	h, err := start(spin, "sink.lua", 0)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := wait(h, "ready", 30*time.Second); err != nil {
+		h.Kill()
+		return nil, err
+	}
+	return h, nil
+}
+
 // throughput: N events to player:spawn, routed by player:* to a Lua
 // handler, the host pumping every frame with no sleep; beside a raw
 // go-redis subscriber that only counts.
@@ -400,15 +420,8 @@ func (b *bench) throughput() error {
 			count, last := sub.waitCount(n)
 			return float64(count) / last.Sub(t0).Seconds(), pub, nil
 		}
-		spin, err := b.server("throughput-spin", redisTOML(srv, "[[routes]]\npattern = \"idle:*\"\nhandler = \"H\"\n"))
+		spinner, err := b.spinner(srv)
 		if err != nil {
-			return err
-		}
-		spinner, err := start(spin, "sink.lua", 0)
-		if err != nil {
-			return err
-		}
-		if _, err := wait(spinner, "ready", 30*time.Second); err != nil {
 			return err
 		}
 		refRate, _, err := ref(false)
@@ -481,14 +494,38 @@ func (b *bench) latency() error {
 			return err
 		}
 		payload := func(stamp int64) string { return strconv.FormatInt(stamp, 10) + ":player spawned" }
-		sub, err := subscribe(c, "player:*", true)
+		// Reference: a go-redis subscriber fed the same paced stream; with
+		// a continuous pump, while a host with the module spins its frames
+		// beside it, as for throughput (the pump's spinning takes a core
+		// that a server, sleeping between ticks, does not), and alone.
+		refLat := func(spinning bool) (r50, r99, r999 float64, err error) {
+			if spinning {
+				spinner, err := b.spinner(srv)
+				if err != nil {
+					return 0, 0, 0, err
+				}
+				defer spinner.Kill()
+			}
+			sub, err := subscribe(c, "player:*", true)
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			sent := publishPaced(c, []string{"player:spawn"}, v.rate, d, payload)
+			sub.waitCount(sent)
+			sub.ps.Close()
+			r50, r99, r999 = percentiles(sub.lat)
+			return r50, r99, r999, nil
+		}
+		r50, r99, r999, err := refLat(v.tick == 0)
 		if err != nil {
 			return err
 		}
-		sent := publishPaced(c, []string{"player:spawn"}, v.rate, d, payload)
-		sub.waitCount(sent)
-		sub.ps.Close()
-		r50, r99, r999 := percentiles(sub.lat)
+		var alone99, alone999 float64
+		if v.tick == 0 {
+			if _, alone99, alone999, err = refLat(false); err != nil {
+				return err
+			}
+		}
 
 		s, err := b.server("latency", redisTOML(srv, routesTOML(0, "raw")))
 		if err != nil {
@@ -529,6 +566,10 @@ func (b *bench) latency() error {
 			fmt.Sprintf("%.0f", res["p99"]), fmt.Sprintf("%.0f", r99), ratio(res["p99"], r99), target})
 		b.add(row{"latency", name + ": p99.9 µs" + adds(res["p999"], r999),
 			fmt.Sprintf("%.0f", res["p999"]), fmt.Sprintf("%.0f", r999), ratio(res["p999"], r999), target999})
+		if v.tick == 0 {
+			b.add(row{"latency", name + ": p99 / p99.9 µs of the reference alone (no host spinning beside it)",
+				"-", fmt.Sprintf("%.0f / %.0f", alone99, alone999), "-", ""})
+		}
 		if v.tick > 0 {
 			// The module's own share: from the start of the ProcessEvents
 			// call that handed the event over (or from its stamp, if it was
