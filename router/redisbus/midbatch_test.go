@@ -283,3 +283,28 @@ func TestReloadsMidBatchRandom(t *testing.T) {
 		})
 	}
 }
+
+// TestDisconnectWhileRedisStallsMidBatch: Disconnect (Close with no
+// HandOver) while the writer's batch waits on a Redis that answers
+// nothing (stopped). Close returns at once, the bus's goroutines stop
+// once the batch's answers are overdue (write_timeout + read_timeout),
+// not when Redis comes back, and each message is counted once: published
+// or discarded.
+func TestDisconnectWhileRedisStallsMidBatch(t *testing.T) {
+	srv := redistest.Start(t)
+	h := newHarness(t, srv, "", `write_timeout = "300ms"`)
+	h.waitStatus("connected")
+	h.waitSubscribed()
+	srv.Pause()
+	defer srv.Resume()
+	const n = 100
+	for i := range n {
+		require.NoError(t, h.r.Publish("stall", fmt.Sprint(i)))
+	}
+	h.waitFor("the writer sending its batch", 10*time.Second, writerInBatch)
+	require.NoError(t, h.r.Close())
+	waitStopped(t, h.bus)
+	assert.Equal(t, uint64(n), h.bus.Stats.Published.Load()+h.bus.Stats.Discarded.Load(),
+		"published %d + discarded %d", h.bus.Stats.Published.Load(), h.bus.Stats.Discarded.Load())
+	assert.Equal(t, h.bus.Stats.Discarded.Load(), h.r.Stats.PublishFails.Load(), "publish_failed")
+}
