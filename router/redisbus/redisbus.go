@@ -92,6 +92,9 @@ type Bus struct {
 	doneGen atomic.Uint64
 	done    chan struct{}
 	closing sync.Once
+	// closeClient closes the go-redis client, once: at Close, or, if the
+	// writer ran then, when the writer stops (see Close).
+	closeClient func()
 
 	refusedMu sync.Mutex
 	refusals  map[string]bool // "c:channel" or "p:pattern" that Redis refused
@@ -185,6 +188,9 @@ func New(c config.Redis) (*Bus, error) {
 		liveSig: make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
+	b.closeClient = sync.OnceFunc(func() {
+		go client.Close() // may wait on a dial in progress
+	})
 	b.reconnectMin.Store(int64(c.ReconnectMin.D()))
 	b.reconnectMax.Store(int64(c.ReconnectMax.D()))
 	return b, nil
@@ -322,6 +328,12 @@ func (b *Bus) finishDrain(req *drainReq) {
 
 // passOutbox gives the outbox to the bus HandOver named, if any, once.
 // Only the writer calls it, or HandOver when the writer does not run.
+//
+// b's messages land where they go with b.handMu held: an outbox of a
+// predecessor passed to b from now on goes on past b (passed), and must
+// land after b's own, so that it is put ahead of them. With the lock let
+// go first, an older outbox forwarded meanwhile landed first and b's own,
+// newer messages were put ahead of it: published before it, out of order.
 func (b *Bus) passOutbox() {
 	b.handMu.Lock()
 	if b.next == nil || b.passed {
@@ -331,28 +343,31 @@ func (b *Bus) passOutbox() {
 	b.passed = true
 	msgs := b.outbox.takeAll()
 	waiting := b.preds.Swap(0) // they will reach next now
-	next := b.next
+	// Lock order: handMu along the chain (arrive takes next's).
+	at := b.next.arrive(msgs, waiting-1)
 	b.handMu.Unlock()
-	next.arrive(msgs, waiting-1)
+	if at != nil {
+		at.countDiscarded(msgs)
+	}
 }
 
 // arrive puts msgs, an outbox handed over to b, ahead of b's own messages,
 // or passes them on if b has passed its outbox already; preds changes by
-// delta where they land.
-func (b *Bus) arrive(msgs []outMsg, delta int64) {
+// delta where they land. When they reach a bus that discards (closed with
+// no HandOver), it returns that bus, for the caller to count them there.
+func (b *Bus) arrive(msgs []outMsg, delta int64) (discardedAt *Bus) {
 	for d := b; ; {
 		d.handMu.Lock()
 		if !d.passed && d.discarding {
 			d.handMu.Unlock()
-			d.countDiscarded(msgs)
-			return
+			return d
 		}
 		if !d.passed {
 			d.outbox.prepend(msgs)
 			d.preds.Add(delta)
 			d.handMu.Unlock()
 			signal(d.liveSig)
-			return
+			return nil
 		}
 		next := d.next
 		d.handMu.Unlock()
@@ -470,10 +485,20 @@ func (b *Bus) OutboxLen() int { return b.outbox.len() }
 // for them: a hung network must not hang a map change. Queued publishes
 // are discarded, unless HandOver gave them to a successor, and counted
 // (Stats.Discarded and the sink's Discarded). Idempotent.
+//
+// A batch the writer has sent is not cut: its answers are awaited (at
+// most write_timeout + read_timeout, in the background), and the writer
+// closes the client once it stops. Cut, the batch stayed in the outbox as
+// unanswered although Redis had published all or part of it: at a Reload
+// the next bus published it a second time (a Replace closes the old bus
+// once the new one is connected, whatever its writer does), and at a
+// Disconnect it was counted as discarded.
 func (b *Bus) Close() error {
 	b.closing.Do(func() {
 		close(b.done)
-		go b.client.Close() // may wait on a dial in progress
+		if !b.writing.Load() { // else the writer closes it when it stops
+			b.closeClient()
+		}
 		b.closeStreams()
 	})
 	return nil
@@ -1002,6 +1027,9 @@ func (b *Bus) write() {
 	defer b.wg.Done()
 	defer func() { // after a HandOver, whatever ended the loop
 		b.writing.Store(false)
+		if b.closed() { // Close left the client to this writer
+			b.closeClient()
+		}
 		if d := b.durable; d != nil {
 			signal(d.wake) // a wake this writer took goes to the next one
 		}
