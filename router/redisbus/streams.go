@@ -180,6 +180,8 @@ type stream struct {
 
 	reread atomic.Bool // Release: re-read the pending entries
 
+	replySize int // the reader's last XREADGROUP reply's size, in bytes
+
 	// The worker's own timers; only the worker touches them.
 	nextKeep, nextClaim, nextStats time.Time
 	claimCursor                    string
@@ -1122,8 +1124,14 @@ func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.Univ
 	spec := s.spec
 	count := max(min(*next, int64(r.opt.MaxInFlight-len(s.tracked))), 1)
 	s.mu.Unlock()
-	v, err := client.Do(ctx, "xreadgroup", "group", spec.Group, r.opt.Consumer, "count", count,
-		"block", r.opt.Block.Milliseconds(), "streams", spec.Stream, ">").Result()
+	args := []any{"xreadgroup", "group", spec.Group, r.opt.Consumer, "count", count,
+		"block", r.opt.Block.Milliseconds(), "streams", spec.Stream, ">"}
+	entries, err := readRaw(ctx, client, &s.replySize, args...)
+	if err == errRawReply {
+		// an error reply: Redis ran nothing, so the generic path sends it
+		// again, to type the error (or follow a Cluster's redirection)
+		entries, err = readGeneric(ctx, client, args...)
+	}
 	if err == redis.Nil {
 		*next = r.opt.Count
 		return nil // nothing yet
@@ -1132,21 +1140,12 @@ func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.Univ
 		*next = r.opt.Count
 		return err
 	}
-	n := 0
-	streams, _ := v.([]any)
-	for _, st := range streams {
-		pair, _ := st.([]any)
-		if len(pair) != 2 {
+	n := len(entries)
+	for _, e := range entries {
+		if e.fields == nil {
 			continue
 		}
-		entries := parseEntries(pair[1])
-		n += len(entries)
-		for _, e := range entries {
-			if e.fields == nil {
-				continue
-			}
-			r.offer(s, Entry{Stream: spec.Stream, Group: spec.Group, ID: e.id, Fields: e.fields, Deliveries: 1})
-		}
+		r.offer(s, Entry{Stream: spec.Stream, Group: spec.Group, ID: e.id, Fields: e.fields, Deliveries: 1})
 	}
 	s.mu.Lock()
 	refused := len(s.held) > 0
@@ -1249,6 +1248,7 @@ func (r *StreamReader) remember(s *stream, key, id string) {
 	if s.seen == nil {
 		s.seen = map[string]string{}
 	}
+	key = strings.Clone(key) // not a slice of its reply (see readRaw)
 	if len(s.seenOrder) < r.opt.DedupeWindow {
 		s.seenOrder = append(s.seenOrder, key)
 	} else {
@@ -1355,6 +1355,22 @@ func parseEntries(v any) []rawEntry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// readGeneric is readRaw through go-redis's generic reply.
+func readGeneric(ctx context.Context, c redis.UniversalClient, args ...any) ([]rawEntry, error) {
+	v, err := c.Do(ctx, args...).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []rawEntry
+	streams, _ := v.([]any)
+	for _, st := range streams {
+		if pair, _ := st.([]any); len(pair) == 2 {
+			out = append(out, parseEntries(pair[1])...)
+		}
+	}
+	return out, nil
 }
 
 // xclaim takes ids to consumer (min idle 0: they are ours or meant to be),
