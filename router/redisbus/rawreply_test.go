@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,4 +159,53 @@ func TestParseReadReplyMalformed(t *testing.T) {
 	var v any = []any{[]any{"s", []any{int64(5), []any{"x"}, []any{int64(7), []any{}}}}}
 	gen := parseEntries(v.([]any)[0].([]any)[1])
 	assert.Equal(t, []rawEntry{{id: "", fields: []string{}}}, gen)
+}
+
+// TestIDLessModel compares idLess with the numeric order of the ids'
+// parsed parts on random ids (edges: equal parts, zeros, 20 digits,
+// leading zeros, ""), seed printed on failure.
+func TestIDLessModel(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 2))
+	part := func() string {
+		switch rng.IntN(5) {
+		case 0:
+			return "0"
+		case 1:
+			return strconv.FormatUint(rng.Uint64(), 10) // up to 20 digits
+		case 2:
+			return "00" + strconv.FormatUint(rng.Uint64N(100), 10)
+		default:
+			return strconv.FormatUint(rng.Uint64N(1000), 10)
+		}
+	}
+	id := func() string {
+		if rng.IntN(20) == 0 {
+			return ""
+		}
+		return part() + "-" + part()
+	}
+	parse := func(s string) (uint64, uint64) {
+		ms, seq, _ := strings.Cut(s, "-")
+		m, _ := strconv.ParseUint(ms, 10, 64)
+		q, _ := strconv.ParseUint(seq, 10, 64)
+		return m, q
+	}
+	model := func(a, b string) bool {
+		if a == "" {
+			return b != ""
+		}
+		am, as := parse(a)
+		bm, bs := parse(b)
+		return am < bm || am == bm && as < bs
+	}
+	for range 100000 {
+		a, b := id(), id()
+		if rng.IntN(4) == 0 {
+			b = a
+		}
+		if got, want := idLess(a, b), model(a, b); got != want {
+			t.Fatalf("seed %d: idLess(%q, %q) = %v, want %v", seed, a, b, got, want)
+		}
+	}
 }

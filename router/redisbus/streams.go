@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1308,21 +1307,28 @@ func fieldValue(pairs []string, name string) string {
 	return ""
 }
 
-// idLess compares stream ids "ms-seq"; "" is the least.
+// idLess compares stream ids "ms-seq"; "" is the least. It compares the
+// decimal parts by length, then byte by byte, without parsing them (the
+// read loop calls it for every entry).
 func idLess(a, b string) bool {
 	if a == "" {
 		return b != ""
 	}
-	am, as := splitID(a)
-	bm, bs := splitID(b)
-	return am < bm || am == bm && as < bs
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if c := cmpDecimal(am, bm); c != 0 {
+		return c < 0
+	}
+	return cmpDecimal(as, bs) < 0
 }
 
-func splitID(id string) (uint64, uint64) {
-	ms, seq, _ := strings.Cut(id, "-")
-	m, _ := strconv.ParseUint(ms, 10, 64)
-	q, _ := strconv.ParseUint(seq, 10, 64)
-	return m, q
+// cmpDecimal compares two unsigned decimal numbers written in strings.
+func cmpDecimal(a, b string) int {
+	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+	if len(a) != len(b) {
+		return cmp.Compare(len(a), len(b))
+	}
+	return strings.Compare(a, b)
 }
 
 // rawEntry is one entry of a reply; fields is nil for an entry deleted
