@@ -41,6 +41,9 @@ type Entry struct {
 	// Deliveries is Redis's delivery counter for this entry, this
 	// delivery included (1 the first time).
 	Deliveries int64
+	// Received is when the read loop read it, one clock read for its
+	// reply; zero (offered again later, claimed): the sink's clock.
+	Received time.Time
 }
 
 // StreamSink receives the entries. Its methods are called from the
@@ -1140,11 +1143,12 @@ func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.Univ
 		return err
 	}
 	n := len(entries)
+	now := time.Now()
 	for _, e := range entries {
 		if e.fields == nil {
 			continue
 		}
-		r.offer(s, Entry{Stream: spec.Stream, Group: spec.Group, ID: e.id, Fields: e.fields, Deliveries: 1})
+		r.offer(s, Entry{Stream: spec.Stream, Group: spec.Group, ID: e.id, Fields: e.fields, Deliveries: 1, Received: now})
 	}
 	s.mu.Lock()
 	refused := len(s.held) > 0
@@ -1189,6 +1193,7 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 	s.tracked[e.ID] = f
 	if len(s.held) > 0 {
 		f.state = stHeld
+		e.Received = time.Time{} // offered later: the sink's clock then
 		s.held = append(s.held, e)
 		s.mu.Unlock()
 		return
@@ -1214,6 +1219,7 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 		return
 	}
 	f.state = stHeld
+	e.Received = time.Time{}
 	s.held = append(s.held, e)
 	if s.heldWait == 0 {
 		s.heldWait = minHeldWait
