@@ -1,7 +1,6 @@
 package redisbus
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -16,7 +15,7 @@ import (
 // string of its own, about ten allocations an entry, which the garbage
 // collector then pays for again. Here a reply costs a handful: the
 // fields' strings are slices of the reply's bytes (never written after
-// go-redis copied them there), one []string holds every entry's fields,
+// go-redis read them), one []string holds every entry's fields,
 // and each id is a string of its own (ids outlive their reply: in the
 // in-flight set, the Kept, the duplicate check's window; a field value
 // kept beyond the reply's entries, such as the window's keys, must be
@@ -36,17 +35,15 @@ var errMalformed = errors.New("redisbus: XREADGROUP reply not understood")
 // readRaw runs the XREADGROUP in args on c and returns the entries of its
 // reply ([[stream, [[id, [f, v, ...]], ...]], ...], in order, all
 // streams'), redis.Nil for a BLOCK that timed out, errRawReply for an
-// error reply, errMalformed, or the connection's error. *hint is the size
-// of the reply before, the first guess of this one's (updated).
-func readRaw(ctx context.Context, c redis.UniversalClient, hint *int, args ...any) ([]rawEntry, error) {
-	var buf bytes.Buffer // a reply's own: its strings live on in the entries
-	buf.Grow(max(*hint+*hint/4, 512))
-	cmd := redis.NewRawWriteToCmd(ctx, &buf, args...)
+// error reply, errMalformed, or the connection's error. (RawCmd, not
+// RawWriteToCmd into a buffer sized beforehand: that one's io.CopyN
+// allocates a LimitedReader for every string of the reply.)
+func readRaw(ctx context.Context, c redis.UniversalClient, args ...any) ([]rawEntry, error) {
+	cmd := redis.NewRawCmd(ctx, args...)
 	if err := c.Process(ctx, cmd); err != nil {
 		return nil, err
 	}
-	*hint = buf.Len()
-	return parseReadReply(buf.Bytes())
+	return parseReadReply(cmd.Val()) // the reply's own bytes: its strings live on in the entries
 }
 
 // parseReadReply parses an XREADGROUP reply's bytes (see readRaw). The

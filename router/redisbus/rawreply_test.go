@@ -55,8 +55,7 @@ func TestReadRawMatchesGeneric(t *testing.T) {
 			var es []rawEntry
 			var err error
 			if raw {
-				hint := rng.IntN(4000)
-				es, err = readRaw(ctx, c, &hint, args...)
+				es, err = readRaw(ctx, c, args...)
 			} else {
 				es, err = readGeneric(ctx, c, args...)
 			}
@@ -95,8 +94,7 @@ func TestReadRawMatchesGeneric(t *testing.T) {
 		assert.Equal(t, len(deleted), nils, "seed %d: deleted entries have nil fields", seed)
 
 		// Nothing new: a BLOCK that times out is redis.Nil.
-		hint := 0
-		_, err := readRaw(ctx, c, &hint, "xreadgroup", "group", "raw", "c", "count", 10, "block", 1, "streams", stream, ">")
+		_, err := readRaw(ctx, c, "xreadgroup", "group", "raw", "c", "count", 10, "block", 1, "streams", stream, ">")
 		assert.Equal(t, redis.Nil, err, "seed %d", seed)
 		if t.Failed() {
 			t.Logf("seed %d (replay with REDISBUS_RAW_SEED=%d)", seed, seed)
@@ -124,8 +122,7 @@ func TestReadRawErrors(t *testing.T) {
 	srv := redistest.Start(t)
 	c := client2(t, srv)
 	ctx := context.Background()
-	hint := 0
-	_, err := readRaw(ctx, c, &hint, "xreadgroup", "group", "nope", "c", "count", 10, "streams", "none", ">")
+	_, err := readRaw(ctx, c, "xreadgroup", "group", "nope", "c", "count", 10, "streams", "none", ">")
 	assert.Equal(t, errRawReply, err)
 	_, err = readGeneric(ctx, c, "xreadgroup", "group", "nope", "c", "count", 10, "streams", "none", ">")
 	assert.True(t, isNoGroup(err), "%v", err)

@@ -182,8 +182,6 @@ type stream struct {
 
 	reread atomic.Bool // Release: re-read the pending entries
 
-	replySize int // the reader's last XREADGROUP reply's size, in bytes
-
 	// The worker's own timers; only the worker touches them.
 	nextKeep, nextClaim, nextStats time.Time
 	claimCursor                    string
@@ -1128,7 +1126,7 @@ func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.Univ
 	s.mu.Unlock()
 	args := []any{"xreadgroup", "group", spec.Group, r.opt.Consumer, "count", count,
 		"block", r.opt.Block.Milliseconds(), "streams", spec.Stream, ">"}
-	entries, err := readRaw(ctx, client, &s.replySize, args...)
+	entries, err := readRaw(ctx, client, args...)
 	if err == errRawReply {
 		// an error reply: Redis ran nothing, so the generic path sends it
 		// again, to type the error (or follow a Cluster's redirection)
