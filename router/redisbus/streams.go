@@ -1592,7 +1592,15 @@ func (r *StreamReader) flushAcksOn(ctx context.Context, c redis.UniversalClient,
 	}
 	pipe := c.Pipeline()
 	for i := 0; i < len(ids); i += 1000 {
-		pipe.XAck(ctx, spec.Stream, spec.Group, ids[i:min(i+1000, len(ids))]...)
+		// the ids as *string into ids: in an interface as they are (a
+		// string would be boxed, an allocation each); ids is not written
+		// before the pipeline's commands are done with
+		args := make([]any, 3, 3+min(len(ids)-i, 1000))
+		args[0], args[1], args[2] = "xack", spec.Stream, spec.Group
+		for j := i; j < min(i+1000, len(ids)); j++ {
+			args = append(args, &ids[j])
+		}
+		pipe.Do(ctx, args...)
 	}
 	cmds, _ := pipe.Exec(ctx)
 	var refused error
