@@ -149,7 +149,10 @@ type stream struct {
 
 	mu      sync.Mutex
 	spec    StreamSpec
-	tracked map[string]*flight // the in-flight set
+	tracked map[string]*flight // the in-flight set; written by track only
+	// top is the highest id ever put in tracked: an id above it is not
+	// there, without a look-up
+	top string
 	acks    []string           // ids in stAck not yet sent
 	// spareAcks: a sent acks list, emptied, for acks once it is taken
 	spareAcks []string
@@ -457,6 +460,14 @@ func (r *StreamReader) stopStream(s *stream) {
 	s.held, s.retries = nil, nil
 }
 
+// track puts id in s's in-flight set as f; s.mu held.
+func (s *stream) track(id string, f *flight) {
+	s.tracked[id] = f
+	if idLess(s.top, id) {
+		s.top = id
+	}
+}
+
 // Kept holds the delivery counts of entries handed out that no handler
 // saw (given back after their route was removed, or read as it went), by
 // stream key and id, so that the re-read when the stream is read again
@@ -611,7 +622,7 @@ func (r *StreamReader) settleLocked(s *stream, id string, to flightState, reason
 		// Redis has it pending for this consumer, so it is settled here.
 		// Its delivery count is read again when it is offered again.
 		f = &flight{state: stSink}
-		s.tracked[id] = f
+		s.track(id, f)
 	}
 	if f == nil || f.state != stSink {
 		return
@@ -1034,7 +1045,7 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 			continue
 		}
 		if spec.MaxDeliveries > 0 && p.RetryCount >= spec.MaxDeliveries {
-			s.tracked[p.ID] = &flight{state: stDead, deliveries: p.RetryCount}
+			s.track(p.ID, &flight{state: stDead, deliveries: p.RetryCount})
 			s.deads = append(s.deads, p.ID)
 			continue
 		}
@@ -1109,7 +1120,7 @@ func (r *StreamReader) offerClaimed(s *stream, spec StreamSpec, ids []string, en
 	s.mu.Lock()
 	for _, id := range gone {
 		if s.tracked[id] == nil || s.tracked[id].state == stRetry {
-			s.tracked[id] = &flight{state: stAck}
+			s.track(id, &flight{state: stAck})
 			s.acks = append(s.acks, id)
 		}
 	}
@@ -1172,15 +1183,17 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 		r.kept.keep(s.key, e.ID, e.Deliveries)
 		return
 	}
-	if f := s.tracked[e.ID]; f != nil && f.state != stRetry {
-		s.mu.Unlock()
-		return // in flight already (taken twice by a claim racing a re-read)
+	if !idLess(s.top, e.ID) { // else not in the set: no look-up (a new entry, read with ">")
+		if f := s.tracked[e.ID]; f != nil && f.state != stRetry {
+			s.mu.Unlock()
+			return // in flight already (taken twice by a claim racing a re-read)
+		}
 	}
 	if idLess(s.lastID, e.ID) {
 		s.lastID = e.ID
 	}
 	if r.duplicate(s, e) {
-		s.tracked[e.ID] = &flight{state: stAck, deliveries: e.Deliveries}
+		s.track(e.ID, &flight{state: stAck, deliveries: e.Deliveries})
 		s.acks = append(s.acks, e.ID)
 		s.mu.Unlock()
 		s.duplicates.Add(1)
@@ -1188,7 +1201,7 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 		return
 	}
 	f := &flight{state: stSink, deliveries: e.Deliveries}
-	s.tracked[e.ID] = f
+	s.track(e.ID, f)
 	if len(s.held) > 0 {
 		f.state = stHeld
 		e.Received = time.Time{} // offered later: the sink's clock then
@@ -2044,7 +2057,7 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	s.mu.Lock()
 	for _, e := range entries {
 		if spec.MaxDeliveries > 0 && counts[e.id] > spec.MaxDeliveries {
-			s.tracked[e.id] = &flight{state: stDead, deliveries: counts[e.id] - 1}
+			s.track(e.id, &flight{state: stDead, deliveries: counts[e.id] - 1})
 			s.deads = append(s.deads, e.id)
 			continue
 		}
