@@ -152,8 +152,8 @@ type stream struct {
 	tracked map[string]*flight // the in-flight set; written by track only
 	// top is the highest id ever put in tracked: an id above it is not
 	// there, without a look-up
-	top string
-	acks    []string           // ids in stAck not yet sent
+	top  string
+	acks []string // ids in stAck not yet sent
 	// spareAcks: a sent acks list, emptied, for acks once it is taken
 	spareAcks []string
 	deads     []string      // ids in stDead not yet carried out
