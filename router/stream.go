@@ -26,6 +26,9 @@ type StreamEntry struct {
 	Stream, Group, ID string
 	Fields            []string
 	Deliveries        int64
+	// Received is when the backend read it (one clock read for a whole
+	// reply); zero: when DeliverEntry is called.
+	Received time.Time
 }
 
 // Settler settles stream entries once their handler ran: a backend with
@@ -127,7 +130,10 @@ func streamPlan(routes []*Route) []StreamPlan {
 // connection while it waits for Lua) is taken and not queued twice. An
 // entry whose data its route cannot decode is sent to the dead letters.
 func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
-	now := r.now()
+	now := e.Received
+	if now.IsZero() {
+		now = r.now()
+	}
 	rt := r.table.Load().streams[streamKey{e.Stream, e.Group}]
 	if rt == nil {
 		return false

@@ -138,7 +138,7 @@ type busEntries struct{ b *Bus }
 
 func (e busEntries) Entry(en Entry) bool {
 	s, ok := e.b.sink.(router.EntrySink)
-	return ok && s.DeliverEntry(router.StreamEntry{Stream: en.Stream, Group: en.Group, ID: en.ID, Fields: en.Fields, Deliveries: en.Deliveries}, e.b)
+	return ok && s.DeliverEntry(router.StreamEntry{Stream: en.Stream, Group: en.Group, ID: en.ID, Fields: en.Fields, Deliveries: en.Deliveries, Received: en.Received}, e.b)
 }
 
 func (e busEntries) StreamEvent(stream, kind, detail string) { e.b.streamEvent(stream, kind, detail) }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +41,9 @@ type Entry struct {
 	// Deliveries is Redis's delivery counter for this entry, this
 	// delivery included (1 the first time).
 	Deliveries int64
+	// Received is when the read loop read it, one clock read for its
+	// reply; zero (offered again later, claimed): the sink's clock.
+	Received time.Time
 }
 
 // StreamSink receives the entries. Its methods are called from the
@@ -147,8 +149,11 @@ type stream struct {
 
 	mu      sync.Mutex
 	spec    StreamSpec
-	tracked map[string]*flight // the in-flight set
-	acks    []string           // ids in stAck not yet sent
+	tracked map[string]*flight // the in-flight set; written by track only
+	// top is the highest id ever put in tracked: an id above it is not
+	// there, without a look-up
+	top  string
+	acks []string // ids in stAck not yet sent
 	// spareAcks: a sent acks list, emptied, for acks once it is taken
 	spareAcks []string
 	deads     []string      // ids in stDead not yet carried out
@@ -455,6 +460,14 @@ func (r *StreamReader) stopStream(s *stream) {
 	s.held, s.retries = nil, nil
 }
 
+// track puts id in s's in-flight set as f; s.mu held.
+func (s *stream) track(id string, f *flight) {
+	s.tracked[id] = f
+	if idLess(s.top, id) {
+		s.top = id
+	}
+}
+
 // Kept holds the delivery counts of entries handed out that no handler
 // saw (given back after their route was removed, or read as it went), by
 // stream key and id, so that the re-read when the stream is read again
@@ -609,7 +622,7 @@ func (r *StreamReader) settleLocked(s *stream, id string, to flightState, reason
 		// Redis has it pending for this consumer, so it is settled here.
 		// Its delivery count is read again when it is offered again.
 		f = &flight{state: stSink}
-		s.tracked[id] = f
+		s.track(id, f)
 	}
 	if f == nil || f.state != stSink {
 		return
@@ -1032,7 +1045,7 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 			continue
 		}
 		if spec.MaxDeliveries > 0 && p.RetryCount >= spec.MaxDeliveries {
-			s.tracked[p.ID] = &flight{state: stDead, deliveries: p.RetryCount}
+			s.track(p.ID, &flight{state: stDead, deliveries: p.RetryCount})
 			s.deads = append(s.deads, p.ID)
 			continue
 		}
@@ -1107,7 +1120,7 @@ func (r *StreamReader) offerClaimed(s *stream, spec StreamSpec, ids []string, en
 	s.mu.Lock()
 	for _, id := range gone {
 		if s.tracked[id] == nil || s.tracked[id].state == stRetry {
-			s.tracked[id] = &flight{state: stAck}
+			s.track(id, &flight{state: stAck})
 			s.acks = append(s.acks, id)
 		}
 	}
@@ -1122,8 +1135,14 @@ func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.Univ
 	spec := s.spec
 	count := max(min(*next, int64(r.opt.MaxInFlight-len(s.tracked))), 1)
 	s.mu.Unlock()
-	v, err := client.Do(ctx, "xreadgroup", "group", spec.Group, r.opt.Consumer, "count", count,
-		"block", r.opt.Block.Milliseconds(), "streams", spec.Stream, ">").Result()
+	args := []any{"xreadgroup", "group", spec.Group, r.opt.Consumer, "count", count,
+		"block", r.opt.Block.Milliseconds(), "streams", spec.Stream, ">"}
+	entries, err := readRaw(ctx, client, args...)
+	if err == errRawReply {
+		// an error reply: Redis ran nothing, so the generic path sends it
+		// again, to type the error (or follow a Cluster's redirection)
+		entries, err = readGeneric(ctx, client, args...)
+	}
 	if err == redis.Nil {
 		*next = r.opt.Count
 		return nil // nothing yet
@@ -1132,21 +1151,13 @@ func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.Univ
 		*next = r.opt.Count
 		return err
 	}
-	n := 0
-	streams, _ := v.([]any)
-	for _, st := range streams {
-		pair, _ := st.([]any)
-		if len(pair) != 2 {
+	n := len(entries)
+	now := time.Now()
+	for _, e := range entries {
+		if e.fields == nil {
 			continue
 		}
-		entries := parseEntries(pair[1])
-		n += len(entries)
-		for _, e := range entries {
-			if e.fields == nil {
-				continue
-			}
-			r.offer(s, Entry{Stream: spec.Stream, Group: spec.Group, ID: e.id, Fields: e.fields, Deliveries: 1})
-		}
+		r.offer(s, Entry{Stream: spec.Stream, Group: spec.Group, ID: e.id, Fields: e.fields, Deliveries: 1, Received: now})
 	}
 	s.mu.Lock()
 	refused := len(s.held) > 0
@@ -1172,15 +1183,17 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 		r.kept.keep(s.key, e.ID, e.Deliveries)
 		return
 	}
-	if f := s.tracked[e.ID]; f != nil && f.state != stRetry {
-		s.mu.Unlock()
-		return // in flight already (taken twice by a claim racing a re-read)
+	if !idLess(s.top, e.ID) { // else not in the set: no look-up (a new entry, read with ">")
+		if f := s.tracked[e.ID]; f != nil && f.state != stRetry {
+			s.mu.Unlock()
+			return // in flight already (taken twice by a claim racing a re-read)
+		}
 	}
 	if idLess(s.lastID, e.ID) {
 		s.lastID = e.ID
 	}
 	if r.duplicate(s, e) {
-		s.tracked[e.ID] = &flight{state: stAck, deliveries: e.Deliveries}
+		s.track(e.ID, &flight{state: stAck, deliveries: e.Deliveries})
 		s.acks = append(s.acks, e.ID)
 		s.mu.Unlock()
 		s.duplicates.Add(1)
@@ -1188,9 +1201,10 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 		return
 	}
 	f := &flight{state: stSink, deliveries: e.Deliveries}
-	s.tracked[e.ID] = f
+	s.track(e.ID, f)
 	if len(s.held) > 0 {
 		f.state = stHeld
+		e.Received = time.Time{} // offered later: the sink's clock then
 		s.held = append(s.held, e)
 		s.mu.Unlock()
 		return
@@ -1216,6 +1230,7 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 		return
 	}
 	f.state = stHeld
+	e.Received = time.Time{}
 	s.held = append(s.held, e)
 	if s.heldWait == 0 {
 		s.heldWait = minHeldWait
@@ -1249,6 +1264,7 @@ func (r *StreamReader) remember(s *stream, key, id string) {
 	if s.seen == nil {
 		s.seen = map[string]string{}
 	}
+	key = strings.Clone(key) // not a slice of its reply (see readRaw)
 	if len(s.seenOrder) < r.opt.DedupeWindow {
 		s.seenOrder = append(s.seenOrder, key)
 	} else {
@@ -1308,21 +1324,28 @@ func fieldValue(pairs []string, name string) string {
 	return ""
 }
 
-// idLess compares stream ids "ms-seq"; "" is the least.
+// idLess compares stream ids "ms-seq"; "" is the least. It compares the
+// decimal parts by length, then byte by byte, without parsing them (the
+// read loop calls it for every entry).
 func idLess(a, b string) bool {
 	if a == "" {
 		return b != ""
 	}
-	am, as := splitID(a)
-	bm, bs := splitID(b)
-	return am < bm || am == bm && as < bs
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if c := cmpDecimal(am, bm); c != 0 {
+		return c < 0
+	}
+	return cmpDecimal(as, bs) < 0
 }
 
-func splitID(id string) (uint64, uint64) {
-	ms, seq, _ := strings.Cut(id, "-")
-	m, _ := strconv.ParseUint(ms, 10, 64)
-	q, _ := strconv.ParseUint(seq, 10, 64)
-	return m, q
+// cmpDecimal compares two unsigned decimal numbers written in strings.
+func cmpDecimal(a, b string) int {
+	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+	if len(a) != len(b) {
+		return cmp.Compare(len(a), len(b))
+	}
+	return strings.Compare(a, b)
 }
 
 // rawEntry is one entry of a reply; fields is nil for an entry deleted
@@ -1355,6 +1378,22 @@ func parseEntries(v any) []rawEntry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// readGeneric is readRaw through go-redis's generic reply.
+func readGeneric(ctx context.Context, c redis.UniversalClient, args ...any) ([]rawEntry, error) {
+	v, err := c.Do(ctx, args...).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []rawEntry
+	streams, _ := v.([]any)
+	for _, st := range streams {
+		if pair, _ := st.([]any); len(pair) == 2 {
+			out = append(out, parseEntries(pair[1])...)
+		}
+	}
+	return out, nil
 }
 
 // xclaim takes ids to consumer (min idle 0: they are ours or meant to be),
@@ -1566,7 +1605,15 @@ func (r *StreamReader) flushAcksOn(ctx context.Context, c redis.UniversalClient,
 	}
 	pipe := c.Pipeline()
 	for i := 0; i < len(ids); i += 1000 {
-		pipe.XAck(ctx, spec.Stream, spec.Group, ids[i:min(i+1000, len(ids))]...)
+		// the ids as *string into ids: in an interface as they are (a
+		// string would be boxed, an allocation each); ids is not written
+		// before the pipeline's commands are done with
+		args := make([]any, 3, 3+min(len(ids)-i, 1000))
+		args[0], args[1], args[2] = "xack", spec.Stream, spec.Group
+		for j := i; j < min(i+1000, len(ids)); j++ {
+			args = append(args, &ids[j])
+		}
+		pipe.Do(ctx, args...)
 	}
 	cmds, _ := pipe.Exec(ctx)
 	var refused error
@@ -2010,7 +2057,7 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	s.mu.Lock()
 	for _, e := range entries {
 		if spec.MaxDeliveries > 0 && counts[e.id] > spec.MaxDeliveries {
-			s.tracked[e.id] = &flight{state: stDead, deliveries: counts[e.id] - 1}
+			s.track(e.id, &flight{state: stDead, deliveries: counts[e.id] - 1})
 			s.deads = append(s.deads, e.id)
 			continue
 		}
