@@ -182,24 +182,31 @@ func (p *resp) line() string {
 	return ""
 }
 
-// header reads an array's or a bulk string's length line: -1 is nil.
+// header reads an array's or a bulk string's length line: -1 is nil. A
+// length past the bytes left is malformed (an array's every element takes
+// 3 bytes at least, a bulk string its length), so that no length read
+// sizes an allocation or a loop beyond the reply itself, nor overflows an
+// int on a 32-bit server.
 func (p *resp) header() int {
 	l := p.line()
 	if l == "-1" {
 		return -1
 	}
-	if l == "" || len(l) > 10 {
+	if l == "" {
 		p.bad = true
 		return -1
 	}
-	n := 0
+	n, left := 0, len(p.s)-p.i
 	for i := 0; i < len(l); i++ {
 		c := l[i]
 		if c < '0' || c > '9' {
 			p.bad = true
 			return -1
 		}
-		n = n*10 + int(c-'0')
+		if n = n*10 + int(c-'0'); n > left {
+			p.bad = true
+			return -1
+		}
 	}
 	return n
 }

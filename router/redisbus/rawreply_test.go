@@ -206,3 +206,35 @@ func TestIDLessModel(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseReadReply: whatever bytes come back for an XREADGROUP (a
+// corrupted or hostile reply), parsing neither panics nor sizes anything
+// by a length the bytes do not hold (a "*9999999999" header was an
+// allocation of hundreds of GB, and on a 32-bit server an int overflow),
+// and what it returns comes from the bytes.
+func FuzzParseReadReply(f *testing.F) {
+	for _, s := range []string{
+		"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$4\r\ndata\r\n$2\r\nhi\r\n",
+		"*1\r\n*2\r\n$1\r\ns\r\n*2\r\n*2\r\n$3\r\n1-1\r\n*-1\r\n*2\r\n+2-0\r\n*0\r\n",
+		"*-1\r\n", "-NOGROUP x\r\n", "*9999999999\r\n", "*1\r\n*2\r\n$1\r\ns\r\n*2147483648\r\n",
+		"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*4294967297\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		entries, err := parseReadReply(raw)
+		if err != nil {
+			return
+		}
+		total := 0
+		for _, e := range entries {
+			total += len(e.id)
+			for _, s := range e.fields {
+				total += len(s)
+			}
+		}
+		if total > len(raw) || len(entries) > len(raw)/3 {
+			t.Fatalf("%d entries of %d bytes from a %d-byte reply", len(entries), total, len(raw))
+		}
+	})
+}
