@@ -986,6 +986,15 @@ const batchSize = 1024
 // uplink carries in the 3 s default; 1 MiB is what 256 of 4 KiB were.
 const batchBytes = 1 << 20
 
+// A lone message of at least bigMessage bytes whose write timed out
+// tooSlowTries times in a row, while Redis answered a PING each time, is
+// given up (see tooSlow). Smaller ones are not: a socket buffer takes them
+// whole, so a write of one times out only when Redis is not reading.
+const (
+	bigMessage   = 64 << 10
+	tooSlowTries = 3
+)
+
 // debugSend, set by tests, sees every pipeline of durable entries sent.
 var debugSend func(b *Bus, path string, ids []string)
 
@@ -1012,6 +1021,10 @@ func (b *Bus) write() {
 		b.discard()
 	}()
 	failures := 0
+	// limit is the batches' bytes: halved at every failed batch (its write
+	// may have timed out on a slow uplink, and a smaller one gets through),
+	// back to batchBytes once one is answered.
+	limit, slow := int64(batchBytes), 0
 	wake := b.wakeChan()
 	batch := make([]outMsg, 0, batchSize) // reused: peek copies into it
 	bufs := newBatchBufs()
@@ -1048,13 +1061,23 @@ func (b *Bus) write() {
 			flushErr := b.flushSpool()
 			batch = batch[:0]
 			if flushErr == nil {
-				if batch = b.outbox.peekBatch(batch, batchSize, batchBytes); len(batch) == 0 {
+				if batch = b.outbox.peekBatch(batch, batchSize, limit); len(batch) == 0 {
 					break
 				}
 			}
 			answered, again := 0, []outMsg(nil)
 			if flushErr == nil {
 				answered, again = b.publishBatch(batch, bufs)
+				switch {
+				case answered == len(batch):
+					limit, slow = batchBytes, 0
+				case answered > 0:
+					limit, slow = max(limit/2, 1), 0
+				case b.tooSlow(batch, &slow):
+					answered = 1 // given up: counted, and out of the outbox
+				default:
+					limit = max(limit/2, 1)
+				}
 				b.outbox.replaceHead(answered, again)
 				clear(batch) // let its strings go
 				bufs.clear()
@@ -1080,6 +1103,35 @@ func (b *Bus) write() {
 			failures = 0
 		}
 	}
+}
+
+// tooSlow reports whether the writer gives up batch, which Redis did not
+// answer: a lone plain message of at least bigMessage bytes that failed
+// for the tooSlowTries-th time in a row (counted in *slow) while Redis
+// answered a PING within write_timeout after each failure. Its write times out on an uplink too
+// slow to carry it within write_timeout, and sent again it would block
+// every message behind it for ever, and be published again at each try
+// whose bytes Redis got whole. Redis away or stalled answers no PING, and
+// the message waits for it as any other.
+func (b *Bus) tooSlow(batch []outMsg, slow *int) bool {
+	m := &batch[0]
+	if len(batch) != 1 || m.heartbeat() || m.durableID() != "" || msgSize(m) < bigMessage {
+		*slow = 0
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D())
+	defer cancel()
+	if b.client.Ping(ctx).Err() != nil {
+		*slow = 0
+		return false
+	}
+	if *slow++; *slow < tooSlowTries {
+		return false
+	}
+	*slow = 0
+	b.sink.PublishFailed(m.channel, fmt.Sprintf("not sent: a %d-byte message could not be written within redis.write_timeout (%s) in %d tries while Redis answered; the uplink is too slow for it: raise redis.write_timeout or send less",
+		len(m.payload), b.cfg.WriteTimeout.D(), tooSlowTries))
+	return true
 }
 
 // publishBatch sends batch in one pipeline and returns how many leading
@@ -1178,7 +1230,7 @@ func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again
 			b.Stats.Published.Add(uint64(published))
 			published = 0
 			b.Stats.Refused.Add(1)
-			b.sink.PublishFailed(batch[i].channel, err.Error())
+			b.sink.PublishFailed(batch[i].channel, "refused by the server: "+err.Error())
 		default:
 			return i, again
 		}
