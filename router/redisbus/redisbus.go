@@ -987,7 +987,7 @@ const batchSize = 1024
 const batchBytes = 1 << 20
 
 // A lone message of at least bigMessage bytes whose write timed out
-// tooSlowTries times in a row, while Redis answered a PING each time, is
+// tooSlowTries times in a row, while Redis answered a probe each time, is
 // given up (see tooSlow). Smaller ones are not: a socket buffer takes them
 // whole, so a write of one times out only when Redis is not reading.
 const (
@@ -1108,11 +1108,18 @@ func (b *Bus) write() {
 // tooSlow reports whether the writer gives up batch, which Redis did not
 // answer: a lone plain message of at least bigMessage bytes that failed
 // for the tooSlowTries-th time in a row (counted in *slow) while Redis
-// answered a PING within write_timeout after each failure. Its write times out on an uplink too
+// answered a probe within write_timeout after each failure. Its write times out on an uplink too
 // slow to carry it within write_timeout, and sent again it would block
 // every message behind it for ever, and be published again at each try
-// whose bytes Redis got whole. Redis away or stalled answers no PING, and
+// whose bytes Redis got whole. Redis away or stalled answers no probe, and
 // the message waits for it as any other.
+//
+// The probe is a script that does nothing, not a PING: CLIENT PAUSE WRITE
+// (an operator's, or FAILOVER's) holds every PUBLISH, and scripts, while
+// Redis answers PING, and a big message it holds is not too slow for the
+// uplink. A script refused (an ACL without EVAL) is an answer all the
+// same: Redis is reading, though a pause is not told apart then; one it
+// cannot run now (BUSY, LOADING: see transient) is not.
 func (b *Bus) tooSlow(batch []outMsg, slow *int) bool {
 	m := &batch[0]
 	if len(batch) != 1 || m.heartbeat() || m.durableID() != "" || msgSize(m) < bigMessage {
@@ -1121,7 +1128,7 @@ func (b *Bus) tooSlow(batch []outMsg, slow *int) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D())
 	defer cancel()
-	if b.client.Ping(ctx).Err() != nil {
+	if err := b.client.Eval(ctx, "return 1", nil).Err(); err != nil && (!isReply(err) || transient(err)) {
 		*slow = 0
 		return false
 	}

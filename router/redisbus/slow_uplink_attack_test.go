@@ -34,3 +34,20 @@ func TestBigMessageWaitsOutClientPause(t *testing.T) {
 	assert.Positive(t, got.get("big:paused="+big), "the big message published")
 	assert.Zero(t, h.r.Stats.PublishFails.Load(), "not given up: %v", logs.all())
 }
+
+// TestHugeMessageGivenUpWithoutScripting: the probe that tells a slow
+// uplink from a pause is a script; an ACL user who may not run scripts
+// gets NOPERM for it, which is an answer all the same: the huge message
+// over a slow uplink is given up as before, and the messages behind it
+// go out.
+func TestHugeMessageGivenUpWithoutScripting(t *testing.T) {
+	srv, admin := aclServer(t, "-@scripting")
+	got := collect(t, admin, "game:*")
+	proxy := slowUplinkProxy(t, srv.Addr(), 1<<20)
+	h, logs := startLogged(t, slowUplinkConfig("game:pw@"+proxy, "300ms", "300ms"))
+	huge := strings.Repeat("x", 2<<20)
+	require.NoError(t, h.r.Publish("game:huge", huge))
+	require.NoError(t, h.r.Publish("game:after", "1"))
+	h.waitFor("the message behind it", 60*time.Second, func() bool { return got.get("game:after=1") > 0 })
+	assert.Equal(t, uint64(1), h.r.Stats.PublishFails.Load(), "given up: %v", logs.all())
+}

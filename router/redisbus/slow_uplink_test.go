@@ -19,7 +19,7 @@ func slowUplinkConfig(addr, readTimeout, writeTimeout string) string {
 // TestHugeMessageOnSlowUplink: a 2 MiB message over a 1 MiB/s uplink with
 // a 300 ms write timeout can never be written in time. It was sent again
 // for ever: published again at each try whose bytes Redis got whole, and
-// every message behind it waited for ever. Now, since Redis answers PING
+// every message behind it waited for ever. Now, since Redis answers a probe
 // meanwhile, it is given up after tooSlowTries tries, counted as
 // publish_failed and logged with its size, and the messages behind it go
 // out, once each, in order.
@@ -79,7 +79,7 @@ func TestBatchShrinksOnSlowUplink(t *testing.T) {
 }
 
 // TestTooSlowAsksRedis: the writer gives up a lone big message only while
-// Redis answers PING. Stopped (SIGSTOP), Redis answers none, however many
+// Redis answers a probe. Stopped (SIGSTOP), Redis answers none, however many
 // times the message fails: the message waits for Redis as any other. Then,
 // Redis answering, the third failure in a row gives it up, counted and
 // logged. Small messages, heartbeats, durable entries and batches of
