@@ -2,6 +2,9 @@ package redisbus
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,4 +53,87 @@ func TestHugeMessageGivenUpWithoutScripting(t *testing.T) {
 	require.NoError(t, h.r.Publish("game:after", "1"))
 	h.waitFor("the message behind it", 60*time.Second, func() bool { return got.get("game:after=1") > 0 })
 	assert.Equal(t, uint64(1), h.r.Stats.PublishFails.Load(), "given up: %v", logs.all())
+}
+
+// TestSlowUplinkMixedSizes: random sizes, from a few bytes to 3 MiB, over
+// a 1 MiB/s uplink with 300 ms timeouts (seed printed). Whatever the
+// writer gives up or halves, the outbox drains; a message never
+// published is a big one counted in publish_failed; publish_failed counts
+// no more than the big ones; and the first copies of the small messages
+// are in the order they were published.
+func TestSlowUplinkMixedSizes(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	got := collect(t, c, "mix:*")
+	h := startHarness(t, slowUplinkConfig(slowUplinkProxy(t, srv.Addr(), 1<<20), "300ms", "300ms"))
+	const n = 60
+	var want []string
+	sizes := map[string]int{}
+	nBig := 0
+	for i := range n {
+		size := 1 + rng.IntN(4<<10)
+		switch rng.IntN(12) {
+		case 0:
+			size = bigMessage + rng.IntN(3<<20)
+		case 1:
+			size = bigMessage/2 + rng.IntN(bigMessage)
+		}
+		if size+len("mix:x") >= bigMessage {
+			nBig++
+		}
+		p := fmt.Sprintf("%d|", i)
+		p += strings.Repeat("y", max(size-len(p), 0))
+		key := "mix:x=" + p
+		want = append(want, key)
+		sizes[key] = len(p)
+		require.NoError(t, h.bus.Publish("mix:x", p))
+	}
+	h.waitFor("the outbox sent", 120*time.Second, func() bool {
+		return h.bus.OutboxLen() == 0 && got.get(want[n-1])+int(h.r.Stats.PublishFails.Load()) > 0
+	})
+	// The last message's first copy is in; a copy of a message given up
+	// may still be on its way from a connection closed meanwhile, which
+	// the order below does not look at.
+	fails := int(h.r.Stats.PublishFails.Load())
+	missing := 0
+	for _, w := range want {
+		if got.get(w) == 0 {
+			missing++
+			assert.GreaterOrEqual(t, sizes[w]+len("mix:x"), bigMessage, "a message of %d bytes never published (seed %d)", sizes[w], seed)
+		}
+	}
+	assert.LessOrEqual(t, missing, fails, "every message not published is counted (seed %d)", seed)
+	assert.LessOrEqual(t, fails, nBig, "only big messages given up (seed %d)", seed)
+	got.mu.Lock()
+	seen := map[string]bool{}
+	var order []string
+	for _, k := range got.order {
+		if !seen[k] {
+			seen[k] = true
+			order = append(order, k)
+		}
+	}
+	got.mu.Unlock()
+	// A message given up may still arrive, from a connection closed with
+	// it in its socket buffer, after later ones: only the messages that
+	// cannot be given up are held to their order.
+	small := func(k string) bool { return sizes[k]+len("mix:x") < bigMessage }
+	var wantOrder []string
+	for _, w := range want {
+		if seen[w] && small(w) {
+			wantOrder = append(wantOrder, w)
+		}
+	}
+	order = slices.DeleteFunc(order, func(k string) bool { return !small(k) })
+	short := func(s []string) []string {
+		out := make([]string, len(s))
+		for i, k := range s {
+			out[i], _, _ = strings.Cut(strings.TrimPrefix(k, "mix:x="), "|")
+		}
+		return out
+	}
+	assert.Equal(t, short(wantOrder), short(order), "first copies in order (seed %d); %d given up, %d retried batches", seed, fails, h.bus.Stats.PublishRetry.Load())
 }
