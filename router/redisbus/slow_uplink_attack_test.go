@@ -137,3 +137,22 @@ func TestSlowUplinkMixedSizes(t *testing.T) {
 	}
 	assert.Equal(t, short(wantOrder), short(order), "first copies in order (seed %d); %d given up, %d retried batches", seed, fails, h.bus.Stats.PublishRetry.Load())
 }
+
+// TestTooSlowAdviceNamesReadTimeout: with write_timeout raised to 5 s, a
+// 2 MiB message over a 1 MiB/s uplink is written in 2 s at most (the
+// system's socket buffer takes much of it at once), and it is its answer
+// that does not come within read_timeout (300 ms): the log line must
+// not tell the operator to raise the write_timeout they already raised,
+// nor say the message could not be written within it.
+func TestTooSlowAdviceNamesReadTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	got := collect(t, c, "big:*")
+	h, logs := startLogged(t, slowUplinkConfig(slowUplinkProxy(t, srv.Addr(), 1<<20), "300ms", "5s"))
+	require.NoError(t, h.r.Publish("big:huge", strings.Repeat("x", 2<<20)))
+	require.NoError(t, h.r.Publish("big:after", "1"))
+	h.waitFor("the message behind it", 60*time.Second, func() bool { return got.get("big:after=1") > 0 })
+	require.Equal(t, uint64(1), h.r.Stats.PublishFails.Load(), "given up: %v", logs.all())
+	assert.True(t, logs.contains(`publish to "big:huge" not sent: a 2097152-byte message was not answered within redis.read_timeout (300ms) after its write in 3 tries while Redis answered; the uplink is too slow for it: raise redis.read_timeout or send less`), "logged: %v", logs.all())
+	assert.False(t, logs.contains("raise redis.write_timeout"), "logged: %v", logs.all())
+}
