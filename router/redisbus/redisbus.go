@@ -1073,7 +1073,7 @@ func (b *Bus) write() {
 					limit, slow = batchBytes, 0
 				case answered > 0:
 					limit, slow = max(limit/2, 1), 0
-				case b.tooSlow(batch, &slow):
+				case b.tooSlow(batch, bufs.cmds[0].Err(), &slow):
 					answered = 1 // given up: counted, and out of the outbox
 				default:
 					limit = max(limit/2, 1)
@@ -1120,7 +1120,13 @@ func (b *Bus) write() {
 // uplink. A script refused (an ACL without EVAL) is an answer all the
 // same: Redis is reading, though a pause is not told apart then; one it
 // cannot run now (BUSY, LOADING: see transient) is not.
-func (b *Bus) tooSlow(batch []outMsg, slow *int) bool {
+//
+// err is the message's error at this try. The log line names the timeout
+// it ran into: write_timeout while the message was written, or, once the
+// system's socket buffer took the rest of it (megabytes, on a fast local
+// link), read_timeout while the rest crossed the uplink and the answer
+// was awaited; raising the other would not help.
+func (b *Bus) tooSlow(batch []outMsg, err error, slow *int) bool {
 	m := &batch[0]
 	if len(batch) != 1 || m.heartbeat() || m.durableID() != "" || msgSize(m) < bigMessage {
 		*slow = 0
@@ -1136,8 +1142,12 @@ func (b *Bus) tooSlow(batch []outMsg, slow *int) bool {
 		return false
 	}
 	*slow = 0
-	b.sink.PublishFailed(m.channel, fmt.Sprintf("not sent: a %d-byte message could not be written within redis.write_timeout (%s) in %d tries while Redis answered; the uplink is too slow for it: raise redis.write_timeout or send less",
-		len(m.payload), b.cfg.WriteTimeout.D(), tooSlowTries))
+	why, raise := fmt.Sprintf("could not be written within redis.write_timeout (%s)", b.cfg.WriteTimeout.D()), "redis.write_timeout"
+	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "read" {
+		why, raise = fmt.Sprintf("was not answered within redis.read_timeout (%s) after its write", b.cfg.ReadTimeout.D()), "redis.read_timeout"
+	}
+	b.sink.PublishFailed(m.channel, fmt.Sprintf("not sent: a %d-byte message %s in %d tries while Redis answered; the uplink is too slow for it: raise %s or send less",
+		len(m.payload), why, tooSlowTries, raise))
 	return true
 }
 
