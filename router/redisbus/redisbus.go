@@ -1134,7 +1134,7 @@ func (b *Bus) tooSlow(batch []outMsg, err error, slow *int) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D())
 	defer cancel()
-	if err := b.client.Eval(ctx, "return 1", nil).Err(); err != nil && (!isReply(err) || transient(err)) {
+	if perr := b.client.Eval(ctx, "return 1", nil).Err(); perr != nil && (!isReply(perr) || transient(perr)) {
 		*slow = 0
 		return false
 	}
