@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -155,4 +156,38 @@ func TestTooSlowAdviceNamesReadTimeout(t *testing.T) {
 	require.Equal(t, uint64(1), h.r.Stats.PublishFails.Load(), "given up: %v", logs.all())
 	assert.True(t, logs.contains(`publish to "big:huge" not sent: a 2097152-byte message was not answered within redis.read_timeout (300ms) after its write in 3 tries while Redis answered; the uplink is too slow for it: raise redis.read_timeout or send less`), "logged: %v", logs.all())
 	assert.False(t, logs.contains("raise redis.write_timeout"), "logged: %v", logs.all())
+}
+
+// TestBigMessageWaitsOutClientPauseCluster: in a Cluster, the probe goes
+// to the master the PUBLISHes go to: CLIENT PAUSE WRITE on that master
+// alone holds the big message, which waits for the pause's end instead
+// of being given up on another master's answer.
+func TestBigMessageWaitsOutClientPauseCluster(t *testing.T) {
+	addrs := redistest.StartCluster(t, 3)
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: addrs[0], Protocol: 2})
+	t.Cleanup(func() { _ = c.Close() })
+	got := collect(t, c, "big:*")
+	h, logs := startLogged(t, fmt.Sprintf("[redis]\naddrs = [%q, %q, %q]\nread_timeout = \"200ms\"\nwrite_timeout = \"200ms\"\nreconnect_min = \"10ms\"\nreconnect_max = \"50ms\"\n", addrs[0], addrs[1], addrs[2]))
+	require.NoError(t, h.r.Publish("big:first", "1"))
+	h.waitFor("the first message", 20*time.Second, func() bool { return got.get("big:first=1") > 0 })
+	var node *redis.Client // the master that took the PUBLISH
+	for _, a := range addrs {
+		n := redis.NewClient(&redis.Options{Addr: a, Protocol: 2})
+		t.Cleanup(func() { _ = n.Close() })
+		if strings.Contains(n.Info(ctx, "commandstats").Val(), "cmdstat_publish:") {
+			require.Nil(t, node, "PUBLISH went to one master")
+			node = n
+		}
+	}
+	require.NotNil(t, node)
+	big := strings.Repeat("p", bigMessage)
+	require.NoError(t, node.Do(ctx, "CLIENT", "PAUSE", "4000", "WRITE").Err())
+	require.NoError(t, h.r.Publish("big:paused", big))
+	require.NoError(t, h.r.Publish("big:after", "1"))
+	h.waitFor("the messages published after the pause", 30*time.Second, func() bool {
+		return got.get("big:after=1") > 0 || h.r.Stats.PublishFails.Load() > 0
+	})
+	assert.Positive(t, got.get("big:paused="+big), "the big message published")
+	assert.Zero(t, h.r.Stats.PublishFails.Load(), "not given up: %v", logs.all())
 }
