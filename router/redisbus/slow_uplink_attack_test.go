@@ -191,3 +191,46 @@ func TestBigMessageWaitsOutClientPauseCluster(t *testing.T) {
 	assert.Positive(t, got.get("big:paused="+big), "the big message published")
 	assert.Zero(t, h.r.Stats.PublishFails.Load(), "not given up: %v", logs.all())
 }
+
+// TestHugeMessageReloadedOffSlowUplink: a Reload onto a fast connection
+// while a huge message is retried on the slow one: the message moves to
+// the new connection with its retries' count left behind, and goes out
+// there, the messages behind it once each, in order; a message given up
+// by the old writer before the switch is counted once.
+func TestHugeMessageReloadedOffSlowUplink(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	got := collect(t, c, "big:*")
+	h, logs := startLogged(t, slowUplinkConfig(slowUplinkProxy(t, srv.Addr(), 1<<20), "300ms", "300ms"))
+	huge := strings.Repeat("x", 2<<20)
+	require.NoError(t, h.r.Publish("big:huge", huge))
+	const n = 20
+	for i := range n {
+		require.NoError(t, h.r.Publish("big:after", fmt.Sprint(i)))
+	}
+	h.waitFor("the huge message retried", 20*time.Second, func() bool { return h.bus.Stats.PublishRetry.Load() > 0 })
+	next, err := New(redisConfig(t, slowUplinkConfig(srv.Addr(), "1s", "1s")))
+	require.NoError(t, err)
+	h.bus.HandOver(next)
+	h.r.Replace(next)
+	h.waitFor("the messages behind it", 30*time.Second, func() bool { return got.get(fmt.Sprintf("big:after=%d", n-1)) > 0 })
+	fails := h.r.Stats.PublishFails.Load()
+	t.Logf("publish_failed %d, huge copies %d", fails, got.get("big:huge="+huge))
+	assert.LessOrEqual(t, fails, uint64(1), "counted once at most: %v", logs.all())
+	if fails == 0 {
+		h.waitFor("the huge message", 10*time.Second, func() bool { return got.get("big:huge="+huge) > 0 })
+	}
+	got.mu.Lock()
+	var after []string
+	for _, k := range got.order {
+		if strings.HasPrefix(k, "big:after=") {
+			after = append(after, strings.TrimPrefix(k, "big:after="))
+		}
+	}
+	got.mu.Unlock()
+	want := make([]string, n)
+	for i := range want {
+		want[i] = fmt.Sprint(i)
+	}
+	assert.Equal(t, want, after, "the messages behind it, once each, in order")
+}
