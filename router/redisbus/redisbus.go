@@ -1023,8 +1023,10 @@ func (b *Bus) write() {
 	failures := 0
 	// limit is the batches' bytes: halved at every failed batch (its write
 	// may have timed out on a slow uplink, and a smaller one gets through),
-	// back to batchBytes once one is answered.
-	limit, slow := int64(batchBytes), 0
+	// doubled again after 8 answered in a row (okRun), up to batchBytes:
+	// snapped back at once, every other batch on a steady slow uplink
+	// failed and had its bytes published again.
+	limit, slow, okRun := int64(batchBytes), 0, 0
 	wake := b.wakeChan()
 	batch := make([]outMsg, 0, batchSize) // reused: peek copies into it
 	bufs := newBatchBufs()
@@ -1070,13 +1072,16 @@ func (b *Bus) write() {
 				answered, again = b.publishBatch(batch, bufs)
 				switch {
 				case answered == len(batch):
-					limit, slow = batchBytes, 0
+					slow = 0
+					if okRun++; okRun >= 8 {
+						limit, okRun = min(limit*2, batchBytes), 0
+					}
 				case answered > 0:
-					limit, slow = max(limit/2, 1), 0
+					limit, slow, okRun = max(limit/2, 1), 0, 0
 				case b.tooSlow(batch, bufs.cmds[0].Err(), &slow):
 					answered = 1 // given up: counted, and out of the outbox
 				default:
-					limit = max(limit/2, 1)
+					limit, okRun = max(limit/2, 1), 0
 				}
 				b.outbox.replaceHead(answered, again)
 				clear(batch) // let its strings go
