@@ -40,9 +40,10 @@ type Sink interface {
 	// Drop counts a message the backend dropped before delivering it
 	// (reason is one of the Drop* reasons).
 	Drop(reason string)
-	// PublishFailed counts a published message that the server refused
-	// (an ACL denial, say): it is dropped, never retried. reason is the
-	// server's error.
+	// PublishFailed counts a published message that is dropped, never
+	// retried: the server refused it (an ACL denial, say), or it could
+	// not be sent. reason says which, as "refused by the server: " and
+	// the server's error, or "not sent: " and why.
 	PublishFailed(channel, reason string)
 	// SubscribeRefused reports that the server refused the subscription
 	// to a channel (or pattern), with its reason; reason "" says a refused

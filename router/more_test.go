@@ -54,20 +54,20 @@ func TestRefusedPublishLoggedEveryTenSeconds(t *testing.T) {
 	b := &sinkBackend{}
 	r.Attach(b)
 	for range 5 {
-		b.sink.PublishFailed("game:x", "NOPERM no channel")
+		b.sink.PublishFailed("game:x", "refused by the server: NOPERM no channel")
 	}
 	assert.Equal(t, uint64(5), r.Stats.PublishFails.Load())
 	assert.Equal(t, uint64(5), r.Stats.Refused.Load())
 	require.Len(t, lines, 1, "one line for the burst: %q", lines)
-	assert.Contains(t, lines[0], `publish to "game:x" refused by the server, message dropped: NOPERM no channel (1 publishes failed so far)`)
+	assert.Contains(t, lines[0], `publish to "game:x" refused by the server: NOPERM no channel; message dropped (1 publishes failed so far)`)
 
 	clk.add(9 * time.Second)
 	b.sink.PublishFailed("game:x", "NOPERM no channel")
 	assert.Len(t, lines, 1, "within 10 s: counted, not logged")
 	clk.add(time.Second)
-	b.sink.PublishFailed("game:y", "NOPERM other")
+	b.sink.PublishFailed("game:y", "refused by the server: NOPERM other")
 	require.Len(t, lines, 2)
-	assert.Contains(t, lines[1], `"game:y" refused by the server, message dropped: NOPERM other (7 publishes failed so far)`)
+	assert.Contains(t, lines[1], `"game:y" refused by the server: NOPERM other; message dropped (7 publishes failed so far)`)
 
 	// A backend that was replaced counts nothing any more.
 	r.Attach(&sinkBackend{})

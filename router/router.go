@@ -883,7 +883,7 @@ func (r *Router) publishFailed(channel, reason string, now time.Time) {
 	r.Stats.Refused.Add(1)
 	if last := r.refusedLogged.Load(); now.UnixNano()-last >= int64(rateLogEvery) &&
 		r.refusedLogged.CompareAndSwap(last, now.UnixNano()) {
-		r.Logf("error", "publish to %s refused by the server, message dropped: %s (%d publishes failed so far)", quoteName(channel), reason, n)
+		r.Logf("error", "publish to %s %s; message dropped (%d publishes failed so far)", quoteName(channel), reason, n)
 	}
 }
 

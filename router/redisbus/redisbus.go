@@ -1011,6 +1011,15 @@ const batchSize = 1024
 // uplink carries in the 3 s default; 1 MiB is what 256 of 4 KiB were.
 const batchBytes = 1 << 20
 
+// A lone message of at least bigMessage bytes whose write timed out
+// tooSlowTries times in a row, while Redis answered a probe each time, is
+// given up (see tooSlow). Smaller ones are not: a socket buffer takes them
+// whole, so a write of one times out only when Redis is not reading.
+const (
+	bigMessage   = 64 << 10
+	tooSlowTries = 3
+)
+
 // debugSend, set by tests, sees every pipeline of durable entries sent.
 var debugSend func(b *Bus, path string, ids []string)
 
@@ -1040,6 +1049,12 @@ func (b *Bus) write() {
 		b.discard()
 	}()
 	failures := 0
+	// limit is the batches' bytes: halved at every failed batch (its write
+	// may have timed out on a slow uplink, and a smaller one gets through),
+	// doubled again after 8 answered in a row (okRun), up to batchBytes:
+	// snapped back at once, every other batch on a steady slow uplink
+	// failed and had its bytes published again.
+	limit, slow, okRun := int64(batchBytes), 0, 0
 	wake := b.wakeChan()
 	batch := make([]outMsg, 0, batchSize) // reused: peek copies into it
 	bufs := newBatchBufs()
@@ -1076,13 +1091,26 @@ func (b *Bus) write() {
 			flushErr := b.flushSpool()
 			batch = batch[:0]
 			if flushErr == nil {
-				if batch = b.outbox.peekBatch(batch, batchSize, batchBytes); len(batch) == 0 {
+				if batch = b.outbox.peekBatch(batch, batchSize, limit); len(batch) == 0 {
 					break
 				}
 			}
 			answered, again := 0, []outMsg(nil)
 			if flushErr == nil {
 				answered, again = b.publishBatch(batch, bufs)
+				switch {
+				case answered == len(batch):
+					slow = 0
+					if okRun++; okRun >= 8 {
+						limit, okRun = min(limit*2, batchBytes), 0
+					}
+				case answered > 0:
+					limit, slow, okRun = max(limit/2, 1), 0, 0
+				case b.tooSlow(batch, bufs.cmds[0].Err(), &slow):
+					answered = 1 // given up: counted, and out of the outbox
+				default:
+					limit, okRun = max(limit/2, 1), 0
+				}
 				b.outbox.replaceHead(answered, again)
 				clear(batch) // let its strings go
 				bufs.clear()
@@ -1108,6 +1136,52 @@ func (b *Bus) write() {
 			failures = 0
 		}
 	}
+}
+
+// tooSlow reports whether the writer gives up batch, which Redis did not
+// answer: a lone plain message of at least bigMessage bytes that failed
+// for the tooSlowTries-th time in a row (counted in *slow) while Redis
+// answered a probe within write_timeout after each failure. Its write times out on an uplink too
+// slow to carry it within write_timeout, and sent again it would block
+// every message behind it for ever, and be published again at each try
+// whose bytes Redis got whole. Redis away or stalled answers no probe, and
+// the message waits for it as any other.
+//
+// The probe is a script that does nothing, not a PING: CLIENT PAUSE WRITE
+// (an operator's, or FAILOVER's) holds every PUBLISH, and scripts, while
+// Redis answers PING, and a big message it holds is not too slow for the
+// uplink. A script refused (an ACL without EVAL) is an answer all the
+// same: Redis is reading, though a pause is not told apart then; one it
+// cannot run now (BUSY, LOADING: see transient) is not.
+//
+// err is the message's error at this try. The log line names the timeout
+// it ran into: write_timeout while the message was written, or, once the
+// system's socket buffer took the rest of it (megabytes, on a fast local
+// link), read_timeout while the rest crossed the uplink and the answer
+// was awaited; raising the other would not help.
+func (b *Bus) tooSlow(batch []outMsg, err error, slow *int) bool {
+	m := &batch[0]
+	if len(batch) != 1 || m.heartbeat() || m.durableID() != "" || msgSize(m) < bigMessage {
+		*slow = 0
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D())
+	defer cancel()
+	if perr := b.client.Eval(ctx, "return 1", nil).Err(); perr != nil && (!isReply(perr) || transient(perr)) {
+		*slow = 0
+		return false
+	}
+	if *slow++; *slow < tooSlowTries {
+		return false
+	}
+	*slow = 0
+	why, raise := fmt.Sprintf("could not be written within redis.write_timeout (%s)", b.cfg.WriteTimeout.D()), "redis.write_timeout"
+	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "read" {
+		why, raise = fmt.Sprintf("was not answered within redis.read_timeout (%s) after its write", b.cfg.ReadTimeout.D()), "redis.read_timeout"
+	}
+	b.sink.PublishFailed(m.channel, fmt.Sprintf("not sent: a %d-byte message %s in %d tries while Redis answered; the uplink is too slow for it: raise %s or send less",
+		len(m.payload), why, tooSlowTries, raise))
+	return true
 }
 
 // publishBatch sends batch in one pipeline and returns how many leading
@@ -1206,7 +1280,7 @@ func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again
 			b.Stats.Published.Add(uint64(published))
 			published = 0
 			b.Stats.Refused.Add(1)
-			b.sink.PublishFailed(batch[i].channel, err.Error())
+			b.sink.PublishFailed(batch[i].channel, "refused by the server: "+err.Error())
 		default:
 			return i, again
 		}
