@@ -312,3 +312,93 @@ func pow10Above(n uint64) uint64 {
 	}
 	return p
 }
+
+// TestStreamClusterSlotMoved: the stream's slot is moved to another master
+// while the reader waits on it (its XREADGROUP goes to the old master,
+// which answers MOVED through the raw reply; the generic path follows
+// it): the entries added before, during the reader's wait and after the
+// move each arrive once and end acknowledged on the new master, with the
+// group (moved with its key) intact.
+func TestStreamClusterSlotMoved(t *testing.T) {
+	addrs := redistest.StartCluster(t, 3)
+	ctx := context.Background()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Protocol: 2})
+	t.Cleanup(func() { _ = cc.Close() })
+	const stream = "moving"
+	cfg := streamConfig(addrs[0])
+	cfg.URL, cfg.Addrs = "", addrs
+	sink := newChanSink(64)
+	r, err := NewStreamReader(cfg, StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond, Logf: t.Logf},
+		[]StreamSpec{{Stream: stream, Group: "g", Start: "0"}}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	got := map[string]int{}
+	var want []string
+	add := func(n int) {
+		for range n {
+			id, err := cc.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []string{"n", strconv.Itoa(len(want))}}).Result()
+			require.NoError(t, err)
+			want = append(want, id)
+		}
+	}
+	take := func(n int) {
+		for range n {
+			e := recv(t, sink, 20*time.Second)
+			got[e.ID]++
+			r.Ack(e.Stream, e.Group, e.ID)
+		}
+	}
+	add(5)
+	take(5)
+
+	// move the slot: IMPORTING/MIGRATING, MIGRATE the key, then NODE
+	slot, err := cc.ClusterKeySlot(ctx, stream).Result()
+	require.NoError(t, err)
+	src, err := cc.MasterForKey(ctx, stream)
+	require.NoError(t, err)
+	ids := map[string]string{} // addr -> node id
+	nodes := map[string]*redis.Client{}
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a, Protocol: 2})
+		t.Cleanup(func() { _ = c.Close() })
+		ids[a], err = c.Do(ctx, "cluster", "myid").Text()
+		require.NoError(t, err)
+		nodes[a] = c
+	}
+	from := src.Options().Addr
+	to := ""
+	for _, a := range addrs {
+		if a != from {
+			to = a
+			break
+		}
+	}
+	waitUntil(t, "the acks before the move", 20*time.Second, func() bool { return pendingCount(nodes[from], stream, "g") == 0 })
+	host, port, _ := net.SplitHostPort(to)
+	require.NoError(t, nodes[to].Do(ctx, "cluster", "setslot", slot, "importing", ids[from]).Err())
+	require.NoError(t, nodes[from].Do(ctx, "cluster", "setslot", slot, "migrating", ids[to]).Err())
+	require.NoError(t, nodes[from].Do(ctx, "migrate", host, port, "", 0, 5000, "keys", stream).Err())
+	for _, a := range append([]string{to, from}, addrs...) {
+		require.NoError(t, nodes[a].Do(ctx, "cluster", "setslot", slot, "node", ids[to]).Err())
+	}
+	n, err := nodes[to].XLen(ctx, stream).Result()
+	require.NoError(t, err)
+	require.Equal(t, int64(5), n, "the stream moved")
+
+	add(5) // through cc: it follows MOVED itself
+	take(5)
+	add(3)
+	take(3)
+	waitUntil(t, "every entry acknowledged on the new master", 20*time.Second, func() bool {
+		return pendingCount(nodes[to], stream, "g") == 0
+	})
+	for _, id := range want {
+		assert.Equal(t, 1, got[id], "%s", id)
+	}
+	assert.Len(t, got, len(want))
+	select {
+	case e := <-sink.ch:
+		t.Fatalf("%s delivered again", e.ID)
+	default:
+	}
+}
