@@ -1,0 +1,345 @@
+package redisbus
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/internal/redistest"
+	"github.com/gmod-realtime/realtime/router"
+	"github.com/gmod-realtime/realtime/router/spool"
+)
+
+// TestHostileReloadSchedules drives a router as module/api does over
+// random seeds (printed; replay one with REDISBUS_FAULT_SEED=n): bursts
+// of Publish, chains of one to four Reloads in a row (HandOver + Replace),
+// some once a writer has a batch on the wire, Connect (HandOver, Close,
+// Attach), Disconnect then Connect, and Redis stopped for a moment
+// (shorter than the timeouts: no answer is lost), each bus reaching
+// Redis directly, over a slow uplink or over a distant link. No fault:
+// no message reaches Redis twice, and each is counted once, published
+// or discarded; those accepted since the last Disconnect all arrive, in
+// the order of the Publish calls; every bus stops once the router is
+// closed.
+func TestHostileReloadSchedules(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	addrs := []string{srv.Addr(), slowUplinkProxy(t, srv.Addr(), 2<<20), latencyProxy(t, srv.Addr(), 15*time.Millisecond)}
+	for _, seed := range faultSeeds(t, 4) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Logf("seed %d (replay: REDISBUS_FAULT_SEED=%d)", seed, seed)
+			rng := rand.New(rand.NewPCG(seed, 29))
+			tag := fmt.Sprintf("hx%d:", seed)
+			got := collect(t, c, tag+"*")
+			cfg := func() string {
+				return fmt.Sprintf("[redis]\nurl = \"redis://%s\"\nread_timeout = \"5s\"\nwrite_timeout = \"5s\"\nreconnect_min = \"10ms\"\nreconnect_max = \"100ms\"\noutbox_events = 100000\noutbox_bytes = \"64MiB\"\n",
+					addrs[rng.IntN(len(addrs))])
+			}
+			sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{ServerID: "srv", Logf: t.Logf})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = sp.Close() })
+			d := NewDurable("srv", sp, nil)
+			var buses []*Bus
+			newBus := func() *Bus {
+				nb, err := New(redisConfig(t, cfg()))
+				require.NoError(t, err)
+				nb.SetDurable(d)
+				buses = append(buses, nb)
+				return nb
+			}
+			rcfg, err := config.Parse("test.toml", []byte(cfg()+fmt.Sprintf("[[routes]]\nname = \"g\"\npattern = %q\nhandler = \"h\"\n", tag+"*")))
+			require.NoError(t, err)
+			r, err := router.New(rcfg)
+			require.NoError(t, err)
+			cur := newBus()
+			h := &harness{t: t, r: r, bus: cur}
+			r.Attach(cur)
+			t.Cleanup(func() { _ = r.Close() })
+			appended := map[string]bool{}
+			beats := 0
+			var pauses sync.WaitGroup
+			var pauseMu sync.Mutex
+			paused := false
+			defer func() { pauses.Wait() }()
+			accepted := 0    // messages 0..accepted-1 were accepted
+			since := 0       // the first accepted after the last Disconnect
+			var epochs []int // the first message of each Disconnect's epoch
+			bodies := []string{"", strings.Repeat("y", 200), strings.Repeat("z", 2<<10)}
+			var ops []string
+			for step := 0; step < 40; step++ {
+				switch op := rng.IntN(16); {
+				case op >= 14:
+					for k := 1 + rng.IntN(100); k > 0; k-- {
+						id, err := h.r.Append(tag+"s", fmt.Sprint(k))
+						require.NoError(t, err)
+						appended[id] = true
+						if rng.IntN(10) == 0 {
+							beats++
+							cur.Heartbeat(tag+"hb", []string{"n", fmt.Sprint(beats)}, time.Minute)
+						}
+					}
+					ops = append(ops, "append")
+				case op < 5:
+					for k := 1 + rng.IntN(600); k > 0; k-- {
+						p := fmt.Sprintf("%d|%s", accepted, bodies[rng.IntN(len(bodies))])
+						require.NoError(t, h.r.Publish(tag+"m", p))
+						accepted++
+					}
+					ops = append(ops, "pub")
+				case op < 8:
+					if rng.IntN(2) == 0 {
+						deadline := time.Now().Add(time.Second)
+						for !writerInBatch() && time.Now().Before(deadline) {
+							time.Sleep(time.Millisecond)
+						}
+					}
+					k := 1 + rng.IntN(4)
+					for range k {
+						nb := newBus()
+						cur.HandOver(nb)
+						h.r.Replace(nb)
+						cur = nb
+					}
+					ops = append(ops, fmt.Sprintf("reload*%d", k))
+				case op == 8: // Connect: the outbox moves
+					nb := newBus()
+					cur.HandOver(nb)
+					_ = h.r.Close()
+					h.r.Attach(nb)
+					cur = nb
+					ops = append(ops, "connect")
+				case op == 9: // Disconnect, then Connect
+					_ = h.r.Close()
+					since = accepted
+					epochs = append(epochs, accepted)
+					nb := newBus()
+					h.r.Attach(nb)
+					cur = nb
+					ops = append(ops, "disconnect+connect")
+				case op == 10:
+					pauseMu.Lock()
+					if !paused {
+						paused = true
+						d := time.Duration(50+rng.IntN(500)) * time.Millisecond
+						srv.Pause()
+						pauses.Add(1)
+						time.AfterFunc(d, func() {
+							defer pauses.Done()
+							pauseMu.Lock()
+							srv.Resume()
+							paused = false
+							pauseMu.Unlock()
+						})
+						ops = append(ops, fmt.Sprintf("pause(%v)", d))
+					}
+					pauseMu.Unlock()
+				case op == 11:
+					h.drain()
+					ops = append(ops, "drain")
+				default:
+					d := time.Duration(rng.IntN(50)) * time.Millisecond
+					time.Sleep(d)
+					ops = append(ops, fmt.Sprintf("sleep(%v)", d))
+				}
+			}
+			t.Logf("schedule: %v", ops)
+			pauses.Wait()
+			if accepted > since {
+				last := fmt.Sprintf("%d|", accepted-1)
+				h.waitFor("the last message", 60*time.Second, func() bool {
+					got.mu.Lock()
+					defer got.mu.Unlock()
+					for i := len(got.order) - 1; i >= 0 && i >= len(got.order)-2000; i-- {
+						if strings.HasPrefix(got.order[i], tag+"m="+last) {
+							return true
+						}
+					}
+					return false
+				})
+			}
+			flushed := func() bool {
+				return c.XLen(context.Background(), tag+"s").Val() >= int64(len(appended)) && sp.Stats().Depth == 0
+			}
+			for deadline := time.Now().Add(20 * time.Second); !flushed() && time.Now().Before(deadline); {
+				h.drain()
+				time.Sleep(10 * time.Millisecond)
+			}
+			if !flushed() {
+				d.mu.Lock()
+				queued, spooling := d.queued, d.spooling
+				d.mu.Unlock()
+				var per []string
+				for _, b := range buses {
+					per = append(per, fmt.Sprintf("%d/%d/%v", b.OutboxLen(), b.Stats.Appended.Load(), b.closed()))
+				}
+				t.Fatalf("appends not all in Redis: %d appended, %d in the stream, spool %+v, queued %d, spooling %v, lost %d; outbox/appended/closed per bus %v; schedule %v",
+					len(appended), c.XLen(context.Background(), tag+"s").Val(), sp.Stats(), queued, spooling, d.Lost(), per, ops)
+			}
+			_ = h.r.Close()
+			for _, b := range buses {
+				waitStopped(t, b)
+			}
+			xs, err := c.XRange(context.Background(), tag+"s", "-", "+").Result()
+			require.NoError(t, err)
+			inStream := map[string]int{}
+			for _, x := range xs {
+				id, _ := x.Values["rt_id"].(string)
+				inStream[id]++
+			}
+			var lostIDs, dupIDs []string
+			for id := range appended {
+				if inStream[id] == 0 {
+					lostIDs = append(lostIDs, id)
+				}
+				if inStream[id] > 1 {
+					dupIDs = append(dupIDs, id)
+				}
+			}
+			var durableLost uint64
+			for _, b := range buses {
+				durableLost += b.Stats.DurableLost.Load()
+			}
+			t.Logf("%d appended, %d entries, spool depth %d", len(appended), len(xs), sp.Stats().Depth)
+			assert.Empty(t, lostIDs, "appended, not in the stream; schedule %v", ops)
+			assert.Empty(t, dupIDs, "appended twice; schedule %v", ops)
+			assert.Zero(t, durableLost, "durable lost")
+			// Everything Redis published has reached the subscriber once
+			// the copies stop coming (publishes of stopped buses).
+			var published, discarded uint64
+			for _, b := range buses {
+				published += b.Stats.Published.Load()
+				discarded += b.Stats.Discarded.Load()
+			}
+			h.waitFor("the copies counted as published", 20*time.Second, func() bool {
+				got.mu.Lock()
+				defer got.mu.Unlock()
+				return uint64(len(got.order)) >= published
+			})
+			got.mu.Lock()
+			order := append([]string(nil), got.order...)
+			got.mu.Unlock()
+			seen := make(map[int]int)
+			var dups, missing []int
+			// In order within what was published between two Disconnects;
+			// across one, a batch of the closed bus may still be finishing.
+			last, reordered, across := map[int]int{}, "", ""
+			for i, s := range order {
+				s = strings.TrimPrefix(s, tag+"m=")
+				n, err := strconv.Atoi(s[:strings.IndexByte(s, '|')])
+				require.NoError(t, err)
+				if seen[n]++; seen[n] == 2 {
+					dups = append(dups, n)
+				}
+				e := sort.SearchInts(epochs, n+1)
+				if l, ok := last[e]; ok && n < l && reordered == "" {
+					reordered = fmt.Sprintf("message %d arrived after message %d (copy %d of %d)", n, l, i, len(order))
+				}
+				last[e] = max(last[e], n)
+				for later := e + 1; later <= len(epochs); later++ {
+					if _, ok := last[later]; ok && across == "" {
+						across = fmt.Sprintf("message %d (epoch %d) arrived after message %d of epoch %d, published after a Disconnect and Connect", n, e, last[later], later)
+					}
+				}
+			}
+			if across != "" {
+				t.Logf("across a Disconnect: %s", across)
+			}
+			for i := since; i < accepted; i++ {
+				if seen[i] == 0 {
+					missing = append(missing, i)
+				}
+			}
+			t.Logf("%d accepted (%d since the last Disconnect), %d copies, %d buses, published %d, discarded %d, publish_failed %d",
+				accepted, accepted-since, len(order), len(buses), published, discarded, h.r.Stats.PublishFails.Load())
+			assert.Empty(t, dups, "published twice; schedule %v", ops)
+			assert.Empty(t, missing, "accepted since the last Disconnect, never published; schedule %v", ops)
+			assert.Empty(t, reordered, "out of order; schedule %v", ops)
+			assert.Equal(t, uint64(accepted), published+discarded, "published %d + discarded %d; schedule %v", published, discarded, ops)
+			assert.Equal(t, uint64(len(seen)), published, "distinct messages at Redis vs counted published; schedule %v", ops)
+			assert.Equal(t, discarded, h.r.Stats.PublishFails.Load(), "publish_failed")
+		})
+	}
+}
+
+// TestDisconnectDuringHandOverKeepsAppends: a Reload while the old bus's
+// batch waits on a stopped Redis, with appends (realtime.Append) queued
+// behind that batch, then a Disconnect as module/api does it (Persist on
+// the bus in use, then Close). Persist reached only the new bus and its
+// successors: the appends still in the old bus's outbox were passed on,
+// once its batch was answered, to the new bus, closed by then, and
+// dropped (durable lost) instead of spooled.
+func TestDisconnectDuringHandOverKeepsAppends(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{ServerID: "srv", Logf: t.Logf})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sp.Close() })
+	d := NewDurable("srv", sp, nil)
+	toml := fmt.Sprintf("[redis]\nurl = %q\nread_timeout = \"5s\"\nwrite_timeout = \"5s\"\nreconnect_min = \"10ms\"\nreconnect_max = \"100ms\"\n", srv.URL())
+	cfg, err := config.Parse("test.toml", []byte(toml))
+	require.NoError(t, err)
+	r, err := router.New(cfg)
+	require.NoError(t, err)
+	newBus := func() *Bus {
+		b, err := New(cfg.Redis)
+		require.NoError(t, err)
+		b.SetDurable(d)
+		return b
+	}
+	old := newBus()
+	h := &harness{t: t, r: r, bus: old}
+	r.Attach(old)
+	t.Cleanup(func() { _ = r.Close() })
+	h.waitStatus("connected")
+	h.waitSubscribed()
+
+	srv.Pause()
+	resumed := false
+	defer func() {
+		if !resumed {
+			srv.Resume()
+		}
+	}()
+	for i := range 100 {
+		require.NoError(t, r.Publish("hand", fmt.Sprint(i)))
+	}
+	h.waitFor("the writer sending its batch", 10*time.Second, writerInBatch)
+	var ids []string
+	for i := range 20 {
+		id, err := r.Append("hands", fmt.Sprint(i))
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	next := newBus()
+	old.HandOver(next)
+	r.Replace(next)
+	// Disconnect, as module/api does it.
+	r.Backend().(*Bus).Persist()
+	require.NoError(t, sp.Sync())
+	require.NoError(t, r.Close())
+	srv.Resume()
+	resumed = true
+	waitStopped(t, old)
+	waitStopped(t, next)
+	// Connect: the spool is flushed.
+	r.Attach(newBus())
+	h.waitFor("the appends", 20*time.Second, func() bool {
+		_, _, _ = entries(t, c, "hands")
+		got, _, _ := entries(t, c, "hands")
+		return len(got) >= len(ids) || d.Lost() > 0
+	})
+	got, _, _ := entries(t, c, "hands")
+	assert.Zero(t, d.Lost(), "durable lost")
+	assert.Equal(t, ids, got, "appended before the Disconnect")
+}
