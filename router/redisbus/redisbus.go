@@ -122,8 +122,13 @@ type Bus struct {
 	// HandOver: what reaches b is dropped and counted (Stats.Discarded).
 	discarding bool
 	preds      atomic.Int64 // changed under handMu
-	handed     chan struct{}
-	writing    atomic.Bool // the writer runs: it passes the outbox itself
+	// prev are the buses that handed over to b, kept (under handMu) while
+	// they or their own predecessors have not passed their outbox on:
+	// Persist reaches their durable entries (a Disconnect during a
+	// hand-over, the old writer's batch in flight).
+	prev    []*Bus
+	handed  chan struct{}
+	writing atomic.Bool // the writer runs: it passes the outbox itself
 
 	streams busStreams // the stream routes' reader (bus_streams.go)
 
@@ -238,10 +243,43 @@ func (b *Bus) HandOver(next *Bus) {
 	}
 	b.next = next
 	b.handMu.Unlock()
+	b.predecessors() // forget those that have passed
+	next.handMu.Lock()
+	next.prev = append(next.prev, b)
+	next.handMu.Unlock()
 	close(b.handed)
 	if !b.writing.Load() { // not started, or stopped by Close
 		b.passOutbox()
 	}
+}
+
+// predecessors returns the buses that handed over to b, directly or
+// through a chain, whose outbox has not been passed on yet, and forgets
+// those that have passed with no such predecessor of their own.
+func (b *Bus) predecessors() []*Bus {
+	b.handMu.Lock()
+	prev := slices.Clone(b.prev)
+	b.handMu.Unlock()
+	var out []*Bus
+	gone := map[*Bus]bool{}
+	for _, p := range prev {
+		older := p.predecessors()
+		p.handMu.Lock()
+		passed := p.passed
+		p.handMu.Unlock()
+		if !passed {
+			out = append(out, p)
+		} else if len(older) == 0 {
+			gone[p] = true
+		}
+		out = append(out, older...)
+	}
+	if len(gone) > 0 {
+		b.handMu.Lock()
+		b.prev = slices.DeleteFunc(b.prev, func(p *Bus) bool { return gone[p] })
+		b.handMu.Unlock()
+	}
+	return out
 }
 
 // addPreds changes the count of predecessors whose outbox is awaited.
