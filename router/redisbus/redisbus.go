@@ -402,7 +402,9 @@ func (b *Bus) arrive(msgs []outMsg, delta int64) (discardedAt *Bus) {
 		}
 		if !d.passed {
 			d.outbox.prepend(msgs)
-			d.preds.Add(delta)
+			if d.preds.Add(delta) == 0 {
+				d.prev = nil // every predecessor's outbox is in
+			}
 			d.handMu.Unlock()
 			signal(d.liveSig)
 			return nil
