@@ -347,3 +347,40 @@ func TestDisconnectDuringHandOverKeepsAppends(t *testing.T) {
 	assert.Zero(t, d.Lost(), "durable lost")
 	assert.Equal(t, ids, got, "appended before the Disconnect")
 }
+
+// TestOutboxCountsWhatWaitsOnTheOldBus: after a Reload while the old
+// bus's batch waits on a stopped Redis, the messages behind that batch
+// wait for the new connection (docs: counted in redis.outbox while
+// waiting), but the bus in use reported only its own outbox: they were
+// not counted anywhere GetStats looks until the old batch was answered
+// (up to write_timeout + read_timeout).
+func TestOutboxCountsWhatWaitsOnTheOldBus(t *testing.T) {
+	srv := redistest.Start(t)
+	toml := fmt.Sprintf("[redis]\nurl = %q\nread_timeout = \"5s\"\nwrite_timeout = \"5s\"\nreconnect_min = \"10ms\"\nreconnect_max = \"100ms\"\n", srv.URL())
+	h := startHarness(t, toml)
+	h.waitStatus("connected")
+	h.waitSubscribed()
+	srv.Pause()
+	resumed := false
+	defer func() {
+		if !resumed {
+			srv.Resume()
+		}
+	}()
+	require.NoError(t, h.r.Publish("wait", "first"))
+	h.waitFor("the writer sending its batch", 10*time.Second, writerInBatch)
+	for i := range 500 {
+		require.NoError(t, h.r.Publish("wait", fmt.Sprint(i)))
+	}
+	old := h.bus
+	require.Equal(t, 501, old.OutboxLen())
+	next, err := New(redisConfig(t, toml))
+	require.NoError(t, err)
+	old.HandOver(next)
+	h.r.Replace(next)
+	require.NoError(t, h.r.Publish("wait", "after"))
+	assert.Equal(t, 502, next.OutboxLen(), "the outbox of the bus in use, while the old one's batch waits")
+	srv.Resume()
+	resumed = true
+	h.waitFor("the outbox sent", 20*time.Second, func() bool { return next.OutboxLen() == 0 })
+}

@@ -518,8 +518,17 @@ func (b *Bus) handedOver() bool {
 	return b.next != nil
 }
 
-// OutboxLen is the number of messages waiting to be published.
-func (b *Bus) OutboxLen() int { return b.outbox.len() }
+// OutboxLen is the number of messages waiting to be published: in b's
+// outbox and in those of the buses that handed over to b and have not
+// passed theirs on yet (a Reload while a batch of theirs is in flight:
+// what waits behind it comes to b next).
+func (b *Bus) OutboxLen() int {
+	n := 0
+	for _, p := range b.predecessors() { // first: one passing meanwhile is counted twice, not missed
+		n += p.outbox.len()
+	}
+	return n + b.outbox.len()
+}
 
 // Close stops the goroutines and closes the connections without waiting
 // for them: a hung network must not hang a map change. Queued publishes
