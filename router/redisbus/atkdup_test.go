@@ -68,6 +68,28 @@ func TestHostileReloadSchedules(t *testing.T) {
 			t.Cleanup(func() { _ = r.Close() })
 			appended := map[string]bool{}
 			beats := 0
+			// What GetStats, the heartbeat and gmod13_close do from other
+			// goroutines meanwhile: the outbox length, Persist.
+			stopPoll := make(chan struct{})
+			var poll sync.WaitGroup
+			poll.Add(1)
+			go func() {
+				defer poll.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stopPoll:
+						return
+					case <-time.After(time.Millisecond):
+					}
+					if b, ok := r.Backend().(*Bus); ok {
+						_ = b.OutboxLen()
+						if i%50 == 0 {
+							b.Persist()
+						}
+					}
+				}
+			}()
+			defer func() { close(stopPoll); poll.Wait() }()
 			var pauses sync.WaitGroup
 			var pauseMu sync.Mutex
 			paused := false
