@@ -406,3 +406,96 @@ func TestOutboxCountsWhatWaitsOnTheOldBus(t *testing.T) {
 	resumed = true
 	h.waitFor("the outbox sent", 20*time.Second, func() bool { return next.OutboxLen() == 0 })
 }
+
+// TestReloadsWhileRedisStallsPastTheTimeouts: Reloads (one to three in a
+// row) while Redis is stopped for longer than write_timeout +
+// read_timeout, with the old bus's batch waiting on it (seeds printed;
+// replay with REDISBUS_FAULT_SEED=n). The batch's answers are overdue:
+// at-least-once, so copies may come twice, but every message arrives,
+// the first copies in the order of the Publish calls, each is counted
+// once as published and none discarded, and the replaced buses stop.
+func TestReloadsWhileRedisStallsPastTheTimeouts(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	for _, seed := range faultSeeds(t, 2) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Logf("seed %d (replay: REDISBUS_FAULT_SEED=%d)", seed, seed)
+			rng := rand.New(rand.NewPCG(seed, 31))
+			tag := fmt.Sprintf("st%d:", seed)
+			got := collect(t, c, tag+"*")
+			toml := fmt.Sprintf("[redis]\nurl = %q\nread_timeout = \"300ms\"\nwrite_timeout = \"300ms\"\nreconnect_min = \"10ms\"\nreconnect_max = \"100ms\"\noutbox_events = 100000\noutbox_bytes = \"64MiB\"\n", srv.URL())
+			h := startHarness(t, toml+fmt.Sprintf("[[routes]]\nname = \"g\"\npattern = %q\nhandler = \"h\"\n", tag+"*"))
+			h.waitStatus("connected")
+			h.waitSubscribed()
+			buses := []*Bus{h.bus}
+			var want []string
+			pub := func(n int) {
+				for range n {
+					p := fmt.Sprint(len(want))
+					require.NoError(t, h.r.Publish(tag+"m", p))
+					want = append(want, tag+"m="+p)
+				}
+			}
+			pub(rng.IntN(200))
+			srv.Pause()
+			resumed := false
+			defer func() {
+				if !resumed {
+					srv.Resume()
+				}
+			}()
+			pub(1 + rng.IntN(2000))
+			h.waitFor("the writer sending its batch", 10*time.Second, writerInBatch)
+			stall := time.Duration(700+rng.IntN(1300)) * time.Millisecond
+			resume := time.Now().Add(stall)
+			for k := 1 + rng.IntN(3); k > 0; k-- {
+				pub(rng.IntN(300))
+				next, err := New(redisConfig(t, toml))
+				require.NoError(t, err)
+				buses[len(buses)-1].HandOver(next)
+				h.r.Replace(next)
+				buses = append(buses, next)
+				time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+			}
+			pub(rng.IntN(300))
+			time.Sleep(time.Until(resume)) // the stall is the schedule's
+			srv.Resume()
+			resumed = true
+			pub(1 + rng.IntN(300))
+			h.waitFor("every message", 60*time.Second, func() bool {
+				got.mu.Lock()
+				defer got.mu.Unlock()
+				return got.counts[want[len(want)-1]] > 0
+			})
+			counted := func() (n uint64) {
+				for _, b := range buses {
+					n += b.Stats.Published.Load()
+				}
+				return n
+			}
+			h.waitFor("the answers counted", 20*time.Second, func() bool { return counted() >= uint64(len(want)) })
+			for _, b := range buses[:len(buses)-1] {
+				waitStopped(t, b)
+			}
+			got.mu.Lock()
+			order := append([]string(nil), got.order...)
+			got.mu.Unlock()
+			firsts := make([]string, 0, len(want))
+			seen := map[string]bool{}
+			for _, s := range order {
+				if !seen[s] {
+					seen[s] = true
+					firsts = append(firsts, s)
+				}
+			}
+			var discarded uint64
+			for _, b := range buses {
+				discarded += b.Stats.Discarded.Load()
+			}
+			t.Logf("%d messages, %d copies, stall %v, %d buses", len(want), len(order), stall, len(buses))
+			assert.Equal(t, want, firsts, "first copies")
+			assert.Equal(t, uint64(len(want)), counted(), "published")
+			assert.Zero(t, discarded, "discarded")
+		})
+	}
+}
