@@ -271,12 +271,12 @@ func (b *Bus) appendLocked(stream, payload string) (string, error) {
 // Persist moves the durable entries waiting in b's outbox, in the
 // outboxes b handed over to, and in those of the buses that handed over
 // to b and have not passed them on yet, into the spool, and reports how
-// many; with no spool it does nothing. Those of a batch in flight are copied: the writer
-// still sends them, and if the process dies first, the spool has them (a
-// copy that also reached Redis is dropped by the consumer, by rt_id; one
-// the writer moves to the spool later is ignored there). It never waits on
-// the network or the disk (Spool.Sync does that): gmod13_close,
-// Disconnect.
+// many; with no spool it does nothing. Those of a batch in flight are
+// copied: the writer still sends them, and if the process dies first, the
+// spool has them (a copy that also reached Redis is dropped by the
+// consumer, by rt_id; one the writer moves to the spool later is ignored
+// there). It never waits on the network or the disk (Spool.Sync does
+// that): gmod13_close, Disconnect.
 func (b *Bus) Persist() int {
 	n := 0
 	// The buses that handed over to b and have not passed their outbox
