@@ -192,8 +192,18 @@ func TestHostileReloadSchedules(t *testing.T) {
 					return false
 				})
 			}
-			flushed := func() bool {
-				return c.XLen(context.Background(), tag+"s").Val() >= int64(len(appended)) && sp.Stats().Depth == 0
+			flushed := func() bool { // every append in the stream (copies aside)
+				xs, err := c.XRange(context.Background(), tag+"s", "-", "+").Result()
+				if err != nil {
+					return false
+				}
+				in := map[string]bool{}
+				for _, x := range xs {
+					if id, _ := x.Values["rt_id"].(string); appended[id] {
+						in[id] = true
+					}
+				}
+				return len(in) == len(appended) && sp.Stats().Depth == 0
 			}
 			for deadline := time.Now().Add(20 * time.Second); !flushed() && time.Now().Before(deadline); {
 				h.drain()
