@@ -401,8 +401,8 @@ func (b *Bus) flushSpool() error {
 	}()
 	d.learnClock(ctx, b.client)
 	n, err := d.spool.FlushWith(ctx, b.client, func(e *spool.Entry) (int64, string) {
-		if debugSend != nil {
-			debugSend(b, "flush", []string{e.ID})
+		if debugSend := debugSend.Load(); debugSend != nil {
+			(*debugSend)(b, "flush", []string{e.ID})
 		}
 		return d.trim()
 	})

@@ -1061,7 +1061,9 @@ const batchSize = 1024
 const batchBytes = 1 << 20
 
 // debugSend, set by tests, sees every pipeline of durable entries sent.
-var debugSend func(b *Bus, path string, ids []string)
+// An atomic: a writer of an earlier test may still finish its batch
+// (Close leaves it to) when a test sets it.
+var debugSend atomic.Pointer[func(b *Bus, path string, ids []string)]
 
 // write pipelines the outbox to Redis in order. A message leaves the outbox
 // once Redis answered it: acknowledged, or refused (an ACL denial, a
@@ -1207,7 +1209,7 @@ func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again
 	bufs.args = args
 	_ = pipe.BatchProcess(ctx, bufs.sent...)
 	_, _ = pipe.Exec(ctx)
-	if debugSend != nil {
+	if debugSend := debugSend.Load(); debugSend != nil {
 		var ids []string
 		for i, m := range batch {
 			if id := m.durableID(); id != "" {
@@ -1215,7 +1217,7 @@ func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again
 			}
 		}
 		if len(ids) > 0 {
-			debugSend(b, "outbox", ids)
+			(*debugSend)(b, "outbox", ids)
 		}
 	}
 	var xids []string // the answered XADDs' ids: Redis's clock for retention
