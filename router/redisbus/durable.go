@@ -268,16 +268,23 @@ func (b *Bus) appendLocked(stream, payload string) (string, error) {
 	return m.x.id, nil
 }
 
-// Persist moves the durable entries waiting in b's outbox and in the
-// outboxes b handed over to into the spool, and reports how many; with no
-// spool it does nothing. Those of a batch in flight are copied: the writer
-// still sends them, and if the process dies first, the spool has them (a
-// copy that also reached Redis is dropped by the consumer, by rt_id; one
-// the writer moves to the spool later is ignored there). It never waits on
-// the network or the disk (Spool.Sync does that): gmod13_close,
-// Disconnect.
+// Persist moves the durable entries waiting in b's outbox, in the
+// outboxes b handed over to, and in those of the buses that handed over
+// to b and have not passed them on yet, into the spool, and reports how
+// many; with no spool it does nothing. Those of a batch in flight are
+// copied: the writer still sends them, and if the process dies first, the
+// spool has them (a copy that also reached Redis is dropped by the
+// consumer, by rt_id; one the writer moves to the spool later is ignored
+// there). It never waits on the network or the disk (Spool.Sync does
+// that): gmod13_close, Disconnect.
 func (b *Bus) Persist() int {
 	n := 0
+	// The buses that handed over to b and have not passed their outbox
+	// on (a batch of theirs in flight): what they pass arrives after a
+	// Close, where it is dropped, or once the spool is closed.
+	for _, p := range b.predecessors() {
+		n += p.spoolOutbox(false)
+	}
 	for c := b; c != nil; {
 		n += c.spoolOutbox(false)
 		c.handMu.Lock()
@@ -394,8 +401,8 @@ func (b *Bus) flushSpool() error {
 	}()
 	d.learnClock(ctx, b.client)
 	n, err := d.spool.FlushWith(ctx, b.client, func(e *spool.Entry) (int64, string) {
-		if debugSend != nil {
-			debugSend(b, "flush", []string{e.ID})
+		if debugSend := debugSend.Load(); debugSend != nil {
+			(*debugSend)(b, "flush", []string{e.ID})
 		}
 		return d.trim()
 	})

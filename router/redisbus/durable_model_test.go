@@ -80,12 +80,13 @@ func TestAppendFaultModel(t *testing.T) {
 			}
 			var logMu sync.Mutex
 			var sendLog []string
-			debugSend = func(b *Bus, path string, ids []string) {
+			logSend := func(b *Bus, path string, ids []string) {
 				logMu.Lock()
 				sendLog = append(sendLog, fmt.Sprintf("%s %p %s %v", time.Now().Format("05.000000"), b, path, ids))
 				logMu.Unlock()
 			}
-			t.Cleanup(func() { debugSend = nil })
+			debugSend.Store(&logSend)
+			t.Cleanup(func() { debugSend.Store(nil) })
 			want := map[string][]string{}
 			paused, appended := false, 0
 			for step := range 40 {

@@ -122,8 +122,13 @@ type Bus struct {
 	// HandOver: what reaches b is dropped and counted (Stats.Discarded).
 	discarding bool
 	preds      atomic.Int64 // changed under handMu
-	handed     chan struct{}
-	writing    atomic.Bool // the writer runs: it passes the outbox itself
+	// prev are the buses that handed over to b, kept (under handMu) while
+	// they or their own predecessors have not passed their outbox on:
+	// Persist reaches their durable entries (a Disconnect during a
+	// hand-over, the old writer's batch in flight).
+	prev    []*Bus
+	handed  chan struct{}
+	writing atomic.Bool // the writer runs: it passes the outbox itself
 
 	streams busStreams // the stream routes' reader (bus_streams.go)
 
@@ -238,10 +243,43 @@ func (b *Bus) HandOver(next *Bus) {
 	}
 	b.next = next
 	b.handMu.Unlock()
+	b.predecessors() // forget those that have passed
+	next.handMu.Lock()
+	next.prev = append(next.prev, b)
+	next.handMu.Unlock()
 	close(b.handed)
 	if !b.writing.Load() { // not started, or stopped by Close
 		b.passOutbox()
 	}
+}
+
+// predecessors returns the buses that handed over to b, directly or
+// through a chain, whose outbox has not been passed on yet, and forgets
+// those that have passed with no such predecessor of their own.
+func (b *Bus) predecessors() []*Bus {
+	b.handMu.Lock()
+	prev := slices.Clone(b.prev)
+	b.handMu.Unlock()
+	var out []*Bus
+	gone := map[*Bus]bool{}
+	for _, p := range prev {
+		older := p.predecessors()
+		p.handMu.Lock()
+		passed := p.passed
+		p.handMu.Unlock()
+		if !passed {
+			out = append(out, p)
+		} else if len(older) == 0 {
+			gone[p] = true
+		}
+		out = append(out, older...)
+	}
+	if len(gone) > 0 {
+		b.handMu.Lock()
+		b.prev = slices.DeleteFunc(b.prev, func(p *Bus) bool { return gone[p] })
+		b.handMu.Unlock()
+	}
+	return out
 }
 
 // addPreds changes the count of predecessors whose outbox is awaited.
@@ -364,7 +402,9 @@ func (b *Bus) arrive(msgs []outMsg, delta int64) (discardedAt *Bus) {
 		}
 		if !d.passed {
 			d.outbox.prepend(msgs)
-			d.preds.Add(delta)
+			if d.preds.Add(delta) == 0 {
+				d.prev = nil // every predecessor's outbox is in
+			}
 			d.handMu.Unlock()
 			signal(d.liveSig)
 			return nil
@@ -478,8 +518,17 @@ func (b *Bus) handedOver() bool {
 	return b.next != nil
 }
 
-// OutboxLen is the number of messages waiting to be published.
-func (b *Bus) OutboxLen() int { return b.outbox.len() }
+// OutboxLen is the number of messages waiting to be published: in b's
+// outbox and in those of the buses that handed over to b and have not
+// passed theirs on yet (a Reload while a batch of theirs is in flight:
+// what waits behind it comes to b next).
+func (b *Bus) OutboxLen() int {
+	n := 0
+	for _, p := range b.predecessors() { // first: one passing meanwhile is counted twice, not missed
+		n += p.outbox.len()
+	}
+	return n + b.outbox.len()
+}
 
 // Close stops the goroutines and closes the connections without waiting
 // for them: a hung network must not hang a map change. Queued publishes
@@ -1021,7 +1070,9 @@ const (
 )
 
 // debugSend, set by tests, sees every pipeline of durable entries sent.
-var debugSend func(b *Bus, path string, ids []string)
+// An atomic: a writer of an earlier test may still finish its batch
+// (Close leaves it to) when a test sets it.
+var debugSend atomic.Pointer[func(b *Bus, path string, ids []string)]
 
 // write pipelines the outbox to Redis in order. A message leaves the outbox
 // once Redis answered it: acknowledged, or refused (an ACL denial, a
@@ -1232,7 +1283,7 @@ func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again
 	bufs.args = args
 	_ = pipe.BatchProcess(ctx, bufs.sent...)
 	_, _ = pipe.Exec(ctx)
-	if debugSend != nil {
+	if debugSend := debugSend.Load(); debugSend != nil {
 		var ids []string
 		for i, m := range batch {
 			if id := m.durableID(); id != "" {
@@ -1240,7 +1291,7 @@ func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again
 			}
 		}
 		if len(ids) > 0 {
-			debugSend(b, "outbox", ids)
+			(*debugSend)(b, "outbox", ids)
 		}
 	}
 	var xids []string // the answered XADDs' ids: Redis's clock for retention
