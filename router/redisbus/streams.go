@@ -904,6 +904,16 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 	s.mu.Lock()
 	name := s.spec.Stream
 	s.mu.Unlock()
+	// The entries of a read of new ones are offered on a goroutine of
+	// their own while the next read goes to Redis (offering, routing and
+	// filling the ring one by one took longer than the read's round trip,
+	// and the pump waited for both in turn). One batch at a time, in order:
+	// a read's entries are offered once the previous read's are. Anything
+	// else (the group, pending entries, an error, the end) waits for them
+	// first: a pending re-read must see every entry read in the in-flight
+	// set, or it would offer one again.
+	var ob offerBatch
+	defer ob.wait()
 	for {
 		select {
 		case <-stop:
@@ -912,6 +922,9 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 		}
 		if s.reread.Swap(false) {
 			needPending, cursor = true, "-"
+		}
+		if needGroup || needSeed || needPending {
+			ob.wait()
 		}
 		var err error
 		switch {
@@ -935,7 +948,7 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 			if !r.waitRoom(s, stop) {
 				return
 			}
-			if err = r.readNew(ctx, s, client, &count); err == nil {
+			if err = r.readNew(ctx, s, client, &count, &ob); err == nil {
 				lost = 0
 			}
 		}
@@ -946,6 +959,7 @@ func (r *StreamReader) read(s *stream, client redis.UniversalClient, stop chan s
 			failures = 0
 			continue
 		}
+		ob.wait()
 		select {
 		case <-stop:
 			return
@@ -1130,11 +1144,39 @@ func (r *StreamReader) offerClaimed(s *stream, spec StreamSpec, ids []string, en
 
 // readNew reads and offers new entries, waiting up to Block for some;
 // *next is the read's COUNT, adapted for the next read.
-func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.UniversalClient, next *int64) error {
-	s.mu.Lock()
-	spec := s.spec
-	count := max(min(*next, int64(r.opt.MaxInFlight-len(s.tracked))), 1)
-	s.mu.Unlock()
+// offerBatch is the read loop's batch of n new entries being offered (see
+// read): done is closed once they all were.
+type offerBatch struct {
+	done chan struct{}
+	n    int
+}
+
+// wait returns once the batch being offered, if any, was.
+func (ob *offerBatch) wait() {
+	if ob.done != nil {
+		<-ob.done
+		ob.done, ob.n = nil, 0
+	}
+}
+
+// readNew reads new entries (">") and offers them on a goroutine of their
+// own (ob), once the previous read's are offered.
+func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.UniversalClient, next *int64, ob *offerBatch) error {
+	room := func() (StreamSpec, int64) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.spec, int64(r.opt.MaxInFlight - len(s.tracked))
+	}
+	// The batch still being offered counts as in flight already (some of
+	// it may be, twice: a smaller read, never one past MaxInFlight).
+	spec, left := room()
+	if left -= int64(ob.n); left < 1 && ob.done != nil {
+		ob.wait()
+		if spec, left = room(); left < 1 {
+			return nil // full: the read loop waits for room
+		}
+	}
+	count := max(min(*next, left), 1)
 	args := []any{"xreadgroup", "group", spec.Group, r.opt.Consumer, "count", count,
 		"block", r.opt.Block.Milliseconds(), "streams", spec.Stream, ">"}
 	entries, err := readRaw(ctx, client, args...)
@@ -1153,15 +1195,21 @@ func (r *StreamReader) readNew(ctx context.Context, s *stream, client redis.Univ
 	}
 	n := len(entries)
 	now := time.Now()
-	for _, e := range entries {
-		if e.fields == nil {
-			continue
-		}
-		r.offer(s, Entry{Stream: spec.Stream, Group: spec.Group, ID: e.id, Fields: e.fields, Deliveries: 1, Received: now})
-	}
+	ob.wait()
 	s.mu.Lock()
-	refused := len(s.held) > 0
+	refused := len(s.held) > 0 // by the previous read's entries
 	s.mu.Unlock()
+	done := make(chan struct{})
+	ob.done, ob.n = done, n
+	go func() {
+		defer close(done)
+		for _, e := range entries {
+			if e.fields == nil {
+				continue
+			}
+			r.offer(s, Entry{Stream: spec.Stream, Group: spec.Group, ID: e.id, Fields: e.fields, Deliveries: 1, Received: now})
+		}
+	}()
 	switch {
 	case refused || int64(n) < count:
 		*next = r.opt.Count
