@@ -3,6 +3,7 @@ package redisbus
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -106,6 +107,28 @@ func (c *collected) get(key string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.counts[key]
+}
+
+// payloads returns the payloads received on channel so far, in order.
+func (c *collected) payloads(channel string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, k := range c.order {
+		if p, ok := strings.CutPrefix(k, channel+"="); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// counting returns "0" to n-1, as strings.
+func counting(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = strconv.Itoa(i)
+	}
+	return out
 }
 
 // TestRefusedPublishIsDroppedNotRetried: a batch [allowed, denied, allowed]
