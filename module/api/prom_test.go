@@ -81,6 +81,9 @@ func TestMetricsEndpoint(t *testing.T) {
 	_, _, err := m.On("odd:*", "quote\" back\\ nl\n", OnOptions{})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return m.Status() == "connected" && m.MetricsAddr() != "" }, 10*time.Second, time.Millisecond)
+	// On subscribes on the reader's goroutine: publish once Redis has both
+	// patterns, or a message can go out before anyone listens
+	require.Eventually(t, func() bool { return rc.PubSubNumPat(ctx).Val() == 2 }, 10*time.Second, time.Millisecond)
 	for _, ch := range []string{"in:1", "in:2", "odd:1"} {
 		require.NoError(t, rc.Publish(ctx, ch, "x").Err())
 	}
