@@ -1218,7 +1218,7 @@ func (b *Bus) tooSlow(batch []outMsg, err error, slow *int) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout.D())
 	defer cancel()
-	if perr := b.client.Eval(ctx, "return 1", nil).Err(); perr != nil && (!isReply(perr) || transient(perr)) {
+	if perr := b.client.Eval(ctx, "return 1", nil).Err(); notNow(perr) {
 		*slow = 0
 		return false
 	}
@@ -1395,6 +1395,10 @@ func transient(err error) bool {
 	}
 	return false
 }
+
+// notNow reports whether err says a command did not run and is to be sent
+// again: a connection error or a transient reply.
+func notNow(err error) bool { return err != nil && (!isReply(err) || transient(err)) }
 
 // isReply reports whether err is an error reply from Redis (NOPERM,
 // WRONGTYPE, ERR ...) rather than a connection error: the command reached

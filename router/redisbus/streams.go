@@ -1668,11 +1668,11 @@ func (r *StreamReader) flushAcksOn(ctx context.Context, c redis.UniversalClient,
 	n := 0
 	for i, c := range cmds {
 		err := c.Err()
-		if err != nil && !isReply(err) {
+		if notNow(err) {
 			s.mu.Lock()
 			s.acks = append(ids, s.acks...)
 			s.mu.Unlock()
-			return err
+			return fmt.Errorf("stream %q: XACK: %w", spec.Stream, err)
 		}
 		if err != nil {
 			refused = cmp.Or(refused, err)
@@ -1784,8 +1784,8 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		ranges[i] = pipe.Do(ctx, "xrange", spec.Stream, d.id, d.id)
 		pending[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: spec.Stream, Group: spec.Group, Start: d.id, End: d.id, Count: 1})
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
-		return requeue(err, nil)
+	if _, err := pipe.Exec(ctx); notNow(err) {
+		return requeue(fmt.Errorf("stream %q: dead-lettering: %w", spec.Stream, err), nil)
 	}
 	var argss [][]any
 	var written, earlier []dead
@@ -1832,7 +1832,7 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	if len(written) > 0 {
 		adds, err := r.writeDead(ctx, spec, written, argss)
 		if err != nil {
-			return requeue(err, written)
+			return requeue(fmt.Errorf("stream %q: dead-lettering: %w", spec.Stream, err), written)
 		}
 		kept := written[:0]
 		for i, d := range written {
@@ -1884,7 +1884,7 @@ func (r *StreamReader) writeDead(ctx context.Context, spec StreamSpec, list []de
 			adds[i] = tx.Do(ctx, argss[i]...)
 			tx.XAck(ctx, spec.Stream, spec.Group, d.id)
 		}
-		if _, err := tx.Exec(ctx); err != nil && !isReply(err) {
+		if _, err := tx.Exec(ctx); notNow(err) {
 			return nil, err
 		}
 		return adds, nil
@@ -1893,7 +1893,7 @@ func (r *StreamReader) writeDead(ctx context.Context, spec StreamSpec, list []de
 	for i := range list {
 		adds[i] = pipe.Do(ctx, argss[i]...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
+	if _, err := pipe.Exec(ctx); notNow(err) {
 		return nil, err
 	}
 	var ids []string
@@ -1903,7 +1903,7 @@ func (r *StreamReader) writeDead(ctx context.Context, spec StreamSpec, list []de
 		}
 	}
 	if len(ids) > 0 {
-		if err := r.cmd.XAck(ctx, spec.Stream, spec.Group, ids...).Err(); err != nil && !isReply(err) {
+		if err := r.cmd.XAck(ctx, spec.Stream, spec.Group, ids...).Err(); notNow(err) {
 			return nil, err
 		}
 	}
@@ -1935,7 +1935,7 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 		return nil
 	}
 	entries, counts, err := r.claimWithCounts(ctx, spec, ids, keep)
-	if isReply(err) {
+	if isReply(err) && !transient(err) {
 		// NOGROUP (the reader recreates the group), or an ACL without
 		// XCLAIM: they stay pending, for the next re-read, the requeued
 		// ones' last delivery uncounted (kept).
@@ -1960,7 +1960,7 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 			r.keepAll(s, keep)
 			signal(s.room)
 		}
-		return err
+		return fmt.Errorf("stream %q: retrying %d entries: %w", spec.Stream, len(ids), err)
 	}
 	r.offerClaimed(s, spec, ids, entries, counts)
 	return nil
