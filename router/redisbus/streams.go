@@ -1340,9 +1340,10 @@ func (r *StreamReader) seedSeen(ctx context.Context, s *stream, client redis.Uni
 	name := s.spec.Stream
 	s.mu.Unlock()
 	v, err := client.Do(ctx, "xrevrange", name, "+", "-", "count", min(r.opt.DedupeWindow, seedLimit)).Result()
-	if err != nil && isReply(err) {
+	if err != nil && !notNow(err) {
 		// Refused (an ACL without XREVRANGE, say): read without it;
 		// copies are then dropped only within one run of the reader.
+		// Not now (BUSY, LOADING): the read loop tries again.
 		r.opt.Logf("realtime: stream %q: cannot read its last entries for the duplicate check (%v): a copy sent after a restart may be handed out", name, err)
 		return nil
 	}
