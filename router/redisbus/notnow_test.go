@@ -2,6 +2,7 @@ package redisbus
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -114,4 +116,101 @@ func TestStreamSeedDuringBusy(t *testing.T) {
 	assert.Equal(t, []string{"rt_id", "b", "n", "next"}, e.Fields, "the copy was handed out")
 	assert.Equal(t, uint64(1), r.Stats()["s"].Duplicates)
 	require.GreaterOrEqual(t, revs.Load(), int32(1))
+}
+
+// TestStreamRetryBusyHalfWay: a retry pass (the entries Nacked and
+// Requeued, claimed again) where one command Redis answered BUSY after the
+// XCLAIM of the Nacked entries (which counts a delivery) went through was
+// sent again whole: the Nacked entry's delivery was counted twice (handed
+// out with deliveries=3 the second time, so dead-lettered a handler's try
+// early), or, the XPENDING that reads the counts answered BUSY, it was
+// handed out with deliveries=1 (a guess).
+func TestStreamRetryBusyHalfWay(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		busy func(args []string) bool // the command answered BUSY, once
+	}{
+		{"requeued XCLAIM", func(args []string) bool {
+			return strings.EqualFold(args[0], "xclaim") && strings.EqualFold(args[len(args)-2], "retrycount")
+		}},
+		{"XPENDING", func(args []string) bool {
+			return strings.EqualFold(args[0], "xpending") && len(args) == 6
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			c := client(t, srv)
+			var armed, injected atomic.Bool
+			addr := editProxy(t, srv.Addr(), func(args []string) []string {
+				if armed.Load() && tc.busy(args) && injected.CompareAndSwap(false, true) {
+					return busyInstead
+				}
+				return nil
+			})
+			sink := newChanSink(16)
+			r := startReader(t, addr, "srv1", []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink, StreamOptions{})
+			a := xadd(t, c, "s", "n", "a")
+			b := xadd(t, c, "s", "n", "b")
+			first := []Entry{recv(t, sink, 10*time.Second), recv(t, sink, 10*time.Second)}
+			require.Equal(t, []string{a, b}, []string{first[0].ID, first[1].ID})
+			armed.Store(true)
+			r.Nack("s", "g", a)    // retried: a delivery counted
+			r.Requeue("s", "g", b) // no handler saw it: its count kept
+			got := map[string]int64{}
+			for range 2 {
+				e := recv(t, sink, 10*time.Second)
+				got[e.ID] = e.Deliveries
+			}
+			assert.True(t, injected.Load(), "BUSY injected")
+			assert.Equal(t, map[string]int64{a: 2, b: 1}, got, "deliveries of the retried (a) and requeued (b) entries")
+			assert.Equal(t, int64(2), deliveryCount(t, c, "s", "g", a), "a's delivery count in Redis")
+		})
+	}
+}
+
+// deliveryCount is Redis's delivery counter of pending entry id.
+func deliveryCount(t *testing.T, c *redis.Client, stream, group, id string) int64 {
+	t.Helper()
+	p, err := c.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: stream, Group: group, Start: id, End: id, Count: 1}).Result()
+	require.NoError(t, err)
+	require.Len(t, p, 1, "%s pending", id)
+	return p[0].RetryCount
+}
+
+// TestStreamPendingRereadBusyHalfWay: the re-read of the consumer's own
+// pending entries at start, where the XCLAIM that takes the entries a
+// previous reader gave back uncounted (RETRYCOUNT) got BUSY after the one
+// that counts a delivery went through, was tried again whole: the other
+// entry's delivery was counted twice.
+func TestStreamPendingRereadBusyHalfWay(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	kept := NewKept()
+	spec := []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}
+	a := xadd(t, c, "s", "n", "a")
+	b := xadd(t, c, "s", "n", "b")
+	sink1 := newChanSink(1)
+	r1 := startReader(t, srv.Addr(), "srv1", spec, sink1, StreamOptions{Kept: kept})
+	waitUntil(t, "b refused by the full sink", 10*time.Second, func() bool { return r1.Stats()["s"].Refused > 0 })
+	r1.Close() // b, held, is given back uncounted; a is with a handler
+	r1.Wait()
+	require.Equal(t, a, recv(t, sink1, 10*time.Second).ID)
+
+	var injected atomic.Bool
+	addr := editProxy(t, srv.Addr(), func(args []string) []string {
+		if strings.EqualFold(args[0], "xclaim") && strings.EqualFold(args[len(args)-2], "retrycount") && injected.CompareAndSwap(false, true) {
+			return busyInstead
+		}
+		return nil
+	})
+	sink2 := newChanSink(16)
+	startReader(t, addr, "srv1", spec, sink2, StreamOptions{Kept: kept})
+	got := map[string]int64{}
+	for range 2 {
+		e := recv(t, sink2, 10*time.Second)
+		got[e.ID] = e.Deliveries
+	}
+	assert.True(t, injected.Load(), "BUSY injected")
+	assert.Equal(t, map[string]int64{a: 2, b: 1}, got, "deliveries of the entry handed out (a) and the one given back (b) before")
+	assert.Equal(t, int64(2), deliveryCount(t, c, "s", "g", a), "a's delivery count in Redis")
 }

@@ -1092,19 +1092,21 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 		}
 		return cursor, true, err
 	}
-	if len(counted) > 0 {
-		es, err := xclaim(ctx, client, spec, r.opt.Consumer, counted)
-		if err != nil {
-			return unclaimed(err)
-		}
-		entries = append(entries, es...)
-	}
+	// The kept ones first: claimed again as they are if a later claim
+	// fails, where the counted ones would be counted twice.
 	for d, kids := range byCount {
 		es, err := xclaim(ctx, client, spec, r.opt.Consumer, kids, "retrycount", d)
 		if err != nil {
 			return unclaimed(err)
 		}
 		entries = append(entries, es...)
+	}
+	if len(counted) > 0 {
+		es, err := xclaim(ctx, client, spec, r.opt.Consumer, counted)
+		if err != nil {
+			return unclaimed(err)
+		}
+		entries = append(es, entries...)
 	}
 	r.offerClaimed(s, spec, take, entries, counts)
 	return next, int64(len(page)) == r.opt.Count, nil
@@ -1975,35 +1977,60 @@ func (r *StreamReader) keepAll(s *stream, counts map[string]int64) {
 	}
 }
 
-// claimWithCounts takes ids to ourselves and reads their delivery counts.
-// The ids in keep are claimed with their delivery count set to keep's
-// (XCLAIM ... RETRYCOUNT: not counted again).
+// claimWithCounts takes ids to ourselves and returns them with their
+// delivery counts. The ids in keep are claimed with their delivery count
+// set to keep's (XCLAIM ... RETRYCOUNT: not counted again); the others
+// count a delivery, their counts read (XPENDING) before. The claim that
+// counts goes last, the steps before it being the same when sent again:
+// a pass cut short by a reply (BUSY) or an error and tried again counts
+// one delivery, not two.
 func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids []string, keep map[string]int64) ([]rawEntry, map[string]int64, error) {
 	var counted []string
 	byCount := map[int64][]string{}
+	counts := map[string]int64{}
 	for _, id := range ids {
 		if n, ok := keep[id]; ok {
 			byCount[n] = append(byCount[n], id)
+			counts[id] = n
 		} else {
 			counted = append(counted, id)
 		}
 	}
-	var entries []rawEntry
 	if len(counted) > 0 {
-		es, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, counted)
-		if err != nil {
-			return nil, nil, err
+		pipe := r.cmd.Pipeline()
+		cmds := make([]*redis.XPendingExtCmd, len(counted))
+		for i, id := range counted {
+			cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: spec.Stream, Group: spec.Group, Start: id, End: id, Count: 1})
 		}
-		entries = append(entries, es...)
+		_, _ = pipe.Exec(ctx)
+		for i, c := range cmds {
+			p, err := c.Result()
+			if notNow(err) {
+				return nil, nil, err
+			}
+			if err == nil && len(p) == 1 {
+				counts[counted[i]] = p[0].RetryCount + 1
+			} else {
+				counts[counted[i]] = 1
+			}
+		}
 	}
+	var entries, kept []rawEntry
 	for n, ids := range byCount {
 		es, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, ids, "retrycount", n)
 		if err != nil {
 			return nil, nil, err
 		}
-		entries = append(entries, es...)
+		kept = append(kept, es...)
 	}
-	return r.withCounts(ctx, spec, entries)
+	if len(counted) > 0 {
+		es, err := xclaim(ctx, r.cmd, spec, r.opt.Consumer, counted)
+		if err != nil {
+			return nil, nil, err
+		}
+		entries = es
+	}
+	return append(entries, kept...), counts, nil
 }
 
 // withCounts reads the delivery counts of entries (XPENDING per id, in one
