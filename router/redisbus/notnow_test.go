@@ -214,3 +214,60 @@ func TestStreamPendingRereadBusyHalfWay(t *testing.T) {
 	assert.Equal(t, map[string]int64{a: 2, b: 1}, got, "deliveries of the entry handed out (a) and the one given back (b) before")
 	assert.Equal(t, int64(2), deliveryCount(t, c, "s", "g", a), "a's delivery count in Redis")
 }
+
+// TestStreamDeadLetterTransactionBusy: a dead-letter transaction that
+// meets BUSY (a script run past busy-reply-threshold between the look-up
+// and the MULTI) is discarded whole (EXECABORT, each XADD answered BUSY).
+// That was taken for a refusal of each copy: one "error" event and log
+// line per entry and per second while the script ran (LOADING: while the
+// dataset loads), as for an ACL without the dead-letter stream.
+func TestStreamDeadLetterTransactionBusy(t *testing.T) {
+	srv, c := busyServer(t)
+	multi, busy := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	addr := editProxy(t, srv.Addr(), func(args []string) []string {
+		if strings.EqualFold(args[0], "multi") && once.CompareAndSwap(false, true) {
+			close(multi)
+			select { // sent once Redis answers BUSY
+			case <-busy:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		return nil
+	})
+	sink := newChanSink(16)
+	var worker atomic.Bool
+	o := StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond}
+	o.Logf = func(f string, a ...any) {
+		line := fmt.Sprintf(f, a...)
+		t.Log(line)
+		if strings.Contains(line, "stream worker") && strings.Contains(line, "BUSY") {
+			worker.Store(true)
+		}
+	}
+	r, err := NewStreamReader(streamConfig(addr), o, []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	const n = 3
+	for i := range n {
+		xadd(t, c, "s", "n", strconv.Itoa(i))
+	}
+	for range n {
+		e := recv(t, sink, 10*time.Second)
+		r.Dead(e.Stream, e.Group, e.ID, "malformed")
+	}
+	select {
+	case <-multi:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dead-letter transaction")
+	}
+	stop := runBusyScript(t, srv)
+	close(busy)
+	waitUntil(t, "the transaction answered", 10*time.Second, func() bool { return worker.Load() || sink.hasEvent("error s dead-lettering") })
+	stop()
+	waitUntil(t, "the entries dead-lettered", 10*time.Second, func() bool {
+		return c.XLen(context.Background(), "s:dead").Val() == n && pendingCount(c, "s", "g") == 0
+	})
+	assert.Equal(t, uint64(n), r.Stats()["s"].Dead)
+	assert.False(t, sink.hasEvent("error s dead-lettering"), "BUSY reported as a refused copy: %v", sink.events)
+}

@@ -1887,8 +1887,16 @@ func (r *StreamReader) writeDead(ctx context.Context, spec StreamSpec, list []de
 			adds[i] = tx.Do(ctx, argss[i]...)
 			tx.XAck(ctx, spec.Stream, spec.Group, d.id)
 		}
-		if _, err := tx.Exec(ctx); notNow(err) {
+		cmds, err := tx.Exec(ctx)
+		if notNow(err) {
 			return nil, err
+		}
+		for _, c := range cmds {
+			// EXECABORT: a command was answered "not now" as it was
+			// queued (BUSY, LOADING), and none ran
+			if transient(c.Err()) {
+				return nil, c.Err()
+			}
 		}
 		return adds, nil
 	}
