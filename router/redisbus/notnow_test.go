@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -270,4 +271,47 @@ func TestStreamDeadLetterTransactionBusy(t *testing.T) {
 	})
 	assert.Equal(t, uint64(n), r.Stats()["s"].Dead)
 	assert.False(t, sink.hasEvent("error s dead-lettering"), "BUSY reported as a refused copy: %v", sink.events)
+}
+
+// TestStreamClaimLoopBusy: the claim loop's and the figures' commands
+// answered BUSY (XCLAIM ... JUSTID that keeps the in-flight entries from
+// other servers' claims, XAUTOCLAIM, XPENDING, XINFO GROUPS) were taken
+// for refusals: reported as errors, and the idle reset put off a quarter
+// of claim_after (the claim a half), instead of done again after the
+// worker's backoff.
+func TestStreamClaimLoopBusy(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	require.NoError(t, c.XGroupCreateMkStream(ctx, "s", "g", "0").Err())
+	id := xadd(t, c, "s", "n", "left")
+	require.NoError(t, c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "gone", Streams: []string{"s", ">"}}).Err())
+	var mu sync.Mutex
+	seen := map[string]int{} // by kind: commands sent; the first answered BUSY
+	addr := editProxy(t, srv.Addr(), func(args []string) []string {
+		kind := strings.ToLower(args[0])
+		switch {
+		case kind == "xclaim" && strings.EqualFold(args[len(args)-1], "justid"):
+			kind = "justid"
+		case kind == "xpending" && len(args) == 3, kind == "xautoclaim", kind == "xinfo":
+		default:
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if seen[kind]++; seen[kind] == 1 {
+			return busyInstead
+		}
+		return nil
+	})
+	sink := newChanSink(16)
+	startReader(t, addr, "srv1", []StreamSpec{{Stream: "s", Group: "g", ClaimAfter: 400 * time.Millisecond}}, sink, StreamOptions{})
+	e := recv(t, sink, 10*time.Second)
+	require.Equal(t, id, e.ID)
+	waitUntil(t, "each command sent again after its BUSY", 15*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen["justid"] >= 2 && seen["xautoclaim"] >= 2 && seen["xpending"] >= 2 && seen["xinfo"] >= 2
+	})
+	assert.False(t, sink.hasEvent("error"), "BUSY reported as an error: %v", sink.events)
 }

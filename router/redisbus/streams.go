@@ -2088,8 +2088,8 @@ func (r *StreamReader) keepAlive(ctx context.Context, s *stream, spec StreamSpec
 		pipe.Do(ctx, append(args, "justid")...)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		if !isReply(err) {
-			return err
+		if notNow(err) { // again after the backoff: not left to grow idle
+			return fmt.Errorf("stream %q: resetting idle times: %w", spec.Stream, err)
 		}
 		r.refused(s, spec, "resetting idle times", err)
 	}
@@ -2111,11 +2111,11 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	v, err := r.cmd.Do(ctx, "xautoclaim", spec.Stream, spec.Group, r.opt.Consumer,
 		spec.ClaimAfter.Milliseconds(), cursor, "count", min(room, r.opt.Count)).Result()
 	if err != nil {
-		if isReply(err) {
-			r.refused(s, spec, "claiming", err)
-			return nil
+		if notNow(err) {
+			return fmt.Errorf("stream %q: claiming: %w", spec.Stream, err)
 		}
-		return err
+		r.refused(s, spec, "claiming", err)
+		return nil
 	}
 	reply, _ := v.([]any)
 	if len(reply) < 2 {
@@ -2173,16 +2173,16 @@ func (r *StreamReader) refused(s *stream, spec StreamSpec, what string, err erro
 }
 
 // refreshStats reads the group's pending count and lag; errors leave the
-// old figures.
+// old figures, and only refusals are reported (BUSY, LOADING: next time).
 func (r *StreamReader) refreshStats(ctx context.Context, s *stream, spec StreamSpec) {
 	if p, err := r.cmd.XPending(ctx, spec.Stream, spec.Group).Result(); err == nil {
 		s.pending.Store(p.Count)
-	} else if isReply(err) {
+	} else if !notNow(err) {
 		r.refused(s, spec, "reading the pending count", err)
 	}
 	groups, err := r.cmd.XInfoGroups(ctx, spec.Stream).Result()
 	if err != nil {
-		if isReply(err) {
+		if !notNow(err) {
 			r.refused(s, spec, "reading the lag", err)
 		}
 		return
