@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -314,4 +316,67 @@ func TestStreamClaimLoopBusy(t *testing.T) {
 		return seen["justid"] >= 2 && seen["xautoclaim"] >= 2 && seen["xpending"] >= 2 && seen["xinfo"] >= 2
 	})
 	assert.False(t, sink.hasEvent("error"), "BUSY reported as an error: %v", sink.events)
+}
+
+// TestStreamAckDuringMisconf: while Redis cannot save its snapshot
+// (stop-writes-on-bgsave-error: a full disk, say) it answers every write
+// MISCONF, XACK included, until a save succeeds. The reader took that for
+// a refusal (an ACL without XACK): the acknowledged entries stayed pending
+// in Redis after the disk came back, to be handed out again at the next
+// reconnect or restart.
+func TestStreamAckDuringMisconf(t *testing.T) {
+	dir := t.TempDir()
+	srv := redistest.Start(t, "--dir", dir, "--save", "3600 1", "--dbfilename", "dump.rdb")
+	c := client(t, srv)
+	ctx := context.Background()
+	sink := newChanSink(16)
+	var mu sync.Mutex
+	var lines []string
+	o := StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond}
+	o.Logf = func(f string, a ...any) {
+		line := fmt.Sprintf(f, a...)
+		t.Log(line)
+		mu.Lock()
+		lines = append(lines, line)
+		mu.Unlock()
+	}
+	r, err := NewStreamReader(streamConfig(srv.Addr()), o, []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	const n = 3
+	for i := range n {
+		xadd(t, c, "s", "n", strconv.Itoa(i))
+	}
+	var got []Entry
+	for range n {
+		got = append(got, recv(t, sink, 10*time.Second))
+	}
+	// The snapshot cannot be renamed onto a directory: the save fails.
+	snapshot := filepath.Join(dir, "dump.rdb")
+	require.NoError(t, os.Mkdir(snapshot, 0o755))
+	saved := func(ok bool) func() bool {
+		return func() bool {
+			_ = c.BgSave(ctx).Err() // "already in progress" too
+			err := c.Ping(ctx).Err()
+			return ok == (err == nil) && (ok || strings.HasPrefix(err.Error(), "MISCONF"))
+		}
+	}
+	waitUntil(t, "Redis to refuse writes (MISCONF)", 10*time.Second, saved(false))
+	for _, e := range got {
+		r.Ack(e.Stream, e.Group, e.ID)
+	}
+	waitUntil(t, "the reader to meet MISCONF", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range lines {
+			if strings.Contains(l, "XACK") && strings.Contains(l, "MISCONF") {
+				return true
+			}
+		}
+		return false
+	})
+	require.NoError(t, os.Remove(snapshot))
+	waitUntil(t, "Redis to save again", 10*time.Second, saved(true))
+	waitUntil(t, "the entries acknowledged", 10*time.Second, func() bool { return pendingCount(c, "s", "g") == 0 })
+	assert.Equal(t, uint64(n), r.Stats()["s"].Acked)
 }

@@ -1397,8 +1397,20 @@ func transient(err error) bool {
 }
 
 // notNow reports whether err says a command did not run and is to be sent
-// again: a connection error or a transient reply.
-func notNow(err error) bool { return err != nil && (!isReply(err) || transient(err)) }
+// again: a connection error, a transient reply, or a write refused until
+// Redis can write again (MISCONF: its last save failed, a full disk say;
+// READONLY: a replica, a failover under way; NOREPLICAS). Not in transient:
+// Redis answers a PING MISCONF too.
+func notNow(err error) bool {
+	if err == nil {
+		return false
+	}
+	if !isReply(err) || transient(err) {
+		return true
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "MISCONF ") || strings.HasPrefix(msg, "READONLY ") || strings.HasPrefix(msg, "NOREPLICAS ")
+}
 
 // isReply reports whether err is an error reply from Redis (NOPERM,
 // WRONGTYPE, ERR ...) rather than a connection error: the command reached

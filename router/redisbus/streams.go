@@ -1946,7 +1946,7 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 		return nil
 	}
 	entries, counts, err := r.claimWithCounts(ctx, spec, ids, keep)
-	if isReply(err) && !transient(err) {
+	if err != nil && !notNow(err) {
 		// NOGROUP (the reader recreates the group), or an ACL without
 		// XCLAIM: they stay pending, for the next re-read, the requeued
 		// ones' last delivery uncounted (kept).
