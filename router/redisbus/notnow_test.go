@@ -380,3 +380,51 @@ func TestStreamAckDuringMisconf(t *testing.T) {
 	waitUntil(t, "the entries acknowledged", 10*time.Second, func() bool { return pendingCount(c, "s", "g") == 0 })
 	assert.Equal(t, uint64(n), r.Stats()["s"].Acked)
 }
+
+// TestStreamDeadLetterBusyWithoutType: an ACL user given the commands the
+// reader's documentation lists, TYPE not among them, has the dead-letter
+// look-up's TYPE refused (NOPERM) before anything else. When the XPENDINGs
+// after it were answered BUSY, the pipeline's first error was that NOPERM,
+// so their BUSY was read as "not pending": the entries were dropped from
+// the in-flight set without a dead letter, pending in Redis until the next
+// reconnect.
+func TestStreamDeadLetterBusyWithoutType(t *testing.T) {
+	srv, c := busyServer(t)
+	ctx := context.Background()
+	require.NoError(t, c.Do(ctx, "ACL", "SETUSER", "rd", "on", ">pw", "~*", "+@all", "-type").Err())
+	cfg := streamConfig(srv.Addr())
+	cfg.URL = "redis://rd:pw@" + srv.Addr()
+	sink := newChanSink(16)
+	var sawBusy atomic.Bool
+	o := StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond}
+	o.Logf = func(f string, a ...any) {
+		line := fmt.Sprintf(f, a...)
+		t.Log(line)
+		if strings.Contains(line, "stream worker") && strings.Contains(line, "BUSY") {
+			sawBusy.Store(true)
+		}
+	}
+	r, err := NewStreamReader(cfg, o, []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	const n = 3
+	for i := range n {
+		xadd(t, c, "s", "n", strconv.Itoa(i))
+	}
+	var got []Entry
+	for range n {
+		got = append(got, recv(t, sink, 10*time.Second))
+	}
+	stop := runBusyScript(t, srv)
+	for _, e := range got {
+		r.Dead(e.Stream, e.Group, e.ID, "malformed")
+	}
+	waitUntil(t, "the worker to meet BUSY, or the entries dropped", 10*time.Second, func() bool {
+		return sawBusy.Load() || r.Stats()["s"].InFlight == 0
+	})
+	stop()
+	waitUntil(t, "the entries dead-lettered", 10*time.Second, func() bool {
+		return c.XLen(ctx, "s:dead").Val() == n && pendingCount(c, "s", "g") == 0
+	})
+	assert.Equal(t, uint64(n), r.Stats()["s"].Dead)
+}

@@ -1787,8 +1787,12 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 		ranges[i] = pipe.Do(ctx, "xrange", spec.Stream, d.id, d.id)
 		pending[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: spec.Stream, Group: spec.Group, Start: d.id, End: d.id, Count: 1})
 	}
-	if _, err := pipe.Exec(ctx); notNow(err) {
-		return requeue(fmt.Errorf("stream %q: dead-lettering: %w", spec.Stream, err), nil)
+	cmds, _ := pipe.Exec(ctx)
+	for _, c := range cmds {
+		// each: a refused TYPE (an ACL without it) can come before a BUSY
+		if err := c.Err(); notNow(err) {
+			return requeue(fmt.Errorf("stream %q: dead-lettering: %w", spec.Stream, err), nil)
+		}
 	}
 	var argss [][]any
 	var written, earlier []dead
