@@ -428,3 +428,43 @@ func TestStreamDeadLetterBusyWithoutType(t *testing.T) {
 	})
 	assert.Equal(t, uint64(n), r.Stats()["s"].Dead)
 }
+
+// TestStreamClaimCountsBusy: an entry a dead server left pending after
+// its handler had it max_deliveries times is dead-lettered when another
+// server claims it. When the XPENDING that reads the claimed entries'
+// counts was answered BUSY, the count was taken for 1: the entry (a
+// poison one, say, that took its servers down) was handed out again, with
+// deliveries=1, instead of dead-lettered.
+func TestStreamClaimCountsBusy(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	require.NoError(t, c.XGroupCreateMkStream(ctx, "s", "g", "0").Err())
+	id := xadd(t, c, "s", "n", "poison")
+	require.NoError(t, c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "gone", Streams: []string{"s", ">"}}).Err())
+	require.NoError(t, c.XClaim(ctx, &redis.XClaimArgs{Stream: "s", Group: "g", Consumer: "gone", Messages: []string{id}}).Err())
+	require.Equal(t, int64(2), deliveryCount(t, c, "s", "g", id))
+	var injected atomic.Bool
+	addr := editProxy(t, srv.Addr(), func(args []string) []string {
+		if strings.EqualFold(args[0], "xpending") && len(args) == 6 && injected.CompareAndSwap(false, true) {
+			return busyInstead
+		}
+		return nil
+	})
+	sink := newChanSink(16)
+	r := startReader(t, addr, "srv1", []StreamSpec{{Stream: "s", Group: "g", MaxDeliveries: 2, ClaimAfter: 300 * time.Millisecond}}, sink, StreamOptions{})
+	waitUntil(t, "the entry dead-lettered or handed out", 10*time.Second, func() bool {
+		return len(deadEntries(t, c, "s")) > 0 || len(sink.ch) > 0
+	})
+	require.True(t, injected.Load(), "BUSY injected")
+	select {
+	case e := <-sink.ch:
+		t.Fatalf("the entry handed out (deliveries=%d) instead of dead-lettered", e.Deliveries)
+	default:
+	}
+	dead := deadEntries(t, c, "s")
+	require.Len(t, dead, 1)
+	assert.Equal(t, []string{"n", "poison", "rt_source_id", id, "rt_deliveries", "2"}, dead[0].fields)
+	waitUntil(t, "nothing pending", 10*time.Second, func() bool { return pendingCount(c, "s", "g") == 0 })
+	assert.Equal(t, uint64(1), r.Stats()["s"].Dead)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -1977,8 +1978,35 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 		}
 		return fmt.Errorf("stream %q: retrying %d entries: %w", spec.Stream, len(ids), err)
 	}
-	r.offerClaimed(s, spec, ids, entries, counts)
+	r.offerOrDead(s, spec, ids, entries, counts)
 	return nil
+}
+
+// offerOrDead is offerClaimed, but the entries whose count (the claim's
+// delivery included) is past MaxDeliveries are dead-lettered: a dead
+// server's, taken over (autoClaim), had that many deliveries already.
+func (r *StreamReader) offerOrDead(s *stream, spec StreamSpec, ids []string, entries []rawEntry, counts map[string]int64) {
+	if spec.MaxDeliveries > 0 {
+		dead := map[string]bool{}
+		offer := entries[:0:0]
+		s.mu.Lock()
+		for _, e := range entries {
+			if e.fields != nil && counts[e.id] > spec.MaxDeliveries {
+				s.track(e.id, &flight{state: stDead, deliveries: counts[e.id] - 1})
+				s.deads = append(s.deads, e.id)
+				dead[e.id] = true
+				continue
+			}
+			offer = append(offer, e)
+		}
+		s.mu.Unlock()
+		if len(dead) > 0 {
+			entries = offer
+			ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return dead[id] })
+			signal(r.wake)
+		}
+	}
+	r.offerClaimed(s, spec, ids, entries, counts)
 }
 
 // keepAll records the delivery counts of s's entries in counts (by id) in
@@ -2045,31 +2073,6 @@ func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids
 	return append(entries, kept...), counts, nil
 }
 
-// withCounts reads the delivery counts of entries (XPENDING per id, in one
-// pipeline).
-func (r *StreamReader) withCounts(ctx context.Context, spec StreamSpec, entries []rawEntry) ([]rawEntry, map[string]int64, error) {
-	counts := map[string]int64{}
-	if len(entries) == 0 {
-		return entries, counts, nil
-	}
-	pipe := r.cmd.Pipeline()
-	cmds := make([]*redis.XPendingExtCmd, len(entries))
-	for i, e := range entries {
-		cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: spec.Stream, Group: spec.Group, Start: e.id, End: e.id, Count: 1})
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !isReply(err) {
-		return nil, nil, err
-	}
-	for i, c := range cmds {
-		if p, err := c.Result(); err == nil && len(p) == 1 {
-			counts[entries[i].id] = p[0].RetryCount
-		} else {
-			counts[entries[i].id] = 1
-		}
-	}
-	return entries, counts, nil
-}
-
 // keepAlive resets the idle time of every entry in s's in-flight set
 // (XCLAIM ... JUSTID to ourselves: no delivery counted), so that no other
 // server claims them.
@@ -2101,8 +2104,11 @@ func (r *StreamReader) keepAlive(ctx context.Context, s *stream, spec StreamSpec
 }
 
 // autoClaim takes over entries other consumers left pending longer than
-// ClaimAfter (XAUTOCLAIM, one page per pass) and offers them, or
-// dead-letters those that had MaxDeliveries deliveries.
+// ClaimAfter (XAUTOCLAIM ... JUSTID, one page per pass: no delivery counted
+// yet), claims them as a retry does (their counts read, then the XCLAIM
+// that counts a delivery) and offers them, or dead-letters those that had
+// MaxDeliveries deliveries. Taken over but not claimed (BUSY, a lost
+// connection), they are retried at once, as Nacked entries are.
 func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec) error {
 	s.mu.Lock()
 	room := int64(r.opt.MaxInFlight - len(s.tracked))
@@ -2113,7 +2119,7 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 		return nil
 	}
 	v, err := r.cmd.Do(ctx, "xautoclaim", spec.Stream, spec.Group, r.opt.Consumer,
-		spec.ClaimAfter.Milliseconds(), cursor, "count", min(room, r.opt.Count)).Result()
+		spec.ClaimAfter.Milliseconds(), cursor, "count", min(room, r.opt.Count), "justid").Result()
 	if err != nil {
 		if notNow(err) {
 			return fmt.Errorf("stream %q: claiming: %w", spec.Stream, err)
@@ -2128,36 +2134,38 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	next, _ := reply[0].(string)
 	s.claimCursor = next
 	s.claimPasses.Add(1)
-	var fresh []rawEntry
+	list, _ := reply[1].([]any)
+	var fresh []string
 	s.mu.Lock()
-	for _, e := range parseEntries(reply[1]) {
-		if e.fields != nil && s.tracked[e.id] == nil {
-			fresh = append(fresh, e)
+	for _, x := range list {
+		if id, _ := x.(string); id != "" && s.tracked[id] == nil {
+			fresh = append(fresh, id)
 		}
 	}
 	s.mu.Unlock()
-	entries, counts, err := r.withCounts(ctx, spec, fresh)
+	if len(fresh) == 0 {
+		return nil
+	}
+	s.claimed.Add(uint64(len(fresh)))
+	r.opt.Logf("realtime: stream %q: claimed %d entries idle over %v", spec.Stream, len(fresh), spec.ClaimAfter)
+	entries, counts, err := r.claimWithCounts(ctx, spec, fresh, nil)
 	if err != nil {
-		return err
-	}
-	var offer []rawEntry
-	var ids []string
-	s.mu.Lock()
-	for _, e := range entries {
-		if spec.MaxDeliveries > 0 && counts[e.id] > spec.MaxDeliveries {
-			s.track(e.id, &flight{state: stDead, deliveries: counts[e.id] - 1})
-			s.deads = append(s.deads, e.id)
-			continue
+		s.mu.Lock()
+		if !s.removed { // else pending, for the next reader's re-read
+			now := time.Now()
+			for _, id := range fresh {
+				s.track(id, &flight{state: stRetry, at: now})
+			}
+			s.retries = append(fresh, s.retries...)
 		}
-		offer = append(offer, e)
-		ids = append(ids, e.id)
+		s.mu.Unlock()
+		if notNow(err) {
+			return fmt.Errorf("stream %q: claiming: %w", spec.Stream, err)
+		}
+		r.refused(s, spec, "claiming", err)
+		return nil
 	}
-	s.mu.Unlock()
-	s.claimed.Add(uint64(len(entries)))
-	if len(entries) > 0 {
-		r.opt.Logf("realtime: stream %q: claimed %d entries idle over %v", spec.Stream, len(entries), spec.ClaimAfter)
-	}
-	r.offerClaimed(s, spec, ids, offer, counts)
+	r.offerOrDead(s, spec, fresh, entries, counts)
 	return nil
 }
 
