@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gmod-realtime/realtime/config"
 	"github.com/gmod-realtime/realtime/internal/redistest"
 )
 
@@ -467,4 +468,60 @@ func TestStreamClaimCountsBusy(t *testing.T) {
 	assert.Equal(t, []string{"n", "poison", "rt_source_id", id, "rt_deliveries", "2"}, dead[0].fields)
 	waitUntil(t, "nothing pending", 10*time.Second, func() bool { return pendingCount(c, "s", "g") == 0 })
 	assert.Equal(t, uint64(1), r.Stats()["s"].Dead)
+}
+
+// TestStreamAcksAtCloseDuringBusy: the acks the worker sends at Close,
+// and those that come after (lateAcks: a handler returning after a map
+// change), gave up at the first BUSY: their entries stayed pending and
+// were handed out again to the next reader, although Redis served again
+// well within the pass's bound (write_timeout + read_timeout).
+func TestStreamAcksAtCloseDuringBusy(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run(map[bool]string{false: "at Close", true: "after Close"}[late], func(t *testing.T) {
+			srv := redistest.Start(t)
+			c := client(t, srv)
+			var busy atomic.Bool
+			var answered atomic.Int32 // XACKs answered BUSY
+			addr := editProxy(t, srv.Addr(), func(args []string) []string {
+				if strings.EqualFold(args[0], "xack") && busy.Load() {
+					answered.Add(1)
+					return busyInstead
+				}
+				return nil
+			})
+			sink := newChanSink(16)
+			cfg := streamConfig(addr)
+			cfg.WriteTimeout, cfg.ReadTimeout = config.Duration(5*time.Second), config.Duration(5*time.Second)
+			r, err := NewStreamReader(cfg, StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, Logf: t.Logf}, []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink)
+			require.NoError(t, err)
+			t.Cleanup(func() { r.Close(); r.Wait() })
+			xadd(t, c, "s", "n", "a")
+			e := recv(t, sink, 10*time.Second)
+			busy.Store(true)
+			if late {
+				r.Close()
+				r.wg.Wait() // the worker's last pass done: only lateAcks sends it
+				r.Ack(e.Stream, e.Group, e.ID)
+			} else {
+				r.Ack(e.Stream, e.Group, e.ID)
+				waitUntil(t, "the worker to meet BUSY", 10*time.Second, func() bool { return answered.Load() > 0 })
+				r.Close()
+			}
+			k := answered.Load()
+			waited := make(chan struct{})
+			go func() { r.Wait(); close(waited) }()
+			// sent again (or given up)
+			waitUntil(t, "the XACK sent again, or the reader done", 10*time.Second, func() bool {
+				select {
+				case <-waited:
+					return true
+				default:
+					return answered.Load() >= k+2
+				}
+			})
+			busy.Store(false)
+			<-waited
+			assert.Zero(t, pendingCount(c, "s", "g"), "the entry acknowledged left pending")
+		})
+	}
 }

@@ -255,8 +255,8 @@ type stream struct {
 //
 // Close returns at once: the readers' clients are closed in the
 // background, and the worker sends the acks and dead letters it holds in one
-// last pass (bounded by write_timeout + read_timeout) before closing its
-// own. Acks that come later (a handler that returns after Disconnect or a
+// last pass (bounded by write_timeout + read_timeout, sent again within
+// it while Redis answers BUSY or LOADING) before closing its own. Acks that come later (a handler that returns after Disconnect or a
 // map change) are sent in the background on a short-lived client of
 // their own (lateAcks); Nacks and dead letters after Close leave the entry
 // pending. An entry acked by a closed reader whose pipeline has not
@@ -705,7 +705,8 @@ func (r *StreamReader) SettleMany(batch []router.Settlement) {
 // after Disconnect, a map change or a Reload's hand-over), so that their
 // entries are not delivered again: in the background, on a client of its
 // own (the worker's is closed), one goroutine at a time, each pass within
-// write_timeout + read_timeout. After a connection error it gives up:
+// write_timeout + read_timeout (sent again within it while Redis answers
+// BUSY, LOADING ...). After a connection error, or that long, it gives up:
 // those entries stay pending and come again, as before.
 func (r *StreamReader) lateAcks() {
 	r.lateMu.Lock()
@@ -718,11 +719,14 @@ func (r *StreamReader) lateAcks() {
 		c, err := NewClient(r.cfg)
 		for err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.WriteTimeout.D()+r.cfg.ReadTimeout.D())
-			for _, s := range r.all() {
-				if err = r.flushAcksOn(ctx, c, s); err != nil {
-					break
+			err = r.untilSent(ctx, func() error {
+				for _, s := range r.all() {
+					if err := r.flushAcksOn(ctx, c, s); err != nil {
+						return err
+					}
 				}
-			}
+				return nil
+			})
 			cancel()
 			r.lateMu.Lock()
 			if !r.acksQueued() {
@@ -1706,8 +1710,9 @@ func (r *StreamReader) flushAcksOn(ctx context.Context, c redis.UniversalClient,
 	return nil
 }
 
-// lastFlush sends the acks and dead letters held at Close, once, within
-// the timeouts.
+// lastFlush sends the acks and dead letters held at Close, within the
+// timeouts: again after the backoff while Redis answers BUSY, LOADING ...,
+// not after a connection error.
 func (r *StreamReader) lastFlush() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.WriteTimeout.D()+r.cfg.ReadTimeout.D())
 	defer cancel()
@@ -1717,9 +1722,35 @@ func (r *StreamReader) lastFlush() {
 		all = append(all, s)
 	}
 	r.mu.Unlock()
-	for _, s := range all {
-		if r.flushAcks(ctx, s) != nil || r.flushDeads(ctx, s) != nil {
-			return
+	_ = r.untilSent(ctx, func() error {
+		for _, s := range all {
+			if err := r.flushAcks(ctx, s); err != nil {
+				return err
+			}
+			if err := r.flushDeads(ctx, s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// untilSent calls send again while Redis answers "not now" (BUSY,
+// LOADING: a reply, not a connection error, which ends it as before),
+// waiting the backoff between tries, until ctx ends; it returns send's
+// last error.
+func (r *StreamReader) untilSent(ctx context.Context, send func() error) error {
+	for n := 0; ; n++ {
+		err := send()
+		if err == nil || !isReply(err) || ctx.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(r.backoff(n))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
 		}
 	}
 }
