@@ -525,3 +525,39 @@ func TestStreamAcksAtCloseDuringBusy(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamNotNowHoldsOnlyItsStream: Redis answering one stream's XACK
+// "not now" (a Cluster node loading, its slot down) held back the acks,
+// retries and dead letters of every stream after it in the worker's pass:
+// the pass stopped at the first error and the whole worker backed off.
+// Now only that stream waits.
+func TestStreamNotNowHoldsOnlyItsStream(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	var busyA atomic.Bool
+	busyA.Store(true)
+	var refusedA atomic.Int32
+	addr := editProxy(t, srv.Addr(), func(args []string) []string {
+		if strings.EqualFold(args[0], "xack") && args[1] == "a" && busyA.Load() {
+			refusedA.Add(1)
+			return busyInstead
+		}
+		return nil
+	})
+	sink := newChanSink(16)
+	r := startReader(t, addr, "srv1", []StreamSpec{{Stream: "a", Group: "g", Start: "0"}, {Stream: "b", Group: "g", Start: "0"}}, sink, StreamOptions{})
+	xadd(t, c, "a", "n", "1")
+	xadd(t, c, "b", "n", "1")
+	for range 2 {
+		e := recv(t, sink, 10*time.Second)
+		r.Ack(e.Stream, e.Group, e.ID)
+	}
+	waitUntil(t, "a's XACK answered BUSY", 10*time.Second, func() bool { return refusedA.Load() > 0 })
+	// b's ack goes after a's first BUSY, within the worker's next passes
+	waitUntil(t, "b acknowledged while a's acks wait", 10*time.Second, func() bool { return pendingCount(c, "b", "g") == 0 })
+	assert.Equal(t, int64(1), pendingCount(c, "a", "g"))
+	busyA.Store(false)
+	waitUntil(t, "a acknowledged", 10*time.Second, func() bool { return pendingCount(c, "a", "g") == 0 })
+	assert.Equal(t, uint64(1), r.Stats()["a"].Acked)
+	assert.Equal(t, uint64(1), r.Stats()["b"].Acked)
+}

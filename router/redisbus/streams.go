@@ -190,6 +190,11 @@ type stream struct {
 	nextKeep, nextClaim, nextStats time.Time
 	claimCursor                    string
 	lastRefusal                    string // the last error reply reported by refused
+	// notNowAt is when the stream is serviced again after Redis answered
+	// one of its commands "not now" (its node LOADING, a slot down),
+	// notNowFails the answers in a row: the other streams go on.
+	notNowAt    time.Time
+	notNowFails int
 }
 
 // StreamReader reads Redis Streams with consumer groups, at least once.
@@ -1507,7 +1512,22 @@ func (r *StreamReader) work() {
 		}
 		var err error
 		for _, s := range all {
-			if err = r.serviceStream(s, now); err != nil {
+			if now.Before(s.notNowAt) {
+				continue
+			}
+			switch e := r.serviceStream(s, now); {
+			case e == nil:
+				s.notNowFails = 0
+			case isReply(e): // "not now" for this stream's commands only
+				if s.notNowFails == 0 {
+					r.opt.Logf("realtime: stream worker: %v", e)
+				}
+				s.notNowAt = now.Add(r.backoff(s.notNowFails))
+				s.notNowFails++
+			default: // the connection: every stream waits
+				err = e
+			}
+			if err != nil {
 				break
 			}
 		}
