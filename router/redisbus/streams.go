@@ -249,7 +249,9 @@ type stream struct {
 //
 // Commands used (for an ACL user): XGROUP CREATE, XREADGROUP, XPENDING,
 // XCLAIM, XAUTOCLAIM (shared groups), XACK, XRANGE, XADD and MULTI/EXEC
-// (dead letters), XINFO GROUPS (Lag).
+// (dead letters), XINFO GROUPS (Lag). Also used where allowed: XREVRANGE
+// (the duplicate check's window across restarts) and TYPE (a key of
+// another type where the dead letters go is reported).
 //
 // Bounds: at most MaxInFlight entries per stream are in flight; the reader
 // stops reading while that many are, or while the sink refuses, so
