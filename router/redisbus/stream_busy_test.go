@@ -61,8 +61,9 @@ func TestStreamSettleDuringBusyScript(t *testing.T) {
 			stop()
 			switch tc.name {
 			case "ack":
-				waitUntil(t, "the entries acknowledged", 10*time.Second, func() bool { return pendingCount(c, "s", "g") == 0 })
-				assert.Equal(t, uint64(n), r.Stats()["s"].Acked)
+				waitUntil(t, "the entries acknowledged and counted", 10*time.Second, func() bool {
+					return pendingCount(c, "s", "g") == 0 && r.Stats()["s"].Acked == uint64(n)
+				})
 			case "nack":
 				for range n {
 					e := recv(t, sink, 10*time.Second)
@@ -71,10 +72,10 @@ func TestStreamSettleDuringBusyScript(t *testing.T) {
 				}
 				waitUntil(t, "the entries acknowledged", 10*time.Second, func() bool { return pendingCount(c, "s", "g") == 0 })
 			case "dead":
-				waitUntil(t, "the entries dead-lettered", 10*time.Second, func() bool {
-					return c.XLen(context.Background(), "s:dead").Val() == n && pendingCount(c, "s", "g") == 0
+				waitUntil(t, "the entries dead-lettered and counted", 10*time.Second, func() bool {
+					return c.XLen(context.Background(), "s:dead").Val() == n && pendingCount(c, "s", "g") == 0 &&
+						r.Stats()["s"].Dead == uint64(n)
 				})
-				assert.Equal(t, uint64(n), r.Stats()["s"].Dead)
 			}
 		})
 	}
