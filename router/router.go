@@ -72,6 +72,11 @@ type Router struct {
 
 	entriesMu sync.Mutex
 	entries   map[entryKey]struct{} // stream entries queued or with Lua, not settled yet
+	// fence is held for reading while a stream entry is checked and
+	// queued, and for writing while the routes are swapped or a sink
+	// stops delivering: once such a change returns, no entry it turned
+	// away is still on its way into the queue.
+	fence sync.RWMutex
 
 	logMu     sync.Mutex
 	logf      func(level, line string)
@@ -245,13 +250,17 @@ func (r *Router) newSinkLocked(pending Backend) *sink {
 // subscriptions count.
 func (r *Router) activateLocked(s *sink) {
 	r.active = s
+	r.fence.Lock()
 	r.gen.Store(s.gen)
+	r.fence.Unlock()
 	r.refused = s.refused
 	r.markRefusedLocked()
 }
 
 // stopDrainingLocked makes every draining sink's late messages ignored.
 func (r *Router) stopDrainingLocked() {
+	r.fence.Lock()
+	defer r.fence.Unlock()
 	for s := range r.draining {
 		s.draining.Store(false)
 	}
@@ -297,7 +306,9 @@ func (r *Router) promote(s *sink) bool {
 	retire := func() {
 		r.mu.Lock()
 		if oldSink != nil && r.draining[oldSink] {
+			r.fence.Lock()
 			oldSink.draining.Store(false)
+			r.fence.Unlock()
 			delete(r.draining, oldSink)
 		}
 		r.mu.Unlock()
@@ -467,7 +478,9 @@ func (r *Router) Apply(cfg *config.Config) (Summary, error) {
 
 // swapLocked installs routes and sends the plan change to the backend.
 func (r *Router) swapLocked(routes []*Route) PlanDiff {
+	r.fence.Lock()
 	r.table.Store(newTable(routes))
+	r.fence.Unlock()
 	diff := r.replanLocked()
 	r.markRefusedLocked() // by the new plan: which subscription carries which route
 	return diff
@@ -693,11 +706,22 @@ func (r *Router) Deliver(channel, payload string) {
 // event it pushed out is counted as dropped, so a reader who sees Queued
 // reach n can take those n events and sees their drops.
 func (r *Router) push(e *Event) {
+	r.pushed(r.pushOnly(e))
+}
+
+// pushOnly queues e and returns the events it pushed out, for pushed.
+func (r *Router) pushOnly(e *Event) []*Event {
 	if e.Kind == KindMessage {
 		e.Queued = r.now().UnixNano()
 		r.Stats.Own.Observe(time.Duration(e.Queued - e.Received))
 	}
-	for _, dropped := range r.queue.Push(e) {
+	return r.queue.Push(e)
+}
+
+// pushed handles the events a push pushed out of the queue, then counts
+// the push.
+func (r *Router) pushed(out []*Event) {
+	for _, dropped := range out {
 		if dropped.Entry != nil { // pushed out of the queue: pending, not lost
 			r.Release(dropped)
 			continue
@@ -930,7 +954,9 @@ func (r *Router) Close() error {
 	r.mu.Lock()
 	b, retiring := r.backend, r.retiring
 	r.backend, r.retiring, r.retiringSink, r.active = nil, nil, nil, nil
+	r.fence.Lock()
 	r.gen.Store(r.sinks.Add(1))
+	r.fence.Unlock()
 	r.stopDrainingLocked()
 	r.mu.Unlock()
 	if retiring != nil {

@@ -64,7 +64,7 @@ type EntrySink interface {
 }
 
 func (s *sink) DeliverEntry(e StreamEntry, st Settler) bool {
-	return s.delivering() && s.r.DeliverEntry(e, st)
+	return s.r.deliverEntry(e, st, s)
 }
 
 func (s *sink) StreamEvent(stream, kind, detail string) {
@@ -129,14 +129,46 @@ func streamPlan(routes []*Route) []StreamPlan {
 // never dropped. An entry already in flight (read again by a new
 // connection while it waits for Lua) is taken and not queued twice. An
 // entry whose data its route cannot decode is sent to the dead letters.
+//
+// Once a change that removes the entry's route (Apply, Off) or closes
+// the backend (Close) has returned, no entry of it is queued any more:
+// it stays pending in its stream for whoever reads that next, instead of
+// reaching the main thread with no handler left to take it.
 func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
+	return r.deliverEntry(e, s, nil)
+}
+
+// deliverEntry is DeliverEntry for the backend of sink from (nil: any).
+func (r *Router) deliverEntry(e StreamEntry, s Settler, from *sink) bool {
+	dead, took, queued, dropped := r.queueEntry(e, s, from)
+	if dead != "" {
+		s.Dead(e.Stream, e.Group, e.ID, dead) // logged when done (StreamEvent "dead")
+	}
+	if queued {
+		r.pushed(dropped)
+	}
+	return took
+}
+
+// queueEntry queues e under r.fence (held for reading), so that a route
+// removal or a close waits for it. It returns why e goes to the dead
+// letters instead, whether it was taken, whether it was queued, and the
+// events its push pushed out of the queue: handled once the fence is let
+// go, since releasing an entry takes r.mu, which a route change holds
+// while it waits for the fence.
+func (r *Router) queueEntry(e StreamEntry, s Settler, from *sink) (dead string, took, queued bool, dropped []*Event) {
+	r.fence.RLock()
+	defer r.fence.RUnlock()
+	if from != nil && !from.delivering() {
+		return "", false, false, nil
+	}
 	now := e.Received
 	if now.IsZero() {
 		now = r.now()
 	}
 	rt := r.table.Load().streams[streamKey{e.Stream, e.Group}]
 	if rt == nil {
-		return false
+		return "", false, false, nil
 	}
 	// Taken at once, as it is checked: two readers may offer it together.
 	key := entryKey{e.Stream, e.Group, e.ID}
@@ -146,9 +178,8 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 	dup := len(r.entries) == had
 	r.entriesMu.Unlock()
 	if dup {
-		return true
+		return "", true, false, nil
 	}
-	queued := false
 	defer func() {
 		if !queued { // refused or dead: not in flight after all
 			r.entriesMu.Lock()
@@ -196,21 +227,19 @@ func (r *Router) DeliverEntry(e StreamEntry, s Settler) bool {
 		why = fmt.Sprintf("too big: %d bytes, over queue.max_payload (%d bytes) or, decoded, queue.max_bytes (%d bytes)", payload, lim.maxPayload, lim.maxBytes)
 	}
 	if why != "" {
-		s.Dead(e.Stream, e.Group, e.ID, why) // logged when done (StreamEvent "dead")
-		return true
+		return why, true, false, nil
 	}
 	// ev.size() as Push counts it (JSON tape included): an entry refused
 	// here waits in Redis, one Push turns away is a delivery lost
 	if r.queue.Pending() >= lim.maxEvents || ev.size()+r.queue.Bytes() > lim.maxBytes {
-		return false
+		return "", false, false, nil
 	}
 	if !rt.allow(now) {
-		return false
+		return "", false, false, nil
 	}
 	rt.Stats.Matched.Add(1)
 	queued = true
-	r.push(ev)
-	return true
+	return "", true, true, r.pushOnly(ev)
 }
 
 // entryData is what a raw or json route's handler gets of an entry's
