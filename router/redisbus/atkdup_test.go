@@ -312,7 +312,15 @@ func TestHostileReloadSchedules(t *testing.T) {
 			assert.Empty(t, missing, "accepted since the last Disconnect, never published; schedule %v", ops)
 			assert.Empty(t, reordered, "out of order; schedule %v", ops)
 			assert.Equal(t, uint64(accepted), published+discarded, "published %d + discarded %d; schedule %v", published, discarded, ops)
-			assert.Equal(t, uint64(len(seen)), published, "distinct messages at Redis vs counted published; schedule %v", ops)
+			if retried == 0 {
+				assert.Equal(t, uint64(len(seen)), published, "distinct messages at Redis vs counted published; schedule %v", ops)
+			} else {
+				// a retried batch's first try may have reached Redis, and
+				// the batch then been discarded (the bus closed): counted
+				// discarded, yet published
+				assert.LessOrEqual(t, published, uint64(len(seen)), "counted published, never at Redis; schedule %v", ops)
+				assert.LessOrEqual(t, uint64(len(seen)), published+discarded, "at Redis, counted neither published nor discarded; schedule %v", ops)
+			}
 			assert.Equal(t, discarded, h.r.Stats.PublishFails.Load(), "publish_failed")
 		})
 	}
