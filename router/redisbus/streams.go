@@ -727,12 +727,7 @@ func (r *StreamReader) lateAcks() {
 		for err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.WriteTimeout.D()+r.cfg.ReadTimeout.D())
 			err = r.untilSent(ctx, func() error {
-				for _, s := range r.all() {
-					if err := r.flushAcksOn(ctx, c, s); err != nil {
-						return err
-					}
-				}
-				return nil
+				return eachStream(r.all(), func(s *stream) error { return r.flushAcksOn(ctx, c, s) })
 			})
 			cancel()
 			r.lateMu.Lock()
@@ -1745,16 +1740,31 @@ func (r *StreamReader) lastFlush() {
 	}
 	r.mu.Unlock()
 	_ = r.untilSent(ctx, func() error {
-		for _, s := range all {
+		return eachStream(all, func(s *stream) error {
 			if err := r.flushAcks(ctx, s); err != nil {
 				return err
 			}
-			if err := r.flushDeads(ctx, s); err != nil {
-				return err
-			}
-		}
-		return nil
+			return r.flushDeads(ctx, s)
+		})
 	})
+}
+
+// eachStream calls send for each stream, in the order of their keys, and
+// returns the first error. One stream's reply error (BUSY, LOADING: its
+// commands are kept for the next try) does not hold the others back: it
+// goes on with the next stream. A connection error ends it at once.
+func eachStream(all []*stream, send func(s *stream) error) error {
+	all = slices.Clone(all)
+	slices.SortFunc(all, func(a, b *stream) int { return strings.Compare(a.key, b.key) })
+	var first error
+	for _, s := range all {
+		err := send(s)
+		if err != nil && !isReply(err) {
+			return err
+		}
+		first = cmp.Or(first, err)
+	}
+	return first
 }
 
 // untilSent calls send again while Redis answers "not now" (BUSY,
