@@ -142,6 +142,11 @@ const (
 	stRetry                      // Nacked: offered again at .at
 	stDead                       // to dead-letter
 	stRequeue                    // Requeue's argument to settle: stRetry, no delivery counted
+	// stClaiming: being claimed, by the reader's pending re-read or the
+	// worker's claim loop, not offered yet: neither takes it again (both
+	// would count a delivery, and the second offer could come after the
+	// first was acknowledged), and the claimer's offer replaces it.
+	stClaiming
 )
 
 // stream is the reader's state for one StreamSpec.
@@ -632,6 +637,13 @@ func (r *StreamReader) settleLocked(s *stream, id string, to flightState, reason
 		f = &flight{state: stSink}
 		s.track(id, f)
 	}
+	if f != nil && f.state == stClaiming && (to == stAck || to == stDead) {
+		// Handed over by the reader it replaced while a claim (the
+		// pending re-read, the claim loop) takes it: settled here, the
+		// claim's offer drops it. A Nack needs nothing: the claim hands
+		// it out again.
+		f.state = stSink
+	}
 	if f == nil || f.state != stSink {
 		return
 	}
@@ -1063,6 +1075,7 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 		if d, ok := kept[p.ID]; ok {
 			take = append(take, p.ID)
 			counts[p.ID] = d
+			s.track(p.ID, &flight{state: stClaiming})
 			continue
 		}
 		if spec.MaxDeliveries > 0 && p.RetryCount >= spec.MaxDeliveries {
@@ -1072,6 +1085,7 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 		}
 		take = append(take, p.ID)
 		counts[p.ID] = p.RetryCount + 1
+		s.track(p.ID, &flight{state: stClaiming})
 	}
 	s.mu.Unlock()
 	signal(r.wake)
@@ -1092,6 +1106,7 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 	// Kept for the next try, or it would count the delivery they stand
 	// for (and dead-letter the entry at max_deliveries = 1).
 	unclaimed := func(err error) (string, bool, error) {
+		r.unclaim(s, take)
 		for d, kids := range byCount {
 			for _, id := range kids {
 				r.kept.keep(s.key, id, d)
@@ -1119,6 +1134,19 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 	return next, int64(len(page)) == r.opt.Count, nil
 }
 
+// unclaim drops from s's in-flight set the ids still being claimed
+// (stClaiming): the claim failed, they stay pending in Redis.
+func (r *StreamReader) unclaim(s *stream, ids []string) {
+	s.mu.Lock()
+	for _, id := range ids {
+		if f := s.tracked[id]; f != nil && f.state == stClaiming {
+			delete(s.tracked, id)
+		}
+	}
+	s.mu.Unlock()
+	signal(s.room)
+}
+
 // offerClaimed offers entries, taken (claimed) from ids with the given
 // delivery counts; the ids no longer in the stream are acked.
 func (r *StreamReader) offerClaimed(s *stream, spec StreamSpec, ids []string, entries []rawEntry, counts map[string]int64) {
@@ -1142,7 +1170,7 @@ func (r *StreamReader) offerClaimed(s *stream, spec StreamSpec, ids []string, en
 	s.gone.Add(uint64(len(gone)))
 	s.mu.Lock()
 	for _, id := range gone {
-		if s.tracked[id] == nil || s.tracked[id].state == stRetry {
+		if f := s.tracked[id]; f == nil || f.state == stRetry || f.state == stClaiming {
 			s.track(id, &flight{state: stAck})
 			s.acks = append(s.acks, id)
 		}
@@ -1241,9 +1269,9 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 		return
 	}
 	if !idLess(s.top, e.ID) { // else not in the set: no look-up (a new entry, read with ">")
-		if f := s.tracked[e.ID]; f != nil && f.state != stRetry {
+		if f := s.tracked[e.ID]; f != nil && f.state != stRetry && f.state != stClaiming {
 			s.mu.Unlock()
-			return // in flight already (taken twice by a claim racing a re-read)
+			return // in flight already (settled while it was being claimed)
 		}
 	}
 	if idLess(s.lastID, e.ID) {
@@ -2055,6 +2083,10 @@ func (r *StreamReader) offerOrDead(s *stream, spec StreamSpec, ids []string, ent
 		s.mu.Lock()
 		for _, e := range entries {
 			if e.fields != nil && counts[e.id] > spec.MaxDeliveries {
+				if f := s.tracked[e.id]; f != nil && f.state != stRetry && f.state != stClaiming {
+					dead[e.id] = true // settled while it was being claimed
+					continue
+				}
 				s.track(e.id, &flight{state: stDead, deliveries: counts[e.id] - 1})
 				s.deads = append(s.deads, e.id)
 				dead[e.id] = true
@@ -2203,6 +2235,7 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	for _, x := range list {
 		if id, _ := x.(string); id != "" && s.tracked[id] == nil {
 			fresh = append(fresh, id)
+			s.track(id, &flight{state: stClaiming}) // not re-read meanwhile
 		}
 	}
 	s.mu.Unlock()
@@ -2214,14 +2247,22 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	entries, counts, err := r.claimWithCounts(ctx, spec, fresh, nil)
 	if err != nil {
 		s.mu.Lock()
-		if !s.removed { // else pending, for the next reader's re-read
-			now := time.Now()
-			for _, id := range fresh {
-				s.track(id, &flight{state: stRetry, at: now})
+		var retry []string
+		now := time.Now()
+		for _, id := range fresh {
+			if f := s.tracked[id]; f == nil || f.state != stClaiming {
+				continue // settled meanwhile
 			}
-			s.retries = append(fresh, s.retries...)
+			if s.removed { // pending, for the next reader's re-read
+				delete(s.tracked, id)
+				continue
+			}
+			s.track(id, &flight{state: stRetry, at: now})
+			retry = append(retry, id)
 		}
+		s.retries = append(retry, s.retries...)
 		s.mu.Unlock()
+		signal(s.room)
 		if notNow(err) {
 			return fmt.Errorf("stream %q: claiming: %w", spec.Stream, err)
 		}
