@@ -1989,8 +1989,9 @@ func (r *StreamReader) writeDead(ctx context.Context, spec StreamSpec, list []de
 		}
 		for _, c := range cmds {
 			// EXECABORT: a command was answered "not now" as it was
-			// queued (BUSY, LOADING), and none ran
-			if transient(c.Err()) {
+			// queued (BUSY, LOADING, or MISCONF, READONLY: writes
+			// refused for now), and none ran
+			if notNow(c.Err()) {
 				return nil, c.Err()
 			}
 		}
