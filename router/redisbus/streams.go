@@ -1931,7 +1931,11 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	if len(written) > 0 {
 		adds, err := r.writeDead(ctx, spec, written, argss)
 		if err != nil {
-			return requeue(fmt.Errorf("stream %q: dead-lettering: %w", spec.Stream, err), written)
+			sent := written // the reply lost: it may have been applied
+			if isReply(err) {
+				sent = nil // answered "not now" (EXECABORT): nothing ran
+			}
+			return requeue(fmt.Errorf("stream %q: dead-lettering: %w", spec.Stream, err), sent)
 		}
 		kept := written[:0]
 		for i, d := range written {
