@@ -1072,12 +1072,13 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 		if s.tracked[p.ID] != nil {
 			continue
 		}
-		if d, ok := kept[p.ID]; ok {
+		if d, ok := keepCount(kept, p.ID, p.RetryCount); ok {
 			take = append(take, p.ID)
 			counts[p.ID] = d
 			s.track(p.ID, &flight{state: stClaiming})
 			continue
 		}
+		delete(kept, p.ID) // stale: counted
 		if spec.MaxDeliveries > 0 && p.RetryCount >= spec.MaxDeliveries {
 			s.track(p.ID, &flight{state: stDead, deliveries: p.RetryCount})
 			s.deads = append(s.deads, p.ID)
@@ -2128,31 +2129,28 @@ func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids
 	var counted []string
 	byCount := map[int64][]string{}
 	counts := map[string]int64{}
-	for _, id := range ids {
-		if n, ok := keep[id]; ok {
+	pipe := r.cmd.Pipeline()
+	cmds := make([]*redis.XPendingExtCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: spec.Stream, Group: spec.Group, Start: id, End: id, Count: 1})
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, c := range cmds {
+		p, err := c.Result()
+		if notNow(err) {
+			return nil, nil, err
+		}
+		var now int64 // Redis's count; 0: not pending
+		if err == nil && len(p) == 1 {
+			now = p[0].RetryCount
+		}
+		id := ids[i]
+		if n, ok := keepCount(keep, id, now); ok {
 			byCount[n] = append(byCount[n], id)
 			counts[id] = n
 		} else {
 			counted = append(counted, id)
-		}
-	}
-	if len(counted) > 0 {
-		pipe := r.cmd.Pipeline()
-		cmds := make([]*redis.XPendingExtCmd, len(counted))
-		for i, id := range counted {
-			cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: spec.Stream, Group: spec.Group, Start: id, End: id, Count: 1})
-		}
-		_, _ = pipe.Exec(ctx)
-		for i, c := range cmds {
-			p, err := c.Result()
-			if notNow(err) {
-				return nil, nil, err
-			}
-			if err == nil && len(p) == 1 {
-				counts[counted[i]] = p[0].RetryCount + 1
-			} else {
-				counts[counted[i]] = 1
-			}
+			counts[id] = now + 1
 		}
 	}
 	var entries, kept []rawEntry
@@ -2171,6 +2169,15 @@ func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids
 		entries = es
 	}
 	return append(entries, kept...), counts, nil
+}
+
+// keepCount returns the count kept for id, if there is one and Redis's
+// count now is not past it: delivered since it was kept (another server
+// claimed it), the kept count is stale, and claiming with it (XCLAIM
+// RETRYCOUNT) would set the entry's delivery counter back.
+func keepCount(keep map[string]int64, id string, now int64) (int64, bool) {
+	n, ok := keep[id]
+	return n, ok && n >= now
 }
 
 // keepAlive resets the idle time of every entry in s's in-flight set
@@ -2249,7 +2256,10 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	}
 	s.claimed.Add(uint64(len(fresh)))
 	r.opt.Logf("realtime: stream %q: claimed %d entries idle over %v", spec.Stream, len(fresh), spec.ClaimAfter)
-	entries, counts, err := r.claimWithCounts(ctx, spec, fresh, nil)
+	// The consumer's own entries given back uncounted (Kept) keep their
+	// count, as in the pending re-read.
+	keep := r.kept.take(s.key, fresh)
+	entries, counts, err := r.claimWithCounts(ctx, spec, fresh, keep)
 	if err != nil {
 		s.mu.Lock()
 		var retry []string
@@ -2262,11 +2272,17 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 				delete(s.tracked, id)
 				continue
 			}
-			s.track(id, &flight{state: stRetry, at: now})
+			f := &flight{state: stRetry, at: now}
+			if n, ok := keep[id]; ok { // retried with it
+				f.deliveries, f.requeued = n, true
+				delete(keep, id)
+			}
+			s.track(id, f)
 			retry = append(retry, id)
 		}
 		s.retries = append(retry, s.retries...)
 		s.mu.Unlock()
+		r.keepAll(s, keep) // removed, or settled meanwhile: kept again
 		signal(s.room)
 		if notNow(err) {
 			return fmt.Errorf("stream %q: claiming: %w", spec.Stream, err)
