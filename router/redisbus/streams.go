@@ -142,6 +142,11 @@ const (
 	stRetry                      // Nacked: offered again at .at
 	stDead                       // to dead-letter
 	stRequeue                    // Requeue's argument to settle: stRetry, no delivery counted
+	// stClaiming: being claimed, by the reader's pending re-read or the
+	// worker's claim loop, not offered yet: neither takes it again (both
+	// would count a delivery, and the second offer could come after the
+	// first was acknowledged), and the claimer's offer replaces it.
+	stClaiming
 )
 
 // stream is the reader's state for one StreamSpec.
@@ -632,6 +637,13 @@ func (r *StreamReader) settleLocked(s *stream, id string, to flightState, reason
 		f = &flight{state: stSink}
 		s.track(id, f)
 	}
+	if f != nil && f.state == stClaiming && (to == stAck || to == stDead) {
+		// Handed over by the reader it replaced while a claim (the
+		// pending re-read, the claim loop) takes it: settled here, the
+		// claim's offer drops it. A Nack needs nothing: the claim hands
+		// it out again.
+		f.state = stSink
+	}
 	if f == nil || f.state != stSink {
 		return
 	}
@@ -727,12 +739,7 @@ func (r *StreamReader) lateAcks() {
 		for err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.WriteTimeout.D()+r.cfg.ReadTimeout.D())
 			err = r.untilSent(ctx, func() error {
-				for _, s := range r.all() {
-					if err := r.flushAcksOn(ctx, c, s); err != nil {
-						return err
-					}
-				}
-				return nil
+				return eachStream(r.all(), func(s *stream) error { return r.flushAcksOn(ctx, c, s) })
 			})
 			cancel()
 			r.lateMu.Lock()
@@ -1065,11 +1072,13 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 		if s.tracked[p.ID] != nil {
 			continue
 		}
-		if d, ok := kept[p.ID]; ok {
+		if d, ok := keepCount(kept, p.ID, p.RetryCount); ok {
 			take = append(take, p.ID)
 			counts[p.ID] = d
+			s.track(p.ID, &flight{state: stClaiming})
 			continue
 		}
+		delete(kept, p.ID) // stale: counted
 		if spec.MaxDeliveries > 0 && p.RetryCount >= spec.MaxDeliveries {
 			s.track(p.ID, &flight{state: stDead, deliveries: p.RetryCount})
 			s.deads = append(s.deads, p.ID)
@@ -1077,6 +1086,7 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 		}
 		take = append(take, p.ID)
 		counts[p.ID] = p.RetryCount + 1
+		s.track(p.ID, &flight{state: stClaiming})
 	}
 	s.mu.Unlock()
 	signal(r.wake)
@@ -1097,6 +1107,7 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 	// Kept for the next try, or it would count the delivery they stand
 	// for (and dead-letter the entry at max_deliveries = 1).
 	unclaimed := func(err error) (string, bool, error) {
+		r.unclaim(s, take)
 		for d, kids := range byCount {
 			for _, id := range kids {
 				r.kept.keep(s.key, id, d)
@@ -1124,6 +1135,19 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 	return next, int64(len(page)) == r.opt.Count, nil
 }
 
+// unclaim drops from s's in-flight set the ids still being claimed
+// (stClaiming): the claim failed, they stay pending in Redis.
+func (r *StreamReader) unclaim(s *stream, ids []string) {
+	s.mu.Lock()
+	for _, id := range ids {
+		if f := s.tracked[id]; f != nil && f.state == stClaiming {
+			delete(s.tracked, id)
+		}
+	}
+	s.mu.Unlock()
+	signal(s.room)
+}
+
 // offerClaimed offers entries, taken (claimed) from ids with the given
 // delivery counts; the ids no longer in the stream are acked.
 func (r *StreamReader) offerClaimed(s *stream, spec StreamSpec, ids []string, entries []rawEntry, counts map[string]int64) {
@@ -1147,7 +1171,7 @@ func (r *StreamReader) offerClaimed(s *stream, spec StreamSpec, ids []string, en
 	s.gone.Add(uint64(len(gone)))
 	s.mu.Lock()
 	for _, id := range gone {
-		if s.tracked[id] == nil || s.tracked[id].state == stRetry {
+		if f := s.tracked[id]; f == nil || f.state == stRetry || f.state == stClaiming {
 			s.track(id, &flight{state: stAck})
 			s.acks = append(s.acks, id)
 		}
@@ -1246,9 +1270,9 @@ func (r *StreamReader) offer(s *stream, e Entry) {
 		return
 	}
 	if !idLess(s.top, e.ID) { // else not in the set: no look-up (a new entry, read with ">")
-		if f := s.tracked[e.ID]; f != nil && f.state != stRetry {
+		if f := s.tracked[e.ID]; f != nil && f.state != stRetry && f.state != stClaiming {
 			s.mu.Unlock()
-			return // in flight already (taken twice by a claim racing a re-read)
+			return // in flight already (settled while it was being claimed)
 		}
 	}
 	if idLess(s.lastID, e.ID) {
@@ -1745,16 +1769,31 @@ func (r *StreamReader) lastFlush() {
 	}
 	r.mu.Unlock()
 	_ = r.untilSent(ctx, func() error {
-		for _, s := range all {
+		return eachStream(all, func(s *stream) error {
 			if err := r.flushAcks(ctx, s); err != nil {
 				return err
 			}
-			if err := r.flushDeads(ctx, s); err != nil {
-				return err
-			}
-		}
-		return nil
+			return r.flushDeads(ctx, s)
+		})
 	})
+}
+
+// eachStream calls send for each stream, in the order of their keys, and
+// returns the first error. One stream's reply error (BUSY, LOADING: its
+// commands are kept for the next try) does not hold the others back: it
+// goes on with the next stream. A connection error ends it at once.
+func eachStream(all []*stream, send func(s *stream) error) error {
+	all = slices.Clone(all)
+	slices.SortFunc(all, func(a, b *stream) int { return strings.Compare(a.key, b.key) })
+	var first error
+	for _, s := range all {
+		err := send(s)
+		if err != nil && !isReply(err) {
+			return err
+		}
+		first = cmp.Or(first, err)
+	}
+	return first
 }
 
 // untilSent calls send again while Redis answers "not now" (BUSY,
@@ -1893,7 +1932,11 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	if len(written) > 0 {
 		adds, err := r.writeDead(ctx, spec, written, argss)
 		if err != nil {
-			return requeue(fmt.Errorf("stream %q: dead-lettering: %w", spec.Stream, err), written)
+			sent := written // the reply lost: it may have been applied
+			if isReply(err) {
+				sent = nil // answered "not now" (EXECABORT): nothing ran
+			}
+			return requeue(fmt.Errorf("stream %q: dead-lettering: %w", spec.Stream, err), sent)
 		}
 		kept := written[:0]
 		for i, d := range written {
@@ -1951,8 +1994,9 @@ func (r *StreamReader) writeDead(ctx context.Context, spec StreamSpec, list []de
 		}
 		for _, c := range cmds {
 			// EXECABORT: a command was answered "not now" as it was
-			// queued (BUSY, LOADING), and none ran
-			if transient(c.Err()) {
+			// queued (BUSY, LOADING, or MISCONF, READONLY: writes
+			// refused for now), and none ran
+			if notNow(c.Err()) {
 				return nil, c.Err()
 			}
 		}
@@ -2045,6 +2089,10 @@ func (r *StreamReader) offerOrDead(s *stream, spec StreamSpec, ids []string, ent
 		s.mu.Lock()
 		for _, e := range entries {
 			if e.fields != nil && counts[e.id] > spec.MaxDeliveries {
+				if f := s.tracked[e.id]; f != nil && f.state != stRetry && f.state != stClaiming {
+					dead[e.id] = true // settled while it was being claimed
+					continue
+				}
 				s.track(e.id, &flight{state: stDead, deliveries: counts[e.id] - 1})
 				s.deads = append(s.deads, e.id)
 				dead[e.id] = true
@@ -2081,31 +2129,28 @@ func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids
 	var counted []string
 	byCount := map[int64][]string{}
 	counts := map[string]int64{}
-	for _, id := range ids {
-		if n, ok := keep[id]; ok {
+	pipe := r.cmd.Pipeline()
+	cmds := make([]*redis.XPendingExtCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: spec.Stream, Group: spec.Group, Start: id, End: id, Count: 1})
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, c := range cmds {
+		p, err := c.Result()
+		if notNow(err) {
+			return nil, nil, err
+		}
+		var now int64 // Redis's count; 0: not pending
+		if err == nil && len(p) == 1 {
+			now = p[0].RetryCount
+		}
+		id := ids[i]
+		if n, ok := keepCount(keep, id, now); ok {
 			byCount[n] = append(byCount[n], id)
 			counts[id] = n
 		} else {
 			counted = append(counted, id)
-		}
-	}
-	if len(counted) > 0 {
-		pipe := r.cmd.Pipeline()
-		cmds := make([]*redis.XPendingExtCmd, len(counted))
-		for i, id := range counted {
-			cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: spec.Stream, Group: spec.Group, Start: id, End: id, Count: 1})
-		}
-		_, _ = pipe.Exec(ctx)
-		for i, c := range cmds {
-			p, err := c.Result()
-			if notNow(err) {
-				return nil, nil, err
-			}
-			if err == nil && len(p) == 1 {
-				counts[counted[i]] = p[0].RetryCount + 1
-			} else {
-				counts[counted[i]] = 1
-			}
+			counts[id] = now + 1
 		}
 	}
 	var entries, kept []rawEntry
@@ -2124,6 +2169,15 @@ func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids
 		entries = es
 	}
 	return append(entries, kept...), counts, nil
+}
+
+// keepCount returns the count kept for id, if there is one and Redis's
+// count now is not past it: delivered since it was kept (another server
+// claimed it), the kept count is stale, and claiming with it (XCLAIM
+// RETRYCOUNT) would set the entry's delivery counter back.
+func keepCount(keep map[string]int64, id string, now int64) (int64, bool) {
+	n, ok := keep[id]
+	return n, ok && n >= now
 }
 
 // keepAlive resets the idle time of every entry in s's in-flight set
@@ -2193,6 +2247,7 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	for _, x := range list {
 		if id, _ := x.(string); id != "" && s.tracked[id] == nil {
 			fresh = append(fresh, id)
+			s.track(id, &flight{state: stClaiming}) // not re-read meanwhile
 		}
 	}
 	s.mu.Unlock()
@@ -2201,17 +2256,34 @@ func (r *StreamReader) autoClaim(ctx context.Context, s *stream, spec StreamSpec
 	}
 	s.claimed.Add(uint64(len(fresh)))
 	r.opt.Logf("realtime: stream %q: claimed %d entries idle over %v", spec.Stream, len(fresh), spec.ClaimAfter)
-	entries, counts, err := r.claimWithCounts(ctx, spec, fresh, nil)
+	// The consumer's own entries given back uncounted (Kept) keep their
+	// count, as in the pending re-read.
+	keep := r.kept.take(s.key, fresh)
+	entries, counts, err := r.claimWithCounts(ctx, spec, fresh, keep)
 	if err != nil {
 		s.mu.Lock()
-		if !s.removed { // else pending, for the next reader's re-read
-			now := time.Now()
-			for _, id := range fresh {
-				s.track(id, &flight{state: stRetry, at: now})
+		var retry []string
+		now := time.Now()
+		for _, id := range fresh {
+			if f := s.tracked[id]; f == nil || f.state != stClaiming {
+				continue // settled meanwhile
 			}
-			s.retries = append(fresh, s.retries...)
+			if s.removed { // pending, for the next reader's re-read
+				delete(s.tracked, id)
+				continue
+			}
+			f := &flight{state: stRetry, at: now}
+			if n, ok := keep[id]; ok { // retried with it
+				f.deliveries, f.requeued = n, true
+				delete(keep, id)
+			}
+			s.track(id, f)
+			retry = append(retry, id)
 		}
+		s.retries = append(retry, s.retries...)
 		s.mu.Unlock()
+		r.keepAll(s, keep) // removed, or settled meanwhile: kept again
+		signal(s.room)
 		if notNow(err) {
 			return fmt.Errorf("stream %q: claiming: %w", spec.Stream, err)
 		}
