@@ -72,3 +72,48 @@ func TestAddIDOutOfOrder(t *testing.T) {
 		t.Fatalf("depth %d, want 4", st.Depth)
 	}
 }
+
+// TestFlushDeleteSparesAnEntryPeekedPast: Flush deletes exactly the
+// entries it sent. One committed after the Peek with an older sequence
+// (AddID: a sender's memory moved to disk), and one above the batch, stay
+// on disk and in the figures; more than one statement's worth (500) of
+// entries go in one delete.
+func TestFlushDeleteSparesAnEntryPeekedPast(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "spool.db"), Options{ServerID: "srv"})
+	var q Sequence
+	q.Raise(s.Floor())
+	late := q.Next() // taken first, added last
+	var sent []int64
+	for range 1200 {
+		seq := q.Next()
+		if _, err := s.AddID(seq, "st", []byte("0123456789"), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, seq)
+	}
+	above := sent[len(sent)-1]
+	sent = sent[:len(sent)-1]
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddID(late, "st", []byte("late"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.delete(delReq{upto: sent[len(sent)-1], seqs: sent, flushed: uint64(len(sent))}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Peek(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Seq != late || got[1].Seq != above {
+		t.Fatalf("left %+v, want seqs %d (late) and %d (above)", got, late, above)
+	}
+	want := int64(len("st")+len("late")+EntryOverhead) + int64(len("st")+len("0123456789")+EntryOverhead)
+	if st := s.Stats(); st.Depth != 2 || st.Bytes != want || st.Flushed != uint64(len(sent)) {
+		t.Fatalf("figures %+v, want depth 2, bytes %d, flushed %d", st, want, len(sent))
+	}
+}

@@ -700,17 +700,20 @@ func (s *Spool) deleteTx(upto int64, seqs []int64) (n, bytes int64, at sql.NullI
 	if seqs != nil {
 		// Exactly what Flush sent: an entry committed since its Peek with
 		// a lower sequence (AddID) is not deleted unsent.
-		for _, seq := range seqs {
-			var size int64
-			err := tx.QueryRow("DELETE FROM entries WHERE seq = ? RETURNING size", seq).Scan(&size)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue
+		// One statement per 500 (SQLite's oldest bound on parameters is
+		// 999); one per entry made a flush 2x slower.
+		for len(seqs) > 0 {
+			chunk := seqs[:min(len(seqs), 500)]
+			seqs = seqs[len(chunk):]
+			args := make([]any, len(chunk))
+			for i, seq := range chunk {
+				args[i] = seq
 			}
+			dn, db, err := deleteRows(tx, "DELETE FROM entries WHERE seq IN (?"+strings.Repeat(",?", len(chunk)-1)+") RETURNING size", args)
 			if err != nil {
 				return 0, 0, at, err
 			}
-			n++
-			bytes += size
+			n, bytes = n+dn, bytes+db
 		}
 	} else {
 		var sum sql.NullInt64
@@ -764,4 +767,23 @@ func (q *Sequence) Raise(floor int64) {
 	q.mu.Lock()
 	q.last = max(q.last, floor)
 	q.mu.Unlock()
+}
+
+// deleteRows runs a DELETE ... RETURNING size and counts the rows and
+// bytes it removed.
+func deleteRows(tx *sql.Tx, query string, args []any) (n, bytes int64, err error) {
+	rows, err := tx.Query(query, args...)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var size int64
+		if err := rows.Scan(&size); err != nil {
+			return 0, 0, err
+		}
+		n++
+		bytes += size
+	}
+	return n, bytes, rows.Err()
 }
