@@ -144,3 +144,48 @@ func TestStreamAckHandedOverDuringClaim(t *testing.T) {
 	assert.Empty(t, deadEntries(t, c, "s"), "acknowledged by its handler, dead-lettered")
 	assert.Empty(t, sink.ch, "handed out again")
 }
+
+// TestStreamDeadHandedOverDuringClaim: an entry dead-lettered (a handler's
+// Dead, handed over by the reader this one replaced) while the claim loop
+// takes it is dead-lettered once, and its copy in s:dead carries the
+// delivery count Redis holds then (read, claimed here, claimed by the
+// claim loop: 3), not 0.
+func TestStreamDeadHandedOverDuringClaim(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := t.Context()
+	require.NoError(t, c.XGroupCreateMkStream(ctx, "s", "g", "0").Err())
+	id := xadd(t, c, "s", "n", "poison")
+	require.NoError(t, c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "srv1", Streams: []string{"s", ">"}}).Err())
+	require.NoError(t, c.XClaim(ctx, &redis.XClaimArgs{Stream: "s", Group: "g", Consumer: "srv1", Messages: []string{id}}).Err())
+	const claimAfter = 300 * time.Millisecond
+	waitUntil(t, "the entry idle past claim_after", 10*time.Second, func() bool {
+		p, err := c.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "s", Group: "g", Start: "-", End: "+", Count: 1}).Result()
+		return err == nil && len(p) == 1 && p[0].Idle > claimAfter+100*time.Millisecond
+	})
+	reread, claiming, settled := newGate(), newGate(), newGate()
+	addr := editProxy(t, srv.Addr(), func(args []string) []string {
+		switch cmd := strings.ToLower(args[0]); {
+		case cmd == "xpending" && len(args) == 7:
+			reread.wait()
+		case cmd == "xclaim" && len(args) == 6:
+			claiming.open()
+			settled.wait()
+		}
+		return nil
+	})
+	sink := newChanSink(16)
+	r := startReader(t, addr, "srv1", []StreamSpec{{Stream: "s", Group: "g", MaxDeliveries: 5, ClaimAfter: claimAfter}}, sink, StreamOptions{})
+	t.Cleanup(reread.open) // before the reader's Close
+	require.True(t, claiming.wait(), "no claim")
+	r.Dead("s", "g", id, "bad command")
+	settled.open()
+	waitUntil(t, "the entry dead-lettered", 10*time.Second, func() bool {
+		return pendingCount(c, "s", "g") == 0 && r.Stats()["s"].Dead > 0
+	})
+	dead := deadEntries(t, c, "s")
+	require.Len(t, dead, 1)
+	assert.Equal(t, []string{"n", "poison", "rt_source_id", id, "rt_deliveries", "3", "rt_reason", "bad command"}, dead[0].fields)
+	assert.Equal(t, uint64(1), r.Stats()["s"].Dead)
+	assert.Empty(t, sink.ch, "handed out again")
+}

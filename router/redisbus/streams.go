@@ -1891,11 +1891,17 @@ func (r *StreamReader) flushDeads(ctx context.Context, s *stream) error {
 	var written, earlier []dead
 	var again []string // refused: pending, tried again in a second
 	for i, d := range list {
-		if p, err := pending[i].Result(); err != nil || len(p) == 0 {
+		p, err := pending[i].Result()
+		if err != nil || len(p) == 0 {
 			if d.tried {
 				earlier = append(earlier, d) // the lost reply's transaction was applied
 			}
 			continue
+		}
+		if d.n == 0 {
+			// Settled with no count here: handed over by the reader this
+			// one replaced, or while a claim took it. Redis's is the one.
+			d.n = p[0].RetryCount
 		}
 		if t := deadType.Val(); t != "" && t != "none" && t != "stream" {
 			// not acknowledged: it stays pending and comes back
