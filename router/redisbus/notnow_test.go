@@ -319,68 +319,78 @@ func TestStreamClaimLoopBusy(t *testing.T) {
 	assert.False(t, sink.hasEvent("error"), "BUSY reported as an error: %v", sink.events)
 }
 
-// TestStreamAckDuringMisconf: while Redis cannot save its snapshot
-// (stop-writes-on-bgsave-error: a full disk, say) it answers every write
-// MISCONF, XACK included, until a save succeeds. The reader took that for
-// a refusal (an ACL without XACK): the acknowledged entries stayed pending
-// in Redis after the disk came back, to be handed out again at the next
-// reconnect or restart.
-func TestStreamAckDuringMisconf(t *testing.T) {
-	dir := t.TempDir()
-	srv := redistest.Start(t, "--dir", dir, "--save", "3600 1", "--dbfilename", "dump.rdb")
-	c := client(t, srv)
-	ctx := context.Background()
-	sink := newChanSink(16)
-	var mu sync.Mutex
-	var lines []string
-	o := StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond}
-	o.Logf = func(f string, a ...any) {
-		line := fmt.Sprintf(f, a...)
-		t.Log(line)
-		mu.Lock()
-		lines = append(lines, line)
-		mu.Unlock()
-	}
-	r, err := NewStreamReader(streamConfig(srv.Addr()), o, []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink)
-	require.NoError(t, err)
-	t.Cleanup(func() { r.Close(); r.Wait() })
-	const n = 3
-	for i := range n {
-		xadd(t, c, "s", "n", strconv.Itoa(i))
-	}
-	var got []Entry
-	for range n {
-		got = append(got, recv(t, sink, 10*time.Second))
-	}
-	// The snapshot cannot be renamed onto a directory: the save fails.
-	snapshot := filepath.Join(dir, "dump.rdb")
-	require.NoError(t, os.Mkdir(snapshot, 0o755))
-	saved := func(ok bool) func() bool {
-		return func() bool {
-			_ = c.BgSave(ctx).Err() // "already in progress" too
-			err := c.Ping(ctx).Err()
-			return ok == (err == nil) && (ok || strings.HasPrefix(err.Error(), "MISCONF"))
-		}
-	}
-	waitUntil(t, "Redis to refuse writes (MISCONF)", 10*time.Second, saved(false))
-	for _, e := range got {
-		r.Ack(e.Stream, e.Group, e.ID)
-	}
-	waitUntil(t, "the reader to meet MISCONF", 10*time.Second, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, l := range lines {
-			if strings.Contains(l, "XACK") && strings.Contains(l, "MISCONF") {
-				return true
+// TestStreamSettleDuringMisconf: while Redis cannot save its snapshot
+// (stop-writes-on-bgsave-error: a full disk, say) it refuses every write
+// MISCONF until a save succeeds. The reader took that for a refusal (an
+// ACL without the command): acknowledged entries stayed pending in Redis
+// after the disk came back, to be handed out again at the next reconnect
+// or restart ("ack"); the dead-letter transaction, whose XADD and XACK
+// are refused as they are queued (EXECABORT: nothing ran), gave an
+// "error" event and a log line per entry every second while it lasted,
+// instead of a try again after the worker's backoff ("dead letter").
+func TestStreamSettleDuringMisconf(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		settle func(r *StreamReader, e Entry)
+		met    string // in the log line that says the settling met MISCONF
+		refuse string // the "error" event of a refusal
+		done   func(t *testing.T, c *redis.Client, r *StreamReader) bool
+	}{
+		{"ack", func(r *StreamReader, e Entry) { r.Ack(e.Stream, e.Group, e.ID) }, "XACK", "error s XACK refused",
+			func(t *testing.T, c *redis.Client, r *StreamReader) bool {
+				return pendingCount(c, "s", "g") == 0 && r.Stats()["s"].Acked == 3
+			}},
+		{"dead letter", func(r *StreamReader, e Entry) { r.Dead(e.Stream, e.Group, e.ID, "malformed") }, "dead-lettering", "error s dead-lettering",
+			func(t *testing.T, c *redis.Client, r *StreamReader) bool {
+				return len(deadEntries(t, c, "s")) == 3 && pendingCount(c, "s", "g") == 0 && r.Stats()["s"].Dead == 3
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			srv := redistest.Start(t, "--dir", dir, "--save", "3600 1", "--dbfilename", "dump.rdb")
+			c := client(t, srv)
+			ctx := t.Context()
+			sink := newChanSink(16)
+			var met atomic.Bool
+			o := StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond}
+			o.Logf = func(f string, a ...any) {
+				line := fmt.Sprintf(f, a...)
+				t.Log(line)
+				if strings.Contains(line, tc.met) && strings.Contains(line, "MISCONF") {
+					met.Store(true)
+				}
 			}
-		}
-		return false
-	})
-	require.NoError(t, os.Remove(snapshot))
-	waitUntil(t, "Redis to save again", 10*time.Second, saved(true))
-	waitUntil(t, "the entries acknowledged and counted", 10*time.Second, func() bool {
-		return pendingCount(c, "s", "g") == 0 && r.Stats()["s"].Acked == uint64(n)
-	})
+			r, err := NewStreamReader(streamConfig(srv.Addr()), o, []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink)
+			require.NoError(t, err)
+			t.Cleanup(func() { r.Close(); r.Wait() })
+			for i := range 3 {
+				xadd(t, c, "s", "n", strconv.Itoa(i))
+			}
+			var got []Entry
+			for range 3 {
+				got = append(got, recv(t, sink, 10*time.Second))
+			}
+			// The snapshot cannot be renamed onto a directory: the save fails.
+			snapshot := filepath.Join(dir, "dump.rdb")
+			require.NoError(t, os.Mkdir(snapshot, 0o755))
+			saved := func(ok bool) func() bool {
+				return func() bool {
+					_ = c.BgSave(ctx).Err() // "already in progress" too
+					err := c.Ping(ctx).Err()
+					return ok == (err == nil) && (ok || strings.HasPrefix(err.Error(), "MISCONF"))
+				}
+			}
+			waitUntil(t, "Redis to refuse writes (MISCONF)", 10*time.Second, saved(false))
+			for _, e := range got {
+				tc.settle(r, e)
+			}
+			waitUntil(t, "the reader to meet MISCONF", 10*time.Second, met.Load)
+			require.NoError(t, os.Remove(snapshot))
+			waitUntil(t, "Redis to save again", 10*time.Second, saved(true))
+			waitUntil(t, "the entries settled and counted", 10*time.Second, func() bool { return tc.done(t, c, r) })
+			assert.False(t, sink.hasEvent(tc.refuse), "MISCONF reported as a refusal")
+		})
+	}
 }
 
 // TestStreamDeadLetterBusyWithoutType: an ACL user given the commands the
