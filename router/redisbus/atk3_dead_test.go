@@ -1,7 +1,6 @@
 package redisbus
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,18 +35,7 @@ func TestStreamNoDeadCountWhenNothingRan(t *testing.T) {
 		return nil
 	})
 	sink := newChanSink(16)
-	var worker atomic.Bool
-	o := StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond}
-	o.Logf = func(f string, a ...any) {
-		line := fmt.Sprintf(f, a...)
-		t.Log(line)
-		if strings.Contains(line, "stream worker") && strings.Contains(line, "BUSY") {
-			worker.Store(true)
-		}
-	}
-	r, err := NewStreamReader(streamConfig(addr), o, []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink)
-	require.NoError(t, err)
-	t.Cleanup(func() { r.Close(); r.Wait() })
+	r, worker := loggedReader(t, streamConfig(addr), sink, "stream worker", "BUSY")
 	t.Cleanup(regrouped.open)
 	const n = 3
 	for i := range n {

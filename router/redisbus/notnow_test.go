@@ -90,6 +90,28 @@ func readArgs(rd *bufio.Reader) ([]string, error) {
 	return args, nil
 }
 
+// loggedReader starts a reader of stream "s", group "g" from "0" (consumer
+// srv1, Block 200ms, RetryDelay 50ms) logging to t.Log; the flag it returns
+// is set by the first log line containing every one of want.
+func loggedReader(t *testing.T, cfg config.Redis, sink *chanSink, want ...string) (*StreamReader, *atomic.Bool) {
+	var saw atomic.Bool
+	o := StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond}
+	o.Logf = func(f string, a ...any) {
+		line := fmt.Sprintf(f, a...)
+		t.Log(line)
+		for _, w := range want {
+			if !strings.Contains(line, w) {
+				return
+			}
+		}
+		saw.Store(true)
+	}
+	r, err := NewStreamReader(cfg, o, []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	return r, &saw
+}
+
 // TestStreamSeedDuringBusy: the reader's first read of the stream's last
 // entries (XREVRANGE, which fills the duplicate check's window) answered
 // BUSY was taken for a refusal (an ACL without XREVRANGE): the window
@@ -240,18 +262,7 @@ func TestStreamDeadLetterTransactionBusy(t *testing.T) {
 		return nil
 	})
 	sink := newChanSink(16)
-	var worker atomic.Bool
-	o := StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond}
-	o.Logf = func(f string, a ...any) {
-		line := fmt.Sprintf(f, a...)
-		t.Log(line)
-		if strings.Contains(line, "stream worker") && strings.Contains(line, "BUSY") {
-			worker.Store(true)
-		}
-	}
-	r, err := NewStreamReader(streamConfig(addr), o, []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink)
-	require.NoError(t, err)
-	t.Cleanup(func() { r.Close(); r.Wait() })
+	r, worker := loggedReader(t, streamConfig(addr), sink, "stream worker", "BUSY")
 	const n = 3
 	for i := range n {
 		xadd(t, c, "s", "n", strconv.Itoa(i))
@@ -351,18 +362,7 @@ func TestStreamSettleDuringMisconf(t *testing.T) {
 			c := client(t, srv)
 			ctx := t.Context()
 			sink := newChanSink(16)
-			var met atomic.Bool
-			o := StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond}
-			o.Logf = func(f string, a ...any) {
-				line := fmt.Sprintf(f, a...)
-				t.Log(line)
-				if strings.Contains(line, tc.met) && strings.Contains(line, "MISCONF") {
-					met.Store(true)
-				}
-			}
-			r, err := NewStreamReader(streamConfig(srv.Addr()), o, []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink)
-			require.NoError(t, err)
-			t.Cleanup(func() { r.Close(); r.Wait() })
+			r, met := loggedReader(t, streamConfig(srv.Addr()), sink, tc.met, "MISCONF")
 			for i := range 3 {
 				xadd(t, c, "s", "n", strconv.Itoa(i))
 			}
@@ -407,18 +407,7 @@ func TestStreamDeadLetterBusyWithoutType(t *testing.T) {
 	cfg := streamConfig(srv.Addr())
 	cfg.URL = "redis://rd:pw@" + srv.Addr()
 	sink := newChanSink(16)
-	var sawBusy atomic.Bool
-	o := StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond}
-	o.Logf = func(f string, a ...any) {
-		line := fmt.Sprintf(f, a...)
-		t.Log(line)
-		if strings.Contains(line, "stream worker") && strings.Contains(line, "BUSY") {
-			sawBusy.Store(true)
-		}
-	}
-	r, err := NewStreamReader(cfg, o, []StreamSpec{{Stream: "s", Group: "g", Start: "0"}}, sink)
-	require.NoError(t, err)
-	t.Cleanup(func() { r.Close(); r.Wait() })
+	r, sawBusy := loggedReader(t, cfg, sink, "stream worker", "BUSY")
 	const n = 3
 	for i := range n {
 		xadd(t, c, "s", "n", strconv.Itoa(i))
