@@ -50,10 +50,7 @@ func TestStreamClaimRacesPendingReread(t *testing.T) {
 	// delivered once to this server before it restarted, idle since
 	require.NoError(t, c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "srv1", Streams: []string{"s", ">"}}).Err())
 	const claimAfter = 300 * time.Millisecond
-	waitUntil(t, "the entry idle past claim_after", 10*time.Second, func() bool {
-		p, err := c.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "s", Group: "g", Start: "-", End: "+", Count: 1}).Result()
-		return err == nil && len(p) == 1 && p[0].Idle > claimAfter+100*time.Millisecond
-	})
+	idlePast(t, c, id, claimAfter)
 	// The reader's re-read (XPENDING ... consumer) waits for the worker's
 	// counting XCLAIM (after its XAUTOCLAIM took the entry), which waits
 	// for the reader to go on to new entries (XREADGROUP).
@@ -111,10 +108,7 @@ func TestStreamAckHandedOverDuringClaim(t *testing.T) {
 	require.NoError(t, c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "srv1", Streams: []string{"s", ">"}}).Err())
 	require.NoError(t, c.XClaim(ctx, &redis.XClaimArgs{Stream: "s", Group: "g", Consumer: "srv1", Messages: []string{id}}).Err())
 	const claimAfter = 300 * time.Millisecond
-	waitUntil(t, "the entry idle past claim_after", 10*time.Second, func() bool {
-		p, err := c.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "s", Group: "g", Start: "-", End: "+", Count: 1}).Result()
-		return err == nil && len(p) == 1 && p[0].Idle > claimAfter+100*time.Millisecond
-	})
+	idlePast(t, c, id, claimAfter)
 	// The pending re-read waits till the end; the claim loop's counting
 	// XCLAIM waits for the Ack.
 	reread, claiming, acked := newGate(), newGate(), newGate()

@@ -18,7 +18,6 @@ import (
 // b's id once b has been idle past claimAfter.
 func keptAndIdle(t *testing.T, c *redis.Client, addr string, kept *Kept, claimAfter time.Duration) string {
 	t.Helper()
-	ctx := t.Context()
 	a := xadd(t, c, "s", "n", "a")
 	b := xadd(t, c, "s", "n", "b")
 	sink := newChanSink(1) // a stays in it: b is refused
@@ -29,11 +28,18 @@ func keptAndIdle(t *testing.T, c *redis.Client, addr string, kept *Kept, claimAf
 	r.Close()
 	r.Wait()
 	require.Equal(t, int64(1), deliveryCount(t, c, "s", "g", b))
-	waitUntil(t, "b idle past claim_after", 10*time.Second, func() bool {
-		p, err := c.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "s", Group: "g", Start: b, End: b, Count: 1}).Result()
-		return err == nil && len(p) == 1 && p[0].Idle > claimAfter+100*time.Millisecond
-	})
+	idlePast(t, c, b, claimAfter)
 	return b
+}
+
+// idlePast waits until entry id of stream "s", group "g", has been idle
+// longer than d (and 100ms more), so that a claim_after of d takes it.
+func idlePast(t *testing.T, c *redis.Client, id string, d time.Duration) {
+	t.Helper()
+	waitUntil(t, id+" idle past claim_after", 10*time.Second, func() bool {
+		p, err := c.XPendingExt(t.Context(), &redis.XPendingExtArgs{Stream: "s", Group: "g", Start: id, End: id, Count: 1}).Result()
+		return err == nil && len(p) == 1 && p[0].Idle > d+100*time.Millisecond
+	})
 }
 
 // claimFirst is a proxy in front of srv on which the reader's re-read of
@@ -95,10 +101,7 @@ func TestStreamStaleKeptCountNotSetBack(t *testing.T) {
 		require.NoError(t, c.XClaim(ctx, &redis.XClaimArgs{Stream: "s", Group: "g", Consumer: "srv2", Messages: []string{b}}).Err())
 	}
 	require.Equal(t, int64(3), deliveryCount(t, c, "s", "g", b))
-	waitUntil(t, "b idle past claim_after", 10*time.Second, func() bool {
-		p, err := c.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "s", Group: "g", Start: b, End: b, Count: 1}).Result()
-		return err == nil && len(p) == 1 && p[0].Idle > claimAfter+100*time.Millisecond
-	})
+	idlePast(t, c, b, claimAfter)
 	sink := newChanSink(16)
 	r := startReader(t, claimFirst(t, srv), "srv1", []StreamSpec{{Stream: "s", Group: "g", MaxDeliveries: 3, ClaimAfter: claimAfter}}, sink, StreamOptions{Kept: kept})
 	waitUntil(t, "b dead-lettered or handed out", 10*time.Second, func() bool {

@@ -47,10 +47,7 @@ func TestStreamDeadHandedOverDuringClaim(t *testing.T) {
 			claimAfter := time.Duration(0)
 			if !tc.reread && !tc.noClaim {
 				claimAfter = 300 * time.Millisecond
-				waitUntil(t, "the entry idle past claim_after", 10*time.Second, func() bool {
-					p, err := c.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "s", Group: "g", Start: "-", End: "+", Count: 1}).Result()
-					return err == nil && len(p) == 1 && p[0].Idle > claimAfter+100*time.Millisecond
-				})
+				idlePast(t, c, id, claimAfter)
 			}
 			// The claim that counts a delivery (XCLAIM id, no options)
 			// waits for the Dead; in the claim-loop cases the pending
