@@ -47,6 +47,8 @@ type Server struct {
 	// ID goes into the "server" field of every game event.
 	// Default: the machine's hostname.
 	ID string `koanf:"id"`
+	// IDFromHost: no source set ID, it is the hostname.
+	IDFromHost bool `koanf:"-"`
 }
 
 // Redis says where Redis is and how to talk to it. With no address at all
@@ -227,6 +229,17 @@ const ServerPlaceholder = "{server}"
 // DefaultGroup is Route.Group's default.
 const DefaultGroup = "realtime:" + ServerPlaceholder
 
+// HostGroupWarning returns a warning when stream route r (where names it)
+// reads with a per-server group while server.id is the hostname, else "".
+func (c *Config) HostGroupWarning(where string, r *Route) string {
+	if c.Local() || !c.Server.IDFromHost || r.Stream == "" || !strings.Contains(r.Group, ServerPlaceholder) {
+		return ""
+	}
+	return fmt.Sprintf("server.id is not set, so it is this machine's hostname %q, and %s reads stream %q with the group %q: "+
+		"under a new hostname (a recreated container, a moved server) it makes a new group, which starts at %q and leaves the old group's pending entries behind; set server.id",
+		c.Server.ID, where, r.Stream, r.GroupName(c.Server.ID), r.Start)
+}
+
 // GroupName is the route's consumer group with {server} replaced.
 func (r *Route) GroupName(serverID string) string {
 	return strings.ReplaceAll(r.Group, ServerPlaceholder, serverID)
@@ -242,7 +255,7 @@ func Default() *Config {
 		host = "gmod-server"
 	}
 	return &Config{
-		Server: Server{ID: host},
+		Server: Server{ID: host, IDFromHost: true},
 		Redis: Redis{
 			Port:             6379,
 			ConnectTimeout:   Duration(5 * time.Second),

@@ -18,6 +18,9 @@ import (
 // validate checks ranges and cross-field rules, filling derived defaults
 // (Redis host, route names and bursts).
 func (l *loader) validate(c *Config) {
+	if l.set("server.id") {
+		c.Server.IDFromHost = false
+	}
 	if strings.TrimSpace(c.Server.ID) == "" {
 		l.fail("server.id", "must not be empty")
 	}
@@ -53,6 +56,7 @@ func (l *loader) validate(c *Config) {
 
 	names := map[string]int{}
 	groups := map[[2]string]int{} // a stream's group is read by one route
+	warnedID := false
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		l.validateRoute(fmt.Sprintf("routes[%d]", i), r, names, i)
@@ -64,6 +68,10 @@ func (l *loader) validate(c *Config) {
 			l.fail(fmt.Sprintf("routes[%d].group", i), "%q of stream %q is also read by routes[%d]: each entry would reach one of them only (give one route another group)", r.Group, r.Stream, prev)
 		} else {
 			groups[key] = i
+		}
+		if w := c.HostGroupWarning(fmt.Sprintf("routes[%d]", i), r); w != "" && !warnedID {
+			warnedID = true
+			l.warnings = append(l.warnings, w)
 		}
 	}
 }

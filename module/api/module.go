@@ -108,6 +108,9 @@ type Module struct {
 	warnMu   sync.Mutex        // the shim's feeder counts outcomes (Finish) off the main thread
 	warned   map[string]bool   // routes already logged for having no handler
 	nextID   int
+	// hostGroupWarned: a realtime.Stream read with a per-server group
+	// while server.id is the hostname has been warned about
+	hostGroupWarned bool
 }
 
 // onReg is one realtime.On registration.
@@ -413,6 +416,10 @@ func (m *Module) Stream(stream, id string, o StreamOptions) (string, string, err
 	}
 	m.unwarn(name)
 	m.dynamic[name] = &onReg{id: id, pattern: stream, stream: true, gen: m.gen}
+	if w := m.cfg.HostGroupWarning(fmt.Sprintf("realtime.Stream(%q)", stream), &def); w != "" && !m.hostGroupWarned {
+		m.hostGroupWarned = true
+		m.log("warn", w)
+	}
 	return id, name, nil
 }
 

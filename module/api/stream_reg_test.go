@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -208,4 +209,39 @@ func TestStreamOffWithQueuedEntries(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, dead, "entries no handler saw went to cmds:dead")
 	assert.Zero(t, pendingOf(t, rc, "realtime:s1"), "entries left pending")
+}
+
+// A realtime.Stream read with a per-server group while server.id is left
+// to the hostname is warned about once (as the config file's stream
+// routes are): a new hostname makes a new group that starts at "$". A
+// shared group, or a set server.id, is not.
+func TestStreamHostGroupWarning(t *testing.T) {
+	srv := redistest.Start(t)
+	redisTOML := fmt.Sprintf("[redis]\nurl = \"redis://%s\"\n", srv.Addr())
+	warnings := func(m *Module) []string {
+		var out []string
+		for _, l := range logs(m) {
+			if strings.Contains(l, "server.id is not set") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	m, _ := start(t, redisTOML)
+	_, _, err := m.Stream("jobs", "shared", StreamOptions{Group: "workers"})
+	require.NoError(t, err)
+	assert.Empty(t, warnings(m), "a shared group keeps its name under any hostname")
+	_, _, err = m.Stream("cmds", "a", StreamOptions{})
+	require.NoError(t, err)
+	_, _, err = m.Stream("more", "b", StreamOptions{Group: "x:{server}"})
+	require.NoError(t, err)
+	w := warnings(m)
+	require.Len(t, w, 1, "warned once")
+	host, _ := os.Hostname()
+	assert.Contains(t, w[0], `realtime.Stream("cmds") reads stream "cmds" with the group "realtime:`+host+`"`)
+
+	m, _ = start(t, "[server]\nid = \"ttt-1\"\n"+redisTOML)
+	_, _, err = m.Stream("cmds", "a", StreamOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, warnings(m))
 }
