@@ -89,3 +89,42 @@ func TestStreamDeadHandedOverDuringClaim(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamRequeueHandedOverKeepsCount: a Requeue handed over by the
+// reader this one replaced (the entry given back unhandled when the Lua
+// state closed, say) for an entry not in this reader's in-flight set
+// keeps the delivery no handler saw uncounted, as a Requeue of its own
+// does: the retry claimed it with a counting XCLAIM, so with
+// max_deliveries = 1 it was dead-lettered although no handler ever saw
+// it.
+func TestStreamRequeueHandedOverKeepsCount(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := t.Context()
+	require.NoError(t, c.XGroupCreateMkStream(ctx, "s", "g", "0").Err())
+	id := xadd(t, c, "s", "n", "unseen")
+	// delivered once, to the reader being replaced
+	require.NoError(t, c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "srv1", Streams: []string{"s", ">"}}).Err())
+	reread := newGate() // this reader's pending re-read held back
+	addr := editProxy(t, srv.Addr(), func(args []string) []string {
+		if strings.EqualFold(args[0], "xpending") && len(args) == 7 {
+			reread.wait()
+		}
+		return nil
+	})
+	sink := newChanSink(16)
+	r := startReader(t, addr, "srv1", []StreamSpec{{Stream: "s", Group: "g", MaxDeliveries: 1}}, sink, StreamOptions{})
+	t.Cleanup(reread.open) // before the reader's Close
+	r.Requeue("s", "g", id)
+	reread.open() // it finds the entry in flight, being retried
+	e := recv(t, sink, 10*time.Second)
+	require.Equal(t, id, e.ID)
+	assert.Equal(t, int64(1), e.Deliveries, "the unseen delivery counted")
+	assert.Equal(t, int64(1), deliveryCount(t, c, "s", "g", id))
+	r.Ack(e.Stream, e.Group, e.ID)
+	waitUntil(t, "the entry acknowledged", 10*time.Second, func() bool {
+		return pendingCount(c, "s", "g") == 0 && r.Stats()["s"].Acked == 1
+	})
+	assert.Empty(t, deadEntries(t, c, "s"))
+	assert.Zero(t, r.Stats()["s"].Dead)
+}

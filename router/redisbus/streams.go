@@ -529,7 +529,7 @@ const maxKept = 10000
 func (k *Kept) keep(key, id string, deliveries int64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if deliveries <= 0 || k.n >= maxKept {
+	if deliveries < 0 || k.n >= maxKept { // 0: not known, Redis's count is kept
 		return
 	}
 	m := k.m[key]
@@ -1073,6 +1073,7 @@ func (r *StreamReader) readPending(ctx context.Context, s *stream, client redis.
 			continue
 		}
 		if d, ok := keepCount(kept, p.ID, p.RetryCount); ok {
+			kept[p.ID] = d // claimed with it
 			take = append(take, p.ID)
 			counts[p.ID] = d
 			s.track(p.ID, &flight{state: stClaiming})
@@ -2045,8 +2046,8 @@ func (r *StreamReader) retryDue(ctx context.Context, s *stream, spec StreamSpec,
 	s.retries = s.retries[n:]
 	keep := map[string]int64{} // requeued: the delivery count to keep
 	for _, id := range ids {
-		if f := s.tracked[id]; f != nil && f.requeued && f.deliveries > 0 {
-			keep[id] = f.deliveries
+		if f := s.tracked[id]; f != nil && f.requeued {
+			keep[id] = f.deliveries // 0: handed over, Redis's count is kept
 		}
 	}
 	s.mu.Unlock()
@@ -2183,7 +2184,12 @@ func (r *StreamReader) claimWithCounts(ctx context.Context, spec StreamSpec, ids
 // RETRYCOUNT) would set the entry's delivery counter back.
 func keepCount(keep map[string]int64, id string, now int64) (int64, bool) {
 	n, ok := keep[id]
-	return n, ok && n >= now
+	if ok && n == 0 {
+		// not known: a Requeue handed over by the reader this one
+		// replaced. Redis's count, which has the delivery no handler saw
+		n = now
+	}
+	return n, ok && n > 0 && n >= now
 }
 
 // keepAlive resets the idle time of every entry in s's in-flight set
