@@ -49,6 +49,7 @@ func run() error {
 	say("server directory %s: the module in garrysmod/lua/bin, lua/autorun/server/realtime.lua,", root)
 	say("  the example addons examples/realtime_example.lua and examples/admin-commands, and realtime.toml.example")
 	say("  as garrysmod/cfg/realtime.toml, with the admin-commands stream route of examples/admin-commands added")
+	say("  and server.id = \"ttt-1\" (a server reading streams names itself: its group is realtime:ttt-1)")
 
 	port := 0
 	redis, err := redistest.Launch(root)
@@ -60,6 +61,8 @@ func run() error {
 		say("redis-server on %s", redis.Addr())
 		data, _ := os.ReadFile(srv.ConfigPath())
 		data = bytes.Replace(data, []byte("\n[redis]\n"), []byte(fmt.Sprintf("\n[redis]\nurl = %q\n", redis.URL())), 1)
+		// a server reading streams names itself: its group is realtime:ttt-1 under any hostname
+		data = bytes.Replace(data, []byte("\n[server]\n"), []byte("\n[server]\nid = \"ttt-1\"\n"), 1)
 		data = bytes.Replace(data, []byte("\n[metrics]\n"), []byte("\n[metrics]\nheartbeat = \"1s\"\n"), 1)
 		data = append(data, adminRoute...)
 		if err := srv.WriteConfig(string(data)); err != nil {
