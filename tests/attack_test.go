@@ -25,6 +25,7 @@ func TestAttack(t *testing.T) {
 		{"attack_optargs", all},     // an On option of the wrong type blames argument #5, #7 or #8
 		{"attack_getinfo", all},     // a hostile debug.getinfo: events failed, never handled
 		{"attack_stream_args", all}, // hostile realtime.Stream arguments, finalizers, storms
+		{"attack_reopen", all},      // a handler reopens the module: ProcessEvents runs inside ProcessEvents
 		// PUC Lua 5.1's debug.getupvalue does not touch C closures; LuaJIT's (GMod's) does.
 		{"attack_upvalue_event", luajit},    // debug.setupvalue on a game event's body: out-of-bounds read
 		{"attack_upvalue_handlers", luajit}, // debug.setupvalue on On's body: a string used as a table
