@@ -1240,7 +1240,10 @@ static void push_getinfo(lua_State *L) {
 static int l_open(lua_State *L) {
 	rt_out *out = lua.touserdata(L, 1);
 	lua.settop(L, 0);
-	processing = 0;
+	/* processing stays as it is: an open from inside a handler (the module
+	 * required again after package.loaded.realtime = nil) must not let a
+	 * ProcessEvents call start a pump inside the running one. A state
+	 * that ends ends its pump with it (gmod13_close clears the flag). */
 	int code = rtgo_open(out);
 	if (code != RT_OK)
 		return check(L, out, code, "open");
