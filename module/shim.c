@@ -904,6 +904,10 @@ static int handler_args(lua_State *L, int fn, arity *last) {
  * pushed) when there is nothing to call: no handler of that name, or a
  * status hook with no hook.Run. */
 static int push_event(lua_State *L, rt_batch *b, rt_event *ev, last_strs *last, arity *ar) {
+	if (ev->removed) { /* a registration made since under its route's name is another's */
+		ev->outcome = RT_EV_NO_HANDLER;
+		return -1;
+	}
 	int nargs = 0;
 	int route = lua.gettop(L) + 1;
 	if (ev->status)

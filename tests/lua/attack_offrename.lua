@@ -5,10 +5,11 @@
 -- an event on "kabc" that On("k*", "id") had matched, and an On made
 -- again after Off got what was queued before the Off, which docs/API.md
 -- says is counted as no_handler. On again without Off replaces the
--- registration and keeps its queued events (that must stay).
+-- registration and keeps its queued events (that must stay); a stream
+-- route's entry queued at the Off comes again to the new one, uncounted.
 local T = require "testlib"
 local rt = realtime
-HOST.ExpectErrors("was removed while events for it waited")
+HOST.ExpectErrors("was removed while events for it waited", "was removed while entries for it waited")
 
 T.depth(1)
 rt.ProcessEvents() -- RealtimeConnected (local)
@@ -54,5 +55,21 @@ T.drain()
 T.eq(table.concat(got, " "), "second:r=1", "a replaced registration's queued event")
 T.eq(stats(), 2, "no_handler after the replace case")
 rt.Off("id3")
+
+-- 4. A stream route (local mode) off and on again with an entry queued:
+-- the entry goes to no one then, and comes again to the new function
+-- without a delivery counted (max_deliveries = 1: not discarded).
+got = {}
+rt.Stream("s", "id4", rec("first"), { max_deliveries = 1 })
+T.ok(rt.Append("s", "1"), "Append")
+T.depth(1)
+rt.Off("id4")
+rt.Stream("s", "id4", function(st, data, meta) got[#got + 1] = "again:" .. st .. "=" .. data .. "/" .. meta.deliveries end,
+	{ max_deliveries = 1 })
+local deadline = HOST.Time() + 10
+repeat rt.ProcessEvents() until #got > 0 or HOST.Time() > deadline
+T.eq(table.concat(got, " "), "again:s=1/1", "the stream entry after Off and Stream again")
+T.eq(rt.GetStats().dead_lettered, 0, "entries discarded")
+rt.Off("id4")
 
 HOST.Run(function() print("attack_offrename: ok") end)
