@@ -57,3 +57,17 @@ func TestAttackMapBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackOOM: every realtime.* call, the pump's among them, under
+// allocation limits from 0 bytes up (tests/lua/attack_oom.lua), on the
+// hosts whose runtime takes the host's allocator (HOST_MEMLIMIT): PUC Lua
+// 5.1 and 32-bit LuaJIT (64-bit LuaJIT has only its own).
+func TestAttackOOM(t *testing.T) {
+	for _, h := range hosts(lua51, luajit32) {
+		t.Run(h.Name, func(t *testing.T) {
+			t.Parallel()
+			out := NewServer(t, h, "").RunScript("attack_oom.lua", "HOST_MEMLIMIT=1")
+			assert.Contains(t, out, "attack_oom: ok")
+		})
+	}
+}
