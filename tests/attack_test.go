@@ -27,6 +27,7 @@ func TestAttack(t *testing.T) {
 		{"attack_stream_args", all}, // hostile realtime.Stream arguments, finalizers, storms
 		{"attack_reopen", all},      // a handler reopens the module: ProcessEvents runs inside ProcessEvents
 		{"attack_offrename", all},   // Off, then another registration of the same route name: it got the removed one's events
+		{"attack_rerequire", all},   // require again after package.loaded.realtime = nil: every handler lost
 		// PUC Lua 5.1's debug.getupvalue does not touch C closures; LuaJIT's (GMod's) does.
 		{"attack_upvalue_event", luajit},    // debug.setupvalue on a game event's body: out-of-bounds read
 		{"attack_upvalue_handlers", luajit}, // debug.setupvalue on On's body: a string used as a table
