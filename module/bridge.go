@@ -236,6 +236,7 @@ func closeState() C.int {
 // begin starts the first ProcessEvents call of a Lua state.
 func begin() C.int {
 	mod.BeginFrame()
+	markRemoved(mod) // the sweep's
 	return C.RT_OK
 }
 
@@ -309,6 +310,9 @@ func off(out *C.rt_out, pattern, id string, byPattern bool) C.int {
 		names = mod.Off(id, pattern)
 	} else {
 		names = mod.Off(id)
+	}
+	if len(names) > 0 {
+		markRemoved(mod)
 	}
 	t := &out.tape
 	reserve(t, len(names), 0)

@@ -395,6 +395,9 @@ func put(m *api.Module, b *C.rt_batch, d *api.Dispatch) (ok bool) {
 			ev.payload = putStrIn(t, e.Payload)
 		}
 	}
+	if staleRoute(m.Router().Table(), e) { // removed while it waited in the queue
+		ev.removed = 1
+	}
 	feed.calls[i][b.n] = *d
 	size := int64(len(e.Payload) + len(e.Channel))
 	feed.bytes[i] += size
@@ -408,4 +411,44 @@ func put(m *api.Module, b *C.rt_batch, d *api.Dispatch) (ok bool) {
 		state(b).Store(C.RT_SLOT_OPEN)
 	}
 	return true
+}
+
+// staleRoute reports whether e's realtime.On or realtime.Stream
+// registration is no longer the one in the router's table t: removed (Off,
+// a map change's sweep), and maybe made again since under the same route
+// name, which is all the pump looks handlers up by. A registration
+// replaced without being removed (On again, the same pattern and id) keeps
+// its events: its route keeps its stats.
+func staleRoute(t *router.Table, e *router.Event) bool {
+	if e == nil || e.Route == nil || !e.Route.Dynamic {
+		return false
+	}
+	cur := t.Route(e.Route.Name)
+	return cur == nil || cur.Stats != e.Route.Stats
+}
+
+// markRemoved marks the events in the ring whose registration was removed
+// (staleRoute), for the pump to count as no_handler whatever is registered
+// under their route's name by then; on the main thread, after realtime.Off
+// and the sweep of a map change. Events still in the queue are marked as
+// they are put in the ring.
+func markRemoved(m *api.Module) {
+	func() {
+		feed.mu.Lock()
+		defer feed.mu.Unlock()
+		t := m.Router().Table()
+		for i := range uint32(C.RT_SLOTS) {
+			b := slot(i)
+			if s := state(b).Load(); s != C.RT_SLOT_OPEN && s != C.RT_SLOT_SEALED {
+				continue
+			}
+			events := unsafe.Slice(b.events, b.cap)
+			for k := uint32(b.cur); k < published(b).Load(); k++ {
+				if staleRoute(t, feed.calls[i][k].Event) {
+					events[k].removed = 1
+				}
+			}
+		}
+	}()
+	fill() // a goroutine may have found the lock taken
 }

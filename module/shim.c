@@ -904,6 +904,10 @@ static int handler_args(lua_State *L, int fn, arity *last) {
  * pushed) when there is nothing to call: no handler of that name, or a
  * status hook with no hook.Run. */
 static int push_event(lua_State *L, rt_batch *b, rt_event *ev, last_strs *last, arity *ar) {
+	if (ev->removed) { /* a registration made since under its route's name is another's */
+		ev->outcome = RT_EV_NO_HANDLER;
+		return -1;
+	}
 	int nargs = 0;
 	int route = lua.gettop(L) + 1;
 	if (ev->status)
@@ -1237,10 +1241,27 @@ static void push_getinfo(lua_State *L) {
 	}
 }
 
+/* open_key's address is the registry key of the realtime table that a
+ * state's open made: a second open in the same state (the module required
+ * again after package.loaded.realtime = nil) gives that table back, with
+ * its handlers, as require does a module already loaded, instead of
+ * starting the state over with none. A new state has a registry of its own. */
+static const char open_key;
+
 static int l_open(lua_State *L) {
 	rt_out *out = lua.touserdata(L, 1);
 	lua.settop(L, 0);
-	processing = 0;
+	lua.pushlightuserdata(L, (void *)&open_key);
+	lua.rawget(L, LUA_REGISTRYINDEX);
+	if (lua.type(L, 1) == LUA_TTABLE) {
+		lua.setfield(L, LUA_GLOBALSINDEX, "realtime");
+		return 0;
+	}
+	lua.settop(L, 0);
+	/* processing stays as it is: an open from inside a handler (the module
+	 * required again after package.loaded.realtime = nil) must not let a
+	 * ProcessEvents call start a pump inside the running one. A state
+	 * that ends ends its pump with it (gmod13_close clears the flag). */
 	int code = rtgo_open(out);
 	if (code != RT_OK)
 		return check(L, out, code, "open");
@@ -1273,6 +1294,9 @@ static int l_open(lua_State *L) {
 	lua.setfield(L, 1, "ProcessEvents");
 	pushstr(L, out, out->str);
 	lua.setfield(L, 1, "Version");
+	lua.pushlightuserdata(L, (void *)&open_key);
+	lua.pushvalue(L, 1);
+	lua.rawset(L, LUA_REGISTRYINDEX);
 	lua.pushvalue(L, 1);
 	lua.setfield(L, LUA_GLOBALSINDEX, "realtime");
 	flush_logs(L, out); /* the config line, or why it is not connected */

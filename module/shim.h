@@ -80,6 +80,8 @@ typedef struct rt_event {
 	int32_t outcome; /* RT_EV_*, set by C */
 	int32_t dynamic; /* handler names a realtime.On route, not a realtime.Handler */
 	int32_t failed;  /* RT_FAIL_*, set by C */
+	int32_t removed; /* set by Go: its realtime.On/Stream registration was removed (Off, a map change's
+	                  * sweep) before the pump reached it; no handler of the same route name is its */
 	uint32_t node;
 	double received; /* unix ms */
 	rt_str channel, payload, pattern, route, reason;

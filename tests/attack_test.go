@@ -25,6 +25,9 @@ func TestAttack(t *testing.T) {
 		{"attack_optargs", all},     // an On option of the wrong type blames argument #5, #7 or #8
 		{"attack_getinfo", all},     // a hostile debug.getinfo: events failed, never handled
 		{"attack_stream_args", all}, // hostile realtime.Stream arguments, finalizers, storms
+		{"attack_reopen", all},      // a handler reopens the module: ProcessEvents runs inside ProcessEvents
+		{"attack_offrename", all},   // Off, then another registration of the same route name: it got the removed one's events
+		{"attack_rerequire", all},   // require again after package.loaded.realtime = nil: every handler lost
 		// PUC Lua 5.1's debug.getupvalue does not touch C closures; LuaJIT's (GMod's) does.
 		{"attack_upvalue_event", luajit},    // debug.setupvalue on a game event's body: out-of-bounds read
 		{"attack_upvalue_handlers", luajit}, // debug.setupvalue on On's body: a string used as a table
@@ -53,5 +56,19 @@ func TestAttackMapBatch(t *testing.T) {
 				assert.Contains(t, out, "attack_mapbatch: ok")
 			})
 		}
+	}
+}
+
+// TestAttackOOM: every realtime.* call, the pump's among them, under
+// allocation limits from 0 bytes up (tests/lua/attack_oom.lua), on the
+// hosts whose runtime takes the host's allocator (HOST_MEMLIMIT): PUC Lua
+// 5.1 and 32-bit LuaJIT (64-bit LuaJIT has only its own).
+func TestAttackOOM(t *testing.T) {
+	for _, h := range hosts(lua51, luajit32) {
+		t.Run(h.Name, func(t *testing.T) {
+			t.Parallel()
+			out := NewServer(t, h, "").RunScript("attack_oom.lua", "HOST_MEMLIMIT=1")
+			assert.Contains(t, out, "attack_oom: ok")
+		})
 	}
 }

@@ -589,7 +589,10 @@ func (m *Module) Settle(outs []Outcome) {
 			continue
 		}
 		ok := !o.NoHandler && o.Failed == 0
-		released := !ok && e.Route.Dynamic && m.r.Table().Route(e.Route.Name) == nil
+		// removed, whether or not a registration was made again since
+		// under its name (its route's stats then are another's)
+		cur := m.r.Table().Route(e.Route.Name)
+		released := !ok && e.Route.Dynamic && (cur == nil || cur.Stats != e.Route.Stats)
 		batch = append(batch, router.Settled{Event: e, OK: ok, Release: released})
 	}
 	if len(batch) > 0 {

@@ -138,6 +138,7 @@ static const char *lib_error(void) { return dlerror(); }
 	X(luaL_error)                                                                                                  \
 	X(luaL_loadfile)                                                                                               \
 	X(luaL_newstate)                                                                                               \
+	X(lua_newstate)                                                                                                \
 	X(luaL_openlibs)                                                                                               \
 	X(luaL_optnumber)                                                                                              \
 	X(luaL_prepbuffer)                                                                                             \
@@ -201,6 +202,7 @@ static const char *load_lua(const char *path) {
 #define luaL_error (api.luaL_error)
 #define luaL_loadfile (api.luaL_loadfile)
 #define luaL_newstate (api.luaL_newstate)
+#define lua_newstate (api.lua_newstate)
 #define luaL_openlibs (api.luaL_openlibs)
 #define luaL_optnumber (api.luaL_optnumber)
 #define luaL_register (api.luaL_register)
@@ -569,10 +571,38 @@ static int h_redis(lua_State *L) {
 	return 1;
 }
 
+/* With $HOST_MEMLIMIT set, the state allocates through limited_alloc
+ * (PUC Lua 5.1 and 32-bit LuaJIT; 64-bit LuaJIT has only its own
+ * allocator, and runs without a limit): HOST.MemLimit(n) makes every
+ * allocation that would take the state more than n bytes above what it
+ * uses now fail, as out of memory does; HOST.MemLimit() lifts it. */
+static size_t mem_used, mem_limit; /* 0: no limit */
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+	(void)ud;
+	if (nsize == 0) {
+		free(ptr);
+		mem_used -= osize;
+		return NULL;
+	}
+	if (mem_limit && nsize > osize && mem_used + (nsize - osize) > mem_limit)
+		return NULL;
+	void *p = realloc(ptr, nsize);
+	if (p)
+		mem_used = mem_used - osize + nsize;
+	return p;
+}
+
+static int h_mem_limit(lua_State *L) {
+	double n = luaL_optnumber(L, 1, -1);
+	mem_limit = n < 0 ? 0 : mem_used + (size_t)n;
+	lua_pushnumber(L, (double)mem_used);
+	return 1;
+}
+
 static const luaL_Reg host_functions[] = {
     {"Exit", h_exit},      {"Fail", h_fail}, {"ChangeLevel", h_change_level}, {"Hibernate", h_hibernate},
     {"Time", h_time},      {"Now", h_now},   {"Nop", h_nop}, {"Preemptions", h_preemptions},       {"Info", h_info}, {"Set", h_set},                  {"Get", h_get},
-    {"List", h_list},      {"Redis", h_redis},  {NULL, NULL},
+    {"List", h_list},      {"Redis", h_redis},  {"MemLimit", h_mem_limit}, {NULL, NULL},
 };
 
 /* ---- States -------------------------------------------------------------- */
@@ -612,7 +642,12 @@ static int run_file(lua_State *L, const char *path) {
 }
 
 static lua_State *new_state(void) {
-	lua_State *L = luaL_newstate();
+	lua_State *L = NULL;
+	mem_limit = 0;
+	if (getenv("HOST_MEMLIMIT"))
+		L = lua_newstate(limited_alloc, NULL);
+	if (!L)
+		L = luaL_newstate();
 	luaL_openlibs(L);
 	luaL_register(L, "HOST", host_functions);
 	lua_pushstring(L, root);
