@@ -1,6 +1,10 @@
 package api
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,6 +24,7 @@ var HeartbeatFields = []string{
 	"dropped_too_big", "dropped_no_route", "dropped_no_handler", "dropped_handler_error", "dropped_internal",
 	"latency_p99_us", "reconnects", "routes", "stream_pending", "stream_lag", "dead_lettered",
 	"appended", "append_failed", "spool_entries", "spool_bytes", "spool_oldest_age_ms", "spool_dropped",
+	"instance",
 }
 
 // heartbeat writes the server's heartbeat hash on its own goroutine: the
@@ -32,11 +37,25 @@ type heartbeat struct {
 	started  time.Time
 	stop     chan struct{}
 	stopOnce sync.Once
+	// instance tells this module's process from another writing the same
+	// key (two servers sharing server.id): "<pid>-<random hex>".
+	instance string
+	logs     *logQueue
 	// Set by the goroutine only: the totals at the last beat, for rates.
 	last     time.Time
 	lastIn   uint64
 	lastOut  uint64
 	lastDisp uint64
+	sharedN  int64     // the HeartbeatOwner.N last reported as shared
+	sharedAt time.Time // when
+}
+
+// newHeartbeat returns a heartbeat, not running yet, that logs to logs.
+func newHeartbeat(version string, logs *logQueue) *heartbeat {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &heartbeat{version: version, started: time.Now(), stop: make(chan struct{}), logs: logs,
+		instance: strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])}
 }
 
 func (h *heartbeat) close() { h.stopOnce.Do(func() { close(h.stop) }) }
@@ -64,9 +83,30 @@ func (h *heartbeat) run(r *router.Router) {
 			t.Reset(min(iv, time.Second))
 			continue
 		}
-		rb.Heartbeat(cfg.Metrics.HeartbeatKey(cfg.Server.ID), h.fields(r, rb, cfg, time.Now()), 3*iv)
+		key, now := cfg.Metrics.HeartbeatKey(cfg.Server.ID), time.Now()
+		h.checkShared(rb, key, cfg.Server.ID, now)
+		rb.Heartbeat(key, h.fields(r, rb, cfg, now), 3*iv)
 		t.Reset(iv)
 	}
+}
+
+// checkShared logs an error, at most once a minute, when another process
+// wrote the heartbeat key since this one's heartbeat before: two servers
+// run with the same server.id.
+func (h *heartbeat) checkShared(rb *redisbus.Bus, key, id string, now time.Time) {
+	o := rb.Stats.HeartbeatOwner.Load()
+	if o == nil || o.Key != key || o.N < 2 || o.Instance == "" || o.Instance == h.instance || o.N == h.sharedN {
+		return
+	}
+	h.sharedN = o.N
+	if !h.sharedAt.IsZero() && now.Sub(h.sharedAt) < time.Minute {
+		return
+	}
+	h.sharedAt = now
+	h.logs.add("error", fmt.Sprintf("another server uses server.id %q: its process (instance %s) writes the heartbeat %s as this one (instance %s) does. "+
+		"Servers sharing server.id share its stream consumer groups (each entry reaches only one of them) and the rt_ids of realtime.Append "+
+		"(a stream route drops one of two entries with the same rt_id as a copy): give each server its own server.id in realtime.toml",
+		id, o.Instance, key, h.instance))
 }
 
 // fields builds the hash: name, value, ... in HeartbeatFields order.
@@ -111,7 +151,7 @@ func (h *heartbeat) fields(r *router.Router, rb *redisbus.Bus, cfg *config.Confi
 	vals = append(vals, i(pending), i(lag), u(s.DeadLettered.Load()))
 	sp, lost, _, _ := spoolStats(r)
 	vals = append(vals, u(s.Appended.Load()), u(s.AppendFails.Load()), i(sp.Depth), i(sp.Bytes),
-		i(sp.OldestAge(now).Milliseconds()), u(sp.Dropped()+lost))
+		i(sp.OldestAge(now).Milliseconds()), u(sp.Dropped()+lost), h.instance)
 	kv := make([]string, 0, 2*len(vals))
 	for j, v := range vals {
 		kv = append(kv, HeartbeatFields[j], v)

@@ -159,3 +159,52 @@ func TestStreamBacklogUnknown(t *testing.T) {
 		assert.Equal(t, tc.lag, lag, "%v", tc.stats)
 	}
 }
+
+// TestHeartbeatSharedServerID: two servers running with one server.id
+// (two on one machine, with the hostname for both) each log an error
+// naming the other's instance, once; a server started again under its
+// id (the one before it stopped) logs none.
+func TestHeartbeatSharedServerID(t *testing.T) {
+	srv := redistest.Start(t)
+	toml := "[server]\nid = \"dup\"\n[redis]\nurl = \"" + srv.URL() + "\"\n[metrics]\nheartbeat = \"100ms\"\n"
+	shared := func(m *Module) []string {
+		var out []string
+		for _, l := range logs(m) {
+			if strings.Contains(l, "another server uses server.id") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	beats := func(m *Module) int64 { // accepted heartbeats on the key, this bus
+		rb, ok := m.Router().Backend().(*redisbus.Bus)
+		if !ok {
+			return 0
+		}
+		o := rb.Stats.HeartbeatOwner.Load()
+		if o == nil || o.Key != "realtime:server:dup" {
+			return 0
+		}
+		return o.N
+	}
+	first, _ := start(t, toml)
+	require.Eventually(t, func() bool { return beats(first) >= 2 }, 10*time.Second, 10*time.Millisecond)
+	first.Stop()
+	// the same server started again: the hash still holds the first's instance
+	again, _ := start(t, toml)
+	require.Eventually(t, func() bool { return beats(again) >= 5 }, 10*time.Second, 10*time.Millisecond)
+	assert.Empty(t, shared(again), "a restart taken for another server")
+
+	other, _ := start(t, toml)
+	var gotAgain, gotOther []string
+	require.Eventually(t, func() bool {
+		gotAgain, gotOther = append(gotAgain, shared(again)...), append(gotOther, shared(other)...)
+		return len(gotAgain) > 0 && len(gotOther) > 0
+	}, 10*time.Second, 10*time.Millisecond, "both servers log it")
+	assert.Contains(t, gotAgain[0], "(instance "+other.hb.instance+")")
+	assert.Contains(t, gotOther[0], "(instance "+again.hb.instance+")")
+	assert.Contains(t, gotOther[0], `server.id "dup"`)
+	n := beats(other)
+	require.Eventually(t, func() bool { return beats(other) >= n+5 }, 10*time.Second, 10*time.Millisecond)
+	assert.Empty(t, shared(other), "logged again within a minute")
+}

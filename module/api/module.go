@@ -159,7 +159,7 @@ func Start(opts Options) *Module {
 		r, _ = router.New(cfg, ropts...)
 	}
 	m.cfg, m.r = cfg, r
-	m.hb = &heartbeat{version: opts.Version, started: time.Now(), stop: make(chan struct{})}
+	m.hb = newHeartbeat(opts.Version, &m.logs)
 	m.hb.cfg.Store(cfg)
 	go m.hb.run(r)
 	redis.SetLogger(redisLogger{m})

@@ -58,9 +58,22 @@ type Stats struct {
 	InboxDropped atomic.Uint64          // messages dropped because routing fell behind the socket
 	Heartbeats   atomic.Uint64          // heartbeat hashes Redis acknowledged
 	HeartbeatErr atomic.Pointer[string] // why Redis refused the last heartbeat ("" once one is accepted)
-	Appended     atomic.Uint64          // XADDs of Append Redis acknowledged from the outbox
-	Flushed      atomic.Uint64          // spooled entries Redis acknowledged (spool flushes)
-	DurableLost  atomic.Uint64          // durable entries neither sent nor spooled (the spool refused them)
+	// HeartbeatOwner: what the heartbeat hash's "instance" field held
+	// just before this bus's last accepted heartbeat wrote it.
+	HeartbeatOwner atomic.Pointer[HeartbeatOwner]
+	Appended       atomic.Uint64 // XADDs of Append Redis acknowledged from the outbox
+	Flushed        atomic.Uint64 // spooled entries Redis acknowledged (spool flushes)
+	DurableLost    atomic.Uint64 // durable entries neither sent nor spooled (the spool refused them)
+}
+
+// HeartbeatOwner is what a heartbeat key's "instance" field held just
+// before the N-th heartbeat a bus wrote to Key (N counts from 1, and again
+// after the key changes): another process's instance at N >= 2 means
+// that process wrote the key since this one's heartbeat before (at N = 1,
+// it may be this server's own run before a restart).
+type HeartbeatOwner struct {
+	Key, Instance string
+	N             int64
 }
 
 // Bus is the Redis backend. Safe for concurrent use.
@@ -1247,9 +1260,10 @@ func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again
 	pipe := b.client.Pipeline()
 	var side redis.Pipeliner // builds the heartbeats' and XADDs' commands; never run itself
 	cmds := bufs.cmds[:len(batch)]
-	var hset []*redis.IntCmd // of the heartbeats, in order
-	var channel string       // of the last PUBLISH, and boxed:
-	var chanArg any          // a run of messages to one channel boxes it once
+	var hset []*redis.IntCmd     // of the heartbeats, in order
+	var owner []*redis.StringCmd // their HGET instance, before the HSET
+	var channel string           // of the last PUBLISH, and boxed:
+	var chanArg any              // a run of messages to one channel boxes it once
 	args := bufs.args[:0]
 	for i := range batch {
 		m := &batch[i]
@@ -1258,9 +1272,10 @@ func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again
 			if side == nil {
 				side = b.client.Pipeline()
 			}
+			g := side.HGet(ctx, m.channel, "instance")
 			h := side.HSet(ctx, m.channel, m.x.hash)
-			hset = append(hset, h)
-			bufs.sent = append(bufs.sent, h)
+			hset, owner = append(hset, h), append(owner, g)
+			bufs.sent = append(bufs.sent, g, h)
 			cmds[i] = side.PExpire(ctx, m.channel, m.x.ttl)
 		case m.durableID() != "":
 			if side == nil {
@@ -1303,11 +1318,14 @@ func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again
 	defer func() { b.Stats.Published.Add(uint64(published)) }()
 	for i, c := range cmds {
 		if batch[i].heartbeat() {
-			h := hset[0]
-			hset = hset[1:]
+			h, g := hset[0], owner[0]
+			hset, owner = hset[1:], owner[1:]
 			err := cmp.Or(h.Err(), c.Err())
 			if err != nil && !isReply(err) {
 				return i, again
+			}
+			if err == nil {
+				b.sawOwner(batch[i].channel, g.Val()) // "" (redis.Nil) when there was none
 			}
 			// Refused, or not now (LOADING, say): the next one will do.
 			b.heartbeatDone(err)
@@ -1366,6 +1384,16 @@ func (w *batchBufs) clear() {
 
 // heartbeatDone counts a heartbeat Redis answered: written, or refused
 // (an ACL without HSET, say), which is not retried.
+// sawOwner records what key's "instance" field held before a heartbeat
+// wrote it (on the writer goroutine).
+func (b *Bus) sawOwner(key, instance string) {
+	n := int64(1)
+	if p := b.Stats.HeartbeatOwner.Load(); p != nil && p.Key == key {
+		n = p.N + 1
+	}
+	b.Stats.HeartbeatOwner.Store(&HeartbeatOwner{Key: key, Instance: instance, N: n})
+}
+
 func (b *Bus) heartbeatDone(err error) {
 	msg := ""
 	if err != nil {
