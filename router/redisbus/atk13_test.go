@@ -1,0 +1,79 @@
+package redisbus
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gmod-realtime/realtime/config"
+	"github.com/gmod-realtime/realtime/internal/redistest"
+	"github.com/gmod-realtime/realtime/router"
+	"github.com/gmod-realtime/realtime/router/spool"
+)
+
+// durableHarnessAt is durableHarness with the bus connecting to addr
+// (a proxy) and the spool opened with logging to t.Log.
+func durableHarnessAt(t *testing.T, addr, path string, extra ...string) (*harness, *Durable) {
+	t.Helper()
+	sp, err := spool.Open(path, spool.Options{ServerID: "srv", Logf: t.Logf})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sp.Close() })
+	d := NewDurable("srv", sp, nil)
+	base := fmt.Sprintf("[redis]\nurl = \"redis://%s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"300ms\"\n", addr)
+	for _, e := range extra {
+		base += e + "\n"
+	}
+	cfg, err := config.Parse("test.toml", []byte(base))
+	require.NoError(t, err)
+	r, err := router.New(cfg)
+	require.NoError(t, err)
+	bus, err := New(cfg.Redis)
+	require.NoError(t, err)
+	bus.SetDurable(d)
+	h := &harness{t: t, r: r, bus: bus}
+	r.Attach(bus)
+	t.Cleanup(func() { _ = r.Close() })
+	return h, d
+}
+
+// TestSpoolFlushOnSlowUplink: a spool left by the last run (an outage)
+// holds 512 entries of 16 KiB (8 MiB). Over a 1 MiB/s uplink with 500 ms
+// timeouts, a flush pipeline of spool.DefaultFlushBatch entries (4 MiB)
+// can never be written in time, whatever the number of tries: each try
+// XADDs again the entries whose bytes Redis got whole (copies), and the
+// spool is never emptied, so every later Append waits behind it for ever.
+// The outbox's batches shrink on a slow uplink (TestBatchShrinksOnSlowUplink);
+// the spool's flush should get through as they do.
+func TestSpoolFlushOnSlowUplink(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	path := filepath.Join(t.TempDir(), "spool.db")
+	body := strings.Repeat("x", 16<<10)
+	const n = 512
+	{
+		sp, err := spool.Open(path, spool.Options{ServerID: "srv"})
+		require.NoError(t, err)
+		for i := range n {
+			_, err := sp.Add("s", []byte(fmt.Sprintf("%d|%s", i, body)))
+			require.NoError(t, err)
+		}
+		require.NoError(t, sp.Close())
+	}
+	proxy := slowUplinkProxy(t, srv.Addr(), 1<<20)
+	h, d := durableHarnessAt(t, proxy, path, `read_timeout = "500ms"`, `write_timeout = "500ms"`)
+	deadline := time.Now().Add(40 * time.Second)
+	for time.Now().Before(deadline) && d.Spool().Stats().Depth > 0 {
+		time.Sleep(100 * time.Millisecond)
+	}
+	l, _ := c.XLen(context.Background(), "s").Result()
+	st := d.Spool().Stats()
+	t.Logf("after 40s: spool depth %d, stream length %d (%d entries), flush retries %d", st.Depth, l, n, h.bus.Stats.PublishRetry.Load())
+	require.Zero(t, st.Depth, "the spool flushed within 40 s (8 MiB at 1 MiB/s takes 8 s)")
+	_, _, dups := entries(t, c, "s")
+	t.Logf("%d copies", dups)
+}
