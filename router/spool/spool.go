@@ -88,6 +88,12 @@ const EntryOverhead = 64
 const (
 	DefaultMaxBytes   = 64 << 20 // 64 MiB
 	DefaultFlushBatch = 256      // entries per pipeline
+	// FlushBatchBytes bounds the entry bytes of one flush pipeline; after
+	// a failed pipeline the bound is halved (down to one entry), so that
+	// a flush gets through an uplink too slow to carry a full one within
+	// the client's write timeout.
+	FlushBatchBytes = 1 << 20
+	flushOKRun      = 8
 )
 
 // applicationID marks a SQLite file as a spool ("rtsp"), schemaVersion its layout.
@@ -188,6 +194,12 @@ type Spool struct {
 	done chan struct{} // closed when the writer exits
 
 	flushMu sync.Mutex // one Flush at a time
+	// flushLimit bounds the bytes of one flush pipeline (under flushMu):
+	// halved after a pipeline that failed (its write may have timed out
+	// on an uplink too slow for it), doubled again after flushOKRun
+	// answered in a row, up to FlushBatchBytes. 0: FlushBatchBytes.
+	flushLimit int64
+	flushOK    int
 	// readMu is held by Peek while it reads the file, and taken by Close
 	// before it closes it: a read in progress (a local one, never the
 	// network) ends first, and the file's lock goes with the connection.
