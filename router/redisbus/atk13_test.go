@@ -77,3 +77,44 @@ func TestSpoolFlushOnSlowUplink(t *testing.T) {
 	_, _, dups := entries(t, c, "s")
 	t.Logf("%d copies", dups)
 }
+
+// TestPersistInFlightLeavesNoCopy: gmod13_close (every map change) calls
+// Persist, which copies the durable entries of a batch in flight to the
+// spool in case the process dies. When the process does not die and Redis
+// answers the batch, those copies are sent all the same by the next flush:
+// every entry of the batch reaches the stream twice, with no crash and no
+// connection lost, which the docs give as the only sources of copies (a
+// consumer other than the module's stream routes sees each twice).
+func TestPersistInFlightLeavesNoCopy(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	path := filepath.Join(t.TempDir(), "spool.db")
+	h, d := durableHarness(t, srv, path, `read_timeout = "3s"`, `write_timeout = "3s"`)
+	h.waitStatus("connected")
+	ctx := context.Background()
+	// Redis holds every write: the batch stays in flight.
+	require.NoError(t, c.Do(ctx, "client", "pause", "4000", "write").Err())
+	const n = 10
+	for i := range n {
+		_, err := h.r.Append("s", fmt.Sprint(i))
+		require.NoError(t, err)
+	}
+	waitUntil(t, "a batch in flight", 5*time.Second, func() bool {
+		h.bus.outbox.mu.Lock()
+		defer h.bus.outbox.mu.Unlock()
+		return h.bus.outbox.inflight == n
+	})
+	h.bus.Persist() // gmod13_close: a map change, the process lives on
+	require.NoError(t, d.Spool().Sync())
+	require.NoError(t, c.Do(ctx, "client", "unpause").Err())
+	waitUntil(t, "batch answered, spool empty", 10*time.Second, func() bool {
+		return h.bus.OutboxLen() == 0 && d.Spool().Stats().Depth == 0 && !d.Spooling()
+	})
+	waitLen(t, c, "s", n)
+	time.Sleep(300 * time.Millisecond)
+	l, err := c.XLen(ctx, "s").Result()
+	require.NoError(t, err)
+	_, data, dups := entries(t, c, "s")
+	require.Len(t, data, n)
+	require.Zero(t, dups, "copies in the stream (length %d for %d appends)", l, n)
+}
