@@ -1,0 +1,76 @@
+package spool
+
+import (
+	"bytes"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestOddStreamNamesRoundTrip: a stream name with a NUL byte, invalid
+// UTF-8 or a long key, and a binary payload, come back from the file as
+// they were added (a key is any bytes to Redis).
+func TestOddStreamNamesRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spool.db")
+	sp, err := Open(path, Options{ServerID: "x"})
+	require.NoError(t, err)
+	names := []string{"a\x00b", "\xff\xfe", "", string(make([]byte, 4096)), "é\x00\x00"}
+	pay := []byte{0, 1, 2, 0xff, 0}
+	for _, n := range names {
+		_, err := sp.Add(n, pay)
+		require.NoError(t, err)
+	}
+	require.NoError(t, sp.Sync())
+	require.NoError(t, sp.Close())
+	sp, err = Open(path, Options{ServerID: "x"})
+	require.NoError(t, err)
+	defer sp.Close()
+	es, err := sp.Peek(100)
+	require.NoError(t, err)
+	require.Len(t, es, len(names))
+	for i, e := range es {
+		require.Equal(t, []byte(names[i]), []byte(e.Stream), "entry %d", i)
+		require.Equal(t, pay, e.Payload)
+	}
+}
+
+// TestOpenLeavesAForeignFileAlone: spool.path naming a file that is not a
+// spool (a text file, another program's SQLite database) is refused and
+// the file is left byte for byte as it was, with no -wal or -journal
+// left beside it. A SQLite database was switched to WAL mode (a lasting
+// change of its file format, header bytes 18-19) before Open found it was
+// not a spool.
+func TestOpenLeavesAForeignFileAlone(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "server.cfg")
+	body := []byte("hostname \"my server\"\nrcon_password secret\n")
+	require.NoError(t, os.WriteFile(text, body, 0o644))
+	_, err := Open(text, Options{ServerID: "x"})
+	require.Error(t, err)
+	t.Log(err)
+	got, _ := os.ReadFile(text)
+	require.True(t, bytes.Equal(body, got), "the text file changed")
+	require.NotContains(t, err.Error(), "rcon_password", "the error quotes no content")
+
+	other := filepath.Join(dir, "other.db")
+	db, err := sql.Open("sqlite", other)
+	require.NoError(t, err)
+	_, err = db.Exec("CREATE TABLE t (x)")
+	require.NoError(t, err)
+	_, err = db.Exec("PRAGMA application_id = 5")
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	before, _ := os.ReadFile(other)
+	_, err = Open(other, Options{ServerID: "x"})
+	require.Error(t, err)
+	t.Log(err)
+	after, _ := os.ReadFile(other)
+	require.True(t, bytes.Equal(before, after), "the other program's database changed: header bytes 18-19 (journal mode) %x -> %x", before[18:20], after[18:20])
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		t.Log(e.Name())
+	}
+}
