@@ -243,7 +243,9 @@ func Open(path string, o Options) (*Spool, error) {
 	// Exclusive locking before WAL: no shared-memory index (nothing to
 	// recover in a -shm file after kill -9), and the lock keeps a second
 	// process out for as long as this one has the file open.
-	dsn := path + "?_pragma=locking_mode(EXCLUSIVE)&_pragma=journal_mode(WAL)" +
+	// WAL is set by load once the file is known to be a spool (or empty):
+	// the mode is a lasting change of the file, not for another program's.
+	dsn := path + "?_pragma=locking_mode(EXCLUSIVE)" +
 		"&_pragma=synchronous(" + syncMode + ")&_pragma=busy_timeout(1000)" +
 		"&_auto_vacuum=incremental&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
@@ -286,6 +288,13 @@ func describe(err error) error {
 
 // load creates or checks the schema and reads the spool's state.
 func (s *Spool) load() error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	var mode string
+	if err := s.db.QueryRow("PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		return err
+	}
 	tx, err := s.db.Begin() // immediate: takes the write lock now
 	if err != nil {
 		return err
@@ -348,6 +357,35 @@ func (s *Spool) load() error {
 	s.st.Depth, s.st.Bytes = depth.Int64, bytes.Int64
 	if at.Valid {
 		s.st.Oldest = time.UnixMilli(at.Int64)
+	}
+	return nil
+}
+
+// check refuses a file that is not a spool, before anything is written
+// to it (journal_mode among them).
+func (s *Spool) check() error {
+	var app, ver int64
+	if err := s.db.QueryRow("PRAGMA application_id").Scan(&app); err != nil {
+		return err
+	}
+	if err := s.db.QueryRow("PRAGMA user_version").Scan(&ver); err != nil {
+		return err
+	}
+	if app == 0 && ver == 0 {
+		var tables int
+		if err := s.db.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&tables); err != nil {
+			return err
+		}
+		if tables > 0 {
+			return errors.New("not a spool: a SQLite database with other tables")
+		}
+		return nil
+	}
+	if app != applicationID {
+		return fmt.Errorf("not a spool: SQLite application_id %#x", app)
+	}
+	if ver != schemaVersion {
+		return fmt.Errorf("spool format %d, this build knows %d", ver, schemaVersion)
 	}
 	return nil
 }
