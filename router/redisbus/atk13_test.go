@@ -102,7 +102,7 @@ func TestPersistInFlightLeavesNoCopy(t *testing.T) {
 	waitUntil(t, "a batch in flight", 5*time.Second, func() bool {
 		h.bus.outbox.mu.Lock()
 		defer h.bus.outbox.mu.Unlock()
-		return h.bus.outbox.inflight == n
+		return h.bus.outbox.inflight > 0
 	})
 	h.bus.Persist() // gmod13_close: a map change, the process lives on
 	require.NoError(t, d.Spool().Sync())
