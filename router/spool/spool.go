@@ -72,6 +72,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,6 +211,7 @@ type delReq struct {
 	upto             int64
 	seqs             []int64 // if set: exactly these (Flush), not all <= upto
 	flushed, refused uint64  // what the deleted entries count as
+	forget           bool    // copies never sent from here: uncounted from Added
 	reply            chan error
 }
 
@@ -544,6 +546,20 @@ func (s *Spool) Delete(upto int64) error {
 	return s.delete(delReq{upto: upto})
 }
 
+// Forget deletes the entries of sequences seqs, added as copies of
+// entries a sender held in memory (AddWithID) which it has since got to
+// Redis itself: they are not sent again. It waits until they are
+// committed first. Not counted as Flushed; Added no longer counts them.
+func (s *Spool) Forget(seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	if err := s.Sync(); err != nil {
+		return err
+	}
+	return s.delete(delReq{seqs: slices.Clone(seqs), forget: true})
+}
+
 func (s *Spool) delete(r delReq) error {
 	if s.isClosed() {
 		return ErrClosed
@@ -724,7 +740,10 @@ func (s *Spool) applyDelete(r delReq) error {
 	defer s.mu.Unlock()
 	s.st.Depth -= n
 	s.st.Bytes -= bytes
-	if r.flushed == 0 && r.refused == 0 {
+	if r.forget {
+		// As a copy ignored at commit: never held twice, nor added.
+		s.st.Added -= uint64(n)
+	} else if r.flushed == 0 && r.refused == 0 {
 		s.st.Flushed += uint64(n)
 	} else {
 		s.st.Flushed += r.flushed
