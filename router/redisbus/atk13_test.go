@@ -3,6 +3,7 @@ package redisbus
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -117,4 +118,47 @@ func TestPersistInFlightLeavesNoCopy(t *testing.T) {
 	_, data, dups := entries(t, c, "s")
 	require.Len(t, data, n)
 	require.Zero(t, dups, "copies in the stream (length %d for %d appends)", l, n)
+}
+
+// TestDisconnectDuringFlushLeavesNoCopy: realtime.Disconnect while a
+// spool flush waits for Redis's answer (Persist, the bus closed, the
+// spool closed, as module/api does it). Redis then takes the flush's
+// XADDs, but the spool, closed meanwhile, cannot delete them: the next
+// Connect sends them again, copies with no crash and no connection lost.
+// Not fixed (Close may not wait for the network, and a spool kept open
+// past it would hold the file's lock against the next Connect's Open):
+// skipped unless REDISBUS_ATK13_UNFIXED=1.
+func TestDisconnectDuringFlushLeavesNoCopy(t *testing.T) {
+	if os.Getenv("REDISBUS_ATK13_UNFIXED") == "" {
+		t.Skip("known, not fixed: REDISBUS_ATK13_UNFIXED=1 runs it (fails: 20 entries left in the spool)")
+	}
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "spool.db")
+	const n = 20
+	{
+		sp, err := spool.Open(path, spool.Options{ServerID: "srv"})
+		require.NoError(t, err)
+		for i := range n {
+			_, err := sp.Add("s", []byte(fmt.Sprint(i)))
+			require.NoError(t, err)
+		}
+		require.NoError(t, sp.Close())
+	}
+	// Redis holds every write: the flush waits for its answer.
+	require.NoError(t, c.Do(ctx, "client", "pause", "1500", "write").Err())
+	h, d := durableHarnessAt(t, srv.Addr(), path, `read_timeout = "3s"`, `write_timeout = "3s"`)
+	h.waitStatus("connected")
+	time.Sleep(300 * time.Millisecond) // the flush is sent
+	h.bus.Persist()
+	require.NoError(t, d.Spool().Sync())
+	_ = h.r.Close()
+	require.NoError(t, d.Spool().Close())
+	waitLen(t, c, "s", n) // the pause ends: Redis takes the flush
+	sp, err := spool.Open(path, spool.Options{ServerID: "srv"})
+	require.NoError(t, err)
+	defer sp.Close()
+	l, _ := c.XLen(ctx, "s").Result()
+	require.Zero(t, sp.Stats().Depth, "entries left in the spool, sent again at the next Connect, though the stream has them (length %d)", l)
 }
