@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -73,4 +74,32 @@ func TestOpenLeavesAForeignFileAlone(t *testing.T) {
 	for _, e := range ents {
 		t.Log(e.Name())
 	}
+}
+
+// TestForgetCounts: copies deleted by Forget leave the spool empty and
+// count as Flushed (Redis has them), so that Added = Flushed + dropped +
+// Depth, and an entry not named stays.
+func TestForgetCounts(t *testing.T) {
+	sp, err := Open(filepath.Join(t.TempDir(), "spool.db"), Options{ServerID: "x"})
+	require.NoError(t, err)
+	defer sp.Close()
+	var seq Sequence
+	seq.Raise(sp.Floor())
+	var seqs []int64
+	for i := range 5 {
+		q := seq.Next()
+		seqs = append(seqs, q)
+		_, err := sp.AddID(q, "s", []byte{byte(i)}, time.Now())
+		require.NoError(t, err)
+	}
+	require.NoError(t, sp.Forget(seqs[:4])) // waits for the commit itself
+	st := sp.Stats()
+	require.Equal(t, int64(1), st.Depth)
+	require.Equal(t, int64(1+1+EntryOverhead), st.Bytes)
+	require.Equal(t, uint64(5), st.Added)
+	require.Equal(t, uint64(4), st.Flushed)
+	es, err := sp.Peek(10)
+	require.NoError(t, err)
+	require.Len(t, es, 1)
+	require.Equal(t, seqs[4], es[0].Seq)
 }

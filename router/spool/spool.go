@@ -211,7 +211,6 @@ type delReq struct {
 	upto             int64
 	seqs             []int64 // if set: exactly these (Flush), not all <= upto
 	flushed, refused uint64  // what the deleted entries count as
-	forget           bool    // copies never sent from here: uncounted from Added
 	reply            chan error
 }
 
@@ -549,7 +548,8 @@ func (s *Spool) Delete(upto int64) error {
 // Forget deletes the entries of sequences seqs, added as copies of
 // entries a sender held in memory (AddWithID) which it has since got to
 // Redis itself: they are not sent again. It waits until they are
-// committed first. Not counted as Flushed; Added no longer counts them.
+// committed first. They count as Flushed (Redis has them), so that
+// Added stays Flushed + dropped + Depth and no counter goes back.
 func (s *Spool) Forget(seqs []int64) error {
 	if len(seqs) == 0 {
 		return nil
@@ -557,7 +557,7 @@ func (s *Spool) Forget(seqs []int64) error {
 	if err := s.Sync(); err != nil {
 		return err
 	}
-	return s.delete(delReq{seqs: slices.Clone(seqs), forget: true})
+	return s.delete(delReq{seqs: slices.Clone(seqs)})
 }
 
 func (s *Spool) delete(r delReq) error {
@@ -740,10 +740,7 @@ func (s *Spool) applyDelete(r delReq) error {
 	defer s.mu.Unlock()
 	s.st.Depth -= n
 	s.st.Bytes -= bytes
-	if r.forget {
-		// As a copy ignored at commit: never held twice, nor added.
-		s.st.Added -= uint64(n)
-	} else if r.flushed == 0 && r.refused == 0 {
+	if r.flushed == 0 && r.refused == 0 {
 		s.st.Flushed += uint64(n)
 	} else {
 		s.st.Flushed += r.flushed
