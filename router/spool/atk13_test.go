@@ -103,3 +103,13 @@ func TestForgetCounts(t *testing.T) {
 	require.Len(t, es, 1)
 	require.Equal(t, seqs[4], es[0].Seq)
 }
+
+// TestOldestAgeAfterClockStepBack: an entry spooled, then the wall clock
+// stepped back an hour (NTP at boot, a VM resumed) or a previous run's
+// clock ahead: realtime_spool_oldest_age_seconds, the heartbeat's and
+// GetStats' oldest_age_ms were negative (-3600 s).
+func TestOldestAgeAfterClockStepBack(t *testing.T) {
+	now := time.Now()
+	st := Stats{Depth: 1, Oldest: now.Add(time.Hour)}
+	require.GreaterOrEqual(t, st.OldestAge(now), time.Duration(0))
+}
