@@ -161,12 +161,14 @@ type Stats struct {
 // Dropped is the total of the drop counters.
 func (st Stats) Dropped() uint64 { return st.DroppedFull + st.DroppedRefused + st.DroppedWrite }
 
-// OldestAge is how long the oldest held entry has waited at now; 0 when empty.
+// OldestAge is how long the oldest held entry has waited at now; 0 when
+// empty, and when the wall clock is behind the entry's time (stepped back
+// since, or a previous run's clock ahead): never negative.
 func (st Stats) OldestAge(now time.Time) time.Duration {
 	if st.Oldest.IsZero() {
 		return 0
 	}
-	return now.Sub(st.Oldest)
+	return max(now.Sub(st.Oldest), 0)
 }
 
 // Spool is an open spool file. Its zero value is not usable: call Open.
