@@ -113,3 +113,20 @@ func TestOldestAgeAfterClockStepBack(t *testing.T) {
 	st := Stats{Depth: 1, Oldest: now.Add(time.Hour)}
 	require.GreaterOrEqual(t, st.OldestAge(now), time.Duration(0))
 }
+
+// TestOpenRefusesANonFilePath: spool.path ":memory:" or a SQLite URI
+// ("file::memory:", "file:data/x.db") opened an in-memory database (a
+// spool that loses every entry at Close, reported as a spool all the
+// same) or a URI, and MkdirAll made a "file:" directory first.
+func TestOpenRefusesANonFilePath(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, p := range []string{":memory:", "file::memory:", "file:x.db", "FILE:x.db"} {
+		sp, err := Open(p, Options{ServerID: "x"})
+		if err == nil {
+			sp.Close()
+		}
+		require.Error(t, err, "%q", p)
+	}
+	ents, _ := os.ReadDir(".")
+	require.Empty(t, ents, "nothing created")
+}
