@@ -227,6 +227,9 @@ func Open(path string, o Options) (*Spool, error) {
 	if strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("spool %s: the path may not contain '?'", path)
 	}
+	if err := CheckPath(path); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", path, err)
+	}
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = DefaultMaxBytes
 	}
@@ -272,6 +275,15 @@ func Open(path string, o Options) (*Spool, error) {
 	}
 	go s.run()
 	return s, nil
+}
+
+// CheckPath refuses a path that SQLite does not take for a file name:
+// ":memory:" (an in-memory database, lost at Close) and a URI ("file:...").
+func CheckPath(path string) error {
+	if path == ":memory:" || strings.HasPrefix(strings.ToLower(path), "file:") {
+		return errors.New("not a file path (SQLite reads it as an in-memory database or a URI): name a file, or \"\" for no spool")
+	}
+	return nil
 }
 
 // describe adds what a server owner can do about the SQLite errors Open meets.
