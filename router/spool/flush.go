@@ -41,8 +41,8 @@ func Refused(err error) bool {
 }
 
 // Flush sends the spooled entries to Redis, oldest first, Options.FlushBatch
-// per pipeline and at most FlushBatchBytes (halved after a pipeline that
-// failed, doubled again after 8 answered in a row): each an XADD to its stream (MAXLEN ~ maxLen when maxLen >
+// per pipeline and at most FlushBatchBytes (halved after a pipeline left
+// unanswered, doubled again after 8 answered in a row): each an XADD to its stream (MAXLEN ~ maxLen when maxLen >
 // 0) with the fields "data" (payload) and "rt_id" (ID). It deletes the
 // entries Redis acknowledged and those it refused for good (see Refused;
 // counted as DroppedRefused and logged), and stops at the first other error
@@ -140,14 +140,18 @@ func (s *Spool) FlushWith(ctx context.Context, client redis.UniversalClient, tri
 			stop = cerr
 			break
 		}
-		if stop != nil {
-			// Its write may have timed out on a slow uplink: a smaller
-			// pipeline gets through where this one never would (sent
-			// again whole, it would add copies of its first entries at
-			// every try, and the spool would never empty).
+		var reply redis.Error
+		if stop != nil && !errors.As(stop, &reply) {
+			// Not answered (a reply such as LOADING is: its bytes got
+			// through): its write may have timed out on a slow uplink,
+			// and a smaller pipeline gets through where this one never
+			// would (sent again whole, it would add copies of its first
+			// entries at every try, and the spool would never empty).
 			s.flushLimit, s.flushOK = max(s.flushLimit/2, 1), 0
-		} else if s.flushOK++; s.flushOK >= flushOKRun {
-			s.flushLimit, s.flushOK = min(s.flushLimit*2, FlushBatchBytes), 0
+		} else if stop == nil {
+			if s.flushOK++; s.flushOK >= flushOKRun {
+				s.flushLimit, s.flushOK = min(s.flushLimit*2, FlushBatchBytes), 0
+			}
 		}
 		if refused > 0 {
 			s.o.Logf("spool %s: Redis refused %d entries, dropped (first: %v)", s.path, refused, firstRefusal)

@@ -90,7 +90,7 @@ const (
 	DefaultMaxBytes   = 64 << 20 // 64 MiB
 	DefaultFlushBatch = 256      // entries per pipeline
 	// FlushBatchBytes bounds the entry bytes of one flush pipeline; after
-	// a failed pipeline the bound is halved (down to one entry), so that
+	// a pipeline left unanswered the bound is halved (down to one entry), so that
 	// a flush gets through an uplink too slow to carry a full one within
 	// the client's write timeout.
 	FlushBatchBytes = 1 << 20
