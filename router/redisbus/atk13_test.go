@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gmod-realtime/realtime/config"
@@ -204,4 +206,55 @@ func TestSameServerIDCollides(t *testing.T) {
 		seen[x.Values["rt_id"].(string)] = true
 	}
 	require.Equal(t, len(xs), len(seen), "entries sharing an rt_id (a stream route hands out one of each)")
+}
+
+// TestSeedReadsBoundedBytes: the duplicate check's seed reads the
+// stream's last 2,000 entries (XREVRANGE ... COUNT 2000) in one reply,
+// payloads and all, only to keep their rt_ids: with 64 KiB entries that
+// is one 128 MiB reply at every start of a reader (Connect, a reconnecting
+// Reload), 2 GiB with 1 MiB entries, past what a 32-bit game server can
+// allocate. The seed reads in pages and stops past a byte budget.
+func TestSeedReadsBoundedBytes(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := context.Background()
+	body := strings.Repeat("x", 64<<10)
+	const n = 2000
+	for from := 0; from < n; from += 200 {
+		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := from; i < from+200; i++ {
+				p.XAdd(ctx, &redis.XAddArgs{Stream: "big", Values: []any{"data", body, "rt_id", fmt.Sprintf("o-%d", i+1)}})
+			}
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	sink := newChanSink(64)
+	r, err := NewStreamReader(streamConfig(srv.Addr()), StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, Logf: t.Logf},
+		[]StreamSpec{{Stream: "big", Group: "g", Start: "$"}}, sink)
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close(); r.Wait() })
+	waitUntil(t, "the group", 5*time.Second, func() bool {
+		gs, _ := c.XInfoGroups(ctx, "big").Result()
+		return len(gs) == 1
+	})
+	time.Sleep(500 * time.Millisecond) // seeded
+	runtime.ReadMemStats(&m1)
+	alloc := (m1.TotalAlloc - m0.TotalAlloc) >> 20
+	t.Logf("allocated %d MiB during the reader's start", alloc)
+	// the seed still works: a copy of the newest entry is dropped, a new one handed out
+	for _, id := range []string{fmt.Sprintf("o-%d", n), "o-new"} {
+		require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: "big", Values: []any{"data", "d", "rt_id", id}}).Err())
+	}
+	var e Entry
+	select {
+	case e = <-sink.ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no entry handed out")
+	}
+	require.Equal(t, "o-new", fieldValue(e.Fields, "rt_id"), "the copy of a seeded entry is dropped")
+	require.Less(t, alloc, uint64(64), "MiB allocated to seed the duplicate check")
 }
