@@ -37,6 +37,8 @@ stream = true
 		{"[streams]\nmax_len = -5\n", "realtime.toml: streams.max_len: -5 must not be negative"},
 		{"[spool]\nmax_bytes = \"10B\"\n", `realtime.toml: spool.max_bytes: "10B" is too small`},
 		{"[spool]\npath = \"a?b.db\"\n", `realtime.toml: spool.path: "a?b.db"`},
+		{"[spool]\npath = \":memory:\"\n", `realtime.toml: spool.path: ":memory:" is not a file path`},
+		{"[spool]\npath = \"file:x.db\"\n", `realtime.toml: spool.path: "file:x.db" is not a file path`},
 	} {
 		_, err := load(t, map[string]string{"realtime.toml": tt.toml}, nil, nil)
 		require.Error(t, err, tt.toml)

@@ -39,6 +39,9 @@ func (l *loader) validate(c *Config) {
 	if c.Spool.Path != "" && strings.ContainsRune(c.Spool.Path, '?') {
 		l.fail("spool.path", "%q: the path may not contain '?'", c.Spool.Path)
 	}
+	if p := c.Spool.Path; p == ":memory:" || strings.HasPrefix(strings.ToLower(p), "file:") {
+		l.fail("spool.path", "%q is not a file path (SQLite reads it as an in-memory database or a URI): name a file, or \"\" for no spool", p)
+	}
 	if c.Spool.MaxBytes < 1*KiB {
 		l.fail("spool.max_bytes", "%q is too small (want at least 1KiB)", c.Spool.MaxBytes)
 	}

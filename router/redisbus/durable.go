@@ -328,6 +328,7 @@ func (b *Bus) spoolOutbox(all bool) int {
 	if !all {
 		for _, m := range b.outbox.inflightDurable() {
 			if d.toSpool(&m) == nil {
+				m.x.copied.Store(true)
 				d.spooling = true
 			}
 		}
@@ -350,6 +351,18 @@ func (b *Bus) spoolOutbox(all bool) int {
 		signal(d.wake)
 	}
 	return len(msgs)
+}
+
+// forgetCopies deletes from the spool the copies Persist made of entries
+// then in flight, which Redis has taken since (sequences seqs). It waits
+// for the spool's disk (the writer's goroutine, never the main thread's).
+// A copy it cannot delete (the spool closed by a Disconnect meanwhile, a
+// disk failing) stays, and is sent again: a copy the consumer drops.
+func (d *Durable) forgetCopies(seqs []int64) {
+	if d == nil || d.spool == nil {
+		return
+	}
+	_ = d.spool.Forget(seqs)
 }
 
 // answered uncounts n durable entries that left the outboxes (sent,

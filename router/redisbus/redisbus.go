@@ -171,6 +171,10 @@ type outExtra struct {
 	id  string
 	seq int64
 	at  time.Time
+	// copied: Persist put a copy in the spool while the entry was in
+	// flight; once Redis has taken it, the copy is deleted (forgetCopies)
+	// before the spool may be flushed.
+	copied atomic.Bool
 }
 
 // heartbeat reports whether m is a heartbeat.
@@ -1311,6 +1315,16 @@ func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again
 	}
 	var xids []string // the answered XADDs' ids: Redis's clock for retention
 	defer func() { b.durable.sawIDs(xids) }()
+	// Entries Redis took whose copy Persist spooled: their copies are
+	// deleted before they are uncounted from the outboxes (which lets the
+	// spool be flushed), or the flush would send them again.
+	var copies []int64
+	defer func() {
+		if len(copies) > 0 {
+			b.durable.forgetCopies(copies)
+			b.durable.answered(len(copies))
+		}
+	}()
 	// Published messages are counted in one add per batch (or before a
 	// refusal is reported, which keeps the counts' order as seen from
 	// outside), not one atomic add each.
@@ -1334,7 +1348,11 @@ func (b *Bus) publishBatch(batch []outMsg, bufs *batchBufs) (answered int, again
 		switch err := c.Err(); {
 		case err == nil && batch[i].durableID() != "":
 			b.Stats.Appended.Add(1)
-			b.durable.answered(1)
+			if batch[i].x.copied.Load() {
+				copies = append(copies, batch[i].x.seq)
+			} else {
+				b.durable.answered(1)
+			}
 			if sc, ok := c.(*redis.StringCmd); ok {
 				xids = append(xids, sc.Val())
 			}

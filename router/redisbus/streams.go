@@ -1367,6 +1367,17 @@ func (r *StreamReader) remember(s *stream, key, id string) {
 // beside what other servers added meanwhile.
 const seedLimit = 2000
 
+// seedPage and seedBytes bound each XREVRANGE of seedSeen (in entries) and
+// the bytes of all its replies: copies come from the last flush or batch
+// of a server, at most 1 MiB each, so the last 16 MiB of a stream of big
+// entries holds them.
+// The first page is small, its entries' size unknown.
+const (
+	seedFirst = 16
+	seedPage  = 200
+	seedBytes = 16 << 20
+)
+
 // seedSeen fills s's duplicate window, before s is read for the first
 // time, with the DedupeField values of the stream's last entries (oldest
 // first, so that each value is tied to its first entry): a copy that a
@@ -1378,25 +1389,57 @@ func (r *StreamReader) seedSeen(ctx context.Context, s *stream, client redis.Uni
 	s.mu.Lock()
 	name := s.spec.Stream
 	s.mu.Unlock()
-	v, err := client.Do(ctx, "xrevrange", name, "+", "-", "count", min(r.opt.DedupeWindow, seedLimit)).Result()
-	if err != nil && !notNow(err) {
-		// Refused (an ACL without XREVRANGE, say): read without it;
-		// copies are then dropped only within one run of the reader.
-		// Not now (BUSY, LOADING): the read loop tries again.
-		r.opt.Logf("realtime: stream %q: cannot read its last entries for the duplicate check (%v): a copy sent after a restart may be handed out", name, err)
-		return nil
+	// In pages, newest first, each sized by the last one's entries, up to
+	// seedBytes of replies: the entries come with their payloads, and
+	// 2,000 of them in one reply could be gigabytes. Only the ids and
+	// the values are kept.
+	limit := min(r.opt.DedupeWindow, seedLimit)
+	var ids, keys []string
+	end, page, read := "+", seedFirst, 0
+	for len(ids) < limit && read < seedBytes {
+		count := min(page, limit-len(ids))
+		if end != "+" {
+			count++ // the range includes end, read already
+		}
+		v, err := client.Do(ctx, "xrevrange", name, end, "-", "count", count).Result()
+		if err != nil && !notNow(err) {
+			// Refused (an ACL without XREVRANGE, say): read without it;
+			// copies are then dropped only within one run of the reader.
+			// Not now (BUSY, LOADING): the read loop tries again.
+			r.opt.Logf("realtime: stream %q: cannot read its last entries for the duplicate check (%v): a copy sent after a restart may be handed out", name, err)
+			break
+		}
+		if err != nil {
+			return err
+		}
+		es := parseEntries(v)
+		got := len(es)
+		if end != "+" && len(es) > 0 && es[0].id == end {
+			es = es[1:]
+		}
+		bytes := 0
+		for _, e := range es {
+			for _, f := range e.fields {
+				bytes += len(f)
+			}
+			if key := fieldValue(e.fields, r.opt.DedupeField); key != "" {
+				ids, keys = append(ids, e.id), append(keys, strings.Clone(key))
+			}
+		}
+		read += bytes
+		if got < count || len(es) == 0 {
+			break // the stream's first entry
+		}
+		end = es[len(es)-1].id
+		// as many entries as a quarter of the budget holds, at the size
+		// of these
+		page = max(1, min(seedPage, (seedBytes/4)/max(1, bytes/len(es))))
 	}
-	if err != nil {
-		return err
-	}
-	es := parseEntries(v)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := len(es) - 1; i >= 0; i-- {
-		if key := fieldValue(es[i].fields, r.opt.DedupeField); key != "" {
-			if _, ok := s.seen[key]; !ok {
-				r.remember(s, key, es[i].id)
-			}
+	for i := len(ids) - 1; i >= 0; i-- { // oldest first
+		if _, ok := s.seen[keys[i]]; !ok {
+			r.remember(s, keys[i], ids[i])
 		}
 	}
 	return nil

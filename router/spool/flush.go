@@ -41,7 +41,8 @@ func Refused(err error) bool {
 }
 
 // Flush sends the spooled entries to Redis, oldest first, Options.FlushBatch
-// per pipeline: each an XADD to its stream (MAXLEN ~ maxLen when maxLen >
+// per pipeline and at most FlushBatchBytes (halved after a pipeline left
+// unanswered, doubled again after 8 answered in a row): each an XADD to its stream (MAXLEN ~ maxLen when maxLen >
 // 0) with the fields "data" (payload) and "rt_id" (ID). It deletes the
 // entries Redis acknowledged and those it refused for good (see Refused;
 // counted as DroppedRefused and logged), and stops at the first other error
@@ -88,6 +89,16 @@ func (s *Spool) FlushWith(ctx context.Context, client redis.UniversalClient, tri
 			}
 			continue
 		}
+		if s.flushLimit <= 0 {
+			s.flushLimit = FlushBatchBytes
+		}
+		var bytes int64
+		for i := range batch {
+			if bytes += batch[i].size(); bytes > s.flushLimit && i > 0 {
+				batch = batch[:i]
+				break
+			}
+		}
 		cmds, _ := client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i := range batch {
 				e := &batch[i]
@@ -128,6 +139,19 @@ func (s *Spool) FlushWith(ctx context.Context, client redis.UniversalClient, tri
 			}
 			stop = cerr
 			break
+		}
+		var reply redis.Error
+		if stop != nil && !errors.As(stop, &reply) {
+			// Not answered (a reply such as LOADING is: its bytes got
+			// through): its write may have timed out on a slow uplink,
+			// and a smaller pipeline gets through where this one never
+			// would (sent again whole, it would add copies of its first
+			// entries at every try, and the spool would never empty).
+			s.flushLimit, s.flushOK = max(s.flushLimit/2, 1), 0
+		} else if stop == nil {
+			if s.flushOK++; s.flushOK >= flushOKRun {
+				s.flushLimit, s.flushOK = min(s.flushLimit*2, FlushBatchBytes), 0
+			}
 		}
 		if refused > 0 {
 			s.o.Logf("spool %s: Redis refused %d entries, dropped (first: %v)", s.path, refused, firstRefusal)

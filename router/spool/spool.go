@@ -72,6 +72,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +89,12 @@ const EntryOverhead = 64
 const (
 	DefaultMaxBytes   = 64 << 20 // 64 MiB
 	DefaultFlushBatch = 256      // entries per pipeline
+	// FlushBatchBytes bounds the entry bytes of one flush pipeline; after
+	// a pipeline left unanswered the bound is halved (down to one entry), so that
+	// a flush gets through an uplink too slow to carry a full one within
+	// the client's write timeout.
+	FlushBatchBytes = 1 << 20
+	flushOKRun      = 8
 )
 
 // applicationID marks a SQLite file as a spool ("rtsp"), schemaVersion its layout.
@@ -154,12 +161,14 @@ type Stats struct {
 // Dropped is the total of the drop counters.
 func (st Stats) Dropped() uint64 { return st.DroppedFull + st.DroppedRefused + st.DroppedWrite }
 
-// OldestAge is how long the oldest held entry has waited at now; 0 when empty.
+// OldestAge is how long the oldest held entry has waited at now; 0 when
+// empty, and when the wall clock is behind the entry's time (stepped back
+// since, or a previous run's clock ahead): never negative.
 func (st Stats) OldestAge(now time.Time) time.Duration {
 	if st.Oldest.IsZero() {
 		return 0
 	}
-	return now.Sub(st.Oldest)
+	return max(now.Sub(st.Oldest), 0)
 }
 
 // Spool is an open spool file. Its zero value is not usable: call Open.
@@ -188,6 +197,12 @@ type Spool struct {
 	done chan struct{} // closed when the writer exits
 
 	flushMu sync.Mutex // one Flush at a time
+	// flushLimit bounds the bytes of one flush pipeline (under flushMu):
+	// halved after a pipeline that failed (its write may have timed out
+	// on an uplink too slow for it), doubled again after flushOKRun
+	// answered in a row, up to FlushBatchBytes. 0: FlushBatchBytes.
+	flushLimit int64
+	flushOK    int
 	// readMu is held by Peek while it reads the file, and taken by Close
 	// before it closes it: a read in progress (a local one, never the
 	// network) ends first, and the file's lock goes with the connection.
@@ -212,6 +227,9 @@ func Open(path string, o Options) (*Spool, error) {
 	if strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("spool %s: the path may not contain '?'", path)
 	}
+	if err := CheckPath(path); err != nil {
+		return nil, fmt.Errorf("spool %s: %w", path, err)
+	}
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = DefaultMaxBytes
 	}
@@ -231,7 +249,9 @@ func Open(path string, o Options) (*Spool, error) {
 	// Exclusive locking before WAL: no shared-memory index (nothing to
 	// recover in a -shm file after kill -9), and the lock keeps a second
 	// process out for as long as this one has the file open.
-	dsn := path + "?_pragma=locking_mode(EXCLUSIVE)&_pragma=journal_mode(WAL)" +
+	// WAL is set by load once the file is known to be a spool (or empty):
+	// the mode is a lasting change of the file, not for another program's.
+	dsn := path + "?_pragma=locking_mode(EXCLUSIVE)" +
 		"&_pragma=synchronous(" + syncMode + ")&_pragma=busy_timeout(1000)" +
 		"&_auto_vacuum=incremental&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
@@ -257,6 +277,15 @@ func Open(path string, o Options) (*Spool, error) {
 	return s, nil
 }
 
+// CheckPath refuses a path that SQLite does not take for a file name:
+// ":memory:" (an in-memory database, lost at Close) and a URI ("file:...").
+func CheckPath(path string) error {
+	if path == ":memory:" || strings.HasPrefix(strings.ToLower(path), "file:") {
+		return errors.New("not a file path (SQLite reads it as an in-memory database or a URI): name a file, or \"\" for no spool")
+	}
+	return nil
+}
+
 // describe adds what a server owner can do about the SQLite errors Open meets.
 func describe(err error) error {
 	var se *sqlite.Error
@@ -274,6 +303,13 @@ func describe(err error) error {
 
 // load creates or checks the schema and reads the spool's state.
 func (s *Spool) load() error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	var mode string
+	if err := s.db.QueryRow("PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		return err
+	}
 	tx, err := s.db.Begin() // immediate: takes the write lock now
 	if err != nil {
 		return err
@@ -336,6 +372,35 @@ func (s *Spool) load() error {
 	s.st.Depth, s.st.Bytes = depth.Int64, bytes.Int64
 	if at.Valid {
 		s.st.Oldest = time.UnixMilli(at.Int64)
+	}
+	return nil
+}
+
+// check refuses a file that is not a spool, before anything is written
+// to it (journal_mode among them).
+func (s *Spool) check() error {
+	var app, ver int64
+	if err := s.db.QueryRow("PRAGMA application_id").Scan(&app); err != nil {
+		return err
+	}
+	if err := s.db.QueryRow("PRAGMA user_version").Scan(&ver); err != nil {
+		return err
+	}
+	if app == 0 && ver == 0 {
+		var tables int
+		if err := s.db.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&tables); err != nil {
+			return err
+		}
+		if tables > 0 {
+			return errors.New("not a spool: a SQLite database with other tables")
+		}
+		return nil
+	}
+	if app != applicationID {
+		return fmt.Errorf("not a spool: SQLite application_id %#x", app)
+	}
+	if ver != schemaVersion {
+		return fmt.Errorf("spool format %d, this build knows %d", ver, schemaVersion)
 	}
 	return nil
 }
@@ -492,6 +557,21 @@ func (s *Spool) Peek(n int) ([]Entry, error) {
 // has sent to Redis), counting them as Flushed.
 func (s *Spool) Delete(upto int64) error {
 	return s.delete(delReq{upto: upto})
+}
+
+// Forget deletes the entries of sequences seqs, added as copies of
+// entries a sender held in memory (AddWithID) which it has since got to
+// Redis itself: they are not sent again. It waits until they are
+// committed first. They count as Flushed (Redis has them), so that
+// Added stays Flushed + dropped + Depth and no counter goes back.
+func (s *Spool) Forget(seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	if err := s.Sync(); err != nil {
+		return err
+	}
+	return s.delete(delReq{seqs: slices.Clone(seqs)})
 }
 
 func (s *Spool) delete(r delReq) error {
