@@ -6,11 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gmod-realtime/realtime/config"
@@ -113,8 +116,7 @@ func TestPersistInFlightLeavesNoCopy(t *testing.T) {
 	waitUntil(t, "batch answered, spool empty", 10*time.Second, func() bool {
 		return h.bus.OutboxLen() == 0 && d.Spool().Stats().Depth == 0 && !d.Spooling()
 	})
-	waitLen(t, c, "s", n)
-	time.Sleep(300 * time.Millisecond)
+	waitLen(t, c, "s", n) // a flush, had it sent copies, did before the spool was empty
 	l, err := c.XLen(ctx, "s").Result()
 	require.NoError(t, err)
 	_, data, dups := entries(t, c, "s")
@@ -233,15 +235,18 @@ func TestSeedReadsBoundedBytes(t *testing.T) {
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	sink := newChanSink(64)
-	r, err := NewStreamReader(streamConfig(srv.Addr()), StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, Logf: t.Logf},
+	var reading atomic.Bool // the seed is done before the first XREADGROUP
+	addr := editProxy(t, srv.Addr(), func(args []string) []string {
+		if strings.EqualFold(args[0], "xreadgroup") {
+			reading.Store(true)
+		}
+		return nil
+	})
+	r, err := NewStreamReader(streamConfig(addr), StreamOptions{Consumer: "srv1", Block: 200 * time.Millisecond, Logf: t.Logf},
 		[]StreamSpec{{Stream: "big", Group: "g", Start: "$"}}, sink)
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close(); r.Wait() })
-	waitUntil(t, "the group", 5*time.Second, func() bool {
-		gs, _ := c.XInfoGroups(ctx, "big").Result()
-		return len(gs) == 1
-	})
-	time.Sleep(500 * time.Millisecond) // seeded
+	waitUntil(t, "the seed read", 10*time.Second, reading.Load)
 	runtime.ReadMemStats(&m1)
 	alloc := (m1.TotalAlloc - m0.TotalAlloc) >> 20
 	t.Logf("allocated %d MiB during the reader's start", alloc)
@@ -257,4 +262,38 @@ func TestSeedReadsBoundedBytes(t *testing.T) {
 	}
 	require.Equal(t, "o-new", fieldValue(e.Fields, "rt_id"), "the copy of a seeded entry is dropped")
 	require.Less(t, alloc, uint64(64), "MiB allocated to seed the duplicate check")
+}
+
+// TestSeedScansTheLastEntriesOnly: the paged seed reads the stream's last
+// 2,000 entries whether or not they carry an rt_id, in a few pages: it
+// counted only those with one, so a long stream of entries without
+// (XADDed by a web panel) was read back up to the byte budget, 16 MiB in
+// hundreds of round trips at every start of a reader.
+func TestSeedScansTheLastEntriesOnly(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv)
+	ctx := t.Context()
+	for from := 0; from < 20000; from += 1000 {
+		_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := from; i < from+1000; i++ {
+				p.XAdd(ctx, &redis.XAddArgs{Stream: "panel", Values: []any{"data", "cmd " + strconv.Itoa(i)}})
+			}
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	var pages atomic.Int32
+	var reading atomic.Bool
+	addr := editProxy(t, srv.Addr(), func(args []string) []string {
+		switch strings.ToLower(args[0]) {
+		case "xrevrange":
+			pages.Add(1)
+		case "xreadgroup":
+			reading.Store(true)
+		}
+		return nil
+	})
+	startReader(t, addr, "srv1", []StreamSpec{{Stream: "panel", Group: "g", Start: "$"}}, newChanSink(1), StreamOptions{})
+	waitUntil(t, "the seed read", 10*time.Second, reading.Load)
+	assert.LessOrEqual(t, pages.Load(), int32(20), "XREVRANGE pages to seed the last 2,000 entries")
 }

@@ -1395,9 +1395,9 @@ func (r *StreamReader) seedSeen(ctx context.Context, s *stream, client redis.Uni
 	// the values are kept.
 	limit := min(r.opt.DedupeWindow, seedLimit)
 	var ids, keys []string
-	end, page, read := "+", seedFirst, 0
-	for len(ids) < limit && read < seedBytes {
-		count := min(page, limit-len(ids))
+	end, page, read, scanned := "+", seedFirst, 0, 0
+	for scanned < limit && read < seedBytes { // the last limit entries, with a value or not
+		count := min(page, limit-scanned)
 		if end != "+" {
 			count++ // the range includes end, read already
 		}
@@ -1418,6 +1418,7 @@ func (r *StreamReader) seedSeen(ctx context.Context, s *stream, client redis.Uni
 			es = es[1:]
 		}
 		bytes := 0
+		scanned += len(es)
 		for _, e := range es {
 			for _, f := range e.fields {
 				bytes += len(f)
