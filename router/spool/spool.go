@@ -303,7 +303,7 @@ func describe(err error) error {
 
 // load creates or checks the schema and reads the spool's state.
 func (s *Spool) load() error {
-	if err := s.check(); err != nil {
+	if _, err := checkFile(s.db); err != nil {
 		return err
 	}
 	var mode string
@@ -315,21 +315,11 @@ func (s *Spool) load() error {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	var app, ver int64
-	if err := tx.QueryRow("PRAGMA application_id").Scan(&app); err != nil {
+	fresh, err := checkFile(tx)
+	if err != nil {
 		return err
 	}
-	if err := tx.QueryRow("PRAGMA user_version").Scan(&ver); err != nil {
-		return err
-	}
-	if app == 0 && ver == 0 {
-		var tables int
-		if err := tx.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&tables); err != nil {
-			return err
-		}
-		if tables > 0 {
-			return errors.New("not a spool: a SQLite database with other tables")
-		}
+	if fresh {
 		for _, q := range []string{
 			`CREATE TABLE entries (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, stream TEXT NOT NULL,
 				payload BLOB NOT NULL, at INTEGER NOT NULL, size INTEGER NOT NULL)`,
@@ -341,10 +331,6 @@ func (s *Spool) load() error {
 				return err
 			}
 		}
-	} else if app != applicationID {
-		return fmt.Errorf("not a spool: SQLite application_id %#x", app)
-	} else if ver != schemaVersion {
-		return fmt.Errorf("spool format %d, this build knows %d", ver, schemaVersion)
 	}
 	var last, maxSeq, depth, bytes sql.NullInt64
 	if err := tx.QueryRow("SELECT value FROM meta WHERE key = 'last_seq'").Scan(&last); err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -376,33 +362,35 @@ func (s *Spool) load() error {
 	return nil
 }
 
-// check refuses a file that is not a spool, before anything is written
-// to it (journal_mode among them).
-func (s *Spool) check() error {
+// checkFile refuses a file that is not a spool (or empty: fresh), read
+// through q: before anything is written to it (journal_mode among them),
+// and again under the write lock.
+func checkFile(q interface {
+	QueryRow(string, ...any) *sql.Row
+}) (fresh bool, err error) {
 	var app, ver int64
-	if err := s.db.QueryRow("PRAGMA application_id").Scan(&app); err != nil {
-		return err
+	if err := q.QueryRow("PRAGMA application_id").Scan(&app); err != nil {
+		return false, err
 	}
-	if err := s.db.QueryRow("PRAGMA user_version").Scan(&ver); err != nil {
-		return err
+	if err := q.QueryRow("PRAGMA user_version").Scan(&ver); err != nil {
+		return false, err
 	}
-	if app == 0 && ver == 0 {
+	switch {
+	case app == 0 && ver == 0:
 		var tables int
-		if err := s.db.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&tables); err != nil {
-			return err
+		if err := q.QueryRow("SELECT count(*) FROM sqlite_schema").Scan(&tables); err != nil {
+			return false, err
 		}
 		if tables > 0 {
-			return errors.New("not a spool: a SQLite database with other tables")
+			return false, errors.New("not a spool: a SQLite database with other tables")
 		}
-		return nil
+		return true, nil
+	case app != applicationID:
+		return false, fmt.Errorf("not a spool: SQLite application_id %#x", app)
+	case ver != schemaVersion:
+		return false, fmt.Errorf("spool format %d, this build knows %d", ver, schemaVersion)
 	}
-	if app != applicationID {
-		return fmt.Errorf("not a spool: SQLite application_id %#x", app)
-	}
-	if ver != schemaVersion {
-		return fmt.Errorf("spool format %d, this build knows %d", ver, schemaVersion)
-	}
-	return nil
+	return false, nil
 }
 
 // ParseID splits an entry ID into its server id and sequence number.
