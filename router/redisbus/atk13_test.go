@@ -16,36 +16,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gmod-realtime/realtime/config"
 	"github.com/gmod-realtime/realtime/internal/redistest"
-	"github.com/gmod-realtime/realtime/router"
 	"github.com/gmod-realtime/realtime/router/spool"
 )
-
-// durableHarnessAt is durableHarness with the bus connecting to addr
-// (a proxy) and the spool opened with logging to t.Log.
-func durableHarnessAt(t *testing.T, addr, path string, extra ...string) (*harness, *Durable) {
-	t.Helper()
-	sp, err := spool.Open(path, spool.Options{ServerID: "srv", Logf: t.Logf})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = sp.Close() })
-	d := NewDurable("srv", sp, nil)
-	base := fmt.Sprintf("[redis]\nurl = \"redis://%s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"300ms\"\n", addr)
-	for _, e := range extra {
-		base += e + "\n"
-	}
-	cfg, err := config.Parse("test.toml", []byte(base))
-	require.NoError(t, err)
-	r, err := router.New(cfg)
-	require.NoError(t, err)
-	bus, err := New(cfg.Redis)
-	require.NoError(t, err)
-	bus.SetDurable(d)
-	h := &harness{t: t, r: r, bus: bus}
-	r.Attach(bus)
-	t.Cleanup(func() { _ = r.Close() })
-	return h, d
-}
 
 // TestSpoolFlushOnSlowUplink: a spool left by the last run (an outage)
 // holds 512 entries of 16 KiB (8 MiB). Over a 1 MiB/s uplink with 500 ms

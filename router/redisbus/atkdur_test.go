@@ -2,7 +2,6 @@ package redisbus
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -14,9 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gmod-realtime/realtime/config"
 	"github.com/gmod-realtime/realtime/internal/redistest"
-	"github.com/gmod-realtime/realtime/router"
 	"github.com/gmod-realtime/realtime/router/spool"
 )
 
@@ -210,20 +207,7 @@ func latencyProxy(t *testing.T, target string, delay time.Duration) string {
 func TestSpoolFlushedWhilePublishing(t *testing.T) {
 	srv := redistest.Start(t)
 	addr := latencyProxy(t, srv.Addr(), 20*time.Millisecond)
-	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{ServerID: "srv", Logf: t.Logf})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = sp.Close() })
-	d := NewDurable("srv", sp, nil)
-	cfg, err := config.Parse("test.toml", []byte(fmt.Sprintf("[redis]\nurl = \"redis://%s\"\nread_timeout = \"5s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"300ms\"\noutbox_events = 50\n", addr)))
-	require.NoError(t, err)
-	r, err := router.New(cfg)
-	require.NoError(t, err)
-	bus, err := New(cfg.Redis)
-	require.NoError(t, err)
-	bus.SetDurable(d)
-	h := &harness{t: t, r: r, bus: bus}
-	r.Attach(bus)
-	t.Cleanup(func() { _ = r.Close() })
+	h, d := durableHarnessAt(t, addr, filepath.Join(t.TempDir(), "spool.db"), `read_timeout = "5s"`, "outbox_events = 50")
 	h.waitStatus("connected")
 
 	stop := make(chan struct{})

@@ -23,6 +23,13 @@ import (
 // at path ("" none).
 func durableHarness(t *testing.T, srv *redistest.Server, path string, extra ...string) (*harness, *Durable) {
 	t.Helper()
+	return durableHarnessAt(t, srv.Addr(), path, extra...)
+}
+
+// durableHarnessAt is durableHarness with the bus connecting to addr (a
+// proxy, say).
+func durableHarnessAt(t *testing.T, addr, path string, extra ...string) (*harness, *Durable) {
+	t.Helper()
 	var sp *spool.Spool
 	if path != "" {
 		var err error
@@ -31,7 +38,7 @@ func durableHarness(t *testing.T, srv *redistest.Server, path string, extra ...s
 		t.Cleanup(func() { _ = sp.Close() })
 	}
 	d := NewDurable("srv", sp, nil)
-	base := fmt.Sprintf("[redis]\nurl = %q\nreconnect_min = \"50ms\"\nreconnect_max = \"300ms\"\n", srv.URL())
+	base := fmt.Sprintf("[redis]\nurl = \"redis://%s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"300ms\"\n", addr)
 	rt := "read_timeout = \"300ms\"\n"
 	for _, e := range extra {
 		if strings.HasPrefix(e, "read_timeout") {
