@@ -54,7 +54,10 @@ func pumpLocalWith(m *Module, has func(route string) bool, handle func(Dispatch)
 			m.Finish(&d, false, time.Now().UnixNano(), 0, "")
 			continue
 		}
-		if !has(d.Event.Route.Name) {
+		// As the ring's pump: no handler for an entry whose registration
+		// was removed, even if one of the same name was made since.
+		cur := m.Router().Table().Route(d.Event.Route.Name)
+		if !has(d.Event.Route.Name) || cur == nil || cur.Stats != d.Event.Route.Stats {
 			finish(&d, true, 0, 0)
 			continue
 		}
