@@ -1001,17 +1001,29 @@ static void set_building(pump *p, rt_event *ev) {
 }
 
 /* set_failed records event ev's failure and its error text, for Go. */
+/* ERR_MAX bounds the error text kept for the log: a handler raising a
+ * 16 MB string held that much in C until the end of the ProcessEvents
+ * call (and the log line printed it all). Cut on a UTF-8 character. */
+#define ERR_MAX (64u << 10)
+static const char err_cut[] = " ... (cut: the error text is over 64 KiB)";
+
 static void set_failed(pump *p, rt_event *ev, int kind, const char *msg, size_t len) {
 	p->report = 1;
 	if (ev->failed)
 		return;
 	ev->failed = kind;
-	if (len > (1u << 30)) /* Go reads it with a C int */
-		len = 1u << 30;
-	ev->err = malloc(len ? len : 1);
+	size_t note = 0;
+	if (len > ERR_MAX) {
+		len = ERR_MAX;
+		while (len > 0 && ((unsigned char)msg[len] & 0xC0) == 0x80)
+			len--;
+		note = sizeof err_cut - 1;
+	}
+	ev->err = malloc(len + note + 1);
 	if (ev->err) {
 		memcpy(ev->err, msg, len);
-		ev->errlen = (uint32_t)len;
+		memcpy(ev->err + len, err_cut, note);
+		ev->errlen = (uint32_t)(len + note);
 	}
 }
 
