@@ -1015,7 +1015,7 @@ static void set_failed(pump *p, rt_event *ev, int kind, const char *msg, size_t 
 	size_t note = 0;
 	if (len > ERR_MAX) {
 		len = ERR_MAX;
-		while (len > 0 && ((unsigned char)msg[len] & 0xC0) == 0x80)
+		while (len > ERR_MAX - 3 && ((unsigned char)msg[len] & 0xC0) == 0x80) /* at most 3: binary stays binary */
 			len--;
 		note = sizeof err_cut - 1;
 	}
